@@ -1,0 +1,51 @@
+# ztrace: two commands do all the set-up on a fresh machine.
+#   make demo   runs the main job on the bundled sample trace
+#   make test   runs the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.ztrace-installed
+SYS_STAMP := $(VENV)/.ztrace-system
+DEMO_OUT ?= build/demo
+PYTEST_ARGS ?=
+
+.PHONY: all setup system demo test lint bench vm-image vm-test clean
+
+all: test
+
+# System packages (root only): BCC from Debian (python3-bpfcc, not PyPI's unrelated `bcc`),
+# kernel headers for BCC's compiler, qemu/debootstrap for the VM tests, Chromium for the
+# dashboard browser test. Without root this step says what it skipped.
+$(SYS_STAMP): | $(VENV)/bin/python
+	@bash ztrace/setup/system.sh
+	@touch $@
+
+system: $(SYS_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(SYS_STAMP)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@bash ztrace/setup/link_bcc.sh $(VPY)
+	@touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	@bash ztrace/setup/demo.sh $(VPY) $(DEMO_OUT)
+
+test: $(STAMP)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(VPY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

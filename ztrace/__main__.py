@@ -1,0 +1,3 @@
+from ztrace.cli.main import main
+
+main()

@@ -1,0 +1,494 @@
+"""Trace format v1: an Arrow schema for zsmalloc event traces, stored as a Parquet dataset.
+
+A trace is a directory holding ``part-NNNNN.parquet`` files (one capture), or a single
+``.parquet`` file. Rows, taken in file-name order, are in non-decreasing ``ts_ns`` order.
+Every file carries the same ``ztrace.*`` key-value metadata. See ``docs/trace-format.md``.
+
+All reading goes through :func:`read_trace` / :func:`iter_batches`, which validate and raise
+:class:`~ztrace.errors.TraceFormatError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ztrace.errors import TraceFormatError
+
+SCHEMA_VERSION = 1
+#: Versions this reader understands. v2 adds swap events (docs/trace-format.md).
+READABLE_VERSIONS = frozenset({1, 2})
+
+Source = Literal["capture", "synth", "oracle"]
+SOURCES: tuple[str, ...] = ("capture", "synth", "oracle")
+
+_EVENT_TYPE = pa.dictionary(pa.int32(), pa.string())
+
+#: Required in every trace, in this order and with these types.
+REQUIRED_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("ts_ns", pa.uint64(), nullable=False),
+    pa.field("cpu", pa.uint16(), nullable=False),
+    pa.field("tid", pa.uint32(), nullable=False),
+    pa.field("event", _EVENT_TYPE, nullable=False),
+    pa.field("pool", pa.uint64(), nullable=False),
+    pa.field("size_bytes", pa.uint32(), nullable=False),
+    pa.field("handle", pa.uint64(), nullable=False),
+    pa.field("duration_ns", pa.uint64(), nullable=False),
+)
+
+#: Optional columns; null where an event has no such value.
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
+    # allocator
+    pa.field("class_idx", pa.int16()),
+    pa.field("pool_pages", pa.uint64()),  # pages the kernel reported (oracle checkpoints)
+    # lock events (event = lock_contention)
+    pa.field("lock_addr", pa.uint64()),
+    pa.field("lock_kind", _EVENT_TYPE),  # class | pool | zspage | other
+    pa.field("wait_ns", pa.uint64()),
+    pa.field("hold_ns", pa.uint64()),
+    pa.field("lock_flags", pa.uint32()),
+    pa.field("stack_id", pa.int32()),
+    # swap events (schema v2, event = zswap_* / swap_*)
+    pa.field("swap_entry", pa.uint64()),
+    pa.field("outcome", _EVENT_TYPE),
+    pa.field("compressed_bytes", pa.uint32()),
+    pa.field("memcg_id", pa.uint64()),
+    # anonymisable process identity
+    pa.field("pid", pa.uint32()),
+    pa.field("comm", _EVENT_TYPE),
+)
+
+_FIELDS: dict[str, pa.Field] = {f.name: f for f in REQUIRED_FIELDS + OPTIONAL_FIELDS}
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in REQUIRED_FIELDS)
+
+#: Event names with a defined meaning. Readers accept others (forward compatibility).
+ALLOCATOR_EVENTS = ("zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint")
+LOCK_EVENTS = ("lock_contention",)
+SWAP_EVENTS = (
+    "zswap_store",
+    "zswap_load",
+    "zswap_writeback",
+    "zswap_invalidate",
+    "swap_out",
+    "swap_in",
+)
+
+_META_PREFIX = "ztrace."
+
+
+@dataclass(frozen=True)
+class TraceMeta:
+    """File metadata of a trace; stored as ``ztrace.<name>`` Parquet key-value pairs."""
+
+    kernel_release: str
+    page_size: int = 4096
+    nr_cpus: int = 1
+    zsmalloc_chain_size: int = 8
+    source: Source = "synth"
+    lost_events: int = 0
+    #: CLOCK_MONOTONIC ns at capture start (0 when not a capture)
+    capture_start_ns: int = 0
+    schema_version: int = SCHEMA_VERSION
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def to_kv(self) -> dict[bytes, bytes]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        kv = {f"{_META_PREFIX}{k}": str(v) for k, v in d.items()}
+        kv.update({f"{_META_PREFIX}extra.{k}": str(v) for k, v in extra.items()})
+        return {k.encode(): v.encode() for k, v in kv.items()}
+
+    @classmethod
+    def from_kv(cls, kv: Mapping[bytes, bytes] | None, path: object) -> TraceMeta:
+        raw = {k.decode(): v.decode() for k, v in (kv or {}).items()}
+        if f"{_META_PREFIX}schema_version" not in raw:
+            raise TraceFormatError(path, "not a ztrace trace (no ztrace.schema_version metadata)")
+        try:
+            version = int(raw[f"{_META_PREFIX}schema_version"])
+        except ValueError:
+            raise TraceFormatError(
+                path, f"bad schema version {raw[f'{_META_PREFIX}schema_version']!r}"
+            ) from None
+        if version not in READABLE_VERSIONS:
+            raise TraceFormatError(
+                path,
+                f"unknown schema version {version} (this ztrace reads "
+                f"{', '.join(map(str, sorted(READABLE_VERSIONS)))})",
+            )
+
+        def get(name: str, conv: type, default: Any) -> Any:
+            val = raw.get(f"{_META_PREFIX}{name}")
+            if val is None:
+                return default
+            try:
+                return conv(val)
+            except ValueError:
+                raise TraceFormatError(path, f"bad metadata ztrace.{name}={val!r}") from None
+
+        source = get("source", str, "synth")
+        if source not in SOURCES:
+            raise TraceFormatError(path, f"bad metadata ztrace.source={source!r}")
+        extra = {
+            k[len(_META_PREFIX) + 6 :]: v
+            for k, v in raw.items()
+            if k.startswith(f"{_META_PREFIX}extra.")
+        }
+        return cls(
+            kernel_release=get("kernel_release", str, "unknown"),
+            page_size=get("page_size", int, 4096),
+            nr_cpus=get("nr_cpus", int, 1),
+            zsmalloc_chain_size=get("zsmalloc_chain_size", int, 8),
+            source=source,
+            lost_events=get("lost_events", int, 0),
+            capture_start_ns=get("capture_start_ns", int, 0),
+            schema_version=version,
+            extra=extra,
+        )
+
+    def replace(self, **changes: Any) -> TraceMeta:
+        d = asdict(self)
+        d.update(changes)
+        return TraceMeta(**d)
+
+
+@dataclass
+class Trace:
+    """A validated trace held in memory."""
+
+    table: pa.Table
+    meta: TraceMeta
+    files: list[Path]
+
+    @property
+    def num_events(self) -> int:
+        return self.table.num_rows
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def field_for(name: str) -> pa.Field:
+    """The canonical Arrow field of column ``name`` (required or optional)."""
+    try:
+        return _FIELDS[name]
+    except KeyError:
+        raise KeyError(f"unknown trace column `{name}`") from None
+
+
+def schema_for(columns: list[str] | tuple[str, ...]) -> pa.Schema:
+    """Schema with the required columns followed by the given optional ones."""
+    extra = [c for c in columns if c not in REQUIRED_COLUMNS]
+    return pa.schema(list(REQUIRED_FIELDS) + [field_for(c) for c in extra])
+
+
+def _column(name: str, values: Any, n: int) -> pa.Array:
+    f = field_for(name)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(f.type):
+        if isinstance(values, pa.Array):
+            arr = values if values.type == f.type else values.cast(pa.string()).dictionary_encode()
+        else:
+            if isinstance(values, str):
+                values = [values] * n
+            arr = pa.array(values, type=pa.string()).dictionary_encode()
+        return arr.cast(f.type) if arr.type != f.type else arr
+    if isinstance(values, pa.Array):
+        return values.cast(f.type)
+    if np.isscalar(values):
+        values = np.full(n, values)
+    return pa.array(values, type=f.type)
+
+
+def make_events(
+    *,
+    ts_ns: Any,
+    event: Any,
+    cpu: Any = 0,
+    tid: Any = 0,
+    pool: Any = 0,
+    size_bytes: Any = 0,
+    handle: Any = 0,
+    duration_ns: Any = 0,
+    **optional: Any,
+) -> pa.Table:
+    """Build an events table with the canonical column types.
+
+    Array-likes are converted column by column (no Python object per event); scalars are
+    broadcast. Optional columns are passed by name (``wait_ns=...``) and may contain nulls.
+    """
+    n = len(ts_ns)
+    cols = {
+        "ts_ns": ts_ns,
+        "cpu": cpu,
+        "tid": tid,
+        "event": event,
+        "pool": pool,
+        "size_bytes": size_bytes,
+        "handle": handle,
+        "duration_ns": duration_ns,
+        **optional,
+    }
+    arrays = [_column(name, values, n) for name, values in cols.items()]
+    schema = schema_for(list(cols))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast a table's known columns to their canonical types, keeping column order canonical."""
+    names = [f.name for f in REQUIRED_FIELDS] + [
+        f.name for f in OPTIONAL_FIELDS if f.name in table.column_names
+    ]
+    arrays = [_column(name, table.column(name), table.num_rows) for name in names]
+    return pa.Table.from_arrays(arrays, schema=schema_for(names))
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _atomic_write(table: pa.Table, path: Path, meta: TraceMeta) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = table.replace_schema_metadata(meta.to_kv())
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_trace(out: str | os.PathLike[str], table: pa.Table, meta: TraceMeta) -> Path:
+    """Write ``table`` as a one-file trace dataset in directory ``out``; return the file.
+
+    The file is written under a temporary name and renamed when complete, so a reader
+    never sees a partial file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = conform(table)
+    ts = table.column("ts_ns").to_numpy()
+    if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
+        table = table.sort_by("ts_ns")
+    path = out / "part-00000.parquet"
+    _atomic_write(table, path, meta)
+    return path
+
+
+class TraceWriter:
+    """Write a trace dataset in rotating files.
+
+    Each file is written under a temporary name and renamed when it is complete, so after a
+    crash (even ``kill -9``) every ``part-*.parquet`` file is valid. ``lost_events`` in a
+    file's metadata is the count known when that file was closed.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        meta: TraceMeta,
+        *,
+        columns: tuple[str, ...] | list[str] = REQUIRED_COLUMNS,
+        rotate_bytes: int = 64 << 20,
+        rotate_seconds: float | None = None,
+    ) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self.schema = schema_for(list(columns))
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.files: list[Path] = []
+        self.rows_written = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self._bytes = 0
+        self._opened_at = 0.0
+        self._index = 0
+
+    def _open(self) -> None:
+        import time
+
+        self._final = self.out / f"part-{self._index:05d}.parquet"
+        self._tmp = self.out / f".{self._final.name}.tmp"
+        self._index += 1
+        self._writer = pq.ParquetWriter(
+            self._tmp, self.schema.with_metadata(self.meta.to_kv()), compression="zstd"
+        )
+        self._bytes = 0
+        self._opened_at = time.monotonic()
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Append rows (already in ``ts_ns`` order); rotate when the file is big or old."""
+        import time
+
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if table.num_rows == 0:
+            return
+        table = conform(table).select(self.schema.names)
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None
+        self._writer.write_table(table.cast(self.schema))
+        self._bytes += table.nbytes
+        self.rows_written += table.num_rows
+        too_old = (
+            self.rotate_seconds is not None
+            and time.monotonic() - self._opened_at >= self.rotate_seconds
+        )
+        if self._bytes >= self.rotate_bytes or too_old:
+            self.rotate()
+
+    def rotate(self, lost_events: int | None = None) -> None:
+        """Close the current file (if any) and make it visible under its final name."""
+        if self._writer is None:
+            return
+        if lost_events is not None:
+            self.meta = self.meta.replace(lost_events=lost_events)
+        self._writer.add_key_value_metadata(
+            {k.decode(): v.decode() for k, v in self.meta.to_kv().items()}
+        )
+        self._writer.close()
+        assert self._tmp is not None and self._final is not None
+        os.replace(self._tmp, self._final)
+        self.files.append(self._final)
+        self._writer = None
+
+    def close(self, lost_events: int | None = None) -> list[Path]:
+        """Finish the dataset. An empty capture still gets one (empty) file with metadata."""
+        if self._writer is None and not self.files:
+            self._open()
+        self.rotate(lost_events)
+        return self.files
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def trace_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet files of a trace, in order. Temporary (in-progress) files are ignored."""
+    p = Path(path)
+    if not p.exists():
+        raise TraceFormatError(p, "no such file or directory")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.glob("*.parquet") if not f.name.startswith("."))
+    if not files:
+        raise TraceFormatError(p, "empty dataset: no .parquet files")
+    return files
+
+
+def _check_schema(path: Path, schema: pa.Schema, required: tuple[str, ...]) -> None:
+    names = set(schema.names)
+    for name in required:
+        if name not in names:
+            raise TraceFormatError(path, f"missing required column `{name}`")
+    for f in schema:
+        want = _FIELDS.get(f.name)
+        if want is None:
+            continue  # unknown extra columns are allowed (forward compatibility)
+        if f.type != want.type:
+            raise TraceFormatError(
+                path, f"column `{f.name}` has type {f.type}, expected {want.type}"
+            )
+
+
+def inspect_file(path: Path, *, required: tuple[str, ...] = REQUIRED_COLUMNS) -> tuple[
+    TraceMeta, pq.ParquetFile
+]:
+    """Open one file, validate its footer, schema and metadata. Reads no row data."""
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+    except (pa.ArrowInvalid, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TraceFormatError(path, f"not a readable Parquet file (truncated or corrupt: {msg})")
+    meta = TraceMeta.from_kv(pf.metadata.metadata, path)
+    _check_schema(path, schema, required)
+    return meta, pf
+
+
+def read_meta(path: str | os.PathLike[str]) -> TraceMeta:
+    """Validated metadata of a trace (of its last file: lost_events there is the final count)."""
+    files = trace_files(path)
+    metas = [inspect_file(f)[0] for f in files]
+    return _merge_meta(metas, files)
+
+
+def _merge_meta(metas: list[TraceMeta], files: list[Path]) -> TraceMeta:
+    first = metas[0]
+    for m, f in zip(metas[1:], files[1:], strict=True):
+        if m.schema_version != first.schema_version:
+            raise TraceFormatError(
+                f, f"schema version {m.schema_version} differs from {files[0].name}'s "
+                f"{first.schema_version}"
+            )
+    return first.replace(lost_events=max(m.lost_events for m in metas))
+
+
+def iter_batches(
+    path: str | os.PathLike[str],
+    *,
+    columns: list[str] | None = None,
+    batch_rows: int = 1 << 20,
+    required: tuple[str, ...] = REQUIRED_COLUMNS,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a trace's rows in order, validating every file before the first row is yielded.
+
+    Memory stays bounded by ``batch_rows`` whatever the trace length.
+    """
+    files = trace_files(path)
+    opened = [inspect_file(f, required=required) for f in files]
+    _merge_meta([m for m, _ in opened], files)
+    last_ts = -1
+    for f, (_, pf) in zip(files, opened, strict=True):
+        try:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                if "ts_ns" in batch.schema.names and batch.num_rows:
+                    ts = batch.column("ts_ns").to_numpy()
+                    if ts[0] < last_ts or (len(ts) > 1 and np.any(ts[1:] < ts[:-1])):
+                        raise TraceFormatError(f, "rows are not in ts_ns order")
+                    last_ts = int(ts[-1])
+                yield batch
+        except (pa.ArrowInvalid, OSError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TraceFormatError(f, f"unreadable data (truncated or corrupt: {msg})") from None
+
+
+def read_trace(
+    path: str | os.PathLike[str],
+    *,
+    columns: list[str] | None = None,
+    required: tuple[str, ...] = REQUIRED_COLUMNS,
+    allow_empty: bool = False,
+) -> Trace:
+    """Read and validate a whole trace.
+
+    Raises :class:`TraceFormatError` (naming the file) for a missing path, an empty dataset,
+    a truncated or non-Parquet file, missing ztrace metadata, an unknown schema version, a
+    missing required column, a column of the wrong type, or rows out of ``ts_ns`` order.
+    """
+    files = trace_files(path)
+    metas = [inspect_file(f, required=required)[0] for f in files]
+    meta = _merge_meta(metas, files)
+    batches = list(iter_batches(path, columns=columns, required=required))
+    if batches:
+        table = pa.Table.from_batches(batches)
+    else:
+        schema = inspect_file(files[0], required=required)[1].schema_arrow
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
+        table = schema.empty_table()
+    if table.num_rows == 0 and not allow_empty:
+        raise TraceFormatError(path, "empty dataset: the trace has no events")
+    return Trace(table=table, meta=meta, files=files)
