@@ -359,8 +359,14 @@ class TraceWriter:
         self._writer = None
 
     def close(self, lost_events: int | None = None) -> list[Path]:
-        """Finish the dataset. An empty capture still gets one (empty) file with metadata."""
-        if self._writer is None and not self.files:
+        """Finish the dataset and return its files.
+
+        An empty capture still gets one (empty) file with metadata. When the final
+        ``lost_events`` differs from what the last closed file recorded, a last empty file
+        carries it, so the count is never lost to an earlier rotation.
+        """
+        stale = lost_events is not None and lost_events != self.meta.lost_events
+        if self._writer is None and (not self.files or stale):
             self._open()
         self.rotate(lost_events)
         return self.files
@@ -403,16 +409,18 @@ def _check_schema(path: Path, schema: pa.Schema, required: tuple[str, ...]) -> N
             )
 
 
-def inspect_file(path: Path, *, required: tuple[str, ...] = REQUIRED_COLUMNS) -> tuple[
-    TraceMeta, pq.ParquetFile
-]:
+def inspect_file(
+    path: Path, *, required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> tuple[TraceMeta, pq.ParquetFile]:
     """Open one file, validate its footer, schema and metadata. Reads no row data."""
     try:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TraceFormatError(path, f"not a readable Parquet file (truncated or corrupt: {msg})")
+        raise TraceFormatError(
+            path, f"not a readable Parquet file (truncated or corrupt: {msg})"
+        ) from None
     meta = TraceMeta.from_kv(pf.metadata.metadata, path)
     _check_schema(path, schema, required)
     return meta, pf
@@ -430,8 +438,9 @@ def _merge_meta(metas: list[TraceMeta], files: list[Path]) -> TraceMeta:
     for m, f in zip(metas[1:], files[1:], strict=True):
         if m.schema_version != first.schema_version:
             raise TraceFormatError(
-                f, f"schema version {m.schema_version} differs from {files[0].name}'s "
-                f"{first.schema_version}"
+                f,
+                f"schema version {m.schema_version} differs from {files[0].name}'s "
+                f"{first.schema_version}",
             )
     return first.replace(lost_events=max(m.lost_events for m in metas))
 

@@ -1,0 +1,76 @@
+"""The ``ztrace`` command.
+
+Each subcommand lives in its own module ``ztrace/cli/<name>.py`` and exports a click
+command named ``command``. Adding a subcommand is one file plus one row in ``COMMANDS``.
+Modules are imported only when their command runs, so ``ztrace --help`` stays fast and a
+heavy dependency (numba, bcc) is loaded only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ztrace import __version__
+from ztrace.errors import ZtraceError
+
+# (command name, module under ztrace.cli, one-line help)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("synth", "synth", "Write a seeded synthetic trace from a workload profile."),
+    ("validate-trace", "validate_trace", "Check a trace against the format and summarise it."),
+    ("vm", "vm", "Run capture scenarios in stock Debian kernels (6.1, 6.12) under qemu."),
+]
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, _, _ in COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for name, module, _ in COMMANDS:
+            if name == cmd_name:
+                mod = importlib.import_module(f"ztrace.cli.{module}")
+                cmd: click.Command = mod.command
+                return cmd
+        return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table, so listing commands imports nothing heavy.
+        rows = [(name, short) for name, _, short in COMMANDS]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ztrace")
+def cli() -> None:
+    """Capture, replay and look at zsmalloc allocator traces.
+
+    \b
+    Examples:
+      ztrace classes --chain-size 8 --json
+      ztrace synth --profile zram-parallel -o /tmp/t
+      ztrace replay /tmp/t --locks class,pool --json
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every ZtraceError into one line and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
+    except ZtraceError as exc:
+        click.echo(f"ztrace: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("ztrace: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
