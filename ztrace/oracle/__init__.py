@@ -1,0 +1,1 @@
+"""Oracles: checks of the zsmalloc model against the running kernel."""
