@@ -21,11 +21,12 @@ import pyarrow as pa
 
 from ztrace.errors import ConfigError
 from ztrace.format import TraceMeta, make_events
+from ztrace.model.classes import build_classes
 
 PAGE_SIZE = 4096
 #: 6.18 with CONFIG_ZSMALLOC_CHAIN_SIZE=8: zram stores anything compressing to at least this
-#: as a whole page (zs_huge_class_size; value from ztrace.model.classes for chain size 8).
-HUGE_CLASS_SIZE = 3625
+#: as a whole page (zram_write_page compares against zs_huge_class_size()).
+HUGE_CLASS_SIZE = build_classes(8).huge_class_size
 
 
 @dataclass(frozen=True)
