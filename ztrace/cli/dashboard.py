@@ -1,0 +1,57 @@
+"""``ztrace dashboard``: a self-contained offline HTML dashboard of results or a trace."""
+
+from __future__ import annotations
+
+import click
+
+from ztrace.progress import quiet_option
+
+
+@click.command(
+    "dashboard",
+    epilog="""\b
+Examples:
+  ztrace dashboard results/ -o report.html
+  ztrace dashboard /tmp/t -o t.html --locks class,pool   # replays the trace first
+  ztrace dashboard results/ -o r.html --max-bins 200     # smaller file
+""",
+)
+@click.argument("source", type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(path_type=str),
+    help="HTML file to write (one file, no network needed to view it).",
+)
+@click.option(
+    "--locks", default=None, help="Lock designs to replay when SOURCE is a trace (comma-separated)."
+)
+@click.option(
+    "--max-bins",
+    type=click.IntRange(min=10),
+    default=400,
+    show_default=True,
+    help="Timeline bins per design (bounds the file size).",
+)
+@click.option("--title", default=None, help="Page title.")
+@quiet_option
+def command(
+    source: str, out: str, locks: str | None, max_bins: int, title: str | None, quiet: bool
+) -> None:
+    """Write one HTML file of linked charts for a RESULTS_DIR or a TRACE.
+
+    Charts whose data is absent are listed at the bottom of the page instead of drawn.
+    """
+    from ztrace.look.dashboard import build_dashboard
+
+    lock_list = [s.strip() for s in locks.split(",") if s.strip()] if locks else None
+    res = build_dashboard(source, out, locks=lock_list, max_bins=max_bins, title=title, quiet=quiet)
+    click.echo(
+        f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.seconds:.1f} s): "
+        f"{', '.join(res.charts) or 'no charts'}",
+        err=True,
+    )
+    if res.absent:
+        click.echo("not shown: " + "; ".join(f"{k} ({v})" for k, v in res.absent.items()), err=True)

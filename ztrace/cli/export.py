@@ -1,0 +1,75 @@
+"""``ztrace export``: a trace in formats other tools open (Perfetto / Chrome trace JSON)."""
+
+from __future__ import annotations
+
+import click
+
+from ztrace.progress import quiet_option
+
+
+@click.group(
+    "export",
+    epilog="""\b
+Examples:
+  ztrace export perfetto /tmp/t -o t.json   # then open t.json in ui.perfetto.dev
+""",
+)
+def command() -> None:
+    """Export a trace for other viewers."""
+
+
+@command.command(
+    "perfetto",
+    epilog="""\b
+Examples:
+  ztrace export perfetto /tmp/t -o t.json          # open t.json in ui.perfetto.dev
+  ztrace export perfetto /tmp/t -o t.json --max-events 1000000
+  ztrace export perfetto /tmp/t -o t.json --start-ns 2000000000 --end-ns 3000000000
+""",
+)
+@click.argument("trace", type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(path_type=str),
+    help="JSON file to write (Chrome trace-event format, JSON object form).",
+)
+@click.option(
+    "--start-ns", type=click.IntRange(min=0), default=None, help="Only events with ts_ns >= this."
+)
+@click.option(
+    "--end-ns", type=click.IntRange(min=0), default=None, help="Only events with ts_ns < this."
+)
+@click.option(
+    "--max-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many trace events (Perfetto's UI slows beyond ~10 M).",
+)
+@quiet_option
+def perfetto(
+    trace: str,
+    out: str,
+    start_ns: int | None,
+    end_ns: int | None,
+    max_events: int | None,
+    quiet: bool,
+) -> None:
+    """Write TRACE as Chrome trace-event JSON: lock waits, holds and calls per CPU."""
+    from ztrace.errors import ConfigError
+    from ztrace.look.perfetto import export_perfetto
+
+    if start_ns is not None and end_ns is not None and end_ns <= start_ns:
+        raise ConfigError(f"--end-ns ({end_ns}) must be greater than --start-ns ({start_ns})")
+    st = export_perfetto(
+        trace, out, start_ns=start_ns, end_ns=end_ns, max_events=max_events, quiet=quiet
+    )
+    click.echo(
+        f"wrote {st.path}: {st.trace_events:,} trace events as {st.json_events:,} "
+        f"JSON events ({st.bytes / 1e6:.1f} MB"
+        + (f", {st.clamped:,} cut to avoid overlap" if st.clamped else "")
+        + ")",
+        err=True,
+    )

@@ -1,0 +1,70 @@
+"""``ztrace report``: lock and LRU results as perf-lock-style tables, JSON or CSV."""
+
+from __future__ import annotations
+
+import click
+
+from ztrace.look.report import DEFAULT_SORT_KEY, SORT_KEYS
+
+
+@click.command(
+    "report",
+    epilog="""\b
+Examples:
+  ztrace report results/                 # tables, sorted by total wait
+  ztrace report results/ -k contended -E 5
+  ztrace report results/ --csv > locks.csv   # perf lock contention -x , shape, raw ns
+  ztrace report results/ --json | jq .locks_summary
+""",
+)
+@click.argument("results_dir", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (raw ns) instead of tables.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="Print CSV like `perf lock contention -x ,` (raw ns, `# output:` header).",
+)
+@click.option(
+    "-x", "--field-separator", "sep", default=",", show_default=True, help="Separator for --csv."
+)
+@click.option(
+    "-k",
+    "--key",
+    "sort_key",
+    type=click.Choice(SORT_KEYS),
+    default=DEFAULT_SORT_KEY,
+    show_default=True,
+    help="Sort locks by this key.",
+)
+@click.option(
+    "-E",
+    "--entries",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show only the top N locks per design.",
+)
+def command(
+    results_dir: str, as_json: bool, as_csv: bool, sep: str, sort_key: str, entries: int | None
+) -> None:
+    """Print lock contention per design and lock, and LRU results, from RESULTS_DIR."""
+    from ztrace.errors import ConfigError
+    from ztrace.look.load import load_results
+    from ztrace.look.report import build_report, render_csv, render_json, render_terminal
+
+    if as_json and as_csv:
+        raise ConfigError("cannot use --json and --csv together")
+    results = load_results(results_dir)
+    report = build_report(results, sort_key=sort_key, limit=entries)
+    if as_json:
+        click.echo(render_json(report))
+    elif as_csv:
+        click.echo(render_csv(report, sep), nl=False)
+    else:
+        import sys
+
+        from rich.console import Console
+
+        # Piped output has no width; perf does not wrap either, so give the tables room.
+        width = None if sys.stdout.isatty() else 130
+        render_terminal(report, Console(highlight=False, width=width))

@@ -1,0 +1,745 @@
+"""``ztrace dashboard``: one self-contained, offline HTML file of linked Altair charts.
+
+The pipeline is: results tables -> :func:`prepare` (polars, bounded output size whatever the
+trace length) -> :func:`build_sections` (Vega-Lite specs via Altair) -> :func:`render_html`
+(Vega, Vega-Lite and vega-embed inlined from vl-convert, no network).
+
+Pre-aggregation is what keeps a 10 M-event trace's dashboard small: the timeline is re-binned
+to at most ``max_bins`` bins per design and the size-class heatmap to ``max_class_bins`` time
+bins, so the HTML size depends on the number of designs and classes, not on events.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ztrace.errors import TraceFormatError
+from ztrace.look.load import Results, is_results_dir, load_results, results_from_tables
+
+#: Defaults that keep the HTML well under 10 MB and the first render within a second or two.
+MAX_BINS = 400
+MAX_CLASS_BINS = 80
+
+#: Chart ids; the browser test and docs refer to them. ``name`` of each Altair view is
+#: ``<id>`` so its marks are ``<id>_marks`` in the Vega scenegraph.
+CHARTS: dict[str, str] = {
+    "timeline": "contention timeline (brush to select an interval)",
+    "compare": "lock-design comparison: contention rate in the selected interval",
+    "wait_cdf": "wait distribution (CDF of contended waits)",
+    "memory": "memory: pages used over time per design",
+    "heatmap": "size-class occupancy over time (`class` design's pool)",
+    "sweep": "LRU inversion rate vs pool limit",
+    "tiers": "tier hits: zswap vs disk at the selected pool limit (dashed line)",
+    "lru_time": "zswap pool pages over time per LRU design",
+}
+
+
+@dataclass
+class DashData:
+    """Pre-aggregated, small frames ready to inline; ``None`` where the data is absent."""
+
+    time_unit: str  # "ms" or "s": the unit of every ``t`` column
+    timeline: pl.DataFrame | None = None
+    wait_cdf: pl.DataFrame | None = None
+    classes: pl.DataFrame | None = None
+    sweep: pl.DataFrame | None = None
+    tiers: pl.DataFrame | None = None
+    lru_time: pl.DataFrame | None = None
+    absent: dict[str, str] = field(default_factory=dict)  # chart id -> why absent
+    info: dict[str, Any] = field(default_factory=dict)  # header facts (source, events, ...)
+
+
+# ------------------------------------------------------------------------------ prepare
+
+
+def _time_unit(span_ns: int) -> tuple[str, float]:
+    # Seconds once the run is long enough that milliseconds get unwieldy on an axis.
+    return ("s", 1e9) if span_ns >= 20e9 else ("ms", 1e6)
+
+
+def _rebin_width(t0: int, t1: int, bin_ns: int, max_bins: int) -> int:
+    """A bin width that is a multiple of the input bin and gives at most ``max_bins`` bins."""
+    span = max(1, t1 - t0 + bin_ns)
+    factor = max(1, math.ceil(span / bin_ns / max_bins))
+    return bin_ns * factor
+
+
+def prepare(
+    results: Results, *, max_bins: int = MAX_BINS, max_class_bins: int = MAX_CLASS_BINS
+) -> DashData:
+    """Aggregate ``results`` into the few thousand rows the charts need."""
+    t0: int | None = None
+    t1 = 0
+    for name in ("timeline", "classes", "lru_timeline"):
+        if results.has(name):
+            col = results[name]["bin_start_ns"]
+            lo, hi = int(col.min()), int(col.max())  # type: ignore[arg-type]
+            t0 = lo if t0 is None else min(t0, lo)
+            t1 = max(t1, hi)
+    t0 = t0 or 0
+    unit, scale = _time_unit(t1 - t0)
+    d = DashData(time_unit=unit)
+
+    if results.has("timeline"):
+        tl = results["timeline"]
+        bin_ns = int(tl["bin_ns"].max())  # type: ignore[arg-type]
+        width = _rebin_width(t0, t1, max(1, bin_ns), max_bins)
+        d.timeline = (
+            tl.with_columns(((pl.col("bin_start_ns") - t0) // width).alias("_b"))
+            .group_by("lock_design", "_b")
+            .agg(
+                pl.col("ops").sum(),
+                pl.col("acquisitions").sum(),
+                pl.col("contended").sum(),
+                pl.col("wait_ns_total").sum(),
+                # pages_used is a level, not a count: keep the value at the bin's end.
+                pl.col("pages_used").sort_by("bin_start_ns").last(),
+            )
+            .with_columns(
+                (pl.col("_b") * width / scale).round(6).alias("t"),
+                ((pl.col("_b") + 1) * width / scale).round(6).alias("t_end"),
+                (pl.col("contended") / pl.col("acquisitions").clip(lower_bound=1) * 100)
+                .round(4)
+                .alias("rate_pct"),
+            )
+            .drop("_b")
+            .sort("lock_design", "t")
+        )
+        d.info["timeline_bin"] = f"{width / scale:g} {unit}"
+    else:
+        d.absent["timeline"] = "no timeline.parquet"
+        d.absent["compare"] = "no timeline.parquet"
+        d.absent["memory"] = "no timeline.parquet"
+
+    if results.has("wait_hist"):
+        wh = results["wait_hist"].filter(pl.col("count") > 0).sort("lock_design", "bucket_lo_ns")
+        d.wait_cdf = wh.with_columns(
+            (
+                pl.col("count").cum_sum().over("lock_design")
+                / pl.col("count").sum().over("lock_design")
+            )
+            .round(6)
+            .alias("cdf"),
+            (pl.col("bucket_hi_ns") / 1e3).alias("wait_us"),
+        ).select("lock_design", "wait_us", "cdf", "count", "bucket_lo_ns", "bucket_hi_ns")
+    else:
+        d.absent["wait_cdf"] = "no wait_hist.parquet"
+
+    if results.has("classes"):
+        cl = results["classes"]
+        bin_ns = _min_step(cl["bin_start_ns"])
+        width = _rebin_width(t0, t1, bin_ns, max_class_bins)
+        d.classes = (
+            cl.with_columns(((pl.col("bin_start_ns") - t0) // width).alias("_b"))
+            .group_by("_b", "class_idx", "class_size")
+            # Levels again: the state at the end of each wide bin.
+            .agg(pl.all().sort_by("bin_start_ns").last())
+            .filter(pl.col("obj_allocated") > 0)
+            .with_columns(
+                (pl.col("_b") * width / scale).round(6).alias("t"),
+                ((pl.col("_b") + 1) * width / scale).round(6).alias("t_end"),
+                (pl.col("obj_used") / pl.col("obj_allocated") * 100)
+                .round(2)
+                .alias("occupancy_pct"),
+            )
+            .select(
+                "t",
+                "t_end",
+                "class_idx",
+                "class_size",
+                "obj_allocated",
+                "obj_used",
+                "pages_used",
+                "occupancy_pct",
+            )
+            .sort("t", "class_idx")
+        )
+        if d.classes.height == 0:
+            d.classes = None
+            d.absent["heatmap"] = "classes.parquet has no allocated objects"
+    else:
+        d.absent["heatmap"] = "no classes.parquet"
+
+    if results.has("lru_timeline"):
+        lt = results["lru_timeline"]
+        width = _rebin_width(t0, t1, _min_step(lt["bin_start_ns"]), max_bins)
+        d.lru_time = (
+            lt.with_columns(((pl.col("bin_start_ns") - t0) // width).alias("_b"))
+            .group_by("lru_design", "_b")
+            .agg(
+                pl.col("inversions", "zswap_hits", "disk_swapins", "writebacks").sum(),
+                pl.col("pool_pages").sort_by("bin_start_ns").last(),
+            )
+            .with_columns((pl.col("_b") * width / scale).round(6).alias("t"))
+            .drop("_b")
+            .sort("lru_design", "t")
+        )
+    else:
+        d.absent["lru_time"] = "no lru_timeline.parquet (run `ztrace replay --lru`)"
+    lru_src = "sweep" if results.has("sweep") else None
+    if lru_src:
+        d.sweep = (
+            results["sweep"]
+            .select(
+                "lru_design",
+                "pool_limit_pages",
+                "inversions",
+                (pl.col("inversion_rate") * 100).round(4).alias("inversion_pct"),
+                "writebacks",
+                "zswap_hits",
+                "disk_swapins",
+            )
+            .sort("lru_design", "pool_limit_pages")
+        )
+    else:
+        d.absent["sweep"] = "no sweep.parquet (run `ztrace sweep`)"
+    tier_src = (
+        "sweep" if results.has("sweep") else ("lru_summary" if results.has("lru_summary") else None)
+    )
+    if tier_src:
+        d.tiers = (
+            results[tier_src]
+            .select("lru_design", "pool_limit_pages", "zswap_hits", "disk_swapins")
+            .unpivot(
+                index=["lru_design", "pool_limit_pages"],
+                on=["zswap_hits", "disk_swapins"],
+                variable_name="tier",
+                value_name="hits",
+            )
+            .with_columns(pl.col("tier").replace({"zswap_hits": "zswap", "disk_swapins": "disk"}))
+            .sort("lru_design", "pool_limit_pages", "tier")
+        )
+        d.info["tiers_from"] = f"{tier_src}.parquet"
+    else:
+        d.absent["tiers"] = "no lru_summary.parquet or sweep.parquet"
+    for name in ("timeline", "wait_cdf", "classes", "sweep", "tiers", "lru_time"):
+        df = getattr(d, name)
+        if df is not None:
+            setattr(d, name, _json_safe(df))
+    return d
+
+
+def _json_safe(df: pl.DataFrame) -> pl.DataFrame:
+    """NaN/inf become null: JSON has no NaN, and Vega skips nulls instead of failing."""
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    if not floats:
+        return df
+    return df.with_columns(
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in floats
+    )
+
+
+def _min_step(col: pl.Series) -> int:
+    u = col.unique().sort()
+    if len(u) < 2:
+        return 1
+    return max(1, int(u.diff().drop_nulls().min()))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- charts
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    hint: str
+    spec: dict[str, Any]
+    charts: list[str]
+
+
+def build_sections(d: DashData) -> list[Section]:
+    """Vega-Lite specs: one linked "locks & memory" view and one "LRU & tiers" view."""
+    import altair as alt
+
+    alt.data_transformers.disable_max_rows()
+    sections: list[Section] = []
+    u = d.time_unit
+    width = 520
+
+    # ---- locks & memory: the brush on the timeline filters compare, memory and heatmap.
+    brush = alt.selection_interval(encodings=["x"], name="brush")
+    design = alt.selection_point(fields=["lock_design"], bind="legend", name="design")
+    rows: list[Any] = []
+    charts: list[str] = []
+    color = alt.Color("lock_design:N", title="lock design")
+    if d.timeline is not None:
+        base = alt.Chart(d.timeline)
+        timeline = (
+            base.mark_line(interpolate="step-after", point=False)
+            .encode(
+                x=alt.X("t:Q", title=f"time ({u})"),
+                y=alt.Y("rate_pct:Q", title="contended acquisitions (%)"),
+                color=color,
+                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                tooltip=[
+                    alt.Tooltip("lock_design:N", title="design"),
+                    alt.Tooltip("t:Q", title=f"bin start ({u})"),
+                    alt.Tooltip("contended:Q", format=","),
+                    alt.Tooltip("acquisitions:Q", format=","),
+                    alt.Tooltip("rate_pct:Q", title="rate %", format=".3f"),
+                ],
+            )
+            .add_params(brush, design)
+            .properties(name="timeline", width=width * 2 + 60, height=180, title=CHARTS["timeline"])
+        )
+        compare = (
+            base.transform_filter(brush)
+            .transform_aggregate(
+                contended="sum(contended)",
+                acquisitions="sum(acquisitions)",
+                wait_ns_total="sum(wait_ns_total)",
+                groupby=["lock_design"],
+            )
+            .transform_calculate(
+                rate_pct="100 * datum.contended / max(1, datum.acquisitions)",
+                avg_wait_us="datum.wait_ns_total / max(1, datum.contended) / 1000",
+            )
+            .mark_bar()
+            .encode(
+                y=alt.Y("lock_design:N", title=None),
+                x=alt.X("rate_pct:Q", title="contended acquisitions (%)"),
+                color=alt.Color("lock_design:N", legend=None),
+                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.2)),
+                tooltip=[
+                    alt.Tooltip("lock_design:N", title="design"),
+                    alt.Tooltip("contended:Q", format=","),
+                    alt.Tooltip("acquisitions:Q", format=","),
+                    alt.Tooltip("rate_pct:Q", title="rate %", format=".3f"),
+                    alt.Tooltip("avg_wait_us:Q", title="avg wait (us)", format=".3f"),
+                ],
+            )
+            .properties(name="compare", width=width, height=160, title=CHARTS["compare"])
+        )
+        memory = (
+            base.transform_filter(brush)
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=alt.X("t:Q", title=f"time ({u})"),
+                y=alt.Y("pages_used:Q", title="pages used"),
+                color=alt.Color("lock_design:N", legend=None),
+                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                tooltip=[
+                    "lock_design:N",
+                    alt.Tooltip("t:Q", title=f"time ({u})"),
+                    alt.Tooltip("pages_used:Q", format=","),
+                ],
+            )
+            .properties(name="memory", width=width, height=160, title=CHARTS["memory"])
+        )
+        rows.append(timeline)
+        rows.append(alt.hconcat(compare, memory))
+        charts += ["timeline", "compare", "memory"]
+    lower: list[Any] = []
+    if d.wait_cdf is not None:
+        cdf = (
+            alt.Chart(d.wait_cdf)
+            .mark_line(interpolate="step-after", point=True)
+            .encode(
+                x=alt.X(
+                    "wait_us:Q", scale=alt.Scale(type="log"), title="wait ≤ (us, log2 buckets)"
+                ),
+                y=alt.Y(
+                    "cdf:Q", title="fraction of contended waits", scale=alt.Scale(domain=[0, 1])
+                ),
+                color=color,
+                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                tooltip=[
+                    "lock_design:N",
+                    alt.Tooltip("wait_us:Q", title="wait ≤ us"),
+                    alt.Tooltip("cdf:Q", format=".3f"),
+                    alt.Tooltip("count:Q", format=","),
+                ],
+            )
+            .properties(name="wait_cdf", width=width, height=200, title=CHARTS["wait_cdf"])
+        )
+        if d.timeline is None:
+            cdf = cdf.add_params(design)
+        lower.append(cdf)
+        charts.append("wait_cdf")
+    if d.classes is not None:
+        heat = alt.Chart(d.classes)
+        if d.timeline is not None:
+            heat = heat.transform_filter(brush)
+        heat = (
+            heat.mark_rect()
+            .encode(
+                # zero=False: a brushed interval fills the width instead of a sliver.
+                x=alt.X("t:Q", title=f"time ({u})", scale=alt.Scale(zero=False)),
+                x2="t_end:Q",
+                y=alt.Y(
+                    "class_size:O",
+                    title="size class (bytes)",
+                    sort="descending",
+                    axis=alt.Axis(labelOverlap=True),
+                ),
+                color=alt.Color(
+                    "occupancy_pct:Q",
+                    title="used %",
+                    scale=alt.Scale(scheme="viridis", domain=[0, 100]),
+                ),
+                tooltip=[
+                    alt.Tooltip("t:Q", title=f"time ({u})"),
+                    "class_idx:Q",
+                    "class_size:Q",
+                    alt.Tooltip("obj_used:Q", format=","),
+                    alt.Tooltip("obj_allocated:Q", format=","),
+                    alt.Tooltip("pages_used:Q", format=","),
+                    alt.Tooltip("occupancy_pct:Q", title="used %", format=".1f"),
+                ],
+            )
+            .properties(name="heatmap", width=width, height=260, title=CHARTS["heatmap"])
+        )
+        lower.append(heat)
+        charts.append("heatmap")
+    if lower:
+        rows.append(alt.hconcat(*lower) if len(lower) > 1 else lower[0])
+    if rows:
+        spec = alt.vconcat(*rows).resolve_scale(color="shared") if len(rows) > 1 else rows[0]
+        sections.append(
+            Section(
+                "locks",
+                "Lock designs, contention and memory",
+                "Drag across the timeline to select an interval: the comparison, memory and "
+                "size-class views show only that interval. Double-click clears it. Click a "
+                "design in the legend to highlight it.",
+                _to_dict(spec),
+                charts,
+            )
+        )
+
+    # ---- LRU & tiers: clicking a pool limit in the sweep picks the tier bars' limit.
+    lru: list[Any] = []
+    lru_charts: list[str] = []
+    limit = None
+    if d.sweep is not None:
+        limits = sorted(d.sweep["pool_limit_pages"].unique().to_list())
+        limit = alt.selection_point(
+            fields=["pool_limit_pages"],
+            name="limit",
+            on="click",
+            value=[{"pool_limit_pages": limits[len(limits) // 2]}],
+        )
+        base = alt.Chart(d.sweep).encode(
+            x=alt.X("pool_limit_pages:Q", title="pool limit (pages)"),
+            y=alt.Y("inversion_pct:Q", title="LRU inversions (% of disk writes)"),
+            color=alt.Color("lru_design:N", title="LRU design"),
+        )
+        # The selected limit is drawn as a rule and larger points, so the tier bars' limit
+        # is visible without hovering.
+        rule = (
+            alt.Chart(d.sweep)
+            .mark_rule(color="#888", strokeDash=[4, 3])
+            .encode(x="pool_limit_pages:Q")
+            .transform_filter(limit)
+        )
+        points = (
+            base.mark_point(filled=True, opacity=1)
+            .encode(
+                size=alt.when(limit).then(alt.value(160)).otherwise(alt.value(50)),
+                tooltip=[
+                    "lru_design:N",
+                    alt.Tooltip("pool_limit_pages:Q", format=","),
+                    alt.Tooltip("inversions:Q", format=","),
+                    alt.Tooltip("inversion_pct:Q", format=".3f"),
+                    alt.Tooltip("writebacks:Q", format=","),
+                ],
+            )
+            .add_params(limit)
+            .properties(name="sweep")
+        )
+        sweep = alt.layer(rule, base.mark_line(), points).properties(
+            width=width, height=220, title=CHARTS["sweep"]
+        )
+        lru.append(sweep)
+        lru_charts.append("sweep")
+    if d.tiers is not None:
+        tiers = alt.Chart(d.tiers)
+        title = CHARTS["tiers"]
+        if limit is not None:
+            tiers = tiers.transform_filter(limit)
+        else:
+            title = "tier hits: zswap vs disk"
+        tiers = (
+            tiers.mark_bar()
+            .encode(
+                y=alt.Y("lru_design:N", title=None),
+                x=alt.X("hits:Q", title="swap-ins served", stack="zero"),
+                color=alt.Color(
+                    "tier:N",
+                    title="tier",
+                    scale=alt.Scale(domain=["zswap", "disk"], range=["#4c78a8", "#e45756"]),
+                ),
+                tooltip=[
+                    "lru_design:N",
+                    "tier:N",
+                    alt.Tooltip("pool_limit_pages:Q", title="pool limit", format=","),
+                    alt.Tooltip("hits:Q", format=","),
+                ],
+            )
+            .properties(name="tiers", width=width, height=160, title=title)
+        )
+        lru.append(tiers)
+        lru_charts.append("tiers")
+    rows_lru: list[Any] = []
+    if lru:
+        # sweep colours LRU designs, tiers colour tiers: two scales, two legends.
+        rows_lru.append(
+            alt.hconcat(*lru).resolve_scale(color="independent") if len(lru) > 1 else lru[0]
+        )
+    if d.lru_time is not None:
+        rows_lru.append(
+            alt.Chart(d.lru_time)
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=alt.X("t:Q", title=f"time ({u})"),
+                y=alt.Y("pool_pages:Q", title="zswap pool pages"),
+                color=alt.Color("lru_design:N", title="LRU design"),
+                tooltip=[
+                    "lru_design:N",
+                    alt.Tooltip("t:Q", title=f"time ({u})"),
+                    alt.Tooltip("pool_pages:Q", format=","),
+                    alt.Tooltip("inversions:Q", format=","),
+                    alt.Tooltip("zswap_hits:Q", format=","),
+                    alt.Tooltip("disk_swapins:Q", format=","),
+                    alt.Tooltip("writebacks:Q", format=","),
+                ],
+            )
+            .properties(name="lru_time", width=width * 2 + 60, height=160, title=CHARTS["lru_time"])
+        )
+        lru_charts.append("lru_time")
+    if rows_lru:
+        spec = (
+            alt.vconcat(*rows_lru).resolve_scale(color="independent")
+            if len(rows_lru) > 1
+            else rows_lru[0]
+        )
+        sections.append(
+            Section(
+                "lru",
+                "LRU designs and swap tiers",
+                "Click a point in the sweep to show the tier split at that pool limit.",
+                _to_dict(spec),
+                lru_charts,
+            )
+        )
+    return sections
+
+
+def _to_dict(chart: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = chart.to_dict()
+    spec.setdefault("config", {}).update({"view": {"stroke": None}})
+    return spec
+
+
+# --------------------------------------------------------------------------------- html
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 4px}
+.meta{color:#555;margin:0 0 8px} .hint{color:#555;margin:2px 0 10px;font-size:13px}
+.absent li{color:#666} footer{margin-top:28px;color:#555;font-size:13px}
+code{background:#f3f3f3;padding:0 3px;border-radius:3px}
+"""
+
+# Collect errors and expose the views so a test (or a curious user) can inspect them.
+_BOOT = """
+window.ztrace = {views: {}, errors: [], ready: false};
+window.addEventListener('error', e => window.ztrace.errors.push(String(e.message)));
+const ztraceSpecs = %s;
+const ztraceOpts = {renderer: 'canvas', actions: {export: true, source: false,
+  compiled: false, editor: false}};
+Promise.all(Object.entries(ztraceSpecs).map(([id, spec]) =>
+  vegaEmbed('#vis-' + id, spec, ztraceOpts).then(r => { window.ztrace.views[id] = r.view; })
+)).then(() => { window.ztrace.ready = true; })
+  .catch(e => { window.ztrace.errors.push(String(e)); console.error(e); });
+"""
+
+
+def _script_json(obj: Any) -> str:
+    # "</" inside a <script> would end it; JSON allows the escaped form "<\\/".
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+
+
+_BUNDLE: str | None = None
+
+
+def _bundle_cache_path() -> Path:
+    import vl_convert as vlc
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    tag = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}"
+    return base / "ztrace" / f"vega-bundle-{tag}.js"
+
+
+def javascript_bundle() -> str:
+    """Vega + Vega-Lite + vega-embed as one script, from vl-convert.
+
+    Bundling takes several seconds, so the result is cached per process and on disk
+    (``~/.cache/ztrace``, keyed by the vl-convert and Vega-Lite versions). A cache that
+    cannot be read or written is skipped, never an error.
+    """
+    global _BUNDLE
+    if _BUNDLE is not None:
+        return _BUNDLE
+    path = _bundle_cache_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if "window.vegaEmbed=" in text:
+            _BUNDLE = text
+            return text
+    except OSError:
+        pass
+    import vl_convert as vlc
+
+    _BUNDLE = vlc.javascript_bundle()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(_BUNDLE, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return _BUNDLE
+
+
+def render_html(d: DashData, sections: list[Section], *, title: str = "ztrace dashboard") -> str:
+    """The complete page: inlined libraries, specs, absent-chart notes, trust footer."""
+    info = d.info
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>",
+        # No favicon request: the page fetches nothing at all.
+        '<link rel="icon" href="data:,">',
+        "<script>\n",
+        javascript_bundle(),
+        "\n</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{html.escape(info.get("source_line", ""))}</p>',
+    ]
+    for s in sections:
+        parts.append(
+            f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>'
+            f'<p class="hint">{html.escape(s.hint)}</p><div id="vis-{s.id}"></div></section>'
+        )
+    if d.absent:
+        parts.append('<section class="absent" id="absent"><h2>Not shown</h2><ul>')
+        for chart, why in d.absent.items():
+            parts.append(f"<li><b>{html.escape(CHARTS[chart])}</b>: {html.escape(why)}</li>")
+        parts.append("</ul></section>")
+    parts.append(f"<footer>{html.escape(info.get('trust_line', ''))}</footer>")
+    specs = {s.id: s.spec for s in sections}
+    parts.append(f"<script>{_BOOT % _script_json(specs)}</script></body></html>\n")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------- api
+
+
+@dataclass
+class DashboardResult:
+    path: Path
+    bytes: int
+    seconds: float
+    charts: list[str]
+    absent: dict[str, str]
+
+
+def results_for_input(
+    path: str | os.PathLike[str], *, locks: list[str] | None = None, quiet: bool = True
+) -> Results:
+    """A results directory as is; a trace is replayed first (or, without the replay
+    engine, summarised from its own lock_contention events)."""
+    p = Path(path)
+    if is_results_dir(p):
+        return load_results(p)
+    from ztrace.format import trace_files
+
+    trace_files(p)  # one-line error naming the path if it is neither results nor trace
+    try:
+        from ztrace.replay.engine import replay  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        replay = None
+    if replay is not None:
+        if not locks:
+            # Every registered design at its default parameter: the comparison is the point.
+            from ztrace.replay.locks import available
+
+            locks = list(available())
+        res = replay(str(p), locks=locks, progress=not quiet)
+        summary = {"locks": res.summary, "counters": dict(res.counters)}
+        return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
+    from ztrace.look.tracesum import summarise_trace
+
+    return summarise_trace(p, quiet=quiet)
+
+
+def build_dashboard(
+    source: str | os.PathLike[str] | Results,
+    out: str | os.PathLike[str],
+    *,
+    locks: list[str] | None = None,
+    max_bins: int = MAX_BINS,
+    max_class_bins: int = MAX_CLASS_BINS,
+    title: str | None = None,
+    quiet: bool = True,
+) -> DashboardResult:
+    """Write the dashboard for a results directory, a trace, or loaded results."""
+    started = time.perf_counter()
+    results = (
+        source
+        if isinstance(source, Results)
+        else results_for_input(source, locks=locks, quiet=quiet)
+    )
+    if not results.tables:
+        raise TraceFormatError(results.path or "<results>", "no results tables to draw")
+    d = prepare(results, max_bins=max_bins, max_class_bins=max_class_bins)
+    d.info["source_line"] = _source_line(results, d)
+    d.info["trust_line"] = _trust_line(results)
+    sections = build_sections(d)
+    page = render_html(d, sections, title=title or "ztrace dashboard")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return DashboardResult(
+        path=out,
+        bytes=out.stat().st_size,
+        seconds=time.perf_counter() - started,
+        charts=[c for s in sections for c in s.charts],
+        absent=dict(d.absent),
+    )
+
+
+def _source_line(results: Results, d: DashData) -> str:
+    src = str(results.path) if results.path else "(in-memory replay)"
+    trace = results.trace_path
+    bits = [f"results: {src}"]
+    if trace:
+        bits.append(f"trace: {trace}")
+    if "timeline_bin" in d.info:
+        bits.append(f"timeline bin: {d.info['timeline_bin']}")
+    if results.summary.get("sample"):
+        bits.append("SAMPLE DATA (synthetic fixture, not a replay)")
+    if results.summary.get("summarised_trace"):
+        bits.append("observed contention from the trace itself (no replay)")
+    return " · ".join(bits)
+
+
+def _trust_line(results: Results) -> str:
+    from ztrace.look.report import trust_of
+
+    t = trust_of(results)
+    if t.events is None:
+        return "events: unknown (trace not found); lost events: unknown"
+    return f"events: {t.events:,} · lost events: {t.lost_events or 0:,} (from {t.source})"

@@ -1,0 +1,374 @@
+"""``ztrace report``: terminal tables, JSON and CSV in perf lock contention's vocabulary.
+
+Columns are perf's (``contended``, ``total wait``, ``max wait``, ``avg wait``, ``type``) so
+readers who know ``perf lock contention`` can read them; the last column names the modelled
+lock (``class[37]``, ``pool``) where perf names the caller. Times are scaled for humans in
+the terminal and raw integer nanoseconds in ``--json`` and ``--csv``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+
+from ztrace.errors import ConfigError, TraceFormatError
+from ztrace.look.load import Results
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SortKey = Literal["contended", "wait_total", "wait_max", "wait_min", "avg_wait", "acquired"]
+#: perf lock contention's sort keys (``-k``), same words as its fields.
+SORT_KEYS: tuple[str, ...] = (
+    "contended",
+    "wait_total",
+    "wait_max",
+    "wait_min",
+    "avg_wait",
+    "acquired",
+)
+#: perf's default for ``perf lock contention`` is ``wait_total``.
+DEFAULT_SORT_KEY: SortKey = "wait_total"
+
+_SORT_COLUMN = {
+    "contended": "contended",
+    "wait_total": "wait_ns_total",
+    "wait_max": "wait_ns_max",
+    "wait_min": "wait_ns_min",
+    "avg_wait": "wait_ns_avg",
+    "acquired": "acquisitions",
+}
+
+# perf's lock_stat_key_print_time() table: the largest unit not exceeding the value.
+_TIME_UNITS: tuple[tuple[float, str], ...] = (
+    (1e9 * 3600, "h"),
+    (1e9 * 60, "m"),
+    (1e9, "s"),
+    (1e6, "ms"),
+    (1e3, "us"),
+)
+
+
+def human_ns(ns: float | int | None) -> str:
+    """Scale nanoseconds like perf: ``785.61 us``, ``1.20 s``; below 1 us, integer ``ns``."""
+    if ns is None or not math.isfinite(ns):
+        return "-"
+    for base, unit in _TIME_UNITS:
+        if ns >= base:
+            return f"{ns / base:.2f} {unit}"
+    return f"{int(ns)} ns"
+
+
+def _human_count(n: float | int | None) -> str:
+    if n is None or not math.isfinite(n):
+        return "-"
+    return f"{int(n):,}"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How much of the input the numbers rest on (perf's "output for debug" footer)."""
+
+    events: int | None
+    lost_events: int | None
+    trace: str | None
+    source: str  # where the counts came from
+    #: events the replay could not use, by reason (perf's "histogram of failure reasons")
+    bad: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "lost_events": self.lost_events,
+            "trace": self.trace,
+            "source": self.source,
+            "bad": dict(self.bad),
+        }
+
+
+#: Replay counters (summary.json "counters") that mean an event could not be replayed.
+BAD_COUNTERS = ("bad_alloc", "dup_malloc", "unmatched_free", "unknown_class")
+
+
+def trust_of(results: Results) -> Trust:
+    """Event and lost-event counts: summary.json if it has them, else the trace's metadata."""
+    s = results.summary
+    trace = results.trace_path or (s.get("trace") if isinstance(s.get("trace"), str) else None)
+    counters = s.get("counters") if isinstance(s.get("counters"), dict) else {}
+    bad = {k: int(counters[k]) for k in BAD_COUNTERS if isinstance(counters.get(k), int)}
+    events = s.get("events", s.get("num_events"))
+    lost = s.get("lost_events")
+    if isinstance(events, int) and isinstance(lost, int):
+        return Trust(events, lost, trace, "summary.json", bad)
+    if trace and Path(trace).exists():
+        try:
+            from ztrace.format import inspect_file, read_meta, trace_files
+
+            meta = read_meta(trace)
+            n = sum(inspect_file(f)[1].metadata.num_rows for f in trace_files(trace))
+            return Trust(n, meta.lost_events, trace, "trace metadata", bad)
+        except TraceFormatError:
+            pass
+    return Trust(
+        events if isinstance(events, int) else None,
+        lost if isinstance(lost, int) else None,
+        trace,
+        "unknown",
+        bad,
+    )
+
+
+def lock_rows(
+    results: Results, *, sort_key: str = DEFAULT_SORT_KEY, limit: int | None = None
+) -> pl.DataFrame:
+    """Per design × lock rows with perf's fields, sorted by ``sort_key`` within each design.
+
+    Like perf, locks that never waited are left out; ``limit`` keeps the top N per design.
+    """
+    if sort_key not in SORT_KEYS:
+        raise ConfigError(f"unknown sort key `{sort_key}` (valid: {', '.join(SORT_KEYS)})")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"-E/--entries must be at least 1, got {limit}")
+    if not results.has("locks_by_lock"):
+        return pl.DataFrame()
+    df = (
+        results["locks_by_lock"]
+        .filter(pl.col("wait_ns_total") > 0)
+        .with_columns(
+            # perf: avg wait = total wait / contended, integer ns.
+            (pl.col("wait_ns_total") // pl.col("contended").clip(lower_bound=1))
+            .cast(pl.UInt64)
+            .alias("wait_ns_avg")
+        )
+    )
+    # Designs keep the order of locks_summary (the order the replay ran them).
+    order = (
+        results["locks_summary"]["lock_design"].to_list() if results.has("locks_summary") else []
+    )
+    order += [d for d in df["lock_design"].unique(maintain_order=True) if d not in order]
+    df = df.with_columns(
+        pl.col("lock_design")
+        .replace_strict({d: i for i, d in enumerate(order)}, return_dtype=pl.Int32)
+        .alias("_design_order")
+    ).sort(["_design_order", _SORT_COLUMN[sort_key], "lock"], descending=[False, True, False])
+    if limit is not None:
+        df = df.group_by("_design_order", maintain_order=True).head(limit)
+    return df.select(
+        "lock_design",
+        "contended",
+        "wait_ns_total",
+        "wait_ns_max",
+        "wait_ns_avg",
+        "wait_ns_min",
+        "lock_type",
+        "lock",
+        "acquisitions",
+    )
+
+
+def build_report(
+    results: Results, *, sort_key: str = DEFAULT_SORT_KEY, limit: int | None = None
+) -> dict[str, Any]:
+    """Everything ``ztrace report`` shows, as plain data with raw integer nanoseconds."""
+    out: dict[str, Any] = {"results": str(results.path) if results.path else None}
+    if results.has("locks_summary"):
+        out["locks_summary"] = results["locks_summary"].to_dicts()
+    out["locks"] = lock_rows(results, sort_key=sort_key, limit=limit).to_dicts()
+    for name in ("lru_summary", "sweep"):
+        if results.has(name):
+            out[name] = results[name].sort(["lru_design", "pool_limit_pages"]).to_dicts()
+    out["absent"] = [
+        n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
+    ]
+    out["trust"] = trust_of(results).as_dict()
+    return out
+
+
+# ----------------------------------------------------------------------------- renderers
+
+
+def render_json(report: dict[str, Any]) -> str:
+    """Strict JSON: a NaN or infinite float (e.g. a rate over zero events) becomes null."""
+    return json.dumps(_finite(report), indent=2, sort_keys=False, allow_nan=False)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+CSV_FIELDS = ("contended", "total wait", "max wait", "avg wait", "type", "lock", "design")
+
+
+def render_csv(report: dict[str, Any], sep: str = ",") -> str:
+    """perf ``lock contention -x SEP`` shape: ``# output:`` header, raw ns, ``# debug:`` footer.
+
+    perf writes SEP followed by a space between fields; so does this, so tools that parse
+    perf's CSV parse this. The design column is appended after perf's columns.
+    """
+    if sep in (":", "+", ".") or not sep:
+        # perf refuses these too: they occur inside type names and lock names.
+        raise ConfigError(f"cannot use the separator {sep!r} (it occurs in type or lock names)")
+    buf = io.StringIO()
+    buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
+    for r in report["locks"]:
+        vals = (
+            r["contended"],
+            r["wait_ns_total"],
+            r["wait_ns_max"],
+            r["wait_ns_avg"],
+            r["lock_type"],
+            r["lock"],
+            r["lock_design"],
+        )
+        buf.write(f"{sep} ".join(str(v) for v in vals) + "\n")
+    t = report["trust"]
+    total = "unknown" if t["events"] is None else t["events"]
+    lost = "unknown" if t["lost_events"] is None else t["lost_events"]
+    bad = "".join(f"{sep} bad_{k}={v}" for k, v in t.get("bad", {}).items())
+    buf.write(f"# debug: total={total}{sep} lost={lost}{bad}\n")
+    return buf.getvalue()
+
+
+def render_terminal(report: dict[str, Any], console: Console | None = None) -> str:
+    """Print rich tables to ``console`` (colour on a terminal); without one, return the text."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    capture = console is None
+    if console is None:
+        console = Console(file=io.StringIO(), width=110, force_terminal=False, color_system=None)
+
+    def table(title: str, cols: list[tuple[str, str]]) -> Table:
+        t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+        for name, justify in cols:
+            t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        return t
+
+    if "locks_summary" in report:
+        t = table(
+            "lock designs",
+            [
+                ("design", "left"),
+                ("acquired", "right"),
+                ("contended", "right"),
+                ("rate", "right"),
+                ("total wait", "right"),
+                ("max wait", "right"),
+                ("avg wait", "right"),
+                ("p50 wait", "right"),
+                ("p99 wait", "right"),
+            ],
+        )
+        for r in report["locks_summary"]:
+            t.add_row(
+                r["lock_design"],
+                _human_count(r["acquisitions"]),
+                _human_count(r["contended"]),
+                f"{100 * r['contention_rate']:.2f} %",
+                human_ns(r["wait_ns_total"]),
+                human_ns(r["wait_ns_max"]),
+                human_ns(r["wait_ns_avg"]),
+                human_ns(r["wait_ns_p50"]),
+                human_ns(r["wait_ns_p99"]),
+            )
+        console.print(t)
+    designs = list(dict.fromkeys(r["lock_design"] for r in report["locks"]))
+    for d in designs:
+        t = table(
+            f"design {d}: contended locks",
+            [
+                ("contended", "right"),
+                ("total wait", "right"),
+                ("max wait", "right"),
+                ("avg wait", "right"),
+                ("type", "right"),
+                ("lock", "left"),
+            ],
+        )
+        for r in (r for r in report["locks"] if r["lock_design"] == d):
+            t.add_row(
+                _human_count(r["contended"]),
+                human_ns(r["wait_ns_total"]),
+                human_ns(r["wait_ns_max"]),
+                human_ns(r["wait_ns_avg"]),
+                r["lock_type"],
+                r["lock"],
+            )
+        console.print(t)
+    for name, title in (("lru_summary", "LRU designs"), ("sweep", "LRU sweep over pool limit")):
+        if name not in report:
+            continue
+        t = table(
+            title,
+            [
+                ("design", "left"),
+                ("pool limit", "right"),
+                ("stores", "right"),
+                ("writebacks", "right"),
+                ("inversions", "right"),
+                ("inv. rate", "right"),
+                ("zswap hits", "right"),
+                ("disk in", "right"),
+                ("fault latency", "right"),
+            ],
+        )
+        for r in report[name]:
+            t.add_row(
+                r["lru_design"],
+                f"{r['pool_limit_pages']:,} pg",
+                _human_count(r["stores"]),
+                _human_count(r["writebacks"]),
+                _human_count(r["inversions"]),
+                f"{100 * r['inversion_rate']:.2f} %",
+                _human_count(r["zswap_hits"]),
+                _human_count(r["disk_swapins"]),
+                human_ns(r["expected_fault_latency_ns"]),
+            )
+        console.print(t)
+    if not designs and not any(k in report for k in ("locks_summary", "lru_summary", "sweep")):
+        console.print("no lock or LRU results in this directory")
+    footer = _footer_text(report)
+    if capture:
+        return console.file.getvalue() + footer  # type: ignore[attr-defined]
+    console.print(footer, end="", highlight=False, markup=False)
+    return ""
+
+
+def _footer_text(report: dict[str, Any]) -> str:
+    t = report["trust"]
+    lines = ["", "=== output for trust ===", ""]
+    if t["events"] is None:
+        lines.append(f"events: unknown (trace {t['trace'] or '?'} not found; counts unavailable)")
+    else:
+        lost = t["lost_events"] or 0
+        total = t["events"] + lost
+        lines.append(f"lost: {lost}, total: {total}")
+        lines.append(f"lost rate: {100.0 * lost / total if total else 0.0:.2f} %")
+        if lost:
+            lines.append(
+                "the capture dropped events; results undercount contention "
+                "(capture again with a larger ring buffer)"
+            )
+    if t.get("bad"):
+        n_bad = sum(t["bad"].values())
+        lines.append(f"bad: {n_bad} (events the replay could not use)")
+        if n_bad:
+            lines.append("histogram of failure reasons")
+            lines.extend(f" {k:>14}: {v}" for k, v in t["bad"].items())
+    lines.append(f"source: {t['source']}" + (f" ({t['trace']})" if t["trace"] else ""))
+    if report["absent"]:
+        lines.append(f"absent: {', '.join(report['absent'])}")
+    return "\n".join(lines) + "\n"
