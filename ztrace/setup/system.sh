@@ -20,14 +20,16 @@ fi
 # headers; a custom one (like this machine's 6.18) gets Debian's generic headers linked in.
 rel=$(uname -r)
 mod=/lib/modules/$rel
-if [ ! -e "$mod/build/Makefile" ]; then
-  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)
-  if [ -n "$hdr" ]; then
-    mkdir -p "$mod"
-    ln -sfn "$hdr" "$mod/build"
-    ln -sfn "$hdr" "$mod/source"
-    echo "ztrace setup: linked $hdr as $mod/{build,source}" >&2
-  fi
+# Debian splits headers in two: linux-headers-X-amd64 (generated, the `build` tree) and
+# linux-headers-X-common (the shared sources BCC reads through `source`).
+hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)
+if [ -n "$hdr" ] && [ ! -e "$mod/build/Makefile" -o ! -e "$mod/source/include/linux/kconfig.h" ]; then
+  common=${hdr%-amd64}-common
+  [ -d "$common" ] || common=$hdr
+  mkdir -p "$mod"
+  [ -e "$mod/build/Makefile" ] || ln -sfn "$hdr" "$mod/build"
+  [ -e "$mod/source/include/linux/kconfig.h" ] || ln -sfn "$common" "$mod/source"
+  echo "ztrace setup: linked $hdr as $mod/build and $common as $mod/source" >&2
 fi
 # Tracing and debug filesystems: BCC and the zram oracle read them.
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ztrace capture probes (BCC). Loaded by ztrace/capture/loader.py, which compiles in only the
+ * sections the running kernel supports, as -D constants:
+ *
+ *   ZT_RINGBUF_PAGES      ring buffer size (pages, power of two)
+ *   ZT_TARGET_TGID        only record this process (0: all)
+ *   ZT_POOL_NAME          only record the pool with this name id (first 8 bytes of the pool
+ *                         name as a little-endian u64; 0: all pools)
+ *   ZT_POOL               kprobe sections: only record this struct zs_pool * (0: all)
+ *   ZT_LOCKS              lock:contention_begin/end with kernel stacks
+ *   ZT_KMEM               kmem:kmem_cache_alloc/free of zsmalloc handles (tracepoint-only
+ *                         kernels); ZT_MALLOC_{LO,HI} is zs_malloc's address range
+ *   ZT_KPROBE_ZS          zs_malloc/zs_free entry+return (and compaction/migration functions)
+ *   ZT_ZSWAP              zswap store/load/invalidate/writeback entry+return
+ *   ZT_ZSWAP_FRONTSWAP    zswap_frontswap_* signatures (<= 6.4): (type, offset, page)
+ *   ZT_ZSWAP_LOAD_INT     zswap_load returns int 0 on hit (>= 6.16) instead of bool true
+ *
+ * Kernel side does only filtering and pairing; all attribution happens in user space.
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+#include <linux/mm_types.h>
+#include "zs_events.h"
+
+#ifndef ZT_RINGBUF_PAGES
+#define ZT_RINGBUF_PAGES 256
+#endif
+#ifndef ZT_TARGET_TGID
+#define ZT_TARGET_TGID 0
+#endif
+#ifndef ZT_POOL
+#define ZT_POOL 0
+#endif
+#ifndef ZT_POOL_NAME
+#define ZT_POOL_NAME 0
+#endif
+#ifndef ZT_INFLIGHT
+#define ZT_INFLIGHT 16384
+#endif
+#ifndef ZT_STACKS
+#define ZT_STACKS 4096
+#endif
+
+BPF_RINGBUF_OUTPUT(events, ZT_RINGBUF_PAGES);
+/*
+ * Never wake the consumer: it polls on a timer. With the default (adaptive) wakeup, every
+ * record written into an empty ring wakes the reader, and a reader that keeps up keeps the
+ * ring empty -- one wakeup and two context switches per event, which tripled the cost of a
+ * zram write on a 2-CPU host.
+ */
+#define ZT_SUBMIT_FLAGS BPF_RB_NO_WAKEUP
+/* Counted in the kernel because BCC's ring buffer API has no lost-event callback. */
+BPF_PERCPU_ARRAY(drops, u64, ZT_DROP_SLOTS);
+
+static __always_inline void zt_drop(int slot)
+{
+	u64 *v = drops.lookup(&slot);
+	if (v)
+		(*v)++;
+}
+
+static __always_inline int zt_skip_task(u64 pid_tgid)
+{
+	return ZT_TARGET_TGID && (u32)(pid_tgid >> 32) != ZT_TARGET_TGID;
+}
+
+/* Reserve a record and fill the common fields; NULL (and a counted drop) when full. */
+static __always_inline struct zs_event *zt_reserve(u8 type, u8 src, u64 ts, u64 pid_tgid)
+{
+	struct zs_event *e = events.ringbuf_reserve(sizeof(struct zs_event));
+	if (!e) {
+		zt_drop(ZT_DROP_RINGBUF);
+		return NULL;
+	}
+	e->ts_ns = ts;
+	e->pool = 0;
+	e->handle = 0;
+	e->duration_ns = 0;
+	e->aux = 0;
+	e->size = 0;
+	e->tid = (u32)pid_tgid;
+	e->pid = (u32)(pid_tgid >> 32);
+	e->stack_id = -1;
+	e->ret = 0;
+	e->cpu = bpf_get_smp_processor_id();
+	e->type = type;
+	e->src = src;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* ------------------------------------------------------------------ lock contention */
+#ifdef ZT_LOCKS
+BPF_STACK_TRACE(stacks, ZT_STACKS);
+
+struct zt_lock_begin {
+	u64 ts;
+	u64 addr;
+	u32 flags;
+	s32 stack_id;
+};
+BPF_HASH(lock_begin, u32, struct zt_lock_begin, ZT_INFLIGHT);
+
+TRACEPOINT_PROBE(lock, contention_begin)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	u32 tid = (u32)pid_tgid;
+	struct zt_lock_begin b = {};
+	b.addr = (u64)args->lock_addr;
+	b.flags = args->flags;
+	/* The stack names the caller (zs_malloc, zs_free, ...): the basis of attribution.
+	 * The clock is read after the stack walk so the walk's own time (~1 us) is not
+	 * counted as waiting. */
+	b.stack_id = stacks.get_stackid(args, 0);
+	b.ts = bpf_ktime_get_ns();
+	if (lock_begin.update(&tid, &b))
+		zt_drop(ZT_DROP_INFLIGHT);
+	return 0;
+}
+
+TRACEPOINT_PROBE(lock, contention_end)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	u32 tid = (u32)pid_tgid;
+	struct zt_lock_begin *b = lock_begin.lookup(&tid);
+	if (!b) {
+		zt_drop(ZT_DROP_NO_BEGIN);
+		return 0;
+	}
+	u64 now = bpf_ktime_get_ns();
+	struct zs_event *e = zt_reserve(ZT_EV_LOCK, ZT_SRC_LOCK_TP, b->ts, pid_tgid);
+	if (e) {
+		e->handle = b->addr;
+		e->duration_ns = now - b->ts;
+		e->stack_id = b->stack_id;
+		e->ret = (s32)b->flags;
+		e->aux = (u64)(s64)args->ret;
+		events.ringbuf_submit(e, ZT_SUBMIT_FLAGS);
+	}
+	lock_begin.delete(&tid);
+	return 0;
+}
+#endif
+
+/* ------------------------------------------- kmem tracepoints (tracepoint-only kernels) */
+#ifdef ZT_KMEM
+/*
+ * zs_malloc's first step is cache_alloc_handle() (inlined): kmem_cache_alloc() of an
+ * 8-byte slot from the pool's "zs_handle-<pool>" cache, whose address *is* the zsmalloc
+ * handle. zs_free's last step is cache_free_handle(), usually a tail call, so its call_site
+ * is zs_free's caller: frees are therefore matched by cache name, allocations by call site
+ * (alloc_zspage is inlined into zs_malloc too; the size test drops its descriptor). This
+ * gives every handle's alloc and free time, CPU, task and pool name -- but no object size
+ * and no duration.
+ */
+#define ZT_HPFX 10  /* strlen("zs_handle-") */
+
+/* pool id = the first 8 bytes of the pool name ("zram0\0\0\0") read as a little-endian u64 */
+static __always_inline int zt_handle_cache(const char *name, u64 *pool)
+{
+	if (name[0] != 'z' || name[1] != 's' || name[2] != '_' || name[3] != 'h' ||
+	    name[4] != 'a' || name[5] != 'n' || name[6] != 'd' || name[7] != 'l' ||
+	    name[8] != 'e' || name[9] != '-')
+		return 0;
+	u64 id = 0;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		char c = name[ZT_HPFX + i];
+		if (!c)
+			break;
+		id |= (u64)(u8)c << (8 * i);
+	}
+	*pool = id;
+	return !ZT_POOL_NAME || id == ZT_POOL_NAME;
+}
+
+TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
+{
+	u64 cs = args->call_site;
+	if (cs < ZT_MALLOC_LO || cs >= ZT_MALLOC_HI)
+		return 0;
+	if (args->bytes_req != ZT_HANDLE_SIZE)
+		return 0;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	char name[ZT_HPFX + 9] = {};
+	TP_DATA_LOC_READ_STR(name, name, sizeof(name));
+	u64 pool = 0;
+	if (!zt_handle_cache(name, &pool))
+		return 0;
+	struct zs_event *e = zt_reserve(ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(),
+					pid_tgid);
+	if (!e)
+		return 0;
+	e->pool = pool;
+	e->handle = (u64)args->ptr;
+	e->aux = cs;
+	events.ringbuf_submit(e, ZT_SUBMIT_FLAGS);
+	return 0;
+}
+
+TRACEPOINT_PROBE(kmem, kmem_cache_free)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	char name[ZT_HPFX + 9] = {};
+	TP_DATA_LOC_READ_STR(name, name, sizeof(name));
+	u64 pool = 0;
+	if (!zt_handle_cache(name, &pool))
+		return 0;
+	struct zs_event *e = zt_reserve(ZT_EV_FREE, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(),
+					pid_tgid);
+	if (!e)
+		return 0;
+	e->pool = pool;
+	e->handle = (u64)args->ptr;
+	e->aux = args->call_site;
+	events.ringbuf_submit(e, ZT_SUBMIT_FLAGS);
+	return 0;
+}
+#endif
+
+/* ---------------------------------------------------- kprobes (entry state by thread) */
+#if defined(ZT_KPROBE_ZS) || defined(ZT_ZSWAP)
+struct zt_call {
+	u64 ts;
+	u64 pool;
+	u64 arg;     /* handle (zs_free), swap entry (zswap) */
+	u32 size;    /* requested size; for zswap_store, the zs_malloc size seen inside it */
+	u32 pad;
+};
+/* Keyed by (tid, event type): one call per thread per function is in flight. */
+struct zt_call_key {
+	u32 tid;
+	u32 type;
+};
+BPF_HASH(calls, struct zt_call_key, struct zt_call, ZT_INFLIGHT);
+
+#ifdef ZT_KPROBE_ZS
+/*
+ * Pool names, learnt once per pool: struct zs_pool starts with `const char *name` in every
+ * kernel since zsmalloc got pools (3.x .. 6.18). User space reads the map into the trace
+ * metadata (address -> name), and --pool NAME filters on it.
+ */
+struct zt_pool_name {
+	char name[16];
+};
+BPF_HASH(pool_names, u64, struct zt_pool_name, 256);
+
+static __always_inline u64 zt_pool_name_id(u64 pool)
+{
+	struct zt_pool_name *pn = pool_names.lookup(&pool);
+	struct zt_pool_name n = {};
+	if (!pn) {
+		const char *np = 0;
+		bpf_probe_read_kernel(&np, sizeof(np), (void *)pool);
+		if (np)
+			bpf_probe_read_kernel_str(&n.name, sizeof(n.name), np);
+		pool_names.update(&pool, &n);
+		pn = &n;
+	}
+	u64 id = 0;
+	bpf_probe_read_kernel(&id, sizeof(id), pn->name);
+	return id;
+}
+#endif
+
+static __always_inline int zt_enter(u8 type, u64 pool, u64 arg, u32 size)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	if (ZT_POOL && pool && pool != ZT_POOL)
+		return 0;
+#ifdef ZT_KPROBE_ZS
+	if (pool) {
+		u64 id = zt_pool_name_id(pool);
+		if (ZT_POOL_NAME && id != ZT_POOL_NAME)
+			return 0;
+	}
+#endif
+	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = type};
+	struct zt_call c = {};
+	c.ts = bpf_ktime_get_ns();
+	c.pool = pool;
+	c.arg = arg;
+	c.size = size;
+	if (calls.update(&k, &c))
+		zt_drop(ZT_DROP_INFLIGHT);
+	return 0;
+}
+
+/* Emit the record for a returning call; `handle`/`ret` come from the return value. */
+static __always_inline int zt_return(u8 type, u64 handle, s32 ret)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = type};
+	struct zt_call *c = calls.lookup(&k);
+	if (!c)
+		return 0;  /* filtered at entry, or the call began before capture */
+	struct zs_event *e = zt_reserve(type, ZT_SRC_KPROBE, c->ts, pid_tgid);
+	if (e) {
+		e->pool = c->pool;
+		e->handle = handle ? handle : c->arg;
+		e->duration_ns = bpf_ktime_get_ns() - c->ts;
+		e->size = c->size;
+		e->ret = ret;
+		if (type >= ZT_EV_ZSWAP_STORE)
+			e->aux = c->arg;
+		events.ringbuf_submit(e, ZT_SUBMIT_FLAGS);
+	}
+	calls.delete(&k);
+	return 0;
+}
+#endif
+
+#ifdef ZT_KPROBE_ZS
+/* zs_malloc(pool, size, gfp) (< 6.16) or (pool, size, gfp, nid): size is argument 2 either way. */
+int zt_zs_malloc_entry(struct pt_regs *ctx)
+{
+	u64 pool = PT_REGS_PARM1(ctx);
+	u32 size = (u32)PT_REGS_PARM2(ctx);
+#ifdef ZT_ZSWAP
+	/* A zs_malloc inside zswap_store gives that store its compressed size. */
+	struct zt_call_key sk = {.tid = (u32)bpf_get_current_pid_tgid(), .type = ZT_EV_ZSWAP_STORE};
+	struct zt_call *st = calls.lookup(&sk);
+	if (st)
+		st->size = size;
+#endif
+	return zt_enter(ZT_EV_MALLOC, pool, 0, size);
+}
+
+int zt_zs_malloc_return(struct pt_regs *ctx)
+{
+	u64 h = PT_REGS_RC(ctx);
+	/* Errors come back as ERR_PTR-style handles (>= -MAX_ERRNO): keep them, flag ret. */
+	s32 ret = h >= (u64)-4095 ? (s32)h : 0;
+	return zt_return(ZT_EV_MALLOC, ret ? 0 : h, ret);
+}
+
+int zt_zs_free_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_FREE, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0);
+}
+
+int zt_zs_free_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_FREE, 0, 0);
+}
+
+/* __zs_compact(pool, class) returns pages freed in that class (or zs_compact(pool) total). */
+int zt_compact_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_COMPACT, PT_REGS_PARM1(ctx), 0, 0);
+}
+
+int zt_compact_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_COMPACT, 0, (s32)PT_REGS_RC(ctx));
+}
+
+/* zs_page_migrate(...) has no pool argument; returns 0 or -errno. */
+int zt_migrate_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_MIGRATE, 0, 0, 0);
+}
+
+int zt_migrate_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_MIGRATE, 0, (s32)PT_REGS_RC(ctx));
+}
+#endif
+
+#ifdef ZT_ZSWAP
+#define ZT_SWP_TYPE_SHIFT 58  /* BITS_PER_XA_VALUE - MAX_SWAPFILES_SHIFT on 64-bit */
+
+#ifdef ZT_ZSWAP_FRONTSWAP
+/* zswap_frontswap_{store,load,invalidate_page}(unsigned type, pgoff_t offset, ...) */
+static __always_inline u64 zt_entry_of(struct pt_regs *ctx)
+{
+	return ((u64)PT_REGS_PARM1(ctx) << ZT_SWP_TYPE_SHIFT) | (u64)PT_REGS_PARM2(ctx);
+}
+int zt_zswap_store_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_STORE, 0, zt_entry_of(ctx), 0);
+}
+int zt_zswap_load_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_LOAD, 0, zt_entry_of(ctx), 0);
+}
+int zt_zswap_inval_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_INVAL, 0, zt_entry_of(ctx), 0);
+}
+#else
+/* zswap_store(folio) / zswap_load(folio): the swap entry is folio->swap, which shares its
+ * word with folio->private (a union since 6.6, the same slot before). */
+static __always_inline u64 zt_folio_entry(struct pt_regs *ctx)
+{
+	struct folio *folio = (struct folio *)PT_REGS_PARM1(ctx);
+	u64 val = 0;
+	bpf_probe_read_kernel(&val, sizeof(val), &folio->private);
+	return val;
+}
+int zt_zswap_store_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_STORE, 0, zt_folio_entry(ctx), 0);
+}
+int zt_zswap_load_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_LOAD, 0, zt_folio_entry(ctx), 0);
+}
+/* zswap_invalidate(swp_entry_t) passes the entry by value in the first register. */
+int zt_zswap_inval_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_INVAL, 0, PT_REGS_PARM1(ctx), 0);
+}
+#endif
+int zt_zswap_store_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_ZSWAP_STORE, 0, (s32)PT_REGS_RC(ctx));
+}
+int zt_zswap_load_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_ZSWAP_LOAD, 0, (s32)PT_REGS_RC(ctx));
+}
+int zt_zswap_inval_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_ZSWAP_INVAL, 0, 0);
+}
+/* zswap_writeback_entry(entry, swp_entry_t) since 6.9; (zpool, handle) before: argument 2
+ * is the swap entry or the zpool handle. Often inlined: then the loader skips it. */
+int zt_zswap_wb_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_ZSWAP_WB, 0, PT_REGS_PARM2(ctx), 0);
+}
+int zt_zswap_wb_return(struct pt_regs *ctx)
+{
+	return zt_return(ZT_EV_ZSWAP_WB, 0, (s32)PT_REGS_RC(ctx));
+}
+#endif

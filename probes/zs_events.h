@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ztrace: the one event record shared by every probe in probes/ (*.bpf.c) and by the Python
+ * consumer (ztrace/capture/events.py mirrors it as a numpy structured dtype; a test checks
+ * the two agree). Keep it a multiple of 8 bytes and append fields only at the end.
+ */
+#ifndef ZTRACE_ZS_EVENTS_H
+#define ZTRACE_ZS_EVENTS_H
+
+/* event type codes (zs_event.type) */
+#define ZT_EV_MALLOC        1   /* zs_malloc: size, handle, duration (kprobe) or handle (kmem tp) */
+#define ZT_EV_FREE          2   /* zs_free: handle, duration (kprobe) or handle (kmem tp) */
+#define ZT_EV_COMPACT       3   /* __zs_compact / zs_compact: duration, aux = pages freed */
+#define ZT_EV_MIGRATE       4   /* zs_page_migrate: duration */
+#define ZT_EV_LOCK          5   /* lock:contention_begin/end pair: addr, wait, flags, stack */
+#define ZT_EV_ZSWAP_STORE   6   /* aux = swap entry, ret = return value */
+#define ZT_EV_ZSWAP_LOAD    7
+#define ZT_EV_ZSWAP_WB      8
+#define ZT_EV_ZSWAP_INVAL   9
+
+/* zs_event.src: how the record was produced (doctor / docs call these "probe modes") */
+#define ZT_SRC_KPROBE       1
+#define ZT_SRC_KMEM_TP      2
+#define ZT_SRC_LOCK_TP      3
+
+struct zs_event {
+	__u64 ts_ns;        /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at the event */
+	__u64 pool;         /* struct zs_pool * (0 when the probe cannot see it) */
+	__u64 handle;       /* zsmalloc handle, or lock address for ZT_EV_LOCK */
+	__u64 duration_ns;  /* function duration, or wait time for ZT_EV_LOCK */
+	__u64 aux;          /* swap entry (zswap), pages freed (compact), call_site (kmem tp) */
+	__u32 size;         /* requested bytes (zs_malloc), compressed bytes (zswap) */
+	__u32 tid;
+	__u32 pid;          /* tgid */
+	__s32 stack_id;     /* kernel stack id in the stacks map, <0 when none */
+	__s32 ret;          /* function return value / lock flags (ZT_EV_LOCK) */
+	__u16 cpu;
+	__u8 type;          /* ZT_EV_* */
+	__u8 src;           /* ZT_SRC_* */
+	char comm[16];
+};                          /* 80 bytes */
+
+/* slots of the per-CPU `drops` array: why a record did not reach user space */
+#define ZT_DROP_RINGBUF     0   /* ring buffer full (reserve failed) */
+#define ZT_DROP_INFLIGHT    1   /* entry map full: a begin/entry had no room for its state */
+#define ZT_DROP_NO_BEGIN    2   /* end/return without a recorded begin/entry (started mid-call) */
+#define ZT_DROP_SLOTS       3
+
+#endif

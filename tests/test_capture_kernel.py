@@ -1,0 +1,318 @@
+"""Capture against the real kernel, real zram and real BCC (``kernel`` marker).
+
+Skips only without root, or when BPF/bcc is unusable here, and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.conftest import ROOT, require_root
+
+pytestmark = pytest.mark.kernel
+
+
+def _require_bpf() -> None:
+    require_root()
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"bcc not importable ({exc})")
+    if not Path("/sys/kernel/tracing/events/lock/contention_begin").exists():
+        pytest.skip("no lock:contention_begin tracepoint (tracefs not mounted?)")
+
+
+def _events(table: pa.Table) -> np.ndarray:
+    return table.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
+
+
+def test_tracepoint_capture_counts_match_the_workload(tmp_path: Path) -> None:
+    """3 parallel O_DIRECT writers, 4 passes with a discard after passes 2 and 4: every
+    page written is exactly one zs_malloc, every overwrite and discard exactly one zs_free."""
+    _require_bpf()
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.capture.zram import run_writers, zram_device
+    from ztrace.format import read_trace
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    writers, region, passes = 3, 1024, 4
+    cap = Capture(
+        CaptureOptions(
+            out=tmp_path / "t",
+            probes=["zsmalloc", "locks"],
+            ringbuf_pages=8192,
+            target_tgid=os.getpid(),
+            rotate_mb=2,
+            reorder_window_ms=100,
+        )
+    )
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        res = run_writers(
+            dev,
+            writers=writers,
+            seconds=120,
+            pages_per_writer=region,
+            discard_every=2,
+            max_passes=passes,
+            pin=True,
+        )
+        mm = dev.mm_stat()
+        time.sleep(0.3)
+        cap.stop()
+        th.join()
+    assert res.pages_written == writers * region * passes
+    assert mm["orig_data_size"] == 0  # the last discard freed everything
+    s = cap.summary
+    assert s.lost_events == 0 and s.late_dropped == 0, s.footer()
+    trace = read_trace(tmp_path / "t")
+    ev = _events(trace.table)
+    n_malloc = int((ev == "zs_malloc").sum())
+    n_free = int((ev == "zs_free").sum())
+    assert n_malloc == res.pages_written
+    # frees: the overwrite in passes 2 and 4 and the two discards, each of the whole region
+    assert n_free == writers * region * 4
+    # every freed handle was allocated earlier in the capture, and frees follow their malloc
+    h = trace.table.column("handle").to_numpy()
+    ts = trace.table.column("ts_ns").to_numpy()
+    assert np.isin(h[ev == "zs_free"], h[ev == "zs_malloc"]).all()
+    assert (np.diff(ts.astype(np.int64)) >= 0).all()
+    assert trace.meta.source == "capture" and trace.meta.lost_events == 0
+    assert len(trace.files) >= 1
+    pools = set(trace.table.filter(pa.array(ev != "lock_contention")).column("pool").to_pylist())
+    from ztrace.capture.loader import pool_id
+
+    assert pools == {pool_id("zram0")}
+    # lock rows, when there are any, carry the lock columns
+    locks = trace.table.filter(pa.array(ev == "lock_contention"))
+    if locks.num_rows:
+        assert locks.column("wait_ns").null_count == 0
+        assert set(locks.column("lock_kind").cast(pa.string()).to_pylist()) <= {
+            "class",
+            "pool",
+            "zspage",
+            "other",
+        }
+
+
+def test_kprobe_programs_compile_and_load_through_the_verifier() -> None:
+    """kprobes cannot attach on this host, but every kprobe program must verify."""
+    _require_bpf()
+    from bcc import BPF
+
+    from ztrace.capture.loader import PROGRAM, probes_dir
+
+    src = (probes_dir() / PROGRAM).read_bytes()
+    names = [
+        "zt_zs_malloc_entry",
+        "zt_zs_malloc_return",
+        "zt_zs_free_entry",
+        "zt_zs_free_return",
+        "zt_compact_entry",
+        "zt_compact_return",
+        "zt_migrate_entry",
+        "zt_migrate_return",
+        "zt_zswap_store_entry",
+        "zt_zswap_store_return",
+        "zt_zswap_load_entry",
+        "zt_zswap_load_return",
+        "zt_zswap_inval_entry",
+        "zt_zswap_inval_return",
+        "zt_zswap_wb_entry",
+        "zt_zswap_wb_return",
+    ]
+    for variant in ([], ["-DZT_ZSWAP_FRONTSWAP"], ["-DZT_ZSWAP_LOAD_INT"]):
+        flags = [
+            f"-I{probes_dir()}",
+            "-DZT_KPROBE_ZS",
+            "-DZT_ZSWAP",
+            "-DZT_RINGBUF_PAGES=64",
+            *variant,
+        ]
+        b = BPF(text=src, cflags=flags)
+        try:
+            for n in names:
+                fn = b.load_func(n.encode(), BPF.KPROBE)
+                assert fn.fd > 0, n
+        finally:
+            b.cleanup()
+
+
+def test_unprivileged_capture_fails_in_one_line(tmp_path: Path) -> None:
+    require_root()  # to switch to nobody
+    if not Path("/usr/bin/setpriv").exists():
+        pytest.skip("no setpriv")
+    out = tmp_path / "o"
+    tmp_path.chmod(0o777)
+    p = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "ztrace",
+            "capture",
+            "-o",
+            str(out),
+            "--duration",
+            "1s",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("ztrace: error: capture needs root or CAP_BPF+CAP_PERFMON")
+    assert not out.exists()
+
+
+def test_cli_capture_runs_command_and_prints_footer(tmp_path: Path) -> None:
+    _require_bpf()
+    from ztrace.format import read_trace
+
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ztrace",
+            "capture",
+            "-o",
+            str(tmp_path / "t"),
+            "--probes",
+            "zsmalloc,locks",
+            "--anonymize",
+            "--",
+            "sleep",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "=== ztrace capture summary ===" in p.stderr
+    assert "lost: 0," in p.stderr
+    assert "command exit status: 0" in p.stderr
+    t = read_trace(tmp_path / "t", allow_empty=True)
+    assert t.meta.extra["anonymized"] == "true" and t.meta.extra["host"] == ""
+    comms = t.table.column("comm").cast(pa.string()).unique().to_pylist()
+    assert all(c.startswith("task-") for c in comms)
+
+
+def test_kill_9_leaves_only_valid_files(tmp_path: Path) -> None:
+    """Capture under load rotating every 0.3 s, SIGKILL it: every part file still reads."""
+    _require_bpf()
+    from ztrace.capture.zram import zram_device
+    from ztrace.format import read_trace, trace_files
+
+    out = tmp_path / "t"
+    err_path = tmp_path / "stderr"
+    with zram_device(disksize=64 << 20), open(err_path, "wb") as err:
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ztrace",
+                "capture",
+                "-o",
+                str(out),
+                "--quiet",
+                "--rotate-seconds",
+                "0.3",
+                "--probes",
+                "zsmalloc,locks",
+                "--",
+                sys.executable,
+                "-m",
+                "ztrace.capture.zram",
+                "--writers",
+                "2",
+                "--seconds",
+                "30",
+                "--discard-every",
+                "2",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if len(list(out.glob("part-*.parquet"))) >= 3:
+                    break
+                assert p.poll() is None, err_path.read_text()
+                time.sleep(0.1)
+            time.sleep(0.2)
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(30)
+        finally:
+            # the workload is the capture's child, in its session: end it too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            time.sleep(0.5)  # let the writers' fds close before zram_device resets
+    files = trace_files(out)
+    assert len(files) >= 3
+    rows = 0
+    for f in files:
+        t = read_trace(f, allow_empty=True)
+        rows += t.num_events
+        assert t.meta.source == "capture"
+    assert rows > 0
+    # the file being written at the kill is a hidden temporary, never a part-*.parquet
+    assert all(not f.name.startswith(".") for f in files)
+
+
+def test_pool_filter_by_name(tmp_path: Path) -> None:
+    """--pool zram0 keeps the device's ops and names the pool; another name keeps none."""
+    _require_bpf()
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.capture.zram import run_writers, zram_device
+    from ztrace.format import read_trace
+
+    if detect().probes["zsmalloc"].status == "missing":
+        pytest.skip("zsmalloc probe missing here")
+    counts = {}
+    for pool in ("zram0", "nosuchpool"):
+        out = tmp_path / pool
+        cap = Capture(
+            CaptureOptions(out=out, probes=["zsmalloc"], pool=pool, target_tgid=os.getpid())
+        )
+        with zram_device(disksize=64 << 20) as dev:
+            cap.start()
+            th = threading.Thread(target=cap.run, daemon=True)
+            th.start()
+            res = run_writers(dev, writers=2, seconds=60, pages_per_writer=256, max_passes=2)
+            time.sleep(0.6)
+            cap.stop()
+            th.join()
+        t = read_trace(out, allow_empty=True)
+        counts[pool] = int((_events(t.table) == "zs_malloc").sum())
+        if pool == "zram0":
+            assert counts[pool] == res.pages_written
+            assert "=zram0" in t.meta.extra["pools"]
+    assert counts["nosuchpool"] == 0

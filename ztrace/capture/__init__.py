@@ -1,0 +1,7 @@
+"""Capture: BPF probes (``probes/``) to trace-format Parquet, safe to run on production hosts.
+
+Modules: ``features`` (what the running kernel offers), ``loader`` (compile and attach the
+BPF program), ``events`` (ring buffer records to numpy/Arrow), ``attribute`` (lock stacks to
+lock kinds), ``session`` (the capture loop), ``zram`` (locked zram device and workload).
+Only ``session``/``loader`` import bcc, so ``ztrace doctor`` runs without it.
+"""

@@ -1,0 +1,130 @@
+"""Lock attribution: which zsmalloc lock a contention was on, from its kernel stack.
+
+``lock:contention_begin`` gives a lock address and flags, not a name. The stack says who
+waited: the first zsmalloc function on it (``zs_malloc``, ``zs_free``, ``__zs_compact``, ...)
+and the lock type from the flags (spin vs rwlock read/write) name the lock, using the kernel's
+own locking rules:
+
+* >= 6.9: ``zs_malloc`` takes only ``class->lock`` (spinlock); ``zs_free`` takes
+  ``pool->lock`` for read (rwlock, migration) then ``class->lock``; compaction and migration
+  take ``pool->lock`` for write and class locks.
+* 6.1.y (with the consolidation backport) .. 6.8: one spinlock per pool for everything.
+* < 6.15 zspage locks are rwlocks taken for read in the map functions (``zspage``).
+
+Anything without a zsmalloc function on the stack is ``other`` (zram slot locks, scheduler
+locks, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+#: lock:contention_begin flags (include/trace/events/lock.h, LCB_F_*)
+LCB_F_SPIN, LCB_F_READ, LCB_F_WRITE, LCB_F_RT, LCB_F_PERCPU, LCB_F_MUTEX = 1, 2, 4, 8, 16, 32
+KINDS = ("class", "pool", "zspage", "other")
+
+_ZS_FUNCS = frozenset(
+    {
+        "zs_malloc",
+        "zs_free",
+        "obj_malloc",
+        "obj_free",
+        "__zs_compact",
+        "zs_compact",
+        "zs_shrinker_scan",
+        "zs_page_migrate",
+        "zs_page_isolate",
+        "zs_page_putback",
+        "async_free_zspage",
+        "free_zspage",
+        "__free_zspage",
+        "zs_map_object",
+        "zs_unmap_object",
+        "zs_obj_read_begin",
+        "zs_obj_read_end",
+        "zs_obj_write",
+        "zs_destroy_pool",
+    }
+)
+_MAP_FUNCS = frozenset(
+    {"zs_map_object", "zs_unmap_object", "zs_obj_read_begin", "zs_obj_read_end", "zs_obj_write"}
+)
+
+
+def _base(name: str) -> str:
+    return name.split(".", 1)[0]  # zs_compact.isra.0 -> zs_compact
+
+
+def lock_type(flags: int) -> str:
+    """Kernel lock type name as perf lock shows it (spinlock, rwlock:R, rwsem:W, mutex...)."""
+    if flags & LCB_F_MUTEX:
+        return "mutex"
+    if flags & LCB_F_SPIN:
+        if flags & LCB_F_READ:
+            return "rwlock:R"
+        if flags & LCB_F_WRITE:
+            return "rwlock:W"
+        return "spinlock"
+    if flags & LCB_F_READ:
+        return "rwsem:R"
+    if flags & LCB_F_WRITE:
+        return "rwsem:W"
+    return "rtmutex" if flags & LCB_F_RT else "unknown"
+
+
+def classify(
+    functions: Sequence[str], flags: int, *, version: tuple[int, int] = (6, 9)
+) -> tuple[str, str]:
+    """(lock kind, zsmalloc caller) for one contention stack (innermost frame first)."""
+    caller = ""
+    for fn in functions:
+        b = _base(fn)
+        if b in _ZS_FUNCS:
+            caller = b
+            break
+    if not caller:
+        return "other", ""
+    rw = bool(flags & (LCB_F_READ | LCB_F_WRITE))
+    if flags & (LCB_F_MUTEX | LCB_F_RT) or not flags & LCB_F_SPIN:
+        return "other", caller  # zsmalloc takes no sleeping locks itself
+    if rw:
+        if caller in _MAP_FUNCS and version < (6, 15):
+            return "zspage", caller
+        return "pool", caller
+    return ("class" if version >= (6, 9) else "pool"), caller
+
+
+class StackAttributor:
+    """Caches stack id -> (kind, caller, symbolised frames) for one capture."""
+
+    def __init__(
+        self,
+        walk: Callable[[int], Sequence[int]],
+        resolve: Callable[[int], str],
+        version: tuple[int, int],
+    ) -> None:
+        self._walk = walk
+        self._resolve = resolve
+        self.version = version
+        self.frames: dict[int, list[str]] = {}
+        self._kind: dict[tuple[int, int], tuple[str, str]] = {}
+
+    def symbols(self, stack_id: int) -> list[str]:
+        if stack_id < 0:
+            return []
+        fr = self.frames.get(stack_id)
+        if fr is None:
+            try:
+                fr = [self._resolve(a) for a in self._walk(stack_id)]
+            except (KeyError, OSError):
+                fr = []
+            self.frames[stack_id] = fr
+        return fr
+
+    def kind(self, stack_id: int, flags: int) -> tuple[str, str]:
+        key = (stack_id, flags)
+        k = self._kind.get(key)
+        if k is None:
+            k = classify(self.symbols(stack_id), flags, version=self.version)
+            self._kind[key] = k
+        return k

@@ -1,0 +1,198 @@
+"""Compile the probe program for this kernel and attach it: a thin layer over BCC.
+
+The program text is ``probes/zs_capture.bpf.c``; this module only chooses its ``-D``
+constants from :mod:`ztrace.capture.features` (filters become load-time constants, so they
+cost nothing per event) and attaches the kprobes whose names differ between kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ztrace.capture.events import DROP_SLOTS, RingReader
+from ztrace.capture.features import Features, Kallsyms
+from ztrace.errors import CaptureError, ConfigError, FeatureMissingError
+
+PROGRAM = "zs_capture.bpf.c"
+HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
+
+
+def probes_dir() -> Path:
+    """``probes/`` in a source tree, or ``ztrace/_probes`` in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent.parent / "probes", here.parent / "_probes"):
+        if (cand / PROGRAM).exists():
+            return cand
+    raise CaptureError(f"cannot find {PROGRAM} (looked in ../probes and ztrace/_probes)")
+
+
+def pool_id(name: str) -> int:
+    """The kmem-mode pool id: the first 8 bytes of the pool name as a little-endian u64."""
+    raw = name.encode()[:8]
+    return int.from_bytes(raw.ljust(8, b"\0"), "little")
+
+
+def pool_name(pid: int) -> str:
+    return pid.to_bytes(8, "little").rstrip(b"\0").decode(errors="replace")
+
+
+@dataclass
+class Plan:
+    """What to compile and attach, and why."""
+
+    probes: list[str]
+    modes: dict[str, str]
+    cflags: list[str]
+    kprobes: list[tuple[str, str, str]] = field(default_factory=list)  # (kernel fn, entry, ret)
+    optional_kprobes: set[str] = field(default_factory=set)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    ringbuf_bytes: int = 0
+
+
+def make_plan(
+    feats: Features,
+    probes: list[str],
+    *,
+    pool: str | None = None,
+    ringbuf_pages: int = 1024,
+    target_tgid: int = 0,
+    ksyms: Kallsyms | None = None,
+) -> Plan:
+    """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
+    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
+        raise ConfigError(f"`--ringbuf-pages` must be a power of two, got {ringbuf_pages}")
+    ks = ksyms or Kallsyms()
+    flags = [
+        f"-I{probes_dir()}",
+        f"-DZT_RINGBUF_PAGES={ringbuf_pages}",
+        f"-DZT_TARGET_TGID={target_tgid}",
+    ]
+    plan = Plan(probes=list(probes), modes={}, cflags=flags)
+    plan.ringbuf_bytes = ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    pool_flag = 0  # struct zs_pool address (kprobe mode)
+    pool_name_flag = pool_id(pool) if pool and not pool.startswith("0x") else 0
+    for name in probes:
+        rep = feats.probes.get(name)
+        if rep is None:
+            raise ConfigError(f"unknown probe `{name}` (probes: zsmalloc, locks, zswap)")
+        if rep.status == "missing":
+            raise FeatureMissingError(
+                f"probe `{name}` unavailable on {feats.release} ({rep.detail})"
+            )
+        plan.modes[name] = rep.mode
+        plan.missing[name] = list(rep.missing)
+        if name == "locks":
+            flags.append("-DZT_LOCKS")
+        elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":
+            rng = ks.range("zs_malloc")
+            if rng is None:
+                raise FeatureMissingError("zs_malloc address unknown (kallsyms hidden?)")
+            flags += [
+                "-DZT_KMEM",
+                f"-DZT_MALLOC_LO={rng[0]}ULL",
+                f"-DZT_MALLOC_HI={rng[1]}ULL",
+                f"-DZT_HANDLE_SIZE={HANDLE_SIZE}",
+            ]
+            if pool and pool.startswith("0x"):
+                raise ConfigError(
+                    "`--pool` takes a pool name (e.g. zram0) on tracepoint kernels: the kmem "
+                    "tracepoints carry no pool address"
+                )
+        elif name == "zsmalloc":
+            flags.append("-DZT_KPROBE_ZS")
+            plan.kprobes += [
+                ("zs_malloc", "zt_zs_malloc_entry", "zt_zs_malloc_return"),
+                ("zs_free", "zt_zs_free_entry", "zt_zs_free_return"),
+            ]
+            for role, entry, ret in (
+                ("compact", "zt_compact_entry", "zt_compact_return"),
+                ("migrate", "zt_migrate_entry", "zt_migrate_return"),
+            ):
+                if role in rep.attach:
+                    plan.kprobes.append((rep.attach[role], entry, ret))
+                    plan.optional_kprobes.add(rep.attach[role])
+            if pool and pool.startswith("0x"):
+                if not re.fullmatch(r"0x[0-9a-fA-F]+", pool):
+                    raise ConfigError(f"`--pool` {pool!r} is not a hex address")
+                pool_flag = int(pool, 16)
+        elif name == "zswap":
+            flags.append("-DZT_ZSWAP")
+            if rep.attach["store"].startswith("zswap_frontswap"):
+                flags.append("-DZT_ZSWAP_FRONTSWAP")
+            if feats.version >= (6, 16):
+                flags.append("-DZT_ZSWAP_LOAD_INT")
+            plan.kprobes += [
+                (rep.attach["store"], "zt_zswap_store_entry", "zt_zswap_store_return"),
+                (rep.attach["load"], "zt_zswap_load_entry", "zt_zswap_load_return"),
+                (rep.attach["invalidate"], "zt_zswap_inval_entry", "zt_zswap_inval_return"),
+            ]
+            if "writeback" in rep.attach:
+                plan.kprobes.append(
+                    (rep.attach["writeback"], "zt_zswap_wb_entry", "zt_zswap_wb_return")
+                )
+                plan.optional_kprobes.add(rep.attach["writeback"])
+    flags.append(f"-DZT_POOL={pool_flag}ULL")
+    flags.append(f"-DZT_POOL_NAME={pool_name_flag}ULL")
+    return plan
+
+
+class Loaded:
+    """A compiled, attached program: the ring reader, the stack map and the drop counters."""
+
+    def __init__(self, plan: Plan) -> None:
+        try:
+            from bcc import BPF
+        except ImportError as exc:
+            raise FeatureMissingError(
+                f"bcc is not importable ({exc}); install python3-bpfcc"
+            ) from None
+        self.plan = plan
+        src = (probes_dir() / PROGRAM).read_bytes()
+        try:
+            # Tracepoint functions (TRACEPOINT_PROBE) attach themselves here.
+            self.bpf = BPF(text=src, cflags=plan.cflags)
+        except Exception as exc:
+            raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
+        self.skipped: list[str] = []
+        for fn, entry, ret in plan.kprobes:
+            try:
+                self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
+                self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
+            except Exception as exc:
+                if fn in plan.optional_kprobes:
+                    self.skipped.append(f"{fn} ({exc})")
+                    continue
+                self.close()
+                raise FeatureMissingError(f"cannot attach kprobe to `{fn}` ({exc})") from None
+        table = self.bpf.get_table("events")
+        self.reader = RingReader(table.map_fd, plan.ringbuf_bytes)
+        self.map_fd = table.map_fd
+        self._stacks = self.bpf.get_table("stacks") if "-DZT_LOCKS" in plan.cflags else None
+
+    def pool_names(self) -> dict[int, str]:
+        """struct zs_pool address -> name, as learnt by the kprobes (empty in kmem mode)."""
+        if "-DZT_KPROBE_ZS" not in self.plan.cflags:
+            return {}
+        t = self.bpf.get_table("pool_names")
+        return {
+            int(k.value): bytes(v.name).split(b"\0", 1)[0].decode(errors="replace")
+            for k, v in t.items()
+        }
+
+    def drops(self) -> dict[str, int]:
+        t = self.bpf.get_table("drops")
+        return {name: int(t.sum(i).value) for i, name in enumerate(DROP_SLOTS)}
+
+    def walk_stack(self, stack_id: int) -> list[int]:
+        if self._stacks is None:
+            return []
+        return list(self._stacks.walk(stack_id))
+
+    def close(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
+        self.bpf.cleanup()

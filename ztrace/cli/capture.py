@@ -1,0 +1,141 @@
+"""``ztrace capture``: record zsmalloc, lock and zswap events to a Parquet trace."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from ztrace.errors import ConfigError
+
+EXAMPLES = """
+\b
+Examples:
+  ztrace capture -o /tmp/t --duration 30s                  # zsmalloc + locks, 30 seconds
+  ztrace capture -o /tmp/t --probes zsmalloc,zswap -- stress-ng --vm 2 -t 20
+  ztrace capture -o /tmp/t --ringbuf-pages 4096 --rotate-mb 128 --anonymize
+"""
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '5m', '250ms', '1h' or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise ConfigError(f"`--duration` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
+    value = float(m.group(1))
+    return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+
+
+@click.command(
+    "capture",
+    epilog=EXAMPLES,
+    context_settings={"ignore_unknown_options": False, "help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output directory (part-NNNNN.parquet files).",
+)
+@click.option(
+    "--duration",
+    default=None,
+    help="Stop after this long (30s, 5m). Default: until Ctrl-C, or until COMMAND exits.",
+)
+@click.option(
+    "--probes",
+    default="zsmalloc,locks",
+    show_default=True,
+    help="Comma list of zsmalloc, locks, zswap.",
+)
+@click.option(
+    "--pool",
+    default=None,
+    help="Only this pool: its name (e.g. zram0; first 8 bytes compared), or on kprobe "
+    "kernels its struct zs_pool address (0x...).",
+)
+@click.option(
+    "--ringbuf-pages",
+    default=1024,
+    show_default=True,
+    type=int,
+    help="BPF ring buffer size in pages (power of two).",
+)
+@click.option(
+    "--rotate-mb",
+    default=64.0,
+    show_default=True,
+    type=float,
+    help="Start a new part file after this many MB of rows.",
+)
+@click.option(
+    "--rotate-seconds",
+    default=None,
+    type=float,
+    help="Also start a new part file after this many seconds.",
+)
+@click.option(
+    "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+)
+@click.option(
+    "--anonymize",
+    is_flag=True,
+    help="Replace pids/tids by dense ids and comms by salted hashes; omit the host name.",
+)
+@click.option("--quiet", is_flag=True, help="No start line and no summary footer.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def command(
+    out: Path,
+    duration: str | None,
+    probes: str,
+    pool: str | None,
+    ringbuf_pages: int,
+    rotate_mb: float,
+    rotate_seconds: float | None,
+    target_tgid: int,
+    anonymize: bool,
+    quiet: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Capture zsmalloc allocator, lock-contention and zswap events (needs root).
+
+    With `-- COMMAND ...`, runs COMMAND and stops when it exits. A summary footer with the
+    event counts and lost events goes to stderr at the end.
+    """
+    from ztrace.capture.features import PROBES, require_privileges
+
+    names = [p.strip() for p in probes.split(",") if p.strip()]
+    for p in names:
+        if p not in PROBES:
+            raise ConfigError(f"unknown probe `{p}` (probes: {', '.join(PROBES)})")
+    if not names:
+        raise ConfigError("`--probes` is empty")
+    if rotate_mb <= 0:
+        raise ConfigError(f"`--rotate-mb` must be positive, got {rotate_mb}")
+    secs = parse_duration(duration) if duration else None
+    if secs is not None and secs <= 0:
+        raise ConfigError(f"`--duration` must be positive, got {duration!r}")
+    require_privileges()  # before bcc is even imported
+
+    from ztrace.capture.session import CaptureOptions, capture
+
+    summary = capture(
+        CaptureOptions(
+            out=out,
+            probes=names,
+            duration_s=secs,
+            pool=pool,
+            ringbuf_pages=ringbuf_pages,
+            rotate_mb=rotate_mb,
+            rotate_s=rotate_seconds,
+            anonymize=anonymize,
+            command=list(command) or None,
+            target_tgid=target_tgid,
+        ),
+        quiet=quiet,
+    )
+    if summary.command_rc:
+        raise SystemExit(summary.command_rc)

@@ -1,0 +1,1 @@
+"""Host experiments that check replay predictions against the real kernel."""
