@@ -1,0 +1,182 @@
+"""``ztrace sweep``: LRU designs × pool limits on one swap trace → ``sweep.parquet``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import click
+
+from ztrace.errors import ConfigError
+
+_RANGE = re.compile(r"^([^:]+):([^:]+):([^:]+)$")
+
+
+def expand_limits(spec: str) -> list[str]:
+    """``"A,B,C"`` or ``"A:B:step"`` (inclusive; same unit on all three) → limit strings.
+
+    >>> expand_limits("1024:4096:1024")
+    ['1024', '2048', '3072', '4096']
+    >>> expand_limits("5%:15%:5%")
+    ['5%', '10%', '15%']
+    """
+    spec = spec.strip()
+    if m := _RANGE.match(spec):
+        parts = [p.strip() for p in m.groups()]
+        unit_re = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-zA-Z%]*)$")
+        ms = [unit_re.match(p) for p in parts]
+        if not all(ms):
+            raise ConfigError(f"cannot parse pool-limit range {spec!r} (want A:B:step)")
+        units = {x.group(2) for x in ms if x}
+        if len(units) != 1:
+            raise ConfigError(f"pool-limit range {spec!r} mixes units ({', '.join(units)})")
+        unit = units.pop()
+        lo, hi, step = (float(x.group(1)) for x in ms if x)
+        if step <= 0 or hi < lo:
+            raise ConfigError(f"pool-limit range {spec!r} needs step > 0 and A <= B")
+        n = int((hi - lo) / step + 1e-9) + 1
+        if n > 10_000:
+            raise ConfigError(f"pool-limit range {spec!r} has {n} points (max 10000)")
+        vals = [lo + i * step for i in range(n)]
+        return [f"{int(v) if v == int(v) else v}{unit}" for v in vals]
+    out = [p.strip() for p in spec.split(",") if p.strip()]
+    if not out:
+        raise ConfigError("no pool limits given (want A,B,C or A:B:step)")
+    return out
+
+
+def _design_params(values: tuple[str, ...]) -> dict[str, str]:
+    """``--param k=v,k=v`` (every design) / ``--param DESIGN:k=v,...`` → params mapping."""
+    out: dict[str, str] = {}
+    for v in values:
+        head, sep, rest = v.partition(":")
+        key, spec = (head.strip(), rest) if sep and "=" not in head else ("all", v)
+        out[key] = f"{out[key]},{spec}" if key in out else spec
+    return out
+
+
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  python -m ztrace.synth_swap --profile phase-change -o /tmp/pc\n"
+    "  ztrace sweep /tmp/pc --lru none,entry-lru,swap-lru --pool-limits 512:4096:512 -o /tmp/sw\n"
+    "  ztrace sweep T --lru 6.12 --pool-limits 5%,10%,20% --param ram=2G -o /tmp/sw --json\n"
+    "  ztrace sweep T --lru entry-lru --pool-limits 2048 --param entry-lru:shrink=sync -o D"
+)
+@click.argument("trace", type=click.Path())
+@click.option("--lru", "designs", required=True, help="Designs, comma-separated (names, aliases).")
+@click.option(
+    "--pool-limits",
+    required=True,
+    help="A,B,C or A:B:step; pages (4096), bytes (64M) or percent of RAM (20%).",
+)
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    help="k=v,... for every design that has the key, or DESIGN:k=v,... (repeatable); "
+    "ram=SIZE sets RAM for percent limits.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Recorded in metadata.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep rows as JSON on stdout.")
+def command(
+    trace: str,
+    designs: str,
+    pool_limits: str,
+    out: str,
+    params: tuple[str, ...],
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Replay TRACE under each LRU design at each pool limit; write sweep.parquet.
+
+    One row per design × pool limit with the lru_summary columns (docs/results-format.md):
+    stores, rejects, writebacks, inversions (a page sent to disk while zswap holds an older
+    one), hits, disk swap-ins, expected fault latency.
+    """
+    from ztrace.replay.lru import (
+        design_list,
+        load_workload,
+        params_for,
+        parse_pool_limit,
+        resolve_ram,
+        run_design,
+    )
+    from ztrace.replay.lru.metrics import summary_table
+    from ztrace.results import write_results_dir
+
+    names = design_list(designs)
+    limits = expand_limits(pool_limits)
+    pmap = _design_params(params)
+    ram_spec: Any = None
+    if "all" in pmap:
+        kept = []
+        for part in pmap["all"].split(","):
+            k, _, v = part.partition("=")
+            if k.strip() == "ram":
+                ram_spec = v.strip()
+            elif part.strip():
+                kept.append(part)
+        pmap["all"] = ",".join(kept)
+    w = load_workload(trace)
+    ram = resolve_ram(w, ram_spec)
+    pages = [parse_pool_limit(x, ram_pages=ram, page_size=w.page_size) for x in limits]
+    per_design = {n: params_for(n, pmap) for n in names}
+    rows = []
+    counters = []
+    for n in names:
+        for lim in pages:
+            r = run_design(w, n, lim, per_design[n])
+            rows.append(r.summary)
+            counters.append({"lru_design": n, "pool_limit_pages": lim, **r.counters})
+    table = summary_table(rows)
+    summary = {"trace": str(trace), "seed": seed, "sweep": rows, "counters": counters}
+    write_results_dir(
+        out,
+        {"sweep": table},
+        {
+            "ztrace.results_version": "1",
+            "ztrace.trace": str(trace),
+            "ztrace.seed": str(seed),
+            "ztrace.lru": ",".join(names),
+            "ztrace.pool_limits": ",".join(str(p) for p in pages),
+            "ztrace.params": json.dumps(per_design, sort_keys=True),
+        },
+        summary,
+    )
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"LRU sweep: {trace}")
+    for col in (
+        "design",
+        "limit",
+        "stores",
+        "rejects",
+        "writebacks",
+        "inversions",
+        "inv rate",
+        "hits",
+        "disk in",
+        "fault ns",
+    ):
+        t.add_column(col, justify="left" if col == "design" else "right")
+    for r in rows:
+        t.add_row(
+            str(r["lru_design"]),
+            str(r["pool_limit_pages"]),
+            str(r["stores"]),
+            str(r["rejects"]),
+            str(r["writebacks"]),
+            str(r["inversions"]),
+            f"{r['inversion_rate']:.3f}",
+            str(r["zswap_hits"]),
+            str(r["disk_swapins"]),
+            f"{r['expected_fault_latency_ns']:.0f}",
+        )
+    Console(stderr=True, width=140).print(t)
+    click.echo(f"wrote {out}/sweep.parquet", err=True)

@@ -1,0 +1,388 @@
+"""LRU and writeback designs for zswap, replayed on a swap trace (docs/lru-inversion.md).
+
+Every design is one module in this package behind one interface (:class:`LruDesign`),
+registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit):
+
+=========================  =====================================================  =========
+name                       what it models                                         aliases
+=========================  =====================================================  =========
+``none``                   ≤6.1: zsmalloc cannot evict; stores rejected when full  ``6.1``
+``zspage-lru``             6.2–6.4: LRU of zspages, whole-zspage writeback          ``6.2``
+``entry-lru``              6.5–6.11: zswap entry LRU                                ``6.5``
+``entry-lru-2nd-chance``   6.12+: entry LRU with a referenced bit                   ``6.12``
+``swap-lru``               one LRU across zswap and disk (a design)                 ``unified``
+=========================  =====================================================  =========
+
+Each design parses its own ``k=v`` parameters (``describe(name)`` lists them).
+
+>>> canonical_name("6.12")
+'entry-lru-2nd-chance'
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ztrace.errors import ConfigError
+from ztrace.format import Trace
+from ztrace.replay.lru._base import (
+    PAGE_SIZE,
+    ZswapDesign,
+    parse_params,
+    parse_pool_limit,
+    parse_size_pages,
+)
+from ztrace.replay.lru.metrics import Latency, Recorder, summary_table, timeline_table
+from ztrace.replay.lru.workload import Workload, load_workload
+
+
+class LruDesign(Protocol):
+    """What the replay loop needs from a design (one module each)."""
+
+    def store(self, ts: int, page: int, clen: int) -> bool: ...
+    def load(self, ts: int, page: int) -> None: ...
+    def invalidate(self, ts: int, page: int) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One row of the registry."""
+
+    name: str
+    module: str
+    aliases: tuple[str, ...]
+    summary: str
+
+
+#: name → module; the single place designs are listed.
+REGISTRY: tuple[Registered, ...] = (
+    Registered(
+        "none",
+        "none",
+        ("6.1", "no-lru", "reject"),
+        "≤6.1: no eviction, stores rejected when the pool is full",
+    ),
+    Registered(
+        "zspage-lru",
+        "zspage_lru",
+        ("6.2", "6.3", "6.4", "zsmalloc-lru"),
+        "6.2–6.4: zsmalloc LRU of zspages; writeback evicts a whole zspage",
+    ),
+    Registered(
+        "entry-lru",
+        "entry_lru",
+        ("6.5", "6.8", "zswap-lru", "lru"),
+        "6.5–6.11: zswap LRU of entries",
+    ),
+    Registered(
+        "entry-lru-2nd-chance",
+        "entry_lru_2nd_chance",
+        ("6.12", "6.18", "2nd-chance", "second-chance", "clock"),
+        "6.12+: entry LRU with a referenced bit (second chance)",
+    ),
+    Registered(
+        "swap-lru",
+        "swap_lru",
+        ("unified", "unified-lru", "global-lru"),
+        "one LRU across zswap and disk: write back the coldest instead of rejecting",
+    ),
+)
+
+_BY_NAME: dict[str, Registered] = {}
+for _r in REGISTRY:
+    for _n in (_r.name, *_r.aliases):
+        _BY_NAME[_n.lower()] = _r
+
+
+def design_names() -> list[str]:
+    """Canonical design names, in registry order."""
+    return [r.name for r in REGISTRY]
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a design or alias; ConfigError listing valid names otherwise."""
+    r = _BY_NAME.get(name.strip().lower())
+    if r is None:
+        valid = ", ".join(
+            f"{x.name} ({', '.join(x.aliases)})" if x.aliases else x.name for x in REGISTRY
+        )
+        raise ConfigError(f"unknown LRU design `{name}` (valid: {valid})")
+    return r.name
+
+
+def design_class(name: str) -> type[ZswapDesign]:
+    """The class implementing design ``name`` (imports its module on first use)."""
+    r = _BY_NAME[canonical_name(name).lower()]
+    mod = importlib.import_module(f"ztrace.replay.lru.{r.module}")
+    cls: type[ZswapDesign] = mod.DESIGN
+    return cls
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Parameters of a design with defaults and help (for ``--help`` and docs)."""
+    cls = design_class(name)
+    table = cls.param_table()
+    return {
+        "name": cls.NAME,
+        "era": cls.ERA,
+        "params": {
+            k: {"default": cls.DEFAULTS.get(k, p.default), "help": p.help} for k, p in table.items()
+        },
+    }
+
+
+def split_design_spec(spec: str) -> tuple[str, str]:
+    """``"entry-lru:shrink=sync,accept_threshold=100"`` → (name, params)."""
+    name, _, params = spec.partition(":")
+    return name.strip(), params.strip()
+
+
+def design_list(designs: str | Sequence[str]) -> list[str]:
+    """``"a,b"`` or a sequence of names/aliases → canonical names (ConfigError if unknown)."""
+    if isinstance(designs, str):
+        designs = [d for d in designs.split(",") if d.strip()]
+    out = [canonical_name(d) for d in designs]
+    if not out:
+        raise ConfigError("no LRU design given (valid: " + ", ".join(design_names()) + ")")
+    return out
+
+
+def params_for(name: str, params: str | Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Pick a design's parameters from ``params``.
+
+    ``params`` is one ``k=v,...`` string for every design, or a mapping from design name (or
+    alias, or ``"all"``) to a ``k=v,...`` string or a dict. Parameters for every design apply
+    only where the design has that key (``max_failures`` reaches only the second-chance
+    design); a key no design knows is an error. A design's own entry overrides ``all`` and
+    must use only its own keys.
+    """
+    if params is None:
+        return None
+    if isinstance(params, str):
+        params = {"all": params}
+    own = design_class(name).param_table()
+    every = _any_table()
+    merged: dict[str, str] = {}
+    for key in sorted(params, key=lambda k: k != "all"):
+        val = params[key]
+        if key == "ram":
+            continue
+        if key != "all" and canonical_name(key) != name:
+            continue
+        items = (
+            _raw_items(val) if isinstance(val, str) else [(str(k), str(v)) for k, v in val.items()]
+        )
+        for k, v in items:
+            if key == "all":
+                if k == "ram":
+                    continue
+                if k not in every:
+                    raise ConfigError(
+                        f"no LRU design has a parameter `{k}` (valid: {', '.join(sorted(every))})"
+                    )
+                if k not in own:
+                    continue
+            merged[k] = v
+    return merged
+
+
+def _raw_items(spec: str) -> list[tuple[str, str]]:
+    out = []
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise ConfigError(f"LRU parameter {part.strip()!r} is not key=value")
+        out.append((k.strip(), v.strip()))
+    return out
+
+
+def _any_table() -> dict[str, Any]:
+    """Union of every design's parameter table (to validate keys before routing)."""
+    table: dict[str, Any] = {}
+    for r in REGISTRY:
+        table.update(design_class(r.name).param_table())
+    return table
+
+
+def make_design(
+    name: str,
+    pool_limit_pages: int,
+    recorder: Recorder,
+    params: str | Mapping[str, str] | None = None,
+    *,
+    chain_size: int = 8,
+    page_size: int = PAGE_SIZE,
+) -> ZswapDesign:
+    """Instantiate design ``name`` with its parsed parameters."""
+    cls = design_class(name)
+    parsed = parse_params(cls.NAME, params, cls.param_table())
+    return cls(pool_limit_pages, parsed, recorder, chain_size=chain_size, page_size=page_size)
+
+
+@dataclass
+class LruRun:
+    """Result of one design on one workload (tables plus kernel-named counters)."""
+
+    design: str
+    pool_limit_pages: int
+    summary: dict[str, object]
+    timeline: dict[str, list[object]]
+    counters: dict[str, int]
+
+
+def _workload(trace: str | os.PathLike[str] | Trace | Workload) -> Workload:
+    return trace if isinstance(trace, Workload) else load_workload(trace)
+
+
+def resolve_ram(w: Workload, ram: str | int | None) -> int | None:
+    """RAM pages: an explicit ``ram`` (``2G``, ``524288p``, or int pages) or the trace's."""
+    if ram is None:
+        return w.ram_pages
+    if isinstance(ram, int):
+        if ram <= 0:
+            raise ConfigError(f"RAM size {ram} pages must be positive")
+        return ram
+    return parse_size_pages(ram, w.page_size)
+
+
+def run_design(
+    w: Workload,
+    name: str,
+    pool_limit_pages: int,
+    params: str | Mapping[str, str] | None = None,
+    *,
+    bin_ns: int | None = None,
+) -> LruRun:
+    """Replay ``w`` under one design; see :func:`run_lru` for the tables."""
+    t0 = int(w.ts[0]) if len(w) else 0
+    t1 = int(w.ts[-1]) if len(w) else 0
+    cls = design_class(name)
+    parsed = parse_params(cls.NAME, params, cls.param_table())
+    lat = Latency(zswap_ns=float(parsed["zswap_ns"]), disk_ns=float(parsed["disk_ns"]))
+    rec = Recorder(t0, t1, bin_ns, lat)
+    chain = w.meta.zsmalloc_chain_size if w.meta is not None else 8
+    d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
+    d.run(w)
+    return LruRun(
+        design=cls.NAME,
+        pool_limit_pages=pool_limit_pages,
+        summary=rec.summary_row(cls.NAME, pool_limit_pages),
+        timeline=rec.timeline_rows(cls.NAME),
+        counters=d.counters()
+        | {"disk_writes": rec.disk_writes}
+        | {
+            f"inversions_{c}": rec.inversions_by_cause.get(c, 0)
+            for c in ("reject_pool_limit", "reject_compress", "writeback")
+        },
+    )
+
+
+def run_lru_detailed(
+    trace: str | os.PathLike[str] | Trace | Workload,
+    designs: str | Sequence[str],
+    *,
+    pool_limit: int | str,
+    params: str | Mapping[str, Any] | None = None,
+    ram: str | int | None = None,
+    bin_ns: int | None = None,
+) -> list[LruRun]:
+    """Like :func:`run_lru`, returning one :class:`LruRun` per design (with counters)."""
+    names = design_list(designs)
+    if ram is None and isinstance(params, Mapping) and "ram" in params:
+        ram = params["ram"]
+    if ram is None and params is not None:  # ram=SIZE inside a k=v string for all designs
+        spec = params if isinstance(params, str) else params.get("all")
+        if isinstance(spec, str):
+            for k, v in _raw_items(spec):
+                if k == "ram":
+                    ram = v
+    w = _workload(trace)
+    if bin_ns is not None and bin_ns <= 0:
+        raise ConfigError(f"timeline bin {bin_ns} ns must be positive")
+    limit = parse_pool_limit(pool_limit, ram_pages=resolve_ram(w, ram), page_size=w.page_size)
+    return [run_design(w, n, limit, params_for(n, params), bin_ns=bin_ns) for n in names]
+
+
+def run_lru(
+    trace: str | os.PathLike[str] | Trace | Workload,
+    designs: str | Sequence[str],
+    *,
+    pool_limit: int | str,
+    params: str | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    bin_ns: int | None = None,
+    ram: str | int | None = None,
+) -> dict[str, pa.Table]:
+    """Replay a swap trace under each LRU design.
+
+    Parameters
+    ----------
+    trace
+        Trace path (v2, with swap events), a :class:`~ztrace.format.Trace`, or a
+        :class:`~ztrace.replay.lru.workload.Workload`.
+    designs
+        ``"entry-lru,swap-lru"`` or a sequence of names/aliases.
+    pool_limit
+        Pages (``4096``), bytes (``"64M"``) or percent of RAM (``"20%"``, needs ``ram`` or
+        RAM in the trace metadata).
+    params
+        ``k=v,...`` for every design, or ``{design: "k=v,...", "all": "...", "ram": "2G"}``.
+    seed
+        Recorded for the results metadata; every design is deterministic.
+    bin_ns
+        Timeline bin width (default: 100 bins over the trace).
+    ram
+        RAM size for percent limits: ``"2G"``, ``"524288p"`` or pages.
+
+    Returns
+    -------
+    dict
+        ``lru_summary`` (one row per design) and ``lru_timeline`` (design × bin), columns as
+        in docs/results-format.md.
+
+    Raises
+    ------
+    TraceFormatError
+        The trace has no swap events.
+    ConfigError
+        Unknown design or parameter, impossible pool limit.
+    """
+    _ = seed
+    runs = run_lru_detailed(
+        trace, designs, pool_limit=pool_limit, params=params, ram=ram, bin_ns=bin_ns
+    )
+    return {
+        "lru_summary": summary_table([r.summary for r in runs]),
+        "lru_timeline": timeline_table([r.timeline for r in runs]),
+    }
+
+
+__all__ = [
+    "REGISTRY",
+    "LruDesign",
+    "LruRun",
+    "Workload",
+    "canonical_name",
+    "describe",
+    "design_class",
+    "design_list",
+    "design_names",
+    "load_workload",
+    "make_design",
+    "params_for",
+    "parse_pool_limit",
+    "resolve_ram",
+    "run_design",
+    "run_lru",
+    "run_lru_detailed",
+    "split_design_spec",
+]

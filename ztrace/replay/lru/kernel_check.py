@@ -1,0 +1,179 @@
+"""Compare a design's predictions with a real kernel's zswap counters (docs/lru-kernel-check.md).
+
+Input is the output directory of ``ztrace vm run --scenario zswap``: ``trace/`` (the capture,
+schema v2 with zswap events) and ``counters/{before,after}.json`` (``ztrace/vm/counters.py``:
+/proc/vmstat, debugfs zswap/*, /sys/module/zswap/parameters/*, /proc/meminfo). The pool limit
+is what the guest kernel used: ``max_pool_percent`` of ``MemTotal`` (``totalram_pages``), with
+the guest's ``accept_threshold_percent``.
+
+    python -m ztrace.replay.lru.kernel_check VMDIR --design none [--design ...] [--md OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ztrace.errors import TraceFormatError, ZtraceError
+from ztrace.replay.lru import canonical_name, run_design, split_design_spec
+from ztrace.replay.lru.workload import Workload, load_workload
+
+#: (label, kernel counter source, key, how the replay predicts it)
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("stores accepted (zswpout)", "vmstat", "zswpout", "zswpout"),
+    ("pool_limit_hit", "debugfs", "pool_limit_hit", "pool_limit_hit"),
+    ("rejects on the limit", "trace", "zswap_store:reject_pool_limit", "reject_pool_limit"),
+    ("reject_reclaim_fail", "debugfs", "reject_reclaim_fail", "reject_reclaim_fail"),
+    (
+        "reject_compress_fail + _poor",
+        "debugfs_sum",
+        "reject_compress_fail+reject_compress_poor",
+        "reject_compress_poor",
+    ),
+    ("reject_alloc_fail", "debugfs", "reject_alloc_fail", "-"),
+    ("written_back_pages", "debugfs", "written_back_pages", "written_back_pages"),
+    ("duplicate_entry", "debugfs", "duplicate_entry", "duplicate_entry"),
+    ("zswap loads hit (zswpin)", "vmstat", "zswpin", "zswpin"),
+    ("disk swap-outs (pswpout)", "vmstat", "pswpout", "disk_writes"),
+    ("disk swap-ins (pswpin)", "vmstat", "pswpin", "disk_swapin"),
+    ("stored_pages at end", "debugfs_gauge", "stored_pages", "stored_pages"),
+    ("pool pages at end", "pool_gauge", "pool_total_size", "pool_total_pages"),
+)
+
+
+def _load(p: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TraceFormatError(p, f"cannot read counters ({exc})") from None
+
+
+def _num(d: dict[str, Any], k: str) -> int | None:
+    v = d.get(k)
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def kernel_values(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int | None]:
+    """Counter deltas (after − before) and end-state gauges, by ROWS key."""
+    out: dict[str, int | None] = {}
+    for _, src, key, _ in ROWS:
+        if src == "vmstat":
+            a, b = _num(after["vmstat"], key), _num(before["vmstat"], key)
+            out[key] = None if a is None or b is None else a - b
+        elif src == "debugfs":
+            a, b = _num(after["zswap_debugfs"], key), _num(before["zswap_debugfs"], key)
+            out[key] = None if a is None or b is None else a - b
+        elif src == "debugfs_sum":
+            vals = []
+            for part in key.split("+"):
+                a, b = _num(after["zswap_debugfs"], part), _num(before["zswap_debugfs"], part)
+                if a is not None and b is not None:
+                    vals.append(a - b)
+            out[key] = sum(vals) if vals else None
+        elif src == "debugfs_gauge":
+            out[key] = _num(after["zswap_debugfs"], key)
+        elif src == "pool_gauge":
+            v = _num(after["zswap_debugfs"], key)
+            out[key] = None if v is None else -(-v // 4096)
+    return out
+
+
+def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
+    """Replay ``vmdir``'s capture under ``designs``; return kernel, recorded and predicted."""
+    d = Path(vmdir)
+    before = _load(d / "counters" / "before.json")
+    after = _load(d / "counters" / "after.json")
+    params = after.get("zswap_params", {})
+    pct = int(params.get("max_pool_percent", 20))
+    thr = int(params.get("accept_threshold_percent", 90))
+    ram_pages = int(after["meminfo"]["MemTotal_kB"]) // 4
+    # zswap_is_full(): totalram_pages() * zswap_max_pool_percent / 100
+    limit = ram_pages * pct // 100
+    w: Workload = load_workload(d / "trace")
+    kern = kernel_values(before, after)
+    rec = w.recorded
+    result: dict[str, Any] = {
+        "vmdir": str(d),
+        "release": after.get("uname_r"),
+        "zswap_params": params,
+        "ram_pages": ram_pages,
+        # events the capture lost (ring buffer full): the replayed workload misses them
+        "lost_events": w.meta.lost_events if w.meta is not None else 0,
+        "pool_limit_pages": limit,
+        "accept_threshold": thr,
+        "trace_ops": {
+            "stores": int((w.op == 0).sum()),
+            "loads": int((w.op == 1).sum()),
+            "invalidates": int((w.op == 2).sum()),
+        },
+        "recorded": rec,
+        "kernel": kern,
+        "designs": {},
+    }
+    for spec in designs:
+        name, extra = split_design_spec(spec)
+        params = f"accept_threshold={thr}" + (f",{extra}" if extra else "")
+        r = run_design(w, canonical_name(name), limit, params)
+        label = r.design + (f" ({extra})" if extra else "")
+        result["designs"][label] = {"summary": r.summary, "counters": r.counters}
+    return result
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The comparison as a Markdown table."""
+    names = list(res["designs"])
+    head = ["quantity", "kernel (counters)", "capture (recorded outcomes)", *names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rec = res["recorded"]
+    recorded_for = {
+        "zswpout": rec.get("zswap_store:stored"),
+        "zswap_store:reject_pool_limit": rec.get("zswap_store:reject_pool_limit"),
+        "reject_compress_fail+reject_compress_poor": rec.get("zswap_store:reject_compress"),
+        "written_back_pages": rec.get("zswap_writeback:written"),
+        "zswpin": rec.get("zswap_load:hit"),
+    }
+    for label, src, key, pred in ROWS:
+        kv = res["kernel"].get(key) if src != "trace" else None
+        cells = [label, "–" if kv is None else str(kv)]
+        rv = recorded_for.get(key)
+        cells.append("–" if rv is None else str(rv))
+        for n in names:
+            c = res["designs"][n]["counters"]
+            cells.append(str(c.get(pred, "–")) if pred != "-" else "not modelled")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ztrace.replay.lru.kernel_check")
+    ap.add_argument("vmdir")
+    ap.add_argument(
+        "--design", action="append", required=True, help="NAME or NAME:k=v,k=v (repeatable)"
+    )
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        res = check(a.vmdir, a.design)
+    except ZtraceError as exc:
+        print(f"ztrace: error: {exc}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(res, indent=1, default=str))
+    else:
+        print(
+            f"{res['release']}: limit {res['pool_limit_pages']} pages "
+            f"({res['zswap_params'].get('max_pool_percent')}% of {res['ram_pages']}), "
+            f"ops {res['trace_ops']}"
+        )
+        print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

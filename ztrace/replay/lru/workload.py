@@ -1,0 +1,237 @@
+"""The workload part of a swap trace: which page is reclaimed, faulted or freed, and when.
+
+A design replay re-decides every outcome, so it reads only what the workload did
+(docs/lru-inversion.md, "Workload vs outcome"):
+
+* ``zswap_store`` row → **store** attempt of ``swap_entry`` with ``compressed_bytes``
+  (whatever the recorded ``outcome`` was: a page rejected by the kernel was still reclaimed);
+* ``zswap_load`` row → **load** (a fault on a swapped-out page), hit or miss;
+* ``zswap_invalidate`` row → **invalidate** (the swap slot was freed);
+* ``swap_out`` / ``swap_in`` rows are the workload only in a trace without any
+  ``zswap_store`` / ``zswap_load`` rows (zswap off); otherwise they are outcomes (the
+  disk write after a reject, the disk read after a zswap miss) and are ignored here, as are
+  ``zswap_writeback`` rows (a design decides its own writebacks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ztrace.errors import TraceFormatError
+from ztrace.format import SWAP_EVENTS, Trace, TraceMeta, read_trace
+
+OP_STORE = 0
+OP_LOAD = 1
+OP_INVALIDATE = 2
+
+#: ``clen`` of a page the compressor could not shrink below a page (kernel: compress
+#: failure, or ``zpool_malloc`` -ENOSPC for a length above PAGE_SIZE).
+INCOMPRESSIBLE = -2
+#: ``clen`` not recorded (e.g. 6.1 rejects on the pool limit *before* compressing).
+UNKNOWN = -1
+#: ``clen`` of a same-filled page: the kernel recorded it as stored without a zsmalloc
+#: allocation (``entry->length = 0``, ≤6.11 ``zswap_is_page_same_filled``); no pool space.
+SAME_FILLED = -3
+
+_COLUMNS = ["ts_ns", "event", "swap_entry", "outcome", "compressed_bytes", "memcg_id"]
+
+
+@dataclass
+class Workload:
+    """Swap workload arrays, one row per operation, in trace order.
+
+    Attributes
+    ----------
+    ts : int64 array
+        Event time (ns).
+    op : int8 array
+        ``OP_STORE``, ``OP_LOAD`` or ``OP_INVALIDATE``.
+    page : uint64 array
+        Page identity (``swap_entry``).
+    clen : int64 array
+        Compressed length for stores (bytes, may exceed ``page_size`` for pages that do not
+        compress); ``INCOMPRESSIBLE`` or ``UNKNOWN`` otherwise; 0 for loads and invalidates.
+    """
+
+    ts: np.ndarray
+    op: np.ndarray
+    page: np.ndarray
+    clen: np.ndarray
+    page_size: int = 4096
+    ram_pages: int | None = None
+    source: str = "<memory>"
+    meta: TraceMeta | None = None
+    recorded: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def resolved_clen(self) -> np.ndarray:
+        """Store lengths with ``UNKNOWN`` filled in.
+
+        An unknown length takes the same page's most recent earlier length (a page that is
+        reclaimed again usually compresses alike), else its next later one, else the median of
+        all known lengths; a length above ``page_size`` becomes ``INCOMPRESSIBLE``.
+        Documented in docs/lru-inversion.md.
+        """
+        clen = self.clen.copy()
+        stores = self.op == OP_STORE
+        known = stores & (clen > 0) & (clen <= self.page_size)
+        # a SAME_FILLED or INCOMPRESSIBLE marker is kept as it is
+        median = int(np.median(clen[known])) if known.any() else self.page_size // 2
+        clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
+        idx = np.flatnonzero(stores)
+        first: dict[int, int] = {}
+        for i in idx[::-1]:  # each page's first known length (for unknowns before it)
+            c = int(clen[i])
+            if c > 0:
+                first[int(self.page[i])] = c
+        last: dict[int, int] = {}
+        for i in idx:
+            c = int(clen[i])
+            p = int(self.page[i])
+            if c == UNKNOWN or c == 0:
+                clen[i] = last.get(p, first.get(p, median))
+            elif c > 0:
+                last[p] = c
+        return clen
+
+
+def from_arrays(
+    ts: np.ndarray | list[int],
+    op: np.ndarray | list[int],
+    page: np.ndarray | list[int],
+    clen: np.ndarray | list[int],
+    *,
+    page_size: int = 4096,
+    ram_pages: int | None = None,
+) -> Workload:
+    """Build a :class:`Workload` directly (tests, hand-built streams)."""
+    return Workload(
+        ts=np.asarray(ts, dtype=np.int64),
+        op=np.asarray(op, dtype=np.int8),
+        page=np.asarray(page, dtype=np.uint64),
+        clen=np.asarray(clen, dtype=np.int64),
+        page_size=page_size,
+        ram_pages=ram_pages,
+    )
+
+
+def _ram_pages(meta: TraceMeta) -> int | None:
+    """RAM size from trace metadata: ``extra.ram_bytes`` or ``extra.totalram_pages``."""
+    for key, scale in (("totalram_pages", 1), ("ram_bytes", 0)):
+        val = meta.extra.get(key)
+        if val is None:
+            continue
+        try:
+            n = int(val)
+        except ValueError:
+            continue
+        return n if scale else n // meta.page_size
+    return None
+
+
+def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
+    """Read a trace and extract its swap workload.
+
+    Raises
+    ------
+    TraceFormatError
+        The trace is unreadable, has no ``swap_entry`` column, or has no swap events
+        (message ``no swap events``, naming the file).
+    """
+    if isinstance(trace, Trace):
+        t = trace
+        source = str(t.files[0]) if t.files else "<memory>"
+    else:
+        path = Path(trace)
+        t = read_trace(path, allow_empty=True)
+        source = str(t.files[0]) if len(t.files) == 1 else str(path)
+    table = t.table
+    names = set(table.column_names)
+    ev = table.column("event").cast(pa.string()) if table.num_rows else None
+    n_swap = 0
+    if ev is not None:
+        n_swap = int(pc.sum(pc.is_in(ev, value_set=pa.array(SWAP_EVENTS))).as_py() or 0)
+    if n_swap == 0 or "swap_entry" not in names:
+        why = "no swap events" if n_swap == 0 else "no swap events with a `swap_entry` column"
+        raise TraceFormatError(
+            source,
+            f"{why} (a LRU replay needs zswap_store/zswap_load/zswap_invalidate rows, "
+            "trace format v2)",
+        )
+    assert ev is not None
+    evs = np.asarray(ev.to_numpy(zero_copy_only=False), dtype=object)
+    has_store = bool((evs == "zswap_store").any())
+    has_load = bool((evs == "zswap_load").any())
+    store_ev = "zswap_store" if has_store else "swap_out"
+    load_ev = "zswap_load" if has_load else "swap_in"
+    is_store = evs == store_ev
+    is_load = evs == load_ev
+    is_inval = evs == "zswap_invalidate"
+    keep = is_store | is_load | is_inval
+    entry_col = table.column("swap_entry")
+    if entry_col.null_count:
+        bad = keep & np.asarray(pc.is_null(entry_col).to_numpy(zero_copy_only=False))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise TraceFormatError(
+                source, f"row {i} ({evs[i]}) has no `swap_entry` (page identity)"
+            )
+    idx = np.flatnonzero(keep)
+    op = np.where(is_store[idx], OP_STORE, np.where(is_load[idx], OP_LOAD, OP_INVALIDATE))
+    # non-swap rows have a null swap_entry: fill before converting (nulls become NaN otherwise)
+    page = np.asarray(pc.fill_null(entry_col, 0).to_numpy(), dtype=np.uint64)[idx]
+    ts = np.asarray(table.column("ts_ns").to_numpy(), dtype=np.int64)[idx]
+    clen = np.zeros(len(idx), dtype=np.int64)
+    if "compressed_bytes" in names:
+        cb = np.asarray(pc.fill_null(table.column("compressed_bytes"), 0).to_numpy(), np.int64)
+        clen = np.where(op == OP_STORE, np.where(cb[idx] > 0, cb[idx], UNKNOWN), 0)
+    else:
+        clen = np.where(op == OP_STORE, UNKNOWN, 0).astype(np.int64)
+    recorded: dict[str, int] = {}
+    if "outcome" in names:
+        out = np.asarray(
+            table.column("outcome").cast(pa.string()).to_numpy(zero_copy_only=False), object
+        )
+        # a store the kernel rejected as incompressible: its length is above a page
+        sel = is_store[idx] & (out[idx] == "reject_compress")
+        clen[sel & (clen <= t.meta.page_size)] = INCOMPRESSIBLE
+        # stored without a length: a same-filled page (no zsmalloc object)
+        clen[is_store[idx] & (out[idx] == "stored") & (clen == UNKNOWN)] = SAME_FILLED
+        has_out = np.asarray(pc.is_valid(table.column("outcome")).to_numpy(zero_copy_only=False))
+        for (e, o), n in Counter(zip(evs[has_out], out[has_out], strict=True)).items():
+            recorded[f"{e}:{o}"] = n
+        # 6.5+ zswap_store returns bool, so a capture cannot tell a pool-limit reject from
+        # a compression failure: both are `reject_other` with no length (the limit is checked
+        # before compressing). A page none of whose stores in the trace ever had a length
+        # and that was rejected is taken as incompressible (a compressible page rejected on
+        # the limit is normally stored at another reclaim). Heuristic; counted in
+        # recorded["inferred_incompressible"].
+        if not (out == "reject_pool_limit").any() and not (out == "reject_compress").any():
+            st = op == OP_STORE
+            sized = set(page[st & (clen > 0)].tolist())
+            cand = st & (clen == UNKNOWN) & (out[idx] == "reject_other")
+            inferred = cand & ~np.isin(page, np.fromiter(sized, np.uint64, len(sized)))
+            clen[inferred] = INCOMPRESSIBLE
+            recorded["inferred_incompressible"] = int(inferred.sum())
+    for e in ("zswap_writeback", "swap_out", "swap_in", "zswap_store", "zswap_load"):
+        recorded[e] = int((evs == e).sum())
+    return Workload(
+        ts=ts,
+        op=op.astype(np.int8),
+        page=page,
+        clen=clen.astype(np.int64),
+        page_size=t.meta.page_size,
+        ram_pages=_ram_pages(t.meta),
+        source=source,
+        meta=t.meta,
+        recorded=recorded,
+    )
