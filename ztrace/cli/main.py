@@ -20,7 +20,17 @@ from ztrace.errors import ZtraceError
 COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "synth", "Write a seeded synthetic trace from a workload profile."),
     ("validate-trace", "validate_trace", "Check a trace against the format and summarise it."),
+    ("capture", "capture", "Record zsmalloc/lock/zswap events with BPF to a Parquet trace (root)."),
+    ("doctor", "doctor", "Show which capture probes work on this kernel, and why."),
+    ("validate", "validate", "Check replay predictions against this host (validate locks)."),
+    ("dashboard", "dashboard", "Write one offline HTML file of linked charts (results or trace)."),
+    ("export", "export", "Export a trace as Perfetto/Chrome trace-event JSON."),
+    ("replay", "replay", "Replay a trace under lock designs (and LRU designs) in one pass."),
+    ("sweep", "sweep", "Replay a swap trace under LRU designs x pool limits (sweep.parquet)."),
+    ("report", "report", "Print lock/LRU results like perf lock contention (--json, --csv)."),
     ("vm", "vm", "Run capture scenarios in stock Debian kernels (6.1, 6.12) under qemu."),
+    ("classes", "classes", "Print zsmalloc's size classes (chain size 4..16 or ≤6.2 legacy)."),
+    ("oracle", "oracle", "Check the zsmalloc model page-exactly against the real zram device."),
 ]
 
 

@@ -1,0 +1,237 @@
+"""Replay throughput and memory: allocator model + lock design(s), against libCacheSim.
+
+Pipeline measured: a ``zram-parallel`` synthetic trace (N events, 4 CPUs) streamed through
+:func:`ztrace.replay.engine.replay` (Parquet read + kernel-exact zsmalloc model + lock
+simulator + results tables) ``--runs`` times after one warm-up (numba compilation is
+reported separately, not timed). Wall and process CPU times are both reported: on a shared
+machine the CPU time is the meaningful one. The anchor, in the same process: the same event stream
+(object = handle, size = the malloc's size) through libCacheSim's C LRU via
+``process_trace`` on an oracleGeneral binary trace -- one hash-table lookup and list update
+per event, i.e. the cost floor of a C trace simulator. Prints one JSON line per run
+configuration.
+
+    .venv/bin/python -m benchmarks.bench_replay                       # 10 M events, class
+    .venv/bin/python -m benchmarks.bench_replay --locks class,pool,pools:32,striped:8,magazine
+    .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CHUNK = 10_000_000
+
+
+def _trace(events: int, work: Path) -> Path:
+    """N-event trace; above 10 M, 10 M chunks shifted in time and handle space (so the
+    synthetic generator never holds more than 10 M events in memory)."""
+    from ztrace.format import write_trace
+    from ztrace.synth import synth, synth_meta
+
+    out = work / f"replay-trace-{events}"
+    if (out / "part-00000.parquet").exists():
+        return out
+    n0 = min(events, CHUNK)
+    meta = synth_meta("zram-parallel", cpus=4, seed=1, events=events)
+    t = synth("zram-parallel", events=n0, seed=1, cpus=4)
+    path = write_trace(out, t, meta)
+    if events > CHUNK:
+        md = pq.read_metadata(path).metadata
+        ts = t.column("ts_ns").to_numpy()
+        span = int(ts[-1] - ts[0]) + 1
+        for k in range(1, events // CHUNK):
+            part = t.set_column(0, "ts_ns", pa.array(ts + np.uint64(k * span)))
+            h = t.column("handle").to_numpy() + np.uint64(k << 40)
+            part = part.set_column(part.schema.get_field_index("handle"), "handle", pa.array(h))
+            pq.write_table(part.replace_schema_metadata(md), out / f"part-{k:05d}.parquet",
+                           compression="zstd")
+    return out
+
+
+def _oracle_general(trace: Path, work: Path) -> tuple[Path, int]:
+    """The trace as libCacheSim oracleGeneral records (u32 ts, u64 id, u32 size, i64 next)."""
+    from ztrace.format import iter_batches
+
+    out = work / f"{trace.name}.oracleGeneral.bin"
+    dt = np.dtype([("ts", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+    n = 0
+    sizes: dict[int, int] = {}
+    with open(out, "wb") as f:
+        for b in iter_batches(trace, columns=["ts_ns", "handle", "size_bytes"]):
+            h = b.column("handle").to_numpy()
+            sz = b.column("size_bytes").to_numpy().astype(np.int64)
+            # frees carry size 0: give them their malloc's size (the object's size)
+            m = sz > 0
+            sizes.update(zip(h[m].tolist(), sz[m].tolist(), strict=True))
+            if (~m).any():
+                sz[~m] = [sizes.get(x, 1) for x in h[~m].tolist()]
+            rec = np.zeros(len(h), dtype=dt)
+            rec["ts"] = (b.column("ts_ns").to_numpy() // 1_000_000).astype(np.uint32)
+            rec["id"] = h
+            rec["size"] = sz
+            rec["next"] = -1
+            f.write(rec.tobytes())
+            n += len(h)
+    return out, n
+
+
+def _libcachesim_seconds(path: Path, cache_bytes: int) -> float:
+    import libcachesim as lcs
+
+    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    cache = lcs.LRU(cache_size=cache_bytes)
+    t = time.process_time()
+    cache.process_trace(reader)
+    return time.process_time() - t
+
+
+def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
+    """CPU ns/event of the parts, on the first ``n`` events: the pool model alone (a plain
+    numba loop calling malloc/free), the handle table alone, and the lock core alone (class
+    design, ops from one replay)."""
+    from numba import njit
+
+    from ztrace.format import read_trace
+    from ztrace.model.classes import build_classes
+    from ztrace.model.zsmalloc import new_pool
+    from ztrace.replay import engine as E
+
+    t = read_trace(trace, columns=["event", "size_bytes", "handle"]).table.slice(0, n)
+    code = E._event_codes(t.column("event"))
+    size = t.column("size_bytes").to_numpy().astype(np.int64)
+    handle = t.column("handle").to_numpy().view(np.int64)
+
+    @njit
+    def model_only(pool, code, size, handle, tab):  # type: ignore[no-untyped-def]
+        for i in range(code.shape[0]):
+            if code[i] == 0:
+                s = -1 - E._hm_find(tab, handle[i])
+                tab[s, 0] = handle[i]
+                tab[s, 1] = pool.malloc(size[i])
+                tab[s, 2] = 0
+            elif code[i] == 1:
+                s = E._hm_find(tab, handle[i])
+                pool.free(tab[s, 1])
+                E._hm_delete(tab, s)
+
+    @njit
+    def table_only(code, handle, tab):  # type: ignore[no-untyped-def]
+        for i in range(code.shape[0]):
+            if code[i] == 0:
+                s = -1 - E._hm_find(tab, handle[i])
+                tab[s, 0] = handle[i]
+                tab[s, 2] = 0
+            elif code[i] == 1:
+                E._hm_delete(tab, E._hm_find(tab, handle[i]))
+
+    out = {}
+    cap = 1 << int(np.ceil(np.log2(4 * n)))
+    for name, fn, args in (
+        ("model_and_table", model_only, lambda: (new_pool(build_classes(8)), code, size,
+                                                 handle, np.full((cap, 4), -1, np.int64))),
+        ("table_only", table_only, lambda: (code, handle, np.full((cap, 4), -1, np.int64))),
+    ):
+        a = args()
+        fn(*[x[:10] if isinstance(x, np.ndarray) and x.ndim == 1 else x for x in a])
+        a = args()
+        c = time.process_time()
+        fn(*a)
+        out[f"{name}_cpu_ns_per_event"] = round((time.process_time() - c) / len(code) * 1e9)
+    return out
+
+
+def _machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--locks", default="class")
+    ap.add_argument("--work", default="/tmp/ztrace-bench")
+    ap.add_argument("--no-anchor", action="store_true", help="Skip libCacheSim.")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="Also time the pool model and handle table alone (CPU ns/event).")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    from ztrace.replay.engine import replay
+
+    trace = _trace(args.events, work)
+    locks = args.locks.split(",")
+    rss_before = _rss_mb()
+    t = time.perf_counter()
+    replay(_trace(10_000, work), locks=locks)  # warm-up: numba compilation
+    compile_s = time.perf_counter() - t
+    times = []
+    cpu_times = []
+    for _ in range(args.runs):
+        t, c = time.perf_counter(), time.process_time()
+        res = replay(trace, locks=locks)
+        times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - c)
+    med = statistics.median(times)
+    cmed = statistics.median(cpu_times)
+    rss_replay = _rss_mb()
+    out: dict[str, object] = {
+        "bench": "replay",
+        "machine": _machine(),
+        "command": f"python -m benchmarks.bench_replay --events {args.events} "
+                   f"--runs {args.runs} --locks {args.locks}",
+        "events": args.events,
+        "locks": locks,
+        "runs_s": [round(x, 3) for x in times],
+        "median_s": round(med, 3),
+        "median_events_per_s": round(args.events / med),
+        # CPU time of this process: the honest number on a shared, loaded machine
+        "runs_cpu_s": [round(x, 3) for x in cpu_times],
+        "median_events_per_cpu_s": round(args.events / cmed),
+        "load_avg_1m": os.getloadavg()[0],
+        "compile_s": round(compile_s, 1),
+        "peak_rss_mb_before": round(rss_before),
+        "peak_rss_mb": round(rss_replay),
+        "live_objects_end": int(res.counters["mallocs"] - res.counters["frees"]),
+    }
+    if not args.no_anchor:
+        og, _ = _oracle_general(trace, work)
+        lt = [_libcachesim_seconds(og, 64 << 20) for _ in range(args.runs)]
+        lmed = statistics.median(lt)
+        out["libcachesim_lru_median_cpu_s"] = round(lmed, 3)
+        out["libcachesim_events_per_cpu_s"] = round(args.events / lmed)
+        out["ours_over_theirs_cpu_time"] = round(cmed / lmed, 2)
+    if args.breakdown:
+        out.update(_breakdown(trace))
+        out["replay_cpu_ns_per_event"] = round(cmed / args.events * 1e9)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

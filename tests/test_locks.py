@@ -1,0 +1,242 @@
+"""Lock designs and the lock core on hand-built op sequences: exact waits, no tolerance.
+
+These drive :class:`ztrace.replay.locks._sim.SimState` directly with op arrays (kind, class,
+cost), so every expected number below can be checked with pencil and paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ztrace.errors import ConfigError
+from ztrace.replay.costs import CostModel
+from ztrace.replay.locks import (
+    OP_COMPACT,
+    OP_FREE,
+    OP_MAG_HIT,
+    OP_MALLOC,
+    OP_MALLOC_GROW,
+    available,
+    get_design,
+    parse_designs,
+)
+from ztrace.replay.locks._sim import (
+    S_ACQ,
+    S_CONT,
+    S_HOLD,
+    S_WAIT,
+    S_WMAX,
+    SimState,
+    hist_bounds,
+    hist_index,
+    hist_quantile,
+)
+
+LOOKUP = CostModel().lookup_ns  # 20 ns: the pool read-lock hold of a handle lookup
+
+
+def run(
+    design: str,
+    ops: list[tuple[int, int, int, int, int]],
+    *,
+    ncpu: int = 4,
+    write_after: bool = False,
+    cost2: int = 0,
+    cost3: int = 0,
+) -> SimState:
+    """ops: (arrival ns, cpu, kind, class, cost ns). Returns the finished state."""
+    d = get_design(design)
+    s = SimState(d, ncpu, 255, CostModel().as_array(), write_after)
+    a = np.array(ops, dtype=np.int64).reshape(-1, 5)
+    n = len(a)
+    z = np.zeros(n, dtype=np.int64)
+    s.feed(
+        a[:, 0].copy(),
+        a[:, 1].copy(),
+        a[:, 2].copy(),
+        a[:, 3].copy(),
+        z,
+        a[:, 4].copy(),
+        np.full(n, cost2, dtype=np.int64),
+        np.full(n, cost3, dtype=np.int64),
+        z,
+        final=True,
+    )
+    return s
+
+
+def waits(s: SimState) -> tuple[int, int, int, int]:
+    """(acquisitions, contended, total wait, max wait) over all locks."""
+    ls = s.lstats
+    return (
+        int(ls[:, S_ACQ].sum()),
+        int(ls[:, S_CONT].sum()),
+        int(ls[:, S_WAIT].sum()),
+        int(ls[:, S_WMAX].max()),
+    )
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_registry_names_and_aliases() -> None:
+    names = available()
+    assert set(names) == {"class", "pool", "pools", "striped", "magazine"}
+    assert get_design("per-class").name == "class"
+    assert get_design("6.2").name == "pool"
+    assert get_design("zswap-pools").name == "pools:32"
+    assert get_design("pools:4").n_locks == 4
+    assert get_design("striped:8").n_locks == 1 + 8
+    assert get_design("mag:8").magazine == 8
+
+
+def test_unknown_design_lists_valid_names() -> None:
+    with pytest.raises(ConfigError, match=r"unknown lock design `nope` \(valid: class"):
+        get_design("nope")
+    with pytest.raises(ConfigError, match=r"must be 1\.\.4096"):
+        get_design("pools:0")
+    with pytest.raises(ConfigError, match="parameter must be an integer"):
+        get_design("striped:x")
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_designs("class,per-class")
+
+
+def test_lock_names() -> None:
+    d = get_design("pools:3")
+    assert [d.lock_name(i) for i in range(3)] == ["pool#0", "pool#1", "pool#2"]
+    c = get_design("class")
+    assert c.lock_name(0) == "pool" and c.lock_name(38) == "class[37]"
+    assert get_design("striped:4").lock_name(3) == "stripe[2]"
+
+
+# ------------------------------------------------------------------ exact waits
+
+
+def test_two_cpus_same_class_pool_and_class_wait_alike() -> None:
+    # CPU0 mallocs class 10 at t=0 holding 100 ns; CPU1 the same class at t=10.
+    ops = [(0, 0, OP_MALLOC, 10, 100), (10, 1, OP_MALLOC, 10, 100)]
+    assert waits(run("class", ops)) == (2, 1, 90, 90)
+    assert waits(run("pool", ops)) == (2, 1, 90, 90)
+
+
+def test_two_cpus_different_classes_only_pool_waits() -> None:
+    ops = [(0, 0, OP_MALLOC, 10, 100), (10, 1, OP_MALLOC, 11, 100)]
+    assert waits(run("class", ops)) == (2, 0, 0, 0)
+    assert waits(run("pool", ops)) == (2, 1, 90, 90)
+    # striped:1 folds both classes on one stripe; striped:2 separates 10 and 11
+    assert waits(run("striped:1", ops)) == (2, 1, 90, 90)
+    assert waits(run("striped:2", ops)) == (2, 0, 0, 0)
+
+
+def test_fifo_order_of_spinning_cpus() -> None:
+    # Three CPUs queue on one lock at 0, 10, 20; each holds 100 ns: grants 0, 100, 200.
+    ops = [(0, 0, OP_MALLOC, 5, 100), (10, 1, OP_MALLOC, 5, 100), (20, 2, OP_MALLOC, 5, 100)]
+    s = run("pool", ops)
+    assert waits(s) == (3, 2, 90 + 180, 180)
+    assert list(s.cpu_free[:3]) == [100, 200, 300]
+    assert int(s.lstats[0, S_HOLD]) == 300
+
+
+def test_fifo_is_by_request_time_not_trace_order() -> None:
+    # CPU1 is busy spinning until 200, so its op C (arrival 50) only requests class 7 at
+    # 200. CPU0's op D arrives at 150 (later in the trace) and requests class 7 first:
+    # D is granted at once and C waits for D (until 250).
+    ops = [
+        (0, 0, OP_MALLOC, 3, 100),  # A: CPU0 holds class 3 until 100
+        (10, 1, OP_MALLOC, 3, 100),  # B: CPU1 spins 10..100, holds until 200
+        (50, 1, OP_MALLOC, 7, 100),  # C: CPU1 busy -> starts at 200
+        (150, 0, OP_MALLOC, 7, 100),  # D: CPU0 idle, class 7 free at 150
+    ]
+    s = run("class", ops)
+    assert waits(s) == (4, 2, 90 + 50, 90)
+    assert list(s.cpu_free[:2]) == [250, 350]
+
+
+def test_busy_spin_delays_that_cpus_later_ops() -> None:
+    # CPU1 spins 10..100 on class 3; its next op (other class, free lock) cannot start
+    # before CPU1 is done at 200 even though it arrived at 20.
+    ops = [(0, 0, OP_MALLOC, 3, 100), (10, 1, OP_MALLOC, 3, 100), (20, 1, OP_MALLOC, 9, 30)]
+    s = run("class", ops)
+    assert waits(s) == (3, 1, 90, 90)
+    assert int(s.cpu_free[1]) == 230
+
+
+def test_rwlock_readers_share_and_writer_is_fair() -> None:
+    # class design: zs_free = pool read lock (lookup, 20 ns) handed over to the class lock.
+    # Two frees of different classes at 0 and 5 share the pool lock; a compaction (pool
+    # write lock, 1000 ns) at 10 waits for both readers (released at 20 and 25); a free at
+    # 30 arrives while the writer holds the lock and waits for it (no reader barging).
+    ops = [
+        (0, 0, OP_FREE, 10, 100),
+        (5, 1, OP_FREE, 11, 100),
+        (10, 2, OP_COMPACT, -1, 1000),
+        (30, 3, OP_FREE, 12, 100),
+    ]
+    s = run("class", ops)
+    d = s.design
+    rows = {
+        (d.lock_name(r // 3), r % 3): tuple(int(x) for x in s.lstats[r, [S_ACQ, S_CONT, S_WAIT]])
+        for r in np.flatnonzero(s.lstats[:, S_ACQ])
+    }
+    assert rows[("pool", 1)] == (3, 1, 1025 - 30)  # rwlock:R: only the late reader waited
+    assert rows[("pool", 2)] == (1, 1, 25 - 10)  # rwlock:W waited for both readers
+    assert rows[("class[10]", 0)] == (1, 0, 0)
+    # pool read holds: 0..20, 5..25, 1025..1045 = 60; write hold 25..1025 = 1000
+    assert int(s.lstats[0 * 3 + 1, S_HOLD]) == 3 * LOOKUP
+    assert int(s.lstats[0 * 3 + 2, S_HOLD]) == 1000
+
+
+def test_pool_design_serialises_compaction_with_everything() -> None:
+    ops = [(0, 0, OP_COMPACT, -1, 1000), (10, 1, OP_MALLOC, 4, 100), (20, 2, OP_FREE, 5, 100)]
+    s = run("pool", ops)
+    assert waits(s) == (3, 2, 990 + 1080, 1080)
+
+
+def test_malloc_grow_drops_the_lock_while_allocating_the_zspage() -> None:
+    # malloc_grow: class lock (lookup 20 ns), alloc_zspage outside (cost2 = 600), relock.
+    # CPU1's malloc at 30 gets the class lock in CPU0's unlocked window (20..620).
+    ops = [(0, 0, OP_MALLOC_GROW, 8, 100), (30, 1, OP_MALLOC, 8, 100)]
+    s = run("class", ops, cost2=600)
+    assert waits(s) == (3, 0, 0, 0)
+    assert int(s.cpu_free[0]) == 20 + 600 + 100
+
+
+def test_write_after_malloc_takes_the_pool_lock() -> None:
+    # zram writes the object right after zs_malloc: pool spinlock (6.2-6.10) for the lookup
+    # (20 ns), then the copy (cost3 = 50) under the zspage lock only.
+    ops = [(0, 0, OP_MALLOC, 1, 100), (110, 1, OP_MALLOC, 2, 100)]
+    s = run("pool", ops, write_after=True, cost3=50)
+    # CPU0: pool 0..100, pool 100..120 (write lookup), copy until 170. CPU1 at 110 waits 10.
+    assert waits(s) == (4, 1, 10, 10)
+    s = run("class", ops, write_after=True, cost3=50)
+    assert waits(s) == (4, 0, 0, 0)  # class locks differ, pool read locks share
+
+
+def test_magazine_hit_takes_no_lock() -> None:
+    ops = [(0, 0, OP_MAG_HIT, 3, 0), (0, 1, OP_MAG_HIT, 3, 0)]
+    s = run("magazine", ops)
+    assert waits(s) == (0, 0, 0, 0)
+    assert list(s.cpu_free[:2]) == [CostModel().mag_hit_ns] * 2
+
+
+def test_backlog_is_bounded_by_queued_ops_and_drains() -> None:
+    # 1000 ops on one CPU arriving every 1 ns, each holding 100 ns: the CPU saturates, ops
+    # queue, and all of them still run in order.
+    ops = [(i, 0, OP_MALLOC, 1, 100) for i in range(1000)]
+    s = run("pool", ops)
+    assert s.queued == 0
+    assert int(s.cpu_free[0]) == 100 * 1000
+    assert waits(s) == (1000, 0, 0, 0)  # one CPU never waits for itself
+
+
+def test_histogram_buckets() -> None:
+    for v in (0, 1, 1023, 1024, 1025, 4097, 10**9, 2**62):
+        lo, hi = hist_bounds(hist_index(v))
+        assert lo <= v <= hi
+        assert (hi - lo) <= max(0, lo // 500)
+    h = np.zeros(30000, dtype=np.int64)
+    for v in (10, 20, 30, 40):
+        h[hist_index(v)] += 1
+    assert hist_quantile(h, 0.5) == 20
+    assert hist_quantile(h, 0.99) == 40

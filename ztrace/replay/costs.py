@@ -1,0 +1,110 @@
+"""Per-operation cost model: how long each replayed operation holds its locks.
+
+A trace event's own ``duration_ns`` is used whenever the probe recorded it (nonzero). For
+events without one (synthetic traces, probes without return hooks) the replay uses this
+model. :meth:`CostModel.fit` replaces the per-kind defaults by the **median** measured
+duration of that event kind in the trace, when it has any measured ones.
+
+Defaults (x86-64, ~3 GHz, warm caches; see docs/replay-model.md for the reasoning):
+
+* ``malloc_ns = 120``: zs_malloc's locked part is find_get_zspage (one list head per fullness
+  group), obj_malloc (pop the zspage free list: one kmap of the object page, a few stores),
+  fix_fullness_group and the stats update -- a few hundred instructions with two or three
+  likely cache misses on the class and zspage.
+* ``free_ns = 100``: obj_free (kmap, push on the free list) plus fullness fix-up.
+* ``free_zspage_ns = 400`` per page: freeing an emptied zspage (``__free_zspage``: page
+  flags reset, ``__free_page``) under the class lock.
+* ``lookup_ns = 20``: handle -> zspage under the pool read lock (two dependent loads).
+* ``alloc_zspage_ns = 600`` per page: alloc_page + create_page_chain + init_zspage, done
+  *outside* the class lock but on the CPU (delays that CPU's later ops).
+* ``write_ns_per_kib = 60``: the object copy of zs_obj_write/zs_map_object (~17 GB/s memcpy)
+  plus ``write_base_ns = 30`` for kmap and bookkeeping. Runs under the zspage read lock only.
+* ``compact_ns = 50_000``: one zs_compact pass when the trace gives no duration.
+* ``migrate_ns = 2_000``: one page migration (copy 4 KiB, fix up the objects' handles).
+* ``mag_hit_ns = 15``: pop/push on a per-CPU magazine; ``batch_obj_ns = 40``: each extra
+  object moved in a magazine refill/flush beyond the first.
+* ``write_after_malloc = True``: zram and zswap write the object right after zs_malloc, so
+  the replay runs the ``write`` op (pool read lock / pool spinlock) after every malloc.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ztrace.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Hold and CPU times (ns) of replayed operations; stored with the results."""
+
+    malloc_ns: int = 120
+    free_ns: int = 100
+    free_zspage_ns: int = 400
+    lookup_ns: int = 20
+    alloc_zspage_ns: int = 600
+    write_base_ns: int = 30
+    write_ns_per_kib: int = 60
+    compact_ns: int = 50_000
+    migrate_ns: int = 2_000
+    mag_hit_ns: int = 15
+    batch_obj_ns: int = 40
+    write_after_malloc: bool = True
+    #: where the per-kind numbers came from: "defaults" or "fitted:<kinds>"
+    source: str = "defaults"
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                continue
+            if v < 0:
+                raise ConfigError(f"cost model `{k}` must be >= 0, got {v}")
+
+    def as_array(self) -> np.ndarray:
+        """The numeric fields in a fixed order, for the numba core (see ``C_*`` indices)."""
+        return np.array([getattr(self, f) for f in _ARRAY_FIELDS], dtype=np.int64)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CostModel:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown cost model key `{unknown[0]}`")
+        return cls(**known)
+
+    def fit(self, medians: dict[str, int]) -> CostModel:
+        """Replace defaults by measured per-event-kind medians (``{"zs_malloc": 240, ...}``)."""
+        changes: dict[str, Any] = {}
+        for event, fieldname in _FIT_FIELDS.items():
+            v = medians.get(event)
+            if v is not None and v > 0:
+                changes[fieldname] = int(v)
+        if not changes:
+            return self
+        kinds = ",".join(sorted(k for k in _FIT_FIELDS if k in medians and medians[k] > 0))
+        return replace(self, source=f"fitted:{kinds}", **changes)
+
+
+#: order of CostModel.as_array()
+_ARRAY_FIELDS = (
+    "malloc_ns", "free_ns", "free_zspage_ns", "lookup_ns", "alloc_zspage_ns",
+    "write_base_ns", "write_ns_per_kib", "compact_ns", "migrate_ns", "mag_hit_ns",
+    "batch_obj_ns", "write_after_malloc",
+)
+(C_MALLOC, C_FREE, C_FREE_ZSPAGE, C_LOOKUP, C_ALLOC_ZSPAGE, C_WRITE_BASE, C_WRITE_KIB,
+ C_COMPACT, C_MIGRATE, C_MAG_HIT, C_BATCH_OBJ, C_WRITE_AFTER_MALLOC) = range(len(_ARRAY_FIELDS))
+
+#: trace event kind -> cost field that its measured median replaces
+_FIT_FIELDS = {
+    "zs_malloc": "malloc_ns",
+    "zs_free": "free_ns",
+    "zs_compact": "compact_ns",
+    "zs_migrate": "migrate_ns",
+}

@@ -1,0 +1,203 @@
+"""Lock designs for the replay engine, one module per design, registered by name.
+
+A design is *data*, not code: :class:`LockDesign` compiles the locking of every operation
+kind into small integer tables (``steps``), so the single numba core in
+:mod:`ztrace.replay.locks._sim` runs any design without a Python call per event. This is the
+libCacheSim habit (one interface, one file per algorithm, one registry with aliases) applied
+to locks.
+
+Interface, in five lines::
+
+    steps[op, k] = (space, mode, hold, until)   # k-th lock taken by an op of kind ``op``
+    space: SP_NONE (CPU work, no lock) | SP_POOL (the pool-wide lock) | SP_SUB (class/stripe)
+    mode:  M_SPIN | M_READ | M_WRITE             # spinlock, qrwlock read, qrwlock write
+    hold:  H_OP | H_LOOKUP | H_ALLOCZS | H_WRITE | H_MAGHIT   # which cost-model term
+    until: U_OWN (release after hold) | U_NEXT (hand over: release once the next lock is
+           granted) | U_END (outer lock held to the end of the op)
+
+plus ``n_pools`` (independent pools, each with its own allocator model), ``n_sub`` /
+``sub_of_class`` (how class index maps to a sub-lock) and ``magazine`` (per-CPU object cache
+capacity; 0 = none). Register a design with :func:`register`; resolve a user's spec string
+(``"pools:32"``) with :func:`get_design`. An unknown name raises ConfigError listing the names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ztrace.errors import ConfigError
+
+# ---------------------------------------------------------------- op kinds (core constants)
+OP_MALLOC = 0  #: zs_malloc served from an existing zspage
+OP_MALLOC_GROW = 1  #: zs_malloc that had to allocate a new zspage (lock dropped meanwhile)
+OP_FREE = 2  #: zs_free
+OP_WRITE = 3  #: the object write that follows every zs_malloc in zram/zswap (map/obj_write)
+OP_COMPACT = 4  #: zs_compact
+OP_MIGRATE = 5  #: zs_page_migrate of one zspage page
+OP_MAG_HIT = 6  #: magazine design: malloc served from the per-CPU magazine (no lock)
+OP_MAG_REFILL = 7  #: magazine design: empty magazine refilled in a batch under the class lock
+OP_MAG_FLUSH = 8  #: magazine design: full magazine flushes half its objects back
+OP_MAG_FREE = 9  #: magazine design: free pushed into the per-CPU magazine (no lock)
+N_OPS = 10
+OP_NAMES = (
+    "malloc", "malloc_grow", "free", "write", "compact", "migrate",
+    "mag_hit", "mag_refill", "mag_flush", "mag_free",
+)
+#: kinds after which the engine runs the OP_WRITE steps (zram/zswap write right after malloc)
+MALLOC_KINDS = (OP_MALLOC, OP_MALLOC_GROW, OP_MAG_HIT, OP_MAG_REFILL)
+
+SP_NONE, SP_POOL, SP_SUB = 0, 1, 2
+M_SPIN, M_READ, M_WRITE = 0, 1, 2
+H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT = 0, 1, 2, 3, 4
+U_OWN, U_NEXT, U_END = 0, 1, 2
+MAX_STEPS = 4
+#: perf lock contention / kernel lock type names, indexed by mode
+MODE_TYPES = ("spinlock", "rwlock:R", "rwlock:W")
+
+Step = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LockDesign:
+    """One lock design compiled to integer tables (see the module docstring)."""
+
+    name: str  #: canonical spec, e.g. ``"pools:32"``; the ``lock_design`` column
+    family: str  #: registry name, e.g. ``"pools"``
+    description: str
+    steps: np.ndarray  #: int64 (N_OPS, MAX_STEPS, 4)
+    nsteps: np.ndarray  #: int64 (N_OPS,)
+    n_pools: int = 1
+    n_sub: int = 0  #: sub-locks per pool (classes or stripes); 0 = pool lock only
+    sub_of_class: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pool_lock_type: str = "spinlock"  #: "spinlock" or "rwlock"
+    sub_label: str = "class"  #: lock name prefix of sub-locks: class[37], stripe[2]
+    magazine: int = 0
+    params: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_locks(self) -> int:
+        return self.n_pools * (1 + self.n_sub)
+
+    @property
+    def allocator_key(self) -> tuple[int, int]:
+        """Designs with equal keys see the same allocator state, so the engine runs one
+        model for all of them (memory only depends on pools and magazines, not on locks)."""
+        return (self.n_pools, self.magazine)
+
+    def lock_name(self, lock_id: int) -> str:
+        """Human name of a lock id, as in ``locks_by_lock.lock``."""
+        per = 1 + self.n_sub
+        p, k = divmod(lock_id, per)
+        suffix = f"#{p}" if self.n_pools > 1 else ""
+        if k == 0:
+            return f"pool{suffix}"
+        return f"{self.sub_label}[{k - 1}]{suffix}"
+
+
+def compile_steps(table: dict[int, list[Step]]) -> tuple[np.ndarray, np.ndarray]:
+    """Turn ``{op kind: [(space, mode, hold, until), ...]}`` into the core's arrays.
+
+    Kinds missing from ``table`` take no lock and cost nothing.
+    """
+    steps = np.zeros((N_OPS, MAX_STEPS, 4), dtype=np.int64)
+    nsteps = np.zeros(N_OPS, dtype=np.int64)
+    for op, seq in table.items():
+        if len(seq) > MAX_STEPS:
+            raise ValueError(f"op {OP_NAMES[op]}: at most {MAX_STEPS} steps")
+        for k, st in enumerate(seq):
+            steps[op, k] = st
+        nsteps[op] = len(seq)
+    return steps, nsteps
+
+
+# ---------------------------------------------------------------------------- registry
+
+Factory = Callable[[int | None, int], LockDesign]
+#: family name -> (module, factory attribute); filled by :func:`register`
+_REGISTRY: dict[str, Factory] = {}
+_ALIASES: dict[str, str] = {}
+_MODULES = ("classlock", "pool", "pools", "striped", "magazine")
+_loaded = False
+
+
+def register(name: str, *aliases: str) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory(param, n_classes) -> LockDesign`` under a name."""
+
+    def deco(factory: Factory) -> Factory:
+        _REGISTRY[name] = factory
+        for a in (name, *aliases):
+            _ALIASES[a] = name
+        return factory
+
+    return deco
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for m in _MODULES:
+            importlib.import_module(f"{__name__}.{m}")
+        _loaded = True
+
+
+def available() -> dict[str, list[str]]:
+    """Registered design names with their aliases."""
+    _load()
+    out: dict[str, list[str]] = {n: [] for n in _REGISTRY}
+    for a, n in _ALIASES.items():
+        if a != n:
+            out[n].append(a)
+    return out
+
+
+def get_design(spec: str, n_classes: int = 255) -> LockDesign:
+    """Resolve ``"name"`` or ``"name:N"`` (aliases allowed) to a compiled design.
+
+    Raises ConfigError naming the valid designs for an unknown name, or a bad parameter.
+    """
+    _load()
+    spec = spec.strip()
+    name, _, arg = spec.partition(":")
+    family = _ALIASES.get(name.lower())
+    if family is None:
+        valid = ", ".join(
+            f"{n} ({', '.join(a)})" if a else n for n, a in sorted(available().items())
+        )
+        raise ConfigError(f"unknown lock design `{name}` (valid: {valid})")
+    param: int | None = None
+    if arg:
+        try:
+            param = int(arg)
+        except ValueError:
+            raise ConfigError(
+                f"lock design `{spec}`: parameter must be an integer (e.g. `{family}:8`)"
+            ) from None
+    return _REGISTRY[family](param, n_classes)
+
+
+def parse_designs(specs: str | list[str] | tuple[str, ...], n_classes: int = 255) -> list[
+    LockDesign
+]:
+    """Split ``"class,pool,pools:32"`` (or a list) into designs; duplicates are an error."""
+    items = specs.split(",") if isinstance(specs, str) else list(specs)
+    items = [s.strip() for s in items if s.strip()]
+    if not items:
+        raise ConfigError("--locks needs at least one design (e.g. `--locks class,pool`)")
+    designs = [get_design(s, n_classes) for s in items]
+    names = [d.name for d in designs]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ConfigError(f"lock design `{dups[0]}` given twice")
+    return designs
+
+
+def positive_param(family: str, param: int | None, default: int, lo: int, hi: int) -> int:
+    """Validate a design's integer parameter (``pools:N`` etc.)."""
+    value = default if param is None else param
+    if not lo <= value <= hi:
+        raise ConfigError(f"lock design `{family}:{value}`: parameter must be {lo}..{hi}")
+    return value

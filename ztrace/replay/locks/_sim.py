@@ -1,0 +1,509 @@
+"""The numba core that replays operations through one lock design.
+
+Semantics (docs/replay-model.md has the long form):
+
+* every CPU runs its operations one after another, in trace order; an op starts at
+  ``max(arrival, time its CPU became free)``, so a CPU that spins is busy and delays its own
+  later ops;
+* lock requests are granted **FIFO by request time**, like qspinlock's MCS queue: ops are
+  executed in order of their start time (a heap over CPUs with queued ops), and each lock
+  keeps the time its last queued exclusive holder releases (``w_free``) and the latest
+  release of its granted readers (``r_free``);
+* rwlocks follow qrwlock: readers share, a writer waits for earlier readers and writers, a
+  reader that arrives after a waiting writer waits for it (no reader barging);
+* an op runs in *phases*: each phase starts with one lock request and ends when the op
+  holds no lock (CPU-only work such as alloc_zspage outside the class lock or the object
+  copy is added to it). Phases of all CPUs run in (time, op order), so every such request
+  is granted FIFO by request time, and a lock dropped inside an op (zs_malloc's unlocked
+  alloc_zspage) can be taken by another CPU meanwhile. A lock taken *while holding*
+  another (zs_free's pool read lock handed over to the class lock, migration's outer pool
+  write lock) is resolved inside the phase: an approximation when another CPU's request
+  falls between the outer grant and the inner request (tens of ns).
+
+Memory: per design the state is O(locks + CPUs + classes + time bins) plus the queue of ops
+that arrived but have not started (empty unless the CPUs are saturated).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ztrace.replay.locks import (
+    H_ALLOCZS,
+    H_LOOKUP,
+    H_MAGHIT,
+    H_OP,
+    M_READ,
+    MALLOC_KINDS,
+    N_OPS,
+    OP_WRITE,
+    SP_NONE,
+    SP_POOL,
+    U_NEXT,
+    U_OWN,
+)
+
+# store columns (one row per queued op)
+F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD = range(10)
+N_FIELDS = 10
+# active-op columns (one row per CPU; A_STEP = -1 when the CPU runs no op)
+A_KIND, A_CLS, A_POOL, A_COST, A_COST2, A_COST3, A_BIN, A_STEP, A_ORD, A_LOOKUP, A_MAGHIT = (
+    range(11))
+N_ACT = 11
+#: act column holding each hold kind's value (H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT)
+HOLD_COLUMN = (A_COST, A_LOOKUP, A_COST2, A_COST3, A_MAGHIT)
+# lock statistics columns (row = lock_id * 3 + mode)
+S_ACQ, S_CONT, S_WAIT, S_WMAX, S_WMIN, S_HOLD = range(6)
+# scalar slots
+SC_HEAD, SC_TAIL, SC_HEAPN, SC_OPS = range(4)
+N_SC = 4
+#: histogram: exact below HIST_EXACT ns, then HIST_SUB buckets per power of two (0.2 %)
+HIST_EXACT = 1024
+HIST_SUB = 512
+HIST_N = HIST_EXACT + 55 * HIST_SUB
+INF = np.int64(2**62)
+
+_H_OP, _H_LOOKUP, _H_ALLOCZS, _H_MAGHIT = H_OP, H_LOOKUP, H_ALLOCZS, H_MAGHIT
+_C_LOOKUP, _C_MAG_HIT = 3, 9  # costs.C_LOOKUP, costs.C_MAG_HIT (kept literal for numba)
+
+
+@njit(cache=True, inline="always")
+def hist_index(v: int) -> int:
+    """Bucket of a non-negative value: exact below 1024, log-linear above."""
+    if v < HIST_EXACT:
+        return v
+    k = 0
+    x = v >> 10
+    while x > 0:
+        x >>= 1
+        k += 1
+    # now v >> k is in [512, 1024)
+    return HIST_EXACT + (k - 1) * HIST_SUB + ((v >> k) - HIST_SUB)
+
+
+@njit(cache=True)
+def hist_bounds(idx: int) -> tuple[int, int]:
+    """Inclusive value range of bucket ``idx``."""
+    if idx < HIST_EXACT:
+        return idx, idx
+    k = (idx - HIST_EXACT) // HIST_SUB + 1
+    m = (idx - HIST_EXACT) % HIST_SUB + HIST_SUB
+    return m << k, ((m + 1) << k) - 1
+
+
+def hist_quantile(hist: np.ndarray, q: float) -> int:
+    """Nearest-rank quantile (lower bound of its bucket; exact below 1024 ns)."""
+    n = int(hist.sum())
+    if n == 0:
+        return 0
+    rank = max(1, int(np.ceil(q * n)))
+    idx = int(np.searchsorted(np.cumsum(hist), rank))
+    return int(hist_bounds(idx)[0])
+
+
+@njit(cache=True)
+def _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl):
+    """Statistics of one contended acquisition (wait ``w`` > 0 on lock-mode row ``r``)."""
+    lstats[r, S_CONT] += 1
+    lstats[r, S_WAIT] += w
+    if w > lstats[r, S_WMAX]:
+        lstats[r, S_WMAX] = w
+    if w < lstats[r, S_WMIN]:
+        lstats[r, S_WMIN] = w
+    tl[b, 2] += 1
+    tl[b, 3] += w
+    if cls >= 0:
+        cstats[cls, 1] += 1
+        cstats[cls, 2] += w
+    hist[hist_index(w)] += 1
+    lg = 0
+    x = w
+    while x > 1:
+        x >>= 1
+        lg += 1
+    l2h[lg] += 1
+
+
+@njit(cache=True, inline="always")
+def _phase(c, t, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist,
+           l2h, tl, cm, prog_of):
+    """Run CPU ``c``'s active op from its current step, starting at ``t``, up to the next
+    point where it holds no lock; return the time it gets there.
+
+    Lock releases are written out inline: numba's IR-level inlining of a helper taking the
+    lock arrays made every op ~4x slower (measured: 80 vs 20 ns per uncontended op).
+
+    Each phase starts with one lock request made at ``t``; the caller runs phases of all
+    CPUs in (time, op order), so every first request is granted FIFO by request time.
+    Locks taken while another is held (hand-over ``U_NEXT``, outer ``U_END``) are resolved
+    inside the phase. CPU-only steps after a release are added to the phase.
+    """
+    prog = act[c, A_KIND]  # program id: op kind, + N_OPS when the object write follows
+    cls = act[c, A_CLS]
+    b = act[c, A_BIN]
+    n = nsteps[prog]
+    k = act[c, A_STEP]
+    if k == 0:
+        tl[b, 0] += 1
+    per = 1 + n_sub
+    pool = act[c, A_POOL]
+    pend_lid = -1
+    pend_mode = 0
+    pend_grant = 0
+    end_lid = -1
+    end_mode = 0
+    end_grant = 0
+    while k < n:
+        sp = steps[prog, k, 0]
+        mode = steps[prog, k, 1]
+        h = act[c, steps[prog, k, 2]]  # steps[..., 2] is the act column of the hold
+        until = steps[prog, k, 3]
+        k += 1
+        if sp == SP_NONE:
+            t += h
+        else:
+            lid = pool * per if sp == SP_POOL else pool * per + 1 + sub_of_class[cls]
+            g = lock_free[lid, 0]
+            if mode != M_READ and lock_free[lid, 1] > g:
+                g = lock_free[lid, 1]
+            if t > g:
+                g = t
+            w = g - t
+            r = lid * 3 + mode
+            lstats[r, S_ACQ] += 1
+            tl[b, 1] += 1
+            if cls >= 0:
+                cstats[cls, 0] += 1
+            if w > 0:  # rare path, kept out of line so the common path stays small
+                _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl)
+            if pend_lid >= 0:  # hand-over: the previous lock is dropped once this one is held
+                if pend_mode == M_READ:
+                    if g > lock_free[pend_lid, 1]:
+                        lock_free[pend_lid, 1] = g
+                else:
+                    lock_free[pend_lid, 0] = g
+                lstats[pend_lid * 3 + pend_mode, S_HOLD] += g - pend_grant
+                pend_lid = -1
+            if until == U_OWN:
+                rel = g + h
+                if mode == M_READ:
+                    if rel > lock_free[lid, 1]:
+                        lock_free[lid, 1] = rel
+                else:
+                    lock_free[lid, 0] = rel
+                lstats[lid * 3 + mode, S_HOLD] += rel - g
+            elif until == U_NEXT:
+                pend_lid, pend_mode, pend_grant = lid, mode, g
+            else:  # U_END
+                end_lid, end_mode, end_grant = lid, mode, g
+            t = g + h
+        if pend_lid < 0 and end_lid < 0:
+            # no lock held: CPU-only steps need no ordering, then the next lock request
+            # starts a new phase
+            while k < n and steps[prog, k, 0] == SP_NONE:
+                t += act[c, steps[prog, k, 2]]
+                k += 1
+            break
+    if k >= n:
+        if pend_lid >= 0:
+            if pend_mode == M_READ:
+                if t > lock_free[pend_lid, 1]:
+                    lock_free[pend_lid, 1] = t
+            else:
+                lock_free[pend_lid, 0] = t
+            lstats[pend_lid * 3 + pend_mode, S_HOLD] += t - pend_grant
+        if end_lid >= 0:
+            if end_mode == M_READ:
+                if t > lock_free[end_lid, 1]:
+                    lock_free[end_lid, 1] = t
+            else:
+                lock_free[end_lid, 0] = t
+            lstats[end_lid * 3 + end_mode, S_HOLD] += t - end_grant
+        act[c, A_STEP] = -1  # op finished
+    else:
+        act[c, A_STEP] = k
+    return t
+
+
+@njit(cache=True, inline="always")
+def _less(hk_t, hk_s, a, b):
+    return hk_t[a] < hk_t[b] or (hk_t[a] == hk_t[b] and hk_s[a] < hk_s[b])
+
+
+@njit(cache=True)
+def _sift_down(heap, hpos, hk_t, hk_s, n, i):
+    while True:
+        l = 2 * i + 1
+        if l >= n:
+            break
+        m = l
+        r = l + 1
+        if r < n and _less(hk_t, hk_s, heap[r], heap[l]):
+            m = r
+        if _less(hk_t, hk_s, heap[m], heap[i]):
+            a = heap[i]
+            heap[i] = heap[m]
+            heap[m] = a
+            hpos[heap[i]] = i
+            hpos[heap[m]] = m
+            i = m
+        else:
+            break
+
+
+@njit(cache=True)
+def _sift_up(heap, hpos, hk_t, hk_s, i):
+    while i > 0:
+        p = (i - 1) // 2
+        if _less(hk_t, hk_s, heap[i], heap[p]):
+            a = heap[i]
+            heap[i] = heap[p]
+            heap[p] = a
+            hpos[heap[i]] = i
+            hpos[heap[p]] = p
+            i = p
+        else:
+            break
+
+
+@njit(cache=True)
+def _heap_push(sc, heap, hpos, hk_t, hk_s, c, t, o):
+    hk_t[c] = t
+    hk_s[c] = o
+    n = sc[SC_HEAPN]
+    heap[n] = c
+    hpos[c] = n
+    sc[SC_HEAPN] = n + 1
+    _sift_up(heap, hpos, hk_t, hk_s, n)
+
+
+@njit(cache=True)
+def _heap_pop_top(sc, heap, hpos, hk_t, hk_s):
+    n = sc[SC_HEAPN]
+    c = heap[0]
+    last = heap[n - 1]
+    heap[0] = last
+    hpos[last] = 0
+    hpos[c] = -1
+    sc[SC_HEAPN] = n - 1
+    if n - 1 > 0:
+        _sift_down(heap, hpos, hk_t, hk_s, n - 1, 0)
+
+
+@njit(cache=True)
+def _drain(horizon, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
+           steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl, cm,
+           prog_of):
+    """Run every CPU action (op start or next phase) due at or before ``horizon``, in
+    (time, op order)."""
+    while sc[SC_HEAPN] > 0:
+        c = heap[0]
+        s = hk_t[c]
+        if s > horizon:
+            break
+        if act[c, A_STEP] < 0:  # idle CPU: start its next queued op
+            seq = qhead[c]
+            r = seq & mask
+            act[c, A_KIND] = prog_of[store[r, F_KIND]]
+            act[c, A_CLS] = store[r, F_CLS]
+            act[c, A_POOL] = store[r, F_POOL]
+            act[c, A_COST] = store[r, F_COST]
+            act[c, A_COST2] = store[r, F_COST2]
+            act[c, A_COST3] = store[r, F_COST3]
+            act[c, A_BIN] = store[r, F_BIN]
+            act[c, A_ORD] = store[r, F_ORD]
+            act[c, A_STEP] = 0
+            act[c, A_LOOKUP] = cm[_C_LOOKUP]
+            act[c, A_MAGHIT] = cm[_C_MAG_HIT]
+            store[r, F_KIND] = -1  # taken
+            nxt = store[r, F_NEXT]
+            qhead[c] = nxt
+            if nxt == -1:
+                qtail[c] = -1
+            h = sc[SC_HEAD]
+            while h < sc[SC_TAIL] and store[h & mask, F_KIND] == -1:
+                h += 1
+            sc[SC_HEAD] = h
+        end = _phase(c, s, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats,
+                     hist, l2h, tl, cm, prog_of)
+        if act[c, A_STEP] >= 0:  # more phases: come back when this one ends
+            hk_t[c] = end
+            _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
+            continue
+        cpu_free[c] = end
+        nxt = qhead[c]
+        if nxt == -1:
+            _heap_pop_top(sc, heap, hpos, hk_t, hk_s)
+        else:
+            a = store[nxt & mask, F_ARR]
+            hk_t[c] = a if a > end else end
+            hk_s[c] = store[nxt & mask, F_ORD]
+            _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
+
+
+@njit(cache=True)
+def sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
+              store, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
+              steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl,
+              cm, prog_of):
+    """Feed one batch of ops (trace order) into the design's simulation.
+
+    Ops with ``kind < 0`` are skipped. With ``final`` every queued op is run at the end.
+    ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
+    """
+    mask = store.shape[0] - 1
+    for i in range(arr.shape[0]):
+        k = kind[i]
+        if k < 0:
+            continue
+        a = arr[i]
+        if sc[SC_HEAPN] > 0:
+            _drain(a, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
+                   steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h,
+                   tl, cm, prog_of)
+        c = cpu[i]
+        o = sc[SC_OPS]
+        sc[SC_OPS] = o + 1
+        if hpos[c] < 0 and cpu_free[c] <= a:
+            # idle CPU and nothing anywhere due before ``a``: start the op now
+            act[c, A_KIND] = prog_of[k]
+            act[c, A_CLS] = cls[i]
+            act[c, A_POOL] = pool[i]
+            act[c, A_COST] = cost[i]
+            act[c, A_COST2] = cost2[i]
+            act[c, A_COST3] = cost3[i]
+            act[c, A_BIN] = binidx[i]
+            act[c, A_ORD] = o
+            act[c, A_STEP] = 0
+            act[c, A_LOOKUP] = cm[_C_LOOKUP]
+            act[c, A_MAGHIT] = cm[_C_MAG_HIT]
+            end = _phase(c, a, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats,
+                         cstats, hist, l2h, tl, cm, prog_of)
+            # The next phase may run at once when nothing can request a lock before it:
+            # no queued CPU action is due earlier and the next op in the trace (whose
+            # arrival bounds every later one) arrives no sooner.
+            while act[c, A_STEP] >= 0 and i + 1 < arr.shape[0] and end <= arr[i + 1] and (
+                    sc[SC_HEAPN] == 0 or end < hk_t[heap[0]]
+                    or (end == hk_t[heap[0]] and o < hk_s[heap[0]])):
+                end = _phase(c, end, act, steps, nsteps, n_sub, sub_of_class, lock_free,
+                             lstats, cstats, hist, l2h, tl, cm, prog_of)
+            if act[c, A_STEP] < 0:
+                cpu_free[c] = end
+            else:
+                _heap_push(sc, heap, hpos, hk_t, hk_s, c, end, o)
+            continue
+        seq = sc[SC_TAIL]
+        sc[SC_TAIL] = seq + 1
+        r = seq & mask
+        store[r, F_ARR] = a
+        store[r, F_KIND] = k
+        store[r, F_CLS] = cls[i]
+        store[r, F_POOL] = pool[i]
+        store[r, F_COST] = cost[i]
+        store[r, F_COST2] = cost2[i]
+        store[r, F_COST3] = cost3[i]
+        store[r, F_BIN] = binidx[i]
+        store[r, F_NEXT] = -1
+        store[r, F_ORD] = o
+        if qhead[c] == -1:
+            qhead[c] = seq
+            qtail[c] = seq
+        else:
+            store[qtail[c] & mask, F_NEXT] = seq
+            qtail[c] = seq
+        if hpos[c] < 0:  # idle but busy until cpu_free > a: wake it then
+            _heap_push(sc, heap, hpos, hk_t, hk_s, c, cpu_free[c] if cpu_free[c] > a else a, o)
+    if final:
+        _drain(INF, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
+               steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl,
+               cm, prog_of)
+
+
+class SimState:
+    """All mutable state of one design's simulation (numpy arrays, owned by Python)."""
+
+    def __init__(self, design: object, n_cpus: int, n_classes: int, cm: np.ndarray,
+                 write_after: bool) -> None:
+        d = design
+        self.design = d
+        nl = d.n_locks  # type: ignore[attr-defined]
+        self.n_sub = np.int64(d.n_sub)  # type: ignore[attr-defined]
+        sub = d.sub_of_class  # type: ignore[attr-defined]
+        self.sub_of_class = sub if len(sub) else np.zeros(n_classes, dtype=np.int64)
+        self.lock_free = np.zeros((nl, 2), dtype=np.int64)
+        self.lstats = np.zeros((nl * 3, 6), dtype=np.int64)
+        self.lstats[:, S_WMIN] = INF
+        self.cstats = np.zeros((n_classes, 3), dtype=np.int64)
+        self.hist = np.zeros(HIST_N, dtype=np.int64)
+        self.l2h = np.zeros(64, dtype=np.int64)
+        self.tl = np.zeros((16, 4), dtype=np.int64)
+        self.store = np.zeros((1024, N_FIELDS), dtype=np.int64)
+        self.sc = np.zeros(N_SC, dtype=np.int64)
+        self.qhead = np.full(n_cpus, -1, dtype=np.int64)
+        self.qtail = np.full(n_cpus, -1, dtype=np.int64)
+        self.cpu_free = np.zeros(n_cpus, dtype=np.int64)
+        self.act = np.zeros((n_cpus, N_ACT), dtype=np.int64)
+        self.act[:, A_STEP] = -1
+        self.heap = np.zeros(n_cpus, dtype=np.int64)
+        self.hpos = np.full(n_cpus, -1, dtype=np.int64)
+        self.hk_t = np.zeros(n_cpus, dtype=np.int64)
+        self.hk_s = np.zeros(n_cpus, dtype=np.int64)
+        self.cm = cm
+        self.write_after = bool(write_after)
+        # Programs: op kind k runs steps[k]; with the object write after malloc, malloc
+        # kinds run program N_OPS + k = their own steps followed by the OP_WRITE steps.
+        st, ns = design.steps, design.nsteps  # type: ignore[attr-defined]
+        self.steps = np.zeros((2 * N_OPS, 2 * st.shape[1], 4), dtype=np.int64)
+        self.nsteps = np.zeros(2 * N_OPS, dtype=np.int64)
+        self.prog_of = np.arange(N_OPS, dtype=np.int64)
+        for k in range(N_OPS):
+            self.steps[k, : ns[k]] = st[k, : ns[k]]
+            self.nsteps[k] = ns[k]
+            w = ns[OP_WRITE]
+            self.steps[N_OPS + k, : ns[k]] = st[k, : ns[k]]
+            self.steps[N_OPS + k, ns[k] : ns[k] + w] = st[OP_WRITE, :w]
+            self.nsteps[N_OPS + k] = ns[k] + w
+            if self.write_after and k in MALLOC_KINDS:
+                self.prog_of[k] = N_OPS + k
+        # the core reads a hold from act[cpu, column]: store the column, not the H_* kind
+        self.steps[:, :, 2] = np.asarray(HOLD_COLUMN, dtype=np.int64)[self.steps[:, :, 2]]
+
+    @property
+    def queued(self) -> int:
+        """Ops that arrived but have not started (the backlog of saturated CPUs)."""
+        return int(self.sc[SC_TAIL] - self.sc[SC_HEAD])
+
+    def _reserve(self, n: int, max_bin: int) -> None:
+        need = self.queued + n + 1
+        cap = self.store.shape[0]
+        if need > cap:
+            new_cap = cap
+            while new_cap < need:
+                new_cap *= 2
+            new = np.zeros((new_cap, N_FIELDS), dtype=np.int64)
+            idx = np.arange(self.sc[SC_HEAD], self.sc[SC_TAIL], dtype=np.int64)
+            new[idx & (new_cap - 1)] = self.store[idx & (cap - 1)]
+            self.store = new
+        if max_bin >= self.tl.shape[0]:
+            rows = max(max_bin + 1, 2 * self.tl.shape[0])
+            tl = np.zeros((rows, 4), dtype=np.int64)
+            tl[: self.tl.shape[0]] = self.tl
+            self.tl = tl
+
+    def feed(self, arr: np.ndarray, cpu: np.ndarray, kind: np.ndarray, cls: np.ndarray,
+             pool: np.ndarray, cost: np.ndarray, cost2: np.ndarray, cost3: np.ndarray,
+             binidx: np.ndarray, final: bool = False) -> None:
+        """Replay a batch of ops (int64 arrays, trace order)."""
+        self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
+        sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
+                  self.store, self.sc, self.qhead, self.qtail, self.cpu_free, self.act,
+                  self.heap,
+                  self.hpos, self.hk_t, self.hk_s, self.steps, self.nsteps, self.n_sub,
+                  self.sub_of_class, self.lock_free, self.lstats, self.cstats, self.hist,
+                  self.l2h, self.tl, self.cm, self.prog_of)
+
+    def finish(self) -> None:
+        """Run every op still queued."""
+        e = np.zeros(0, dtype=np.int64)
+        self.feed(e, e, e, e, e, e, e, e, e, final=True)

@@ -1,0 +1,90 @@
+"""``class``: per-class spinlock plus a pool-wide rwlock (5.17–6.1 and ≥ 6.11).
+
+Kernel locking this design replays (mm/zsmalloc.c):
+
+* **zs_malloc()** takes only ``class->lock`` (``spin_lock(&class->lock)``, from 6.13 spelled
+  ``size_class_lock(class)``) around ``find_get_zspage()`` + ``obj_malloc()``. When no zspage
+  has a free slot it *drops* the class lock, calls ``alloc_zspage()`` unlocked (page
+  allocation), and re-takes the class lock to insert the zspage: op ``malloc_grow``. No pool
+  lock: checked in "mm/zsmalloc: change back to per-size_class lock" (Chengming Zhou, v6.11),
+  whose zs_malloc() hunk only swaps ``pool->lock`` for ``class->lock``.
+* **zs_free()** ``read_lock(&pool->lock)`` (≤6.1: ``pool->migrate_lock``) to turn the handle
+  into a zspage safely against migration, then ``spin_lock(&class->lock)``, then
+  ``read_unlock`` of the pool lock: a hand-over (``U_NEXT``).
+* **zs_map_object()** (≤6.14) / **zs_obj_write()** (≥6.15, "zsmalloc: introduce new object
+  mapping API"): ``read_lock(&pool->lock)``, look up the zspage, take the zspage lock for
+  reading (``migrate_read_lock()``; ≥6.15 ``zspage_read_lock()``), ``read_unlock``; the copy
+  runs under the zspage lock only. The zspage lock is not simulated: its only writers are
+  migration and compaction, which already hold ``pool->lock`` for writing, and since v6.15
+  ("zsmalloc: make zspage lock preemptible") they only *try* it and back off, so it never
+  makes a reader of a different zspage wait.
+* **__zs_compact()** ``write_lock(&pool->lock)`` then ``spin_lock(&class->lock)`` per class,
+  breaking when ``rwlock_is_contended()``. Replayed as one pool write hold of the compaction's
+  cost (class locks and lock breaking are not modelled; see docs/replay-model.md).
+* **zs_page_migrate()** ``write_lock(&pool->lock)``, ``spin_lock(&class->lock)``, zspage write
+  lock; both pool and class lock are held to the end (``U_END`` outer lock).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ztrace.errors import ConfigError
+from ztrace.replay.locks import (
+    H_ALLOCZS,
+    H_LOOKUP,
+    H_OP,
+    H_WRITE,
+    M_READ,
+    M_SPIN,
+    M_WRITE,
+    OP_COMPACT,
+    OP_FREE,
+    OP_MALLOC,
+    OP_MALLOC_GROW,
+    OP_MIGRATE,
+    OP_WRITE,
+    SP_NONE,
+    SP_POOL,
+    SP_SUB,
+    U_END,
+    U_NEXT,
+    U_OWN,
+    LockDesign,
+    Step,
+    compile_steps,
+    register,
+)
+
+#: The per-class table shared by ``class``, ``striped`` and ``magazine`` (sub-lock = SP_SUB).
+CLASS_STEPS: dict[int, list[Step]] = {
+    OP_MALLOC: [(SP_SUB, M_SPIN, H_OP, U_OWN)],
+    OP_MALLOC_GROW: [
+        (SP_SUB, M_SPIN, H_LOOKUP, U_OWN),  # find_get_zspage() fails, unlock
+        (SP_NONE, 0, H_ALLOCZS, U_OWN),  # alloc_zspage() outside the lock
+        (SP_SUB, M_SPIN, H_OP, U_OWN),  # relock, obj_malloc + insert_zspage
+    ],
+    OP_FREE: [(SP_POOL, M_READ, H_LOOKUP, U_NEXT), (SP_SUB, M_SPIN, H_OP, U_OWN)],
+    OP_WRITE: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
+    OP_COMPACT: [(SP_POOL, M_WRITE, H_OP, U_OWN)],
+    OP_MIGRATE: [(SP_POOL, M_WRITE, H_LOOKUP, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
+}
+
+
+@register("class", "per-class", "class-lock", "6.11")
+def make(param: int | None, n_classes: int) -> LockDesign:
+    """The per-class design; takes no parameter."""
+    if param is not None:
+        raise ConfigError("lock design `class` takes no parameter")
+    steps, nsteps = compile_steps(CLASS_STEPS)
+    return LockDesign(
+        name="class",
+        family="class",
+        description="per-class spinlock + pool rwlock (5.17-6.1, >=6.11)",
+        steps=steps,
+        nsteps=nsteps,
+        n_sub=n_classes,
+        sub_of_class=np.arange(n_classes, dtype=np.int64),
+        pool_lock_type="rwlock",
+        sub_label="class",
+    )

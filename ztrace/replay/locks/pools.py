@@ -1,0 +1,33 @@
+"""``pools:N``: N independent zsmalloc pools, each with the 6.2–6.10 pool spinlock.
+
+zswap did this from v6.6 ("mm: zswap: multiple zpools support", ``ZSWAP_NR_ZPOOLS`` = 32)
+until v6.11 ("mm/zswap: use only one pool in zswap", merged with the return of per-class
+locks): ``zswap_find_zpool()`` picked ``entry->pool->zpools[hash_ptr(entry,
+ilog2(ZSWAP_NR_ZPOOLS))]``, i.e. a hash of the zswap entry's address, fixed for the entry's
+life. The replay has no entry address, so it hashes the object's **handle** with a seeded
+splitmix64 (``engine.pool_of``); like the entry pointer it is fixed from malloc to free and
+spreads objects uniformly. Each pool has its own allocator model, so memory differs: every
+pool keeps its own partly-filled zspages per class (``pages_used`` grows with N).
+"""
+
+from __future__ import annotations
+
+from ztrace.replay.locks import LockDesign, positive_param, register
+from ztrace.replay.locks.pool import POOL_STEPS, compile_steps
+
+
+@register("pools", "multi-pool", "zswap-pools")
+def make(param: int | None, n_classes: int) -> LockDesign:
+    """N pools (default 32, as zswap 6.6–6.10)."""
+    n = positive_param("pools", param, 32, 1, 4096)
+    steps, nsteps = compile_steps(POOL_STEPS)
+    return LockDesign(
+        name=f"pools:{n}",
+        family="pools",
+        description=f"{n} independent pools, pool spinlock each (zswap 6.6-6.10 used 32)",
+        steps=steps,
+        nsteps=nsteps,
+        n_pools=n,
+        pool_lock_type="spinlock",
+        params={"n": n},
+    )

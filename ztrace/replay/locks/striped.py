@@ -1,0 +1,34 @@
+"""``striped:N``: the per-class design with the class locks folded onto N stripes.
+
+Class ``c`` uses stripe ``c mod N``. Neighbouring classes hold objects of neighbouring
+sizes, and compressed sizes cluster, so the hot classes of a workload tend to be adjacent:
+``mod`` puts adjacent classes on different stripes. ``striped:255`` is ``class``;
+``striped:1`` is one spinlock for malloc/free behind the pool rwlock. It answers "how many
+locks do we actually need?" (memory of 255 spinlocks vs contention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ztrace.replay.locks import LockDesign, positive_param, register
+from ztrace.replay.locks.classlock import CLASS_STEPS, compile_steps
+
+
+@register("striped", "stripes")
+def make(param: int | None, n_classes: int) -> LockDesign:
+    """N stripes (default 8)."""
+    n = positive_param("striped", param, 8, 1, 4096)
+    steps, nsteps = compile_steps(CLASS_STEPS)
+    return LockDesign(
+        name=f"striped:{n}",
+        family="striped",
+        description=f"classes hashed (index mod {n}) onto {n} spinlocks + pool rwlock",
+        steps=steps,
+        nsteps=nsteps,
+        n_sub=n,
+        sub_of_class=np.arange(n_classes, dtype=np.int64) % n,
+        pool_lock_type="rwlock",
+        sub_label="stripe",
+        params={"n": n},
+    )
