@@ -44,6 +44,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The VM image (stock Debian 6.1 and 6.12 kernels) is cached in /var/cache/ztrace-vm.
+vm-image: $(STAMP)
+	bash ztrace/vm/build.sh
+
+vm-test: $(STAMP)
+	bash ztrace/vm/build.sh && $(VPY) -m pytest -m vm $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(VPY) -m benchmarks.run_all
 

@@ -1,0 +1,108 @@
+"""``ztrace vm``: build the guest image and run capture scenarios in stock Debian kernels."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not re.fullmatch(r"\w+", k):
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE", param_hint="--param")
+        out[k] = val
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def command() -> None:
+    """Run ztrace inside stock Debian kernels (6.1, 6.12) under qemu.
+
+    \b
+    Examples:
+      ztrace vm build
+      ztrace vm run --kernel 6.12 --scenario zswap -o /tmp/zswap-612
+      ztrace vm run --kernel 6.1 --scenario zram -p mb_per_job=16 -o /tmp/zram-61 --json
+    """
+
+
+@command.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even if the cached image is current.")
+def build_cmd(force: bool) -> None:
+    """Build (or find in the cache) the guest image; print its directory."""
+    from ztrace.vm import build_image
+
+    img = build_image(force=force)
+    click.echo(str(img.path))
+
+
+@command.command("list")
+def list_cmd() -> None:
+    """List kernels, scenarios and the cached image."""
+    from ztrace.vm import KERNELS, cache_dir, find_image, scenarios
+
+    img = find_image()
+    click.echo(f"kernels:   {', '.join(KERNELS)}")
+    click.echo(f"scenarios: {', '.join(scenarios())}")
+    if img is None:
+        click.echo(f"image:     not built (cache {cache_dir()})")
+    else:
+        rel = ", ".join(f"{k}={v['release']}" for k, v in img.manifest["kernels"].items())
+        click.echo(f"image:     {img.path} ({rel})")
+
+
+@command.command("run")
+@click.option("--kernel", "-k", type=click.Choice(["6.1", "6.12"]), required=True)
+@click.option("--scenario", "-s", required=True, help="Scenario name (see `ztrace vm list`).")
+@click.option(
+    "-o",
+    "--outdir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Empty or new directory for the guest's output.",
+)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Scenario parameter, passed as ztrace.KEY=VALUE on the kernel command line.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=1200.0,
+    show_default=True,
+    help="Seconds before the guest is killed.",
+)
+@click.option("--smp", type=int, default=2, show_default=True)
+@click.option("--mem", "mem_mb", type=int, default=2048, show_default=True, help="MiB.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def run_cmd(
+    kernel: str,
+    scenario: str,
+    outdir: str,
+    params: tuple[str, ...],
+    timeout: float,
+    smp: int,
+    mem_mb: int,
+    as_json: bool,
+) -> None:
+    """Boot KERNEL, run SCENARIO inside, and leave its output in OUTDIR."""
+    from ztrace.vm import run_scenario
+
+    res = run_scenario(
+        kernel, scenario, outdir, params=_params(params), timeout=timeout, smp=smp, mem_mb=mem_mb
+    )
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=1))
+    else:
+        click.echo(
+            f"{res.scenario} on {res.release}: rc={res.rc}, boot {res.boot_s}s, "
+            f"scenario {res.scenario_s}s, total {res.total_s}s -> {res.outdir}"
+        )

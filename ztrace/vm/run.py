@@ -1,0 +1,283 @@
+"""Boot a stock Debian kernel under qemu and run a ztrace scenario inside it.
+
+The image (built and cached by ``build.sh``) holds Debian bookworm with two kernels, 6.1 and
+6.12 (bookworm-backports), their headers, bcc, fio and ztrace's Python dependencies. At boot the
+host shares two folders over virtio-9p: this source tree, read-only, and the run's output
+directory. The guest's PID 1 (``guest-init``, read from the share) runs
+``scenarios/NAME.sh``, which writes Parquet and counter JSON straight into the output directory,
+then powers off. So the guest always runs the host's code, and nothing is copied back.
+
+Why TCG: ``/dev/kvm`` on the project's machines is PVM, which cannot run a stock kernel, so the
+default accelerator is TCG (multi-threaded); ``ZTRACE_VM_ACCEL=kvm`` opts into KVM elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ztrace.errors import ZtraceError
+
+HERE = Path(__file__).resolve().parent
+SRC_ROOT = HERE.parent.parent  # the tree shared with the guest (holds ztrace/ and probes/)
+BUILD_SH = HERE / "build.sh"
+SCENARIO_DIR = HERE / "scenarios"
+KERNELS = ("6.1", "6.12")
+DEFAULT_CACHE = "/var/cache/ztrace-vm"
+QEMU = "qemu-system-x86_64"
+BUILD_TIMEOUT_S = 1800.0
+RUN_TIMEOUT_S = 1200.0
+_MARK = "ZTRACE-VM: "
+
+
+class VmError(ZtraceError):
+    """The VM harness could not build the image, boot the guest, or the scenario failed."""
+
+
+class VmTimeout(VmError):
+    """The guest did not power off in time."""
+
+
+@dataclass(frozen=True)
+class VmImage:
+    """A built guest image directory (see build.sh for its layout)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    def kernel_files(self, kernel: str) -> tuple[Path, Path, str]:
+        """(vmlinuz, initrd, release) of ``kernel`` ("6.1" or "6.12")."""
+        k = self.manifest["kernels"].get(kernel)
+        if k is None:
+            raise VmError(f"unknown guest kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+        return self.path / k["vmlinuz"], self.path / k["initrd"], str(k["release"])
+
+
+@dataclass
+class VmResult:
+    """Outcome of one guest run; ``outdir`` holds everything the guest wrote."""
+
+    kernel: str
+    release: str
+    scenario: str
+    outdir: Path
+    console_log: Path
+    rc: int
+    boot_s: float | None  # guest uptime when its init started (kernel + initramfs)
+    scenario_s: float | None  # scenario script wall time, measured in the guest
+    total_s: float  # host wall time from qemu start to exit
+    image_key: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outdir"], d["console_log"] = str(self.outdir), str(self.console_log)
+        return d
+
+
+def cache_dir() -> Path:
+    """Root of the image cache: ``$ZTRACE_VM_CACHE`` or /var/cache/ztrace-vm."""
+    return Path(os.environ.get("ZTRACE_VM_CACHE") or DEFAULT_CACHE)
+
+
+def image_key() -> str:
+    """Cache key of the current build inputs; must match build.sh's own computation."""
+    return hashlib.sha256(BUILD_SH.read_bytes()).hexdigest()[:16]
+
+
+def scenarios() -> list[str]:
+    """Names of the guest scenarios (``scenarios/NAME.sh``)."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem != "lib")
+
+
+def find_image() -> VmImage | None:
+    """The cached image for the current build inputs, or None if it is not built yet."""
+    path = cache_dir() / image_key()
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return VmImage(path, json.loads(manifest.read_text()))
+
+
+def build_image(
+    *, force: bool = False, quiet: bool = False, timeout: float = BUILD_TIMEOUT_S
+) -> VmImage:
+    """Return the cached image, building it first (needs root and apt) if it is missing."""
+    if not force and (img := find_image()) is not None:
+        return img
+    if shutil.which("bash") is None:
+        raise VmError("bash not found; the image builder is a bash script")
+    args = ["bash", str(BUILD_SH)] + (["--force"] if force else []) + (["--quiet"] if quiet else [])
+    try:
+        proc = subprocess.run(
+            args, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise VmError(f"image build timed out after {timeout:.0f}s ({BUILD_SH})") from exc
+    if proc.returncode != 0:
+        raise VmError(f"image build failed (rc={proc.returncode}); see the vm-build: lines above")
+    img = find_image()
+    if img is None:
+        raise VmError(f"image build finished but {cache_dir() / image_key()} has no manifest")
+    return img
+
+
+def _accel_args(accel: str) -> list[str]:
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    if accel == "tcg":
+        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    raise VmError(f"unknown accelerator {accel!r} (tcg or kvm)")
+
+
+def qemu_command(
+    image: VmImage,
+    kernel: str,
+    scenario: str,
+    outdir: Path,
+    *,
+    params: dict[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT_S,
+    smp: int = 2,
+    mem_mb: int = 2048,
+    accel: str | None = None,
+    src: Path = SRC_ROOT,
+) -> list[str]:
+    """The qemu argv for one scenario run (exposed so docs and tests can show it)."""
+    vmlinuz, initrd, _ = image.kernel_files(kernel)
+    # The guest gets less time than the host waits, so a hung scenario still powers off cleanly
+    # and leaves its logs.
+    guest_timeout = max(30, int(timeout) - 60)
+    kargs = [f"ztrace.scenario={scenario}", f"ztrace.timeout={guest_timeout}"]
+    for k, v in (params or {}).items():
+        if not re.fullmatch(r"\w+", k) or not re.fullmatch(r"[\w.,:+=/-]*", v):
+            raise VmError(f"bad scenario parameter {k}={v!r}: no spaces or quotes allowed")
+        kargs.append(f"ztrace.{k}={v}")
+    # no_timer_check: under TCG on a loaded host the 6.1 guest's IO-APIC timer self-test can
+    # time out and panic ("IO-APIC + timer doesn't work"); the check proves nothing here.
+    append = (
+        "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 loglevel=4 "
+        "no_timer_check "
+        + " ".join(kargs)
+    )
+    return [
+        QEMU,
+        *_accel_args(accel or os.environ.get("ZTRACE_VM_ACCEL", "tcg")),
+        "-smp", str(smp), "-m", str(mem_mb),
+        "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+        "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append,
+        # snapshot=on: guest writes (swapfile, logs) go to a temp overlay; the cache stays clean.
+        "-drive", f"file={image.path / image.manifest['image']},format=raw,if=virtio,"
+        "cache=unsafe,snapshot=on",
+        "-virtfs", f"local,path={src},mount_tag=ztsrc,security_model=none,readonly=on,"
+        "multidevs=remap,id=ztsrc",
+        "-virtfs", f"local,path={outdir},mount_tag=ztout,security_model=none,"
+        "multidevs=remap,id=ztout",
+    ]  # fmt: skip
+
+
+def _tail(path: Path, n: int = 5) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in lines[-n:] if ln.strip())
+
+
+def run_scenario(
+    kernel: str,
+    scenario: str,
+    outdir: str | Path,
+    *,
+    params: dict[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT_S,
+    smp: int = 2,
+    mem_mb: int = 2048,
+    accel: str | None = None,
+    build: bool = True,
+    check: bool = True,
+) -> VmResult:
+    """Boot ``kernel``, run ``scenario`` in it, and return where its output landed.
+
+    ``outdir`` is created (it must not hold an earlier run's files). ``params`` become
+    ``ztrace.KEY=VALUE`` on the guest kernel command line; scenarios read them (e.g. ``probes``,
+    ``mb``). With ``check`` a failed scenario raises :class:`VmError` naming the logs.
+    """
+    if kernel not in KERNELS:
+        raise VmError(f"unknown guest kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+    if scenario not in scenarios():
+        raise VmError(f"unknown scenario {scenario!r}; choose from {', '.join(scenarios())}")
+    image = build_image() if build else find_image()
+    if image is None:
+        raise VmError(f"no guest image in {cache_dir()}; run ztrace/vm/build.sh first")
+    if shutil.which(QEMU) is None:
+        raise VmError(f"{QEMU} not found; install qemu-system-x86 (build.sh does it as root)")
+    out = Path(outdir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise VmError(f"output directory {out} is not empty")
+    out.chmod(0o777)  # the guest writes as root through 9p; keep it readable for the caller
+    console = out / "console.log"
+    cmd = qemu_command(
+        image,
+        kernel,
+        scenario,
+        out,
+        params=params,
+        timeout=timeout,
+        smp=smp,
+        mem_mb=mem_mb,
+        accel=accel,
+    )
+    t0 = time.monotonic()
+    with console.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            qrc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise VmTimeout(
+                f"guest ({kernel}, {scenario}) timed out after {timeout:.0f}s; "
+                f"console log: {console}"
+            ) from None
+    total = time.monotonic() - t0
+    text = console.read_text(errors="replace")
+    boot = re.search(rf"{_MARK}init up at ([\d.]+)s", text)
+    done = re.search(rf"{_MARK}scenario \S+ rc=(\d+) in ([\d.]+)s", text)
+    rc_file = out / "rc"
+    rc = int(rc_file.read_text().strip()) if rc_file.is_file() else (int(done[1]) if done else -1)
+    _, _, release = image.kernel_files(kernel)
+    result = VmResult(
+        kernel=kernel,
+        release=release,
+        scenario=scenario,
+        outdir=out,
+        console_log=console,
+        rc=rc,
+        boot_s=float(boot[1]) if boot else None,
+        scenario_s=float(done[2]) if done else None,
+        total_s=round(total, 1),
+        image_key=image.manifest["key"],
+        params=dict(params or {}),
+    )
+    (out / "vm.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    if check and (qrc != 0 or rc != 0):
+        if boot is None:
+            raise VmError(
+                f"guest ({kernel}) did not reach its init (qemu rc={qrc}): {_tail(console)}; "
+                f"console log: {console}"
+            )
+        raise VmError(
+            f"scenario {scenario} failed in the {kernel} guest (rc={rc}, qemu rc={qrc}): "
+            f"{_tail(out / 'guest.log', 2)}; guest log: {out / 'guest.log'}, console: {console}"
+        )
+    return result

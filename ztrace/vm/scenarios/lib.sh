@@ -1,0 +1,100 @@
+# Shared helpers for guest scenarios; sourced by scenarios/NAME.sh, which guest-init runs as
+#   bash /mnt/src/ztrace/vm/scenarios/NAME.sh  > /mnt/out/guest.log
+# Results go to $O (the host's output directory, shared over 9p):
+#   counters/LABEL.json  kernel counters (counters.py), taken around each phase
+#   phases.tsv           phase name, start and end uptime (seconds)
+#   trace/               ztrace capture output (Parquet), when `ztrace capture` exists
+#   inventory.json       probe-able symbols, BTF, tracepoints, bcc version of this kernel
+#   doctor.json          `python3 -m ztrace doctor --json`, when that command exists
+set -u
+O=${ZTRACE_VM_OUT:-/mnt/out}
+SRC=${ZTRACE_VM_SRC:-/mnt/src}
+VM=$SRC/ztrace/vm
+ts() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "[$(ts)] $*"; }
+die() { log "FAIL: $*"; exit 1; }
+snap() { python3 "$VM/counters.py" "$1" || die "counters.py $1 failed"; }
+
+# Kernel command line knobs (ztrace.NAME=VALUE), so the host can vary a run without new files.
+karg() {
+  local v
+  v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^ztrace\.$1=//p" | tail -1)
+  echo "${v:-$2}"
+}
+
+phase() {  # phase NAME cmd...: run a step and record its uptime span in phases.tsv
+  local name=$1 s e rc; shift
+  s=$(ts); log "phase $name: $*"
+  "$@"; rc=$?
+  e=$(ts); printf '%s\t%s\t%s\t%s\n' "$name" "$s" "$e" "$rc" >>"$O/phases.tsv"
+  log "phase $name rc=$rc ($(awk "BEGIN{print $e-$s}")s)"
+  return $rc
+}
+
+CAPTURE_AVAILABLE=
+have_capture() {
+  if [ -z "$CAPTURE_AVAILABLE" ]; then
+    if python3 -m ztrace capture --help >/dev/null 2>&1; then CAPTURE_AVAILABLE=yes
+    else CAPTURE_AVAILABLE=no; fi
+    echo "$CAPTURE_AVAILABLE" >"$O/capture_available"
+  fi
+  [ "$CAPTURE_AVAILABLE" = yes ]
+}
+
+# capture NAME PROBES -- cmd...: run the workload under `ztrace capture`, Parquet to $O/NAME.
+# ztrace.capture=on (default) fails the scenario if the capture command is broken; =off runs
+# the workload bare (counters only), e.g. to measure the workload without probes.
+capture() {
+  local name=$1 probes=$2; shift 2; [ "${1:-}" = -- ] && shift
+  case $(karg capture on) in
+    off)
+      log "capture=off: running the workload without capture"
+      "$@" ;;
+    *)
+      have_capture || die "\`python3 -m ztrace capture --help\` fails in the guest"
+      # A large ring: under TCG the Python consumer drains slowly, and a discard or swapoff
+      # frees tens of thousands of objects in a burst (1024 pages lost ~15k of 65k events).
+      python3 -m ztrace capture -o "$O/$name" --probes "$probes" \
+        --ringbuf-pages "$(karg ringbuf_pages 16384)" -- "$@" ;;
+  esac
+}
+
+doctor() {
+  if python3 -m ztrace doctor --help >/dev/null 2>&1; then
+    python3 -m ztrace doctor --json >"$O/doctor.json" 2>"$O/doctor.err" \
+      || log "doctor rc=$? (see doctor.err)"
+  else
+    log "ztrace doctor not available in this tree"
+  fi
+}
+
+# in_cgroup CG cmd...: run cmd inside memory cgroup /sys/fs/cgroup/CG (created by make_cgroup).
+in_cgroup() { /bin/sh "$VM/scenarios/cgexec.sh" "$@"; }
+CGEXEC="/bin/sh $VM/scenarios/cgexec.sh"  # the same, as argv for `ztrace capture -- ...`
+make_cgroup() {  # make_cgroup NAME MEMORY_MAX
+  grep -qw memory /sys/fs/cgroup/cgroup.subtree_control \
+    || echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+  mkdir -p "/sys/fs/cgroup/$1"
+  echo "$2" >"/sys/fs/cgroup/$1/memory.max"
+}
+
+# set_comp DEV ALGO: pick zram's compressor. 6.12's Debian build has no lzo backend for zram
+# (CONFIG_ZRAM_BACKEND_LZO unset) and 6.1 defaults to lzo-rle, so both use lz4 unless told.
+set_comp() {
+  echo "$2" >"/sys/block/$1/comp_algorithm" 2>/dev/null \
+    || log "zram comp_algorithm $2 not available; keeping $(cat /sys/block/$1/comp_algorithm)"
+}
+
+zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
+
+common_start() {
+  : >"$O/phases.tsv"
+  log "scenario $ZTRACE_VM_SCENARIO on $(uname -r), nproc=$(nproc)," \
+      "mem=$(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
+  # Load zsmalloc (a module on 6.1, built in on 6.12) and zram first, so the inventory and
+  # doctor see their symbols; scenarios' later `modprobe zram` calls are then no-ops.
+  modprobe zsmalloc 2>/dev/null; modprobe zram num_devices=1 || log "modprobe zram failed"
+  python3 "$VM/counters.py" --inventory || log "inventory failed"
+  have_capture; log "ztrace capture available: $CAPTURE_AVAILABLE"
+  doctor
+}
