@@ -9,7 +9,7 @@ zt() { "$vpy" -m ztrace "$@"; }
 mkdir -p "$out"
 echo "== ztrace demo on $sample" >&2
 zt validate-trace "$sample"
-designs=$(cat "$sample/../default.designs" 2>/dev/null || echo "class,pool,pools:32,striped:8,magazine")
+designs=${ZTRACE_DEMO_LOCKS:-class,pool,pools:32,striped:8,magazine}
 zt replay "$sample" --locks "$designs" -o "$out/results" --json > "$out/summary.json"
 zt report "$out/results"
 zt dashboard "$out/results" -o "$out/report.html"

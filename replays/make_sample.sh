@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Recreate the bundled real sample (replays/samples/) from scratch. Needs root, BPF, qemu.
+#   bash replays/make_sample.sh [OUTDIR]      (default: replays/samples)
+# 1. 6.1 guest (stock Debian, single zsmalloc pool lock): zram, 4 fio writers x 16 MiB,
+#    probes zsmalloc (kprobes: size, handle, duration) and locks.
+# 2. 6.12 guest (bookworm-backports): zswap over a swapfile, a 96 MiB allocator in a memory
+#    cgroup with memory.max=48M, max_pool_percent=3: zswap store/load/writeback + zsmalloc.
+# 3. This host (6.18, tracepoints only): 4 pinned writers on /dev/zram0 for 0.5 s, probes
+#    zsmalloc (kmem tracepoint fallback) and locks (lock:contention_begin/end with stacks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-replays/samples}
+zt() { .venv/bin/python -m ztrace "$@"; }
+work=$(mktemp -d /tmp/ztrace-sample.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+zt vm run -k 6.1 -s zram -o "$work/g61" -p probes=zsmalloc,locks -p mb_per_job=16 --json >/dev/null
+zt vm run -k 6.12 -s zswap -o "$work/g612" -p mb=96 -p memory_max=48M --json >/dev/null
+
+# Host: configure zram0 under the shared zram lock, capture, then reset the device.
+exec 9>/tmp/ztrace-zram0.lock
+flock 9
+echo 1 > /sys/block/zram0/reset
+echo lzo-rle > /sys/block/zram0/comp_algorithm
+echo 256M > /sys/block/zram0/disksize
+zt capture -o "$work/host/trace" --probes zsmalloc,locks --ringbuf-pages 16384 -- \
+  .venv/bin/python -m ztrace.capture.zram --writers 4 --seconds 0.5 --discard-every 4 \
+  > "$work/host/workload.json"
+cat /sys/block/zram0/mm_stat > "$work/host/mm_stat"
+echo 1 > /sys/block/zram0/reset
+flock -u 9
+
+rm -rf "$out"
+mkdir -p "$out"
+cp -r "$work/g61/trace" "$out/guest-6.1-zram"
+cp -r "$work/g612/trace" "$out/guest-6.12-zswap"
+cp -r "$work/host/trace" "$out/host-6.18-locks"
+for d in g61 g612; do
+  name=$([ $d = g61 ] && echo guest-6.1-zram || echo guest-6.12-zswap)
+  mkdir -p "$out/$name.kernel"
+  cp -r "$work/$d/counters" "$work/$d/doctor.json" "$out/$name.kernel/" 2>/dev/null || true
+done
+mkdir -p "$out/host-6.18-locks.kernel"
+cp "$work/host/workload.json" "$work/host/mm_stat" "$out/host-6.18-locks.kernel/"
+zt doctor --json > "$out/host-6.18-locks.kernel/doctor.json" || true
+ln -sfn guest-6.1-zram "$out/default"
+du -sh "$out"
