@@ -13,6 +13,7 @@ configuration.
     .venv/bin/python -m benchmarks.bench_replay                       # 10 M events, class
     .venv/bin/python -m benchmarks.bench_replay --locks class,pool,pools:32,striped:8,magazine
     .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
+    .venv/bin/python -m benchmarks.bench_replay --runs 1 --no-anchor --startup  # start time
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
 
     from ztrace.format import read_trace
     from ztrace.model.classes import build_classes
+    from ztrace.model.zsmalloc import free as zs_free
+    from ztrace.model.zsmalloc import malloc as zs_malloc
     from ztrace.model.zsmalloc import new_pool
     from ztrace.replay import engine as E
 
@@ -119,11 +122,11 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
             if code[i] == 0:
                 s = -1 - E._hm_find(tab, handle[i])
                 tab[s, 0] = handle[i]
-                tab[s, 1] = pool.malloc(size[i])
+                tab[s, 1] = zs_malloc(pool, size[i])
                 tab[s, 2] = 0
             elif code[i] == 1:
                 s = E._hm_find(tab, handle[i])
-                pool.free(tab[s, 1])
+                zs_free(pool, tab[s, 1])
                 E._hm_delete(tab, s)
 
     @njit
@@ -149,6 +152,27 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
         c = time.process_time()
         fn(*a)
         out[f"{name}_cpu_ns_per_event"] = round((time.process_time() - c) / len(code) * 1e9)
+    return out
+
+
+def _startup(work: Path) -> dict[str, float]:
+    """Wall seconds of a fresh process importing ztrace and replaying a 10 k-event trace:
+    ``cold`` with an empty numba cache (everything compiles), ``warm`` once that cache is
+    filled (what every later CLI call, demo step or subprocess test pays)."""
+    import subprocess
+    import tempfile
+
+    tr = _trace(10_000, work)
+    code = f"from ztrace.replay.engine import replay; replay({str(tr)!r}, locks=['class'])"
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for name in ("cold_start_s", "warm_start_s", "warm_start_s"):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True)
+            d = round(time.perf_counter() - t, 2)
+            out[name] = min(d, out.get(name, d))
     return out
 
 
@@ -178,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-anchor", action="store_true", help="Skip libCacheSim.")
     ap.add_argument("--breakdown", action="store_true",
                     help="Also time the pool model and handle table alone (CPU ns/event).")
+    ap.add_argument("--startup", action="store_true",
+                    help="Also time fresh processes: cold (empty numba cache) and warm.")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -226,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         out["libcachesim_lru_median_cpu_s"] = round(lmed, 3)
         out["libcachesim_events_per_cpu_s"] = round(args.events / lmed)
         out["ours_over_theirs_cpu_time"] = round(cmed / lmed, 2)
+    if args.startup:
+        out.update(_startup(work))
     if args.breakdown:
         out.update(_breakdown(trace))
         out["replay_cpu_ns_per_event"] = round(cmed / args.events * 1e9)

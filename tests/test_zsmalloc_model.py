@@ -236,3 +236,14 @@ def test_callable_from_njit(t8) -> None:
     freed, pages = run(p, np.full(2000, 500, dtype=np.int64))
     assert pages == p.total_pages() and freed >= 0 and p.live_objects == 1000
     assert p.check() == 0
+
+
+def test_model_and_replay_core_are_disk_cached() -> None:
+    """Every model function and the replay ingest are ``cache=True`` (the pool is a
+    structref, not a jitclass): a new process loads them instead of compiling ~20 s."""
+    from ztrace.model import zsmalloc as Z
+    from ztrace.replay import engine as E
+
+    fns = (Z.malloc, Z.free, Z.compact, Z.total_pages, Z.class_index, Z._m_new,
+           Z._m_class_stats, Z._m_check, E._ingest, E._snapshot)
+    assert all(type(f._cache).__name__ == "FunctionCache" for f in fns)

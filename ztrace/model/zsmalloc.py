@@ -4,7 +4,9 @@ The model keeps what decides how many pages a pool holds: every zspage with its 
 slots and per-zspage free list, the fullness lists of every class with their exact order,
 and the compaction algorithm. It does not keep object contents or addresses.
 
-Usage (from Python or from inside ``@njit`` code; the pool is a numba ``jitclass``)::
+Usage (from Python or from inside ``@njit`` code; the pool is a numba ``structref``: plain
+numpy arrays and scalars in one mutable struct, so every function here is ``cache=True`` and a
+new process loads the compiled model from numba's disk cache instead of recompiling it)::
 
     pool = new_pool(build_classes(8), ratio_groups=True)    # 6.18-style pool
     a = pool.malloc(100)          # object id (>= 0), or -1 where zs_malloc() fails
@@ -38,9 +40,11 @@ single-threaded zram oracle (ztrace.oracle.zram) matched the 6.18 kernel page fo
 from __future__ import annotations
 
 import numpy as np
-from numba import boolean, int32, int64, njit
-from numba.experimental import jitclass
+from numba import njit, types
+from numba.core.extending import overload_method
+from numba.experimental import structref
 
+from ztrace.model import classes as _classes_module
 from ztrace.model.classes import ZS_HANDLE_SIZE, ClassTable
 
 #: Fullness group numbers of the ≥6.4 generation (enum fullness_group in mm/zsmalloc.c).
@@ -65,44 +69,57 @@ ZP_PREV = 6
 ZP_BASE = 7  # first slot of this zspage's block in the slot arena
 _ZP_COLS = 8
 
-_spec = [
+
+@structref.register
+class ZsPoolType(types.StructRef):
+    """numba type of :class:`ZsPool` (a ``structref``: cacheable, unlike a ``jitclass``)."""
+
+    def preprocess_fields(self, fields):
+        return tuple((n, types.unliteral(t)) for n, t in fields)
+
+
+_A32 = types.int32[::1]
+_A64 = types.int64[::1]
+_fields = [
     # ---- class table (index = class index; merged indices point at their representative)
-    ("cls_size", int32[:]),
-    ("cls_pages", int32[:]),
-    ("cls_objs", int32[:]),
-    ("cls_rep", int32[:]),
-    ("n_classes", int64),
-    ("min_alloc", int64),
-    ("delta", int64),
-    ("max_alloc", int64),
-    ("ratio_groups", boolean),
-    ("ngroups", int64),
+    ("cls_size", _A32),
+    ("cls_pages", _A32),
+    ("cls_objs", _A32),
+    ("cls_rep", _A32),
+    ("n_classes", types.int64),
+    ("min_alloc", types.int64),
+    ("delta", types.int64),
+    ("max_alloc", types.int64),
+    ("ratio_groups", types.boolean),
+    ("ngroups", types.int64),
     # ---- fullness lists: head zspage per (class, group), doubly linked through zp rows
-    ("list_head", int64[:]),
-    ("grp_count", int64[:]),
+    ("list_head", _A64),
+    ("grp_count", _A64),
     # ---- per-class stats (class->stats: ZS_OBJS_ALLOCATED, ZS_OBJS_INUSE)
-    ("obj_allocated", int64[:]),
-    ("obj_used", int64[:]),
+    ("obj_allocated", _A64),
+    ("obj_used", _A64),
     # ---- zspages: rows of _ZP_COLS; ids are recycled per class (a recycled id keeps its
     # slot block, which has the class's objs_per_zspage slots)
-    ("zp", int64[:, :]),
-    ("zp_count", int64),  # zspage ids handed out so far (high-water mark)
-    ("cls_free_zp", int64[:]),  # per class: stack (via ZP_NEXT) of released zspage ids
+    ("zp", types.int64[:, ::1]),
+    ("zp_count", types.int64),  # zspage ids handed out so far (high-water mark)
+    ("cls_free_zp", _A64),  # per class: stack (via ZP_NEXT) of released zspage ids
     # ---- slot arena: slot[k, 0] = free-stack link, slot[k, 1] = object id or -1
-    ("slot", int32[:, :]),
-    ("arena_used", int64),
+    ("slot", types.int32[:, ::1]),
+    ("arena_used", types.int64),
     # ---- objects: obj[o, 0] = zspage id (-1 = not live), obj[o, 1] = slot (or the next id
     # on the free-id stack while not live)
-    ("obj", int64[:, :]),
-    ("obj_free_head", int64),
-    ("obj_count", int64),
+    ("obj", types.int64[:, ::1]),
+    ("obj_free_head", types.int64),
+    ("obj_count", types.int64),
     # ---- totals
-    ("pages_allocated", int64),
-    ("live_objects", int64),
-    ("live_zspages", int64),
-    ("pages_compacted", int64),
+    ("pages_allocated", types.int64),
+    ("live_objects", types.int64),
+    ("live_zspages", types.int64),
+    ("pages_compacted", types.int64),
 ]
-
+_pool_t = ZsPoolType(_fields)
+_SCALARS = tuple(n for n, t in _fields if not isinstance(t, types.Array))
+_ARRAYS = tuple(n for n, t in _fields if isinstance(t, types.Array))
 
 @njit(cache=True)
 def _grow_rows64(a: np.ndarray, need: int) -> np.ndarray:
@@ -124,466 +141,647 @@ def _grow_rows32(a: np.ndarray, need: int) -> np.ndarray:
     return b
 
 
-@jitclass(_spec)
-class ZsPool:
-    """State of one modelled zs_pool. Build it with :func:`new_pool`."""
+@njit(cache=True)
+def _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
+    p = structref.new(_pool_t)
+    p.cls_size = size
+    p.cls_pages = pages
+    p.cls_objs = objs
+    p.cls_rep = rep
+    p.n_classes = size.shape[0]
+    p.min_alloc = min_alloc
+    p.delta = delta
+    p.max_alloc = max_alloc
+    p.ratio_groups = ratio_groups
+    p.ngroups = 12 if ratio_groups else 4
+    p.list_head = np.full(p.n_classes * p.ngroups, -1, dtype=np.int64)
+    p.grp_count = np.zeros(p.n_classes * p.ngroups, dtype=np.int64)
+    p.obj_allocated = np.zeros(p.n_classes, dtype=np.int64)
+    p.obj_used = np.zeros(p.n_classes, dtype=np.int64)
+    p.zp = np.full((64, _ZP_COLS), -1, dtype=np.int64)
+    p.zp_count = 0
+    p.cls_free_zp = np.full(p.n_classes, -1, dtype=np.int64)
+    p.slot = np.full((1024, 2), -1, dtype=np.int32)
+    p.arena_used = 0
+    p.obj = np.full((64, 2), -1, dtype=np.int64)
+    p.obj_free_head = -1
+    p.obj_count = 0
+    p.pages_allocated = 0
+    p.live_objects = 0
+    p.live_zspages = 0
+    p.pages_compacted = 0
+    return p
 
-    def __init__(self, size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
-        self.cls_size = size
-        self.cls_pages = pages
-        self.cls_objs = objs
-        self.cls_rep = rep
-        self.n_classes = size.shape[0]
-        self.min_alloc = min_alloc
-        self.delta = delta
-        self.max_alloc = max_alloc
-        self.ratio_groups = ratio_groups
-        self.ngroups = 12 if ratio_groups else 4
-        self.list_head = np.full(self.n_classes * self.ngroups, -1, dtype=np.int64)
-        self.grp_count = np.zeros(self.n_classes * self.ngroups, dtype=np.int64)
-        self.obj_allocated = np.zeros(self.n_classes, dtype=np.int64)
-        self.obj_used = np.zeros(self.n_classes, dtype=np.int64)
-        self.zp = np.full((64, _ZP_COLS), -1, dtype=np.int64)
-        self.zp_count = 0
-        self.cls_free_zp = np.full(self.n_classes, -1, dtype=np.int64)
-        self.slot = np.full((1024, 2), -1, dtype=np.int32)
-        self.arena_used = 0
-        self.obj = np.full((64, 2), -1, dtype=np.int64)
-        self.obj_free_head = -1
-        self.obj_count = 0
-        self.pages_allocated = 0
-        self.live_objects = 0
-        self.live_zspages = 0
-        self.pages_compacted = 0
 
-    # ------------------------------------------------------------------ size classes
+# ------------------------------------------------------------------ size classes
+
+@njit(cache=True)
+def _m_class_index(zs, size):
+    """Class (merged representative) that ``zs_malloc(pool, size)`` uses.
+
+    zs_malloc(): ``size += ZS_HANDLE_SIZE`` ("extra space in chunk to keep the handle"),
+    then ``pool->size_class[get_size_class_index(size)]``.
+    """
+    s = size + ZS_HANDLE_SIZE
+    idx = 0
+    if s > zs.min_alloc:
+        idx = (s - zs.min_alloc + zs.delta - 1) // zs.delta
+    if idx > zs.n_classes - 1:
+        idx = zs.n_classes - 1
+    return zs.cls_rep[idx]
+
+# ------------------------------------------------------------------ fullness groups
+
+@njit(cache=True)
+def _m_fullness_of(zs, c, inuse):
+    """get_fullness_group() of a zspage of class ``c`` holding ``inuse`` objects."""
+    objs = zs.cls_objs[c]
+    if zs.ratio_groups:
+        # ≥6.4: ratio groups; "+ 1" so 1 object of 127 lands in ZS_INUSE_RATIO_10.
+        if inuse == 0:
+            return ZS_INUSE_RATIO_0
+        if inuse == objs:
+            return ZS_INUSE_RATIO_100
+        return (100 * inuse // objs) // 10 + 1
+    # ≤6.3: fullness_threshold_frac = 4.
+    if inuse == 0:
+        return ZS_EMPTY
+    if inuse == objs:
+        return ZS_FULL
+    if inuse <= 3 * objs // 4:
+        return ZS_ALMOST_EMPTY
+    return ZS_ALMOST_FULL
+
+@njit(cache=True)
+def _m_insert(zs, z, fg):
+    """insert_zspage(): list_add at the head (≥6.4); ≤6.3 puts z after the head when
+    z->inuse < head->inuse ("We want to see more ZS_FULL pages ...")."""
+    zp = zs.zp  # arrays are read into locals once: each attribute read costs a refcount
+    h = zp[z, ZP_CLASS] * zs.ngroups + fg
+    head = zs.list_head[h]
+    zs.grp_count[h] += 1
+    zp[z, ZP_FG] = fg
+    if (not zs.ratio_groups) and head != -1 and zp[z, ZP_INUSE] < zp[head, ZP_INUSE]:
+        nxt = zp[head, ZP_NEXT]
+        zp[z, ZP_PREV] = head
+        zp[z, ZP_NEXT] = nxt
+        if nxt != -1:
+            zp[nxt, ZP_PREV] = z
+        zp[head, ZP_NEXT] = z
+        return
+    zp[z, ZP_PREV] = -1
+    zp[z, ZP_NEXT] = head
+    if head != -1:
+        zp[head, ZP_PREV] = z
+    zs.list_head[h] = z
+
+@njit(cache=True)
+def _m_remove(zs, z):
+    """remove_zspage(): list_del_init from its current fullness list."""
+    zp = zs.zp
+    h = zp[z, ZP_CLASS] * zs.ngroups + zp[z, ZP_FG]
+    p = zp[z, ZP_PREV]
+    n = zp[z, ZP_NEXT]
+    if p == -1:
+        zs.list_head[h] = n
+    else:
+        zp[p, ZP_NEXT] = n
+    if n != -1:
+        zp[n, ZP_PREV] = p
+    zp[z, ZP_PREV] = -1
+    zp[z, ZP_NEXT] = -1
+    zp[z, ZP_FG] = -1
+    zs.grp_count[h] -= 1
+
+@njit(cache=True)
+def _m_fix_fullness(zs, z):
+    """fix_fullness_group(): move only when the group changed (else keep the position)."""
+    zp = zs.zp
+    newfg = _m_fullness_of(zs, zp[z, ZP_CLASS], zp[z, ZP_INUSE])
+    if newfg != zp[z, ZP_FG]:
+        _m_remove(zs, z)
+        _m_insert(zs, z, newfg)
+    return newfg
+
+@njit(cache=True)
+def _m_first(zs, c, fg):
+    return zs.list_head[c * zs.ngroups + fg]
+
+@njit(cache=True)
+def _m_find_get_zspage(zs, c):
+    """find_get_zspage(): first zspage of the fullest non-full group.
+
+    ≥6.4 scans ZS_INUSE_RATIO_99 .. ZS_INUSE_RATIO_0; ≤6.3 scans ZS_ALMOST_FULL,
+    ZS_ALMOST_EMPTY, ZS_EMPTY (enum values 2, 1, 0).
+    """
+    list_head = zs.list_head
+    h = c * zs.ngroups
+    top = ZS_INUSE_RATIO_99 if zs.ratio_groups else ZS_ALMOST_FULL
+    for fg in range(top, -1, -1):
+        z = list_head[h + fg]
+        if z != -1:
+            return z
+    return -1
+
+# ------------------------------------------------------------------ zspages
+
+@njit(cache=True)
+def _m_alloc_zspage(zs, c):
+    """alloc_zspage() + init_zspage(): free list 0 -> 1 -> ... -> objs-1, freeobj = 0.
+
+    The kernel's free list is a stack (obj_free() pushes on the head, obj_malloc() pops
+    it) on top of the untouched tail of init_zspage()'s sequence. The model keeps exactly
+    that: a stack of freed slots (ZP_FREE / slot links) over a bump index (ZP_BUMP), so
+    creating a zspage is O(1) instead of O(objs_per_zspage).
+    """
+    z = zs.cls_free_zp[c]
+    if z != -1:
+        zs.cls_free_zp[c] = zs.zp[z, ZP_NEXT]
+    else:
+        z = zs.zp_count
+        zs.zp_count += 1
+        if zs.zp_count > zs.zp.shape[0]:
+            zs.zp = _grow_rows64(zs.zp, zs.zp_count)
+        zs.zp[z, ZP_BASE] = zs.arena_used
+        zs.arena_used += zs.cls_objs[c]
+        if zs.arena_used > zs.slot.shape[0]:
+            zs.slot = _grow_rows32(zs.slot, zs.arena_used)
+    zp = zs.zp
+    zp[z, ZP_CLASS] = c
+    zp[z, ZP_INUSE] = 0
+    zp[z, ZP_FG] = -1
+    zp[z, ZP_FREE] = -1
+    zp[z, ZP_BUMP] = 0
+    zp[z, ZP_NEXT] = -1
+    zp[z, ZP_PREV] = -1
+    zs.live_zspages += 1
+    return z
+
+@njit(cache=True)
+def _m_free_zspage(zs, z):
+    """free_zspage(): remove_zspage() + __free_zspage(): pages and objects go away."""
+    zp = zs.zp
+    c = zp[z, ZP_CLASS]
+    if zp[z, ZP_FG] != -1:
+        _m_remove(zs, z)
+    zs.obj_allocated[c] -= zs.cls_objs[c]
+    zs.pages_allocated -= zs.cls_pages[c]
+    zs.live_zspages -= 1
+    zp[z, ZP_NEXT] = zs.cls_free_zp[c]  # the id is recycled for this class only
+    zs.cls_free_zp[c] = z
+
+@njit(cache=True)
+def _m_obj_malloc(zs, z, o):
+    """obj_malloc(): take the free-list head slot."""
+    zp = zs.zp
+    slot = zs.slot
+    base = zp[z, ZP_BASE]
+    s = zp[z, ZP_FREE]
+    if s != -1:
+        zp[z, ZP_FREE] = slot[base + s, 0]
+    else:
+        s = zp[z, ZP_BUMP]
+        zp[z, ZP_BUMP] = s + 1
+    slot[base + s, 1] = o
+    zp[z, ZP_INUSE] += 1
+    obj = zs.obj
+    obj[o, 0] = z
+    obj[o, 1] = s
+
+@njit(cache=True)
+def _m_obj_free(zs, z, s):
+    """obj_free(): push the slot on the free-list head (``set_freeobj(zspage, idx)``)."""
+    zp = zs.zp
+    slot = zs.slot
+    base = zp[z, ZP_BASE]
+    slot[base + s, 0] = zp[z, ZP_FREE]
+    slot[base + s, 1] = -1
+    zp[z, ZP_FREE] = s
+    zp[z, ZP_INUSE] -= 1
+
+# ------------------------------------------------------------------ public API
+
+@njit(cache=True)
+def _m_malloc(zs, size):
+    """zs_malloc(pool, size): returns an object id, or -1 for size 0 / > PAGE_SIZE."""
+    if size <= 0 or size > zs.max_alloc:
+        return -1  # -EINVAL / -ENOSPC in the kernel
+    if zs.obj_free_head != -1:
+        o = zs.obj_free_head
+        zs.obj_free_head = zs.obj[o, 1]
+    else:
+        o = zs.obj_count
+        zs.obj_count += 1
+        if zs.obj_count > zs.obj.shape[0]:
+            zs.obj = _grow_rows64(zs.obj, zs.obj_count)
+    c = _m_class_index(zs, size)
+    z = _m_find_get_zspage(zs, c)
+    if z != -1:
+        _m_obj_malloc(zs, z, o)
+        _m_fix_fullness(zs, z)  # "Now move the zspage to another fullness group"
+    else:
+        z = _m_alloc_zspage(zs, c)
+        _m_obj_malloc(zs, z, o)
+        _m_insert(zs, z, _m_fullness_of(zs, c, 1))
+        zs.pages_allocated += zs.cls_pages[c]
+        zs.obj_allocated[c] += zs.cls_objs[c]
+    zs.obj_used[c] += 1
+    zs.live_objects += 1
+    return o
+
+@njit(cache=True)
+def _m_free(zs, o):
+    """zs_free(pool, handle): release; an emptied zspage is freed at once.
+
+    Returns False (and changes nothing) for an id that is not live.
+    """
+    obj = zs.obj
+    if o < 0 or o >= zs.obj_count or obj[o, 0] == -1:
+        return False
+    z = obj[o, 0]
+    c = zs.zp[z, ZP_CLASS]
+    zs.obj_used[c] -= 1
+    _m_obj_free(zs, z, obj[o, 1])
+    obj[o, 0] = -1
+    obj[o, 1] = zs.obj_free_head
+    zs.obj_free_head = o
+    zs.live_objects -= 1
+    if _m_fix_fullness(zs, z) == 0:  # ZS_INUSE_RATIO_0 / ZS_EMPTY
+        _m_free_zspage(zs, z)
+    return True
+
+@njit(cache=True)
+def _m_is_live(zs, o):
+    return 0 <= o < zs.obj_count and zs.obj[o, 0] != -1
+
+@njit(cache=True)
+def _m_total_pages(zs):
+    """zs_get_total_pages(): pool->pages_allocated."""
+    return zs.pages_allocated
+
+@njit(cache=True)
+def _m_can_compact(zs, c):
+    """zs_can_compact(): whole zspages' worth of unused allocated objects, in pages."""
+    alloc = zs.obj_allocated[c]
+    used = zs.obj_used[c]
+    if alloc <= used:
+        return 0
+    return (alloc - used) // zs.cls_objs[c] * zs.cls_pages[c]
+
+@njit(cache=True)
+def _m_isolate(zs, c, groups_lo, groups_hi, step):
+    for fg in range(groups_lo, groups_hi, step):
+        z = _m_first(zs, c, fg)
+        if z != -1:
+            _m_remove(zs, z)
+            return z
+    return -1
+
+@njit(cache=True)
+def _m_putback(zs, z):
+    """putback_zspage(): insert by current fullness, return the group."""
+    fg = _m_fullness_of(zs, zs.zp[z, ZP_CLASS], zs.zp[z, ZP_INUSE])
+    _m_insert(zs, z, fg)
+    return fg
+
+@njit(cache=True)
+def _m_move_obj(zs, src, dst, s):
+    o = zs.slot[zs.zp[src, ZP_BASE] + s, 1]
+    _m_obj_malloc(zs, dst, o)  # record_obj(handle, free_obj): the id follows the object
+    _m_obj_free(zs, src, s)
+
+@njit(cache=True)
+def _m_compact_class_ratio(zs, c):
+    """__zs_compact() ≥6.4: keep dst until full; src drained in slot order."""
+    freed = 0
+    dst = -1
+    objs = zs.cls_objs[c]
+    while _m_can_compact(zs, c) > 0:
+        if dst == -1:
+            # isolate_dst_zspage(): groups 99 -> 10, first entry
+            dst = _m_isolate(zs, c, ZS_INUSE_RATIO_99, 0, -1)
+            if dst == -1:
+                break
+        # isolate_src_zspage(): groups 10 -> 99, first entry
+        src = _m_isolate(zs, c, 1, ZS_INUSE_RATIO_99 + 1, 1)
+        if src == -1:
+            break
+        # migrate_zspage(): find_alloced_obj() walks the objects in index order; stop
+        # when dst is full or src is empty.
+        base = zs.zp[src, ZP_BASE]
+        for s in range(zs.zp[src, ZP_BUMP]):  # slots >= bump were never used
+            if zs.slot[base + s, 1] != -1:
+                _m_move_obj(zs, src, dst, s)
+                if zs.zp[dst, ZP_INUSE] == objs or zs.zp[src, ZP_INUSE] == 0:
+                    break
+        if _m_putback(zs, src) == ZS_INUSE_RATIO_0:
+            _m_free_zspage(zs, src)
+            freed += zs.cls_pages[c]
+        if _m_fullness_of(zs, c, zs.zp[dst, ZP_INUSE]) == ZS_INUSE_RATIO_100:
+            _m_putback(zs, dst)
+            dst = -1
+    if dst != -1:
+        _m_putback(zs, dst)
+    return freed
+
+@njit(cache=True)
+def _m_compact_class_legacy(zs, c):
+    """__zs_compact() ≤6.3: for each source, walk destinations until src is drained."""
+    freed = 0
+    objs = zs.cls_objs[c]
+    while True:
+        # isolate_zspage(class, true): ZS_ALMOST_EMPTY, then ZS_ALMOST_FULL
+        src = _m_isolate(zs, c, ZS_ALMOST_EMPTY, ZS_ALMOST_FULL + 1, 1)
+        if src == -1:
+            break
+        if _m_can_compact(zs, c) == 0:
+            _m_putback(zs, src)
+            break
+        dst = -1
+        while True:
+            # isolate_zspage(class, false): ZS_ALMOST_FULL, then ZS_ALMOST_EMPTY
+            dst = _m_isolate(zs, c, ZS_ALMOST_FULL, ZS_ALMOST_EMPTY - 1, -1)
+            if dst == -1:
+                break
+            # migrate_zspage(): returns -ENOMEM when dst is full before the next object,
+            # 0 when src has no object left.
+            drained = True
+            base = zs.zp[src, ZP_BASE]
+            for s in range(zs.zp[src, ZP_BUMP]):
+                if zs.slot[base + s, 1] != -1:
+                    if zs.zp[dst, ZP_INUSE] == objs:
+                        drained = False
+                        break
+                    _m_move_obj(zs, src, dst, s)
+            if drained:
+                break
+            _m_putback(zs, dst)
+            dst = -1
+        if dst == -1:  # "Stop if we couldn't find slot"
+            _m_putback(zs, src)
+            break
+        _m_putback(zs, dst)
+        if _m_putback(zs, src) == ZS_EMPTY:
+            _m_free_zspage(zs, src)
+            freed += zs.cls_pages[c]
+    return freed
+
+@njit(cache=True)
+def _m_compact(zs):
+    """zs_compact(): classes from the highest index down, merged indices skipped."""
+    freed = 0
+    for i in range(zs.n_classes - 1, -1, -1):
+        if zs.cls_rep[i] != i:
+            continue
+        if zs.ratio_groups:
+            freed += _m_compact_class_ratio(zs, i)
+        else:
+            freed += _m_compact_class_legacy(zs, i)
+    zs.pages_compacted += freed
+    return freed
+
+# ------------------------------------------------------------------ introspection
+
+@njit(cache=True)
+def _m_class_stats(zs):
+    """Per class index, like debugfs ``classes``: rows of
+    (obj_allocated, obj_used, pages_used, freeable); zero rows for merged indices."""
+    out = np.zeros((zs.n_classes, 4), dtype=np.int64)
+    for i in range(zs.n_classes):
+        if zs.cls_rep[i] != i:
+            continue
+        out[i, 0] = zs.obj_allocated[i]
+        out[i, 1] = zs.obj_used[i]
+        out[i, 2] = zs.obj_allocated[i] // zs.cls_objs[i] * zs.cls_pages[i]
+        out[i, 3] = _m_can_compact(zs, i)
+    return out
+
+@njit(cache=True)
+def _m_list_zspages(zs, c, fg):
+    """zspage ids on fullness list (class c, group fg), head first."""
+    out = np.empty(zs.grp_count[c * zs.ngroups + fg], dtype=np.int64)
+    z = _m_first(zs, c, fg)
+    k = 0
+    while z != -1:
+        out[k] = z
+        k += 1
+        z = zs.zp[z, ZP_NEXT]
+    return out
+
+@njit(cache=True)
+def _m_list_inuse(zs, c, fg):
+    """inuse of each zspage on fullness list (class c, group fg), head first."""
+    ids = _m_list_zspages(zs, c, fg)
+    out = np.empty(ids.shape[0], dtype=np.int64)
+    for k in range(ids.shape[0]):
+        out[k] = zs.zp[ids[k], ZP_INUSE]
+    return out
+
+@njit(cache=True)
+def _m_zspage_of(zs, o):
+    """(zspage id, slot index) of a live object, (-1, -1) otherwise."""
+    if not _m_is_live(zs, o):
+        return (np.int64(-1), np.int64(-1))
+    return (zs.obj[o, 0], zs.obj[o, 1])
+
+@njit(cache=True)
+def _m_zspage_inuse(zs, z):
+    return zs.zp[z, ZP_INUSE]
+
+@njit(cache=True)
+def _m_check(zs):
+    """Cross-check internal invariants; returns an error code (0 = consistent)."""
+    total_pages = 0
+    for c in range(zs.n_classes):
+        if zs.cls_rep[c] != c:
+            continue
+        used = 0
+        nzp = 0
+        for fg in range(zs.ngroups):
+            z = _m_first(zs, c, fg)
+            cnt = 0
+            prev = -1
+            while z != -1:
+                if zs.zp[z, ZP_PREV] != prev or zs.zp[z, ZP_FG] != fg:
+                    return 1
+                if _m_fullness_of(zs, c, zs.zp[z, ZP_INUSE]) != fg:
+                    return 2
+                # inuse equals the allocated slots below the bump index
+                base = zs.zp[z, ZP_BASE]
+                n_alloc = 0
+                for s in range(zs.zp[z, ZP_BUMP]):
+                    if zs.slot[base + s, 1] != -1:
+                        n_alloc += 1
+                if n_alloc != zs.zp[z, ZP_INUSE]:
+                    return 7
+                used += zs.zp[z, ZP_INUSE]
+                cnt += 1
+                prev = z
+                z = zs.zp[z, ZP_NEXT]
+            if cnt != zs.grp_count[c * zs.ngroups + fg]:
+                return 3
+            nzp += cnt
+        if used != zs.obj_used[c]:
+            return 4
+        if nzp * zs.cls_objs[c] != zs.obj_allocated[c]:
+            return 5
+        total_pages += nzp * zs.cls_pages[c]
+    if total_pages != zs.pages_allocated:
+        return 6
+    return 0
+
+
+@njit(cache=True)
+def _m_scalars(p):
+    return (p.n_classes, p.min_alloc, p.delta, p.max_alloc, p.ratio_groups, p.ngroups,
+            p.zp_count, p.arena_used, p.obj_free_head, p.obj_count, p.pages_allocated,
+            p.live_objects, p.live_zspages, p.pages_compacted)
+
+
+@njit(cache=True)
+def _m_arrays(p):
+    return (p.cls_size, p.cls_pages, p.cls_objs, p.cls_rep, p.list_head, p.grp_count,
+            p.obj_allocated, p.obj_used, p.zp, p.cls_free_zp, p.slot, p.obj)
+
+
+_SCALAR_ORDER = ("n_classes", "min_alloc", "delta", "max_alloc", "ratio_groups", "ngroups",
+                 "zp_count", "arena_used", "obj_free_head", "obj_count", "pages_allocated",
+                 "live_objects", "live_zspages", "pages_compacted")
+_ARRAY_ORDER = ("cls_size", "cls_pages", "cls_objs", "cls_rep", "list_head", "grp_count",
+                "obj_allocated", "obj_used", "zp", "cls_free_zp", "slot", "obj")
+assert set(_SCALAR_ORDER) == set(_SCALARS) and set(_ARRAY_ORDER) == set(_ARRAYS)
+
+
+def _scalar_prop(k: int) -> property:
+    return property(lambda self: _m_scalars(self)[k])
+
+
+def _array_prop(k: int) -> property:
+    return property(lambda self: _m_arrays(self)[k])
+
+
+class ZsPool(structref.StructRefProxy):
+    """State of one modelled zs_pool (Python handle of a :class:`ZsPoolType` struct).
+
+    Build it with :func:`new_pool`. Methods and attributes mirror the free functions and
+    struct fields; inside ``@njit`` code use the same methods or the free functions.
+    """
+
+    def __new__(cls, size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
+        return _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups)
 
     def class_index(self, size):
-        """Class (merged representative) that ``zs_malloc(pool, size)`` uses.
-
-        zs_malloc(): ``size += ZS_HANDLE_SIZE`` ("extra space in chunk to keep the handle"),
-        then ``pool->size_class[get_size_class_index(size)]``.
-        """
-        s = size + ZS_HANDLE_SIZE
-        idx = 0
-        if s > self.min_alloc:
-            idx = (s - self.min_alloc + self.delta - 1) // self.delta
-        if idx > self.n_classes - 1:
-            idx = self.n_classes - 1
-        return self.cls_rep[idx]
-
-    # ------------------------------------------------------------------ fullness groups
+        return _m_class_index(self, size)
 
     def fullness_of(self, c, inuse):
-        """get_fullness_group() of a zspage of class ``c`` holding ``inuse`` objects."""
-        objs = self.cls_objs[c]
-        if self.ratio_groups:
-            # ≥6.4: ratio groups; "+ 1" so 1 object of 127 lands in ZS_INUSE_RATIO_10.
-            if inuse == 0:
-                return ZS_INUSE_RATIO_0
-            if inuse == objs:
-                return ZS_INUSE_RATIO_100
-            return (100 * inuse // objs) // 10 + 1
-        # ≤6.3: fullness_threshold_frac = 4.
-        if inuse == 0:
-            return ZS_EMPTY
-        if inuse == objs:
-            return ZS_FULL
-        if inuse <= 3 * objs // 4:
-            return ZS_ALMOST_EMPTY
-        return ZS_ALMOST_FULL
-
-    def _insert(self, z, fg):
-        """insert_zspage(): list_add at the head (≥6.4); ≤6.3 puts z after the head when
-        z->inuse < head->inuse ("We want to see more ZS_FULL pages ...")."""
-        zp = self.zp  # arrays are read into locals once: each attribute read costs a refcount
-        h = zp[z, ZP_CLASS] * self.ngroups + fg
-        head = self.list_head[h]
-        self.grp_count[h] += 1
-        zp[z, ZP_FG] = fg
-        if (not self.ratio_groups) and head != -1 and zp[z, ZP_INUSE] < zp[head, ZP_INUSE]:
-            nxt = zp[head, ZP_NEXT]
-            zp[z, ZP_PREV] = head
-            zp[z, ZP_NEXT] = nxt
-            if nxt != -1:
-                zp[nxt, ZP_PREV] = z
-            zp[head, ZP_NEXT] = z
-            return
-        zp[z, ZP_PREV] = -1
-        zp[z, ZP_NEXT] = head
-        if head != -1:
-            zp[head, ZP_PREV] = z
-        self.list_head[h] = z
-
-    def _remove(self, z):
-        """remove_zspage(): list_del_init from its current fullness list."""
-        zp = self.zp
-        h = zp[z, ZP_CLASS] * self.ngroups + zp[z, ZP_FG]
-        p = zp[z, ZP_PREV]
-        n = zp[z, ZP_NEXT]
-        if p == -1:
-            self.list_head[h] = n
-        else:
-            zp[p, ZP_NEXT] = n
-        if n != -1:
-            zp[n, ZP_PREV] = p
-        zp[z, ZP_PREV] = -1
-        zp[z, ZP_NEXT] = -1
-        zp[z, ZP_FG] = -1
-        self.grp_count[h] -= 1
-
-    def _fix_fullness(self, z):
-        """fix_fullness_group(): move only when the group changed (else keep the position)."""
-        zp = self.zp
-        newfg = self.fullness_of(zp[z, ZP_CLASS], zp[z, ZP_INUSE])
-        if newfg != zp[z, ZP_FG]:
-            self._remove(z)
-            self._insert(z, newfg)
-        return newfg
-
-    def _first(self, c, fg):
-        return self.list_head[c * self.ngroups + fg]
-
-    def _find_get_zspage(self, c):
-        """find_get_zspage(): first zspage of the fullest non-full group.
-
-        ≥6.4 scans ZS_INUSE_RATIO_99 .. ZS_INUSE_RATIO_0; ≤6.3 scans ZS_ALMOST_FULL,
-        ZS_ALMOST_EMPTY, ZS_EMPTY (enum values 2, 1, 0).
-        """
-        list_head = self.list_head
-        h = c * self.ngroups
-        top = ZS_INUSE_RATIO_99 if self.ratio_groups else ZS_ALMOST_FULL
-        for fg in range(top, -1, -1):
-            z = list_head[h + fg]
-            if z != -1:
-                return z
-        return -1
-
-    # ------------------------------------------------------------------ zspages
-
-    def _alloc_zspage(self, c):
-        """alloc_zspage() + init_zspage(): free list 0 -> 1 -> ... -> objs-1, freeobj = 0.
-
-        The kernel's free list is a stack (obj_free() pushes on the head, obj_malloc() pops
-        it) on top of the untouched tail of init_zspage()'s sequence. The model keeps exactly
-        that: a stack of freed slots (ZP_FREE / slot links) over a bump index (ZP_BUMP), so
-        creating a zspage is O(1) instead of O(objs_per_zspage).
-        """
-        z = self.cls_free_zp[c]
-        if z != -1:
-            self.cls_free_zp[c] = self.zp[z, ZP_NEXT]
-        else:
-            z = self.zp_count
-            self.zp_count += 1
-            if self.zp_count > self.zp.shape[0]:
-                self.zp = _grow_rows64(self.zp, self.zp_count)
-            self.zp[z, ZP_BASE] = self.arena_used
-            self.arena_used += self.cls_objs[c]
-            if self.arena_used > self.slot.shape[0]:
-                self.slot = _grow_rows32(self.slot, self.arena_used)
-        zp = self.zp
-        zp[z, ZP_CLASS] = c
-        zp[z, ZP_INUSE] = 0
-        zp[z, ZP_FG] = -1
-        zp[z, ZP_FREE] = -1
-        zp[z, ZP_BUMP] = 0
-        zp[z, ZP_NEXT] = -1
-        zp[z, ZP_PREV] = -1
-        self.live_zspages += 1
-        return z
-
-    def _free_zspage(self, z):
-        """free_zspage(): remove_zspage() + __free_zspage(): pages and objects go away."""
-        zp = self.zp
-        c = zp[z, ZP_CLASS]
-        if zp[z, ZP_FG] != -1:
-            self._remove(z)
-        self.obj_allocated[c] -= self.cls_objs[c]
-        self.pages_allocated -= self.cls_pages[c]
-        self.live_zspages -= 1
-        zp[z, ZP_NEXT] = self.cls_free_zp[c]  # the id is recycled for this class only
-        self.cls_free_zp[c] = z
-
-    def _obj_malloc(self, z, o):
-        """obj_malloc(): take the free-list head slot."""
-        zp = self.zp
-        slot = self.slot
-        base = zp[z, ZP_BASE]
-        s = zp[z, ZP_FREE]
-        if s != -1:
-            zp[z, ZP_FREE] = slot[base + s, 0]
-        else:
-            s = zp[z, ZP_BUMP]
-            zp[z, ZP_BUMP] = s + 1
-        slot[base + s, 1] = o
-        zp[z, ZP_INUSE] += 1
-        obj = self.obj
-        obj[o, 0] = z
-        obj[o, 1] = s
-
-    def _obj_free(self, z, s):
-        """obj_free(): push the slot on the free-list head (``set_freeobj(zspage, idx)``)."""
-        zp = self.zp
-        slot = self.slot
-        base = zp[z, ZP_BASE]
-        slot[base + s, 0] = zp[z, ZP_FREE]
-        slot[base + s, 1] = -1
-        zp[z, ZP_FREE] = s
-        zp[z, ZP_INUSE] -= 1
-
-    # ------------------------------------------------------------------ public API
+        return _m_fullness_of(self, c, inuse)
 
     def malloc(self, size):
-        """zs_malloc(pool, size): returns an object id, or -1 for size 0 / > PAGE_SIZE."""
-        if size <= 0 or size > self.max_alloc:
-            return -1  # -EINVAL / -ENOSPC in the kernel
-        if self.obj_free_head != -1:
-            o = self.obj_free_head
-            self.obj_free_head = self.obj[o, 1]
-        else:
-            o = self.obj_count
-            self.obj_count += 1
-            if self.obj_count > self.obj.shape[0]:
-                self.obj = _grow_rows64(self.obj, self.obj_count)
-        c = self.class_index(size)
-        z = self._find_get_zspage(c)
-        if z != -1:
-            self._obj_malloc(z, o)
-            self._fix_fullness(z)  # "Now move the zspage to another fullness group"
-        else:
-            z = self._alloc_zspage(c)
-            self._obj_malloc(z, o)
-            self._insert(z, self.fullness_of(c, 1))
-            self.pages_allocated += self.cls_pages[c]
-            self.obj_allocated[c] += self.cls_objs[c]
-        self.obj_used[c] += 1
-        self.live_objects += 1
-        return o
+        return _m_malloc(self, size)
 
     def free(self, o):
-        """zs_free(pool, handle): release; an emptied zspage is freed at once.
-
-        Returns False (and changes nothing) for an id that is not live.
-        """
-        obj = self.obj
-        if o < 0 or o >= self.obj_count or obj[o, 0] == -1:
-            return False
-        z = obj[o, 0]
-        c = self.zp[z, ZP_CLASS]
-        self.obj_used[c] -= 1
-        self._obj_free(z, obj[o, 1])
-        obj[o, 0] = -1
-        obj[o, 1] = self.obj_free_head
-        self.obj_free_head = o
-        self.live_objects -= 1
-        if self._fix_fullness(z) == 0:  # ZS_INUSE_RATIO_0 / ZS_EMPTY
-            self._free_zspage(z)
-        return True
+        return _m_free(self, o)
 
     def is_live(self, o):
-        return 0 <= o < self.obj_count and self.obj[o, 0] != -1
+        return _m_is_live(self, o)
 
     def total_pages(self):
-        """zs_get_total_pages(): pool->pages_allocated."""
-        return self.pages_allocated
+        return _m_total_pages(self)
 
     def can_compact(self, c):
-        """zs_can_compact(): whole zspages' worth of unused allocated objects, in pages."""
-        alloc = self.obj_allocated[c]
-        used = self.obj_used[c]
-        if alloc <= used:
-            return 0
-        return (alloc - used) // self.cls_objs[c] * self.cls_pages[c]
-
-    def _isolate(self, c, groups_lo, groups_hi, step):
-        for fg in range(groups_lo, groups_hi, step):
-            z = self._first(c, fg)
-            if z != -1:
-                self._remove(z)
-                return z
-        return -1
-
-    def _putback(self, z):
-        """putback_zspage(): insert by current fullness, return the group."""
-        fg = self.fullness_of(self.zp[z, ZP_CLASS], self.zp[z, ZP_INUSE])
-        self._insert(z, fg)
-        return fg
-
-    def _move_obj(self, src, dst, s):
-        o = self.slot[self.zp[src, ZP_BASE] + s, 1]
-        self._obj_malloc(dst, o)  # record_obj(handle, free_obj): the id follows the object
-        self._obj_free(src, s)
-
-    def _compact_class_ratio(self, c):
-        """__zs_compact() ≥6.4: keep dst until full; src drained in slot order."""
-        freed = 0
-        dst = -1
-        objs = self.cls_objs[c]
-        while self.can_compact(c) > 0:
-            if dst == -1:
-                # isolate_dst_zspage(): groups 99 -> 10, first entry
-                dst = self._isolate(c, ZS_INUSE_RATIO_99, 0, -1)
-                if dst == -1:
-                    break
-            # isolate_src_zspage(): groups 10 -> 99, first entry
-            src = self._isolate(c, 1, ZS_INUSE_RATIO_99 + 1, 1)
-            if src == -1:
-                break
-            # migrate_zspage(): find_alloced_obj() walks the objects in index order; stop
-            # when dst is full or src is empty.
-            base = self.zp[src, ZP_BASE]
-            for s in range(self.zp[src, ZP_BUMP]):  # slots >= bump were never used
-                if self.slot[base + s, 1] != -1:
-                    self._move_obj(src, dst, s)
-                    if self.zp[dst, ZP_INUSE] == objs or self.zp[src, ZP_INUSE] == 0:
-                        break
-            if self._putback(src) == ZS_INUSE_RATIO_0:
-                self._free_zspage(src)
-                freed += self.cls_pages[c]
-            if self.fullness_of(c, self.zp[dst, ZP_INUSE]) == ZS_INUSE_RATIO_100:
-                self._putback(dst)
-                dst = -1
-        if dst != -1:
-            self._putback(dst)
-        return freed
-
-    def _compact_class_legacy(self, c):
-        """__zs_compact() ≤6.3: for each source, walk destinations until src is drained."""
-        freed = 0
-        objs = self.cls_objs[c]
-        while True:
-            # isolate_zspage(class, true): ZS_ALMOST_EMPTY, then ZS_ALMOST_FULL
-            src = self._isolate(c, ZS_ALMOST_EMPTY, ZS_ALMOST_FULL + 1, 1)
-            if src == -1:
-                break
-            if self.can_compact(c) == 0:
-                self._putback(src)
-                break
-            dst = -1
-            while True:
-                # isolate_zspage(class, false): ZS_ALMOST_FULL, then ZS_ALMOST_EMPTY
-                dst = self._isolate(c, ZS_ALMOST_FULL, ZS_ALMOST_EMPTY - 1, -1)
-                if dst == -1:
-                    break
-                # migrate_zspage(): returns -ENOMEM when dst is full before the next object,
-                # 0 when src has no object left.
-                drained = True
-                base = self.zp[src, ZP_BASE]
-                for s in range(self.zp[src, ZP_BUMP]):
-                    if self.slot[base + s, 1] != -1:
-                        if self.zp[dst, ZP_INUSE] == objs:
-                            drained = False
-                            break
-                        self._move_obj(src, dst, s)
-                if drained:
-                    break
-                self._putback(dst)
-                dst = -1
-            if dst == -1:  # "Stop if we couldn't find slot"
-                self._putback(src)
-                break
-            self._putback(dst)
-            if self._putback(src) == ZS_EMPTY:
-                self._free_zspage(src)
-                freed += self.cls_pages[c]
-        return freed
+        return _m_can_compact(self, c)
 
     def compact(self):
-        """zs_compact(): classes from the highest index down, merged indices skipped."""
-        freed = 0
-        for i in range(self.n_classes - 1, -1, -1):
-            if self.cls_rep[i] != i:
-                continue
-            if self.ratio_groups:
-                freed += self._compact_class_ratio(i)
-            else:
-                freed += self._compact_class_legacy(i)
-        self.pages_compacted += freed
-        return freed
-
-    # ------------------------------------------------------------------ introspection
+        return _m_compact(self)
 
     def class_stats(self):
-        """Per class index, like debugfs ``classes``: rows of
-        (obj_allocated, obj_used, pages_used, freeable); zero rows for merged indices."""
-        out = np.zeros((self.n_classes, 4), dtype=np.int64)
-        for i in range(self.n_classes):
-            if self.cls_rep[i] != i:
-                continue
-            out[i, 0] = self.obj_allocated[i]
-            out[i, 1] = self.obj_used[i]
-            out[i, 2] = self.obj_allocated[i] // self.cls_objs[i] * self.cls_pages[i]
-            out[i, 3] = self.can_compact(i)
-        return out
+        return _m_class_stats(self)
 
     def list_zspages(self, c, fg):
-        """zspage ids on fullness list (class c, group fg), head first."""
-        out = np.empty(self.grp_count[c * self.ngroups + fg], dtype=np.int64)
-        z = self._first(c, fg)
-        k = 0
-        while z != -1:
-            out[k] = z
-            k += 1
-            z = self.zp[z, ZP_NEXT]
-        return out
+        return _m_list_zspages(self, c, fg)
 
     def list_inuse(self, c, fg):
-        """inuse of each zspage on fullness list (class c, group fg), head first."""
-        ids = self.list_zspages(c, fg)
-        out = np.empty(ids.shape[0], dtype=np.int64)
-        for k in range(ids.shape[0]):
-            out[k] = self.zp[ids[k], ZP_INUSE]
-        return out
+        return _m_list_inuse(self, c, fg)
 
     def zspage_of(self, o):
-        """(zspage id, slot index) of a live object, (-1, -1) otherwise."""
-        if not self.is_live(o):
-            return (np.int64(-1), np.int64(-1))
-        return (self.obj[o, 0], self.obj[o, 1])
+        return _m_zspage_of(self, o)
 
     def zspage_inuse(self, z):
-        return self.zp[z, ZP_INUSE]
+        return _m_zspage_inuse(self, z)
 
     def check(self):
-        """Cross-check internal invariants; returns an error code (0 = consistent)."""
-        total_pages = 0
-        for c in range(self.n_classes):
-            if self.cls_rep[c] != c:
-                continue
-            used = 0
-            nzp = 0
-            for fg in range(self.ngroups):
-                z = self._first(c, fg)
-                cnt = 0
-                prev = -1
-                while z != -1:
-                    if self.zp[z, ZP_PREV] != prev or self.zp[z, ZP_FG] != fg:
-                        return 1
-                    if self.fullness_of(c, self.zp[z, ZP_INUSE]) != fg:
-                        return 2
-                    # inuse equals the allocated slots below the bump index
-                    base = self.zp[z, ZP_BASE]
-                    n_alloc = 0
-                    for s in range(self.zp[z, ZP_BUMP]):
-                        if self.slot[base + s, 1] != -1:
-                            n_alloc += 1
-                    if n_alloc != self.zp[z, ZP_INUSE]:
-                        return 7
-                    used += self.zp[z, ZP_INUSE]
-                    cnt += 1
-                    prev = z
-                    z = self.zp[z, ZP_NEXT]
-                if cnt != self.grp_count[c * self.ngroups + fg]:
-                    return 3
-                nzp += cnt
-            if used != self.obj_used[c]:
-                return 4
-            if nzp * self.cls_objs[c] != self.obj_allocated[c]:
-                return 5
-            total_pages += nzp * self.cls_pages[c]
-        if total_pages != self.pages_allocated:
-            return 6
-        return 0
+        return _m_check(self)
+
+
+for _k, _n in enumerate(_SCALAR_ORDER):
+    setattr(ZsPool, _n, _scalar_prop(_k))
+for _k, _n in enumerate(_ARRAY_ORDER):
+    setattr(ZsPool, _n, _array_prop(_k))
+
+structref.define_boxing(ZsPoolType, ZsPool)
+
+
+def _njit_method(name, impl_fn):
+    """``pool.<name>(...)`` inside ``@njit`` code calls ``impl_fn(pool, ...)``."""
+    import inspect
+
+    nargs = len(inspect.signature(impl_fn.py_func).parameters) - 1
+    if nargs == 0:
+        @overload_method(ZsPoolType, name)
+        def _ol0(p):
+            return lambda p: impl_fn(p)
+    elif nargs == 1:
+        @overload_method(ZsPoolType, name)
+        def _ol1(p, a):
+            return lambda p, a: impl_fn(p, a)
+    else:
+        @overload_method(ZsPoolType, name)
+        def _ol2(p, a, b):
+            return lambda p, a, b: impl_fn(p, a, b)
+
+
+for _name, _fn in (("class_index", _m_class_index), ("fullness_of", _m_fullness_of),
+                   ("malloc", _m_malloc), ("free", _m_free), ("is_live", _m_is_live),
+                   ("total_pages", _m_total_pages), ("can_compact", _m_can_compact),
+                   ("compact", _m_compact), ("class_stats", _m_class_stats),
+                   ("list_zspages", _m_list_zspages), ("list_inuse", _m_list_inuse),
+                   ("zspage_of", _m_zspage_of), ("zspage_inuse", _m_zspage_inuse),
+                   ("check", _m_check)):
+    _njit_method(_name, _fn)
+
+
+def cache_depends_on(dispatchers, *files) -> None:
+    """Make numba's disk cache of ``dispatchers`` also depend on ``files``.
+
+    numba reuses a cached function while *its own* source file is unchanged, although the
+    machine code also holds the functions it calls and the constants it reads from other
+    modules. Mixing in those files' contents means an edit to, e.g., the pool model never
+    replays with stale code. Call at import time, before the first call. (Uses numba
+    internals; if they change, numba's own per-file rule applies.)
+    """
+    import hashlib
+
+    extra = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            extra.update(fh.read())
+    for d in dispatchers:
+        try:
+            cf = d._cache._cache_file
+            cf._source_stamp = hashlib.sha256(
+                repr(cf._source_stamp).encode() + extra.digest()).digest()
+        except AttributeError:
+            pass
+
+
+def _own_dispatchers() -> list:
+    from numba.core.registry import CPUDispatcher
+
+    return [v for v in globals().values() if isinstance(v, CPUDispatcher)]
+
+
+# ZS_HANDLE_SIZE is compiled in from ztrace.model.classes
+cache_depends_on(_own_dispatchers(), _classes_module.__file__)
 
 
 def new_pool(table: ClassTable, ratio_groups: bool = True) -> ZsPool:
@@ -600,34 +798,14 @@ def new_pool(table: ClassTable, ratio_groups: bool = True) -> ZsPool:
     )
 
 
-# Free-function interface for numba loops (thin wrappers; inlined by numba).
-
-
-@njit
-def malloc(pool: ZsPool, size: int) -> int:
-    """``zs_malloc``: object id or -1."""
-    return pool.malloc(size)
-
-
-@njit
-def free(pool: ZsPool, obj: int) -> bool:
-    """``zs_free``: False when ``obj`` is not live."""
-    return pool.free(obj)
-
-
-@njit
-def compact(pool: ZsPool) -> int:
-    """``zs_compact``: pages freed."""
-    return pool.compact()
-
-
-@njit
-def total_pages(pool: ZsPool) -> int:
-    """``zs_get_total_pages``."""
-    return pool.total_pages()
-
-
-@njit
-def class_index(pool: ZsPool, size: int) -> int:
-    """Class (merged representative) used by ``zs_malloc(size)``."""
-    return pool.class_index(size)
+# Free-function interface (callable from Python and from ``@njit`` code; all cached).
+#: ``zs_malloc``: object id or -1.
+malloc = _m_malloc
+#: ``zs_free``: False when ``obj`` is not live.
+free = _m_free
+#: ``zs_compact``: pages freed.
+compact = _m_compact
+#: ``zs_get_total_pages``.
+total_pages = _m_total_pages
+#: Class (merged representative) used by ``zs_malloc(size)``.
+class_index = _m_class_index

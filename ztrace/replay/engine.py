@@ -36,6 +36,10 @@ from numba import njit
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, iter_batches, read_meta
+from ztrace.model import classes as _classes_module
+from ztrace.model import zsmalloc as zsm
+from ztrace.replay import costs as _costs_module
+from ztrace.replay import locks as _locks_module
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
     C_BATCH_OBJ,
@@ -166,7 +170,7 @@ class HandleMap:
 # ============================================================ allocator ingest (numba)
 
 
-@njit
+@njit(cache=True)
 def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
             htab, hn, mag, mag_cnt, magc, cm,
             out_kind, out_cls, out_cost, out_cost2, out_cost3,
@@ -174,8 +178,8 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
     """Run the events ``idx[start:]`` of a batch through one pool model; fill the op arrays.
 
     Returns ``len(idx)`` when done, or the position to resume from after the caller has
-    grown the handle table (it is kept at most half full). Not cached: the pool model is a
-    numba jitclass, which numba cannot cache to disk.
+    grown the handle table (it is kept at most half full). Cached: the pool model is a numba
+    ``structref`` (ztrace.model.zsmalloc), so a new process loads this from disk.
     """
     half = magc // 2
     cap = htab.shape[0]
@@ -200,18 +204,20 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
             s = _hm_find(htab, h)
             if s >= 0:  # a live handle again: its zs_free was lost; drop the old object
                 counters[K_DUP_MALLOC] += 1
-                model.free(htab[s, HM_OBJ])
+                zsm.free(model, htab[s, HM_OBJ])
                 _hm_delete(htab, s)
                 hn[0] -= 1
-            c = model.class_index(sz)
-            p0 = model.total_pages()
+                s = _hm_find(htab, h)
+            # s = -1 - (the free row for h); the model does not touch the table meanwhile
+            c = zsm.class_index(model, sz)
+            p0 = model.pages_allocated
             if magc == 0:
-                obj = model.malloc(sz)
+                obj = zsm.malloc(model, sz)
                 if obj < 0:
                     counters[K_BAD_ALLOC] += 1
-                    pages_bin[b] = model.total_pages()
+                    pages_bin[b] = model.pages_allocated
                     continue
-                grew = model.total_pages() - p0
+                grew = model.pages_allocated - p0
                 out_kind[i] = OP_MALLOC_GROW if grew > 0 else OP_MALLOC
                 out_cost[i] = dur[i] if dur[i] > 0 else cm[C_MALLOC]
             else:
@@ -224,25 +230,25 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
                 else:
                     obj = -1
                     for _r in range(half):
-                        o = model.malloc(sz)
+                        o = zsm.malloc(model, sz)
                         if o < 0:
                             break
                         mag[x, c, mag_cnt[x, c]] = o
                         mag_cnt[x, c] += 1
                     if mag_cnt[x, c] == 0:
                         counters[K_BAD_ALLOC] += 1
-                        pages_bin[b] = model.total_pages()
+                        pages_bin[b] = model.pages_allocated
                         continue
                     mag_cnt[x, c] -= 1
                     obj = mag[x, c, mag_cnt[x, c]]
                     out_kind[i] = OP_MAG_REFILL
                     base = dur[i] if dur[i] > 0 else cm[C_MALLOC]
                     out_cost[i] = base + (half - 1) * cm[C_BATCH_OBJ]
-                grew = model.total_pages() - p0
+                grew = model.pages_allocated - p0
             out_cost2[i] = grew * cm[C_ALLOC_ZSPAGE]
             out_cost3[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
             out_cls[i] = c
-            s = -1 - _hm_find(htab, h)
+            s = -1 - s
             htab[s, HM_KEY] = h
             htab[s, HM_OBJ] = obj
             htab[s, HM_CLS] = c
@@ -252,7 +258,7 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
             s = _hm_find(htab, handle[i])
             if s < 0:
                 counters[K_UNMATCHED_FREE] += 1
-                pages_bin[b] = model.total_pages()
+                pages_bin[b] = model.pages_allocated
                 continue
             obj = htab[s, HM_OBJ]
             c = htab[s, HM_CLS]
@@ -260,37 +266,37 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
             hn[0] -= 1
             out_cls[i] = c
             base = dur[i] if dur[i] > 0 else cm[C_FREE]
-            p0 = model.total_pages()
+            p0 = model.pages_allocated
             if magc == 0:
-                model.free(obj)
+                zsm.free(model, obj)
                 out_kind[i] = OP_FREE
-                out_cost[i] = base + (p0 - model.total_pages()) * cm[C_FREE_ZSPAGE]
+                out_cost[i] = base + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE]
             else:
                 x = cpu[i]
                 mag[x, c, mag_cnt[x, c]] = obj
                 mag_cnt[x, c] += 1
                 if mag_cnt[x, c] == magc:  # full: flush the oldest half
                     for r in range(half):
-                        model.free(mag[x, c, r])
+                        zsm.free(model, mag[x, c, r])
                     for r in range(half, magc):
                         mag[x, c, r - half] = mag[x, c, r]
                     mag_cnt[x, c] = magc - half
                     out_kind[i] = OP_MAG_FLUSH
                     out_cost[i] = (base + (half - 1) * cm[C_BATCH_OBJ]
-                                   + (p0 - model.total_pages()) * cm[C_FREE_ZSPAGE])
+                                   + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE])
                 else:
                     out_kind[i] = OP_MAG_FREE
                     out_cost[i] = cm[C_MAG_HIT]
         elif ev == EV_COMPACT:
             counters[K_COMPACT] += 1
-            model.compact()
+            zsm.compact(model)
             out_kind[i] = OP_COMPACT
             out_cost[i] = dur[i] if dur[i] > 0 else cm[C_COMPACT]
         elif ev == EV_MIGRATE:
             counters[K_MIGRATE] += 1
             c = clsidx[i]
             if c < 0 and size[i] > 0:
-                c = model.class_index(size[i])
+                c = zsm.class_index(model, size[i])
             if c < 0:
                 counters[K_UNKNOWN_CLASS] += 1
             else:
@@ -299,13 +305,13 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
                 out_cost[i] = dur[i] if dur[i] > 0 else cm[C_MIGRATE]
         else:
             counters[K_OTHER] += 1
-        pages_bin[b] = model.total_pages()
+        pages_bin[b] = model.pages_allocated
     return idx.shape[0]
 
 
-@njit
+@njit(cache=True)
 def _snapshot(model, b, snap, n):
-    st = model.class_stats()
+    st = zsm._m_class_stats(model)
     for c in range(st.shape[0]):
         if st[c, 0] > 0:
             snap[n, 0] = b
@@ -315,6 +321,16 @@ def _snapshot(model, b, snap, n):
             snap[n, 4] = st[c, 2]
             n += 1
     return n
+
+
+# _ingest and _snapshot compile in the pool model and constants of other modules
+zsm.cache_depends_on(
+    (_ingest, _snapshot),
+    zsm.__file__,
+    _classes_module.__file__,
+    _costs_module.__file__,
+    _locks_module.__file__,
+)
 
 
 @njit(cache=True)
