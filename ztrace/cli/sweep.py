@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ztrace.errors import ConfigError
+from ztrace.progress import quiet_option, track
 
 _RANGE = re.compile(r"^([^:]+):([^:]+):([^:]+)$")
 
@@ -80,6 +81,7 @@ def _design_params(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Recorded in metadata.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep rows as JSON on stdout.")
+@quiet_option
 def command(
     trace: str,
     designs: str,
@@ -88,6 +90,7 @@ def command(
     params: tuple[str, ...],
     seed: int,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Replay TRACE under each LRU design at each pool limit; write sweep.parquet.
 
@@ -125,11 +128,11 @@ def command(
     per_design = {n: params_for(n, pmap) for n in names}
     rows = []
     counters = []
-    for n in names:
-        for lim in pages:
-            r = run_design(w, n, lim, per_design[n])
-            rows.append(r.summary)
-            counters.append({"lru_design": n, "pool_limit_pages": lim, **r.counters})
+    runs = [(n, lim) for n in names for lim in pages]
+    for n, lim in track(runs, desc="sweep", quiet=quiet):
+        r = run_design(w, n, lim, per_design[n])
+        rows.append(r.summary)
+        counters.append({"lru_design": n, "pool_limit_pages": lim, **r.counters})
     table = summary_table(rows)
     summary = {"trace": str(trace), "seed": seed, "sweep": rows, "counters": counters}
     write_results_dir(

@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the bundled sample trace.
-# replay under every lock design -> results (Parquet) -> terminal report -> dashboard HTML.
+# `make demo`: the main job on the bundled real sample (replays/samples, see its README).
+#  1. locks: the 6.1 guest's parallel zram writers replayed under every lock design
+#     -> results (Parquet) -> perf-style report -> report.html
+#  2. LRU: the 6.12 guest's zswap traffic replayed under every LRU design, and swept over
+#     pool limits -> report-lru.html
 set -euo pipefail
 vpy=$1
 out=${2:-build/demo}
-sample=${ZTRACE_SAMPLE:-replays/samples/default}
+samples=${ZTRACE_SAMPLES:-replays/samples}
+locks=${ZTRACE_DEMO_LOCKS:-class,pool,pools:32,striped:8,magazine}
+lru=${ZTRACE_DEMO_LRU:-none,zspage-lru,entry-lru,entry-lru-2nd-chance,swap-lru}
 zt() { "$vpy" -m ztrace "$@"; }
+rm -rf "$out/results" "$out/results-lru"
 mkdir -p "$out"
-echo "== ztrace demo on $sample" >&2
-zt validate-trace "$sample"
-designs=${ZTRACE_DEMO_LOCKS:-class,pool,pools:32,striped:8,magazine}
-zt replay "$sample" --locks "$designs" -o "$out/results" --json > "$out/summary.json"
+
+echo "== ztrace demo 1/2: lock designs on $samples/default" >&2
+zt validate-trace "$samples/default"
+zt replay "$samples/default" --locks "$locks" -o "$out/results" --json > "$out/summary.json"
 zt report "$out/results"
 zt dashboard "$out/results" -o "$out/report.html"
+
 echo >&2
-echo "demo: results in $out/results, JSON summary in $out/summary.json" >&2
-echo "demo: dashboard written to $(cd "$out" && pwd)/report.html (open it in a browser; it works offline)" >&2
+echo "== ztrace demo 2/2: LRU designs on $samples/guest-6.12-zswap" >&2
+zt replay "$samples/guest-6.12-zswap" --locks class --lru "$lru" --pool-limit 8M \
+  -o "$out/results-lru" --json > "$out/summary-lru.json"
+zt sweep "$samples/guest-6.12-zswap" --lru "$lru" --pool-limits 4M,8M,16M,32M,60M \
+  -o "$out/results-lru" > /dev/null
+zt report "$out/results-lru"
+zt dashboard "$out/results-lru" -o "$out/report-lru.html"
+
+dir=$(cd "$out" && pwd)
+echo >&2
+echo "demo: results in $dir/results and $dir/results-lru (Parquet), summaries in $dir/summary*.json" >&2
+echo "demo: dashboards written to $dir/report.html and $dir/report-lru.html (offline; open in a browser)" >&2
