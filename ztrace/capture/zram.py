@@ -18,24 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ztrace.errors import CaptureError
-
-LOCK_PATH = "/tmp/ztrace-zram0.lock"
-PAGE = 4096
-#: BLKDISCARD from <linux/fs.h>: _IO(0x12, 119)
-BLKDISCARD = 0x1277
-
-#: zram mm_stat columns (Documentation/admin-guide/blockdev/zram.rst); newer kernels add more
-MM_STAT = [
-    "orig_data_size",
-    "compr_data_size",
-    "mem_used_total",
-    "mem_limit",
-    "mem_used_max",
-    "same_pages",
-    "pages_compacted",
-    "huge_pages",
-    "huge_pages_since",
-]
+from ztrace.zramdev import BLKDISCARD, MM_STAT, PAGE, zram_lock
 
 
 @dataclass
@@ -59,28 +42,6 @@ class ZramDevice:
 
     def io_stat(self) -> list[int]:
         return [int(v) for v in (self.sysfs / "io_stat").read_text().split()]
-
-
-@contextlib.contextmanager
-def zram_lock(timeout_s: float = 600.0, *, lock_path: str = LOCK_PATH) -> Iterator[None]:
-    """Hold the shared zram0 lock (blocking up to ``timeout_s``)."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise CaptureError(
-                        f"{lock_path} is held by another user of /dev/zram0 "
-                        f"(waited {timeout_s:.0f} s)"
-                    ) from None
-                time.sleep(0.2)
-        yield
-    finally:
-        os.close(fd)  # closing drops the flock
 
 
 def _write(path: Path, value: str) -> None:

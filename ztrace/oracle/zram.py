@@ -48,22 +48,9 @@ import numpy as np
 from ztrace.errors import CaptureError, ConfigError
 from ztrace.model.classes import build_classes, kernel_profile
 from ztrace.model.zsmalloc import ZsPool, new_pool
+from ztrace.zramdev import BLKDISCARD, MM_STAT, PAGE, zram_lock
 
-LOCK_PATH = "/tmp/ztrace-zram0.lock"
-PAGE = 4096
-#: _IO(0x12, 119) from <linux/fs.h>
-BLKDISCARD = 0x1277
-MM_STAT_FIELDS = (
-    "orig_data_size",
-    "compr_data_size",
-    "mem_used_total",
-    "mem_limit",
-    "mem_used_max",
-    "same_pages",
-    "pages_compacted",
-    "huge_pages",
-    "huge_pages_since",
-)
+MM_STAT_FIELDS = MM_STAT
 CHECKPOINT_EVERY = 1000
 
 # op kinds of the generated workload
@@ -224,27 +211,6 @@ def _current_comp(sysdir: Path) -> str:
         if tok.startswith("[") and tok.endswith("]"):
             return tok[1:-1]
     return text.split()[0] if text.split() else ""
-
-
-@contextlib.contextmanager
-def zram_lock(timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold ``/tmp/ztrace-zram0.lock`` exclusively (waits up to ``timeout_s``)."""
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise CaptureError(
-                        f"{LOCK_PATH} is held by another process for over {timeout_s:.0f} s"
-                    ) from None
-                time.sleep(0.2)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def _in_use(device: str) -> str | None:
