@@ -56,8 +56,9 @@ def _trace(events: int, work: Path) -> Path:
             part = t.set_column(0, "ts_ns", pa.array(ts + np.uint64(k * span)))
             h = t.column("handle").to_numpy() + np.uint64(k << 40)
             part = part.set_column(part.schema.get_field_index("handle"), "handle", pa.array(h))
-            pq.write_table(part.replace_schema_metadata(md), out / f"part-{k:05d}.parquet",
-                           compression="zstd")
+            pq.write_table(
+                part.replace_schema_metadata(md), out / f"part-{k:05d}.parquet", compression="zstd"
+            )
     return out
 
 
@@ -142,8 +143,17 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     out = {}
     cap = 1 << int(np.ceil(np.log2(4 * n)))
     for name, fn, args in (
-        ("model_and_table", model_only, lambda: (new_pool(build_classes(8)), code, size,
-                                                 handle, np.full((cap, 4), -1, np.int64))),
+        (
+            "model_and_table",
+            model_only,
+            lambda: (
+                new_pool(build_classes(8)),
+                code,
+                size,
+                handle,
+                np.full((cap, 4), -1, np.int64),
+            ),
+        ),
         ("table_only", table_only, lambda: (code, handle, np.full((cap, 4), -1, np.int64))),
     ):
         a = args()
@@ -185,8 +195,12 @@ def _machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def _rss_mb() -> float:
@@ -200,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--locks", default="class")
     ap.add_argument("--work", default="/tmp/ztrace-bench")
     ap.add_argument("--no-anchor", action="store_true", help="Skip libCacheSim.")
-    ap.add_argument("--breakdown", action="store_true",
-                    help="Also time the pool model and handle table alone (CPU ns/event).")
-    ap.add_argument("--startup", action="store_true",
-                    help="Also time fresh processes: cold (empty numba cache) and warm.")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="Also time the pool model and handle table alone (CPU ns/event).",
+    )
+    ap.add_argument(
+        "--startup",
+        action="store_true",
+        help="Also time fresh processes: cold (empty numba cache) and warm.",
+    )
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -230,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "replay",
         "machine": _machine(),
         "command": f"python -m benchmarks.bench_replay --events {args.events} "
-                   f"--runs {args.runs} --locks {args.locks}",
+        f"--runs {args.runs} --locks {args.locks}",
         "events": args.events,
         "locks": locks,
         "runs_s": [round(x, 3) for x in times],

@@ -411,16 +411,34 @@ def test_golden_counts(tmp_path: Path) -> None:
     t = synth("spread-classes", events=5000, seed=0, cpus=4)
     write_trace(tmp_path / "g", t, synth_meta("spread-classes", cpus=4, seed=0, events=5000))
     res = replay(tmp_path / "g", locks=list(GOLDEN), seed=0)
-    got = {r["lock_design"]: (r["acquisitions"], r["contended"], r["wait_ns_total"],
-                              r["wait_ns_max"], r["pages_used_peak"]) for r in res.summary}
+    got = {
+        r["lock_design"]: (
+            r["acquisitions"],
+            r["contended"],
+            r["wait_ns_total"],
+            r["wait_ns_max"],
+            r["pages_used_peak"],
+        )
+        for r in res.summary
+    }
     assert got == GOLDEN
 
 
 def test_lru_without_swap_events_is_a_one_line_error(
-        synth_traces: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    synth_traces: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["replay", str(synth_traces["hot-class"]), "--quiet", "--lru", "entry-lru",
-              "--pool-limit", "1000"])
+        main(
+            [
+                "replay",
+                str(synth_traces["hot-class"]),
+                "--quiet",
+                "--lru",
+                "entry-lru",
+                "--pool-limit",
+                "1000",
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("ztrace: error:") and len(err.strip().splitlines()) == 1
@@ -431,8 +449,20 @@ def test_lru_designs_are_delegated(tmp_path: Path, capsys: pytest.CaptureFixture
 
     table, meta = synth_swap("zipf-steady", seed=1, scale=0.05)
     write_trace(tmp_path / "swap", table, meta)
-    main(["replay", str(tmp_path / "swap"), "--lru", "entry-lru", "--pool-limit", "500",
-          "--json", "--quiet", "-o", str(tmp_path / "r")])
+    main(
+        [
+            "replay",
+            str(tmp_path / "swap"),
+            "--lru",
+            "entry-lru",
+            "--pool-limit",
+            "500",
+            "--json",
+            "--quiet",
+            "-o",
+            str(tmp_path / "r"),
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert [r["lru_design"] for r in doc["lru"]] == ["entry-lru"]
     back = read_results(tmp_path / "r")

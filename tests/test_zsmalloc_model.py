@@ -244,6 +244,16 @@ def test_model_and_replay_core_are_disk_cached() -> None:
     from ztrace.model import zsmalloc as Z
     from ztrace.replay import engine as E
 
-    fns = (Z.malloc, Z.free, Z.compact, Z.total_pages, Z.class_index, Z._m_new,
-           Z._m_class_stats, Z._m_check, E._ingest, E._snapshot)
+    fns = (
+        Z.malloc,
+        Z.free,
+        Z.compact,
+        Z.total_pages,
+        Z.class_index,
+        Z._m_new,
+        Z._m_class_stats,
+        Z._m_check,
+        E._ingest,
+        E._snapshot,
+    )
     assert all(type(f._cache).__name__ == "FunctionCache" for f in fns)

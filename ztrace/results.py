@@ -24,43 +24,87 @@ from ztrace.errors import TraceFormatError
 RESULTS_VERSION = 1
 _U64, _F64, _STR = pa.uint64(), pa.float64(), pa.string()
 _LRU_COLS = {
-    "lru_design": _STR, "pool_limit_pages": _U64, "stores": _U64, "rejects": _U64,
-    "writebacks": _U64, "written_back_bytes": _U64, "inversions": _U64,
-    "inversion_rate": _F64, "age_gap_ns_p50": _U64, "age_gap_ns_max": _U64,
-    "zswap_hits": _U64, "disk_swapins": _U64, "expected_fault_latency_ns": _F64,
+    "lru_design": _STR,
+    "pool_limit_pages": _U64,
+    "stores": _U64,
+    "rejects": _U64,
+    "writebacks": _U64,
+    "written_back_bytes": _U64,
+    "inversions": _U64,
+    "inversion_rate": _F64,
+    "age_gap_ns_p50": _U64,
+    "age_gap_ns_max": _U64,
+    "zswap_hits": _U64,
+    "disk_swapins": _U64,
+    "expected_fault_latency_ns": _F64,
 }
 
 #: file stem -> required columns and types (extra columns are allowed: forward compatible)
 SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     "locks_summary": {
-        "lock_design": _STR, "acquisitions": _U64, "contended": _U64,
-        "contention_rate": _F64, "wait_ns_total": _U64, "wait_ns_avg": _F64,
-        "wait_ns_p50": _U64, "wait_ns_p99": _U64, "wait_ns_max": _U64, "hold_ns_total": _U64,
+        "lock_design": _STR,
+        "acquisitions": _U64,
+        "contended": _U64,
+        "contention_rate": _F64,
+        "wait_ns_total": _U64,
+        "wait_ns_avg": _F64,
+        "wait_ns_p50": _U64,
+        "wait_ns_p99": _U64,
+        "wait_ns_max": _U64,
+        "hold_ns_total": _U64,
     },
     "locks_by_lock": {
-        "lock_design": _STR, "lock": _STR, "lock_type": _STR, "acquisitions": _U64,
-        "contended": _U64, "wait_ns_total": _U64, "wait_ns_max": _U64, "wait_ns_min": _U64,
+        "lock_design": _STR,
+        "lock": _STR,
+        "lock_type": _STR,
+        "acquisitions": _U64,
+        "contended": _U64,
+        "wait_ns_total": _U64,
+        "wait_ns_max": _U64,
+        "wait_ns_min": _U64,
         "hold_ns_total": _U64,
     },
     "locks_by_class": {
-        "lock_design": _STR, "class_idx": pa.int16(), "class_size": pa.uint32(),
-        "acquisitions": _U64, "contended": _U64, "wait_ns_total": _U64,
+        "lock_design": _STR,
+        "class_idx": pa.int16(),
+        "class_size": pa.uint32(),
+        "acquisitions": _U64,
+        "contended": _U64,
+        "wait_ns_total": _U64,
     },
     "wait_hist": {
-        "lock_design": _STR, "bucket_lo_ns": _U64, "bucket_hi_ns": _U64, "count": _U64,
+        "lock_design": _STR,
+        "bucket_lo_ns": _U64,
+        "bucket_hi_ns": _U64,
+        "count": _U64,
     },
     "timeline": {
-        "lock_design": _STR, "bin_start_ns": _U64, "bin_ns": _U64, "ops": _U64,
-        "acquisitions": _U64, "contended": _U64, "wait_ns_total": _U64, "pages_used": _U64,
+        "lock_design": _STR,
+        "bin_start_ns": _U64,
+        "bin_ns": _U64,
+        "ops": _U64,
+        "acquisitions": _U64,
+        "contended": _U64,
+        "wait_ns_total": _U64,
+        "pages_used": _U64,
     },
     "classes": {
-        "bin_start_ns": _U64, "class_idx": pa.int16(), "class_size": pa.uint32(),
-        "obj_allocated": _U64, "obj_used": _U64, "pages_used": _U64,
+        "bin_start_ns": _U64,
+        "class_idx": pa.int16(),
+        "class_size": pa.uint32(),
+        "obj_allocated": _U64,
+        "obj_used": _U64,
+        "pages_used": _U64,
     },
     "lru_summary": _LRU_COLS,
     "lru_timeline": {
-        "lru_design": _STR, "bin_start_ns": _U64, "pool_pages": _U64, "inversions": _U64,
-        "zswap_hits": _U64, "disk_swapins": _U64, "writebacks": _U64,
+        "lru_design": _STR,
+        "bin_start_ns": _U64,
+        "pool_pages": _U64,
+        "inversions": _U64,
+        "zswap_hits": _U64,
+        "disk_swapins": _U64,
+        "writebacks": _U64,
     },
     "sweep": _LRU_COLS,
 }
@@ -89,8 +133,12 @@ def _check(stem: str, table: pa.Table, where: object) -> None:
             raise TraceFormatError(where, f"column `{name}` has type {got}, expected {typ}")
 
 
-def write_results_dir(out_dir: str | os.PathLike[str], tables: dict[str, pa.Table],
-                      meta: dict[str, str], summary: dict[str, Any]) -> list[Path]:
+def write_results_dir(
+    out_dir: str | os.PathLike[str],
+    tables: dict[str, pa.Table],
+    meta: dict[str, str],
+    summary: dict[str, Any],
+) -> list[Path]:
     """Write ``tables`` (stem -> table) and ``summary.json`` to ``out_dir``; return the files.
 
     Every table is checked against :data:`SCHEMAS` first, so a writer bug fails here and not

@@ -28,33 +28,63 @@ def _print_human(result: Any, lru_rows: list[dict[str, Any]] | None) -> None:
     # off a terminal rich would wrap at 80 columns; these tables need ~110
     con = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120)
     t = Table(title="lock contention by design (replayed)", title_justify="left")
-    for col in ("design", "acquired", "contended", "rate", "total wait", "max wait",
-                "avg wait", "p99 wait", "peak pages"):
+    for col in (
+        "design",
+        "acquired",
+        "contended",
+        "rate",
+        "total wait",
+        "max wait",
+        "avg wait",
+        "p99 wait",
+        "peak pages",
+    ):
         t.add_column(col, justify="left" if col == "design" else "right")
     for r in result.summary:
-        t.add_row(r["lock_design"], str(r["acquisitions"]), str(r["contended"]),
-                  f"{100 * r['contention_rate']:.2f}%", fmt_ns(r["wait_ns_total"]),
-                  fmt_ns(r["wait_ns_max"]), fmt_ns(r["wait_ns_avg"]), fmt_ns(r["wait_ns_p99"]),
-                  str(r["pages_used_peak"]))
+        t.add_row(
+            r["lock_design"],
+            str(r["acquisitions"]),
+            str(r["contended"]),
+            f"{100 * r['contention_rate']:.2f}%",
+            fmt_ns(r["wait_ns_total"]),
+            fmt_ns(r["wait_ns_max"]),
+            fmt_ns(r["wait_ns_avg"]),
+            fmt_ns(r["wait_ns_p99"]),
+            str(r["pages_used_peak"]),
+        )
     con.print(t)
     bl = result.tables["locks_by_lock"].to_pylist()
     for r in result.summary:
-        rows = sorted((x for x in bl if x["lock_design"] == r["lock_design"] and x["contended"]),
-                      key=lambda x: (-x["wait_ns_total"], x["lock"], x["lock_type"]))[:5]
+        rows = sorted(
+            (x for x in bl if x["lock_design"] == r["lock_design"] and x["contended"]),
+            key=lambda x: (-x["wait_ns_total"], x["lock"], x["lock_type"]),
+        )[:5]
         if not rows:
             continue
         lt = Table(title=f"{r['lock_design']}: top locks", title_justify="left")
         for col in ("contended", "total wait", "max wait", "avg wait", "type", "lock"):
             lt.add_column(col, justify="left" if col in ("type", "lock") else "right")
         for x in rows:
-            lt.add_row(str(x["contended"]), fmt_ns(x["wait_ns_total"]),
-                       fmt_ns(x["wait_ns_max"]), fmt_ns(x["wait_ns_total"] / x["contended"]),
-                       x["lock_type"], x["lock"])
+            lt.add_row(
+                str(x["contended"]),
+                fmt_ns(x["wait_ns_total"]),
+                fmt_ns(x["wait_ns_max"]),
+                fmt_ns(x["wait_ns_total"] / x["contended"]),
+                x["lock_type"],
+                x["lock"],
+            )
         con.print(lt)
     if lru_rows:
         lt = Table(title="LRU designs", title_justify="left")
-        keys = ["lru_design", "pool_limit_pages", "stores", "writebacks", "inversions",
-                "zswap_hits", "disk_swapins"]
+        keys = [
+            "lru_design",
+            "pool_limit_pages",
+            "stores",
+            "writebacks",
+            "inversions",
+            "zswap_hits",
+            "disk_swapins",
+        ]
         for k in keys:
             lt.add_column(k)
         for row in lru_rows:
@@ -93,21 +123,46 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
 )
 @click.argument("trace", type=click.Path(path_type=str))
 @click.option("--locks", "locks", default=None, help="Lock designs, comma-separated.")
-@click.option("-o", "--output", "out", default=None, type=click.Path(file_okay=False),
-              help="Write the results directory here (docs/results-format.md).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write the results directory here (docs/results-format.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print per-design results as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--speedup", type=float, default=1.0, show_default=True,
-              help="Divide inter-arrival times by K (what-if: more load).")
-@click.option("--cpus", type=int, default=None,
-              help="Spread events over N CPUs (hash of seed and event index).")
+@click.option(
+    "--speedup",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Divide inter-arrival times by K (what-if: more load).",
+)
+@click.option(
+    "--cpus",
+    type=int,
+    default=None,
+    help="Spread events over N CPUs (hash of seed and event index).",
+)
 @click.option("--bin-ms", type=float, default=None, help="Timeline bin width in ms.")
 @click.option("--lru", "lru", default=None, help="LRU designs (needs zswap events).")
 @click.option("--pool-limit", default=None, help="LRU pool limit: pages, 64M or 20%.")
 @quiet_option
-def command(trace: str, locks: str | None, out: str | None, as_json: bool, seed: int,
-            speedup: float, cpus: int | None, bin_ms: float | None, lru: str | None,
-            pool_limit: str | None, quiet: bool) -> None:
+def command(
+    trace: str,
+    locks: str | None,
+    out: str | None,
+    as_json: bool,
+    seed: int,
+    speedup: float,
+    cpus: int | None,
+    bin_ms: float | None,
+    lru: str | None,
+    pool_limit: str | None,
+    quiet: bool,
+) -> None:
     """Replay TRACE under lock designs (perf lock contention vocabulary) in one pass."""
     if not locks and not lru:
         raise ConfigError("nothing to replay: give --locks D1,D2 and/or --lru D1,D2")
@@ -121,14 +176,22 @@ def command(trace: str, locks: str | None, out: str | None, as_json: bool, seed:
         try:
             from ztrace.replay.lru import run_lru  # lazy: the LRU package is optional
         except ImportError as exc:
-            raise ConfigError(f"--lru: the LRU replay (ztrace.replay.lru) is not available "
-                              f"({exc})") from None
+            raise ConfigError(
+                f"--lru: the LRU replay (ztrace.replay.lru) is not available ({exc})"
+            ) from None
     from ztrace.replay.engine import replay, write_results
 
     result = None
     if locks:
-        result = replay(trace, locks=locks, seed=seed, cpus=cpus, speedup=speedup,
-                        bin_ns=bin_ns, progress=not quiet)
+        result = replay(
+            trace,
+            locks=locks,
+            seed=seed,
+            cpus=cpus,
+            speedup=speedup,
+            bin_ns=bin_ns,
+            progress=not quiet,
+        )
     lru_tables: dict[str, Any] = {}
     if run_lru is not None:
         lru_tables = run_lru(trace, lru, pool_limit=pool_limit, params=None, seed=seed)
@@ -139,10 +202,18 @@ def command(trace: str, locks: str | None, out: str | None, as_json: bool, seed:
         else:
             from ztrace.results import write_results_dir
 
-            write_results_dir(out, lru_tables, {
-                "ztrace.results_version": "1", "ztrace.trace": trace, "ztrace.seed": str(seed),
-                "ztrace.lru": lru or "", "ztrace.pool_limit": str(pool_limit)},
-                {"lru": lru_rows})
+            write_results_dir(
+                out,
+                lru_tables,
+                {
+                    "ztrace.results_version": "1",
+                    "ztrace.trace": trace,
+                    "ztrace.seed": str(seed),
+                    "ztrace.lru": lru or "",
+                    "ztrace.pool_limit": str(pool_limit),
+                },
+                {"lru": lru_rows},
+            )
     if as_json:
         doc: dict[str, Any] = {}
         if result is not None:

@@ -121,6 +121,7 @@ _pool_t = ZsPoolType(_fields)
 _SCALARS = tuple(n for n, t in _fields if not isinstance(t, types.Array))
 _ARRAYS = tuple(n for n, t in _fields if isinstance(t, types.Array))
 
+
 @njit(cache=True)
 def _grow_rows64(a: np.ndarray, need: int) -> np.ndarray:
     n = a.shape[0]
@@ -175,6 +176,7 @@ def _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
 
 # ------------------------------------------------------------------ size classes
 
+
 @njit(cache=True)
 def _m_class_index(zs, size):
     """Class (merged representative) that ``zs_malloc(pool, size)`` uses.
@@ -190,7 +192,9 @@ def _m_class_index(zs, size):
         idx = zs.n_classes - 1
     return zs.cls_rep[idx]
 
+
 # ------------------------------------------------------------------ fullness groups
+
 
 @njit(cache=True)
 def _m_fullness_of(zs, c, inuse):
@@ -211,6 +215,7 @@ def _m_fullness_of(zs, c, inuse):
     if inuse <= 3 * objs // 4:
         return ZS_ALMOST_EMPTY
     return ZS_ALMOST_FULL
+
 
 @njit(cache=True)
 def _m_insert(zs, z, fg):
@@ -235,6 +240,7 @@ def _m_insert(zs, z, fg):
         zp[head, ZP_PREV] = z
     zs.list_head[h] = z
 
+
 @njit(cache=True)
 def _m_remove(zs, z):
     """remove_zspage(): list_del_init from its current fullness list."""
@@ -253,6 +259,7 @@ def _m_remove(zs, z):
     zp[z, ZP_FG] = -1
     zs.grp_count[h] -= 1
 
+
 @njit(cache=True)
 def _m_fix_fullness(zs, z):
     """fix_fullness_group(): move only when the group changed (else keep the position)."""
@@ -263,9 +270,11 @@ def _m_fix_fullness(zs, z):
         _m_insert(zs, z, newfg)
     return newfg
 
+
 @njit(cache=True)
 def _m_first(zs, c, fg):
     return zs.list_head[c * zs.ngroups + fg]
+
 
 @njit(cache=True)
 def _m_find_get_zspage(zs, c):
@@ -283,7 +292,9 @@ def _m_find_get_zspage(zs, c):
             return z
     return -1
 
+
 # ------------------------------------------------------------------ zspages
+
 
 @njit(cache=True)
 def _m_alloc_zspage(zs, c):
@@ -317,6 +328,7 @@ def _m_alloc_zspage(zs, c):
     zs.live_zspages += 1
     return z
 
+
 @njit(cache=True)
 def _m_free_zspage(zs, z):
     """free_zspage(): remove_zspage() + __free_zspage(): pages and objects go away."""
@@ -329,6 +341,7 @@ def _m_free_zspage(zs, z):
     zs.live_zspages -= 1
     zp[z, ZP_NEXT] = zs.cls_free_zp[c]  # the id is recycled for this class only
     zs.cls_free_zp[c] = z
+
 
 @njit(cache=True)
 def _m_obj_malloc(zs, z, o):
@@ -348,6 +361,7 @@ def _m_obj_malloc(zs, z, o):
     obj[o, 0] = z
     obj[o, 1] = s
 
+
 @njit(cache=True)
 def _m_obj_free(zs, z, s):
     """obj_free(): push the slot on the free-list head (``set_freeobj(zspage, idx)``)."""
@@ -359,7 +373,9 @@ def _m_obj_free(zs, z, s):
     zp[z, ZP_FREE] = s
     zp[z, ZP_INUSE] -= 1
 
+
 # ------------------------------------------------------------------ public API
+
 
 @njit(cache=True)
 def _m_malloc(zs, size):
@@ -389,6 +405,7 @@ def _m_malloc(zs, size):
     zs.live_objects += 1
     return o
 
+
 @njit(cache=True)
 def _m_free(zs, o):
     """zs_free(pool, handle): release; an emptied zspage is freed at once.
@@ -410,14 +427,17 @@ def _m_free(zs, o):
         _m_free_zspage(zs, z)
     return True
 
+
 @njit(cache=True)
 def _m_is_live(zs, o):
     return 0 <= o < zs.obj_count and zs.obj[o, 0] != -1
+
 
 @njit(cache=True)
 def _m_total_pages(zs):
     """zs_get_total_pages(): pool->pages_allocated."""
     return zs.pages_allocated
+
 
 @njit(cache=True)
 def _m_can_compact(zs, c):
@@ -428,6 +448,7 @@ def _m_can_compact(zs, c):
         return 0
     return (alloc - used) // zs.cls_objs[c] * zs.cls_pages[c]
 
+
 @njit(cache=True)
 def _m_isolate(zs, c, groups_lo, groups_hi, step):
     for fg in range(groups_lo, groups_hi, step):
@@ -437,6 +458,7 @@ def _m_isolate(zs, c, groups_lo, groups_hi, step):
             return z
     return -1
 
+
 @njit(cache=True)
 def _m_putback(zs, z):
     """putback_zspage(): insert by current fullness, return the group."""
@@ -444,11 +466,13 @@ def _m_putback(zs, z):
     _m_insert(zs, z, fg)
     return fg
 
+
 @njit(cache=True)
 def _m_move_obj(zs, src, dst, s):
     o = zs.slot[zs.zp[src, ZP_BASE] + s, 1]
     _m_obj_malloc(zs, dst, o)  # record_obj(handle, free_obj): the id follows the object
     _m_obj_free(zs, src, s)
+
 
 @njit(cache=True)
 def _m_compact_class_ratio(zs, c):
@@ -483,6 +507,7 @@ def _m_compact_class_ratio(zs, c):
     if dst != -1:
         _m_putback(zs, dst)
     return freed
+
 
 @njit(cache=True)
 def _m_compact_class_legacy(zs, c):
@@ -526,6 +551,7 @@ def _m_compact_class_legacy(zs, c):
             freed += zs.cls_pages[c]
     return freed
 
+
 @njit(cache=True)
 def _m_compact(zs):
     """zs_compact(): classes from the highest index down, merged indices skipped."""
@@ -540,7 +566,9 @@ def _m_compact(zs):
     zs.pages_compacted += freed
     return freed
 
+
 # ------------------------------------------------------------------ introspection
+
 
 @njit(cache=True)
 def _m_class_stats(zs):
@@ -556,6 +584,7 @@ def _m_class_stats(zs):
         out[i, 3] = _m_can_compact(zs, i)
     return out
 
+
 @njit(cache=True)
 def _m_list_zspages(zs, c, fg):
     """zspage ids on fullness list (class c, group fg), head first."""
@@ -568,6 +597,7 @@ def _m_list_zspages(zs, c, fg):
         z = zs.zp[z, ZP_NEXT]
     return out
 
+
 @njit(cache=True)
 def _m_list_inuse(zs, c, fg):
     """inuse of each zspage on fullness list (class c, group fg), head first."""
@@ -577,6 +607,7 @@ def _m_list_inuse(zs, c, fg):
         out[k] = zs.zp[ids[k], ZP_INUSE]
     return out
 
+
 @njit(cache=True)
 def _m_zspage_of(zs, o):
     """(zspage id, slot index) of a live object, (-1, -1) otherwise."""
@@ -584,9 +615,11 @@ def _m_zspage_of(zs, o):
         return (np.int64(-1), np.int64(-1))
     return (zs.obj[o, 0], zs.obj[o, 1])
 
+
 @njit(cache=True)
 def _m_zspage_inuse(zs, z):
     return zs.zp[z, ZP_INUSE]
+
 
 @njit(cache=True)
 def _m_check(zs):
@@ -633,22 +666,72 @@ def _m_check(zs):
 
 @njit(cache=True)
 def _m_scalars(p):
-    return (p.n_classes, p.min_alloc, p.delta, p.max_alloc, p.ratio_groups, p.ngroups,
-            p.zp_count, p.arena_used, p.obj_free_head, p.obj_count, p.pages_allocated,
-            p.live_objects, p.live_zspages, p.pages_compacted)
+    return (
+        p.n_classes,
+        p.min_alloc,
+        p.delta,
+        p.max_alloc,
+        p.ratio_groups,
+        p.ngroups,
+        p.zp_count,
+        p.arena_used,
+        p.obj_free_head,
+        p.obj_count,
+        p.pages_allocated,
+        p.live_objects,
+        p.live_zspages,
+        p.pages_compacted,
+    )
 
 
 @njit(cache=True)
 def _m_arrays(p):
-    return (p.cls_size, p.cls_pages, p.cls_objs, p.cls_rep, p.list_head, p.grp_count,
-            p.obj_allocated, p.obj_used, p.zp, p.cls_free_zp, p.slot, p.obj)
+    return (
+        p.cls_size,
+        p.cls_pages,
+        p.cls_objs,
+        p.cls_rep,
+        p.list_head,
+        p.grp_count,
+        p.obj_allocated,
+        p.obj_used,
+        p.zp,
+        p.cls_free_zp,
+        p.slot,
+        p.obj,
+    )
 
 
-_SCALAR_ORDER = ("n_classes", "min_alloc", "delta", "max_alloc", "ratio_groups", "ngroups",
-                 "zp_count", "arena_used", "obj_free_head", "obj_count", "pages_allocated",
-                 "live_objects", "live_zspages", "pages_compacted")
-_ARRAY_ORDER = ("cls_size", "cls_pages", "cls_objs", "cls_rep", "list_head", "grp_count",
-                "obj_allocated", "obj_used", "zp", "cls_free_zp", "slot", "obj")
+_SCALAR_ORDER = (
+    "n_classes",
+    "min_alloc",
+    "delta",
+    "max_alloc",
+    "ratio_groups",
+    "ngroups",
+    "zp_count",
+    "arena_used",
+    "obj_free_head",
+    "obj_count",
+    "pages_allocated",
+    "live_objects",
+    "live_zspages",
+    "pages_compacted",
+)
+_ARRAY_ORDER = (
+    "cls_size",
+    "cls_pages",
+    "cls_objs",
+    "cls_rep",
+    "list_head",
+    "grp_count",
+    "obj_allocated",
+    "obj_used",
+    "zp",
+    "cls_free_zp",
+    "slot",
+    "obj",
+)
 assert set(_SCALAR_ORDER) == set(_SCALARS) and set(_ARRAY_ORDER) == set(_ARRAYS)
 
 
@@ -727,26 +810,38 @@ def _njit_method(name, impl_fn):
 
     nargs = len(inspect.signature(impl_fn.py_func).parameters) - 1
     if nargs == 0:
+
         @overload_method(ZsPoolType, name)
         def _ol0(p):
             return lambda p: impl_fn(p)
     elif nargs == 1:
+
         @overload_method(ZsPoolType, name)
         def _ol1(p, a):
             return lambda p, a: impl_fn(p, a)
     else:
+
         @overload_method(ZsPoolType, name)
         def _ol2(p, a, b):
             return lambda p, a, b: impl_fn(p, a, b)
 
 
-for _name, _fn in (("class_index", _m_class_index), ("fullness_of", _m_fullness_of),
-                   ("malloc", _m_malloc), ("free", _m_free), ("is_live", _m_is_live),
-                   ("total_pages", _m_total_pages), ("can_compact", _m_can_compact),
-                   ("compact", _m_compact), ("class_stats", _m_class_stats),
-                   ("list_zspages", _m_list_zspages), ("list_inuse", _m_list_inuse),
-                   ("zspage_of", _m_zspage_of), ("zspage_inuse", _m_zspage_inuse),
-                   ("check", _m_check)):
+for _name, _fn in (
+    ("class_index", _m_class_index),
+    ("fullness_of", _m_fullness_of),
+    ("malloc", _m_malloc),
+    ("free", _m_free),
+    ("is_live", _m_is_live),
+    ("total_pages", _m_total_pages),
+    ("can_compact", _m_can_compact),
+    ("compact", _m_compact),
+    ("class_stats", _m_class_stats),
+    ("list_zspages", _m_list_zspages),
+    ("list_inuse", _m_list_inuse),
+    ("zspage_of", _m_zspage_of),
+    ("zspage_inuse", _m_zspage_inuse),
+    ("check", _m_check),
+):
     _njit_method(_name, _fn)
 
 
@@ -769,7 +864,8 @@ def cache_depends_on(dispatchers, *files) -> None:
         try:
             cf = d._cache._cache_file
             cf._source_stamp = hashlib.sha256(
-                repr(cf._source_stamp).encode() + extra.digest()).digest()
+                repr(cf._source_stamp).encode() + extra.digest()
+            ).digest()
         except AttributeError:
             pass
 

@@ -94,12 +94,33 @@ class CostModel:
 
 #: order of CostModel.as_array()
 _ARRAY_FIELDS = (
-    "malloc_ns", "free_ns", "free_zspage_ns", "lookup_ns", "alloc_zspage_ns",
-    "write_base_ns", "write_ns_per_kib", "compact_ns", "migrate_ns", "mag_hit_ns",
-    "batch_obj_ns", "write_after_malloc",
+    "malloc_ns",
+    "free_ns",
+    "free_zspage_ns",
+    "lookup_ns",
+    "alloc_zspage_ns",
+    "write_base_ns",
+    "write_ns_per_kib",
+    "compact_ns",
+    "migrate_ns",
+    "mag_hit_ns",
+    "batch_obj_ns",
+    "write_after_malloc",
 )
-(C_MALLOC, C_FREE, C_FREE_ZSPAGE, C_LOOKUP, C_ALLOC_ZSPAGE, C_WRITE_BASE, C_WRITE_KIB,
- C_COMPACT, C_MIGRATE, C_MAG_HIT, C_BATCH_OBJ, C_WRITE_AFTER_MALLOC) = range(len(_ARRAY_FIELDS))
+(
+    C_MALLOC,
+    C_FREE,
+    C_FREE_ZSPAGE,
+    C_LOOKUP,
+    C_ALLOC_ZSPAGE,
+    C_WRITE_BASE,
+    C_WRITE_KIB,
+    C_COMPACT,
+    C_MIGRATE,
+    C_MAG_HIT,
+    C_BATCH_OBJ,
+    C_WRITE_AFTER_MALLOC,
+) = range(len(_ARRAY_FIELDS))
 
 #: trace event kind -> cost field that its measured median replaces
 _FIT_FIELDS = {

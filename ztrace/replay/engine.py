@@ -82,13 +82,35 @@ from ztrace.replay.locks._sim import (
 
 #: event name -> ingest code
 EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE = 0, 1, 2, 3
-_EV_CODES = {"zs_malloc": EV_MALLOC, "zs_free": EV_FREE, "zs_compact": EV_COMPACT,
-             "zs_migrate": EV_MIGRATE}
+_EV_CODES = {
+    "zs_malloc": EV_MALLOC,
+    "zs_free": EV_FREE,
+    "zs_compact": EV_COMPACT,
+    "zs_migrate": EV_MIGRATE,
+}
 # counters
-(K_BAD_ALLOC, K_DUP_MALLOC, K_UNMATCHED_FREE, K_UNKNOWN_CLASS, K_MALLOC, K_FREE, K_COMPACT,
- K_MIGRATE, K_OTHER) = range(9)
-COUNTER_NAMES = ("bad_alloc", "dup_malloc", "unmatched_free", "unknown_class", "mallocs",
-                 "frees", "compacts", "migrates", "other_events")
+(
+    K_BAD_ALLOC,
+    K_DUP_MALLOC,
+    K_UNMATCHED_FREE,
+    K_UNKNOWN_CLASS,
+    K_MALLOC,
+    K_FREE,
+    K_COMPACT,
+    K_MIGRATE,
+    K_OTHER,
+) = range(9)
+COUNTER_NAMES = (
+    "bad_alloc",
+    "dup_malloc",
+    "unmatched_free",
+    "unknown_class",
+    "mallocs",
+    "frees",
+    "compacts",
+    "migrates",
+    "other_events",
+)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: most time bins a run may produce (keeps timeline memory bounded)
 MAX_BINS = 1_000_000
@@ -171,10 +193,36 @@ class HandleMap:
 
 
 @njit(cache=True)
-def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
-            htab, hn, mag, mag_cnt, magc, cm,
-            out_kind, out_cls, out_cost, out_cost2, out_cost3,
-            pages_bin, last_bin, snap_on, snap_stride, snap, snap_n, counters):
+def _ingest(
+    model,
+    idx,
+    start,
+    code,
+    size,
+    handle,
+    dur,
+    cpu,
+    clsidx,
+    binidx,
+    htab,
+    hn,
+    mag,
+    mag_cnt,
+    magc,
+    cm,
+    out_kind,
+    out_cls,
+    out_cost,
+    out_cost2,
+    out_cost3,
+    pages_bin,
+    last_bin,
+    snap_on,
+    snap_stride,
+    snap,
+    snap_n,
+    counters,
+):
     """Run the events ``idx[start:]`` of a batch through one pool model; fill the op arrays.
 
     Returns ``len(idx)`` when done, or the position to resume from after the caller has
@@ -282,8 +330,11 @@ def _ingest(model, idx, start, code, size, handle, dur, cpu, clsidx, binidx,
                         mag[x, c, r - half] = mag[x, c, r]
                     mag_cnt[x, c] = magc - half
                     out_kind[i] = OP_MAG_FLUSH
-                    out_cost[i] = (base + (half - 1) * cm[C_BATCH_OBJ]
-                                   + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE])
+                    out_cost[i] = (
+                        base
+                        + (half - 1) * cm[C_BATCH_OBJ]
+                        + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE]
+                    )
                 else:
                     out_kind[i] = OP_MAG_FREE
                     out_cost[i] = cm[C_MAG_HIT]
@@ -377,8 +428,7 @@ def _event_codes(col: pa.Array) -> np.ndarray:
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
-    lut = np.array([_EV_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1],
-                   dtype=np.int8)
+    lut = np.array([_EV_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1], dtype=np.int8)
     ind = col.indices.to_numpy(zero_copy_only=False)
     return lut[ind.astype(np.int64)]
 
@@ -425,8 +475,7 @@ def _prescan(path: str | os.PathLike[str]) -> _Prescan:
         ts_last = int(ts[-1])
         max_cpu = max(max_cpu, int(batch.column("cpu").to_numpy().max()))
         ev = batch.column("event")
-        vc = pc.value_counts(ev.dictionary_decode() if pa.types.is_dictionary(ev.type)
-                                     else ev)
+        vc = pc.value_counts(ev.dictionary_decode() if pa.types.is_dictionary(ev.type) else ev)
         for item in vc.to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
         if want_dur:
@@ -455,8 +504,15 @@ def _nice_bin(span: int) -> int:
 class _AllocGroup:
     """One allocator configuration (pools, magazine) shared by designs with that key."""
 
-    def __init__(self, key: tuple[int, int], table: Any, ratio_groups: bool, n_cpus: int,
-                 seed: int, snap_on: bool) -> None:
+    def __init__(
+        self,
+        key: tuple[int, int],
+        table: Any,
+        ratio_groups: bool,
+        n_cpus: int,
+        seed: int,
+        snap_on: bool,
+    ) -> None:
         from ztrace.model.zsmalloc import new_pool
 
         self.n_pools, self.magc = key
@@ -464,8 +520,9 @@ class _AllocGroup:
         self.maps = [HandleMap() for _ in range(self.n_pools)]
         nc = table.n_classes
         if self.magc:
-            self.mags = [np.zeros((n_cpus, nc, self.magc), dtype=np.int64)
-                         for _ in range(self.n_pools)]
+            self.mags = [
+                np.zeros((n_cpus, nc, self.magc), dtype=np.int64) for _ in range(self.n_pools)
+            ]
             self.mag_cnts = [np.zeros((n_cpus, nc), dtype=np.int64) for _ in range(self.n_pools)]
         else:
             self.mags = [np.zeros((1, 1, 1), dtype=np.int64)] * self.n_pools
@@ -491,8 +548,7 @@ class _AllocGroup:
 
     def ingest(self, b: dict[str, np.ndarray], cm: np.ndarray) -> dict[str, np.ndarray]:
         n = len(b["code"])
-        out = {k: np.zeros(n, dtype=np.int64) for k in ("kind", "cls", "cost", "cost2",
-                                                          "cost3")}
+        out = {k: np.zeros(n, dtype=np.int64) for k in ("kind", "cls", "cost", "cost2", "cost3")}
         pool = self.pool_of(b["handle"])
         out["pool"] = pool
         max_bin = int(b["bin"].max())
@@ -501,7 +557,7 @@ class _AllocGroup:
         else:
             order = np.argsort(pool, kind="stable")
             bounds = np.searchsorted(pool[order], np.arange(self.n_pools + 1))
-            subsets = [order[bounds[p]:bounds[p + 1]] for p in range(self.n_pools)]
+            subsets = [order[bounds[p] : bounds[p + 1]] for p in range(self.n_pools)]
         n_bins_here = len(np.unique(b["bin"] // self.snap_stride)) + 1
         for p, idx in enumerate(subsets):
             if len(idx) == 0:
@@ -516,12 +572,36 @@ class _AllocGroup:
             snap_n = np.zeros(1, dtype=np.int64)
             pos = 0
             while pos < len(idx):
-                pos = _ingest(self.models[p], idx, pos, b["code"], b["size"], b["handle"],
-                              b["dur"], b["cpu"], b["clsidx"], b["bin"], hm.tab, hm.n,
-                              self.mags[p], self.mag_cnts[p], np.int64(self.magc), cm,
-                              out["kind"], out["cls"], out["cost"], out["cost2"], out["cost3"],
-                              self.pages[p], self.last_bin[p], snap_on,
-                              np.int64(self.snap_stride), snap, snap_n, self.counters)
+                pos = _ingest(
+                    self.models[p],
+                    idx,
+                    pos,
+                    b["code"],
+                    b["size"],
+                    b["handle"],
+                    b["dur"],
+                    b["cpu"],
+                    b["clsidx"],
+                    b["bin"],
+                    hm.tab,
+                    hm.n,
+                    self.mags[p],
+                    self.mag_cnts[p],
+                    np.int64(self.magc),
+                    cm,
+                    out["kind"],
+                    out["cls"],
+                    out["cost"],
+                    out["cost2"],
+                    out["cost3"],
+                    self.pages[p],
+                    self.last_bin[p],
+                    snap_on,
+                    np.int64(self.snap_stride),
+                    snap,
+                    snap_n,
+                    self.counters,
+                )
                 if pos < len(idx):
                     hm.grow()
             if snap_on and snap_n[0]:
@@ -615,8 +695,9 @@ def replay(
         legacy, ratio = prof.legacy_classes, prof.ratio_groups
     except ConfigError:
         legacy, ratio = False, True  # unknown release string: model a current kernel
-    table = build_classes(None if legacy else meta.zsmalloc_chain_size, legacy=legacy,
-                          page_size=meta.page_size)
+    table = build_classes(
+        None if legacy else meta.zsmalloc_chain_size, legacy=legacy, page_size=meta.page_size
+    )
     designs = parse_designs(lock_specs, table.n_classes)
     cm_model = cost_model if cost_model is not None else CostModel().fit(pre.medians)
     cm = cm_model.as_array()
@@ -630,12 +711,12 @@ def replay(
     std_key = (1, 0)
     for d in designs:
         if d.allocator_key not in groups:
-            groups[d.allocator_key] = _AllocGroup(d.allocator_key, table, ratio, n_cpus, seed,
-                                                  snap_on=d.allocator_key == std_key)
+            groups[d.allocator_key] = _AllocGroup(
+                d.allocator_key, table, ratio, n_cpus, seed, snap_on=d.allocator_key == std_key
+            )
     if std_key not in groups:  # classes.parquet always describes the plain single pool
         groups[std_key] = _AllocGroup(std_key, table, ratio, n_cpus, seed, snap_on=True)
-    sims = [SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc)
-            for d in designs]
+    sims = [SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc) for d in designs]
     # classes.parquet has one row per class per bin: keep it to ~MAX_CLASS_BINS bins
     for g in groups.values():
         g.snap_stride = max(1, -(-(span // bw + 1) // MAX_CLASS_BINS))
@@ -680,8 +761,17 @@ def replay(
             outs = {k: g.ingest(b, cm) for k, g in groups.items()}
             for s in sims:
                 o = outs[s.design.allocator_key]
-                s.feed(arr, cpu, o["kind"], o["cls"], o["pool"], o["cost"], o["cost2"],
-                       o["cost3"], b["bin"])
+                s.feed(
+                    arr,
+                    cpu,
+                    o["kind"],
+                    o["cls"],
+                    o["pool"],
+                    o["cost"],
+                    o["cost2"],
+                    o["cost3"],
+                    b["bin"],
+                )
             offset += n
             bar.advance(n)
     for s in sims:
@@ -703,12 +793,12 @@ def replay(
         "ztrace.cost_model": cm_model.to_json(),
         "ztrace.kernel_release": meta.kernel_release,
     }
-    counters = {k: int(v) for k, v in zip(COUNTER_NAMES, groups[std_key].counters,
-                                          strict=True)}
+    counters = {k: int(v) for k, v in zip(COUNTER_NAMES, groups[std_key].counters, strict=True)}
     n_bins = span // bw + 1
     summary, tables = _build_tables(designs, sims, groups, table, bw, n_bins)
-    return ReplayResult(summary=summary, tables=tables, meta=run_meta, counters=counters,
-                        cost_model=cm_model)
+    return ReplayResult(
+        summary=summary, tables=tables, meta=run_meta, counters=counters, cost_model=cm_model
+    )
 
 
 def _schema_names(trace: str | os.PathLike[str]) -> list[str]:
@@ -723,17 +813,43 @@ def _schema_names(trace: str | os.PathLike[str]) -> list[str]:
 _U64 = pa.uint64()
 
 
-def _build_tables(designs: list[LockDesign], sims: list[SimState],
-                  groups: dict[tuple[int, int], _AllocGroup], table: Any, bw: int,
-                  n_bins: int) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
+def _build_tables(
+    designs: list[LockDesign],
+    sims: list[SimState],
+    groups: dict[tuple[int, int], _AllocGroup],
+    table: Any,
+    bw: int,
+    n_bins: int,
+) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
     summary: list[dict[str, Any]] = []
-    by_lock: dict[str, list[Any]] = {k: [] for k in (
-        "lock_design", "lock", "lock_type", "acquisitions", "contended", "wait_ns_total",
-        "wait_ns_max", "wait_ns_min", "hold_ns_total")}
-    by_class: dict[str, list[Any]] = {k: [] for k in (
-        "lock_design", "class_idx", "class_size", "acquisitions", "contended", "wait_ns_total")}
-    hist_rows: dict[str, list[Any]] = {k: [] for k in (
-        "lock_design", "bucket_lo_ns", "bucket_hi_ns", "count")}
+    by_lock: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "lock_design",
+            "lock",
+            "lock_type",
+            "acquisitions",
+            "contended",
+            "wait_ns_total",
+            "wait_ns_max",
+            "wait_ns_min",
+            "hold_ns_total",
+        )
+    }
+    by_class: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "lock_design",
+            "class_idx",
+            "class_size",
+            "acquisitions",
+            "contended",
+            "wait_ns_total",
+        )
+    }
+    hist_rows: dict[str, list[Any]] = {
+        k: [] for k in ("lock_design", "bucket_lo_ns", "bucket_hi_ns", "count")
+    }
     tl_parts: list[pa.Table] = []
     pages_cache: dict[tuple[int, int], np.ndarray] = {}
     for d, s in zip(designs, sims, strict=True):
@@ -745,29 +861,32 @@ def _build_tables(designs: list[LockDesign], sims: list[SimState],
         if key not in pages_cache:
             pages_cache[key] = groups[key].pages_timeline(n_bins)
         pages = pages_cache[key]
-        summary.append({
-            "lock_design": d.name,
-            "ops": int(s.sc[3]),
-            "acquisitions": acq,
-            "contended": cont,
-            "contention_rate": cont / acq if acq else 0.0,
-            "wait_ns_total": wait,
-            "wait_ns_avg": wait / cont if cont else 0.0,
-            "wait_ns_p50": hist_quantile(s.hist, 0.50),
-            "wait_ns_p99": hist_quantile(s.hist, 0.99),
-            "wait_ns_max": int(ls[:, S_WMAX].max()) if len(ls) else 0,
-            "hold_ns_total": int(ls[:, S_HOLD].sum()),
-            "pages_used_peak": int(pages.max()) if len(pages) else 0,
-            # when the last op finished (replay clock); >> the trace span = saturated
-            "makespan_ns": int(s.cpu_free.max()) if len(s.cpu_free) else 0,
-        })
+        summary.append(
+            {
+                "lock_design": d.name,
+                "ops": int(s.sc[3]),
+                "acquisitions": acq,
+                "contended": cont,
+                "contention_rate": cont / acq if acq else 0.0,
+                "wait_ns_total": wait,
+                "wait_ns_avg": wait / cont if cont else 0.0,
+                "wait_ns_p50": hist_quantile(s.hist, 0.50),
+                "wait_ns_p99": hist_quantile(s.hist, 0.99),
+                "wait_ns_max": int(ls[:, S_WMAX].max()) if len(ls) else 0,
+                "hold_ns_total": int(ls[:, S_HOLD].sum()),
+                "pages_used_peak": int(pages.max()) if len(pages) else 0,
+                # when the last op finished (replay clock); >> the trace span = saturated
+                "makespan_ns": int(s.cpu_free.max()) if len(s.cpu_free) else 0,
+            }
+        )
         for row in np.flatnonzero(ls[:, S_ACQ]):
             lid, mode = divmod(int(row), 3)
             is_sub = lid % (1 + d.n_sub) != 0
             by_lock["lock_design"].append(d.name)
             by_lock["lock"].append(d.lock_name(lid))
             by_lock["lock_type"].append(
-                "spinlock" if is_sub or d.pool_lock_type == "spinlock" else MODE_TYPES[mode])
+                "spinlock" if is_sub or d.pool_lock_type == "spinlock" else MODE_TYPES[mode]
+            )
             by_lock["acquisitions"].append(int(ls[row, S_ACQ]))
             by_lock["contended"].append(int(ls[row, S_CONT]))
             by_lock["wait_ns_total"].append(int(ls[row, S_WAIT]))
@@ -786,73 +905,114 @@ def _build_tables(designs: list[LockDesign], sims: list[SimState],
             hist_rows["bucket_lo_ns"].append(1 << int(k))
             hist_rows["bucket_hi_ns"].append((1 << (int(k) + 1)) - 1)
             hist_rows["count"].append(int(s.l2h[k]))
-        tl = s.tl[:n_bins] if s.tl.shape[0] >= n_bins else np.vstack(
-            [s.tl, np.zeros((n_bins - s.tl.shape[0], 4), dtype=np.int64)])
-        tl_parts.append(pa.table({
-            "lock_design": pa.array([d.name] * n_bins, pa.string()),
-            "bin_start_ns": pa.array(np.arange(n_bins, dtype=np.uint64) * np.uint64(bw)),
-            "bin_ns": pa.array(np.full(n_bins, bw, dtype=np.uint64)),
-            "ops": pa.array(tl[:, 0].astype(np.uint64)),
-            "acquisitions": pa.array(tl[:, 1].astype(np.uint64)),
-            "contended": pa.array(tl[:, 2].astype(np.uint64)),
-            "wait_ns_total": pa.array(tl[:, 3].astype(np.uint64)),
-            "pages_used": pa.array(pages.astype(np.uint64)),
-        }))
+        tl = (
+            s.tl[:n_bins]
+            if s.tl.shape[0] >= n_bins
+            else np.vstack([s.tl, np.zeros((n_bins - s.tl.shape[0], 4), dtype=np.int64)])
+        )
+        tl_parts.append(
+            pa.table(
+                {
+                    "lock_design": pa.array([d.name] * n_bins, pa.string()),
+                    "bin_start_ns": pa.array(np.arange(n_bins, dtype=np.uint64) * np.uint64(bw)),
+                    "bin_ns": pa.array(np.full(n_bins, bw, dtype=np.uint64)),
+                    "ops": pa.array(tl[:, 0].astype(np.uint64)),
+                    "acquisitions": pa.array(tl[:, 1].astype(np.uint64)),
+                    "contended": pa.array(tl[:, 2].astype(np.uint64)),
+                    "wait_ns_total": pa.array(tl[:, 3].astype(np.uint64)),
+                    "pages_used": pa.array(pages.astype(np.uint64)),
+                }
+            )
+        )
     tables: dict[str, pa.Table] = {}
-    tables["locks_summary"] = pa.table({
-        "lock_design": pa.array([r["lock_design"] for r in summary], pa.string()),
-        **{k: pa.array([r[k] for r in summary], _U64) for k in (
-            "ops", "acquisitions", "contended")},
-        "contention_rate": pa.array([r["contention_rate"] for r in summary], pa.float64()),
-        "wait_ns_total": pa.array([r["wait_ns_total"] for r in summary], _U64),
-        "wait_ns_avg": pa.array([r["wait_ns_avg"] for r in summary], pa.float64()),
-        **{k: pa.array([r[k] for r in summary], _U64) for k in (
-            "wait_ns_p50", "wait_ns_p99", "wait_ns_max", "hold_ns_total", "pages_used_peak",
-            "makespan_ns")},
-    })
-    tables["locks_by_lock"] = pa.table({
-        "lock_design": pa.array(by_lock["lock_design"], pa.string()),
-        "lock": pa.array(by_lock["lock"], pa.string()),
-        "lock_type": pa.array(by_lock["lock_type"], pa.string()),
-        **{k: pa.array(by_lock[k], _U64) for k in (
-            "acquisitions", "contended", "wait_ns_total", "wait_ns_max", "wait_ns_min",
-            "hold_ns_total")},
-    })
-    tables["locks_by_class"] = pa.table({
-        "lock_design": pa.array(by_class["lock_design"], pa.string()),
-        "class_idx": pa.array(by_class["class_idx"], pa.int16()),
-        "class_size": pa.array(by_class["class_size"], pa.uint32()),
-        **{k: pa.array(by_class[k], _U64) for k in ("acquisitions", "contended",
-                                                      "wait_ns_total")},
-    })
-    tables["wait_hist"] = pa.table({
-        "lock_design": pa.array(hist_rows["lock_design"], pa.string()),
-        **{k: pa.array(hist_rows[k], _U64) for k in ("bucket_lo_ns", "bucket_hi_ns", "count")},
-    })
+    tables["locks_summary"] = pa.table(
+        {
+            "lock_design": pa.array([r["lock_design"] for r in summary], pa.string()),
+            **{
+                k: pa.array([r[k] for r in summary], _U64)
+                for k in ("ops", "acquisitions", "contended")
+            },
+            "contention_rate": pa.array([r["contention_rate"] for r in summary], pa.float64()),
+            "wait_ns_total": pa.array([r["wait_ns_total"] for r in summary], _U64),
+            "wait_ns_avg": pa.array([r["wait_ns_avg"] for r in summary], pa.float64()),
+            **{
+                k: pa.array([r[k] for r in summary], _U64)
+                for k in (
+                    "wait_ns_p50",
+                    "wait_ns_p99",
+                    "wait_ns_max",
+                    "hold_ns_total",
+                    "pages_used_peak",
+                    "makespan_ns",
+                )
+            },
+        }
+    )
+    tables["locks_by_lock"] = pa.table(
+        {
+            "lock_design": pa.array(by_lock["lock_design"], pa.string()),
+            "lock": pa.array(by_lock["lock"], pa.string()),
+            "lock_type": pa.array(by_lock["lock_type"], pa.string()),
+            **{
+                k: pa.array(by_lock[k], _U64)
+                for k in (
+                    "acquisitions",
+                    "contended",
+                    "wait_ns_total",
+                    "wait_ns_max",
+                    "wait_ns_min",
+                    "hold_ns_total",
+                )
+            },
+        }
+    )
+    tables["locks_by_class"] = pa.table(
+        {
+            "lock_design": pa.array(by_class["lock_design"], pa.string()),
+            "class_idx": pa.array(by_class["class_idx"], pa.int16()),
+            "class_size": pa.array(by_class["class_size"], pa.uint32()),
+            **{
+                k: pa.array(by_class[k], _U64)
+                for k in ("acquisitions", "contended", "wait_ns_total")
+            },
+        }
+    )
+    tables["wait_hist"] = pa.table(
+        {
+            "lock_design": pa.array(hist_rows["lock_design"], pa.string()),
+            **{k: pa.array(hist_rows[k], _U64) for k in ("bucket_lo_ns", "bucket_hi_ns", "count")},
+        }
+    )
     tables["timeline"] = pa.concat_tables(tl_parts)
     snaps = groups[(1, 0)].snaps
     sn = np.vstack(snaps) if snaps else np.zeros((0, 5), dtype=np.int64)
-    tables["classes"] = pa.table({
-        "bin_start_ns": pa.array(sn[:, 0].astype(np.uint64) * np.uint64(bw)),
-        "class_idx": pa.array(sn[:, 1].astype(np.int16)),
-        "class_size": pa.array(table.size[sn[:, 1]].astype(np.uint32)),
-        "obj_allocated": pa.array(sn[:, 2].astype(np.uint64)),
-        "obj_used": pa.array(sn[:, 3].astype(np.uint64)),
-        "pages_used": pa.array(sn[:, 4].astype(np.uint64)),
-    })
+    tables["classes"] = pa.table(
+        {
+            "bin_start_ns": pa.array(sn[:, 0].astype(np.uint64) * np.uint64(bw)),
+            "class_idx": pa.array(sn[:, 1].astype(np.int16)),
+            "class_size": pa.array(table.size[sn[:, 1]].astype(np.uint32)),
+            "obj_allocated": pa.array(sn[:, 2].astype(np.uint64)),
+            "obj_used": pa.array(sn[:, 3].astype(np.uint64)),
+            "pages_used": pa.array(sn[:, 4].astype(np.uint64)),
+        }
+    )
     return summary, tables
 
 
-def write_results(result: ReplayResult, out_dir: str | os.PathLike[str],
-                  extra_tables: dict[str, pa.Table] | None = None) -> list[Path]:
+def write_results(
+    result: ReplayResult,
+    out_dir: str | os.PathLike[str],
+    extra_tables: dict[str, pa.Table] | None = None,
+) -> list[Path]:
     """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.results."""
     from ztrace.results import write_results_dir
 
     tables = dict(result.tables)
     if extra_tables:
         tables.update(extra_tables)
-    summary: dict[str, Any] = {"locks": result.summary, "counters": result.counters,
-                               "cost_model": json.loads(result.cost_model.to_json())}
+    summary: dict[str, Any] = {
+        "locks": result.summary,
+        "counters": result.counters,
+        "cost_model": json.loads(result.cost_model.to_json()),
+    }
     return write_results_dir(out_dir, tables, result.meta, summary)
-
-

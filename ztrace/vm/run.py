@@ -165,8 +165,7 @@ def qemu_command(
     # time out and panic ("IO-APIC + timer doesn't work"); the check proves nothing here.
     append = (
         "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 loglevel=4 "
-        "no_timer_check "
-        + " ".join(kargs)
+        "no_timer_check " + " ".join(kargs)
     )
     return [
         QEMU,

@@ -44,8 +44,16 @@ OP_MAG_FLUSH = 8  #: magazine design: full magazine flushes half its objects bac
 OP_MAG_FREE = 9  #: magazine design: free pushed into the per-CPU magazine (no lock)
 N_OPS = 10
 OP_NAMES = (
-    "malloc", "malloc_grow", "free", "write", "compact", "migrate",
-    "mag_hit", "mag_refill", "mag_flush", "mag_free",
+    "malloc",
+    "malloc_grow",
+    "free",
+    "write",
+    "compact",
+    "migrate",
+    "mag_hit",
+    "mag_refill",
+    "mag_flush",
+    "mag_free",
 )
 #: kinds after which the engine runs the OP_WRITE steps (zram/zswap write right after malloc)
 MALLOC_KINDS = (OP_MALLOC, OP_MALLOC_GROW, OP_MAG_HIT, OP_MAG_REFILL)
@@ -179,9 +187,9 @@ def get_design(spec: str, n_classes: int = 255) -> LockDesign:
     return _REGISTRY[family](param, n_classes)
 
 
-def parse_designs(specs: str | list[str] | tuple[str, ...], n_classes: int = 255) -> list[
-    LockDesign
-]:
+def parse_designs(
+    specs: str | list[str] | tuple[str, ...], n_classes: int = 255
+) -> list[LockDesign]:
     """Split ``"class,pool,pools:32"`` (or a list) into designs; duplicates are an error."""
     items = specs.split(",") if isinstance(specs, str) else list(specs)
     items = [s.strip() for s in items if s.strip()]

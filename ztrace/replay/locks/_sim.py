@@ -48,8 +48,9 @@ from ztrace.replay.locks import (
 F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD = range(10)
 N_FIELDS = 10
 # active-op columns (one row per CPU; A_STEP = -1 when the CPU runs no op)
-A_KIND, A_CLS, A_POOL, A_COST, A_COST2, A_COST3, A_BIN, A_STEP, A_ORD, A_LOOKUP, A_MAGHIT = (
-    range(11))
+A_KIND, A_CLS, A_POOL, A_COST, A_COST2, A_COST3, A_BIN, A_STEP, A_ORD, A_LOOKUP, A_MAGHIT = range(
+    11
+)
 N_ACT = 11
 #: act column holding each hold kind's value (H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT)
 HOLD_COLUMN = (A_COST, A_LOOKUP, A_COST2, A_COST3, A_MAGHIT)
@@ -126,8 +127,23 @@ def _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl):
 
 
 @njit(cache=True, inline="always")
-def _phase(c, t, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist,
-           l2h, tl, cm, prog_of):
+def _phase(
+    c,
+    t,
+    act,
+    steps,
+    nsteps,
+    n_sub,
+    sub_of_class,
+    lock_free,
+    lstats,
+    cstats,
+    hist,
+    l2h,
+    tl,
+    cm,
+    prog_of,
+):
     """Run CPU ``c``'s active op from its current step, starting at ``t``, up to the next
     point where it holds no lock; return the time it gets there.
 
@@ -298,9 +314,32 @@ def _heap_pop_top(sc, heap, hpos, hk_t, hk_s):
 
 
 @njit(cache=True, inline="always")
-def _drain(horizon, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
-           steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl, cm,
-           prog_of):
+def _drain(
+    horizon,
+    store,
+    mask,
+    sc,
+    qhead,
+    qtail,
+    cpu_free,
+    act,
+    heap,
+    hpos,
+    hk_t,
+    hk_s,
+    steps,
+    nsteps,
+    n_sub,
+    sub_of_class,
+    lock_free,
+    lstats,
+    cstats,
+    hist,
+    l2h,
+    tl,
+    cm,
+    prog_of,
+):
     """Run every CPU action (op start or next phase) due at or before ``horizon``, in
     (time, op order)."""
     while sc[SC_HEAPN] > 0:
@@ -436,10 +475,40 @@ def _drain(horizon, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk
 
 
 @njit(cache=True)
-def sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
-              store, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
-              steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl,
-              cm, prog_of):
+def sim_batch(
+    arr,
+    cpu,
+    kind,
+    cls,
+    pool,
+    cost,
+    cost2,
+    cost3,
+    binidx,
+    final,
+    store,
+    sc,
+    qhead,
+    qtail,
+    cpu_free,
+    act,
+    heap,
+    hpos,
+    hk_t,
+    hk_s,
+    steps,
+    nsteps,
+    n_sub,
+    sub_of_class,
+    lock_free,
+    lstats,
+    cstats,
+    hist,
+    l2h,
+    tl,
+    cm,
+    prog_of,
+):
     """Feed one batch of ops (trace order) into the design's simulation.
 
     Ops with ``kind < 0`` are skipped. With ``final`` every queued op is run at the end.
@@ -453,9 +522,32 @@ def sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
         a = arr[i]
         # (the guard repeats _drain's own first test: saves the call when nothing is due)
         if sc[SC_HEAPN] > 0 and hk_t[heap[0]] <= a:
-            _drain(a, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
-                   steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h,
-                   tl, cm, prog_of)
+            _drain(
+                a,
+                store,
+                mask,
+                sc,
+                qhead,
+                qtail,
+                cpu_free,
+                act,
+                heap,
+                hpos,
+                hk_t,
+                hk_s,
+                steps,
+                nsteps,
+                n_sub,
+                sub_of_class,
+                lock_free,
+                lstats,
+                cstats,
+                hist,
+                l2h,
+                tl,
+                cm,
+                prog_of,
+            )
         c = cpu[i]
         o = sc[SC_OPS]
         sc[SC_OPS] = o + 1
@@ -564,9 +656,16 @@ def sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
             # The next phase may run at once when nothing can request a lock before it:
             # no queued CPU action is due earlier and the next op in the trace (whose
             # arrival bounds every later one) arrives no sooner.
-            while act[c, A_STEP] >= 0 and i + 1 < arr.shape[0] and end <= arr[i + 1] and (
-                    sc[SC_HEAPN] == 0 or end < hk_t[heap[0]]
-                    or (end == hk_t[heap[0]] and o < hk_s[heap[0]])):
+            while (
+                act[c, A_STEP] >= 0
+                and i + 1 < arr.shape[0]
+                and end <= arr[i + 1]
+                and (
+                    sc[SC_HEAPN] == 0
+                    or end < hk_t[heap[0]]
+                    or (end == hk_t[heap[0]] and o < hk_s[heap[0]])
+                )
+            ):
                 # ---- _phase(c, end) written out: see _phase (kept as the reference)
                 ph_t = end
                 ph_prog = act[c, A_KIND]
@@ -683,16 +782,40 @@ def sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
         if hpos[c] < 0:  # idle but busy until cpu_free > a: wake it then
             _heap_push(sc, heap, hpos, hk_t, hk_s, c, cpu_free[c] if cpu_free[c] > a else a, o)
     if final:
-        _drain(INF, store, mask, sc, qhead, qtail, cpu_free, act, heap, hpos, hk_t, hk_s,
-               steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl,
-               cm, prog_of)
+        _drain(
+            INF,
+            store,
+            mask,
+            sc,
+            qhead,
+            qtail,
+            cpu_free,
+            act,
+            heap,
+            hpos,
+            hk_t,
+            hk_s,
+            steps,
+            nsteps,
+            n_sub,
+            sub_of_class,
+            lock_free,
+            lstats,
+            cstats,
+            hist,
+            l2h,
+            tl,
+            cm,
+            prog_of,
+        )
 
 
 class SimState:
     """All mutable state of one design's simulation (numpy arrays, owned by Python)."""
 
-    def __init__(self, design: object, n_cpus: int, n_classes: int, cm: np.ndarray,
-                 write_after: bool) -> None:
+    def __init__(
+        self, design: object, n_cpus: int, n_classes: int, cm: np.ndarray, write_after: bool
+    ) -> None:
         d = design
         self.design = d
         nl = d.n_locks  # type: ignore[attr-defined]
@@ -759,17 +882,55 @@ class SimState:
             tl[: self.tl.shape[0]] = self.tl
             self.tl = tl
 
-    def feed(self, arr: np.ndarray, cpu: np.ndarray, kind: np.ndarray, cls: np.ndarray,
-             pool: np.ndarray, cost: np.ndarray, cost2: np.ndarray, cost3: np.ndarray,
-             binidx: np.ndarray, final: bool = False) -> None:
+    def feed(
+        self,
+        arr: np.ndarray,
+        cpu: np.ndarray,
+        kind: np.ndarray,
+        cls: np.ndarray,
+        pool: np.ndarray,
+        cost: np.ndarray,
+        cost2: np.ndarray,
+        cost3: np.ndarray,
+        binidx: np.ndarray,
+        final: bool = False,
+    ) -> None:
         """Replay a batch of ops (int64 arrays, trace order)."""
         self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
-        sim_batch(arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, final,
-                  self.store, self.sc, self.qhead, self.qtail, self.cpu_free, self.act,
-                  self.heap,
-                  self.hpos, self.hk_t, self.hk_s, self.steps, self.nsteps, self.n_sub,
-                  self.sub_of_class, self.lock_free, self.lstats, self.cstats, self.hist,
-                  self.l2h, self.tl, self.cm, self.prog_of)
+        sim_batch(
+            arr,
+            cpu,
+            kind,
+            cls,
+            pool,
+            cost,
+            cost2,
+            cost3,
+            binidx,
+            final,
+            self.store,
+            self.sc,
+            self.qhead,
+            self.qtail,
+            self.cpu_free,
+            self.act,
+            self.heap,
+            self.hpos,
+            self.hk_t,
+            self.hk_s,
+            self.steps,
+            self.nsteps,
+            self.n_sub,
+            self.sub_of_class,
+            self.lock_free,
+            self.lstats,
+            self.cstats,
+            self.hist,
+            self.l2h,
+            self.tl,
+            self.cm,
+            self.prog_of,
+        )
 
     def finish(self) -> None:
         """Run every op still queued."""
