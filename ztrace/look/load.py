@@ -19,85 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.errors import TraceFormatError
+from ztrace.results import SCHEMAS
 
-#: Required columns of every results file, from docs/results-format.md.
-RESULT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "locks_summary": (
-        "lock_design",
-        "acquisitions",
-        "contended",
-        "contention_rate",
-        "wait_ns_total",
-        "wait_ns_avg",
-        "wait_ns_p50",
-        "wait_ns_p99",
-        "wait_ns_max",
-        "hold_ns_total",
-    ),
-    "locks_by_lock": (
-        "lock_design",
-        "lock",
-        "lock_type",
-        "acquisitions",
-        "contended",
-        "wait_ns_total",
-        "wait_ns_max",
-        "wait_ns_min",
-        "hold_ns_total",
-    ),
-    "locks_by_class": (
-        "lock_design",
-        "class_idx",
-        "class_size",
-        "acquisitions",
-        "contended",
-        "wait_ns_total",
-    ),
-    "wait_hist": ("lock_design", "bucket_lo_ns", "bucket_hi_ns", "count"),
-    "timeline": (
-        "lock_design",
-        "bin_start_ns",
-        "bin_ns",
-        "ops",
-        "acquisitions",
-        "contended",
-        "wait_ns_total",
-        "pages_used",
-    ),
-    "classes": (
-        "bin_start_ns",
-        "class_idx",
-        "class_size",
-        "obj_allocated",
-        "obj_used",
-        "pages_used",
-    ),
-    "lru_summary": (
-        "lru_design",
-        "pool_limit_pages",
-        "stores",
-        "rejects",
-        "writebacks",
-        "written_back_bytes",
-        "inversions",
-        "inversion_rate",
-        "age_gap_ns_p50",
-        "age_gap_ns_max",
-        "zswap_hits",
-        "disk_swapins",
-        "expected_fault_latency_ns",
-    ),
-    "lru_timeline": (
-        "lru_design",
-        "bin_start_ns",
-        "pool_pages",
-        "inversions",
-        "zswap_hits",
-        "disk_swapins",
-        "writebacks",
-    ),
-}
-RESULT_COLUMNS["sweep"] = RESULT_COLUMNS["lru_summary"]
+#: Required columns of every results file: the writer's schema (docs/results-format.md).
+RESULT_COLUMNS: dict[str, tuple[str, ...]] = {stem: tuple(cols) for stem, cols in SCHEMAS.items()}
 
 RESULTS_VERSION_KEY = b"ztrace.results_version"
 READABLE_RESULTS_VERSIONS = frozenset({"1"})

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ztrace.look.load import RESULT_COLUMNS
+
 LOCK_DESIGNS = ("class", "pool", "stripe4")
 LRU_DESIGNS = ("fifo", "lru", "clock")
 U64 = pa.uint64()
@@ -224,33 +226,8 @@ def write_sample_results(
     return out
 
 
-RESULT_SUMMARY_COLUMNS = (
-    "lock_design",
-    "acquisitions",
-    "contended",
-    "contention_rate",
-    "wait_ns_total",
-    "wait_ns_avg",
-    "wait_ns_p50",
-    "wait_ns_p99",
-    "wait_ns_max",
-    "hold_ns_total",
-)
-LRU_COLUMNS = (
-    "lru_design",
-    "pool_limit_pages",
-    "stores",
-    "rejects",
-    "writebacks",
-    "written_back_bytes",
-    "inversions",
-    "inversion_rate",
-    "age_gap_ns_p50",
-    "age_gap_ns_max",
-    "zswap_hits",
-    "disk_swapins",
-    "expected_fault_latency_ns",
-)
+RESULT_SUMMARY_COLUMNS = RESULT_COLUMNS["locks_summary"]
+LRU_COLUMNS = RESULT_COLUMNS["lru_summary"]
 
 
 def _lru_rows(rng: np.random.Generator, limits: list[int]) -> dict[str, pa.Array]:

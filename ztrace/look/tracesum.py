@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from ztrace.look.load import Results
+from ztrace.look.load import RESULT_COLUMNS, Results
 
 OBSERVED = "observed"
 #: Aim for about this many timeline bins; the dashboard re-bins further if needed.
@@ -136,18 +136,7 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
                 "wait_ns_avg"
             ),
         )
-        .select(
-            "lock_design",
-            "acquisitions",
-            "contended",
-            "contention_rate",
-            "wait_ns_total",
-            "wait_ns_avg",
-            "wait_ns_p50",
-            "wait_ns_p99",
-            "wait_ns_max",
-            "hold_ns_total",
-        )
+        .select(*RESULT_COLUMNS["locks_summary"])
     )
     by_lock = (
         locks.group_by("lock_kind")
