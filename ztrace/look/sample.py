@@ -65,20 +65,7 @@ def write_sample_results(
         "bucket_hi_ns": [],
         "count": [],
     }
-    by_lock: dict[str, list] = {
-        k: []
-        for k in (
-            "lock_design",
-            "lock",
-            "lock_type",
-            "acquisitions",
-            "contended",
-            "wait_ns_total",
-            "wait_ns_max",
-            "wait_ns_min",
-            "hold_ns_total",
-        )
-    }
+    by_lock: dict[str, list] = {k: [] for k in RESULT_COLUMNS["locks_by_lock"]}
     base_pages = 2000 + np.cumsum(rng.integers(0, 20, n_bins))
     for d_i, design in enumerate(LOCK_DESIGNS):
         factor = (1.0, 3.0, 0.6)[d_i]

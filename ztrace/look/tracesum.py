@@ -150,17 +150,7 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
             pl.col("lock_kind").fill_null("other").alias("lock"),
             pl.lit(None, dtype=pl.UInt64).alias("acquisitions"),
         )
-        .select(
-            "lock_design",
-            "lock",
-            "lock_type",
-            "acquisitions",
-            "contended",
-            "wait_ns_total",
-            "wait_ns_max",
-            "wait_ns_min",
-            "hold_ns_total",
-        )
+        .select(*RESULT_COLUMNS["locks_by_lock"])
     )
     tables = {"timeline": timeline, "wait_hist": hist}
     if summary["contended"][0]:

@@ -79,6 +79,7 @@ from ztrace.replay.locks._sim import (
     hist_index,
     hist_quantile,
 )
+from ztrace.results import SCHEMAS
 
 #: event name -> ingest code
 EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE = 0, 1, 2, 3
@@ -822,20 +823,7 @@ def _build_tables(
     n_bins: int,
 ) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
     summary: list[dict[str, Any]] = []
-    by_lock: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "lock_design",
-            "lock",
-            "lock_type",
-            "acquisitions",
-            "contended",
-            "wait_ns_total",
-            "wait_ns_max",
-            "wait_ns_min",
-            "hold_ns_total",
-        )
-    }
+    by_lock: dict[str, list[Any]] = {k: [] for k in SCHEMAS["locks_by_lock"]}
     by_class: dict[str, list[Any]] = {
         k: []
         for k in (
