@@ -88,7 +88,10 @@ def measure(
     payload: int = 48,
     discard_every: int = 0,
     pages_per_writer: int = 4096,
-    ringbuf_pages: int = 16384,
+    # 256 MiB: the consumer thread shares this process with writers pinned at nice -10 and
+    # can be starved for a whole run on a quiet host (64 MiB once lost 62 k events), so the
+    # ring must hold every event of a run by itself. Production captures size it by option.
+    ringbuf_pages: int = 65536,
     nice: int | None = -10,
     work: Path | None = None,
 ) -> Measured:
