@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from numba import njit
 
 from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.format import TraceMeta, iter_batches, read_meta
+from ztrace.format import SCHEMAS, TraceMeta, iter_batches, read_meta
 from ztrace.model import classes as _classes_module
 from ztrace.model import zsmalloc as zsm
 from ztrace.replay import costs as _costs_module
@@ -79,7 +79,6 @@ from ztrace.replay.locks._sim import (
     hist_index,
     hist_quantile,
 )
-from ztrace.results import SCHEMAS
 
 #: event name -> ingest code
 EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE = 0, 1, 2, 3
@@ -993,7 +992,7 @@ def write_results(
     extra_tables: dict[str, pa.Table] | None = None,
 ) -> list[Path]:
     """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.results."""
-    from ztrace.results import write_results_dir
+    from ztrace.format import write_results_dir
 
     tables = dict(result.tables)
     if extra_tables:
