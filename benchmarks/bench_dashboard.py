@@ -54,7 +54,7 @@ def _results(trace: Path, work: Path) -> tuple[Path, float]:
 
 
 def _render_seconds(html: Path, runs: int) -> tuple[list[float], int, list[str]]:
-    from ztrace.look.browser import chromium, marks, serve, severe_logs, wait_ready
+    from tests.support.browser import chromium, marks, serve, severe_logs, wait_ready
 
     site = html.parent
     times = []

@@ -1,6 +1,6 @@
 """``ztrace dashboard`` without a browser: self-contained HTML, bounded size, absent charts.
 
-Results directories here come from :mod:`ztrace.look.sample`, a seeded *fixture* in the
+Results directories here come from :mod:`tests.support.sample`, a seeded *fixture* in the
 documented schema (not replay output); the browser test renders them in Chromium.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from ztrace.format import read_results
 from ztrace.look.dashboard import CHARTS, build_dashboard, prepare
-from ztrace.look.sample import write_sample_results
+from tests.support.sample import write_sample_results
 
 
 def _specs(html: str) -> dict:

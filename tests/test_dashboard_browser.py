@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ztrace.look.browser import CHROMEDRIVER, CHROMIUM
+from tests.support.browser import CHROMEDRIVER, CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,7 +42,7 @@ def _page(tmp_path: Path, source: Path) -> Path:
 
 
 def _load(driver, served) -> None:
-    from ztrace.look.browser import severe_logs, wait_ready
+    from tests.support.browser import severe_logs, wait_ready
 
     driver.get(served.url + "index.html")
     wait_ready(driver)
@@ -53,8 +53,8 @@ def _load(driver, served) -> None:
 
 def test_sample_dashboard_renders_and_brush_filters(tmp_path: Path) -> None:
     """Fixture results (every results file, synthetic numbers) exercise every chart."""
-    from ztrace.look.browser import chromium, drag, marks, plot_rect, serve
-    from ztrace.look.sample import write_sample_results
+    from tests.support.browser import chromium, drag, marks, plot_rect, serve
+    from tests.support.sample import write_sample_results
 
     site = _page(tmp_path, write_sample_results(tmp_path / "results", n_bins=200))
     with serve(site) as served, chromium() as driver:
@@ -90,7 +90,7 @@ def test_sample_dashboard_renders_and_brush_filters(tmp_path: Path) -> None:
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-        from ztrace.look.browser import severe_logs
+        from tests.support.browser import severe_logs
 
         assert severe_logs(driver) == []
 
@@ -114,7 +114,7 @@ def _real_results(tmp_path: Path, cli) -> Path:
 
 def test_real_replay_results_render_and_brush(tmp_path: Path, cli) -> None:
     """End to end on real replay output: every lock chart draws data, the brush links."""
-    from ztrace.look.browser import chromium, drag, marks, plot_rect, serve, severe_logs
+    from tests.support.browser import chromium, drag, marks, plot_rect, serve, severe_logs
 
     site = _page(tmp_path, _real_results(tmp_path, cli))
     html = (site / "index.html").read_text()
@@ -150,7 +150,7 @@ def test_real_replay_results_render_and_brush(tmp_path: Path, cli) -> None:
 
 def test_real_sweep_click_picks_tier_limit(tmp_path: Path, cli) -> None:
     """`ztrace sweep` output: clicking a pool limit in the sweep re-filters the tier bars."""
-    from ztrace.look.browser import chromium, click_item, marks, serve, severe_logs
+    from tests.support.browser import chromium, click_item, marks, serve, severe_logs
 
     trace, out = tmp_path / "swap", tmp_path / "sweep"
     r = cli("synth", "--profile", "phase-change", "--scale", "0.1", "-o", str(trace))
