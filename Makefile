@@ -40,9 +40,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+# ruff, the type checker over ztrace/ and the import contracts between rooms
+# (pyproject.toml [tool.mypy], [tool.importlinter]; docs/architecture.md).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # The VM image (stock Debian 6.1 and 6.12 kernels) is cached in /var/cache/ztrace-vm.
 vm-image: $(STAMP)

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.support.sample import write_sample_results
 from ztrace.format import read_results
 from ztrace.look.dashboard import CHARTS, build_dashboard, prepare
-from tests.support.sample import write_sample_results
 
 
 def _specs(html: str) -> dict:

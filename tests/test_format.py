@@ -210,3 +210,10 @@ def test_capture_uses_the_one_event_definition():
 
     assert capture_events.EVENT_NAMES is events.EVENT_NAMES
     assert capture_events.EV_LOCK == events.EV_LOCK
+
+
+def test_lock_types_of_the_replay_are_the_results_vocabulary():
+    from ztrace.format import LOCK_TYPES
+    from ztrace.replay.locks import MODE_TYPES
+
+    assert set(MODE_TYPES) == set(LOCK_TYPES)

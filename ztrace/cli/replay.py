@@ -102,6 +102,7 @@ def command(
     if lru:
         from ztrace.replay.lru import run_lru
 
+        assert pool_limit is not None  # checked above: --lru needs --pool-limit
         lru_tables = run_lru(trace, lru, pool_limit=pool_limit, params=None, seed=seed)
     lru_rows = lru_tables["lru_summary"].to_pylist() if lru_tables else None
     if out:

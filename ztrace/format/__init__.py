@@ -22,9 +22,11 @@ from ztrace.format.events import (
     LockKind,
 )
 from ztrace.format.results import (
+    LOCK_TYPES,
     RESULT_COLUMNS,
     RESULTS_VERSION,
     SCHEMAS,
+    LockType,
     Results,
     is_results_dir,
     read_results,
@@ -63,6 +65,7 @@ __all__ = [
     "EVENT_NAMES",
     "LOCK_EVENTS",
     "LOCK_KINDS",
+    "LOCK_TYPES",
     "OPTIONAL_FIELDS",
     "READABLE_VERSIONS",
     "REQUIRED_COLUMNS",
@@ -75,6 +78,7 @@ __all__ = [
     "SWAP_EVENTS",
     "EventName",
     "LockKind",
+    "LockType",
     "Results",
     "Source",
     "Trace",

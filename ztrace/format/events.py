@@ -43,8 +43,9 @@ EV_ZSWAP_LOAD: Final = 7
 EV_ZSWAP_WB: Final = 8
 EV_ZSWAP_INVAL: Final = 9
 
-#: BPF code -> trace-format event name (the names capture writes).
-EVENT_NAMES: Final[dict[int, EventName]] = {
+#: BPF code -> trace-format event name (the names capture writes). Typed ``str`` values so
+#: callers can pass ``list(EVENT_NAMES.values())`` where a ``list[str]`` is wanted.
+EVENT_NAMES: Final[dict[int, str]] = {
     EV_MALLOC: "zs_malloc",
     EV_FREE: "zs_free",
     EV_COMPACT: "zs_compact",
@@ -56,7 +57,7 @@ EVENT_NAMES: Final[dict[int, EventName]] = {
     EV_ZSWAP_INVAL: "zswap_invalidate",
 }
 #: trace-format event name -> BPF code
-EVENT_CODES: Final[dict[EventName, int]] = {name: code for code, name in EVENT_NAMES.items()}
+EVENT_CODES: Final[dict[str, int]] = {name: code for code, name in EVENT_NAMES.items()}
 
 #: Event groups, in the order docs/trace-format.md lists them.
 ALLOCATOR_EVENTS: tuple[EventName, ...] = (

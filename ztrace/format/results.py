@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # polars loads only when a look tool asks for a frame (captur
     import polars as pl
 
 RESULTS_VERSION = 1
+
+#: Values of the ``lock_type`` column of ``locks_by_lock`` (perf lock contention's words; an
+#: rwlock's readers and writer are reported apart).
+LockType = Literal["spinlock", "rwlock:R", "rwlock:W"]
+LOCK_TYPES: tuple[LockType, ...] = get_args(LockType)
 _U64, _F64, _STR = pa.uint64(), pa.float64(), pa.string()
 _LRU_COLS = {
     "lru_design": _STR,

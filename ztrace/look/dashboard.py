@@ -577,7 +577,7 @@ def _bundle_cache_path() -> Path:
     import vl_convert as vlc
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}"
+    tag = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}"  # type: ignore[attr-defined]
     return base / "ztrace" / f"vega-bundle-{tag}.js"
 
 
@@ -601,7 +601,8 @@ def javascript_bundle() -> str:
         pass
     import vl_convert as vlc
 
-    _BUNDLE = vlc.javascript_bundle()
+    # the stub marks the optional `snippet` argument as required
+    _BUNDLE = vlc.javascript_bundle()  # type: ignore[call-arg]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -100,7 +100,8 @@ def trust_of(results: Results) -> Trust:
     """Event and lost-event counts: summary.json if it has them, else the trace's metadata."""
     s = results.summary
     trace = results.trace_path or (s.get("trace") if isinstance(s.get("trace"), str) else None)
-    counters = s.get("counters") if isinstance(s.get("counters"), dict) else {}
+    raw = s.get("counters")
+    counters: dict[str, Any] = raw if isinstance(raw, dict) else {}
     bad = {k: int(counters[k]) for k in BAD_COUNTERS if isinstance(counters.get(k), int)}
     events = s.get("events", s.get("num_events"))
     lost = s.get("lost_events")
