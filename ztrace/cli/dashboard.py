@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ztrace.cli._options import output_file_option
 from ztrace.format import Results
 from ztrace.progress import quiet_option
 
@@ -35,14 +36,7 @@ Examples:
 """,
 )
 @click.argument("source", type=click.Path(path_type=str))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(path_type=str),
-    help="HTML file to write (one file, no network needed to view it).",
-)
+@output_file_option("HTML file to write (one file, no network needed to view it).")
 @click.option(
     "--locks", default=None, help="Lock designs to replay when SOURCE is a trace (comma-separated)."
 )

@@ -15,15 +15,9 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-#: Every event name with a defined meaning (docs/trace-format.md). Readers accept others
-#: (forward compatibility) but only these mean something to replay and look.
-EventName = Literal[
-    "zs_malloc",
-    "zs_free",
-    "zs_compact",
-    "zs_migrate",
-    "checkpoint",
-    "lock_contention",
+AllocatorEvent = Literal["zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint"]
+LockEvent = Literal["lock_contention"]
+SwapEvent = Literal[
     "zswap_store",
     "zswap_load",
     "zswap_writeback",
@@ -31,6 +25,9 @@ EventName = Literal[
     "swap_out",
     "swap_in",
 ]
+#: Every event name with a defined meaning (docs/trace-format.md). Readers accept others
+#: (forward compatibility) but only these mean something to replay and look.
+EventName = Literal[AllocatorEvent, LockEvent, SwapEvent]
 
 # BPF event type codes (zs_event.type = ZT_EV_*); 0 is never emitted.
 EV_MALLOC: Final = 1
@@ -60,24 +57,10 @@ EVENT_NAMES: Final[dict[int, str]] = {
 EVENT_CODES: Final[dict[str, int]] = {name: code for code, name in EVENT_NAMES.items()}
 
 #: Event groups, in the order docs/trace-format.md lists them.
-ALLOCATOR_EVENTS: tuple[EventName, ...] = (
-    "zs_malloc",
-    "zs_free",
-    "zs_compact",
-    "zs_migrate",
-    "checkpoint",
-)
-LOCK_EVENTS: tuple[EventName, ...] = ("lock_contention",)
-SWAP_EVENTS: tuple[EventName, ...] = (
-    "zswap_store",
-    "zswap_load",
-    "zswap_writeback",
-    "zswap_invalidate",
-    "swap_out",
-    "swap_in",
-)
-EVENTS: tuple[EventName, ...] = get_args(EventName)
-assert set(EVENTS) == set(ALLOCATOR_EVENTS + LOCK_EVENTS + SWAP_EVENTS)
+ALLOCATOR_EVENTS: tuple[AllocatorEvent, ...] = get_args(AllocatorEvent)
+LOCK_EVENTS: tuple[LockEvent, ...] = get_args(LockEvent)
+SWAP_EVENTS: tuple[SwapEvent, ...] = get_args(SwapEvent)
+EVENTS: tuple[EventName, ...] = ALLOCATOR_EVENTS + LOCK_EVENTS + SWAP_EVENTS
 
 #: Values of the ``lock_kind`` column of lock events (docs/trace-format.md).
 LockKind = Literal["class", "pool", "zspage", "other"]

@@ -22,7 +22,7 @@ Run ``ztrace synth --profile phase-change -o DIR`` to write a trace.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,39 +63,33 @@ class SwapProfile:
     machine_ram_bytes: int
 
 
+_PHASE_CHANGE = SwapProfile(
+    "phase-change",
+    "two disjoint Zipf working sets one after the other, each 3x the cgroup's RAM; "
+    "10% incompressible pages",
+    set_pages=12_288,
+    phases=2,
+    ram_pages=4_096,
+    accesses=150_000,
+    zipf_a=0.9,
+    incompressible_share=0.10,
+    size_median=1_400.0,
+    size_sigma=0.5,
+    free_at_end=0.0,
+    interarrival_ns=2_000,
+    machine_ram_bytes=256 << 20,
+)
 PROFILES: dict[str, SwapProfile] = {
     p.name: p
     for p in (
-        SwapProfile(
-            "phase-change",
-            "two disjoint Zipf working sets one after the other, each 3x the cgroup's RAM; "
-            "10% incompressible pages",
-            set_pages=12_288,
-            phases=2,
-            ram_pages=4_096,
-            accesses=150_000,
-            zipf_a=0.9,
-            incompressible_share=0.10,
-            size_median=1_400.0,
-            size_sigma=0.5,
-            free_at_end=0.0,
-            interarrival_ns=2_000,
-            machine_ram_bytes=256 << 20,
-        ),
-        SwapProfile(
-            "zipf-steady",
-            "one Zipf working set 3x the cgroup's RAM for the whole run",
-            set_pages=12_288,
+        _PHASE_CHANGE,
+        # the control: the same machine and pages, one working set for the same total length
+        replace(
+            _PHASE_CHANGE,
+            name="zipf-steady",
+            description="one Zipf working set 3x the cgroup's RAM for the whole run",
             phases=1,
-            ram_pages=4_096,
             accesses=300_000,
-            zipf_a=0.9,
-            incompressible_share=0.10,
-            size_median=1_400.0,
-            size_sigma=0.5,
-            free_at_end=0.0,
-            interarrival_ns=2_000,
-            machine_ram_bytes=256 << 20,
         ),
     )
 }
