@@ -20,24 +20,30 @@ from ztrace.model import zsmalloc as zsm
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
     C_COMPACT,
-    C_FREE,
+    C_LOOKUP,
     C_MIGRATE,
     C_WRITE_BASE,
     C_WRITE_KIB,
 )
 from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, hm_find
-from ztrace.replay.locks import OP_COMPACT, OP_MIGRATE, LockDesign
+from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
 #: event name -> ingest code (-1: not an allocator op)
-EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE = 0, 1, 2, 3
+EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE, EV_READ = 0, 1, 2, 3, 4
 EV_CODES = {
     "zs_malloc": EV_MALLOC,
     "zs_free": EV_FREE,
     "zs_compact": EV_COMPACT,
     "zs_migrate": EV_MIGRATE,
+    # the read side: zs_map_object() up to 6.14, zs_obj_read_begin() from 6.15
+    "zs_map_object": EV_READ,
+    "zs_obj_read_begin": EV_READ,
 }
-N_EV = len(EV_CODES)
+N_EV = max(EV_CODES.values()) + 1
+#: zs_malloc's return value on failure: 0 before v6.0, ERR_PTR(-errno) since "zsmalloc:
+#: zs_malloc: return ERR_PTR on failure" (v6.0): the top 4095 values of an unsigned long
+ERR_HANDLE_MIN = np.uint64(2**64 - 4095)
 # counters
 (
     K_BAD_ALLOC,
@@ -49,7 +55,10 @@ N_EV = len(EV_CODES)
     K_COMPACT,
     K_MIGRATE,
     K_OTHER,
-) = range(9)
+    K_FAILED_MALLOC,
+    K_READ,
+    K_UNMATCHED_READ,
+) = range(12)
 COUNTER_NAMES = (
     "bad_alloc",
     "dup_malloc",
@@ -60,6 +69,9 @@ COUNTER_NAMES = (
     "compacts",
     "migrates",
     "other_events",
+    "failed_malloc",
+    "reads",
+    "unmatched_read",
 )
 #: columns of a classes snapshot row
 SN_BIN, SN_CLS, SN_OBJ_ALLOC, SN_OBJ_USED, SN_PAGES = range(5)
@@ -81,6 +93,16 @@ def event_codes(col: pa.Array) -> np.ndarray:
     return lut[ind.astype(np.int64)]
 
 
+def malloc_ok(code: np.ndarray, handle: np.ndarray, ok: pa.Array | None) -> np.ndarray:
+    """1 where an event is not a failed zs_malloc (int64): failed = the trace's ``ok``
+    column is false, or the returned handle is 0 / an ERR_PTR (:data:`ERR_HANDLE_MIN`)."""
+    u = handle.view(np.uint64)
+    bad = (code == EV_MALLOC) & ((u == 0) | (u >= ERR_HANDLE_MIN))
+    if ok is not None:
+        bad |= (code == EV_MALLOC) & ~ok.fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    return (~bad).astype(np.int64)
+
+
 @njit(cache=True)
 def _ingest(
     model,
@@ -90,6 +112,7 @@ def _ingest(
     size,
     handle,
     dur,
+    ok,
     cpu,
     clsidx,
     binidx,
@@ -132,7 +155,11 @@ def _ingest(
         ev = code[i]
         out_kind[i] = -1
         out_cls[i] = -1
-        if ev == EV_MALLOC:
+        if ev == EV_MALLOC and ok[i] == 0:
+            # the kernel's zs_malloc failed (e.g. zram's first, no-direct-reclaim attempt
+            # under pressure): it allocated nothing, so it is counted, not replayed
+            counters[K_FAILED_MALLOC] += 1
+        elif ev == EV_MALLOC:
             counters[K_MALLOC] += 1
             sz = size[i]
             h = handle[i]
@@ -151,9 +178,16 @@ def _ingest(
                 counters[K_BAD_ALLOC] += 1
                 pages_bin[b] = model.pages_allocated
                 continue
+            alloc = (model.pages_allocated - p0) * cm[C_ALLOC_ZSPAGE]
+            if kind == OP_MALLOC_GROW and dur[i] > 0:
+                # the measured duration already contains the lookup and alloc_zspage():
+                # split it over the three steps instead of adding to it
+                rest = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else 0
+                alloc = alloc if alloc < rest else rest
+                cost = rest - alloc
             out_kind[i] = kind
             out_cost[i] = cost
-            out_cost2[i] = (model.pages_allocated - p0) * cm[C_ALLOC_ZSPAGE]
+            out_cost2[i] = alloc
             out_cost3[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
             out_cls[i] = c
             s = -1 - s
@@ -173,8 +207,25 @@ def _ingest(
             hm_delete(htab, s)
             hn[0] -= 1
             out_cls[i] = c
-            base = dur[i] if dur[i] > 0 else cm[C_FREE]
-            out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, base, cm)
+            # a measured zs_free contains its handle lookup, which the per-class designs
+            # replay as a step of its own (pool read lock): hand the rest to the front.
+            # (The pool design has no such step, so its free holds lookup_ns less.)
+            d = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else dur[i]
+            out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, d, cm)
+        elif ev == EV_READ:
+            counters[K_READ] += 1
+            s = hm_find(htab, handle[i])
+            if s < 0:  # its zs_malloc was before the capture (or lost)
+                counters[K_UNMATCHED_READ] += 1
+            else:
+                c = htab[s, HM_CLS]
+                out_kind[i] = OP_READ
+                out_cls[i] = c
+                # held under the zspage lock only: the copy of the object (class size);
+                # the measured duration of zs_map_object()/zs_obj_read_begin() is not the
+                # copy (it ends before the caller copies), so it is not used here
+                sz = model.cls_size[c]
+                out_cost[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
         elif ev == EV_COMPACT:
             counters[K_COMPACT] += 1
             zsm.compact(model)
@@ -283,6 +334,7 @@ class AllocGroup:
                     b["size"],
                     b["handle"],
                     b["dur"],
+                    b["ok"],
                     b["cpu"],
                     b["clsidx"],
                     b["bin"],
