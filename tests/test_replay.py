@@ -657,3 +657,41 @@ def test_cross_kernel_json_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # measured 6.1 (pool) 2 > 6.12 (class) 0, and predicted pool > class: direction right
     assert got[("6.12", "6.1.", "contended")]["direction_right"] is True
     assert got[("6.1.", "6.12", "contended")]["direction_right"] is True
+
+
+def test_zswap_loads_and_writebacks_are_reads(tmp_path: Path) -> None:
+    # A capture with zswap probes but no zsmalloc read probes: zswap_load (hit) and
+    # zswap_writeback decompress the entry, i.e. zs_map_object() its object (6.12
+    # zswap_decompress). Entry 5 is stored (700 bytes) and its zs_malloc at 0 grows a
+    # zspage (measured 120 ns: lookup 0..20, relocked 20..120). CPU1's load hit at 50
+    # waits for the pool spinlock until 120 under `pool` (70 ns), not under `class`. A
+    # miss is no read; after zswap_invalidate the entry is gone (an unmatched read).
+    tr = _trace(
+        tmp_path,
+        "t",
+        ts_ns=[0, 0, 50, 60, 70, 80],
+        event=[
+            "zswap_store",
+            "zs_malloc",
+            "zswap_load",
+            "zswap_load",
+            "zswap_invalidate",
+            "zswap_writeback",
+        ],
+        cpu=[0, 0, 1, 1, 1, 1],
+        size_bytes=[700, 700, 0, 0, 0, 0],
+        handle=[5, 77, 5, 6, 5, 5],
+        duration_ns=[0, 120, 0, 0, 0, 0],
+        swap_entry=[5, None, 5, 6, 5, 5],
+        outcome=["stored", None, "hit", "miss", None, "written"],
+    )
+    res = replay(tr, locks=["class", "pool"], cost_model=BARE)
+    assert (res.counters["reads"], res.counters["unmatched_read"]) == (2, 1)
+    assert res.meta["ztrace.reads"].startswith("zswap_load hits")
+    s = {r["lock_design"]: r for r in res.summary}
+    assert (s["pool"]["acquisitions"], s["pool"]["contended"], s["pool"]["wait_ns_total"]) == (
+        3,
+        1,
+        70,
+    )
+    assert (s["class"]["contended"], s["class"]["wait_ns_total"]) == (0, 0)

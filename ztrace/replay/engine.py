@@ -41,6 +41,7 @@ from ztrace.replay.ingest import (
     AllocGroup,
     event_codes,
     malloc_ok,
+    swap_codes,
 )
 from ztrace.replay.locks import parse_designs
 from ztrace.replay.locks._state import SimState
@@ -187,6 +188,11 @@ def replay(
     has_ok = "ok" in names  # zs_malloc's outcome, from a return probe
     if has_ok:
         cols.append("ok")
+    # reads from zswap's own events, unless zsmalloc's read functions were traced
+    zs_reads = sum(pre.counts.get(e, 0) for e in ("zs_map_object", "zs_obj_read_begin"))
+    swap_reads = zs_reads == 0 and "outcome" in names and pre.counts.get("zswap_load", 0) > 0
+    if swap_reads:
+        cols += ["outcome"] + (["swap_entry"] if "swap_entry" in names else [])
     probe_ns = np.int64(cm_model.probe_overhead_ns)
     n_imputed = 0
     last_arr = np.zeros(1, dtype=np.int64)
@@ -216,6 +222,12 @@ def replay(
             else:
                 clsidx = np.full(n, -1, dtype=np.int64)
             code = event_codes(batch.column("event"))
+            swap_key = handle_bits = batch.column("handle").to_numpy().view(np.int64)
+            if swap_reads:
+                code = swap_codes(code, batch.column("event"), batch.column("outcome"))
+                if "swap_entry" in cols:
+                    se = batch.column("swap_entry").fill_null(0).to_numpy().view(np.int64)
+                    swap_key = np.where(se != 0, se, handle_bits)
             size = batch.column("size_bytes").to_numpy().astype(np.int64)
             handle = batch.column("handle").to_numpy()
             if ref_sizes is not None:
@@ -231,6 +243,7 @@ def replay(
                 # int64 bits of the u64 handle: the table compares and hashes the bits
                 "handle": handle.view(np.int64),
                 "dur": dur,
+                "swap_key": swap_key,
                 "ok": malloc_ok(code, handle, batch.column("ok") if has_ok else None),
                 "cpu": cpu,
                 "clsidx": clsidx,
@@ -272,6 +285,9 @@ def replay(
         "ztrace.cost_provenance": json.dumps(provenance, sort_keys=True),
         "ztrace.kernel_release": meta.kernel_release,
         "ztrace.replica": f"jitter_ns={jitter_ns},resample_holds={resample_holds}",
+        "ztrace.reads": "zswap_load hits and zswap_writeback (zs_map_object inside)"
+        if swap_reads
+        else ("zs_map_object/zs_obj_read_begin" if zs_reads else "none traced"),
         "ztrace.sizes": "traced"
         if ref_sizes is None
         else f"imputed: {n_imputed} zs_malloc sizes drawn (seeded) from the "

@@ -41,6 +41,9 @@ EV_CODES = {
     "zs_obj_read_begin": EV_READ,
 }
 N_EV = max(EV_CODES.values()) + 1
+#: zswap's own events, for traces without zsmalloc read probes (:func:`swap_codes`): a
+#: stored entry (its object's size), a read of it, its end
+EV_SWAP_STORE, EV_SWAP_READ, EV_SWAP_DROP = N_EV, N_EV + 1, N_EV + 2
 #: zs_malloc's return value on failure: 0 before v6.0, ERR_PTR(-errno) since "zsmalloc:
 #: zs_malloc: return ERR_PTR on failure" (v6.0): the top 4095 values of an unsigned long
 ERR_HANDLE_MIN = np.uint64(2**64 - 4095)
@@ -93,6 +96,23 @@ def event_codes(col: pa.Array) -> np.ndarray:
     return lut[ind.astype(np.int64)]
 
 
+def swap_codes(code: np.ndarray, event: pa.Array, outcome: pa.Array) -> np.ndarray:
+    """``code`` with zswap's events turned into reads of zsmalloc objects.
+
+    6.12 zswap_load() (hit) and zswap_writeback_entry() both decompress the entry:
+    zswap_decompress() -> zpool_map_handle() -> zs_map_object() (mm/zswap.c, v6.12). A
+    capture with zswap probes but no zsmalloc read probes thus still shows every read;
+    the entry's size class comes from its zswap_store (``size_bytes`` = compressed size).
+    """
+    ev = event.cast(pa.string()).to_numpy(zero_copy_only=False)
+    out = outcome.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
+    code = code.copy()
+    code[(ev == "zswap_store") & (out == "stored")] = EV_SWAP_STORE
+    code[((ev == "zswap_load") & (out == "hit")) | (ev == "zswap_writeback")] = EV_SWAP_READ
+    code[ev == "zswap_invalidate"] = EV_SWAP_DROP
+    return code
+
+
 def malloc_ok(code: np.ndarray, handle: np.ndarray, ok: pa.Array | None) -> np.ndarray:
     """1 where an event is not a failed zs_malloc (int64): failed = the trace's ``ok``
     column is false, or the returned handle is 0 / an ERR_PTR (:data:`ERR_HANDLE_MIN`)."""
@@ -118,6 +138,9 @@ def _ingest(
     binidx,
     htab,
     hn,
+    stab,
+    sn,
+    swap_key,
     front,
     cm,
     out_kind,
@@ -141,8 +164,9 @@ def _ingest(
     this from disk.
     """
     cap = htab.shape[0]
+    scap = stab.shape[0]
     for j in range(start, idx.shape[0]):
-        if 2 * (hn[0] + 1) > cap:
+        if 2 * (hn[0] + 1) > cap or 2 * (sn[0] + 1) > scap:
             return j
         i = idx[j]
         b = binidx[i]
@@ -226,6 +250,28 @@ def _ingest(
                 # copy (it ends before the caller copies), so it is not used here
                 sz = model.cls_size[c]
                 out_cost[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
+        elif ev == EV_SWAP_STORE:  # a zswap entry and the size class of its object
+            s = hm_find(stab, swap_key[i])
+            if s < 0:
+                s = -1 - s
+                sn[0] += 1
+            stab[s, HM_KEY] = swap_key[i]
+            stab[s, HM_CLS] = zsm.class_index(model, size[i])
+        elif ev == EV_SWAP_READ:
+            counters[K_READ] += 1
+            s = hm_find(stab, swap_key[i])
+            if s < 0:
+                counters[K_UNMATCHED_READ] += 1
+            else:
+                c = stab[s, HM_CLS]
+                out_kind[i] = OP_READ
+                out_cls[i] = c
+                out_cost[i] = cm[C_WRITE_BASE] + model.cls_size[c] * cm[C_WRITE_KIB] // 1024
+        elif ev == EV_SWAP_DROP:
+            s = hm_find(stab, swap_key[i])
+            if s >= 0:
+                hm_delete(stab, s)
+                sn[0] -= 1
         elif ev == EV_COMPACT:
             counters[K_COMPACT] += 1
             zsm.compact(model)
@@ -282,6 +328,7 @@ class AllocGroup:
         self.seed = seed
         self.models = [new_pool(table, ratio_groups=ratio_groups) for _ in range(self.n_pools)]
         self.maps = [HandleMap() for _ in range(self.n_pools)]
+        self.swap_maps = [HandleMap(1 << 4) for _ in range(self.n_pools)]
         nc = table.n_classes
         make_front = design.front if design.front is not None else plain_front
         self.fronts = [make_front(n_cpus, nc) for _ in range(self.n_pools)]
@@ -317,6 +364,7 @@ class AllocGroup:
             if len(idx) == 0:
                 continue
             hm = self.maps[p]
+            sm = self.swap_maps[p]
             if max_bin >= len(self.pages[p]):
                 grown = np.full(max(max_bin + 1, 2 * len(self.pages[p])), -1, dtype=np.int64)
                 grown[: len(self.pages[p])] = self.pages[p]
@@ -340,6 +388,9 @@ class AllocGroup:
                     b["bin"],
                     hm.tab,
                     hm.n,
+                    sm.tab,
+                    sm.n,
+                    b["swap_key"],
                     self.fronts[p],
                     cm,
                     out["kind"],
@@ -356,7 +407,9 @@ class AllocGroup:
                     self.counters,
                 )
                 if pos < len(idx):
-                    hm.grow()
+                    for m in (hm, sm):
+                        if 2 * (int(m.n[0]) + 1) > m.tab.shape[0]:
+                            m.grow()
             if snap_on and snap_n[0]:
                 self.snaps.append(snap[: snap_n[0]].copy())
         return out
