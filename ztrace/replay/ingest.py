@@ -16,6 +16,14 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from ztrace.format.events import (
+    EV_COMPACT,
+    EV_FREE,
+    EV_MALLOC,
+    EV_MIGRATE,
+    EVENT_CODES,
+    READ_EVENTS,
+)
 from ztrace.model import zsmalloc as zsm
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
@@ -29,21 +37,21 @@ from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, 
 from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
-#: event name -> ingest code (-1: not an allocator op)
-EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE, EV_READ = 0, 1, 2, 3, 4
+#: allocator event name -> its code, as defined once in ztrace.format.events (the BPF
+#: ``ZT_EV_*`` values); every other event ingests as -1 (not an allocator op)
 EV_CODES = {
-    "zs_malloc": EV_MALLOC,
-    "zs_free": EV_FREE,
-    "zs_compact": EV_COMPACT,
-    "zs_migrate": EV_MIGRATE,
-    # the read side: zs_map_object() up to 6.14, zs_obj_read_begin() from 6.15
-    "zs_map_object": EV_READ,
-    "zs_obj_read_begin": EV_READ,
+    name: EVENT_CODES[name] for name in ("zs_malloc", "zs_free", "zs_compact", "zs_migrate")
 }
-N_EV = max(EV_CODES.values()) + 1
-#: zswap's own events, for traces without zsmalloc read probes (:func:`swap_codes`): a
-#: stored entry (its object's size), a read of it, its end
-EV_SWAP_STORE, EV_SWAP_READ, EV_SWAP_DROP = N_EV, N_EV + 1, N_EV + 2
+#: Ingest-only codes, after the event codes: derived from events that have no BPF code yet
+#: (reads: zs_map_object up to 6.14, zs_obj_read_begin from 6.15; see READ_EVENTS) or from
+#: zswap events plus their outcome (:func:`swap_codes`).
+IN_READ = max(EV_CODES.values()) + 1
+IN_CODES: dict[str, int] = {**EV_CODES, **dict.fromkeys(READ_EVENTS, IN_READ)}
+#: rows of per-event-code tables (codes index them directly)
+N_EV = IN_READ + 1
+#: zswap's own events, for traces without zsmalloc read probes: a stored entry (its
+#: object's size), a read of it, its end
+IN_SWAP_STORE, IN_SWAP_READ, IN_SWAP_DROP = N_EV, N_EV + 1, N_EV + 2
 #: zs_malloc's return value on failure: 0 before v6.0, ERR_PTR(-errno) since "zsmalloc:
 #: zs_malloc: return ERR_PTR on failure" (v6.0): the top 4095 values of an unsigned long
 ERR_HANDLE_MIN = np.uint64(2**64 - 4095)
@@ -91,7 +99,7 @@ def event_codes(col: pa.Array) -> np.ndarray:
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
-    lut = np.array([EV_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1], dtype=np.int8)
+    lut = np.array([IN_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1], dtype=np.int8)
     ind = col.indices.to_numpy(zero_copy_only=False)
     return lut[ind.astype(np.int64)]
 
@@ -107,9 +115,9 @@ def swap_codes(code: np.ndarray, event: pa.Array, outcome: pa.Array) -> np.ndarr
     ev = event.cast(pa.string()).to_numpy(zero_copy_only=False)
     out = outcome.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
     code = code.copy()
-    code[(ev == "zswap_store") & (out == "stored")] = EV_SWAP_STORE
-    code[((ev == "zswap_load") & (out == "hit")) | (ev == "zswap_writeback")] = EV_SWAP_READ
-    code[ev == "zswap_invalidate"] = EV_SWAP_DROP
+    code[(ev == "zswap_store") & (out == "stored")] = IN_SWAP_STORE
+    code[((ev == "zswap_load") & (out == "hit")) | (ev == "zswap_writeback")] = IN_SWAP_READ
+    code[ev == "zswap_invalidate"] = IN_SWAP_DROP
     return code
 
 
@@ -236,7 +244,7 @@ def _ingest(
             # (The pool design has no such step, so its free holds lookup_ns less.)
             d = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else dur[i]
             out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, d, cm)
-        elif ev == EV_READ:
+        elif ev == IN_READ:
             counters[K_READ] += 1
             s = hm_find(htab, handle[i])
             if s < 0:  # its zs_malloc was before the capture (or lost)
@@ -250,14 +258,14 @@ def _ingest(
                 # copy (it ends before the caller copies), so it is not used here
                 sz = model.cls_size[c]
                 out_cost[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
-        elif ev == EV_SWAP_STORE:  # a zswap entry and the size class of its object
+        elif ev == IN_SWAP_STORE:  # a zswap entry and the size class of its object
             s = hm_find(stab, swap_key[i])
             if s < 0:
                 s = -1 - s
                 sn[0] += 1
             stab[s, HM_KEY] = swap_key[i]
             stab[s, HM_CLS] = zsm.class_index(model, size[i])
-        elif ev == EV_SWAP_READ:
+        elif ev == IN_SWAP_READ:
             counters[K_READ] += 1
             s = hm_find(stab, swap_key[i])
             if s < 0:
@@ -267,7 +275,7 @@ def _ingest(
                 out_kind[i] = OP_READ
                 out_cls[i] = c
                 out_cost[i] = cm[C_WRITE_BASE] + model.cls_size[c] * cm[C_WRITE_KIB] // 1024
-        elif ev == EV_SWAP_DROP:
+        elif ev == IN_SWAP_DROP:
             s = hm_find(stab, swap_key[i])
             if s >= 0:
                 hm_delete(stab, s)

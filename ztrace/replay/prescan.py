@@ -13,7 +13,7 @@ from numba import njit
 
 from ztrace.format import iter_batches
 from ztrace.replay.hashing import splitmix64_array
-from ztrace.replay.ingest import EV_CODES, N_EV, event_codes
+from ztrace.replay.ingest import IN_CODES, N_EV, event_codes
 from ztrace.replay.locks._sim import HIST_EXACT, HIST_N, HIST_SUB, hist_index, hist_quantile
 
 
@@ -91,7 +91,7 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
             _dur_hist(event_codes(ev), dur, hist)
     medians = {}
     measured = {}
-    for name, c in EV_CODES.items():
+    for name, c in IN_CODES.items():
         if hist[c].sum():
             medians[name] = hist_quantile(hist[c], 0.5)
             measured[name] = int(hist[c].sum())

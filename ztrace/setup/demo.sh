@@ -36,7 +36,7 @@ zt replay "$samples/host-6.18-locks" --locks class --sizes-from "$samples/guest-
   --json > "$out/summary-host.json"
 "$vpy" - "$out/summary-host.json" "$samples/host-6.18-locks" <<'PY'
 import json, sys
-from ztrace.validate.crosskernel import measured
+from ztrace.checks.crosskernel import measured
 r = json.load(open(sys.argv[1]))["locks"][0]
 m = measured(sys.argv[2])
 print(f"host 6.18 under class: predicted {r['contended']} contended, {r['wait_ns_total']} ns wait "
