@@ -61,6 +61,12 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
 @click.option("--bin-ms", type=float, default=None, help="Timeline bin width in ms.")
 @click.option("--lru", "lru", default=None, help="LRU designs (needs zswap events).")
 @click.option("--pool-limit", default=None, help="LRU pool limit: pages, 64M or 20%.")
+@click.option(
+    "--sizes-from",
+    default=None,
+    type=click.Path(path_type=str),
+    help="For a trace without zs_malloc sizes: draw them from this capture's (labelled).",
+)
 @quiet_option
 def command(
     trace: str,
@@ -73,6 +79,7 @@ def command(
     bin_ms: float | None,
     lru: str | None,
     pool_limit: str | None,
+    sizes_from: str | None,
     quiet: bool,
 ) -> None:
     """Replay TRACE under lock designs (perf lock contention vocabulary) in one pass."""
@@ -97,6 +104,7 @@ def command(
             speedup=speedup,
             bin_ns=bin_ns,
             progress=not quiet,
+            sizes_from=sizes_from,
         )
     lru_tables: dict[str, Any] = {}
     if lru:

@@ -187,6 +187,9 @@ def build_report(
         n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
     ]
     out["trust"] = trust_of(results).as_dict()
+    prov = results.summary.get("cost_provenance")
+    if isinstance(prov, dict) and prov:  # results written since issue 10
+        out["cost_provenance"] = prov
     return out
 
 
@@ -369,6 +372,9 @@ def _footer_text(report: dict[str, Any]) -> str:
             lines.append("histogram of failure reasons")
             lines.extend(f" {k:>14}: {v}" for k, v in t["bad"].items())
     lines.append(f"source: {t['source']}" + (f" ({t['trace']})" if t["trace"] else ""))
+    if report.get("cost_provenance"):  # where every hold time came from (issue 10)
+        lines.append("hold times (measured / fitted / default):")
+        lines.extend(f" {k:>17}: {v}" for k, v in report["cost_provenance"].items())
     if report["absent"]:
         lines.append(f"absent: {', '.join(report['absent'])}")
     return "\n".join(lines) + "\n"

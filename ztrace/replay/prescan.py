@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 from numba import njit
 
 from ztrace.format import open_trace
-from ztrace.replay.ingest import EV_CODES, N_EV, event_codes
-from ztrace.replay.locks._sim import HIST_N, hist_index, hist_quantile
+from ztrace.replay.hashing import splitmix64_array
+from ztrace.replay.ingest import IN_CODES, N_EV, event_codes
+from ztrace.replay.locks._sim import HIST_EXACT, HIST_N, HIST_SUB, hist_index, hist_quantile
 
 
 @njit(cache=True)
@@ -31,6 +32,12 @@ class Prescan:
     max_cpu: int
     counts: dict[str, int]
     medians: dict[str, int]
+    #: rows with a measured duration (> 0) per event kind
+    measured: dict[str, int]
+    #: largest size_bytes (Parquet statistics; None when a file lacks them)
+    size_max: int | None
+    #: measured durations per ingest event code (histogram, see locks._sim.hist_index)
+    dur_hist: np.ndarray
 
 
 def prescan(path: str | os.PathLike[str]) -> Prescan:
@@ -65,7 +72,39 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
             dur = batch.column("duration_ns").to_numpy().astype(np.int64)
             _dur_hist(event_codes(ev), dur, hist)
     medians = {}
-    for name, c in EV_CODES.items():
+    measured = {}
+    for name, c in IN_CODES.items():
         if hist[c].sum():
             medians[name] = hist_quantile(hist[c], 0.5)
-    return Prescan(n, ts0 or 0, ts_last or 0, max_cpu, counts, medians)
+            measured[name] = int(hist[c].sum())
+    size_max = tr.column_max("size_bytes")
+    return Prescan(n, ts0 or 0, ts_last or 0, max_cpu, counts, medians, measured, size_max, hist)
+
+
+def bucket_low(idx: np.ndarray) -> np.ndarray:
+    """Lower bound of histogram buckets (vectorised ``locks._sim.hist_bounds``)."""
+    idx = idx.astype(np.int64)
+    k = np.maximum((idx - HIST_EXACT) // HIST_SUB + 1, 0)
+    m = (idx - HIST_EXACT) % HIST_SUB + HIST_SUB
+    return np.where(idx < HIST_EXACT, idx, m << k)
+
+
+def resample_durations(
+    dur: np.ndarray, code: np.ndarray, hist: np.ndarray, offset: int, seed: int
+) -> np.ndarray:
+    """Measured durations replaced by seeded draws from the trace's own distribution of the
+    same event kind (``hist``: :attr:`Prescan.dur_hist`): one replica of the hold-time
+    uncertainty. Rows without a measured duration stay 0."""
+    out = dur.copy()
+    rows = np.arange(offset, offset + len(dur), dtype=np.uint64)
+    mix = np.uint64((seed * 0xA0761D6478BD642F + 0xE7037ED1A0B428DB) % 2**64)
+    u = splitmix64_array(rows ^ mix)
+    for c in range(hist.shape[0]):
+        total = int(hist[c].sum())
+        sel = (code == c) & (dur > 0)
+        if total == 0 or not sel.any():
+            continue
+        cdf = np.cumsum(hist[c])
+        pick = np.searchsorted(cdf, (u[sel] % np.uint64(total)).astype(np.int64), side="right")
+        out[sel] = np.maximum(bucket_low(pick), 1)
+    return out
