@@ -10,7 +10,7 @@ SYS_STAMP := $(VENV)/.ztrace-system
 DEMO_OUT ?= build/demo
 PYTEST_ARGS ?=
 
-.PHONY: all setup system demo test lint bench vm-image vm-test clean
+.PHONY: all setup system demo test lint regen bench vm-image vm-test clean
 
 all: test
 
@@ -43,6 +43,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Generated sources (checked in; tests fail when they are stale): the lock core.
+regen: $(STAMP)
+	$(VPY) -m ztrace.replay.locks._gen_core
 
 # The VM image (stock Debian 6.1 and 6.12 kernels) is cached in /var/cache/ztrace-vm.
 vm-image: $(STAMP)

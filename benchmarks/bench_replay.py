@@ -14,6 +14,12 @@ configuration.
     .venv/bin/python -m benchmarks.bench_replay --locks class,pool,pools:32,striped:8,magazine
     .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
     .venv/bin/python -m benchmarks.bench_replay --runs 1 --no-anchor --startup  # start time
+    .venv/bin/python -m benchmarks.bench_replay --ab-against /tmp/ab-old --rounds 7  # A/B
+
+``--ab-against DIR`` compares this checkout with another one (e.g. ``git worktree add
+/tmp/ab-old <commit>``): it runs ``--runs 1 --no-anchor`` in a fresh process of each tree,
+alternating A B A B ... ``--rounds`` times so that host load hits both alike, and prints one
+JSON line with both trees' median CPU throughput, their spread (min, max) and the ratio.
 """
 
 from __future__ import annotations
@@ -110,10 +116,11 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     from ztrace.model.zsmalloc import free as zs_free
     from ztrace.model.zsmalloc import malloc as zs_malloc
     from ztrace.model.zsmalloc import new_pool
-    from ztrace.replay import engine as E
+    from ztrace.replay import handles as E
+    from ztrace.replay.ingest import event_codes
 
     t = read_trace(trace, columns=["event", "size_bytes", "handle"]).table.slice(0, n)
-    code = E._event_codes(t.column("event"))
+    code = event_codes(t.column("event"))
     size = t.column("size_bytes").to_numpy().astype(np.int64)
     handle = t.column("handle").to_numpy().view(np.int64)
 
@@ -121,24 +128,24 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     def model_only(pool, code, size, handle, tab):  # type: ignore[no-untyped-def]
         for i in range(code.shape[0]):
             if code[i] == 0:
-                s = -1 - E._hm_find(tab, handle[i])
+                s = -1 - E.hm_find(tab, handle[i])
                 tab[s, 0] = handle[i]
                 tab[s, 1] = zs_malloc(pool, size[i])
                 tab[s, 2] = 0
             elif code[i] == 1:
-                s = E._hm_find(tab, handle[i])
+                s = E.hm_find(tab, handle[i])
                 zs_free(pool, tab[s, 1])
-                E._hm_delete(tab, s)
+                E.hm_delete(tab, s)
 
     @njit
     def table_only(code, handle, tab):  # type: ignore[no-untyped-def]
         for i in range(code.shape[0]):
             if code[i] == 0:
-                s = -1 - E._hm_find(tab, handle[i])
+                s = -1 - E.hm_find(tab, handle[i])
                 tab[s, 0] = handle[i]
                 tab[s, 2] = 0
             elif code[i] == 1:
-                E._hm_delete(tab, E._hm_find(tab, handle[i]))
+                E.hm_delete(tab, E.hm_find(tab, handle[i]))
 
     out = {}
     cap = 1 << int(np.ceil(np.log2(4 * n)))
@@ -207,6 +214,54 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _ab(args: argparse.Namespace) -> int:
+    """Alternate single-run processes of this tree (B, "new") and ``--ab-against`` (A)."""
+    import subprocess
+
+    trees = {"old": Path(args.ab_against).resolve(), "new": Path(__file__).resolve().parents[1]}
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_replay",
+        "--events",
+        str(args.events),
+        "--runs",
+        "1",
+        "--no-anchor",
+        "--locks",
+        args.locks,
+        "--work",
+        args.work,
+    ]
+    got: dict[str, list[float]] = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+            env = dict(os.environ, PYTHONPATH=str(trees[name]))
+            out = subprocess.run(
+                cmd, cwd=trees[name], env=env, capture_output=True, text=True, check=True
+            )
+            got[name].append(json.loads(out.stdout.splitlines()[-1])["median_events_per_cpu_s"])
+    med = {k: statistics.median(v) for k, v in got.items()}
+    print(
+        json.dumps(
+            {
+                "bench": "replay-ab",
+                "machine": _machine(),
+                "command": f"python -m benchmarks.bench_replay --ab-against {args.ab_against} "
+                f"--rounds {args.rounds} --events {args.events} --locks {args.locks}",
+                "trees": {k: str(v) for k, v in trees.items()},
+                "events_per_cpu_s": got,
+                "median_events_per_cpu_s": med,
+                "spread": {k: [min(v), max(v)] for k, v in got.items()},
+                "ratio_new_over_old": round(med["new"] / med["old"], 3),
+                "load_avg_1m": os.getloadavg()[0],
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -224,9 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Also time fresh processes: cold (empty numba cache) and warm.",
     )
+    ap.add_argument(
+        "--ab-against",
+        metavar="DIR",
+        help="A/B: alternate fresh runs of this checkout and the checkout in DIR.",
+    )
+    ap.add_argument("--rounds", type=int, default=7, help="A/B rounds (default 7).")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.ab_against:
+        return _ab(args)
 
     from ztrace.replay.engine import replay
 

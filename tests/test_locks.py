@@ -1,10 +1,13 @@
 """Lock designs and the lock core on hand-built op sequences: exact waits, no tolerance.
 
-These drive :class:`ztrace.replay.locks._sim.SimState` directly with op arrays (kind, class,
+These drive :class:`ztrace.replay.locks._state.SimState` directly with op arrays (kind, class,
 cost), so every expected number below can be checked with pencil and paper.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,11 @@ import pytest
 from ztrace.errors import ConfigError
 from ztrace.replay.costs import CostModel
 from ztrace.replay.locks import (
+    M_READ,
+    M_SPIN,
+    M_WRITE,
+    N_MODES,
+    N_OPS,
     OP_COMPACT,
     OP_FREE,
     OP_MAG_HIT,
@@ -20,6 +28,7 @@ from ztrace.replay.locks import (
     available,
     get_design,
     parse_designs,
+    register,
 )
 from ztrace.replay.locks._sim import (
     S_ACQ,
@@ -27,11 +36,11 @@ from ztrace.replay.locks._sim import (
     S_HOLD,
     S_WAIT,
     S_WMAX,
-    SimState,
     hist_bounds,
     hist_index,
     hist_quantile,
 )
+from ztrace.replay.locks._state import SimState
 
 LOOKUP = CostModel().lookup_ns  # 20 ns: the pool read-lock hold of a handle lookup
 
@@ -44,10 +53,11 @@ def run(
     write_after: bool = False,
     cost2: int = 0,
     cost3: int = 0,
+    reference: bool = False,
 ) -> SimState:
     """ops: (arrival ns, cpu, kind, class, cost ns). Returns the finished state."""
     d = get_design(design)
-    s = SimState(d, ncpu, 255, CostModel().as_array(), write_after)
+    s = SimState(d, ncpu, 255, CostModel().as_array(), write_after, reference=reference)
     a = np.array(ops, dtype=np.int64).reshape(-1, 5)
     n = len(a)
     z = np.zeros(n, dtype=np.int64)
@@ -88,7 +98,7 @@ def test_registry_names_and_aliases() -> None:
     assert get_design("zswap-pools").name == "pools:32"
     assert get_design("pools:4").n_locks == 4
     assert get_design("striped:8").n_locks == 1 + 8
-    assert get_design("mag:8").magazine == 8
+    assert get_design("mag:8").params == {"capacity": 8}
 
 
 def test_unknown_design_lists_valid_names() -> None:
@@ -176,15 +186,17 @@ def test_rwlock_readers_share_and_writer_is_fair() -> None:
     s = run("class", ops)
     d = s.design
     rows = {
-        (d.lock_name(r // 3), r % 3): tuple(int(x) for x in s.lstats[r, [S_ACQ, S_CONT, S_WAIT]])
+        (d.lock_name(r // N_MODES), r % N_MODES): tuple(
+            int(x) for x in s.lstats[r, [S_ACQ, S_CONT, S_WAIT]]
+        )
         for r in np.flatnonzero(s.lstats[:, S_ACQ])
     }
-    assert rows[("pool", 1)] == (3, 1, 1025 - 30)  # rwlock:R: only the late reader waited
-    assert rows[("pool", 2)] == (1, 1, 25 - 10)  # rwlock:W waited for both readers
-    assert rows[("class[10]", 0)] == (1, 0, 0)
+    assert rows[("pool", M_READ)] == (3, 1, 1025 - 30)  # only the late reader waited
+    assert rows[("pool", M_WRITE)] == (1, 1, 25 - 10)  # the writer waited for both readers
+    assert rows[("class[10]", M_SPIN)] == (1, 0, 0)
     # pool read holds: 0..20, 5..25, 1025..1045 = 60; write hold 25..1025 = 1000
-    assert int(s.lstats[0 * 3 + 1, S_HOLD]) == 3 * LOOKUP
-    assert int(s.lstats[0 * 3 + 2, S_HOLD]) == 1000
+    assert int(s.lstats[0 * N_MODES + M_READ, S_HOLD]) == 3 * LOOKUP
+    assert int(s.lstats[0 * N_MODES + M_WRITE, S_HOLD]) == 1000
 
 
 def test_pool_design_serialises_compaction_with_everything() -> None:
@@ -240,3 +252,100 @@ def test_histogram_buckets() -> None:
         h[hist_index(v)] += 1
     assert hist_quantile(h, 0.5) == 20
     assert hist_quantile(h, 0.99) == 40
+
+
+# ------------------------------------------------------------------ one source for the core
+
+
+def test_duplicate_design_name_or_alias_fails_at_registration() -> None:
+    def factory(param: int | None, n_classes: int) -> None:
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="lock design `class` registered twice"):
+        register("class")(factory)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"alias `6\.2` already names `pool`"):
+        register("new-design", "6.2")(factory)  # type: ignore[arg-type]
+    assert "new-design" not in available()
+
+
+def test_sim_core_is_generated_from_the_one_written_body() -> None:
+    from ztrace.replay.locks import _gen_core
+
+    assert _gen_core.OUT.read_text() == _gen_core.generate(_gen_core.SRC.read_text()), (
+        "ztrace/replay/locks/_sim_core.py is stale: run python -m ztrace.replay.locks._gen_core"
+    )
+
+
+def test_generated_core_runs_exactly_like_the_written_one() -> None:
+    # Every op kind on every design, 4 CPUs, random arrivals/classes/costs: the generated
+    # core and the written module (which calls _phase) leave identical state behind.
+    rng = np.random.default_rng(7)
+    n = 3000
+    ops = list(
+        zip(
+            np.cumsum(rng.integers(0, 60, n)).tolist(),
+            rng.integers(0, 4, n).tolist(),
+            rng.integers(0, N_OPS, n).tolist(),
+            rng.integers(0, 40, n).tolist(),
+            rng.integers(1, 300, n).tolist(),
+            strict=True,
+        )
+    )
+    for design in ("class", "pool", "pools:3", "striped:4", "magazine:8"):
+        a = run(design, ops, write_after=True, cost2=500, cost3=40)
+        b = run(design, ops, write_after=True, cost2=500, cost3=40, reference=True)
+        assert waits(a)[1] > 0, design  # contended: the interesting paths ran
+        for name in ("lstats", "cstats", "hist", "l2h", "tl", "cpu_free", "lock_free", "sc"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), (design, name)
+
+
+_CACHE_PROBE = """
+import numpy as np, ztrace
+from ztrace.replay.engine import replay  # registers the cache dependencies
+from ztrace.replay.locks import _sim_core, get_design
+from ztrace.replay.locks._state import SimState
+from ztrace.replay.costs import CostModel
+assert ztrace.__file__.startswith({root!r}), ztrace.__file__
+s = SimState(get_design("class"), 2, 255, CostModel().as_array(), True)
+e = np.zeros(1, dtype=np.int64)
+s.feed(e, e, e, e + 3, e, e + 100, e, e, e, final=True)
+print(sum(_sim_core.sim_batch.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.slow  # three fresh processes, two of them compile the core
+def test_numba_cache_is_invalidated_by_a_module_the_core_reads(tmp_path: Path) -> None:
+    # A copy of the package with its own numba cache: the second process loads sim_batch
+    # from the cache; after an edit to _sim.py (which sim_batch's machine code includes,
+    # but which is not sim_batch's own file) the third process must compile again.
+    import shutil
+    import subprocess
+    import sys
+
+    import ztrace
+
+    root = tmp_path / "src"
+    shutil.copytree(
+        Path(ztrace.__file__).parent, root / "ztrace", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = dict(os.environ, PYTHONPATH=str(root), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = _CACHE_PROBE.format(root=str(root))
+
+    def hits() -> int:
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=tmp_path,  # not the checkout: `-c` puts the working directory on sys.path
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        return int(r.stdout.split()[-1])
+
+    assert hits() == 0  # cold: compiles
+    assert hits() == 1  # warm: from the cache
+    sim = root / "ztrace" / "replay" / "locks" / "_sim.py"
+    sim.write_text(sim.read_text() + "\n# an edit\n")
+    assert hits() == 0  # the edit invalidated sim_batch's cache entry
+    assert hits() == 1

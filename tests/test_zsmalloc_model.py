@@ -242,7 +242,7 @@ def test_model_and_replay_core_are_disk_cached() -> None:
     """Every model function and the replay ingest are ``cache=True`` (the pool is a
     structref, not a jitclass): a new process loads them instead of compiling ~20 s."""
     from ztrace.model import zsmalloc as Z
-    from ztrace.replay import engine as E
+    from ztrace.replay import ingest as E
 
     fns = (
         Z.malloc,

@@ -1,10 +1,10 @@
 """Lock designs for the replay engine, one module per design, registered by name.
 
 A design is *data*, not code: :class:`LockDesign` compiles the locking of every operation
-kind into small integer tables (``steps``), so the single numba core in
-:mod:`ztrace.replay.locks._sim` runs any design without a Python call per event. This is the
-libCacheSim habit (one interface, one file per algorithm, one registry with aliases) applied
-to locks.
+kind into small integer tables (``steps``), so the single numba core
+(:mod:`ztrace.replay.locks._sim_core`, generated from ``_sim``) runs any design without a
+Python call per event. This is the libCacheSim habit (one interface, one file per
+algorithm, one registry with aliases) applied to locks.
 
 Interface, in five lines::
 
@@ -15,10 +15,15 @@ Interface, in five lines::
     until: U_OWN (release after hold) | U_NEXT (hand over: release once the next lock is
            granted) | U_END (outer lock held to the end of the op)
 
-plus ``n_pools`` (independent pools, each with its own allocator model), ``n_sub`` /
-``sub_of_class`` (how class index maps to a sub-lock) and ``magazine`` (per-CPU object cache
-capacity; 0 = none). Register a design with :func:`register`; resolve a user's spec string
-(``"pools:32"``) with :func:`get_design`. An unknown name raises ConfigError listing the names.
+plus ``n_pools`` (independent pools, each with its own allocator model) with ``pool_of``
+(which pool an object lives in), ``n_sub`` / ``sub_of_class`` (how class index maps to a
+sub-lock) and ``front`` (an allocator front such as magazine's per-CPU caches, see
+:mod:`ztrace.replay.locks._front`; default: none). Register a design with :func:`register`;
+resolve a user's spec string (``"pools:32"``) with :func:`get_design`. An unknown name raises
+ConfigError listing the names; a name or alias registered twice raises at import time.
+
+A new design is one file here (its factory, decorated with ``@register``, plus its front if
+it has one) and one line in ``_MODULES``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,10 +64,19 @@ OP_NAMES = (
 #: kinds after which the engine runs the OP_WRITE steps (zram/zswap write right after malloc)
 MALLOC_KINDS = (OP_MALLOC, OP_MALLOC_GROW, OP_MAG_HIT, OP_MAG_REFILL)
 
+#: lock spaces: CPU work without a lock, the pool-wide lock, a sub-lock (class or stripe)
 SP_NONE, SP_POOL, SP_SUB = 0, 1, 2
+#: lock modes: spinlock, qrwlock read, qrwlock write
 M_SPIN, M_READ, M_WRITE = 0, 1, 2
+N_MODES = 3
+#: hold kinds: which cost term a step holds its lock for
 H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT = 0, 1, 2, 3, 4
+N_HOLDS = 5
+#: release points: after the hold, once the next lock is granted, at the end of the op
 U_OWN, U_NEXT, U_END = 0, 1, 2
+#: columns of one step
+ST_SPACE, ST_MODE, ST_HOLD, ST_UNTIL = 0, 1, 2, 3
+N_STEP_FIELDS = 4
 MAX_STEPS = 4
 #: perf lock contention / kernel lock type names, indexed by mode
 MODE_TYPES = ("spinlock", "rwlock:R", "rwlock:W")
@@ -76,25 +91,30 @@ class LockDesign:
     name: str  #: canonical spec, e.g. ``"pools:32"``; the ``lock_design`` column
     family: str  #: registry name, e.g. ``"pools"``
     description: str
-    steps: np.ndarray  #: int64 (N_OPS, MAX_STEPS, 4)
+    steps: np.ndarray  #: int64 (N_OPS, MAX_STEPS, N_STEP_FIELDS)
     nsteps: np.ndarray  #: int64 (N_OPS,)
     n_pools: int = 1
     n_sub: int = 0  #: sub-locks per pool (classes or stripes); 0 = pool lock only
     sub_of_class: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pool_lock_type: str = "spinlock"  #: "spinlock" or "rwlock"
     sub_label: str = "class"  #: lock name prefix of sub-locks: class[37], stripe[2]
-    magazine: int = 0
     params: dict[str, int] = field(default_factory=dict)
+    #: ``pool_of(handles, seed) -> pool index per handle`` (int64); needed when n_pools > 1
+    pool_of: Callable[[np.ndarray, int], np.ndarray] | None = None
+    #: ``front(n_cpus, n_classes) -> front state`` (see ``_front``); None: no front
+    front: Callable[[int, int], tuple[Any, ...]] | None = None
+    #: what makes this design's front state differ from another's (e.g. its capacity)
+    front_key: tuple[Any, ...] = ()
 
     @property
     def n_locks(self) -> int:
         return self.n_pools * (1 + self.n_sub)
 
     @property
-    def allocator_key(self) -> tuple[int, int]:
+    def allocator_key(self) -> tuple[Any, ...]:
         """Designs with equal keys see the same allocator state, so the engine runs one
-        model for all of them (memory only depends on pools and magazines, not on locks)."""
-        return (self.n_pools, self.magazine)
+        model for all of them (memory only depends on pools and fronts, not on locks)."""
+        return (self.n_pools, self.front_key)
 
     def lock_name(self, lock_id: int) -> str:
         """Human name of a lock id, as in ``locks_by_lock.lock``."""
@@ -111,7 +131,7 @@ def compile_steps(table: dict[int, list[Step]]) -> tuple[np.ndarray, np.ndarray]
 
     Kinds missing from ``table`` take no lock and cost nothing.
     """
-    steps = np.zeros((N_OPS, MAX_STEPS, 4), dtype=np.int64)
+    steps = np.zeros((N_OPS, MAX_STEPS, N_STEP_FIELDS), dtype=np.int64)
     nsteps = np.zeros(N_OPS, dtype=np.int64)
     for op, seq in table.items():
         if len(seq) > MAX_STEPS:
@@ -125,7 +145,7 @@ def compile_steps(table: dict[int, list[Step]]) -> tuple[np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------------- registry
 
 Factory = Callable[[int | None, int], LockDesign]
-#: family name -> (module, factory attribute); filled by :func:`register`
+#: family name -> factory; filled by :func:`register`
 _REGISTRY: dict[str, Factory] = {}
 _ALIASES: dict[str, str] = {}
 _MODULES = ("classlock", "pool", "pools", "striped", "magazine")
@@ -136,6 +156,11 @@ def register(name: str, *aliases: str) -> Callable[[Factory], Factory]:
     """Decorator: register ``factory(param, n_classes) -> LockDesign`` under a name."""
 
     def deco(factory: Factory) -> Factory:
+        if name in _REGISTRY:
+            raise ValueError(f"lock design `{name}` registered twice")
+        for a in (name, *aliases):
+            if a in _ALIASES:
+                raise ValueError(f"lock design alias `{a}` already names `{_ALIASES[a]}`")
         _REGISTRY[name] = factory
         for a in (name, *aliases):
             _ALIASES[a] = name
@@ -209,3 +234,6 @@ def positive_param(family: str, param: int | None, default: int, lo: int, hi: in
     if not lo <= value <= hi:
         raise ConfigError(f"lock design `{family}:{value}`: parameter must be {lo}..{hi}")
     return value
+
+
+_load()  # register every design now: a duplicate name or alias fails at import time

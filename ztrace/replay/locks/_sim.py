@@ -29,17 +29,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ztrace.replay.costs import C_LOOKUP, C_MAG_HIT
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
     H_MAGHIT,
     H_OP,
+    H_WRITE,
     M_READ,
-    MALLOC_KINDS,
-    N_OPS,
-    OP_WRITE,
+    N_HOLDS,
+    N_MODES,
     SP_NONE,
     SP_POOL,
+    ST_HOLD,
+    ST_MODE,
+    ST_SPACE,
+    ST_UNTIL,
     U_NEXT,
     U_OWN,
 )
@@ -52,10 +57,27 @@ A_KIND, A_CLS, A_POOL, A_COST, A_COST2, A_COST3, A_BIN, A_STEP, A_ORD, A_LOOKUP,
     11
 )
 N_ACT = 11
-#: act column holding each hold kind's value (H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT)
-HOLD_COLUMN = (A_COST, A_LOOKUP, A_COST2, A_COST3, A_MAGHIT)
-# lock statistics columns (row = lock_id * 3 + mode)
+#: act column holding each hold kind's value, indexed by H_* kind
+HOLD_COLUMN = np.zeros(N_HOLDS, dtype=np.int64)
+HOLD_COLUMN[[H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT]] = (
+    A_COST,
+    A_LOOKUP,
+    A_COST2,
+    A_COST3,
+    A_MAGHIT,
+)
+# lock statistics columns (row = lock_id * N_MODES + mode)
 S_ACQ, S_CONT, S_WAIT, S_WMAX, S_WMIN, S_HOLD = range(6)
+N_STATS = 6
+# per-class statistics columns
+CS_ACQ, CS_CONT, CS_WAIT = range(3)
+N_CSTATS = 3
+# timeline columns (row = time bin)
+TL_OPS, TL_ACQ, TL_CONT, TL_WAIT = range(4)
+N_TL = 4
+#: lock_free columns: when the last queued exclusive holder releases (qspinlock / qrwlock
+#: writer) and the latest release of the granted readers
+LF_EXCL, LF_READ = 0, 1
 # scalar slots
 SC_HEAD, SC_TAIL, SC_HEAPN, SC_OPS = range(4)
 N_SC = 4
@@ -64,9 +86,6 @@ HIST_EXACT = 1024
 HIST_SUB = 512
 HIST_N = HIST_EXACT + 55 * HIST_SUB
 INF = np.int64(2**62)
-
-_H_OP, _H_LOOKUP, _H_ALLOCZS, _H_MAGHIT = H_OP, H_LOOKUP, H_ALLOCZS, H_MAGHIT
-_C_LOOKUP, _C_MAG_HIT = 3, 9  # costs.C_LOOKUP, costs.C_MAG_HIT (kept literal for numba)
 
 
 @njit(cache=True, inline="always")
@@ -112,11 +131,11 @@ def _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl):
         lstats[r, S_WMAX] = w
     if w < lstats[r, S_WMIN]:
         lstats[r, S_WMIN] = w
-    tl[b, 2] += 1
-    tl[b, 3] += w
+    tl[b, TL_CONT] += 1
+    tl[b, TL_WAIT] += w
     if cls >= 0:
-        cstats[cls, 1] += 1
-        cstats[cls, 2] += w
+        cstats[cls, CS_CONT] += 1
+        cstats[cls, CS_WAIT] += w
     hist[hist_index(w)] += 1
     lg = 0
     x = w
@@ -128,124 +147,114 @@ def _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl):
 
 @njit(cache=True, inline="always")
 def _phase(
-    c,
-    t,
-    act,
-    steps,
-    nsteps,
-    n_sub,
-    sub_of_class,
-    lock_free,
-    lstats,
-    cstats,
-    hist,
-    l2h,
-    tl,
-    cm,
-    prog_of,
+    c, ph_t, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl
 ):
-    """Run CPU ``c``'s active op from its current step, starting at ``t``, up to the next
+    """Run CPU ``c``'s active op from its current step, starting at ``ph_t``, up to the next
     point where it holds no lock; return the time it gets there.
 
-    Lock releases are written out inline: numba's IR-level inlining of a helper taking the
-    lock arrays made every op ~4x slower (measured: 80 vs 20 ns per uncontended op).
+    **The one written body of the lock core.** ``sim_batch`` and ``_drain`` below call it at
+    three sites; ``python -m ztrace.replay.locks._gen_core`` writes ``_sim_core.py``, where
+    each call ``end = _phase(c, T, ...)`` is replaced by this body (``ph_t = T`` before it,
+    ``end = ph_t`` after it). Passing the dozen arrays to a function, inlined by numba or
+    not, costs a reference-count increment and decrement per array per call (measured: 220
+    -> 150 ns per op on the 10 M-event trace), hence the generated copies; the locals carry
+    the ``ph_`` prefix so that they cannot collide with the caller's. The engine runs the
+    generated module; tests/test_locks.py regenerates it and compares, and runs this module
+    against it. Lock releases are written out inline: numba's IR-level inlining of a helper
+    taking the lock arrays made every op ~4x slower (measured: 80 vs 20 ns per uncontended op).
 
-    This function is the reference: ``sim_batch`` and ``_drain`` run a copy of its body
-    written out at each call site (locals prefixed ``ph_``, ``return t`` -> ``end = ph_t``),
-    because passing the dozen arrays to it, inlined or not, costs a reference-count
-    increment and decrement per array per call (measured: 220 -> 150 ns per op on the
-    10 M-event trace). Change all four together.
-
-    Each phase starts with one lock request made at ``t``; the caller runs phases of all
+    Each phase starts with one lock request made at ``ph_t``; the caller runs phases of all
     CPUs in (time, op order), so every first request is granted FIFO by request time.
     Locks taken while another is held (hand-over ``U_NEXT``, outer ``U_END``) are resolved
     inside the phase. CPU-only steps after a release are added to the phase.
     """
-    prog = act[c, A_KIND]  # program id: op kind, + N_OPS when the object write follows
-    cls = act[c, A_CLS]
-    b = act[c, A_BIN]
-    n = nsteps[prog]
-    k = act[c, A_STEP]
-    if k == 0:
-        tl[b, 0] += 1
-    per = 1 + n_sub
-    pool = act[c, A_POOL]
-    pend_lid = -1
-    pend_mode = 0
-    pend_grant = 0
-    end_lid = -1
-    end_mode = 0
-    end_grant = 0
-    while k < n:
-        sp = steps[prog, k, 0]
-        mode = steps[prog, k, 1]
-        h = act[c, steps[prog, k, 2]]  # steps[..., 2] is the act column of the hold
-        until = steps[prog, k, 3]
-        k += 1
-        if sp == SP_NONE:
-            t += h
+    ph_prog = act[c, A_KIND]  # program id: op kind, + N_OPS when the object write follows
+    ph_cls = act[c, A_CLS]
+    ph_b = act[c, A_BIN]
+    ph_n = nsteps[ph_prog]
+    ph_k = act[c, A_STEP]
+    if ph_k == 0:
+        tl[ph_b, TL_OPS] += 1
+    ph_per = 1 + n_sub
+    ph_pool = act[c, A_POOL]
+    ph_pend_lid = -1
+    ph_pend_mode = 0
+    ph_pend_grant = 0
+    ph_end_lid = -1
+    ph_end_mode = 0
+    ph_end_grant = 0
+    while ph_k < ph_n:
+        ph_sp = steps[ph_prog, ph_k, ST_SPACE]
+        ph_mode = steps[ph_prog, ph_k, ST_MODE]
+        ph_h = act[c, steps[ph_prog, ph_k, ST_HOLD]]  # SimState stores the act column of the hold
+        ph_until = steps[ph_prog, ph_k, ST_UNTIL]
+        ph_k += 1
+        if ph_sp == SP_NONE:
+            ph_t += ph_h
         else:
-            lid = pool * per if sp == SP_POOL else pool * per + 1 + sub_of_class[cls]
-            g = lock_free[lid, 0]
-            if mode != M_READ and lock_free[lid, 1] > g:
-                g = lock_free[lid, 1]
-            if t > g:
-                g = t
-            w = g - t
-            r = lid * 3 + mode
-            lstats[r, S_ACQ] += 1
-            tl[b, 1] += 1
-            if cls >= 0:
-                cstats[cls, 0] += 1
-            if w > 0:  # rare path, kept out of line so the common path stays small
-                _record_wait(w, r, b, cls, lstats, cstats, hist, l2h, tl)
-            if pend_lid >= 0:  # hand-over: the previous lock is dropped once this one is held
-                if pend_mode == M_READ:
-                    if g > lock_free[pend_lid, 1]:
-                        lock_free[pend_lid, 1] = g
+            ph_lid = ph_pool * ph_per
+            if ph_sp != SP_POOL:
+                ph_lid += 1 + sub_of_class[ph_cls]
+            ph_g = lock_free[ph_lid, LF_EXCL]
+            if ph_mode != M_READ and lock_free[ph_lid, LF_READ] > ph_g:
+                ph_g = lock_free[ph_lid, LF_READ]
+            if ph_t > ph_g:
+                ph_g = ph_t
+            ph_w = ph_g - ph_t
+            ph_r = ph_lid * N_MODES + ph_mode
+            lstats[ph_r, S_ACQ] += 1
+            tl[ph_b, TL_ACQ] += 1
+            if ph_cls >= 0:
+                cstats[ph_cls, CS_ACQ] += 1
+            if ph_w > 0:  # rare path, kept out of line so the common path stays small
+                _record_wait(ph_w, ph_r, ph_b, ph_cls, lstats, cstats, hist, l2h, tl)
+            if ph_pend_lid >= 0:
+                if ph_pend_mode == M_READ:
+                    if ph_g > lock_free[ph_pend_lid, LF_READ]:
+                        lock_free[ph_pend_lid, LF_READ] = ph_g
                 else:
-                    lock_free[pend_lid, 0] = g
-                lstats[pend_lid * 3 + pend_mode, S_HOLD] += g - pend_grant
-                pend_lid = -1
-            if until == U_OWN:
-                rel = g + h
-                if mode == M_READ:
-                    if rel > lock_free[lid, 1]:
-                        lock_free[lid, 1] = rel
+                    lock_free[ph_pend_lid, LF_EXCL] = ph_g
+                lstats[ph_pend_lid * N_MODES + ph_pend_mode, S_HOLD] += ph_g - ph_pend_grant
+                ph_pend_lid = -1
+            if ph_until == U_OWN:
+                ph_rel = ph_g + ph_h
+                if ph_mode == M_READ:
+                    if ph_rel > lock_free[ph_lid, LF_READ]:
+                        lock_free[ph_lid, LF_READ] = ph_rel
                 else:
-                    lock_free[lid, 0] = rel
-                lstats[lid * 3 + mode, S_HOLD] += rel - g
-            elif until == U_NEXT:
-                pend_lid, pend_mode, pend_grant = lid, mode, g
+                    lock_free[ph_lid, LF_EXCL] = ph_rel
+                lstats[ph_lid * N_MODES + ph_mode, S_HOLD] += ph_rel - ph_g
+            elif ph_until == U_NEXT:
+                ph_pend_lid, ph_pend_mode, ph_pend_grant = ph_lid, ph_mode, ph_g
             else:  # U_END
-                end_lid, end_mode, end_grant = lid, mode, g
-            t = g + h
-        if pend_lid < 0 and end_lid < 0:
+                ph_end_lid, ph_end_mode, ph_end_grant = ph_lid, ph_mode, ph_g
+            ph_t = ph_g + ph_h
+        if ph_pend_lid < 0 and ph_end_lid < 0:
             # no lock held: CPU-only steps need no ordering, then the next lock request
             # starts a new phase
-            while k < n and steps[prog, k, 0] == SP_NONE:
-                t += act[c, steps[prog, k, 2]]
-                k += 1
+            while ph_k < ph_n and steps[ph_prog, ph_k, ST_SPACE] == SP_NONE:
+                ph_t += act[c, steps[ph_prog, ph_k, ST_HOLD]]
+                ph_k += 1
             break
-    if k >= n:
-        if pend_lid >= 0:
-            if pend_mode == M_READ:
-                if t > lock_free[pend_lid, 1]:
-                    lock_free[pend_lid, 1] = t
+    if ph_k >= ph_n:
+        if ph_pend_lid >= 0:
+            if ph_pend_mode == M_READ:
+                if ph_t > lock_free[ph_pend_lid, LF_READ]:
+                    lock_free[ph_pend_lid, LF_READ] = ph_t
             else:
-                lock_free[pend_lid, 0] = t
-            lstats[pend_lid * 3 + pend_mode, S_HOLD] += t - pend_grant
-        if end_lid >= 0:
-            if end_mode == M_READ:
-                if t > lock_free[end_lid, 1]:
-                    lock_free[end_lid, 1] = t
+                lock_free[ph_pend_lid, LF_EXCL] = ph_t
+            lstats[ph_pend_lid * N_MODES + ph_pend_mode, S_HOLD] += ph_t - ph_pend_grant
+        if ph_end_lid >= 0:
+            if ph_end_mode == M_READ:
+                if ph_t > lock_free[ph_end_lid, LF_READ]:
+                    lock_free[ph_end_lid, LF_READ] = ph_t
             else:
-                lock_free[end_lid, 0] = t
-            lstats[end_lid * 3 + end_mode, S_HOLD] += t - end_grant
+                lock_free[ph_end_lid, LF_EXCL] = ph_t
+            lstats[ph_end_lid * N_MODES + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
         act[c, A_STEP] = -1  # op finished
     else:
-        act[c, A_STEP] = k
-    return t
+        act[c, A_STEP] = ph_k
+    return ph_t
 
 
 @njit(cache=True, inline="always")
@@ -359,8 +368,8 @@ def _drain(
             act[c, A_BIN] = store[r, F_BIN]
             act[c, A_ORD] = store[r, F_ORD]
             act[c, A_STEP] = 0
-            act[c, A_LOOKUP] = cm[_C_LOOKUP]
-            act[c, A_MAGHIT] = cm[_C_MAG_HIT]
+            act[c, A_LOOKUP] = cm[C_LOOKUP]
+            act[c, A_MAGHIT] = cm[C_MAG_HIT]
             store[r, F_KIND] = -1  # taken
             nxt = store[r, F_NEXT]
             qhead[c] = nxt
@@ -370,95 +379,9 @@ def _drain(
             while h < sc[SC_TAIL] and store[h & mask, F_KIND] == -1:
                 h += 1
             sc[SC_HEAD] = h
-        # ---- _phase(c, s) written out: see _phase (kept as the reference)
-        ph_t = s
-        ph_prog = act[c, A_KIND]  # program id: op kind, + N_OPS when the object write follows
-        ph_cls = act[c, A_CLS]
-        ph_b = act[c, A_BIN]
-        ph_n = nsteps[ph_prog]
-        ph_k = act[c, A_STEP]
-        if ph_k == 0:
-            tl[ph_b, 0] += 1
-        ph_per = 1 + n_sub
-        ph_pool = act[c, A_POOL]
-        ph_pend_lid = -1
-        ph_pend_mode = 0
-        ph_pend_grant = 0
-        ph_end_lid = -1
-        ph_end_mode = 0
-        ph_end_grant = 0
-        while ph_k < ph_n:
-            ph_sp = steps[ph_prog, ph_k, 0]
-            ph_mode = steps[ph_prog, ph_k, 1]
-            ph_h = act[c, steps[ph_prog, ph_k, 2]]  # steps[..., 2] is the act column of the hold
-            ph_until = steps[ph_prog, ph_k, 3]
-            ph_k += 1
-            if ph_sp == SP_NONE:
-                ph_t += ph_h
-            else:
-                ph_lid = ph_pool * ph_per
-                if ph_sp != SP_POOL:
-                    ph_lid += 1 + sub_of_class[ph_cls]
-                ph_g = lock_free[ph_lid, 0]
-                if ph_mode != M_READ and lock_free[ph_lid, 1] > ph_g:
-                    ph_g = lock_free[ph_lid, 1]
-                if ph_t > ph_g:
-                    ph_g = ph_t
-                ph_w = ph_g - ph_t
-                ph_r = ph_lid * 3 + ph_mode
-                lstats[ph_r, S_ACQ] += 1
-                tl[ph_b, 1] += 1
-                if ph_cls >= 0:
-                    cstats[ph_cls, 0] += 1
-                if ph_w > 0:  # rare path, kept out of line so the common path stays small
-                    _record_wait(ph_w, ph_r, ph_b, ph_cls, lstats, cstats, hist, l2h, tl)
-                if ph_pend_lid >= 0:
-                    if ph_pend_mode == M_READ:
-                        if ph_g > lock_free[ph_pend_lid, 1]:
-                            lock_free[ph_pend_lid, 1] = ph_g
-                    else:
-                        lock_free[ph_pend_lid, 0] = ph_g
-                    lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_g - ph_pend_grant
-                    ph_pend_lid = -1
-                if ph_until == U_OWN:
-                    ph_rel = ph_g + ph_h
-                    if ph_mode == M_READ:
-                        if ph_rel > lock_free[ph_lid, 1]:
-                            lock_free[ph_lid, 1] = ph_rel
-                    else:
-                        lock_free[ph_lid, 0] = ph_rel
-                    lstats[ph_lid * 3 + ph_mode, S_HOLD] += ph_rel - ph_g
-                elif ph_until == U_NEXT:
-                    ph_pend_lid, ph_pend_mode, ph_pend_grant = ph_lid, ph_mode, ph_g
-                else:  # U_END
-                    ph_end_lid, ph_end_mode, ph_end_grant = ph_lid, ph_mode, ph_g
-                ph_t = ph_g + ph_h
-            if ph_pend_lid < 0 and ph_end_lid < 0:
-                # no lock held: CPU-only steps need no ordering, then the next lock request
-                # starts a new phase
-                while ph_k < ph_n and steps[ph_prog, ph_k, 0] == SP_NONE:
-                    ph_t += act[c, steps[ph_prog, ph_k, 2]]
-                    ph_k += 1
-                break
-        if ph_k >= ph_n:
-            if ph_pend_lid >= 0:
-                if ph_pend_mode == M_READ:
-                    if ph_t > lock_free[ph_pend_lid, 1]:
-                        lock_free[ph_pend_lid, 1] = ph_t
-                else:
-                    lock_free[ph_pend_lid, 0] = ph_t
-                lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_t - ph_pend_grant
-            if ph_end_lid >= 0:
-                if ph_end_mode == M_READ:
-                    if ph_t > lock_free[ph_end_lid, 1]:
-                        lock_free[ph_end_lid, 1] = ph_t
-                else:
-                    lock_free[ph_end_lid, 0] = ph_t
-                lstats[ph_end_lid * 3 + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
-            act[c, A_STEP] = -1  # op finished
-        else:
-            act[c, A_STEP] = ph_k
-        end = ph_t
+        end = _phase(
+            c, s, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl
+        )
         if act[c, A_STEP] >= 0:  # more phases: come back when this one ends
             hk_t[c] = end
             _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
@@ -562,97 +485,23 @@ def sim_batch(
             act[c, A_BIN] = binidx[i]
             act[c, A_ORD] = o
             act[c, A_STEP] = 0
-            act[c, A_LOOKUP] = cm[_C_LOOKUP]
-            act[c, A_MAGHIT] = cm[_C_MAG_HIT]
-            # ---- _phase(c, a) written out: see _phase (kept as the reference)
-            ph_t = a
-            ph_prog = act[c, A_KIND]  # program id: op kind, + N_OPS when the object write follows
-            ph_cls = act[c, A_CLS]
-            ph_b = act[c, A_BIN]
-            ph_n = nsteps[ph_prog]
-            ph_k = act[c, A_STEP]
-            if ph_k == 0:
-                tl[ph_b, 0] += 1
-            ph_per = 1 + n_sub
-            ph_pool = act[c, A_POOL]
-            ph_pend_lid = -1
-            ph_pend_mode = 0
-            ph_pend_grant = 0
-            ph_end_lid = -1
-            ph_end_mode = 0
-            ph_end_grant = 0
-            while ph_k < ph_n:
-                ph_sp = steps[ph_prog, ph_k, 0]
-                ph_mode = steps[ph_prog, ph_k, 1]
-                ph_h = act[c, steps[ph_prog, ph_k, 2]]
-                ph_until = steps[ph_prog, ph_k, 3]
-                ph_k += 1
-                if ph_sp == SP_NONE:
-                    ph_t += ph_h
-                else:
-                    ph_lid = ph_pool * ph_per
-                    if ph_sp != SP_POOL:
-                        ph_lid += 1 + sub_of_class[ph_cls]
-                    ph_g = lock_free[ph_lid, 0]
-                    if ph_mode != M_READ and lock_free[ph_lid, 1] > ph_g:
-                        ph_g = lock_free[ph_lid, 1]
-                    if ph_t > ph_g:
-                        ph_g = ph_t
-                    ph_w = ph_g - ph_t
-                    ph_r = ph_lid * 3 + ph_mode
-                    lstats[ph_r, S_ACQ] += 1
-                    tl[ph_b, 1] += 1
-                    if ph_cls >= 0:
-                        cstats[ph_cls, 0] += 1
-                    if ph_w > 0:  # rare path, kept out of line so the common path stays small
-                        _record_wait(ph_w, ph_r, ph_b, ph_cls, lstats, cstats, hist, l2h, tl)
-                    if ph_pend_lid >= 0:
-                        if ph_pend_mode == M_READ:
-                            if ph_g > lock_free[ph_pend_lid, 1]:
-                                lock_free[ph_pend_lid, 1] = ph_g
-                        else:
-                            lock_free[ph_pend_lid, 0] = ph_g
-                        lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_g - ph_pend_grant
-                        ph_pend_lid = -1
-                    if ph_until == U_OWN:
-                        ph_rel = ph_g + ph_h
-                        if ph_mode == M_READ:
-                            if ph_rel > lock_free[ph_lid, 1]:
-                                lock_free[ph_lid, 1] = ph_rel
-                        else:
-                            lock_free[ph_lid, 0] = ph_rel
-                        lstats[ph_lid * 3 + ph_mode, S_HOLD] += ph_rel - ph_g
-                    elif ph_until == U_NEXT:
-                        ph_pend_lid, ph_pend_mode, ph_pend_grant = ph_lid, ph_mode, ph_g
-                    else:  # U_END
-                        ph_end_lid, ph_end_mode, ph_end_grant = ph_lid, ph_mode, ph_g
-                    ph_t = ph_g + ph_h
-                if ph_pend_lid < 0 and ph_end_lid < 0:
-                    # no lock held: CPU-only steps need no ordering, then the next lock request
-                    # starts a new phase
-                    while ph_k < ph_n and steps[ph_prog, ph_k, 0] == SP_NONE:
-                        ph_t += act[c, steps[ph_prog, ph_k, 2]]
-                        ph_k += 1
-                    break
-            if ph_k >= ph_n:
-                if ph_pend_lid >= 0:
-                    if ph_pend_mode == M_READ:
-                        if ph_t > lock_free[ph_pend_lid, 1]:
-                            lock_free[ph_pend_lid, 1] = ph_t
-                    else:
-                        lock_free[ph_pend_lid, 0] = ph_t
-                    lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_t - ph_pend_grant
-                if ph_end_lid >= 0:
-                    if ph_end_mode == M_READ:
-                        if ph_t > lock_free[ph_end_lid, 1]:
-                            lock_free[ph_end_lid, 1] = ph_t
-                    else:
-                        lock_free[ph_end_lid, 0] = ph_t
-                    lstats[ph_end_lid * 3 + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
-                act[c, A_STEP] = -1  # op finished
-            else:
-                act[c, A_STEP] = ph_k
-            end = ph_t
+            act[c, A_LOOKUP] = cm[C_LOOKUP]
+            act[c, A_MAGHIT] = cm[C_MAG_HIT]
+            end = _phase(
+                c,
+                a,
+                act,
+                steps,
+                nsteps,
+                n_sub,
+                sub_of_class,
+                lock_free,
+                lstats,
+                cstats,
+                hist,
+                l2h,
+                tl,
+            )
             # The next phase may run at once when nothing can request a lock before it:
             # no queued CPU action is due earlier and the next op in the trace (whose
             # arrival bounds every later one) arrives no sooner.
@@ -666,95 +515,21 @@ def sim_batch(
                     or (end == hk_t[heap[0]] and o < hk_s[heap[0]])
                 )
             ):
-                # ---- _phase(c, end) written out: see _phase (kept as the reference)
-                ph_t = end
-                ph_prog = act[c, A_KIND]
-                ph_cls = act[c, A_CLS]
-                ph_b = act[c, A_BIN]
-                ph_n = nsteps[ph_prog]
-                ph_k = act[c, A_STEP]
-                if ph_k == 0:
-                    tl[ph_b, 0] += 1
-                ph_per = 1 + n_sub
-                ph_pool = act[c, A_POOL]
-                ph_pend_lid = -1
-                ph_pend_mode = 0
-                ph_pend_grant = 0
-                ph_end_lid = -1
-                ph_end_mode = 0
-                ph_end_grant = 0
-                while ph_k < ph_n:
-                    ph_sp = steps[ph_prog, ph_k, 0]
-                    ph_mode = steps[ph_prog, ph_k, 1]
-                    ph_h = act[c, steps[ph_prog, ph_k, 2]]
-                    ph_until = steps[ph_prog, ph_k, 3]
-                    ph_k += 1
-                    if ph_sp == SP_NONE:
-                        ph_t += ph_h
-                    else:
-                        ph_lid = ph_pool * ph_per
-                        if ph_sp != SP_POOL:
-                            ph_lid += 1 + sub_of_class[ph_cls]
-                        ph_g = lock_free[ph_lid, 0]
-                        if ph_mode != M_READ and lock_free[ph_lid, 1] > ph_g:
-                            ph_g = lock_free[ph_lid, 1]
-                        if ph_t > ph_g:
-                            ph_g = ph_t
-                        ph_w = ph_g - ph_t
-                        ph_r = ph_lid * 3 + ph_mode
-                        lstats[ph_r, S_ACQ] += 1
-                        tl[ph_b, 1] += 1
-                        if ph_cls >= 0:
-                            cstats[ph_cls, 0] += 1
-                        if ph_w > 0:  # rare path, kept out of line so the common path stays small
-                            _record_wait(ph_w, ph_r, ph_b, ph_cls, lstats, cstats, hist, l2h, tl)
-                        if ph_pend_lid >= 0:
-                            if ph_pend_mode == M_READ:
-                                if ph_g > lock_free[ph_pend_lid, 1]:
-                                    lock_free[ph_pend_lid, 1] = ph_g
-                            else:
-                                lock_free[ph_pend_lid, 0] = ph_g
-                            lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_g - ph_pend_grant
-                            ph_pend_lid = -1
-                        if ph_until == U_OWN:
-                            ph_rel = ph_g + ph_h
-                            if ph_mode == M_READ:
-                                if ph_rel > lock_free[ph_lid, 1]:
-                                    lock_free[ph_lid, 1] = ph_rel
-                            else:
-                                lock_free[ph_lid, 0] = ph_rel
-                            lstats[ph_lid * 3 + ph_mode, S_HOLD] += ph_rel - ph_g
-                        elif ph_until == U_NEXT:
-                            ph_pend_lid, ph_pend_mode, ph_pend_grant = ph_lid, ph_mode, ph_g
-                        else:  # U_END
-                            ph_end_lid, ph_end_mode, ph_end_grant = ph_lid, ph_mode, ph_g
-                        ph_t = ph_g + ph_h
-                    if ph_pend_lid < 0 and ph_end_lid < 0:
-                        # no lock held: CPU-only steps need no ordering, then the next lock request
-                        # starts a new phase
-                        while ph_k < ph_n and steps[ph_prog, ph_k, 0] == SP_NONE:
-                            ph_t += act[c, steps[ph_prog, ph_k, 2]]
-                            ph_k += 1
-                        break
-                if ph_k >= ph_n:
-                    if ph_pend_lid >= 0:
-                        if ph_pend_mode == M_READ:
-                            if ph_t > lock_free[ph_pend_lid, 1]:
-                                lock_free[ph_pend_lid, 1] = ph_t
-                        else:
-                            lock_free[ph_pend_lid, 0] = ph_t
-                        lstats[ph_pend_lid * 3 + ph_pend_mode, S_HOLD] += ph_t - ph_pend_grant
-                    if ph_end_lid >= 0:
-                        if ph_end_mode == M_READ:
-                            if ph_t > lock_free[ph_end_lid, 1]:
-                                lock_free[ph_end_lid, 1] = ph_t
-                        else:
-                            lock_free[ph_end_lid, 0] = ph_t
-                        lstats[ph_end_lid * 3 + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
-                    act[c, A_STEP] = -1  # op finished
-                else:
-                    act[c, A_STEP] = ph_k
-                end = ph_t
+                end = _phase(
+                    c,
+                    end,
+                    act,
+                    steps,
+                    nsteps,
+                    n_sub,
+                    sub_of_class,
+                    lock_free,
+                    lstats,
+                    cstats,
+                    hist,
+                    l2h,
+                    tl,
+                )
             if act[c, A_STEP] < 0:
                 cpu_free[c] = end
             else:
@@ -808,131 +583,3 @@ def sim_batch(
             cm,
             prog_of,
         )
-
-
-class SimState:
-    """All mutable state of one design's simulation (numpy arrays, owned by Python)."""
-
-    def __init__(
-        self, design: object, n_cpus: int, n_classes: int, cm: np.ndarray, write_after: bool
-    ) -> None:
-        d = design
-        self.design = d
-        nl = d.n_locks  # type: ignore[attr-defined]
-        self.n_sub = np.int64(d.n_sub)  # type: ignore[attr-defined]
-        sub = d.sub_of_class  # type: ignore[attr-defined]
-        self.sub_of_class = sub if len(sub) else np.zeros(n_classes, dtype=np.int64)
-        self.lock_free = np.zeros((nl, 2), dtype=np.int64)
-        self.lstats = np.zeros((nl * 3, 6), dtype=np.int64)
-        self.lstats[:, S_WMIN] = INF
-        self.cstats = np.zeros((n_classes, 3), dtype=np.int64)
-        self.hist = np.zeros(HIST_N, dtype=np.int64)
-        self.l2h = np.zeros(64, dtype=np.int64)
-        self.tl = np.zeros((16, 4), dtype=np.int64)
-        self.store = np.zeros((1024, N_FIELDS), dtype=np.int64)
-        self.sc = np.zeros(N_SC, dtype=np.int64)
-        self.qhead = np.full(n_cpus, -1, dtype=np.int64)
-        self.qtail = np.full(n_cpus, -1, dtype=np.int64)
-        self.cpu_free = np.zeros(n_cpus, dtype=np.int64)
-        self.act = np.zeros((n_cpus, N_ACT), dtype=np.int64)
-        self.act[:, A_STEP] = -1
-        self.heap = np.zeros(n_cpus, dtype=np.int64)
-        self.hpos = np.full(n_cpus, -1, dtype=np.int64)
-        self.hk_t = np.zeros(n_cpus, dtype=np.int64)
-        self.hk_s = np.zeros(n_cpus, dtype=np.int64)
-        self.cm = cm
-        self.write_after = bool(write_after)
-        # Programs: op kind k runs steps[k]; with the object write after malloc, malloc
-        # kinds run program N_OPS + k = their own steps followed by the OP_WRITE steps.
-        st, ns = design.steps, design.nsteps  # type: ignore[attr-defined]
-        self.steps = np.zeros((2 * N_OPS, 2 * st.shape[1], 4), dtype=np.int64)
-        self.nsteps = np.zeros(2 * N_OPS, dtype=np.int64)
-        self.prog_of = np.arange(N_OPS, dtype=np.int64)
-        for k in range(N_OPS):
-            self.steps[k, : ns[k]] = st[k, : ns[k]]
-            self.nsteps[k] = ns[k]
-            w = ns[OP_WRITE]
-            self.steps[N_OPS + k, : ns[k]] = st[k, : ns[k]]
-            self.steps[N_OPS + k, ns[k] : ns[k] + w] = st[OP_WRITE, :w]
-            self.nsteps[N_OPS + k] = ns[k] + w
-            if self.write_after and k in MALLOC_KINDS:
-                self.prog_of[k] = N_OPS + k
-        # the core reads a hold from act[cpu, column]: store the column, not the H_* kind
-        self.steps[:, :, 2] = np.asarray(HOLD_COLUMN, dtype=np.int64)[self.steps[:, :, 2]]
-
-    @property
-    def queued(self) -> int:
-        """Ops that arrived but have not started (the backlog of saturated CPUs)."""
-        return int(self.sc[SC_TAIL] - self.sc[SC_HEAD])
-
-    def _reserve(self, n: int, max_bin: int) -> None:
-        need = self.queued + n + 1
-        cap = self.store.shape[0]
-        if need > cap:
-            new_cap = cap
-            while new_cap < need:
-                new_cap *= 2
-            new = np.zeros((new_cap, N_FIELDS), dtype=np.int64)
-            idx = np.arange(self.sc[SC_HEAD], self.sc[SC_TAIL], dtype=np.int64)
-            new[idx & (new_cap - 1)] = self.store[idx & (cap - 1)]
-            self.store = new
-        if max_bin >= self.tl.shape[0]:
-            rows = max(max_bin + 1, 2 * self.tl.shape[0])
-            tl = np.zeros((rows, 4), dtype=np.int64)
-            tl[: self.tl.shape[0]] = self.tl
-            self.tl = tl
-
-    def feed(
-        self,
-        arr: np.ndarray,
-        cpu: np.ndarray,
-        kind: np.ndarray,
-        cls: np.ndarray,
-        pool: np.ndarray,
-        cost: np.ndarray,
-        cost2: np.ndarray,
-        cost3: np.ndarray,
-        binidx: np.ndarray,
-        final: bool = False,
-    ) -> None:
-        """Replay a batch of ops (int64 arrays, trace order)."""
-        self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
-        sim_batch(
-            arr,
-            cpu,
-            kind,
-            cls,
-            pool,
-            cost,
-            cost2,
-            cost3,
-            binidx,
-            final,
-            self.store,
-            self.sc,
-            self.qhead,
-            self.qtail,
-            self.cpu_free,
-            self.act,
-            self.heap,
-            self.hpos,
-            self.hk_t,
-            self.hk_s,
-            self.steps,
-            self.nsteps,
-            self.n_sub,
-            self.sub_of_class,
-            self.lock_free,
-            self.lstats,
-            self.cstats,
-            self.hist,
-            self.l2h,
-            self.tl,
-            self.cm,
-            self.prog_of,
-        )
-
-    def finish(self) -> None:
-        """Run every op still queued."""
-        e = np.zeros(0, dtype=np.int64)
-        self.feed(e, e, e, e, e, e, e, e, e, final=True)

@@ -27,6 +27,8 @@ Kernel locking this design replays (mm/zsmalloc.c):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ztrace.errors import ConfigError
@@ -71,6 +73,17 @@ CLASS_STEPS: dict[int, list[Step]] = {
 }
 
 
+def class_locks(n_classes: int) -> dict[str, Any]:
+    """The lock layout of ``class`` (shared by ``magazine``): a spinlock per class behind the
+    pool rwlock."""
+    return {
+        "n_sub": n_classes,
+        "sub_of_class": np.arange(n_classes, dtype=np.int64),
+        "pool_lock_type": "rwlock",
+        "sub_label": "class",
+    }
+
+
 @register("class", "per-class", "class-lock", "6.11")
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The per-class design; takes no parameter."""
@@ -83,8 +96,5 @@ def make(param: int | None, n_classes: int) -> LockDesign:
         description="per-class spinlock + pool rwlock (5.17-6.1, >=6.11)",
         steps=steps,
         nsteps=nsteps,
-        n_sub=n_classes,
-        sub_of_class=np.arange(n_classes, dtype=np.int64),
-        pool_lock_type="rwlock",
-        sub_label="class",
+        **class_locks(n_classes),
     )

@@ -23,8 +23,12 @@ malloc takes the pool read lock as in ``class``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from ztrace.model import zsmalloc as zsm
+from ztrace.replay.costs import C_BATCH_OBJ, C_FREE_ZSPAGE, C_MAG_HIT, C_MALLOC
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -46,7 +50,8 @@ from ztrace.replay.locks import (
     positive_param,
     register,
 )
-from ztrace.replay.locks.classlock import CLASS_STEPS, compile_steps
+from ztrace.replay.locks._front import free_impl, malloc_impl
+from ztrace.replay.locks.classlock import CLASS_STEPS, class_locks, compile_steps
 
 MAG_STEPS: dict[int, list[Step]] = {
     **CLASS_STEPS,
@@ -58,22 +63,77 @@ MAG_STEPS: dict[int, list[Step]] = {
 }
 
 
+class MagazineFront(NamedTuple):
+    """Per-pool front state: ``mag[cpu, class, :cnt[cpu, class]]`` are the cached object ids
+    (a stack: the top is the most recent), ``cap[0]`` the capacity C."""
+
+    mag: np.ndarray  #: int64 (cpus, classes, C)
+    cnt: np.ndarray  #: int64 (cpus, classes)
+    cap: np.ndarray  #: int64 (1,)
+
+
+@malloc_impl(MagazineFront)
+def _mag_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
+    mag, cnt = front.mag, front.cnt
+    half = front.cap[0] // 2
+    if cnt[cpu, cls] > 0:  # hit: pop, no lock
+        cnt[cpu, cls] -= 1
+        return mag[cpu, cls, cnt[cpu, cls]], OP_MAG_HIT, cm[C_MAG_HIT]
+    for _r in range(half):  # refill C/2 objects under one class-lock hold
+        o = zsm.malloc(model, size)
+        if o < 0:
+            break
+        mag[cpu, cls, cnt[cpu, cls]] = o
+        cnt[cpu, cls] += 1
+    if cnt[cpu, cls] == 0:
+        return np.int64(-1), OP_MAG_REFILL, np.int64(0)
+    cnt[cpu, cls] -= 1
+    base = dur if dur > 0 else cm[C_MALLOC]
+    return mag[cpu, cls, cnt[cpu, cls]], OP_MAG_REFILL, base + (half - 1) * cm[C_BATCH_OBJ]
+
+
+@free_impl(MagazineFront)
+def _mag_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+    mag, cnt = front.mag, front.cnt
+    magc = front.cap[0]
+    half = magc // 2
+    mag[cpu, cls, cnt[cpu, cls]] = obj
+    cnt[cpu, cls] += 1
+    if cnt[cpu, cls] < magc:  # push, no lock
+        return OP_MAG_FREE, cm[C_MAG_HIT]
+    # full: flush the oldest half back to the pool
+    p0 = model.pages_allocated
+    for r in range(half):
+        zsm.free(model, mag[cpu, cls, r])
+    for r in range(half, magc):
+        mag[cpu, cls, r - half] = mag[cpu, cls, r]
+    cnt[cpu, cls] = magc - half
+    freed = p0 - model.pages_allocated
+    return OP_MAG_FLUSH, base + (half - 1) * cm[C_BATCH_OBJ] + freed * cm[C_FREE_ZSPAGE]
+
+
 @register("magazine", "mag", "percpu-magazine")
 def make(param: int | None, n_classes: int) -> LockDesign:
     """Magazine capacity C (default 16, even, 2..1024)."""
     c = positive_param("magazine", param, 16, 2, 1024)
     c -= c % 2
     steps, nsteps = compile_steps(MAG_STEPS)
+
+    def front(n_cpus: int, n_classes: int) -> MagazineFront:
+        return MagazineFront(
+            np.zeros((n_cpus, n_classes, c), dtype=np.int64),
+            np.zeros((n_cpus, n_classes), dtype=np.int64),
+            np.full(1, c, dtype=np.int64),
+        )
+
     return LockDesign(
         name=f"magazine:{c}",
         family="magazine",
         description=f"per-CPU magazines of {c} objects per class, batch refill/flush of {c // 2}",
         steps=steps,
         nsteps=nsteps,
-        n_sub=n_classes,
-        sub_of_class=np.arange(n_classes, dtype=np.int64),
-        pool_lock_type="rwlock",
-        sub_label="class",
-        magazine=c,
+        **class_locks(n_classes),
         params={"capacity": c},
+        front=front,
+        front_key=("magazine", c),
     )

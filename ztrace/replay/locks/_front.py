@@ -1,0 +1,101 @@
+"""The allocator front: how a design turns zs_malloc/zs_free into pool-model calls.
+
+Most designs call the pool model once per operation (:class:`PlainFront`, below). A design
+that keeps objects outside the pool -- magazine's per-CPU caches -- brings its own front in
+its own file: a ``NamedTuple`` of numpy arrays holding its state, plus the two functions
+below for that type, decorated with :func:`malloc_impl` / :func:`free_impl`. The engine's
+ingest loop (:mod:`ztrace.replay.ingest`) calls :func:`front_malloc` / :func:`front_free`;
+numba picks the implementation from the front's type at compile time (no call through a
+pointer, and the compiled ingest stays in numba's disk cache, one specialisation per front
+type; a function passed as an argument would defeat that cache).
+
+Interface (all integers are int64)::
+
+    front_malloc(front, model, cpu, cls, size, dur, cm) -> (obj, op_kind, cost)
+        obj < 0: the pool could not allocate (counted ``bad_alloc``); ``cost`` is the hold
+        of the locked part; the caller adds alloc_zspage for pages the model grew.
+    front_free(front, model, cpu, cls, obj, base, cm) -> (op_kind, cost)
+        ``base``: the zs_free's measured duration or the cost model's ``free_ns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba.core import types
+from numba.extending import overload
+
+from ztrace.model import zsmalloc as zsm
+from ztrace.replay.costs import C_FREE_ZSPAGE, C_MALLOC
+from ztrace.replay.locks import OP_FREE, OP_MALLOC, OP_MALLOC_GROW
+
+
+def front_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
+    """Allocate one object through ``front`` (numba only; each front type overloads it)."""
+    raise NotImplementedError("front_malloc runs inside numba-compiled code only")
+
+
+def front_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+    """Free one object through ``front`` (numba only; each front type overloads it)."""
+    raise NotImplementedError("front_free runs inside numba-compiled code only")
+
+
+def _is_front(numba_type: types.Type, front_type: type) -> bool:
+    """In an overload: is ``numba_type`` the numba type of the NamedTuple class ``front_type``?"""
+    return isinstance(numba_type, types.BaseNamedTuple) and numba_type.instance_class is front_type
+
+
+def malloc_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function is :func:`front_malloc` for the NamedTuple ``front_type``."""
+
+    def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
+        @overload(front_malloc)
+        def _typer(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
+            return impl if _is_front(front, front_type) else None
+
+        return impl
+
+    return deco
+
+
+def free_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function is :func:`front_free` for the NamedTuple ``front_type``."""
+
+    def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
+        @overload(front_free)
+        def _typer(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+            return impl if _is_front(front, front_type) else None
+
+        return impl
+
+    return deco
+
+
+class PlainFront(NamedTuple):
+    """No front: every zs_malloc/zs_free goes straight to the pool (the kernel's way)."""
+
+    unused: np.ndarray
+
+
+def plain_front(n_cpus: int, n_classes: int) -> PlainFront:
+    """Front state factory of the designs without a front."""
+    return PlainFront(np.zeros(1, dtype=np.int64))
+
+
+@malloc_impl(PlainFront)
+def _plain_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
+    p0 = model.pages_allocated
+    obj = zsm.malloc(model, size)
+    if obj < 0:
+        return obj, OP_MALLOC, 0
+    kind = OP_MALLOC_GROW if model.pages_allocated > p0 else OP_MALLOC
+    return obj, kind, dur if dur > 0 else cm[C_MALLOC]
+
+
+@free_impl(PlainFront)
+def _plain_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+    p0 = model.pages_allocated
+    zsm.free(model, obj)
+    return OP_FREE, base + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE]
