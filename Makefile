@@ -40,9 +40,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+# ruff, the type checker over ztrace/ and the import contracts between rooms
+# (pyproject.toml [tool.mypy], [tool.importlinter]; docs/architecture.md).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Generated sources (checked in; tests fail when they are stale): the lock core.
 regen: $(STAMP)

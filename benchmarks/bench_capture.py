@@ -35,7 +35,9 @@ def _workload_cmd(writers: int, seconds: float, pages: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "ztrace.capture.zram",
+        "ztrace",
+        "host",
+        "writers",
         "--writers",
         str(writers),
         "--seconds",
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_capture: needs root (BPF, /dev/zram0)", file=sys.stderr)
         return 2
-    from ztrace.capture.zram import zram_device
+    from ztrace.host.zram import zram_device
 
     tmp = Path(tempfile.mkdtemp(prefix="ztrace-bench-"))
     rows: list[dict[str, object]] = []

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _trace(events: int, work: Path) -> Path:
     from ztrace.format import write_trace
-    from ztrace.synth import synth, synth_meta
+    from ztrace.workloads.synth import synth, synth_meta
 
     out = work / f"trace-{events}"
     if not (out / "part-00000.parquet").exists():
@@ -54,7 +54,7 @@ def _results(trace: Path, work: Path) -> tuple[Path, float]:
 
 
 def _render_seconds(html: Path, runs: int) -> tuple[list[float], int, list[str]]:
-    from ztrace.look.browser import chromium, marks, serve, severe_logs, wait_ready
+    from tests.support.browser import chromium, marks, serve, severe_logs, wait_ready
 
     site = html.parent
     times = []
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
 
+    from ztrace.format import read_results
     from ztrace.look.dashboard import build_dashboard, javascript_bundle
-    from ztrace.look.load import load_results
 
     t = time.perf_counter()
     trace = _trace(args.events, args.work)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         builds.append(r.seconds)
     size = r.bytes
     # Anchor: the same tables inlined raw (no re-binning), as JSON records.
-    res = load_results(results_dir)
+    res = read_results(results_dir)
     raw = sum(
         len(json.dumps(res[n].to_dicts()))
         for n in ("timeline", "classes", "wait_hist")

@@ -45,7 +45,7 @@ def _trace(events: int, work: Path) -> Path:
     """N-event trace; above 10 M, 10 M chunks shifted in time and handle space (so the
     synthetic generator never holds more than 10 M events in memory)."""
     from ztrace.format import write_trace
-    from ztrace.synth import synth, synth_meta
+    from ztrace.workloads.synth import synth, synth_meta
 
     out = work / f"replay-trace-{events}"
     if (out / "part-00000.parquet").exists():

@@ -24,7 +24,7 @@ echo 1 > /sys/block/zram0/reset
 echo lzo-rle > /sys/block/zram0/comp_algorithm
 echo 256M > /sys/block/zram0/disksize
 zt capture -o "$work/host/trace" --probes zsmalloc,locks --ringbuf-pages 16384 -- \
-  .venv/bin/python -m ztrace.capture.zram --writers 4 --seconds 0.5 --discard-every 4 \
+  .venv/bin/ztrace host writers --writers 4 --seconds 0.5 --discard-every 4 \
   > "$work/host/workload.json"
 cat /sys/block/zram0/mm_stat > "$work/host/mm_stat"
 echo 1 > /sys/block/zram0/reset

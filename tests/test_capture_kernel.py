@@ -43,8 +43,8 @@ def test_tracepoint_capture_counts_match_the_workload(tmp_path: Path) -> None:
     _require_bpf()
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
-    from ztrace.capture.zram import run_writers, zram_device
     from ztrace.format import read_trace
+    from ztrace.host.zram import run_writers, zram_device
 
     feats = detect()
     if feats.probes["zsmalloc"].status == "missing":
@@ -224,8 +224,8 @@ def test_cli_capture_runs_command_and_prints_footer(tmp_path: Path) -> None:
 def test_kill_9_leaves_only_valid_files(tmp_path: Path) -> None:
     """Capture under load rotating every 0.3 s, SIGKILL it: every part file still reads."""
     _require_bpf()
-    from ztrace.capture.zram import zram_device
     from ztrace.format import read_trace, trace_files
+    from ztrace.host.zram import zram_device
 
     out = tmp_path / "t"
     err_path = tmp_path / "stderr"
@@ -246,7 +246,9 @@ def test_kill_9_leaves_only_valid_files(tmp_path: Path) -> None:
                 "--",
                 sys.executable,
                 "-m",
-                "ztrace.capture.zram",
+                "ztrace",
+                "host",
+                "writers",
                 "--writers",
                 "2",
                 "--seconds",
@@ -291,8 +293,8 @@ def test_pool_filter_by_name(tmp_path: Path) -> None:
     _require_bpf()
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
-    from ztrace.capture.zram import run_writers, zram_device
     from ztrace.format import read_trace
+    from ztrace.host.zram import run_writers, zram_device
 
     if detect().probes["zsmalloc"].status == "missing":
         pytest.skip("zsmalloc probe missing here")

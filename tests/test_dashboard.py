@@ -1,6 +1,6 @@
 """``ztrace dashboard`` without a browser: self-contained HTML, bounded size, absent charts.
 
-Results directories here come from :mod:`ztrace.look.sample`, a seeded *fixture* in the
+Results directories here come from :mod:`tests.support.sample`, a seeded *fixture* in the
 documented schema (not replay output); the browser test renders them in Chromium.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.support.sample import write_sample_results
+from ztrace.format import read_results
 from ztrace.look.dashboard import CHARTS, build_dashboard, prepare
-from ztrace.look.load import load_results
-from ztrace.look.sample import write_sample_results
 
 
 def _specs(html: str) -> dict:
@@ -63,7 +63,7 @@ def test_absent_charts_are_listed(tmp_path: Path) -> None:
 
 def test_prepare_bounds_rows_whatever_the_input(tmp_path: Path) -> None:
     """20 000 timeline bins x 3 designs and 2 000 x 60 class rows shrink to the caps."""
-    res = load_results(write_sample_results(tmp_path / "r", n_bins=20_000, lru=False))
+    res = read_results(write_sample_results(tmp_path / "r", n_bins=20_000, lru=False))
     d = prepare(res, max_bins=400, max_class_bins=80)
     assert d.timeline is not None and d.classes is not None
     assert d.timeline.height <= 3 * 400
@@ -79,7 +79,7 @@ def test_prepare_bounds_rows_whatever_the_input(tmp_path: Path) -> None:
 
 
 def test_wait_cdf_from_histogram(tmp_path: Path) -> None:
-    res = load_results(write_sample_results(tmp_path / "r", n_bins=50))
+    res = read_results(write_sample_results(tmp_path / "r", n_bins=50))
     d = prepare(res)
     assert d.wait_cdf is not None
     for design, g in d.wait_cdf.group_by("lock_design"):
@@ -88,9 +88,10 @@ def test_wait_cdf_from_histogram(tmp_path: Path) -> None:
 
 
 def test_trace_input_is_replayed(tmp_path: Path) -> None:
-    """A TRACE (not results) is replayed under every registered design first."""
-    synth = pytest.importorskip("ztrace.synth")
+    """A TRACE (not results) is replayed by the CLI under every registered design first."""
+    from ztrace.cli.dashboard import replayed_results
     from ztrace.format import write_trace
+    from ztrace.workloads import synth
 
     trace = tmp_path / "t"
     write_trace(
@@ -99,7 +100,7 @@ def test_trace_input_is_replayed(tmp_path: Path) -> None:
         synth.synth_meta("zram-parallel", cpus=4, seed=1, events=5_000),
     )
     # In-process: the replay's numba functions compile once per test session, not per CLI.
-    out = build_dashboard(trace, tmp_path / "t.html")
+    out = build_dashboard(replayed_results(trace), tmp_path / "t.html")
     html = out.path.read_text()
     assert _specs(html)["locks"]["vconcat"][0]["name"] == "timeline"
     assert "events: 5,000" in html
@@ -111,8 +112,7 @@ def test_trace_summary_without_replay(tmp_path: Path) -> None:
     """Without the replay engine a trace is summarised from its own lock_contention events."""
     import numpy as np
 
-    from ztrace.format import TraceMeta, make_events, write_trace
-    from ztrace.look.load import Results
+    from ztrace.format import Results, TraceMeta, make_events, write_trace
     from ztrace.look.tracesum import summarise_trace
 
     n = 1000

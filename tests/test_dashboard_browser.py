@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ztrace.look.browser import CHROMEDRIVER, CHROMIUM
+from tests.support.browser import CHROMEDRIVER, CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,7 +42,7 @@ def _page(tmp_path: Path, source: Path) -> Path:
 
 
 def _load(driver, served) -> None:
-    from ztrace.look.browser import severe_logs, wait_ready
+    from tests.support.browser import severe_logs, wait_ready
 
     driver.get(served.url + "index.html")
     wait_ready(driver)
@@ -53,8 +53,8 @@ def _load(driver, served) -> None:
 
 def test_sample_dashboard_renders_and_brush_filters(tmp_path: Path) -> None:
     """Fixture results (every results file, synthetic numbers) exercise every chart."""
-    from ztrace.look.browser import chromium, drag, marks, plot_rect, serve
-    from ztrace.look.sample import write_sample_results
+    from tests.support.browser import chromium, drag, marks, plot_rect, serve
+    from tests.support.sample import write_sample_results
 
     site = _page(tmp_path, write_sample_results(tmp_path / "results", n_bins=200))
     with serve(site) as served, chromium() as driver:
@@ -90,17 +90,15 @@ def test_sample_dashboard_renders_and_brush_filters(tmp_path: Path) -> None:
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-        from ztrace.look.browser import severe_logs
+        from tests.support.browser import severe_logs
 
         assert severe_logs(driver) == []
 
 
 def _real_results(tmp_path: Path, cli) -> Path:
-    """Results written by the real replay: `ztrace replay` if registered, else the engine."""
-    synth = pytest.importorskip("ztrace.synth")
-    engine = pytest.importorskip("ztrace.replay.engine")
-    from ztrace.cli.main import COMMANDS
+    """Results written by the real replay (`ztrace replay`)."""
     from ztrace.format import write_trace
+    from ztrace.workloads import synth
 
     trace = tmp_path / "trace"
     write_trace(
@@ -109,17 +107,14 @@ def _real_results(tmp_path: Path, cli) -> Path:
         synth.synth_meta("zram-parallel", cpus=4, seed=3, events=50_000),
     )
     out = tmp_path / "results"
-    if any(name == "replay" for name, _, _ in COMMANDS):
-        r = cli("replay", str(trace), "--locks", "class,pool,striped", "-o", str(out))
-        assert r.returncode == 0, r.stderr
-    else:
-        engine.write_results(engine.replay(trace, locks=["class", "pool", "striped"]), out)
+    r = cli("replay", str(trace), "--locks", "class,pool,striped", "-o", str(out))
+    assert r.returncode == 0, r.stderr
     return out
 
 
 def test_real_replay_results_render_and_brush(tmp_path: Path, cli) -> None:
     """End to end on real replay output: every lock chart draws data, the brush links."""
-    from ztrace.look.browser import chromium, drag, marks, plot_rect, serve, severe_logs
+    from tests.support.browser import chromium, drag, marks, plot_rect, serve, severe_logs
 
     site = _page(tmp_path, _real_results(tmp_path, cli))
     html = (site / "index.html").read_text()
@@ -155,30 +150,11 @@ def test_real_replay_results_render_and_brush(tmp_path: Path, cli) -> None:
 
 def test_real_sweep_click_picks_tier_limit(tmp_path: Path, cli) -> None:
     """`ztrace sweep` output: clicking a pool limit in the sweep re-filters the tier bars."""
-    pytest.importorskip("ztrace.synth_swap")
-    from ztrace.look.browser import chromium, click_item, marks, serve, severe_logs
+    from tests.support.browser import chromium, click_item, marks, serve, severe_logs
 
     trace, out = tmp_path / "swap", tmp_path / "sweep"
-    import subprocess
-    import sys
-
-    # The swap-trace generator is a module entry point, not a ztrace subcommand.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ztrace.synth_swap",
-            "--profile",
-            "phase-change",
-            "--scale",
-            "0.1",
-            "-o",
-            str(trace),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    r = cli("synth", "--profile", "phase-change", "--scale", "0.1", "-o", str(trace))
+    assert r.returncode == 0, r.stderr
     r = cli(
         "sweep",
         str(trace),

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from ztrace.format import TraceMeta, make_events, write_trace
 
@@ -147,8 +146,8 @@ def test_batches_carry_overlap_across_boundaries(tmp_path: Path) -> None:
 
 
 def test_synth_trace_rules_and_counts(tmp_path: Path) -> None:
-    synth = pytest.importorskip("ztrace.synth")
     from ztrace.look.perfetto import export_perfetto
+    from ztrace.workloads import synth
 
     n = 50_000
     trace = tmp_path / "t"

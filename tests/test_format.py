@@ -14,6 +14,7 @@ from ztrace.format import (
     TraceMeta,
     TraceWriter,
     make_events,
+    open_trace,
     read_meta,
     read_trace,
     write_trace,
@@ -131,3 +132,88 @@ def test_bad_input_gets_one_line_error_naming_the_file(tmp_path, case, expected)
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("ztrace: error: ") and expected in lines[0]
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+# ------------------------------------------------------------------ open_trace
+
+
+def _two_part_trace(tmp_path, second: TraceMeta):
+    """A dataset of two files whose second file carries ``second`` as metadata."""
+    d = tmp_path / "t"
+    w = TraceWriter(d, META, rotate_bytes=1)
+    w.write(small_table())
+    w.meta = second
+    tbl = small_table().set_column(0, "ts_ns", pa.array(np.arange(10, dtype=np.uint64) + 5000))
+    w.write(tbl)
+    w.close()
+    return d
+
+
+def test_open_trace_lists_once_and_merges_metadata(tmp_path):
+    d = _two_part_trace(tmp_path, META.replace(lost_events=3, extra={"consumer_cpu_s": "0.1"}))
+    tr = open_trace(d)
+    assert [f.name for f in tr.files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert tr.num_rows == 20 and tr.meta.lost_events == 3
+    assert tr.column_max("ts_ns") == 5009 and tr.column_max("no_such_column") is None
+    assert sum(b.num_rows for b in tr.iter_batches(batch_rows=7)) == 20
+    assert tr.read(columns=["ts_ns"]).table.column_names == ["ts_ns"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"kernel_release": "6.1.0-test"}, "kernel_release"),
+        ({"page_size": 16384}, "page_size"),
+        ({"zsmalloc_chain_size": 4}, "zsmalloc_chain_size"),
+        ({"nr_cpus": 64}, "nr_cpus"),
+        ({"source": "capture"}, "source"),
+    ],
+)
+def test_open_trace_refuses_conflicting_files(tmp_path, change, field):
+    d = _two_part_trace(tmp_path, META.replace(**change))
+    with pytest.raises(TraceFormatError) as exc:
+        open_trace(d)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    # names both files and the field
+    assert "part-00001.parquet" in msg and "part-00000.parquet" in msg and field in msg
+    r = run_cli("validate-trace", str(d))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("ztrace: error: ") and "conflicts with" in r.stderr
+
+
+# ------------------------------------------------------------------ event vocabulary
+
+
+def test_bpf_header_codes_are_the_python_definition():
+    """probes/zs_events.h's ZT_EV_* codes and ztrace.format.events agree, both ways."""
+    import re
+    from pathlib import Path
+
+    from ztrace.format import events
+
+    header = (Path(__file__).parents[1] / "probes" / "zs_events.h").read_text()
+    c_codes = {name: int(v) for name, v in re.findall(r"#define ZT_EV_(\w+)\s+(\d+)", header)}
+    py_codes = {
+        name[len("EV_") :]: value
+        for name, value in vars(events).items()
+        if name.startswith("EV_") and isinstance(value, int)
+    }
+    assert c_codes == py_codes
+    assert set(events.EVENT_NAMES) == set(c_codes.values())
+    assert set(events.EVENT_NAMES.values()) <= set(events.EVENTS)
+
+
+def test_capture_uses_the_one_event_definition():
+    from ztrace.capture import events as capture_events
+    from ztrace.format import events
+
+    assert capture_events.EVENT_NAMES is events.EVENT_NAMES
+    assert capture_events.EV_LOCK == events.EV_LOCK
+
+
+def test_lock_types_of_the_replay_are_the_results_vocabulary():
+    from ztrace.format import LOCK_TYPES
+    from ztrace.replay.locks import MODE_TYPES
+
+    assert set(MODE_TYPES) == set(LOCK_TYPES)

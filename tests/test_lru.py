@@ -254,7 +254,7 @@ def test_recorder_inversion_definition_by_hand():
 
 
 def test_run_lru_tables_match_results_format():
-    from ztrace.results import SCHEMAS
+    from ztrace.format import SCHEMAS
 
     out = run_lru(stream(SMALL), ALL, pool_limit=2, params="pool=bytes", bin_ns=25)
     assert set(out) == {"lru_summary", "lru_timeline"}
@@ -281,7 +281,7 @@ def test_run_lru_tables_match_results_format():
 def phase_change():
     from ztrace.format import Trace
     from ztrace.replay.lru.workload import load_workload
-    from ztrace.synth_swap import synth_swap
+    from ztrace.workloads.synth_swap import synth_swap
 
     table, meta = synth_swap("phase-change", seed=0, scale=0.2)
     return load_workload(Trace(table=table, meta=meta, files=[]))
@@ -340,7 +340,7 @@ PHASE_CHANGE_GOLDEN: dict[str, tuple[int, ...]] = {
 
 def test_trace_without_swap_events(tmp_path):
     from ztrace.format import write_trace
-    from ztrace.synth import synth, synth_meta
+    from ztrace.workloads.synth import synth, synth_meta
 
     t = synth("zram-parallel", events=200, seed=0, cpus=1)
     f = write_trace(tmp_path / "alloc", t, synth_meta("zram-parallel", cpus=1, seed=0, events=200))
@@ -378,8 +378,8 @@ def test_pool_limit_units():
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, cli):
     from ztrace.format import write_trace
-    from ztrace.synth import synth, synth_meta
-    from ztrace.synth_swap import write_swap_trace
+    from ztrace.workloads.synth import synth, synth_meta
+    from ztrace.workloads.synth_swap import write_swap_trace
 
     t = synth("zram-parallel", events=100, seed=0, cpus=1)
     write_trace(tmp_path / "alloc", t, synth_meta("zram-parallel", cpus=1, seed=0, events=100))
@@ -429,8 +429,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, cli):
 
 
 def test_cli_sweep_writes_curve(tmp_path, cli):
-    from ztrace.results import read_results
-    from ztrace.synth_swap import write_swap_trace
+    from ztrace.format import read_results
+    from ztrace.workloads.synth_swap import write_swap_trace
 
     write_swap_trace(tmp_path / "pc", "phase-change", scale=0.1)
     r = cli(
@@ -477,7 +477,7 @@ def test_workload_resolves_unknown_lengths():
 if __name__ == "__main__":  # print golden counts for PHASE_CHANGE_GOLDEN
     from ztrace.format import Trace
     from ztrace.replay.lru.workload import load_workload
-    from ztrace.synth_swap import synth_swap
+    from ztrace.workloads.synth_swap import synth_swap
 
     table, meta = synth_swap("phase-change", seed=0, scale=0.2)
     w = load_workload(Trace(table=table, meta=meta, files=[]))

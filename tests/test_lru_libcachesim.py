@@ -15,14 +15,13 @@ same loop itself: ``to_evict`` names the victim, ``evict`` removes it, then ``in
 
 from __future__ import annotations
 
+import libcachesim as lcs
 import numpy as np
 import pytest
 
-lcs = pytest.importorskip("libcachesim")
-
-from ztrace.replay.lru import make_design  # noqa: E402
-from ztrace.replay.lru.metrics import Latency, Recorder  # noqa: E402
-from ztrace.replay.lru.workload import OP_INVALIDATE, OP_LOAD, OP_STORE, from_arrays  # noqa: E402
+from ztrace.replay.lru import make_design
+from ztrace.replay.lru.metrics import Latency, Recorder
+from ztrace.replay.lru.workload import OP_INVALIDATE, OP_LOAD, OP_STORE, from_arrays
 
 CLEN = 1024
 

@@ -13,12 +13,11 @@ import pytest
 
 from ztrace.cli.main import main
 from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.format import TraceMeta, make_events, write_trace
+from ztrace.format import TraceMeta, make_events, read_results, write_trace
 from ztrace.model.classes import build_classes
 from ztrace.replay.costs import CostModel
 from ztrace.replay.engine import replay, write_results
-from ztrace.results import read_results
-from ztrace.synth import synth, synth_meta
+from ztrace.workloads.synth import synth, synth_meta
 
 META = TraceMeta(kernel_release="6.18.0", nr_cpus=2)
 #: lock holds only; no object write after malloc and free zspage allocation, so waits are
@@ -445,7 +444,7 @@ def test_lru_without_swap_events_is_a_one_line_error(
 
 
 def test_lru_designs_are_delegated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ztrace.synth_swap import synth_swap
+    from ztrace.workloads.synth_swap import synth_swap
 
     table, meta = synth_swap("zipf-steady", seed=1, scale=0.05)
     write_trace(tmp_path / "swap", table, meta)

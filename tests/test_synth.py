@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import run_cli
 from ztrace.errors import ConfigError
 from ztrace.format import read_trace
-from ztrace.synth import PAGE_SIZE, PROFILES, synth
+from ztrace.workloads.synth import PAGE_SIZE, PROFILES, synth
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

@@ -115,7 +115,6 @@ def test_zram_stores_and_discards_every_page(zram_run: vmrun.VmResult) -> None:
 def test_zram_capture_matches_kernel_counters(zram_run: vmrun.VmResult) -> None:
     avail = (zram_run.outdir / "capture_available").read_text().strip()
     assert avail == "yes", "`ztrace capture --help` failed in the guest; see guest.log"
-    pytest.importorskip("pyarrow")
     import pyarrow.compute as pc
 
     from ztrace.format import read_trace

@@ -12,6 +12,20 @@ import struct
 
 import numpy as np
 
+# event type codes (ZT_EV_*) and their trace-format names: defined once, in the format
+from ztrace.format.events import (  # noqa: F401  (re-exported for capture.session)
+    EV_COMPACT,
+    EV_FREE,
+    EV_LOCK,
+    EV_MALLOC,
+    EV_MIGRATE,
+    EV_ZSWAP_INVAL,
+    EV_ZSWAP_LOAD,
+    EV_ZSWAP_STORE,
+    EV_ZSWAP_WB,
+    EVENT_NAMES,
+)
+
 #: Mirrors ``struct zs_event`` (80 bytes); tests/test_capture.py checks it against the header.
 EVENT_DTYPE = np.dtype(
     [
@@ -33,20 +47,6 @@ EVENT_DTYPE = np.dtype(
 )
 assert EVENT_DTYPE.itemsize == 80
 
-# event type codes (ZT_EV_*) and their trace-format names
-EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE, EV_LOCK = 1, 2, 3, 4, 5
-EV_ZSWAP_STORE, EV_ZSWAP_LOAD, EV_ZSWAP_WB, EV_ZSWAP_INVAL = 6, 7, 8, 9
-EVENT_NAMES: dict[int, str] = {
-    EV_MALLOC: "zs_malloc",
-    EV_FREE: "zs_free",
-    EV_COMPACT: "zs_compact",
-    EV_MIGRATE: "zs_migrate",
-    EV_LOCK: "lock_contention",
-    EV_ZSWAP_STORE: "zswap_store",
-    EV_ZSWAP_LOAD: "zswap_load",
-    EV_ZSWAP_WB: "zswap_writeback",
-    EV_ZSWAP_INVAL: "zswap_invalidate",
-}
 SRC_KPROBE, SRC_KMEM_TP, SRC_LOCK_TP = 1, 2, 3
 DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin")
 

@@ -60,7 +60,8 @@ def command(
     t = Table(title=title)
     for col in ("index", "size", "pages/zspage", "objs/zspage", "merged_into", "waste/zspage"):
         t.add_column(col, justify="right")
-    for c in data["classes"]:  # type: ignore[union-attr]
+    classes: list[dict[str, int]] = data["classes"]  # type: ignore[assignment]
+    for c in classes:
         waste = c["pages_per_zspage"] * page_size - c["objs_per_zspage"] * c["size"]
         merged = "" if c["merged_into"] == c["index"] else str(c["merged_into"])
         t.add_row(

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from ztrace.cli._options import output_file_option
+from ztrace.format import Results
 from ztrace.progress import quiet_option
+
+
+def replayed_results(
+    trace: str | os.PathLike[str], locks: list[str] | None = None, *, quiet: bool = True
+) -> Results:
+    """Replay ``trace`` under ``locks`` (default: every registered design at its default
+    parameter, since the comparison is the point) and wrap the tables for look."""
+    from ztrace.format import open_trace, results_from_tables
+    from ztrace.replay.engine import replay
+    from ztrace.replay.locks import available
+
+    open_trace(trace)  # one line naming the path if it is neither results nor a trace
+    res = replay(str(trace), locks=locks or list(available()), progress=not quiet)
+    summary = {"locks": res.summary, "counters": dict(res.counters)}
+    return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
 
 
 @click.command(
@@ -17,14 +36,7 @@ Examples:
 """,
 )
 @click.argument("source", type=click.Path(path_type=str))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(path_type=str),
-    help="HTML file to write (one file, no network needed to view it).",
-)
+@output_file_option("HTML file to write (one file, no network needed to view it).")
 @click.option(
     "--locks", default=None, help="Lock designs to replay when SOURCE is a trace (comma-separated)."
 )
@@ -44,10 +56,15 @@ def command(
 
     Charts whose data is absent are listed at the bottom of the page instead of drawn.
     """
+    from ztrace.format import is_results_dir
     from ztrace.look.dashboard import build_dashboard
 
     lock_list = [s.strip() for s in locks.split(",") if s.strip()] if locks else None
-    res = build_dashboard(source, out, locks=lock_list, max_bins=max_bins, title=title, quiet=quiet)
+    # look reads results only: a trace is replayed here first, then handed over.
+    data: str | Results = (
+        source if is_results_dir(source) else replayed_results(source, lock_list, quiet=quiet)
+    )
+    res = build_dashboard(data, out, max_bins=max_bins, title=title, quiet=quiet)
     click.echo(
         f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.seconds:.1f} s): "
         f"{', '.join(res.charts) or 'no charts'}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ztrace.cli._options import output_file_option
 from ztrace.progress import quiet_option
 
 
@@ -28,14 +29,7 @@ Examples:
 """,
 )
 @click.argument("trace", type=click.Path(path_type=str))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(path_type=str),
-    help="JSON file to write (Chrome trace-event format, JSON object form).",
-)
+@output_file_option("JSON file to write (Chrome trace-event format, JSON object form).")
 @click.option(
     "--start-ns", type=click.IntRange(min=0), default=None, help="Only events with ts_ns >= this."
 )

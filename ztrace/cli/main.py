@@ -22,7 +22,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("validate-trace", "validate_trace", "Check a trace against the format and summarise it."),
     ("capture", "capture", "Record zsmalloc/lock/zswap events with BPF to a Parquet trace (root)."),
     ("doctor", "doctor", "Show which capture probes work on this kernel, and why."),
-    ("validate", "validate", "Check replay predictions against this host (validate locks)."),
+    ("check", "check", "Hold the model against a real kernel: oracle, locks, lru-kernel."),
+    ("validate", "validate", "Alias: `validate locks` = `check locks`."),
     ("dashboard", "dashboard", "Write one offline HTML file of linked charts (results or trace)."),
     ("export", "export", "Export a trace as Perfetto/Chrome trace-event JSON."),
     ("replay", "replay", "Replay a trace under lock designs (and LRU designs) in one pass."),
@@ -30,7 +31,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("report", "report", "Print lock/LRU results like perf lock contention (--json, --csv)."),
     ("vm", "vm", "Run capture scenarios in stock Debian kernels (6.1, 6.12) under qemu."),
     ("classes", "classes", "Print zsmalloc's size classes (chain size 4..16 or ≤6.2 legacy)."),
-    ("oracle", "oracle", "Check the zsmalloc model page-exactly against the real zram device."),
+    ("oracle", "oracle", "Alias: `oracle zram` = `check oracle`."),
+    ("host", "host", "Workloads on this machine's zram device (writers for captures)."),
 ]
 
 

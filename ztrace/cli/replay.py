@@ -4,100 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from typing import Any
 
 import click
 
 from ztrace.errors import ConfigError
 from ztrace.progress import quiet_option
-
-
-def fmt_ns(ns: float) -> str:
-    """perf's lock_stat_key_print_time(): scale ns to ns/us/ms/s for humans."""
-    for unit, div in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
-        if ns >= div:
-            return f"{ns / div:.2f} {unit}"
-    return f"{ns:.0f} ns"
-
-
-def _print_human(result: Any, lru_rows: list[dict[str, Any]] | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    # off a terminal rich would wrap at 80 columns; these tables need ~110
-    con = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120)
-    t = Table(title="lock contention by design (replayed)", title_justify="left")
-    for col in (
-        "design",
-        "acquired",
-        "contended",
-        "rate",
-        "total wait",
-        "max wait",
-        "avg wait",
-        "p99 wait",
-        "peak pages",
-    ):
-        t.add_column(col, justify="left" if col == "design" else "right")
-    for r in result.summary:
-        t.add_row(
-            r["lock_design"],
-            str(r["acquisitions"]),
-            str(r["contended"]),
-            f"{100 * r['contention_rate']:.2f}%",
-            fmt_ns(r["wait_ns_total"]),
-            fmt_ns(r["wait_ns_max"]),
-            fmt_ns(r["wait_ns_avg"]),
-            fmt_ns(r["wait_ns_p99"]),
-            str(r["pages_used_peak"]),
-        )
-    con.print(t)
-    bl = result.tables["locks_by_lock"].to_pylist()
-    for r in result.summary:
-        rows = sorted(
-            (x for x in bl if x["lock_design"] == r["lock_design"] and x["contended"]),
-            key=lambda x: (-x["wait_ns_total"], x["lock"], x["lock_type"]),
-        )[:5]
-        if not rows:
-            continue
-        lt = Table(title=f"{r['lock_design']}: top locks", title_justify="left")
-        for col in ("contended", "total wait", "max wait", "avg wait", "type", "lock"):
-            lt.add_column(col, justify="left" if col in ("type", "lock") else "right")
-        for x in rows:
-            lt.add_row(
-                str(x["contended"]),
-                fmt_ns(x["wait_ns_total"]),
-                fmt_ns(x["wait_ns_max"]),
-                fmt_ns(x["wait_ns_total"] / x["contended"]),
-                x["lock_type"],
-                x["lock"],
-            )
-        con.print(lt)
-    if lru_rows:
-        lt = Table(title="LRU designs", title_justify="left")
-        keys = [
-            "lru_design",
-            "pool_limit_pages",
-            "stores",
-            "writebacks",
-            "inversions",
-            "zswap_hits",
-            "disk_swapins",
-        ]
-        for k in keys:
-            lt.add_column(k)
-        for row in lru_rows:
-            lt.add_row(*(str(row.get(k, "")) for k in keys))
-        con.print(lt)
-    c = result.counters
-    bad = c["bad_alloc"] + c["dup_malloc"] + c["unmatched_free"] + c["unknown_class"]
-    total = c["mallocs"] + c["frees"] + c["compacts"] + c["migrates"]
-    con.print("\n=== output for debug ===\n")
-    con.print(f"bad: {bad}, total: {total}")
-    for k in ("bad_alloc", "dup_malloc", "unmatched_free", "unknown_class"):
-        con.print(f" {k:>16}: {c[k]}")
-    con.print(f"cost model: {result.cost_model.source}")
 
 
 def _parse_bin_ms(bin_ms: float | None) -> int | None:
@@ -171,14 +83,8 @@ def command(
     if pool_limit is not None and not lru:
         raise ConfigError("--pool-limit only applies with --lru")
     bin_ns = _parse_bin_ms(bin_ms)
-    run_lru = None
-    if lru:
-        try:
-            from ztrace.replay.lru import run_lru  # lazy: the LRU package is optional
-        except ImportError as exc:
-            raise ConfigError(
-                f"--lru: the LRU replay (ztrace.replay.lru) is not available ({exc})"
-            ) from None
+    from ztrace.format import results_from_tables
+    from ztrace.look.tables import render_json, render_replay
     from ztrace.replay.engine import replay, write_results
 
     result = None
@@ -193,14 +99,17 @@ def command(
             progress=not quiet,
         )
     lru_tables: dict[str, Any] = {}
-    if run_lru is not None:
+    if lru:
+        from ztrace.replay.lru import run_lru
+
+        assert pool_limit is not None  # checked above: --lru needs --pool-limit
         lru_tables = run_lru(trace, lru, pool_limit=pool_limit, params=None, seed=seed)
     lru_rows = lru_tables["lru_summary"].to_pylist() if lru_tables else None
     if out:
         if result is not None:
             write_results(result, out, extra_tables=lru_tables)
         else:
-            from ztrace.results import write_results_dir
+            from ztrace.format import write_results_dir
 
             write_results_dir(
                 out,
@@ -214,17 +123,18 @@ def command(
                 },
                 {"lru": lru_rows},
             )
+    doc: dict[str, Any] = {}
+    if result is not None:
+        doc["locks"] = result.summary
+        doc["counters"] = result.counters
+        doc["cost_model"] = json.loads(result.cost_model.to_json())
+    if lru_rows is not None:
+        doc["lru"] = lru_rows
     if as_json:
-        doc: dict[str, Any] = {}
-        if result is not None:
-            doc["locks"] = result.summary
-            doc["counters"] = result.counters
-            doc["cost_model"] = json.loads(result.cost_model.to_json())
-        if lru_rows is not None:
-            doc["lru"] = lru_rows
-        click.echo(json.dumps(doc, sort_keys=True))
+        click.echo(render_json(doc))
     elif not quiet or out is None:
         if result is not None:
-            _print_human(result, lru_rows)
+            tables = {**result.tables, **lru_tables}
+            render_replay(results_from_tables(tables, meta=dict(result.meta), summary=doc))
         elif lru_rows:
             click.echo(json.dumps(lru_rows, indent=1), err=True)

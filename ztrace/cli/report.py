@@ -49,12 +49,12 @@ def command(
 ) -> None:
     """Print lock contention per design and lock, and LRU results, from RESULTS_DIR."""
     from ztrace.errors import ConfigError
-    from ztrace.look.load import load_results
+    from ztrace.format import read_results
     from ztrace.look.report import build_report, render_csv, render_json, render_terminal
 
     if as_json and as_csv:
         raise ConfigError("cannot use --json and --csv together")
-    results = load_results(results_dir)
+    results = read_results(results_dir)
     report = build_report(results, sort_key=sort_key, limit=entries)
     if as_json:
         click.echo(render_json(report))

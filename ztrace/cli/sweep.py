@@ -59,7 +59,7 @@ def _design_params(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command(
     epilog="\b\nExamples:\n"
-    "  python -m ztrace.synth_swap --profile phase-change -o /tmp/pc\n"
+    "  ztrace synth --profile phase-change -o /tmp/pc\n"
     "  ztrace sweep /tmp/pc --lru none,entry-lru,swap-lru --pool-limits 512:4096:512 -o /tmp/sw\n"
     "  ztrace sweep T --lru 6.12 --pool-limits 5%,10%,20% --param ram=2G -o /tmp/sw --json\n"
     "  ztrace sweep T --lru entry-lru --pool-limits 2048 --param entry-lru:shrink=sync -o D"
@@ -98,6 +98,7 @@ def command(
     stores, rejects, writebacks, inversions (a page sent to disk while zswap holds an older
     one), hits, disk swap-ins, expected fault latency.
     """
+    from ztrace.format import write_results_dir
     from ztrace.replay.lru import (
         design_list,
         load_workload,
@@ -107,7 +108,6 @@ def command(
         run_design,
     )
     from ztrace.replay.lru.metrics import summary_table
-    from ztrace.results import write_results_dir
 
     names = design_list(designs)
     limits = expand_limits(pool_limits)
@@ -151,35 +151,7 @@ def command(
     if as_json:
         click.echo(json.dumps(summary))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ztrace.look.tables import render_sweep
 
-    t = Table(title=f"LRU sweep: {trace}")
-    for col in (
-        "design",
-        "limit",
-        "stores",
-        "rejects",
-        "writebacks",
-        "inversions",
-        "inv rate",
-        "hits",
-        "disk in",
-        "fault ns",
-    ):
-        t.add_column(col, justify="left" if col == "design" else "right")
-    for r in rows:
-        t.add_row(
-            str(r["lru_design"]),
-            str(r["pool_limit_pages"]),
-            str(r["stores"]),
-            str(r["rejects"]),
-            str(r["writebacks"]),
-            str(r["inversions"]),
-            f"{r['inversion_rate']:.3f}",
-            str(r["zswap_hits"]),
-            str(r["disk_swapins"]),
-            f"{r['expected_fault_latency_ns']:.0f}",
-        )
-    Console(stderr=True, width=140).print(t)
+    render_sweep(rows, trace)
     click.echo(f"wrote {out}/sweep.parquet", err=True)

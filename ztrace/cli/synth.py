@@ -1,47 +1,77 @@
-"""``ztrace synth``: write a seeded synthetic trace."""
+"""``ztrace synth``: write a seeded synthetic trace (allocator or swap profile)."""
 
 from __future__ import annotations
 
 import json
 
 import click
+from click.core import ParameterSource
 
+from ztrace.errors import ConfigError
 from ztrace.format import write_trace
-from ztrace.synth import PROFILES, synth, synth_meta
+from ztrace.workloads import PROFILE_KINDS, synth, synth_swap
 
 
 @click.command(
     epilog="\b\nExamples:\n  ztrace synth -o /tmp/t\n"
-    "  ztrace synth --profile hot-class --cpus 8 --events 1000000 -o /tmp/hot"
+    "  ztrace synth --profile hot-class --cpus 8 --events 1000000 -o /tmp/hot\n"
+    "  ztrace synth --profile phase-change --scale 0.5 -o /tmp/pc   # swap trace (v2)\n"
+    "\b\nAllocator profiles: " + ", ".join(sorted(synth.PROFILES)) + "\n"
+    "Swap profiles (schema v2, for --lru and sweep): " + ", ".join(sorted(synth_swap.PROFILES))
 )
 @click.option(
     "--profile",
-    type=click.Choice(sorted(PROFILES)),
+    type=click.Choice(sorted(PROFILE_KINDS)),
     default="zram-parallel",
     show_default=True,
     help="Workload profile (see docs/trace-format.md#synthetic-profiles).",
 )
-@click.option("--events", type=int, default=100_000, show_default=True, help="About this many.")
-@click.option("--cpus", type=int, default=4, show_default=True)
+@click.option(
+    "--events", type=int, default=100_000, show_default=True, help="About this many (allocator)."
+)
+@click.option("--cpus", type=int, default=4, show_default=True, help="CPUs (allocator).")
+@click.option(
+    "--scale", type=float, default=1.0, show_default=True, help="Length multiplier (swap)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def command(profile: str, events: int, cpus: int, seed: int, out: str, as_json: bool) -> None:
-    """Write a seeded synthetic trace (zs_malloc/zs_free events) from a workload profile."""
-    table = synth(profile, events=events, seed=seed, cpus=cpus)
-    path = write_trace(out, table, synth_meta(profile, cpus=cpus, seed=seed, events=events))
-    summary = {
-        "trace": str(out),
-        "file": str(path),
-        "profile": profile,
-        "events": table.num_rows,
-        "cpus": cpus,
-        "seed": seed,
-    }
+@click.pass_context
+def command(
+    ctx: click.Context,
+    profile: str,
+    events: int,
+    cpus: int,
+    scale: float,
+    seed: int,
+    out: str,
+    as_json: bool,
+) -> None:
+    """Write a seeded synthetic trace from a workload profile.
+
+    Allocator profiles write zs_malloc/zs_free events (--events, --cpus); swap profiles
+    write zswap store/load/invalidate events (--scale).
+    """
+    kind = PROFILE_KINDS[profile]
+    wrong = ("scale",) if kind == "alloc" else ("events", "cpus")
+    for name in wrong:
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            raise ConfigError(f"--{name}: does not apply to {kind} profile `{profile}`")
+    summary: dict[str, object] = {"trace": str(out), "profile": profile, "seed": seed}
+    if kind == "alloc":
+        table = synth.synth(profile, events=events, seed=seed, cpus=cpus)
+        meta = synth.synth_meta(profile, cpus=cpus, seed=seed, events=events)
+        what = f"{profile}, {cpus} CPUs, seed {seed}"
+        summary["cpus"] = cpus
+    else:
+        if not scale > 0:
+            raise ConfigError(f"--scale: must be > 0, got {scale}")
+        table, meta = synth_swap.synth_swap(profile, seed=seed, scale=scale)
+        what = f"{profile}, scale {scale}, seed {seed}"
+        summary["scale"] = scale
+    path = write_trace(out, table, meta)
+    summary.update(file=str(path), events=table.num_rows)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(
-            f"wrote {table.num_rows} events ({profile}, {cpus} CPUs, seed {seed}) to {path}",
-            err=True,
-        )
+        click.echo(f"wrote {table.num_rows} events ({what}) to {path}", err=True)

@@ -22,11 +22,12 @@ def command(trace: str, as_json: bool) -> None:
     t = read_trace(trace)
     counts = pc.value_counts(t.table.column("event").cast("string")).to_pylist()
     ts = t.table.column("ts_ns")
+    by_event: dict[str, int] = {c["values"]: c["counts"] for c in counts}
     summary = {
         "trace": trace,
         "files": len(t.files),
         "events": t.num_events,
-        "by_event": {c["values"]: c["counts"] for c in counts},
+        "by_event": by_event,
         "span_ns": int(pc.max(ts).as_py() - pc.min(ts).as_py()),
         "meta": {k: v for k, v in asdict(t.meta).items() if k != "extra"} | dict(t.meta.extra),
     }
@@ -38,5 +39,5 @@ def command(trace: str, as_json: bool) -> None:
         f"in {len(t.files)} file(s), source={t.meta.source}, "
         f"kernel={t.meta.kernel_release}, lost_events={t.meta.lost_events}"
     )
-    for name, n in sorted(summary["by_event"].items()):
+    for name, n in sorted(by_event.items()):
         click.echo(f"  {name:<18} {n}")

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from ztrace.errors import TraceFormatError
-from ztrace.look.load import Results, is_results_dir, load_results, results_from_tables
+from ztrace.format import Results, is_results_dir, read_results
 
 #: Defaults that keep the HTML well under 10 MB and the first render within a second or two.
 MAX_BINS = 400
@@ -577,7 +577,7 @@ def _bundle_cache_path() -> Path:
     import vl_convert as vlc
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}"
+    tag = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}"  # type: ignore[attr-defined]
     return base / "ztrace" / f"vega-bundle-{tag}.js"
 
 
@@ -601,7 +601,8 @@ def javascript_bundle() -> str:
         pass
     import vl_convert as vlc
 
-    _BUNDLE = vlc.javascript_bundle()
+    # the stub marks the optional `snippet` argument as required
+    _BUNDLE = vlc.javascript_bundle()  # type: ignore[call-arg]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -654,30 +655,12 @@ class DashboardResult:
     absent: dict[str, str]
 
 
-def results_for_input(
-    path: str | os.PathLike[str], *, locks: list[str] | None = None, quiet: bool = True
-) -> Results:
-    """A results directory as is; a trace is replayed first (or, without the replay
-    engine, summarised from its own lock_contention events)."""
+def results_for_input(path: str | os.PathLike[str], *, quiet: bool = True) -> Results:
+    """A results directory as is; a trace is summarised from its own lock_contention
+    events (look never replays: ``ztrace dashboard TRACE`` replays in the CLI first)."""
     p = Path(path)
     if is_results_dir(p):
-        return load_results(p)
-    from ztrace.format import trace_files
-
-    trace_files(p)  # one-line error naming the path if it is neither results nor trace
-    try:
-        from ztrace.replay.engine import replay  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        replay = None
-    if replay is not None:
-        if not locks:
-            # Every registered design at its default parameter: the comparison is the point.
-            from ztrace.replay.locks import available
-
-            locks = list(available())
-        res = replay(str(p), locks=locks, progress=not quiet)
-        summary = {"locks": res.summary, "counters": dict(res.counters)}
-        return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
+        return read_results(p)
     from ztrace.look.tracesum import summarise_trace
 
     return summarise_trace(p, quiet=quiet)
@@ -687,19 +670,15 @@ def build_dashboard(
     source: str | os.PathLike[str] | Results,
     out: str | os.PathLike[str],
     *,
-    locks: list[str] | None = None,
     max_bins: int = MAX_BINS,
     max_class_bins: int = MAX_CLASS_BINS,
     title: str | None = None,
     quiet: bool = True,
 ) -> DashboardResult:
-    """Write the dashboard for a results directory, a trace, or loaded results."""
+    """Write the dashboard for a results directory, loaded results, or (observed contention
+    only) a trace."""
     started = time.perf_counter()
-    results = (
-        source
-        if isinstance(source, Results)
-        else results_for_input(source, locks=locks, quiet=quiet)
-    )
+    results = source if isinstance(source, Results) else results_for_input(source, quiet=quiet)
     if not results.tables:
         raise TraceFormatError(results.path or "<results>", "no results tables to draw")
     d = prepare(results, max_bins=max_bins, max_class_bins=max_class_bins)

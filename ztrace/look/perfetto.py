@@ -218,14 +218,14 @@ def export_perfetto(
     batch_rows: int = 1 << 18,
 ) -> ExportStats:
     """Write ``trace`` (optionally a time window, or its first ``max_events``) as JSON."""
-    from ztrace.format import inspect_file, iter_batches, read_meta, trace_files
+    from ztrace.format import open_trace
     from ztrace.progress import progress
 
-    files = trace_files(trace)
-    meta = read_meta(trace)
-    names = set(inspect_file(files[0])[1].schema_arrow.names)
+    tr = open_trace(trace)
+    meta = tr.meta
+    names = set(tr.schema.names)
     columns = list(_EVENT_COLUMNS) + [c for c in _OPTIONAL if c in names]
-    total = sum(inspect_file(f)[1].metadata.num_rows for f in files)
+    total = tr.num_rows
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -240,7 +240,7 @@ def export_perfetto(
         ):
             f.write('{"traceEvents":[\n')
             first = True
-            for rb in iter_batches(trace, columns=columns, batch_rows=batch_rows):
+            for rb in tr.iter_batches(columns=columns, batch_rows=batch_rows):
                 bar.advance(rb.num_rows)
                 batch = pl.from_arrow(rb)
                 assert isinstance(batch, pl.DataFrame)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.look.load import Results
+from ztrace.format import Results
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -100,7 +100,8 @@ def trust_of(results: Results) -> Trust:
     """Event and lost-event counts: summary.json if it has them, else the trace's metadata."""
     s = results.summary
     trace = results.trace_path or (s.get("trace") if isinstance(s.get("trace"), str) else None)
-    counters = s.get("counters") if isinstance(s.get("counters"), dict) else {}
+    raw = s.get("counters")
+    counters: dict[str, Any] = raw if isinstance(raw, dict) else {}
     bad = {k: int(counters[k]) for k in BAD_COUNTERS if isinstance(counters.get(k), int)}
     events = s.get("events", s.get("num_events"))
     lost = s.get("lost_events")
@@ -108,11 +109,10 @@ def trust_of(results: Results) -> Trust:
         return Trust(events, lost, trace, "summary.json", bad)
     if trace and Path(trace).exists():
         try:
-            from ztrace.format import inspect_file, read_meta, trace_files
+            from ztrace.format import open_trace
 
-            meta = read_meta(trace)
-            n = sum(inspect_file(f)[1].metadata.num_rows for f in trace_files(trace))
-            return Trust(n, meta.lost_events, trace, "trace metadata", bad)
+            tr = open_trace(trace)
+            return Trust(tr.num_rows, tr.meta.lost_events, trace, "trace metadata", bad)
         except TraceFormatError:
             pass
     return Trust(

@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from ztrace.look.load import RESULT_COLUMNS, Results
+from ztrace.format import RESULT_COLUMNS, Results, open_trace, results_from_tables
 
 OBSERVED = "observed"
 #: Aim for about this many timeline bins; the dashboard re-bins further if needed.
@@ -36,12 +35,10 @@ def _nice_bin(span_ns: int, target: int = TARGET_BINS) -> int:
 
 def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Results:
     """Timeline, wait histogram and per-lock-kind tables of observed contention."""
-    from ztrace.format import inspect_file, read_meta, trace_files
-
-    files = trace_files(path)
-    meta = read_meta(path)
-    names = set(inspect_file(files[0])[1].schema_arrow.names)
-    n_events = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    tr = open_trace(path)
+    files, meta = tr.files, tr.meta
+    names = set(tr.schema.names)
+    n_events = tr.num_rows
     cols = ["ts_ns", "event"] + [
         c for c in ("wait_ns", "hold_ns", "lock_kind", "pool_pages") if c in names
     ]
@@ -156,9 +153,8 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
     if summary["contended"][0]:
         tables["locks_summary"] = summary
         tables["locks_by_lock"] = by_lock
-    return Results(
-        path=None,
-        tables=tables,
+    return results_from_tables(
+        tables,
         meta={"ztrace.trace": str(Path(path))},
         summary={
             "events": n_events,

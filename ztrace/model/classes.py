@@ -231,7 +231,7 @@ class KernelProfile:
       lists, ``insert_zspage()`` = plain ``list_add``) and the reworked ``__zs_compact()``
       (dst kept until full). Else the four groups ZS_EMPTY/ALMOST_EMPTY/ALMOST_FULL/FULL,
       the "higher ->inuse first" insert quirk and the old nested compaction loop.
-    * ``alloc_before_free``: zram overwrite order (``ztrace.oracle.zram``): zs_malloc of the
+    * ``alloc_before_free``: zram overwrite order (``ztrace.checks.oracle``): zs_malloc of the
       new object before zs_free of the old one.
     """
 

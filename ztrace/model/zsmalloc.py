@@ -34,7 +34,7 @@ Not modelled (documented in docs/model.md): deferred zspage freeing when ``trylo
 fails (page lock held by page migration), compaction cut short by lock contention
 (``spin_is_contended`` / ``rwlock_is_contended``) or by a failed ``zspage_write_trylock()`` on
 the source (a concurrent reader), and allocation failures. All need concurrency; the
-single-threaded zram oracle (ztrace.oracle.zram) matched the 6.18 kernel page for page.
+single-threaded zram oracle (ztrace.checks.oracle) matched the 6.18 kernel page for page.
 """
 
 from __future__ import annotations

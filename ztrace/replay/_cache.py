@@ -32,6 +32,7 @@ MODULES = (
 def source_files() -> list[Path]:
     """Every file the replay's compiled code depends on, in a fixed order."""
     files = sorted((_ROOT / "model").glob("*.py"))
+    files.append(_ROOT / "format" / "events.py")  # ingest compiles in the event codes
     files += [_ROOT / "replay" / f for f in ("costs.py", "hashing.py", "handles.py")]
     files += [_ROOT / "replay" / f for f in ("ingest.py", "prescan.py")]
     files += sorted((_ROOT / "replay" / "locks").glob("*.py"))

@@ -7,6 +7,9 @@ numpy on a ``uint64`` array).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 from numba import njit
 
@@ -21,4 +24,6 @@ def splitmix64(x: np.uint64) -> np.uint64:
 
 def splitmix64_array(x: np.ndarray) -> np.ndarray:
     """:func:`splitmix64` of every element of a ``uint64`` array."""
-    return splitmix64.py_func(x)  # type: ignore[no-any-return]
+    # the same Python body, run by numpy on the whole array (the scalar ops broadcast)
+    body = cast(Callable[[np.ndarray], np.ndarray], splitmix64.py_func)
+    return body(x)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from ztrace.format.events import EV_COMPACT, EV_FREE, EV_MALLOC, EV_MIGRATE, EVENT_CODES
 from ztrace.model import zsmalloc as zsm
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
@@ -29,15 +30,13 @@ from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, 
 from ztrace.replay.locks import OP_COMPACT, OP_MIGRATE, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
-#: event name -> ingest code (-1: not an allocator op)
-EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE = 0, 1, 2, 3
+#: allocator event name -> its code, as defined once in ztrace.format.events (the BPF
+#: ``ZT_EV_*`` values); every other event ingests as -1 (not an allocator op)
 EV_CODES = {
-    "zs_malloc": EV_MALLOC,
-    "zs_free": EV_FREE,
-    "zs_compact": EV_COMPACT,
-    "zs_migrate": EV_MIGRATE,
+    name: EVENT_CODES[name] for name in ("zs_malloc", "zs_free", "zs_compact", "zs_migrate")
 }
-N_EV = len(EV_CODES)
+#: rows of per-event-code tables (codes index them directly)
+N_EV = max(EV_CODES.values()) + 1
 # counters
 (
     K_BAD_ALLOC,

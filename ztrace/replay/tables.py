@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ztrace.format import SCHEMAS
 from ztrace.replay.costs import CostModel
 from ztrace.replay.ingest import (
     N_SN,
@@ -42,7 +43,6 @@ from ztrace.replay.locks._sim import (
     hist_quantile,
 )
 from ztrace.replay.locks._state import SimState
-from ztrace.results import SCHEMAS
 
 
 @dataclass
@@ -243,8 +243,8 @@ def write_results(
     out_dir: str | os.PathLike[str],
     extra_tables: dict[str, pa.Table] | None = None,
 ) -> list[Path]:
-    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.results."""
-    from ztrace.results import write_results_dir
+    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results."""
+    from ztrace.format import write_results_dir
 
     tables = dict(result.tables)
     if extra_tables:

@@ -44,7 +44,8 @@ def front_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untype
 
 def _is_front(numba_type: types.Type, front_type: type) -> bool:
     """In an overload: is ``numba_type`` the numba type of the NamedTuple class ``front_type``?"""
-    return isinstance(numba_type, types.BaseNamedTuple) and numba_type.instance_class is front_type
+    cls = getattr(numba_type, "instance_class", None)  # set on NamedTuple types only
+    return isinstance(numba_type, types.BaseNamedTuple) and cls is front_type
 
 
 def malloc_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -17,6 +17,7 @@ from ztrace.replay.locks import (
     N_STEP_FIELDS,
     OP_WRITE,
     ST_HOLD,
+    LockDesign,
     _sim,
     _sim_core,
 )
@@ -42,7 +43,7 @@ class SimState:
 
     def __init__(
         self,
-        design: object,
+        design: LockDesign,
         n_cpus: int,
         n_classes: int,
         cm: np.ndarray,
@@ -53,9 +54,9 @@ class SimState:
         d = design
         self._sim_batch = _sim.sim_batch if reference else _sim_core.sim_batch
         self.design = d
-        nl = d.n_locks  # type: ignore[attr-defined]
-        self.n_sub = np.int64(d.n_sub)  # type: ignore[attr-defined]
-        sub = d.sub_of_class  # type: ignore[attr-defined]
+        nl = d.n_locks
+        self.n_sub = np.int64(d.n_sub)
+        sub = d.sub_of_class
         self.sub_of_class = sub if len(sub) else np.zeros(n_classes, dtype=np.int64)
         self.lock_free = np.zeros((nl, 2), dtype=np.int64)
         self.lstats = np.zeros((nl * N_MODES, N_STATS), dtype=np.int64)
@@ -79,7 +80,7 @@ class SimState:
         self.write_after = bool(write_after)
         # Programs: op kind k runs steps[k]; with the object write after malloc, malloc
         # kinds run program N_OPS + k = their own steps followed by the OP_WRITE steps.
-        st, ns = design.steps, design.nsteps  # type: ignore[attr-defined]
+        st, ns = design.steps, design.nsteps
         self.steps = np.zeros((2 * N_OPS, 2 * st.shape[1], N_STEP_FIELDS), dtype=np.int64)
         self.nsteps = np.zeros(2 * N_OPS, dtype=np.int64)
         self.prog_of = np.arange(N_OPS, dtype=np.int64)

@@ -12,8 +12,8 @@ point took it:
 * zs_map_object(): ``spin_lock(&pool->lock)`` for the lookup until migrate_read_lock(zspage);
 * zs_page_migrate() and __zs_compact(): ``spin_lock(&pool->lock)``.
 
-The brief for this track says 6.1 stable picked the consolidation up in 6.1.47; not
-re-verified here, so the docs say "reported".
+6.1 stable is reported to have picked the consolidation up in 6.1.47; not re-verified
+here, so the docs say "reported".
 """
 
 from __future__ import annotations

@@ -6,18 +6,16 @@ schema v2 with zswap events) and ``counters/{before,after}.json`` (``ztrace/vm/c
 is what the guest kernel used: ``max_pool_percent`` of ``MemTotal`` (``totalram_pages``), with
 the guest's ``accept_threshold_percent``.
 
-    python -m ztrace.replay.lru.kernel_check VMDIR --design none [--design ...] [--md OUT]
+    ztrace check lru-kernel VMDIR --design none [--design ...] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from ztrace.errors import TraceFormatError, ZtraceError
+from ztrace.errors import TraceFormatError
 from ztrace.replay.lru import canonical_name, run_design, split_design_spec
 from ztrace.replay.lru.workload import Workload, load_workload
 
@@ -148,32 +146,3 @@ def markdown(res: dict[str, Any]) -> str:
             cells.append(str(c.get(pred, "–")) if pred != "-" else "not modelled")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ztrace.replay.lru.kernel_check")
-    ap.add_argument("vmdir")
-    ap.add_argument(
-        "--design", action="append", required=True, help="NAME or NAME:k=v,k=v (repeatable)"
-    )
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        res = check(a.vmdir, a.design)
-    except ZtraceError as exc:
-        print(f"ztrace: error: {exc}", file=sys.stderr)
-        return 2
-    if a.json:
-        print(json.dumps(res, indent=1, default=str))
-    else:
-        print(
-            f"{res['release']}: limit {res['pool_limit_pages']} pages "
-            f"({res['zswap_params'].get('max_pool_percent')}% of {res['ram_pages']}), "
-            f"ops {res['trace_ops']}"
-        )
-        print(markdown(res))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,24 +31,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import mmap
 import os
 import signal
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ztrace.errors import CaptureError, ConfigError
+from ztrace.host.zram import MM_STAT, PAGE, ZramDevice
 from ztrace.model.classes import build_classes, kernel_profile
 from ztrace.model.zsmalloc import ZsPool, new_pool
-from ztrace.zramdev import BLKDISCARD, MM_STAT, PAGE, zram_lock
 
 MM_STAT_FIELDS = MM_STAT
 CHECKPOINT_EVERY = 1000
@@ -193,113 +190,6 @@ class OracleResult:
 # ------------------------------------------------------------------------- device control
 
 
-def _sysfs(device: str) -> Path:
-    return Path("/sys/block") / Path(device).name
-
-
-def _write_attr(path: Path, value: str) -> None:
-    try:
-        with open(path, "w") as f:
-            f.write(value)
-    except OSError as exc:
-        raise CaptureError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
-
-
-def _current_comp(sysdir: Path) -> str:
-    text = (sysdir / "comp_algorithm").read_text()
-    for tok in text.split():
-        if tok.startswith("[") and tok.endswith("]"):
-            return tok[1:-1]
-    return text.split()[0] if text.split() else ""
-
-
-def _in_use(device: str) -> str | None:
-    name = os.path.realpath(device)
-    for f in ("/proc/swaps", "/proc/mounts"):
-        with contextlib.suppress(OSError), open(f) as fh:
-            for line in fh:
-                if line.split() and os.path.realpath(line.split()[0]) == name:
-                    return f
-    return None
-
-
-class ZramDevice:
-    """Set up a zram device for the oracle and restore its settings on exit."""
-
-    def __init__(self, device: str, disksize: int, comp: str) -> None:
-        self.device = device
-        self.sysdir = _sysfs(device)
-        self.disksize = disksize
-        self.comp = comp
-        self.fd = -1
-        self._mm_fd = -1
-        self._saved_comp: str | None = None
-        self._saved_disksize = 0
-
-    def __enter__(self) -> ZramDevice:
-        if os.geteuid() != 0:
-            raise CaptureError("the zram oracle needs root")
-        if not os.path.exists(self.device) or not self.sysdir.is_dir():
-            raise CaptureError(f"{self.device}: no such zram device")
-        where = _in_use(self.device)
-        if where:
-            raise CaptureError(f"{self.device} is in use (listed in {where})")
-        self._saved_comp = _current_comp(self.sysdir)
-        self._saved_disksize = int((self.sysdir / "disksize").read_text().split()[0])
-        try:
-            self._reset()
-            avail = (self.sysdir / "comp_algorithm").read_text().replace("[", " ").split()
-            avail = [a.strip("]") for a in avail]
-            if self.comp not in avail:
-                raise ConfigError(
-                    f"compression algorithm {self.comp!r} not available ({' '.join(avail)})"
-                )
-            _write_attr(self.sysdir / "comp_algorithm", self.comp)
-            _write_attr(self.sysdir / "disksize", str(self.disksize))
-            self.fd = os.open(self.device, os.O_RDWR | os.O_DIRECT)
-            self._mm_fd = os.open(self.sysdir / "mm_stat", os.O_RDONLY)
-        except BaseException:
-            self._restore()
-            raise
-        return self
-
-    def _reset(self) -> None:
-        _write_attr(self.sysdir / "reset", "1")
-
-    def _restore(self) -> None:
-        for fd in (self.fd, self._mm_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.fd = self._mm_fd = -1
-        with contextlib.suppress(CaptureError):
-            self._reset()
-        if self._saved_comp:
-            with contextlib.suppress(CaptureError):
-                _write_attr(self.sysdir / "comp_algorithm", self._saved_comp)
-        if self._saved_disksize:
-            with contextlib.suppress(CaptureError):
-                _write_attr(self.sysdir / "disksize", str(self._saved_disksize))
-
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
-
-    def mm_stat(self) -> tuple[int, ...]:
-        raw = os.pread(self._mm_fd, 512, 0)
-        return tuple(int(x) for x in raw.split())
-
-    def write_page(self, slot: int, buf: mmap.mmap) -> None:
-        n = os.pwritev(self.fd, [buf], slot * PAGE)
-        if n != PAGE:
-            raise CaptureError(f"short write to {self.device}: {n} bytes")
-
-    def discard_page(self, slot: int) -> None:
-        fcntl.ioctl(self.fd, BLKDISCARD, struct.pack("QQ", slot * PAGE, PAGE))
-
-    def compact(self) -> None:
-        _write_attr(self.sysdir / "compact", "1")
-
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt so the device is restored on ``kill`` too."""
@@ -407,6 +297,8 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
         raise ConfigError("--ops must be >= 1 and --ops-after >= 0")
     if cfg.slots < 16:
         raise ConfigError("--slots must be >= 16")
+    if os.geteuid() != 0:
+        raise CaptureError("the zram oracle needs root")
     release = os.uname().release
     prof = kernel_profile(release)
     chain = _chain_size_of_running_kernel()
@@ -424,10 +316,11 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
     live = new_pool(table, ratio_groups=prof.ratio_groups)
     tr = _Trace()
     t_start = time.monotonic()
-    with _sigterm_as_interrupt(), zram_lock(cfg.lock_timeout_s):
-        dev = ZramDevice(cfg.device, cfg.slots * PAGE, cfg.comp_algorithm)
-        with dev:
-            _drive(cfg, dev, live, table.huge_class_size, alloc_first, tr, res)
+    dev = ZramDevice(
+        cfg.device, cfg.slots * PAGE, cfg.comp_algorithm, lock_timeout_s=cfg.lock_timeout_s
+    )
+    with _sigterm_as_interrupt(), dev:
+        _drive(cfg, dev, live, table.huge_class_size, alloc_first, tr, res)
     res.elapsed_s = time.monotonic() - t_start
     # Replay the trace (from the file when one was written) through a fresh model.
     table_arrow = _to_table(tr)
@@ -495,7 +388,7 @@ def _drive(
     handle_of = np.zeros(cfg.slots, dtype=np.int64)
     obj_of = np.full(cfg.slots, -1, dtype=np.int64)
     next_handle = 1
-    prev = dev.mm_stat()
+    prev = dev.mm_stat_values()
     total = cfg.ops + cfg.n_after
     i_cmp = MM_STAT_FIELDS.index("compr_data_size")
     i_mem = MM_STAT_FIELDS.index("mem_used_total")
@@ -509,12 +402,12 @@ def _drive(
         res.checkpoints.append(Checkpoint(op, phase, kp, -1, label))
 
     def compact(op: int, phase: str) -> None:
-        before = dev.mm_stat()
+        before = dev.mm_stat_values()
         model_before = live.total_pages()
         t0 = time.monotonic_ns()
         dev.compact()
         dur = time.monotonic_ns() - t0
-        after = dev.mm_stat()
+        after = dev.mm_stat_values()
         tr.add("zs_compact", dur=dur)
         freed_model = live.compact()
         res.compactions.append(
@@ -534,7 +427,7 @@ def _drive(
     for k in range(total):
         if k == cfg.ops:
             compact(k, "after")
-            prev = dev.mm_stat()
+            prev = dev.mm_stat_values()
             phase = "after"
         # Fill first, then free heavily before the compaction so zspages are sparse and
         # compaction has real work; steady churn after it.
@@ -548,7 +441,7 @@ def _drive(
             t0 = time.monotonic_ns()
             dev.write_page(slot, buf)
             dur = time.monotonic_ns() - t0
-            cur = dev.mm_stat()
+            cur = dev.mm_stat_values()
             new_size = cur[i_cmp] - prev[i_cmp] + old_size
             d_huge = cur[i_huge] - prev[i_huge] + (1 if old_size == PAGE else 0)
             d_same = cur[i_same] - prev[i_same] + (1 if old_obj < 0 and old_handle < 0 else 0)
@@ -598,7 +491,7 @@ def _drive(
             t0 = time.monotonic_ns()
             dev.discard_page(slot)
             dur = time.monotonic_ns() - t0
-            cur = dev.mm_stat()
+            cur = dev.mm_stat_values()
             res.discards += 1
             if cur[i_cmp] - prev[i_cmp] != -old_size:
                 res.classification_errors += 1

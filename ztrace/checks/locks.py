@@ -1,4 +1,4 @@
-"""``ztrace validate locks``: does the replay predict the contention the kernel really has?
+"""``ztrace check locks``: does the replay predict the contention the kernel really has?
 
 On this host (BPF tracepoints, no kprobes) the experiment is:
 
@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from ztrace.capture.session import Capture, CaptureOptions
-from ztrace.capture.zram import run_writers, zram_device
 from ztrace.format import TraceMeta, read_trace, write_trace
+from ztrace.host.zram import run_writers, zram_device
 
 
 @dataclass

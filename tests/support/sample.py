@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ztrace.look.load import RESULT_COLUMNS
+from ztrace.format import RESULT_COLUMNS
 
 LOCK_DESIGNS = ("class", "pool", "stripe4")
 LRU_DESIGNS = ("fifo", "lru", "clock")

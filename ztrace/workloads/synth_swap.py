@@ -16,21 +16,19 @@ Profiles
 ``zipf-steady``
     One Zipf working set for the whole run (a control: little inversion to find).
 
-Run ``python -m ztrace.synth_swap --profile phase-change -o DIR`` to write a trace.
+Run ``ztrace synth --profile phase-change -o DIR`` to write a trace.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from ztrace.errors import ConfigError, ZtraceError
+from ztrace.errors import ConfigError
 from ztrace.format import TraceMeta, make_events, write_trace
 
 PAGE_SIZE = 4096
@@ -65,39 +63,33 @@ class SwapProfile:
     machine_ram_bytes: int
 
 
+_PHASE_CHANGE = SwapProfile(
+    "phase-change",
+    "two disjoint Zipf working sets one after the other, each 3x the cgroup's RAM; "
+    "10% incompressible pages",
+    set_pages=12_288,
+    phases=2,
+    ram_pages=4_096,
+    accesses=150_000,
+    zipf_a=0.9,
+    incompressible_share=0.10,
+    size_median=1_400.0,
+    size_sigma=0.5,
+    free_at_end=0.0,
+    interarrival_ns=2_000,
+    machine_ram_bytes=256 << 20,
+)
 PROFILES: dict[str, SwapProfile] = {
     p.name: p
     for p in (
-        SwapProfile(
-            "phase-change",
-            "two disjoint Zipf working sets one after the other, each 3x the cgroup's RAM; "
-            "10% incompressible pages",
-            set_pages=12_288,
-            phases=2,
-            ram_pages=4_096,
-            accesses=150_000,
-            zipf_a=0.9,
-            incompressible_share=0.10,
-            size_median=1_400.0,
-            size_sigma=0.5,
-            free_at_end=0.0,
-            interarrival_ns=2_000,
-            machine_ram_bytes=256 << 20,
-        ),
-        SwapProfile(
-            "zipf-steady",
-            "one Zipf working set 3x the cgroup's RAM for the whole run",
-            set_pages=12_288,
+        _PHASE_CHANGE,
+        # the control: the same machine and pages, one working set for the same total length
+        replace(
+            _PHASE_CHANGE,
+            name="zipf-steady",
+            description="one Zipf working set 3x the cgroup's RAM for the whole run",
             phases=1,
-            ram_pages=4_096,
             accesses=300_000,
-            zipf_a=0.9,
-            incompressible_share=0.10,
-            size_median=1_400.0,
-            size_sigma=0.5,
-            free_at_end=0.0,
-            interarrival_ns=2_000,
-            machine_ram_bytes=256 << 20,
         ),
     )
 }
@@ -206,27 +198,3 @@ def write_swap_trace(out: str | Path, name: str, *, seed: int = 0, scale: float 
     """Generate profile ``name`` and write it as a trace directory; returns the file."""
     table, meta = synth_swap(name, seed=seed, scale=scale)
     return write_trace(out, table, meta)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m ztrace.synth_swap",
-        description="Write a seeded synthetic swap trace (schema v2).",
-        epilog="example: python -m ztrace.synth_swap --profile phase-change -o /tmp/pc",
-    )
-    ap.add_argument("--profile", default="phase-change", help=", ".join(sorted(PROFILES)))
-    ap.add_argument("-o", "--output", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scale", type=float, default=1.0)
-    a = ap.parse_args(argv)
-    try:
-        path = write_swap_trace(a.output, a.profile, seed=a.seed, scale=a.scale)
-    except ZtraceError as exc:
-        print(f"ztrace: error: {exc}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.errors import TraceFormatError
 
+if TYPE_CHECKING:  # polars loads only when a look tool asks for a frame (capture stays light)
+    import polars as pl
+
 RESULTS_VERSION = 1
+
+#: Values of the ``lock_type`` column of ``locks_by_lock`` (perf lock contention's words; an
+#: rwlock's readers and writer are reported apart).
+LockType = Literal["spinlock", "rwlock:R", "rwlock:W"]
+LOCK_TYPES: tuple[LockType, ...] = get_args(LockType)
 _U64, _F64, _STR = pa.uint64(), pa.float64(), pa.string()
 _LRU_COLS = {
     "lru_design": _STR,
@@ -111,14 +120,45 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
 REQUIRED_META = ("ztrace.results_version", "ztrace.trace", "ztrace.seed")
 
 
+#: Required columns of every results table, by file stem (the writer's schema).
+RESULT_COLUMNS: dict[str, tuple[str, ...]] = {stem: tuple(cols) for stem, cols in SCHEMAS.items()}
+
+
 @dataclass
 class Results:
-    """A validated results directory: tables by stem, metadata, and summary.json."""
+    """A validated results directory (or in-memory replay tables): the one results type.
+
+    ``tables`` are Arrow tables by stem (only those present); ``results[name]`` is the same
+    table as a polars frame, converted once, for the look tools.
+    """
 
     tables: dict[str, pa.Table]
-    meta: dict[str, str]
-    summary: dict[str, Any]
-    path: Path
+    #: ``ztrace.*`` key-value metadata of the first file (trace path, seed, version).
+    meta: dict[str, str] = field(default_factory=dict)
+    #: summary.json, when present.
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: the directory read, None for in-memory results
+    path: Path | None = None
+    _frames: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+
+    def has(self, name: str) -> bool:
+        """True when table ``name`` exists and has at least one row."""
+        t = self.tables.get(name)
+        return t is not None and t.num_rows > 0
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        if name not in self._frames:
+            import polars as pl
+
+            df = pl.from_arrow(self.tables[name])
+            assert isinstance(df, pl.DataFrame)
+            self._frames[name] = df
+        return self._frames[name]
+
+    @property
+    def trace_path(self) -> str | None:
+        """The trace these results were replayed from (``ztrace.trace``), when recorded."""
+        return self.meta.get("ztrace.trace")
 
 
 def _check(stem: str, table: pa.Table, where: object) -> None:
@@ -167,19 +207,35 @@ def write_results_dir(
     return files
 
 
-def read_results(path: str | os.PathLike[str]) -> Results:
-    """Read and validate a results directory.
+def is_results_dir(path: str | os.PathLike[str]) -> bool:
+    """A directory holding at least one results file or summary.json (not trace parts)."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    return (p / "summary.json").exists() or any(
+        (p / f"{name}.parquet").exists() for name in SCHEMAS
+    )
 
-    Raises :class:`TraceFormatError` naming the offending file for a missing directory, no
-    results files, an unreadable/truncated Parquet file, missing or unknown
-    ``ztrace.results_version``, or a missing/mistyped column.
+
+def read_results(path: str | os.PathLike[str]) -> Results:
+    """Read and validate a results directory: the one results reader.
+
+    Raises :class:`TraceFormatError` naming the offending file for a missing directory, a
+    directory with no results, an unreadable/truncated Parquet file, missing or unknown
+    ``ztrace.results_version``, a missing/mistyped column, or a summary.json that is not JSON.
     """
     d = Path(path)
-    if not d.is_dir():
+    if not d.exists():
         raise TraceFormatError(d, "no such results directory")
+    if not d.is_dir():
+        raise TraceFormatError(d, "not a results directory (expected a directory)")
+    if not is_results_dir(d):
+        raise TraceFormatError(
+            d,
+            "not a results directory (no locks_summary.parquet, timeline.parquet, ... "
+            "or summary.json; write one with `ztrace replay TRACE -o DIR`)",
+        )
     files = sorted(f for f in d.glob("*.parquet") if not f.name.startswith("."))
-    if not files:
-        raise TraceFormatError(d, "no results files (*.parquet)")
     tables: dict[str, pa.Table] = {}
     meta: dict[str, str] = {}
     for f in files:
@@ -196,12 +252,36 @@ def read_results(path: str | os.PathLike[str]) -> Results:
             raise TraceFormatError(f, f"unknown results version {version!r} (reads 1)")
         _check(f.stem, t, f)
         tables[f.stem] = t.replace_schema_metadata(None)
-        meta = meta or kv
+        meta = meta or {k: v for k, v in kv.items() if k.startswith("ztrace.")}
     summary: dict[str, Any] = {}
     sj = d / "summary.json"
     if sj.exists():
         try:
-            summary = json.loads(sj.read_text())
-        except json.JSONDecodeError as exc:
-            raise TraceFormatError(sj, f"not valid JSON ({exc.msg})") from None
+            loaded = json.loads(sj.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TraceFormatError(sj, f"not valid JSON ({exc})") from None
+        if isinstance(loaded, dict):
+            summary = loaded
     return Results(tables=tables, meta=meta, summary=summary, path=d)
+
+
+def results_from_tables(
+    tables: Mapping[str, pa.Table | pl.DataFrame | None],
+    *,
+    meta: dict[str, str] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Results:
+    """Wrap in-memory tables (a replay's, or a summary's; Arrow or polars) in :class:`Results`.
+
+    Tables of unknown stems are dropped; known ones must have their required columns.
+    """
+    out: dict[str, pa.Table] = {}
+    for name, t in tables.items():
+        if name not in SCHEMAS or t is None:
+            continue
+        table = t if isinstance(t, pa.Table) else t.to_arrow()
+        for col in RESULT_COLUMNS[name]:
+            if col not in table.column_names:
+                raise TraceFormatError(f"<{name}>", f"missing required column `{col}` of {name}")
+        out[name] = table
+    return Results(tables=out, meta=dict(meta or {}), summary=dict(summary or {}))

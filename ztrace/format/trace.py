@@ -4,8 +4,10 @@ A trace is a directory holding ``part-NNNNN.parquet`` files (one capture), or a 
 ``.parquet`` file. Rows, taken in file-name order, are in non-decreasing ``ts_ns`` order.
 Every file carries the same ``ztrace.*`` key-value metadata. See ``docs/trace-format.md``.
 
-All reading goes through :func:`read_trace` / :func:`iter_batches`, which validate and raise
-:class:`~ztrace.errors.TraceFormatError` naming the file and the problem.
+All reading goes through :func:`open_trace`: it lists the files once, validates every
+footer, merges the metadata (refusing files from different captures) and hands out rows.
+:func:`read_trace`, :func:`read_meta` and :func:`iter_batches` are one-line conveniences
+over it. Every problem is a :class:`~ztrace.errors.TraceFormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -67,18 +69,6 @@ OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
 
 _FIELDS: dict[str, pa.Field] = {f.name: f for f in REQUIRED_FIELDS + OPTIONAL_FIELDS}
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in REQUIRED_FIELDS)
-
-#: Event names with a defined meaning. Readers accept others (forward compatibility).
-ALLOCATOR_EVENTS = ("zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint")
-LOCK_EVENTS = ("lock_contention",)
-SWAP_EVENTS = (
-    "zswap_store",
-    "zswap_load",
-    "zswap_writeback",
-    "zswap_invalidate",
-    "swap_out",
-    "swap_in",
-)
 
 _META_PREFIX = "ztrace."
 
@@ -426,23 +416,136 @@ def inspect_file(
     return meta, pf
 
 
-def read_meta(path: str | os.PathLike[str]) -> TraceMeta:
-    """Validated metadata of a trace (of its last file: lost_events there is the final count)."""
-    files = trace_files(path)
-    metas = [inspect_file(f)[0] for f in files]
-    return _merge_meta(metas, files)
+#: Metadata every file of one trace must agree on (lost_events grows file by file and
+#: extra.* carries per-file capture notes, so those two may differ).
+_MUST_AGREE: tuple[str, ...] = (
+    "schema_version",
+    "kernel_release",
+    "page_size",
+    "nr_cpus",
+    "zsmalloc_chain_size",
+    "source",
+    "capture_start_ns",
+)
 
 
 def _merge_meta(metas: list[TraceMeta], files: list[Path]) -> TraceMeta:
+    """One metadata for the trace; refuse files that come from different captures."""
     first = metas[0]
     for m, f in zip(metas[1:], files[1:], strict=True):
-        if m.schema_version != first.schema_version:
-            raise TraceFormatError(
-                f,
-                f"schema version {m.schema_version} differs from {files[0].name}'s "
-                f"{first.schema_version}",
-            )
+        for name in _MUST_AGREE:
+            mine, theirs = getattr(m, name), getattr(first, name)
+            if mine != theirs:
+                raise TraceFormatError(
+                    f, f"ztrace.{name}={mine!r} conflicts with {files[0]}'s {theirs!r}"
+                )
     return first.replace(lost_events=max(m.lost_events for m in metas))
+
+
+class TraceHandle:
+    """An opened trace: its files (listed once), their validated footers and merged metadata.
+
+    Made by :func:`open_trace`; reads no row data until asked. ``meta.lost_events`` is the
+    largest count any file recorded (the last file's, for a capture).
+    """
+
+    def __init__(
+        self, path: Path, files: list[Path], parquet: list[pq.ParquetFile], meta: TraceMeta
+    ) -> None:
+        self.path = path
+        self.files = files
+        self.meta = meta
+        self._parquet = parquet
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in all files, from the footers."""
+        return sum(pf.metadata.num_rows for pf in self._parquet)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The first file's Arrow schema (every file passed the same column checks)."""
+        return self._parquet[0].schema_arrow
+
+    def has_column(self, name: str) -> bool:
+        """True when every file has column ``name``."""
+        return all(name in pf.schema_arrow.names for pf in self._parquet)
+
+    def column_max(self, column: str) -> int | None:
+        """Max of an integer column from the row-group statistics (no data read), or None
+        when the column is absent or any row group lacks statistics."""
+        best = 0
+        for pf in self._parquet:
+            md = pf.metadata
+            j = md.schema.to_arrow_schema().get_field_index(column)
+            if j < 0:
+                return None
+            for r in range(md.num_row_groups):
+                st = md.row_group(r).column(j).statistics
+                if st is None or not st.has_min_max:
+                    return None
+                best = max(best, int(st.max))
+        return best
+
+    def iter_batches(
+        self, *, columns: list[str] | None = None, batch_rows: int = 1 << 20
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the rows in order; memory stays bounded by ``batch_rows``.
+
+        Raises :class:`TraceFormatError` (naming the file) for unreadable data or rows out of
+        ``ts_ns`` order.
+        """
+        last_ts = -1
+        for f, pf in zip(self.files, self._parquet, strict=True):
+            try:
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                    if "ts_ns" in batch.schema.names and batch.num_rows:
+                        ts = batch.column("ts_ns").to_numpy()
+                        if ts[0] < last_ts or (len(ts) > 1 and np.any(ts[1:] < ts[:-1])):
+                            raise TraceFormatError(f, "rows are not in ts_ns order")
+                        last_ts = int(ts[-1])
+                    yield batch
+            except (pa.ArrowInvalid, OSError) as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise TraceFormatError(
+                    f, f"unreadable data (truncated or corrupt: {msg})"
+                ) from None
+
+    def read(self, *, columns: list[str] | None = None, allow_empty: bool = False) -> Trace:
+        """The whole trace in memory (``columns`` only, when given)."""
+        batches = list(self.iter_batches(columns=columns))
+        if batches:
+            table = pa.Table.from_batches(batches)
+        else:
+            schema = self.schema
+            if columns is not None:
+                schema = pa.schema([schema.field(c) for c in columns])
+            table = schema.empty_table()
+        if table.num_rows == 0 and not allow_empty:
+            raise TraceFormatError(self.path, "empty dataset: the trace has no events")
+        return Trace(table=table, meta=self.meta, files=list(self.files))
+
+
+def open_trace(
+    path: str | os.PathLike[str], *, required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> TraceHandle:
+    """Open a trace: the one place that lists, validates and merges a trace's files.
+
+    Raises :class:`TraceFormatError` (naming the file) for a missing path, an empty dataset,
+    a truncated or non-Parquet file, missing ztrace metadata, an unknown schema version, a
+    missing required column, a column of the wrong type, or two files whose metadata
+    conflict (different kernel release, page size, chain size, CPU count, source, ...).
+    """
+    p = Path(path)
+    files = trace_files(p)
+    opened = [inspect_file(f, required=required) for f in files]
+    meta = _merge_meta([m for m, _ in opened], files)
+    return TraceHandle(p, files, [pf for _, pf in opened], meta)
+
+
+def read_meta(path: str | os.PathLike[str]) -> TraceMeta:
+    """Validated, merged metadata of a trace (``open_trace(path).meta``)."""
+    return open_trace(path).meta
 
 
 def iter_batches(
@@ -452,26 +555,8 @@ def iter_batches(
     batch_rows: int = 1 << 20,
     required: tuple[str, ...] = REQUIRED_COLUMNS,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a trace's rows in order, validating every file before the first row is yielded.
-
-    Memory stays bounded by ``batch_rows`` whatever the trace length.
-    """
-    files = trace_files(path)
-    opened = [inspect_file(f, required=required) for f in files]
-    _merge_meta([m for m, _ in opened], files)
-    last_ts = -1
-    for f, (_, pf) in zip(files, opened, strict=True):
-        try:
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                if "ts_ns" in batch.schema.names and batch.num_rows:
-                    ts = batch.column("ts_ns").to_numpy()
-                    if ts[0] < last_ts or (len(ts) > 1 and np.any(ts[1:] < ts[:-1])):
-                        raise TraceFormatError(f, "rows are not in ts_ns order")
-                    last_ts = int(ts[-1])
-                yield batch
-        except (pa.ArrowInvalid, OSError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise TraceFormatError(f, f"unreadable data (truncated or corrupt: {msg})") from None
+    """Stream a trace's rows in order, validating every file before the first row is yielded."""
+    return open_trace(path, required=required).iter_batches(columns=columns, batch_rows=batch_rows)
 
 
 def read_trace(
@@ -481,23 +566,5 @@ def read_trace(
     required: tuple[str, ...] = REQUIRED_COLUMNS,
     allow_empty: bool = False,
 ) -> Trace:
-    """Read and validate a whole trace.
-
-    Raises :class:`TraceFormatError` (naming the file) for a missing path, an empty dataset,
-    a truncated or non-Parquet file, missing ztrace metadata, an unknown schema version, a
-    missing required column, a column of the wrong type, or rows out of ``ts_ns`` order.
-    """
-    files = trace_files(path)
-    metas = [inspect_file(f, required=required)[0] for f in files]
-    meta = _merge_meta(metas, files)
-    batches = list(iter_batches(path, columns=columns, required=required))
-    if batches:
-        table = pa.Table.from_batches(batches)
-    else:
-        schema = inspect_file(files[0], required=required)[1].schema_arrow
-        if columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns])
-        table = schema.empty_table()
-    if table.num_rows == 0 and not allow_empty:
-        raise TraceFormatError(path, "empty dataset: the trace has no events")
-    return Trace(table=table, meta=meta, files=files)
+    """Read and validate a whole trace (see :func:`open_trace` for what is refused)."""
+    return open_trace(path, required=required).read(columns=columns, allow_empty=allow_empty)

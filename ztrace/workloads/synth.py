@@ -169,9 +169,8 @@ def synth(
 
     # Order ops in time, then find each op's previous op on the same block.
     t_order = np.lexsort((np.arange(n_ops), ts_ns))
-    ts_ns, cpu, block, is_discard, sizes = (
-        a[t_order] for a in (ts_ns, cpu, block, is_discard, sizes)
-    )
+    ts_ns, cpu, block = ts_ns[t_order], cpu[t_order], block[t_order]
+    is_discard, sizes = is_discard[t_order], sizes[t_order]
     by_block = np.lexsort((np.arange(n_ops), block))
     prev = np.full(n_ops, -1, dtype=np.int64)
     same = block[by_block][1:] == block[by_block][:-1]

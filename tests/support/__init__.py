@@ -1,0 +1,1 @@
+"""Test scaffolding shared by tests/ and benchmarks/: sample results, a headless browser."""

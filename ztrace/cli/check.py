@@ -1,0 +1,209 @@
+"""``ztrace check``: hold the model against the real kernel (oracle, locks, lru-kernel).
+
+``ztrace oracle zram`` and ``ztrace validate locks`` are aliases of ``check oracle`` and
+``check locks`` (``cli/oracle.py``, ``cli/validate.py``); the commands are defined once, here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ztrace.errors import ConfigError
+
+
+@click.group("check", context_settings={"help_option_names": ["-h", "--help"]})
+def command() -> None:
+    """Check the model and the replay against the running kernel or a captured guest run.
+
+    \b
+    Examples:
+      sudo ztrace check oracle --ops 50000 --seed 1
+      sudo ztrace check locks --writers 4 --seconds 3
+      ztrace check lru-kernel VMDIR --design none --design entry-lru
+    """
+
+
+@click.command(name="oracle")
+@click.option(
+    "--ops",
+    type=int,
+    default=50_000,
+    show_default=True,
+    help="Operations before the first compaction.",
+)
+@click.option(
+    "--ops-after",
+    type=int,
+    default=None,
+    help="Operations after it (default ops/5), then a final compaction.",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--slots",
+    type=int,
+    default=8192,
+    show_default=True,
+    help="Device size in 4 KiB pages (the working set).",
+)
+@click.option("--device", default="/dev/zram0", show_default=True)
+@click.option(
+    "--comp", "comp", default="lzo-rle", show_default=True, help="zram compression algorithm."
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    default=None,
+    metavar="TRACE_DIR",
+    help="Write the oracle trace (format v1, source=oracle) here.",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["kernel", "alloc-first", "free-first"]),
+    default="kernel",
+    show_default=True,
+    help="Overwrite order to emit (experiments only; 'kernel' is the truth).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def oracle(
+    ops: int,
+    ops_after: int | None,
+    seed: int,
+    slots: int,
+    device: str,
+    comp: str,
+    out: str | None,
+    order: str,
+    as_json: bool,
+) -> None:
+    """Drive /dev/zram0 with O_DIRECT writes, overwrites and discards; compare pages.
+
+    Needs root. Holds /tmp/ztrace-zram0.lock while it uses the device, resets the device
+    before and after, and restores its settings also on error or Ctrl-C. Exit status 1 when
+    any checkpoint mismatches.
+    """
+    from rich.console import Console
+
+    from ztrace.checks.oracle import OracleConfig, run_oracle
+    from ztrace.look.tables import render_json, render_oracle
+
+    if ops < 1:
+        raise ConfigError("--ops must be >= 1")
+    err = Console(stderr=True)
+    abf = {"kernel": None, "alloc-first": True, "free-first": False}[order]
+
+    def progress(done: int, total: int) -> None:
+        if done % 10_000 == 0:
+            err.print(f"[dim]oracle: {done}/{total} ops[/dim]")
+
+    cfg = OracleConfig(
+        ops=ops,
+        ops_after=ops_after,
+        seed=seed,
+        device=device,
+        slots=slots,
+        comp_algorithm=comp,
+        out_dir=out,
+        alloc_before_free=abf,
+        progress=progress,
+    )
+    res = run_oracle(cfg)
+    d = res.as_dict()
+    err.print(render_oracle(d, res.compactions))
+    if as_json:
+        click.echo(render_json(d, sort_keys=False))
+    if res.mismatches_before or res.mismatches_after:
+        click.get_current_context().exit(1)
+
+
+@click.command(
+    "locks",
+    epilog="""
+\b
+Examples:
+  ztrace check locks
+  ztrace check locks --writers 4 --seconds 3 --json > validate-locks.json
+""",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option(
+    "--writers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(2, 64),
+    help="Writer threads in the calibration run (pinned round-robin to CPUs).",
+)
+@click.option(
+    "--seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 120),
+    help="Length of each workload run.",
+)
+@click.option(
+    "--discard-every",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Validation runs discard each writer's region every K passes.",
+)
+@click.option("--no-calibrate", is_flag=True, help="Only the cost model's default hold times.")
+def locks(
+    as_json: bool, writers: int, seconds: float, discard_every: int, no_calibrate: bool
+) -> None:
+    """Measure real zsmalloc class-lock contention on /dev/zram0, replay the captured op
+    stream under `class`, and compare contended acquisitions and total wait."""
+    from ztrace.capture.features import require_privileges
+
+    require_privileges()
+    from ztrace.checks.locks import validate
+    from ztrace.look.tables import render_json, render_lock_check
+
+    res = validate(
+        writers=writers, seconds=seconds, discard_every=discard_every, calibrate=not no_calibrate
+    )
+    if as_json:
+        click.echo(render_json(res, indent=2, sort_keys=False))
+        return
+    click.echo(render_lock_check(res))
+
+
+@click.command(
+    "lru-kernel",
+    epilog="""\b
+Examples:
+  ztrace vm run --kernel 6.1 --scenario zswap -o /tmp/vm61
+  ztrace check lru-kernel /tmp/vm61 --design none --design entry-lru
+  ztrace check lru-kernel /tmp/vm61 --design none:worker_steps=1 --json
+""",
+)
+@click.argument("vmdir", type=click.Path(path_type=str))
+@click.option(
+    "--design",
+    "designs",
+    multiple=True,
+    required=True,
+    help="LRU design NAME or NAME:k=v,... (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full comparison as JSON.")
+def lru_kernel(vmdir: str, designs: tuple[str, ...], as_json: bool) -> None:
+    """Replay a guest's zswap capture (``ztrace vm run --scenario zswap``) under LRU designs
+    and compare with the guest kernel's zswap counters (docs/lru-kernel-check.md)."""
+    from ztrace.look.tables import render_json
+    from ztrace.replay.lru.kernel_check import check, markdown
+
+    res = check(vmdir, list(designs))
+    if as_json:
+        click.echo(render_json(res, indent=1, sort_keys=False))
+        return
+    click.echo(
+        f"{res['release']}: limit {res['pool_limit_pages']} pages "
+        f"({res['zswap_params'].get('max_pool_percent')}% of {res['ram_pages']}), "
+        f"ops {res['trace_ops']}"
+    )
+    click.echo(markdown(res))
+
+
+command.add_command(oracle)
+command.add_command(locks)
+command.add_command(lru_kernel)

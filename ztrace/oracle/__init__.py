@@ -1,1 +1,0 @@
-"""Oracles: checks of the zsmalloc model against the running kernel."""

@@ -1,1 +1,0 @@
-"""Host experiments that check replay predictions against the real kernel."""
