@@ -243,6 +243,14 @@ def apply_op(d: Path, op: list[Any], bases: dict[str, Path]) -> None:
         fs = sorted(x for x in d.iterdir() if x.is_file())
         if fs:
             fs[i % len(fs)].unlink()
+    elif kind == "remanifest":
+        # re-seal a mutated results directory, so the reader's checks behind the manifest
+        # (versions, columns, types, summary.json) are fuzzed too
+        from ztrace.format.safeio import MANIFEST, write_manifest
+
+        (d / MANIFEST).unlink(missing_ok=True)
+        if not any(f.is_dir() for f in d.iterdir()):
+            write_manifest(d)
     else:
         raise ValueError(f"unknown op {op!r}")
 

@@ -108,6 +108,7 @@ _OP = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 9), st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99])),
     st.tuples(st.just("junk"), _JUNK_NAMES, st.binary(max_size=64).map(bytes.hex)),
     st.tuples(st.just("rm"), st.integers(0, 9)),
+    st.tuples(st.just("remanifest")),
 ).map(list)
 
 _OPT = st.one_of(
@@ -153,6 +154,8 @@ def cases(draw: Any) -> dict[str, Any]:
     if kinds:
         case["input"] = draw(st.sampled_from(kinds))
         case["ops"] = draw(st.lists(_OP, min_size=0, max_size=3))
+        if not BASES[case["input"]] and draw(st.booleans()):
+            case["ops"].append(["remanifest"])  # half the results cases get past the manifest
     case["opts"] = draw(st.lists(_OPT, min_size=3, max_size=3))
     case["out"] = draw(st.sampled_from(OUT_MODES))
     return case
