@@ -423,6 +423,20 @@ def test_6_one_row_on_cpu_65535_does_not_size_the_replay(trace: Path, tmp_path: 
         assert json.loads(p.stdout)["locks"]
 
 
+def test_6_magazines_are_sized_from_the_cpus_the_trace_holds(trace: Path, tmp_path: Path) -> None:
+    """nr_cpus=8192 is a real machine's; 4 CPUs in the rows: magazine:1024 needs 4 CPUs' worth
+    of caches (about 8 MiB), not 8192 CPUs' (17 GiB)."""
+    t = read_part(part(trace))
+    big = _bad_trace(tmp_path, trace, t, with_meta(t, nr_cpus=8192))
+    p = _limited("replay", big, "--locks", "magazine:1024", "-q", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_6_magazine_ceiling_is_a_clear_error(trace: Path) -> None:
+    p = _limited("replay", trace, "--locks", "magazine:1024", "--cpus", "4096", "-q")
+    assert_usage_error(p, "magazine:1024", "GiB")
+
+
 # ------------------------------------------------------------------- 7. small things
 
 

@@ -4,7 +4,7 @@ tests/test_capture_kernel.py::test_kill_9_leaves_only_valid_files).
 The writer is killed the moment anything new appears next to (or inside) its output, so the
 kill lands while it writes, not before or after. Afterwards either the old complete output or
 nothing stands at the output path; a partial directory never does, and readers refuse
-anything that is not complete.
+anything that is not complete (hidden temporaries left beside it included).
 """
 
 from __future__ import annotations
@@ -85,11 +85,15 @@ def _run_kills(args: list[str], out: Path, old: bool, delays=(0.0, 0.003, 0.015)
         how = _kill_while_writing(args, out, delay)
         killed += how == "killed"
         _assert_complete_or_absent(out, old_hash)
-        # whatever the kill left, readers refuse partial output with one line
+        # a writer's hidden temporary may be left beside the output (a kill between the
+        # swap and the clean-up leaves the old directory there): read on purpose, it is
+        # either refused with one line or a complete output the manifest vouches for
         for x in out.parent.iterdir():
             if x.is_dir() and x != out and x.name.startswith("."):
                 r = cli("report", x)
-                assert r.returncode == 2, f"{x} (a writer's temporary) reads as results"
+                assert r.returncode in (0, 2), r.stderr
+                if r.returncode == 2:
+                    assert len(r.stderr.splitlines()) == 1, r.stderr
     return killed
 
 
