@@ -259,9 +259,13 @@ def _sha256(path: Path) -> str:
 def _rows(path: Path) -> int | None:
     if path.suffix != ".parquet":
         return None
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return int(pq.ParquetFile(path).metadata.num_rows)
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowInvalid, OSError):
+        return None  # not Parquet after all: size and checksum still seal it
 
 
 def write_manifest(d: str | os.PathLike[str]) -> Path:

@@ -221,8 +221,10 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
         # perf refuses these too: they occur inside type names and lock names.
         raise ConfigError(f"cannot use the separator {sep!r} (it occurs in type or lock names)")
     buf = io.StringIO()
-    lru_blocks = [n for n in ("lru_summary", "sweep") if report.get(n)]
-    if report["locks"] or not lru_blocks:
+    # lock rows when there are any (perf's shape); otherwise the LRU rows of an LRU-only
+    # replay or a sweep, so such a directory does not print a lock header and no rows
+    lru_blocks = [] if report["locks"] else [n for n in ("lru_summary", "sweep") if report.get(n)]
+    if not lru_blocks:
         buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
     for r in report["locks"]:
         vals = (
