@@ -14,6 +14,7 @@ import pytest
 from ztrace.cli.main import main
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, make_events, read_results, write_trace
+from ztrace.format.safeio import write_manifest
 from ztrace.model.classes import build_classes
 from ztrace.replay.costs import CostModel
 from ztrace.replay.engine import replay, write_results
@@ -172,6 +173,7 @@ def test_same_trace_and_seed_give_identical_files(
         "timeline.parquet",
         "classes.parquet",
         "summary.json",
+        "manifest.json",  # issue 11: marks the directory complete
     }
     # another seed spreads events over the 6 CPUs differently
     res3 = replay(tr, locks=["pool"], seed=4, cpus=6, speedup=2.0)
@@ -274,10 +276,16 @@ def test_read_results_rejects_broken_files(tmp_path: Path, synth_traces: dict[st
     write_results(res, tmp_path / "r")
     f = tmp_path / "r" / "timeline.parquet"
     f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(TraceFormatError, match=r"timeline\.parquet: changed since it was written"):
+        read_results(tmp_path / "r")  # the manifest's checksum (issue 11) catches it first
+    (tmp_path / "r" / "manifest.json").unlink()
+    write_manifest(tmp_path / "r")  # sealed as is: the Parquet check behind it still holds
     with pytest.raises(TraceFormatError, match=r"timeline\.parquet: not a readable Parquet"):
         read_results(tmp_path / "r")
     t = pq.read_table(tmp_path / "r" / "locks_summary.parquet").drop_columns(["contended"])
     pq.write_table(t, tmp_path / "r" / "timeline.parquet")
+    (tmp_path / "r" / "manifest.json").unlink()
+    write_manifest(tmp_path / "r")
     with pytest.raises(TraceFormatError, match=r"timeline\.parquet"):
         read_results(tmp_path / "r")
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ztrace.format.safeio import write_manifest
 from ztrace.look.report import human_ns
 
 U64 = pa.uint64()
@@ -81,6 +82,8 @@ def make_results(d: Path, *, lru: bool = True, trace: str = "<none>") -> Path:
             },
             trace,
         )
+    (d / "manifest.json").unlink(missing_ok=True)
+    write_manifest(d)  # complete: readers refuse a directory without one (issue 11)
     return d
 
 
@@ -225,6 +228,8 @@ def test_bad_results_dir_is_one_line_exit_2(tmp_path: Path, cli, case: str) -> N
         named = "wait_hist.parquet"
     else:
         named = str(d)
+    if case in ("corrupt", "foreign", "column"):
+        write_manifest(d)  # sealed, so the reader's checks behind the manifest are reached
     for cmd in (["report", str(d)], ["dashboard", str(d), "-o", str(tmp_path / "x.html")]):
         r = cli(*cmd)
         assert r.returncode == 2, (cmd, r.stdout, r.stderr)

@@ -210,6 +210,11 @@ def write_sample_results(
             indent=2,
         )
     )
+    # complete: readers refuse a results directory without a manifest (issue 11)
+    from ztrace.format.safeio import write_manifest
+
+    (out / "manifest.json").unlink(missing_ok=True)
+    write_manifest(out)
     return out
 
 

@@ -59,6 +59,7 @@ def command() -> None:
     metavar="TRACE_DIR",
     help="Write the oracle trace (format v1, source=oracle) here.",
 )
+@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @click.option(
     "--order",
     type=click.Choice(["kernel", "alloc-first", "free-first"]),
@@ -75,6 +76,7 @@ def oracle(
     device: str,
     comp: str,
     out: str | None,
+    force: bool,
     order: str,
     as_json: bool,
 ) -> None:
@@ -91,6 +93,10 @@ def oracle(
 
     if ops < 1:
         raise ConfigError("--ops must be >= 1")
+    if out:
+        from ztrace.format.safeio import check_dir_target
+
+        check_dir_target(out, force=force)  # refuse before driving the device, not after
     err = Console(stderr=True)
     abf = {"kernel": None, "alloc-first": True, "free-first": False}[order]
 
@@ -106,6 +112,7 @@ def oracle(
         slots=slots,
         comp_algorithm=comp,
         out_dir=out,
+        force=force,
         alloc_before_free=abf,
         progress=progress,
     )

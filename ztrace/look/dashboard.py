@@ -22,8 +22,9 @@ from typing import Any
 
 import polars as pl
 
-from ztrace.errors import TraceFormatError
+from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import Results, is_results_dir, read_results
+from ztrace.format.safeio import atomic_file, check_output
 
 #: Defaults that keep the HTML well under 10 MB and the first render within a second or two.
 MAX_BINS = 400
@@ -604,12 +605,10 @@ def javascript_bundle() -> str:
     # the stub marks the optional `snippet` argument as required
     _BUNDLE = vlc.javascript_bundle()  # type: ignore[call-arg]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(_BUNDLE, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+        with atomic_file(path, option="cache") as f:
+            f.write(_BUNDLE)
+    except (OSError, ConfigError):
+        pass  # no cache: the next dashboard asks vl-convert again
     return _BUNDLE
 
 
@@ -674,10 +673,15 @@ def build_dashboard(
     max_class_bins: int = MAX_CLASS_BINS,
     title: str | None = None,
     quiet: bool = True,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> DashboardResult:
     """Write the dashboard for a results directory, loaded results, or (observed contention
-    only) a trace."""
+    only) a trace. ``out`` is replaced atomically and may not be one of ``inputs`` (the
+    source is always one) or lie inside one."""
     started = time.perf_counter()
+    if not isinstance(source, Results):
+        inputs = (*inputs, source)
+    check_output(out, inputs)
     results = source if isinstance(source, Results) else results_for_input(source, quiet=quiet)
     if not results.tables:
         raise TraceFormatError(results.path or "<results>", "no results tables to draw")
@@ -687,10 +691,8 @@ def build_dashboard(
     sections = build_sections(d)
     page = render_html(d, sections, title=title or "ztrace dashboard")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    with atomic_file(out, inputs=inputs) as f:
+        f.write(page)
     return DashboardResult(
         path=out,
         bytes=out.stat().st_size,

@@ -224,7 +224,11 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
         # perf refuses these too: they occur inside type names and lock names.
         raise ConfigError(f"cannot use the separator {sep!r} (it occurs in type or lock names)")
     buf = io.StringIO()
-    buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
+    # lock rows when there are any (perf's shape); otherwise the LRU rows of an LRU-only
+    # replay or a sweep, so such a directory does not print a lock header and no rows
+    lru_blocks = [] if report["locks"] else [n for n in ("lru_summary", "sweep") if report.get(n)]
+    if not lru_blocks:
+        buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
     for r in report["locks"]:
         vals = (
             r["contended"],
@@ -236,10 +240,18 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
             r["lock_design"],
         )
         buf.write(f"{sep} ".join(str(v) for v in vals) + "\n")
+    for name in lru_blocks:
+        # LRU rows (lru_summary, or a sweep's design x pool limit rows) in their own block,
+        # with the results-format column names, raw integers
+        cols = list(report[name][0])
+        buf.write("# output: " + f"{sep} ".join(cols) + "\n")
+        for r in report[name]:
+            buf.write(f"{sep} ".join(str(r[c]) for c in cols) + "\n")
     t = report["trust"]
     total = "unknown" if t["events"] is None else t["events"]
     lost = "unknown" if t["lost_events"] is None else t["lost_events"]
-    bad = "".join(f"{sep} bad_{k}={v}" for k, v in t.get("bad", {}).items())
+    # the counter names already start with what they count (bad_alloc, dup_malloc, ...)
+    bad = "".join(f"{sep} {k}={v}" for k, v in t.get("bad", {}).items())
     buf.write(f"# debug: total={total}{sep} lost={lost}{bad}\n")
     return buf.getvalue()
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, iter_batches, read_meta
+from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.costs import CostModel
 from ztrace.replay.hashing import splitmix64_array
@@ -158,6 +159,17 @@ def replay(
     cm = cm_model.as_array()
     provenance = cm_model.provenance(pre.measured, pre.counts)
     n_cpus = cpus if cpus is not None else max(pre.max_cpu + 1, meta.nr_cpus, 1)
+    # --- issue 11 (limits from the trace, not from its metadata) --------------------------
+    # Per-CPU allocator fronts (magazines) are sized from the CPUs the trace holds, not from
+    # ztrace.nr_cpus: CPUs that never appear never index them, so results are unchanged.
+    front_cpus = cpus if cpus is not None else max(pre.max_cpu + 1, 1)
+    # The replay clock is int64 ns; a --speedup below 1 stretches the span, and past 2^62 ns
+    # (the trace format's own ts_ns limit) it would wrap, so refuse it.
+    if (pre.ts_last - pre.ts0) / speedup > MAX_TS_NS:
+        raise ConfigError(
+            f"--speedup {speedup!r}: stretches the trace's span past the replay clock (2^62 ns)"
+        )
+    # ---------------------------------------------------------------------------------------
     span = int((pre.ts_last - pre.ts0) / speedup)
     bw = bin_ns if bin_ns is not None else _nice_bin(span)
     if span // bw + 1 > MAX_BINS:
@@ -167,11 +179,11 @@ def replay(
     for d in designs:
         if d.allocator_key not in groups:
             groups[d.allocator_key] = AllocGroup(
-                d, table, ratio, n_cpus, seed, snap_on=d.allocator_key == STD_KEY
+                d, table, ratio, front_cpus, seed, snap_on=d.allocator_key == STD_KEY
             )
     if STD_KEY not in groups:  # classes.parquet always describes the plain single pool
         groups[STD_KEY] = AllocGroup(
-            parse_designs("pool")[0], table, ratio, n_cpus, seed, snap_on=True
+            parse_designs("pool")[0], table, ratio, front_cpus, seed, snap_on=True
         )
     sims = [SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc) for d in designs]
     # classes.parquet has one row per class per bin: keep it to ~MAX_CLASS_BINS bins

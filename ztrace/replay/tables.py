@@ -244,8 +244,14 @@ def write_results(
     result: ReplayResult,
     out_dir: str | os.PathLike[str],
     extra_tables: dict[str, pa.Table] | None = None,
+    *,
+    force: bool = False,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> list[Path]:
-    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results."""
+    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results.
+
+    ``force`` and ``inputs`` go to the safe writer: an existing directory is replaced whole
+    only with ``force``, and never onto or inside an input (issue 11)."""
     from ztrace.format import write_results_dir
 
     tables = dict(result.tables)
@@ -257,4 +263,4 @@ def write_results(
         "cost_model": json.loads(result.cost_model.to_json()),
         "cost_provenance": result.cost_provenance,
     }
-    return write_results_dir(out_dir, tables, result.meta, summary)
+    return write_results_dir(out_dir, tables, result.meta, summary, force=force, inputs=inputs)
