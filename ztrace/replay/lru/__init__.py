@@ -1,7 +1,9 @@
 """LRU and writeback designs for zswap, replayed on a swap trace (docs/lru-inversion.md).
 
-Every design is one module in this package behind one interface (:class:`LruDesign`),
-registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit):
+Every design is one module in this package behind one interface, the hooks of
+:class:`~ztrace.replay.lru._base.ZswapDesign` (the only interface the replay loop calls),
+registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit).
+A name or alias listed twice is an error when this package is imported:
 
 =========================  =====================================================  =========
 name                       what it models                                         aliases
@@ -25,7 +27,7 @@ import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
@@ -40,15 +42,6 @@ from ztrace.replay.lru._base import (
 )
 from ztrace.replay.lru.metrics import Latency, Recorder, summary_table, timeline_table
 from ztrace.replay.lru.workload import Workload, load_workload
-
-
-class LruDesign(Protocol):
-    """What the replay loop needs from a design (one module each)."""
-
-    def store(self, ts: int, page: int, clen: int) -> bool: ...
-    def load(self, ts: int, page: int) -> None: ...
-    def invalidate(self, ts: int, page: int) -> None: ...
-    def counters(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -95,10 +88,23 @@ REGISTRY: tuple[Registered, ...] = (
     ),
 )
 
-_BY_NAME: dict[str, Registered] = {}
-for _r in REGISTRY:
-    for _n in (_r.name, *_r.aliases):
-        _BY_NAME[_n.lower()] = _r
+
+def _index(registry: Sequence[Registered]) -> dict[str, Registered]:
+    """Name/alias (lower case) → row; a name or alias used twice raises ValueError."""
+    out: dict[str, Registered] = {}
+    for r in registry:
+        for n in (r.name, *r.aliases):
+            key = n.strip().lower()
+            if key in out:
+                raise ValueError(
+                    f"LRU design registry: `{n}` of `{r.name}` is already taken by "
+                    f"`{out[key].name}`"
+                )
+            out[key] = r
+    return out
+
+
+_BY_NAME: dict[str, Registered] = _index(REGISTRY)
 
 
 def design_names() -> list[str]:
@@ -122,6 +128,8 @@ def design_class(name: str) -> type[ZswapDesign]:
     r = _BY_NAME[canonical_name(name).lower()]
     mod = importlib.import_module(f"ztrace.replay.lru.{r.module}")
     cls: type[ZswapDesign] = mod.DESIGN
+    if r.name != cls.NAME:  # the registry row and the module must agree on the name
+        raise ValueError(f"ztrace.replay.lru.{r.module} defines `{cls.NAME}`, not `{r.name}`")
     return cls
 
 
@@ -368,7 +376,6 @@ def run_lru(
 
 __all__ = [
     "REGISTRY",
-    "LruDesign",
     "LruRun",
     "Workload",
     "canonical_name",
