@@ -150,6 +150,30 @@ class Recorder:
         self._lo = lo
         return lo
 
+    def absorb(
+        self, sc: np.ndarray, bins: np.ndarray, pool_bin: np.ndarray, gaps: np.ndarray
+    ) -> None:
+        """Take the counts of a compiled replay (``_core.results``): the same quantities the
+        methods below count one call at a time."""
+        from ztrace.replay.lru import _core as K
+
+        self.stores = int(sc[K.R_STORES])
+        self.rejects = int(sc[K.R_REJECTS])
+        self.writebacks = int(sc[K.R_WB])
+        self.written_back_bytes = int(sc[K.R_WB_BYTES])
+        self.disk_writes = int(sc[K.R_DISK_WRITES])
+        self.inversions = int(sc[K.R_INV])
+        causes = ("reject_pool_limit", "reject_compress", "writeback")
+        self.inversions_by_cause = {
+            c: int(sc[K.R_INV_RPL + i]) for i, c in enumerate(causes) if sc[K.R_INV_RPL + i]
+        }
+        self.age_gaps = gaps.tolist()
+        self.zswap_hits = int(sc[K.R_HITS])
+        self.disk_swapins = int(sc[K.R_DISK_IN])
+        self.n_held = int(sc[K.R_NHELD])
+        self._bins = bins
+        self._pool = pool_bin
+
     # -------------------------------------------------------------- events
 
     def tick(self, ts: int) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from ztrace.errors import TraceFormatError
 from ztrace.format import SWAP_EVENTS, Trace, TraceMeta, read_trace
@@ -69,6 +70,7 @@ class Workload:
     source: str = "<memory>"
     meta: TraceMeta | None = None
     recorded: dict[str, int] = field(default_factory=dict)
+    _prep: Prepared | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -81,27 +83,68 @@ class Workload:
         all known lengths; a length above ``page_size`` becomes ``INCOMPRESSIBLE``.
         Documented in docs/lru-inversion.md.
         """
-        clen = self.clen.copy()
-        stores = self.op == OP_STORE
-        known = stores & (clen > 0) & (clen <= self.page_size)
-        # a SAME_FILLED or INCOMPRESSIBLE marker is kept as it is
-        median = int(np.median(clen[known])) if known.any() else self.page_size // 2
-        clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
-        idx = np.flatnonzero(stores)
-        first: dict[int, int] = {}
-        for i in idx[::-1]:  # each page's first known length (for unknowns before it)
-            c = int(clen[i])
-            if c > 0:
-                first[int(self.page[i])] = c
-        last: dict[int, int] = {}
-        for i in idx:
-            c = int(clen[i])
-            p = int(self.page[i])
-            if c == UNKNOWN or c == 0:
-                clen[i] = last.get(p, first.get(p, median))
-            elif c > 0:
-                last[p] = c
-        return clen
+        return self.prepared().clen.copy()
+
+    def prepared(self) -> Prepared:
+        """Dense page indices and resolved lengths, computed once and shared by every design
+        replayed on this workload."""
+        if self._prep is None:
+            uniq, pidx = np.unique(self.page, return_inverse=True)
+            pidx = np.ascontiguousarray(pidx.reshape(-1), dtype=np.int64)
+            clen = np.ascontiguousarray(self.clen, dtype=np.int64).copy()
+            stores = self.op == OP_STORE
+            known = stores & (clen > 0) & (clen <= self.page_size)
+            # a SAME_FILLED or INCOMPRESSIBLE marker is kept as it is
+            median = int(np.median(clen[known])) if known.any() else self.page_size // 2
+            clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
+            _fill_unknown(clen, pidx, np.ascontiguousarray(stores), len(uniq), median)
+            op = np.ascontiguousarray(self.op, dtype=np.int8)
+            self._prep = Prepared(
+                uniq=uniq,
+                pidx=pidx,
+                clen=clen,
+                n_stores=int(stores.sum()),
+                op=op,
+                ts=np.ascontiguousarray(self.ts, dtype=np.int64),
+            )
+        return self._prep
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the compiled replay reads: pages as dense indices ``0..len(uniq)-1``."""
+
+    uniq: np.ndarray
+    pidx: np.ndarray
+    clen: np.ndarray
+    n_stores: int
+    op: np.ndarray
+    ts: np.ndarray
+
+
+@njit(cache=True)
+def _fill_unknown(clen, pidx, stores, n_pages, median):  # type: ignore[no-untyped-def]
+    """Workload.resolved_clen's rule, in place: each page's last earlier known length, else
+    its first later one, else ``median``."""
+    first = np.full(n_pages, -1, dtype=np.int64)
+    last = np.full(n_pages, -1, dtype=np.int64)
+    for i in range(clen.shape[0] - 1, -1, -1):
+        if stores[i] and clen[i] > 0:
+            first[pidx[i]] = clen[i]
+    for i in range(clen.shape[0]):
+        if not stores[i]:
+            continue
+        c = clen[i]
+        p = pidx[i]
+        if c == UNKNOWN or c == 0:
+            if last[p] >= 0:
+                clen[i] = last[p]
+            elif first[p] >= 0:
+                clen[i] = first[p]
+            else:
+                clen[i] = median
+        elif c > 0:
+            last[p] = c
 
 
 def from_arrays(
