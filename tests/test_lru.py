@@ -65,8 +65,10 @@ def test_registry_names_aliases_and_unknown():
         "entry-lru",
         "entry-lru-2nd-chance",
         "swap-lru",
+        "optimal",
     ]
     assert canonical_name("6.1") == "none"
+    assert canonical_name("belady") == "optimal"
     assert canonical_name("6.3") == "zspage-lru"
     assert canonical_name("6.5") == "entry-lru"
     assert canonical_name("second-chance") == "entry-lru-2nd-chance"

@@ -95,8 +95,9 @@ def command(
     """Replay TRACE under each LRU design at each pool limit; write sweep.parquet.
 
     One row per design × pool limit with the lru_summary columns (docs/results-format.md):
-    stores, rejects, writebacks, inversions (a page sent to disk while zswap holds an older
-    one), hits, disk swap-ins, expected fault latency.
+    disk faults, avoidable disk faults, the gap to the offline optimum, expected fault
+    latency, then inversions (a page sent to disk while zswap holds an older one), stores,
+    rejects, writebacks, hits.
     """
     from ztrace.replay.lru import (
         design_list,
@@ -158,28 +159,32 @@ def command(
     for col in (
         "design",
         "limit",
+        "disk faults",
+        "avoidable",
+        "vs optimal",
+        "fault ns",
+        "inversions",
+        "inv rate",
         "stores",
         "rejects",
         "writebacks",
-        "inversions",
-        "inv rate",
         "hits",
-        "disk in",
-        "fault ns",
     ):
         t.add_column(col, justify="left" if col == "design" else "right")
     for r in rows:
         t.add_row(
             str(r["lru_design"]),
             str(r["pool_limit_pages"]),
+            str(r["disk_faults"]),
+            str(r["avoidable_disk_faults"]),
+            f"{r['optimal_gap']:+d}",
+            f"{r['expected_fault_latency_ns']:.0f}",
+            str(r["inversions"]),
+            f"{r['inversion_rate']:.3f}",
             str(r["stores"]),
             str(r["rejects"]),
             str(r["writebacks"]),
-            str(r["inversions"]),
-            f"{r['inversion_rate']:.3f}",
             str(r["zswap_hits"]),
-            str(r["disk_swapins"]),
-            f"{r['expected_fault_latency_ns']:.0f}",
         )
     Console(stderr=True, width=140).print(t)
     click.echo(f"wrote {out}/sweep.parquet", err=True)

@@ -13,6 +13,7 @@ name                       what it models                                       
 ``entry-lru``              6.5–6.11: zswap entry LRU                                ``6.5``
 ``entry-lru-2nd-chance``   6.12+: entry LRU with a referenced bit                   ``6.12``
 ``swap-lru``               one LRU across zswap and disk (a design)                 ``unified``
+``optimal``                offline reference: Belady's MIN, knows the future       ``belady``
 =========================  =====================================================  =========
 
 Each design parses its own ``k=v`` parameters (``describe(name)`` lists them).
@@ -85,6 +86,12 @@ REGISTRY: tuple[Registered, ...] = (
         "swap_lru",
         ("unified", "unified-lru", "global-lru"),
         "one LRU across zswap and disk: write back the coldest instead of rejecting",
+    ),
+    Registered(
+        "optimal",
+        "optimal",
+        ("belady", "min", "opt"),
+        "offline reference (knows the future): write back the page faulted farthest ahead",
     ),
 )
 
@@ -262,6 +269,23 @@ def resolve_ram(w: Workload, ram: str | int | None) -> int | None:
     return parse_size_pages(ram, w.page_size)
 
 
+def optimal_disk_faults(w: Workload, pool_limit_pages: int) -> int:
+    """Disk faults of the ``optimal`` design (defaults: ideal packing) at this limit: the
+    floor of ``optimal_gap``, memoised on the workload so every design of a run or sweep
+    compares with the same run."""
+    key = int(pool_limit_pages)
+    memo = w.memo.setdefault("optimal_disk_faults", {})
+    if key not in memo:
+        cls = design_class("optimal")
+        parsed = parse_params(cls.NAME, None, cls.param_table())
+        rec = Recorder(0, 0, None, Latency())
+        chain = w.meta.zsmalloc_chain_size if w.meta is not None else 8
+        d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
+        d.run(w)
+        memo[key] = rec.disk_swapins
+    return int(memo[key])
+
+
 def run_design(
     w: Workload,
     name: str,
@@ -270,7 +294,10 @@ def run_design(
     *,
     bin_ns: int | None = None,
 ) -> LruRun:
-    """Replay ``w`` under one design; see :func:`run_lru` for the tables."""
+    """Replay ``w`` under one design; see :func:`run_lru` for the tables.
+
+    ``optimal_gap`` compares with the ``optimal`` design at the same limit
+    (``optimal_disk_faults``)."""
     t0 = int(w.ts[0]) if len(w) else 0
     t1 = int(w.ts[-1]) if len(w) else 0
     cls = design_class(name)
@@ -280,10 +307,11 @@ def run_design(
     chain = w.meta.zsmalloc_chain_size if w.meta is not None else 8
     d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
     d.run(w)
+    opt = optimal_disk_faults(w, pool_limit_pages)
     return LruRun(
         design=cls.NAME,
         pool_limit_pages=pool_limit_pages,
-        summary=rec.summary_row(cls.NAME, pool_limit_pages),
+        summary=rec.summary_row(cls.NAME, pool_limit_pages, opt),
         timeline=rec.timeline_rows(cls.NAME),
         counters=d.counters()
         | {"disk_writes": rec.disk_writes}

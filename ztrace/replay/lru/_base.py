@@ -341,7 +341,16 @@ class ZswapDesign:
         pr = w.prepared()
         pool = _new_zspool(str(self.params["kernel"]), self.chain_size, self.page_size)
         sc, c, bins, pool_bin, gaps, wb, stored, pool_pages = K.run(
-            self.STATE, self._cfg(), pr.ts, pr.op, pr.pidx, pr.clen, len(pr.uniq), pr.n_stores, pool
+            self.STATE,
+            self._cfg(),
+            pr.ts,
+            pr.op,
+            pr.pidx,
+            pr.clen,
+            pr.nf,
+            len(pr.uniq),
+            pr.n_stores,
+            pool,
         )
         self.rec.absorb(sc, bins, pool_bin, gaps)
         if self.wb_log is not None:

@@ -129,7 +129,13 @@ S_OLD = 21
 S_NEW = 22
 S_BYTES_USED = 23
 S_BYTES_NEXT = 24
-N_SC = 25
+R_AVOID = 25  # avoidable disk faults
+H_N = 26  # entries in the next-fault heap
+S_IN_NF = 27  # next fault of the page being stored (event index, NEVER if none)
+N_SC = 28
+
+#: "no next fault": the page is freed or stored again before it is faulted (or the trace ends)
+NEVER = np.int64(1) << np.int64(62)
 
 CAUSE_RPL = 0
 CAUSE_RC = 1
@@ -178,6 +184,14 @@ FIELDS = [
     ("wb_log", _I64),
     ("bins", types.int64[:, ::1]),
     ("pool_bin", _I64),
+    # the future, which an offline replay has (docs/lru-inversion.md, "Harm"):
+    ("nf", _I64),  # per event: index of the page's next fault, NEVER if none
+    ("e_nf", _I64),  # per page: the next fault of its zswap entry
+    ("e_ver", _I64),  # per page: version of its entry (stale heap rows are skipped)
+    ("e_avoid", _I8),  # per page: its disk copy was written while a later-faulted page stayed
+    ("hk", _I64),  # max-heap of (next fault, page, version) over entries that take pool space
+    ("hp", _I64),
+    ("hv", _I64),
 ]
 
 
@@ -286,6 +300,7 @@ hook(LruStateType, "lru_add")(noop_p)
 hook(LruStateType, "lru_del")(noop_p)
 hook(LruStateType, "lru_loaded")(noop_p)
 hook(LruStateType, "evict_one")(no_evict)
+hook(LruStateType, "worker_step")(no_evict)
 hook(LruStateType, "after_store")(noop)
 
 
@@ -293,8 +308,9 @@ hook(LruStateType, "after_store")(noop)
 
 
 @njit(cache=True)
-def init_state(st, cfg, n_pages, n_stores, zs):  # type: ignore[no-untyped-def]
-    """Fill a fresh ``structref.new(T)`` for ``n_pages`` distinct pages and ``n_stores``."""
+def init_state(st, cfg, n_pages, n_stores, zs, nf):  # type: ignore[no-untyped-def]
+    """Fill a fresh ``structref.new(T)`` for ``n_pages`` distinct pages and ``n_stores``;
+    ``nf`` is the next-fault index of every event (workload.Prepared.nf)."""
     st.cfg = cfg
     st.sc = np.zeros(N_SC, dtype=np.int64)
     st.sc[S_OLD] = -1
@@ -324,6 +340,14 @@ def init_state(st, cfg, n_pages, n_stores, zs):  # type: ignore[no-untyped-def]
     st.wb_log = np.zeros(n_stores + 1, dtype=np.int64)
     st.bins = np.zeros((cfg[CF_NBINS], 4), dtype=np.int64)
     st.pool_bin = np.full(cfg[CF_NBINS], -1, dtype=np.int64)
+    st.nf = nf
+    st.e_nf = np.full(n_pages, NEVER, dtype=np.int64)
+    st.e_ver = np.zeros(n_pages, dtype=np.int64)
+    st.e_avoid = np.zeros(n_pages, dtype=np.int8)
+    nh = nf.shape[0] + 1
+    st.hk = np.zeros(nh, dtype=np.int64)
+    st.hp = np.zeros(nh, dtype=np.int64)
+    st.hv = np.zeros(nh, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- intrusive LRU list
@@ -470,6 +494,75 @@ def rec_disk_write(st, seq, cause):  # type: ignore[no-untyped-def]
         st.bins[st.sc[R_BIN], T_INV] += 1
 
 
+# ---------------------------------------------------------------- the future: next-fault heap
+
+
+@njit(cache=True)
+def _h_swap(st, i, j):  # type: ignore[no-untyped-def]
+    st.hk[i], st.hk[j] = st.hk[j], st.hk[i]
+    st.hp[i], st.hp[j] = st.hp[j], st.hp[i]
+    st.hv[i], st.hv[j] = st.hv[j], st.hv[i]
+
+
+@njit(cache=True)
+def heap_push(st, p):  # type: ignore[no-untyped-def]
+    """Entry p (taking pool space) now has next fault e_nf[p]: a new version in the heap."""
+    st.e_ver[p] += 1
+    i = st.sc[H_N]
+    st.sc[H_N] = i + 1
+    st.hk[i] = st.e_nf[p]
+    st.hp[i] = p
+    st.hv[i] = st.e_ver[p]
+    while i > 0:
+        up = (i - 1) >> 1
+        if st.hk[up] >= st.hk[i]:
+            break
+        _h_swap(st, i, up)
+        i = up
+
+
+@njit(cache=True)
+def heap_pop(st):  # type: ignore[no-untyped-def]
+    n = st.sc[H_N] - 1
+    st.sc[H_N] = n
+    _h_swap(st, 0, n)
+    i = 0
+    while True:
+        a = 2 * i + 1
+        if a >= n:
+            break
+        if a + 1 < n and st.hk[a + 1] > st.hk[a]:
+            a += 1
+        if st.hk[i] >= st.hk[a]:
+            break
+        _h_swap(st, i, a)
+        i = a
+
+
+@njit(cache=True)
+def heap_top(st):  # type: ignore[no-untyped-def]
+    """The zswap entry taking pool space whose next fault is the latest (-1: none); stale
+    rows (entry gone, replaced or re-keyed) are dropped on the way."""
+    while st.sc[H_N] > 0:
+        p = st.hp[0]
+        if st.e_in[p] and st.e_handle[p] >= 0 and st.e_ver[p] == st.hv[0]:
+            return p
+        heap_pop(st)
+    return -1
+
+
+@njit(cache=True)
+def judge_disk_copy(st, p, nf_p):  # type: ignore[no-untyped-def]
+    """Page p goes to disk now with next fault ``nf_p``: its next disk fault is *avoidable*
+    if zswap holds a page (taking pool space) faulted later than p, or never."""
+    st.e_avoid[p] = 0
+    if nf_p == NEVER:
+        return
+    q = heap_top(st)
+    if q >= 0 and st.e_nf[q] > nf_p:
+        st.e_avoid[p] = 1
+
+
 # ---------------------------------------------------------------- zswap operations
 
 
@@ -487,6 +580,7 @@ def free_entry(st, p):  # type: ignore[no-untyped-def]
 def to_disk(st, p):  # type: ignore[no-untyped-def]
     """zswap_writeback_entry() after the entry left zswap: the page is on disk now."""
     st.on_disk[p] = 1
+    judge_disk_copy(st, p, st.e_nf[p])
     st.wb_log[st.sc[R_NWB]] = p
     st.sc[R_NWB] += 1
     st.c[K_WB_PAGES] += 1
@@ -508,6 +602,7 @@ def writeback(st, p):  # type: ignore[no-untyped-def]
 def _reject(st, seq, p, cause):  # type: ignore[no-untyped-def]
     st.sc[R_REJECTS] += 1
     st.on_disk[p] = 1
+    judge_disk_copy(st, p, st.sc[S_IN_NF])
     st.c[K_DISK_SWAPOUT] += 1
     rec_disk_write(st, seq, cause)
 
@@ -584,6 +679,8 @@ def _reject_compress(st, seq, p):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def _new_entry(st, p, seq, clen, h):  # type: ignore[no-untyped-def]
     st.e_in[p] = 1
+    st.e_nf[p] = st.sc[S_IN_NF]
+    st.e_ver[p] += 1
     st.e_seq[p] = seq
     st.e_clen[p] = clen
     st.e_handle[p] = h
@@ -594,14 +691,16 @@ def _new_entry(st, p, seq, clen, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def store(st, ts, p, clen):  # type: ignore[no-untyped-def]
-    """zswap_store() (the flow: _base module docstring)."""
+def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
+    """zswap_store() (the flow: _base module docstring); ``nf_i``: the page's next fault."""
+    st.sc[S_IN_NF] = nf_i
     seq = rec_new_seq(st, ts)
     if st.e_in[p]:  # zswap_duplicate_entry: the new version replaces the old
         st.c[K_DUP] += 1
         lru_del(st, p)
         free_entry(st, p)
     st.on_disk[p] = 0  # a disk copy of an older version is stale now
+    st.e_avoid[p] = 0
     ps = st.cfg[CF_PAGE_SIZE]
     incompressible = clen == INCOMPRESSIBLE or clen > ps
     as_is = st.cfg[CF_AS_IS] != 0
@@ -637,14 +736,16 @@ def store(st, ts, p, clen):  # type: ignore[no-untyped-def]
     if h < 0:  # zpool_malloc -ENOSPC: the length (plus header) exceeds a page
         return _reject_compress(st, seq, p)
     _new_entry(st, p, seq, clen, h)
+    heap_push(st, p)
     rec_hold(st, seq)
     lru_add(st, p)
     return True
 
 
 @njit(cache=True)
-def load(st, p):  # type: ignore[no-untyped-def]
-    """zswap_load(): a hit (exclusive: the entry is freed), a disk swap-in, or unknown."""
+def load(st, p, nf_i):  # type: ignore[no-untyped-def]
+    """zswap_load(): a hit (exclusive: the entry is freed), a disk swap-in, or unknown;
+    ``nf_i``: the page's next fault after this one (a kept clean copy's new key)."""
     if st.e_in[p]:
         st.sc[R_HITS] += 1
         st.bins[st.sc[R_BIN], T_HIT] += 1
@@ -656,12 +757,18 @@ def load(st, p):  # type: ignore[no-untyped-def]
         elif not st.e_loaded[p]:
             st.e_loaded[p] = 1
             rec_release(st, st.e_seq[p])
+            if st.e_handle[p] >= 0:
+                st.e_nf[p] = nf_i
+                heap_push(st, p)
             lru_loaded(st, p)
         return
     if st.on_disk[p]:
         st.sc[R_DISK_IN] += 1
         st.bins[st.sc[R_BIN], T_DISK] += 1
         st.c[K_DISK_SWAPIN] += 1
+        if st.e_avoid[p]:
+            st.sc[R_AVOID] += 1
+            st.e_avoid[p] = 0
         return
     st.c[K_UNKNOWN] += 1
 
@@ -673,6 +780,7 @@ def invalidate(st, p):  # type: ignore[no-untyped-def]
         lru_del(st, p)
         free_entry(st, p)
     st.on_disk[p] = 0
+    st.e_avoid[p] = 0
 
 
 @njit(cache=True)
@@ -688,10 +796,10 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
             advance_worker(st)
         o = op[i]
         if o == OP_STORE:
-            store(st, ts[i], pidx[i], clen[i])
+            store(st, ts[i], pidx[i], clen[i], st.nf[i])
             after_store(st)
         elif o == OP_LOAD:
-            load(st, pidx[i])
+            load(st, pidx[i], st.nf[i])
         elif o == OP_INVALIDATE:
             invalidate(st, pidx[i])
         st.pool_bin[st.sc[R_BIN]] = pool_pages(st)
@@ -718,11 +826,11 @@ def results(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def run(T, cfg, ts, op, pidx, clen, n_pages, n_stores, pool):  # type: ignore[no-untyped-def]
+def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool):  # type: ignore[no-untyped-def]
     """Replay a workload under the design whose state type is ``T`` (compiled once per
     design: ``T`` selects the hooks)."""
     st = structref.new(T)
-    init_state(st, cfg, n_pages, n_stores, pool)
+    init_state(st, cfg, n_pages, n_stores, pool, nf)
     replay(st, ts, op, pidx, clen)
     return results(st)
 

@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -71,6 +72,8 @@ class Workload:
     meta: TraceMeta | None = None
     recorded: dict[str, int] = field(default_factory=dict)
     _prep: Prepared | None = field(default=None, repr=False, compare=False)
+    #: results derived from this workload alone, shared by the runs on it (optimal's faults)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -106,6 +109,7 @@ class Workload:
                 n_stores=int(stores.sum()),
                 op=op,
                 ts=np.ascontiguousarray(self.ts, dtype=np.int64),
+                nf=_next_faults(op, pidx, len(uniq)),
             )
         return self._prep
 
@@ -120,6 +124,27 @@ class Prepared:
     n_stores: int
     op: np.ndarray
     ts: np.ndarray
+    #: per event: the index of the same page's next fault (a load) if no store or
+    #: invalidate of that page comes first, else NEVER: what Belady's MIN looks at
+    nf: np.ndarray
+
+
+#: ``Prepared.nf`` of an event whose page is not faulted again (freed or stored first)
+NEVER = 1 << 62
+
+
+@njit(cache=True)
+def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
+    nf = np.full(op.shape[0], NEVER, dtype=np.int64)
+    nxt_op = np.full(n_pages, -1, dtype=np.int64)
+    nxt_i = np.zeros(n_pages, dtype=np.int64)
+    for i in range(op.shape[0] - 1, -1, -1):
+        p = pidx[i]
+        if nxt_op[p] == OP_LOAD:
+            nf[i] = nxt_i[p]
+        nxt_op[p] = op[i]
+        nxt_i[p] = i
+    return nf
 
 
 @njit(cache=True)
