@@ -333,6 +333,7 @@ class ZswapDesign:
         cfg[K.CF_T0] = rec.t0
         cfg[K.CF_BIN_NS] = rec.bin_ns
         cfg[K.CF_NBINS] = rec.n_bins
+        cfg[K.CF_SHRINKER_TRACE] = p.get("shrinker") == "trace"
         return cfg
 
     def run(self, w: Workload) -> None:

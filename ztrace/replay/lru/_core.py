@@ -13,6 +13,7 @@ with :func:`hook`::
     worker_step(st) -> bool
                           one step of shrink_worker; False when the worker returns
     after_store(st)       after every store attempt (6.12 shrinker approximation)
+    shrink_one(st)        the trace shows one shrinker writeback here (OP_SHRINK)
 
 ``run(T, ...)`` is compiled once per state type ``T``, so each design gets its own machine
 code with its hooks inlined, and numba's disk cache keeps it (keyed by ``T``).
@@ -45,6 +46,7 @@ from ztrace.model import zsmalloc as _zs
 OP_STORE = 0
 OP_LOAD = 1
 OP_INVALIDATE = 2
+OP_SHRINK = 3
 INCOMPRESSIBLE = -2
 SAME_FILLED = -3
 
@@ -65,7 +67,8 @@ CF_POOL_BYTES = 12
 CF_T0 = 13
 CF_BIN_NS = 14
 CF_NBINS = 15
-N_CFG = 16
+CF_SHRINKER_TRACE = 16  # replay the trace's shrinker writebacks (OP_SHRINK rows)
+N_CFG = 17
 
 QUEUE_FULL = 0
 QUEUE_LIMIT = 1
@@ -204,7 +207,15 @@ def state_type(cls: type[LruStateType]) -> LruStateType:
 # ---------------------------------------------------------------- hooks
 
 _HOOKS: dict[tuple[type, str], Any] = {}
-HOOK_NAMES = ("lru_add", "lru_del", "lru_loaded", "evict_one", "worker_step", "after_store")
+HOOK_NAMES = (
+    "lru_add",
+    "lru_del",
+    "lru_loaded",
+    "evict_one",
+    "worker_step",
+    "after_store",
+    "shrink_one",
+)
 
 
 def hook(state_cls: type[LruStateType], name: str) -> Callable[[Any], Any]:
@@ -254,6 +265,10 @@ def after_store(st: Any) -> None:  # pragma: no cover
     raise NotImplementedError
 
 
+def shrink_one(st: Any) -> None:  # pragma: no cover
+    raise NotImplementedError
+
+
 def _bind1(generic: Any, name: str) -> None:
     @overload(generic)
     def _ol(st):  # type: ignore[no-untyped-def]
@@ -278,6 +293,7 @@ _bind2(lru_loaded, "lru_loaded")
 _bind1(evict_one, "evict_one")
 _bind1(worker_step, "worker_step")
 _bind1(after_store, "after_store")
+_bind1(shrink_one, "shrink_one")
 
 
 @njit(cache=True)
@@ -302,6 +318,7 @@ hook(LruStateType, "lru_loaded")(noop_p)
 hook(LruStateType, "evict_one")(no_evict)
 hook(LruStateType, "worker_step")(no_evict)
 hook(LruStateType, "after_store")(noop)
+hook(LruStateType, "shrink_one")(noop)  # designs without a memory-pressure shrinker
 
 
 # ---------------------------------------------------------------- construction
@@ -802,6 +819,8 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
             load(st, pidx[i], st.nf[i])
         elif o == OP_INVALIDATE:
             invalidate(st, pidx[i])
+        elif o == OP_SHRINK and st.cfg[CF_SHRINKER_TRACE]:
+            shrink_one(st)
         st.pool_bin[st.sc[R_BIN]] = pool_pages(st)
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from numba import njit
 
 from ztrace.replay.lru import _core as K
-from ztrace.replay.lru._base import Param, p_int
+from ztrace.replay.lru._base import Param, p_choice, p_int
 from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
 
 #: include/linux/swap.h / mm/internal.h MAX_RECLAIM_RETRIES
@@ -90,6 +90,16 @@ def _after_store(st):  # type: ignore[no-untyped-def]
             break
 
 
+@K.hook(SecondChanceState, "shrink_one")
+@njit(cache=True)
+def _shrink_one(st):  # type: ignore[no-untyped-def]
+    # the kernel's shrinker wrote one entry back here (zswap_shrinker_scan →
+    # list_lru_shrink_walk(shrink_memcg_cb)): referenced entries rotate, the first
+    # unreferenced one is written back; how many it wrote (after nr_disk_swapins protection
+    # in zswap_shrinker_count, 6.8+) is what the trace recorded, which entry is the design's
+    _evict_one(st)
+
+
 class EntryLru2ndChance(EntryLru):
     """6.12+: entry LRU whose walk rotates referenced entries once."""
 
@@ -103,6 +113,12 @@ class EntryLru2ndChance(EntryLru):
             p_int(1),
             MAX_RECLAIM_RETRIES,
             "shrink_worker gives up after this many walks that wrote nothing back",
+        ),
+        "shrinker": Param(
+            p_choice("trace", "off"),
+            "trace",
+            "`trace`: at each writeback the trace shows the kernel's memory-pressure shrinker "
+            "doing (not the kworker's), write back one entry in this design's order; `off`",
         ),
         "shrinker_walk": Param(
             p_int(0),

@@ -32,6 +32,10 @@ from ztrace.format import SWAP_EVENTS, Trace, TraceMeta, read_trace
 OP_STORE = 0
 OP_LOAD = 1
 OP_INVALIDATE = 2
+#: a writeback the kernel's memory-pressure shrinker did (6.8+ ``zswap_shrinker_scan``, run
+#: in the reclaiming task, not the ``kworker`` of the pool-limit shrink worker): reclaim's
+#: demand on zswap, which a design with a shrinker replays by its own LRU order
+OP_SHRINK = 3
 
 #: ``clen`` of a page the compressor could not shrink below a page (kernel: compress
 #: failure, or ``zpool_malloc`` -ENOSPC for a length above PAGE_SIZE).
@@ -139,6 +143,8 @@ def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
     nxt_op = np.full(n_pages, -1, dtype=np.int64)
     nxt_i = np.zeros(n_pages, dtype=np.int64)
     for i in range(op.shape[0] - 1, -1, -1):
+        if op[i] == OP_SHRINK:  # not an operation on its page's swapped-out copy
+            continue
         p = pidx[i]
         if nxt_op[p] == OP_LOAD:
             nf[i] = nxt_i[p]
@@ -244,7 +250,15 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
     is_store = evs == store_ev
     is_load = evs == load_ev
     is_inval = evs == "zswap_invalidate"
-    keep = is_store | is_load | is_inval
+    is_shrink = np.zeros(len(evs), dtype=bool)
+    if "comm" in names:
+        comm = np.asarray(
+            pc.fill_null(table.column("comm").cast(pa.string()), "").to_numpy(zero_copy_only=False),
+            dtype=object,
+        )
+        # the shrink worker runs in a kworker; anything else is reclaim calling the shrinker
+        is_shrink = (evs == "zswap_writeback") & ~np.char.startswith(comm.astype(str), "kworker")
+    keep = is_store | is_load | is_inval | is_shrink
     entry_col = table.column("swap_entry")
     if entry_col.null_count:
         bad = keep & np.asarray(pc.is_null(entry_col).to_numpy(zero_copy_only=False))
@@ -254,7 +268,11 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
                 source, f"row {i} ({evs[i]}) has no `swap_entry` (page identity)"
             )
     idx = np.flatnonzero(keep)
-    op = np.where(is_store[idx], OP_STORE, np.where(is_load[idx], OP_LOAD, OP_INVALIDATE))
+    op = np.where(
+        is_store[idx],
+        OP_STORE,
+        np.where(is_load[idx], OP_LOAD, np.where(is_shrink[idx], OP_SHRINK, OP_INVALIDATE)),
+    )
     # non-swap rows have a null swap_entry: fill before converting (nulls become NaN otherwise)
     page = np.asarray(pc.fill_null(entry_col, 0).to_numpy(), dtype=np.uint64)[idx]
     ts = np.asarray(table.column("ts_ns").to_numpy(), dtype=np.int64)[idx]
@@ -292,6 +310,7 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
             recorded["inferred_incompressible"] = int(inferred.sum())
     for e in ("zswap_writeback", "swap_out", "swap_in", "zswap_store", "zswap_load"):
         recorded[e] = int((evs == e).sum())
+    recorded["shrinker_writebacks"] = int(is_shrink.sum())
     return Workload(
         ts=ts,
         op=op.astype(np.int8),
