@@ -38,3 +38,47 @@ def test_612_sample_counters_exact(tmp_path: Path) -> None:
     off = res["designs"]["entry-lru-2nd-chance (shrinker=off)"]["counters"]
     assert off["written_back_pages"] == 0
     assert k["pswpin"] - off["disk_swapin"] == 1006  # faults on the pages it kept instead
+
+
+def test_shrinker_writebacks_are_demand_worker_writebacks_are_outcomes() -> None:
+    # Hand-built 6.12 stream, pool=bytes, limit 100 pages (never reached), 2048-byte pages:
+    # S1 S2 S3, then a writeback by the reclaiming task (shrinker) and one by a kworker
+    # (the pool-limit worker: an outcome, ignored), then L1 L2. With shrinker=trace the
+    # 6.12 design walks its LRU at the shrinker row: 1, 2, 3 are referenced → rotated,
+    # then 1 (cleared) is written back. L1 is a disk swap-in, L2 a hit.
+    import numpy as np
+    import pyarrow as pa
+
+    from ztrace.format import Trace, TraceMeta, make_events
+    from ztrace.replay.lru import run_design
+    from ztrace.replay.lru.workload import OP_LOAD, OP_SHRINK, OP_STORE, load_workload
+
+    rows = [
+        ("zswap_store", 1, 2048, "stored", "app"),
+        ("zswap_store", 2, 2048, "stored", "app"),
+        ("zswap_store", 3, 2048, "stored", "app"),
+        ("zswap_writeback", 9, 2048, "written", "app"),
+        ("zswap_writeback", 8, 2048, "written", "kworker/u8:2"),
+        ("zswap_load", 1, None, "miss", "app"),
+        ("zswap_load", 2, 2048, "hit", "app"),
+    ]
+    t = make_events(
+        ts_ns=np.arange(len(rows), dtype=np.uint64) * 10,
+        event=pa.array([r[0] for r in rows]).dictionary_encode(),
+        swap_entry=np.asarray([r[1] for r in rows], dtype=np.uint64),
+        compressed_bytes=pa.array([r[2] for r in rows], pa.uint32()),
+        outcome=pa.array([r[3] for r in rows], pa.string()).dictionary_encode(),
+        comm=pa.array([r[4] for r in rows], pa.string()).dictionary_encode(),
+    )
+    meta = TraceMeta(kernel_release="6.12", schema_version=2)
+    w = load_workload(Trace(table=t, meta=meta, files=[]))
+    assert w.op.tolist() == [OP_STORE] * 3 + [OP_SHRINK, OP_LOAD, OP_LOAD]
+    assert w.recorded["shrinker_writebacks"] == 1
+    r = run_design(w, "entry-lru-2nd-chance", 100, "pool=bytes")
+    c = r.counters
+    assert (c["written_back_pages"], c["shrink_rotations"]) == (1, 3)
+    assert (r.summary["disk_swapins"], r.summary["zswap_hits"]) == (1, 1)
+    off = run_design(w, "entry-lru-2nd-chance", 100, "pool=bytes,shrinker=off")
+    assert (off.counters["written_back_pages"], off.summary["zswap_hits"]) == (0, 2)
+    # designs without a memory-pressure shrinker ignore the row
+    assert run_design(w, "entry-lru", 100, "pool=bytes").counters["written_back_pages"] == 0
