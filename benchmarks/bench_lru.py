@@ -51,6 +51,7 @@ def _stream(copies: int):  # type: ignore[no-untyped-def]
         page_size=w.page_size,
         ram_pages=w.ram_pages,
         meta=w.meta,
+        dur=np.tile(w.dur, copies) if w.dur is not None else None,
     )
 
 

@@ -82,3 +82,25 @@ def test_shrinker_writebacks_are_demand_worker_writebacks_are_outcomes() -> None
     assert (off.counters["written_back_pages"], off.summary["zswap_hits"]) == (0, 2)
     # designs without a memory-pressure shrinker ignore the row
     assert run_design(w, "entry-lru", 100, "pool=bytes").counters["written_back_pages"] == 0
+
+
+def test_concurrent_stores_both_pass_the_limit_check() -> None:
+    # 6.1 checks zswap_is_full() at a store's entry and allocates later, without a lock.
+    # pool=bytes, limit 1 page, 3000-byte pages. S1 (atomic) → 1 page. S2 and S3 enter at
+    # ts 10 on two CPUs (durations 100 and 150 ns): both see 1 page (1 is not > 1) and pass;
+    # they allocate at 110 and 160 (3 pages). S4 at 200: 3 > 1 → rejected.
+    # Without durations each store is atomic: S3 sees S2's page and is rejected too.
+    import numpy as np
+
+    from ztrace.replay.lru import run_design
+    from ztrace.replay.lru.workload import OP_STORE, from_arrays
+
+    def w(dur: list[int]):  # type: ignore[no-untyped-def]
+        out = from_arrays([0, 10, 10, 200], [OP_STORE] * 4, [1, 2, 3, 4], [3000] * 4)
+        out.dur = np.asarray(dur, dtype=np.int64)
+        return out
+
+    split = run_design(w([0, 100, 150, 0]), "none", 1, "pool=bytes").summary
+    assert (split["stores"], split["rejects"]) == (3, 1)
+    atomic = run_design(w([0, 0, 0, 0]), "none", 1, "pool=bytes").summary
+    assert (atomic["stores"], atomic["rejects"]) == (2, 2)

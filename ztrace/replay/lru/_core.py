@@ -47,6 +47,8 @@ OP_STORE = 0
 OP_LOAD = 1
 OP_INVALIDATE = 2
 OP_SHRINK = 3
+OP_STORE_ALLOC = 4  # the second half of a store: compress + zpool_malloc (workload.Prepared)
+OP_STORE_CHECK = 5  # the first half of a store whose OP_STORE_ALLOC comes later
 INCOMPRESSIBLE = -2
 SAME_FILLED = -3
 
@@ -192,6 +194,7 @@ FIELDS = [
     ("e_nf", _I64),  # per page: the next fault of its zswap entry
     ("e_ver", _I64),  # per page: version of its entry (stale heap rows are skipped)
     ("e_avoid", _I8),  # per page: its disk copy was written while a later-faulted page stayed
+    ("e_pend", _I8),  # per page: a store passed the limit check, its allocation is pending
     ("hk", _I64),  # max-heap of (next fault, page, version) over entries that take pool space
     ("hp", _I64),
     ("hv", _I64),
@@ -361,6 +364,7 @@ def init_state(st, cfg, n_pages, n_stores, zs, nf):  # type: ignore[no-untyped-d
     st.e_nf = np.full(n_pages, NEVER, dtype=np.int64)
     st.e_ver = np.zeros(n_pages, dtype=np.int64)
     st.e_avoid = np.zeros(n_pages, dtype=np.int8)
+    st.e_pend = np.zeros(n_pages, dtype=np.int8)
     nh = nf.shape[0] + 1
     st.hk = np.zeros(nh, dtype=np.int64)
     st.hp = np.zeros(nh, dtype=np.int64)
@@ -709,7 +713,13 @@ def _new_entry(st, p, seq, clen, h):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
-    """zswap_store() (the flow: _base module docstring); ``nf_i``: the page's next fault."""
+    """zswap_store() up to its limit check, at the store's entry (the flow: _base module
+    docstring); the rest runs at its OP_STORE_ALLOC event (``store_alloc``). The kernel checks
+    the limit at entry, before compressing, without a lock (6.1 zswap_frontswap_store:
+    zswap_is_full(); 6.10+ zswap_store: zswap_check_limits()), so two stores on two CPUs can
+    both pass before either allocates; splitting the store lets the replay do the same.
+    ``nf_i``: the page's next fault."""
+    flush_pending(st, p)
     st.sc[S_IN_NF] = nf_i
     seq = rec_new_seq(st, ts)
     if st.e_in[p]:  # zswap_duplicate_entry: the new version replaces the old
@@ -718,15 +728,48 @@ def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
         free_entry(st, p)
     st.on_disk[p] = 0  # a disk copy of an older version is stale now
     st.e_avoid[p] = 0
+    if not st.cfg[CF_SYNC]:
+        reject, hit = check_limits(st)
+        if reject:
+            st.c[K_POOL_LIMIT] += 1
+            _reject(st, seq, p, CAUSE_RPL)
+            if hit or st.cfg[CF_QUEUE_ON] != QUEUE_FULL:
+                queue_worker(st)
+            return
+    # passed: remember what the allocation half needs (the entry fields are free: e_in is 0)
+    st.e_pend[p] = 1
+    st.e_seq[p] = seq
+    st.e_clen[p] = clen
+    st.e_nf[p] = nf_i
+
+
+@njit(cache=True)
+def flush_pending(st, p):  # type: ignore[no-untyped-def]
+    """Finish a store of ``p`` still waiting for its allocation (before anything else touches
+    ``p``; only reachable when a trace's timestamps overlap oddly)."""
+    if st.e_pend[p]:
+        store_alloc(st, p)
+
+
+@njit(cache=True)
+def store_alloc(st, p):  # type: ignore[no-untyped-def]
+    """The rest of zswap_store(): compression result, zpool_malloc, the entry joins the LRU.
+    Returns True when zswap stored the page."""
+    if not st.e_pend[p]:
+        return False
+    st.e_pend[p] = 0
+    seq = st.e_seq[p]
+    clen = st.e_clen[p]
+    st.sc[S_IN_NF] = st.e_nf[p]
     ps = st.cfg[CF_PAGE_SIZE]
     incompressible = clen == INCOMPRESSIBLE or clen > ps
     as_is = st.cfg[CF_AS_IS] != 0
     if incompressible and as_is:
         clen = ps
     header = st.cfg[CF_HEADER]
+    if incompressible and not as_is:
+        return _reject_compress(st, seq, p)
     if st.cfg[CF_SYNC]:
-        if incompressible and not as_is:
-            return _reject_compress(st, seq, p)
         need = clen + header
         while not pool_fits(st, need):
             if not evict_one(st):
@@ -735,16 +778,6 @@ def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
             st.c[K_POOL_LIMIT] += 1
             _reject(st, seq, p, CAUSE_RPL)
             return False
-    else:
-        reject, hit = check_limits(st)
-        if reject:
-            st.c[K_POOL_LIMIT] += 1
-            _reject(st, seq, p, CAUSE_RPL)
-            if hit or st.cfg[CF_QUEUE_ON] != QUEUE_FULL:
-                queue_worker(st)
-            return False
-        if incompressible and not as_is:
-            return _reject_compress(st, seq, p)
     if clen == SAME_FILLED:  # no zpool object, not on the LRU, not a held page
         _new_entry(st, p, seq, 0, -1)
         st.c[K_SAME_FILLED] += 1
@@ -763,6 +796,7 @@ def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
 def load(st, p, nf_i):  # type: ignore[no-untyped-def]
     """zswap_load(): a hit (exclusive: the entry is freed), a disk swap-in, or unknown;
     ``nf_i``: the page's next fault after this one (a kept clean copy's new key)."""
+    flush_pending(st, p)
     if st.e_in[p]:
         st.sc[R_HITS] += 1
         st.bins[st.sc[R_BIN], T_HIT] += 1
@@ -792,6 +826,7 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def invalidate(st, p):  # type: ignore[no-untyped-def]
+    flush_pending(st, p)
     if st.e_in[p]:
         st.e_in[p] = 0
         lru_del(st, p)
@@ -809,12 +844,20 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
     for i in range(ts.shape[0]):
         b = (ts[i] - t0) // bin_ns
         st.sc[R_BIN] = min(max(b, 0), last)
+        o = op[i]
+        if o == OP_STORE_ALLOC:  # the second half of a store: not a trace event of its own
+            store_alloc(st, pidx[i])
+            after_store(st)
+            st.pool_bin[st.sc[R_BIN]] = pool_pages(st)
+            continue
         if st.sc[S_WORK_ACTIVE]:
             advance_worker(st)
-        o = op[i]
-        if o == OP_STORE:
+        if o == OP_STORE:  # no recorded duration: both halves at once
             store(st, ts[i], pidx[i], clen[i], st.nf[i])
+            store_alloc(st, pidx[i])
             after_store(st)
+        elif o == OP_STORE_CHECK:
+            store(st, ts[i], pidx[i], clen[i], st.nf[i])
         elif o == OP_LOAD:
             load(st, pidx[i], st.nf[i])
         elif o == OP_INVALIDATE:

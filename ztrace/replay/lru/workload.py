@@ -36,6 +36,10 @@ OP_INVALIDATE = 2
 #: in the reclaiming task, not the ``kworker`` of the pool-limit shrink worker): reclaim's
 #: demand on zswap, which a design with a shrinker replays by its own LRU order
 OP_SHRINK = 3
+#: a store whose allocation comes later (its own OP_STORE_ALLOC event at entry + duration):
+#: only in ``Prepared``'s replay stream, for stores with a recorded duration
+OP_STORE_CHECK = 5
+OP_STORE_ALLOC = 4
 
 #: ``clen`` of a page the compressor could not shrink below a page (kernel: compress
 #: failure, or ``zpool_malloc`` -ENOSPC for a length above PAGE_SIZE).
@@ -75,6 +79,9 @@ class Workload:
     source: str = "<memory>"
     meta: TraceMeta | None = None
     recorded: dict[str, int] = field(default_factory=dict)
+    #: per row: how long the operation took (``duration_ns``; 0 = unknown or atomic). A store
+    #: checks the pool limit at its entry (``ts``) and allocates at ``ts + dur``.
+    dur: np.ndarray | None = None
     _prep: Prepared | None = field(default=None, repr=False, compare=False)
     #: results derived from this workload alone, shared by the runs on it (optimal's faults)
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -106,14 +113,34 @@ class Workload:
             clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
             _fill_unknown(clen, pidx, np.ascontiguousarray(stores), len(uniq), median)
             op = np.ascontiguousarray(self.op, dtype=np.int8)
+            ts = np.ascontiguousarray(self.ts, dtype=np.int64)
+            ev_ts, ev_op, ev_pidx, ev_clen = ts, op, pidx, clen
+            split = stores & (self.dur > 0) if self.dur is not None else None
+            if split is not None and split.any():
+                # a store with a duration: its limit check at entry, its allocation at
+                # entry + duration, ordered by time (ties: row order, check before alloc)
+                k = np.flatnonzero(split)
+                idx = np.concatenate([np.arange(len(ts)), k])
+                t = np.concatenate([ts, ts[k] + self.dur[k].astype(np.int64)])
+                sub = np.concatenate([np.zeros(len(ts), np.int8), np.ones(len(k), np.int8)])
+                order = np.lexsort((sub, idx, t))
+                idx, sub = idx[order], sub[order]
+                ev_ts = np.ascontiguousarray(t[order])
+                ev_op = op[idx].copy()
+                ev_op[(sub == 0) & split[idx]] = OP_STORE_CHECK
+                ev_op[sub == 1] = OP_STORE_ALLOC
+                ev_pidx = np.ascontiguousarray(pidx[idx])
+                ev_clen = np.ascontiguousarray(clen[idx])
             self._prep = Prepared(
                 uniq=uniq,
                 pidx=pidx,
                 clen=clen,
                 n_stores=int(stores.sum()),
-                op=op,
-                ts=np.ascontiguousarray(self.ts, dtype=np.int64),
-                nf=_next_faults(op, pidx, len(uniq)),
+                ev_op=np.ascontiguousarray(ev_op, dtype=np.int8),
+                ev_ts=ev_ts,
+                ev_pidx=ev_pidx,
+                ev_clen=ev_clen,
+                nf=_next_faults(ev_op, ev_pidx, len(uniq)),
             )
         return self._prep
 
@@ -123,11 +150,15 @@ class Prepared:
     """What the compiled replay reads: pages as dense indices ``0..len(uniq)-1``."""
 
     uniq: np.ndarray
-    pidx: np.ndarray
-    clen: np.ndarray
+    pidx: np.ndarray  # per workload row
+    clen: np.ndarray  # per workload row, resolved
     n_stores: int
-    op: np.ndarray
-    ts: np.ndarray
+    #: the replay stream: the workload rows, plus an OP_STORE_ALLOC event for each store with
+    #: a duration (whose own row becomes OP_STORE_CHECK)
+    ev_op: np.ndarray
+    ev_ts: np.ndarray
+    ev_pidx: np.ndarray
+    ev_clen: np.ndarray
     #: per event: the index of the same page's next fault (a load) if no store or
     #: invalidate of that page comes first, else NEVER: what Belady's MIN looks at
     nf: np.ndarray
@@ -143,12 +174,12 @@ def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
     nxt_op = np.full(n_pages, -1, dtype=np.int64)
     nxt_i = np.zeros(n_pages, dtype=np.int64)
     for i in range(op.shape[0] - 1, -1, -1):
-        if op[i] == OP_SHRINK:  # not an operation on its page's swapped-out copy
+        if op[i] == OP_SHRINK or op[i] == OP_STORE_ALLOC:  # not a new operation on the page
             continue
         p = pidx[i]
         if nxt_op[p] == OP_LOAD:
             nf[i] = nxt_i[p]
-        nxt_op[p] = op[i]
+        nxt_op[p] = OP_STORE if op[i] == OP_STORE_CHECK else op[i]
         nxt_i[p] = i
     return nf
 
@@ -276,6 +307,10 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
     # non-swap rows have a null swap_entry: fill before converting (nulls become NaN otherwise)
     page = np.asarray(pc.fill_null(entry_col, 0).to_numpy(), dtype=np.uint64)[idx]
     ts = np.asarray(table.column("ts_ns").to_numpy(), dtype=np.int64)[idx]
+    dur = None
+    if "duration_ns" in names:  # a capture's kprobe entry→return time of the operation
+        dur = np.asarray(pc.fill_null(table.column("duration_ns"), 0).to_numpy(), np.int64)[idx]
+        dur = np.where(op == OP_STORE, dur, 0)
     clen = np.zeros(len(idx), dtype=np.int64)
     if "compressed_bytes" in names:
         cb = np.asarray(pc.fill_null(table.column("compressed_bytes"), 0).to_numpy(), np.int64)
@@ -321,4 +356,5 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
         source=source,
         meta=t.meta,
         recorded=recorded,
+        dur=dur,
     )
