@@ -331,26 +331,38 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
             [
                 ("design", "left"),
                 ("pool limit", "right"),
-                ("stores", "right"),
-                ("writebacks", "right"),
+                ("disk faults", "right"),
+                ("avoidable", "right"),
+                ("vs optimal", "right"),
+                ("fault latency", "right"),
                 ("inversions", "right"),
                 ("inv. rate", "right"),
+                ("stores", "right"),
+                ("writebacks", "right"),
                 ("zswap hits", "right"),
-                ("disk in", "right"),
-                ("fault latency", "right"),
             ],
         )
         for r in report[name]:
+            # harm first (docs/lru-inversion.md "Harm"); inversions count store-order
+            # inversions, which can point the wrong way, so they come second
             t.add_row(
                 r["lru_design"],
                 f"{r['pool_limit_pages']:,} pg",
-                _human_count(r["stores"]),
-                _human_count(r["writebacks"]),
+                _human_count(r["disk_faults"]),
+                _human_count(r["avoidable_disk_faults"]),
+                ("+" if r["optimal_gap"] >= 0 else "-") + _human_count(abs(r["optimal_gap"])),
+                human_ns(r["expected_fault_latency_ns"]),
                 _human_count(r["inversions"]),
                 f"{100 * r['inversion_rate']:.2f} %",
+                _human_count(r["stores"]),
+                _human_count(r["writebacks"]),
                 _human_count(r["zswap_hits"]),
-                _human_count(r["disk_swapins"]),
-                human_ns(r["expected_fault_latency_ns"]),
+            )
+        lat = report[name][0] if report[name] else None
+        if lat is not None:
+            t.caption = (
+                f"fault latency = hits × {human_ns(lat['latency_zswap_ns'])} (zswap) + disk "
+                f"faults × {human_ns(lat['latency_disk_ns'])} (disk), per fault (assumed)"
             )
         console.print(t)
     if not designs and not any(k in report for k in ("locks_summary", "lru_summary", "sweep")):
