@@ -309,6 +309,6 @@ def replay(
 
 
 def _schema_names(trace: str | os.PathLike[str]) -> list[str]:
-    from ztrace.format import inspect_file, trace_files
+    from ztrace.format import open_trace
 
-    return list(inspect_file(trace_files(trace)[0])[1].schema_arrow.names)
+    return list(open_trace(trace).schema.names)

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from numba import njit
 
-from ztrace.format import iter_batches
+from ztrace.format import open_trace
 from ztrace.replay.hashing import splitmix64_array
 from ztrace.replay.ingest import IN_CODES, N_EV, event_codes
 from ztrace.replay.locks._sim import HIST_EXACT, HIST_N, HIST_SUB, hist_index, hist_quantile
@@ -41,39 +40,22 @@ class Prescan:
     dur_hist: np.ndarray
 
 
-def _stats_max(path: str | os.PathLike[str], column: str) -> int | None:
-    """Max of an integer column from the Parquet row-group statistics (no data read), or
-    None when any row group lacks them."""
-    from ztrace.format import trace_files
-
-    best = 0
-    for f in trace_files(path):
-        md = pq.ParquetFile(f).metadata
-        j = md.schema.to_arrow_schema().get_field_index(column)
-        if j < 0:
-            return None
-        for r in range(md.num_row_groups):
-            st = md.row_group(r).column(j).statistics
-            if st is None or not st.has_min_max:
-                return None
-            best = max(best, int(st.max))
-    return best
-
-
 def prescan(path: str | os.PathLike[str]) -> Prescan:
     """Cheap pass: event counts, time span, CPUs, measured durations.
 
     Reads ``event`` (dictionary codes), ``ts_ns`` and ``cpu``; ``duration_ns`` only when the
     Parquet statistics say some duration is nonzero.
     """
-    want_dur = _stats_max(path, "duration_ns") != 0
+    tr = open_trace(path)
+    # Parquet row-group statistics (no data read); None (unknown) reads the column too
+    want_dur = tr.column_max("duration_ns") != 0
     cols = ["ts_ns", "cpu", "event"] + (["duration_ns"] if want_dur else [])
     n = 0
     ts0 = ts_last = None
     max_cpu = 0
     counts: dict[str, int] = {}
     hist = np.zeros((N_EV, HIST_N), dtype=np.int64)
-    for batch in iter_batches(path, columns=cols):
+    for batch in tr.iter_batches(columns=cols):
         if batch.num_rows == 0:
             continue
         n += batch.num_rows
@@ -95,7 +77,7 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
         if hist[c].sum():
             medians[name] = hist_quantile(hist[c], 0.5)
             measured[name] = int(hist[c].sum())
-    size_max = _stats_max(path, "size_bytes")
+    size_max = tr.column_max("size_bytes")
     return Prescan(n, ts0 or 0, ts_last or 0, max_cpu, counts, medians, measured, size_max, hist)
 
 
