@@ -40,6 +40,18 @@ struct zs_event {
 	char comm[16];
 };                          /* 80 bytes */
 
+/*
+ * One ring-buffer record carries a batch of events: this header, then `n` struct zs_event.
+ * Events are batched per CPU (see zt_emit in zs_capture.bpf.c); a record of n = 1 is an event
+ * emitted while this CPU's batch was busy (a probe nested in an interrupt).
+ */
+struct zs_batch_hdr {
+	__u32 n;            /* events that follow */
+	__u16 cpu;
+	__u16 busy;         /* per-CPU state while batching (meaningless in user space) */
+	__u64 first_ts;     /* ts_ns of the batch's first event (per-CPU state, informative) */
+};                          /* 16 bytes */
+
 /* slots of the per-CPU `drops` array: why a record did not reach user space */
 #define ZT_DROP_RINGBUF     0   /* ring buffer full (reserve failed) */
 #define ZT_DROP_INFLIGHT    1   /* entry map full: a begin/entry had no room for its state */

@@ -316,3 +316,50 @@ def test_pool_filter_by_name(tmp_path: Path) -> None:
             assert counts[pool] == res.pages_written
             assert "=zram0" in t.meta.extra["pools"]
     assert counts["nosuchpool"] == 0
+
+
+def test_batched_tail_reaches_the_ring_without_more_events() -> None:
+    """A few events (far fewer than a batch) on an otherwise quiet device must reach the ring
+    within a few timer ticks, without a size-triggered flush: the tail is not held back."""
+    _require_bpf()
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import TICK_NS, Loaded, make_plan
+    from ztrace.capture.zram import run_writers, zram_device
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    loaded = Loaded(make_plan(feats, ["zsmalloc"], target_tgid=os.getpid()))
+    try:
+        assert loaded.plan.batch == 64, loaded.notes
+        with zram_device(disksize=16 << 20) as dev:
+            res = run_writers(
+                dev, writers=1, seconds=30, pages_per_writer=8, batch_pages=8, max_passes=1
+            )
+            assert res.pages_written == 8
+            got: list[np.ndarray] = []
+            deadline = time.monotonic() + 20 * TICK_NS / 1e9
+            while sum(len(g) for g in got) < 8 and time.monotonic() < deadline:
+                time.sleep(TICK_NS / 1e9)
+                got.append(loaded.reader.read())
+        ev = np.concatenate(got)
+        # 8 zs_malloc (one per page), flushed by the per-CPU timer, not by a full batch
+        assert int((ev["type"] == 1).sum()) == 8
+        assert loaded.reader.records >= 1
+    finally:
+        loaded.close()
+
+
+def test_this_host_uses_raw_tracepoints_where_btf_allows() -> None:
+    """On 6.2+ with BTF the kmem/lock probes compile as raw tracepoints (cheaper: no record)."""
+    _require_bpf()
+    from ztrace.capture import btf
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import make_plan
+
+    feats = detect()
+    if btf.vmlinux() is None or feats.probes["zsmalloc"].mode != "kmem-tracepoint":
+        pytest.skip("no BTF, or zsmalloc is probed with kprobes here")
+    plan = make_plan(feats, ["zsmalloc", "locks"])
+    assert any(f.startswith("-DZT_KC_NAME_OFF=") for f in plan.cflags)
+    assert "-DZT_RAW_TP" in plan.cflags

@@ -18,6 +18,14 @@ from ztrace.errors import CaptureError, ConfigError, FeatureMissingError
 
 PROGRAM = "zs_capture.bpf.c"
 HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
+#: default ring buffer size in pages: 64 MiB with 4 KiB pages, ~800 k events, i.e. about a
+#: second of a 1 M events/s burst while the consumer is descheduled on a loaded host (the CLI
+#: and docs/capture.md quote this constant)
+DEFAULT_RINGBUF_PAGES = 16384
+#: events per ring record: one ring reserve/commit per 64 events (zs_capture.bpf.c: zt_emit)
+DEFAULT_BATCH = 64
+#: the per-CPU flush timer (zt_tick): a batch waits at most this long on an idle CPU
+TICK_NS = 40_000_000
 
 
 def probes_dir() -> Path:
@@ -39,6 +47,31 @@ def pool_name(pid: int) -> str:
     return pid.to_bytes(8, "little").rstrip(b"\0").decode(errors="replace")
 
 
+def kmem_cache_name_offset() -> int | None:
+    """Offset of ``kmem_cache.name`` when the raw kmem tracepoints carry the cache (6.2+)."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    if b is None:
+        return None
+    for event, want in (
+        ("kmem_cache_alloc", ["long unsigned int", "void *", "struct kmem_cache *"]),
+        ("kmem_cache_free", ["long unsigned int", "void *", "struct kmem_cache *"]),
+    ):
+        args = b.raw_tracepoint_args(event)
+        if args is None or args[: len(want)] != want:
+            return None
+    return b.member_offset("kmem_cache", "name")
+
+
+def raw_tp_ok(sig: tuple[str, list[str]]) -> bool:
+    """True when BTF shows tracepoint ``sig[0]`` with exactly the argument types ``sig[1]``."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    return b is not None and b.raw_tracepoint_args(sig[0]) == sig[1]
+
+
 @dataclass
 class Plan:
     """What to compile and attach, and why."""
@@ -50,6 +83,8 @@ class Plan:
     optional_kprobes: set[str] = field(default_factory=set)
     missing: dict[str, list[str]] = field(default_factory=dict)
     ringbuf_bytes: int = 0
+    #: events per ring record (ZT_BATCH); 1 when the per-CPU flush timer cannot attach
+    batch: int = DEFAULT_BATCH
 
 
 def make_plan(
@@ -57,20 +92,23 @@ def make_plan(
     probes: list[str],
     *,
     pool: str | None = None,
-    ringbuf_pages: int = 1024,
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
     target_tgid: int = 0,
     ksyms: Kallsyms | None = None,
+    batch: int = DEFAULT_BATCH,
 ) -> Plan:
     """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
     if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
         raise ConfigError(f"`--ringbuf-pages` must be a power of two, got {ringbuf_pages}")
+    if batch <= 0 or batch & (batch - 1) or batch > 256:
+        raise ConfigError(f"batch must be a power of two in 1..256, got {batch}")
     ks = ksyms or Kallsyms()
     flags = [
         f"-I{probes_dir()}",
         f"-DZT_RINGBUF_PAGES={ringbuf_pages}",
         f"-DZT_TARGET_TGID={target_tgid}",
     ]
-    plan = Plan(probes=list(probes), modes={}, cflags=flags)
+    plan = Plan(probes=list(probes), modes={}, cflags=flags, batch=batch)
     plan.ringbuf_bytes = ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
     pool_flag = 0  # struct zs_pool address (kprobe mode)
     pool_name_flag = pool_id(pool) if pool and not pool.startswith("0x") else 0
@@ -86,10 +124,17 @@ def make_plan(
         plan.missing[name] = list(rep.missing)
         if name == "locks":
             flags.append("-DZT_LOCKS")
+            if raw_tp_ok(("contention_begin", ["void *", "unsigned int"])) and raw_tp_ok(
+                ("contention_end", ["void *", "int"])
+            ):
+                flags.append("-DZT_RAW_TP")
         elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":
             rng = ks.range("zs_malloc")
             if rng is None:
                 raise FeatureMissingError("zs_malloc address unknown (kallsyms hidden?)")
+            off = kmem_cache_name_offset()
+            if off is not None:
+                flags.append(f"-DZT_KC_NAME_OFF={off}")
             flags += [
                 "-DZT_KMEM",
                 f"-DZT_MALLOC_LO={rng[0]}ULL",
@@ -134,6 +179,7 @@ def make_plan(
                     (rep.attach["writeback"], "zt_zswap_wb_entry", "zt_zswap_wb_return")
                 )
                 plan.optional_kprobes.add(rep.attach["writeback"])
+    flags.append(f"-DZT_BATCH={batch}")
     flags.append(f"-DZT_POOL={pool_flag}ULL")
     flags.append(f"-DZT_POOL_NAME={pool_name_flag}ULL")
     return plan
@@ -150,12 +196,17 @@ class Loaded:
                 f"bcc is not importable ({exc}); install python3-bpfcc"
             ) from None
         self.plan = plan
+        self.notes: list[str] = []
         src = (probes_dir() / PROGRAM).read_bytes()
-        try:
-            # Tracepoint functions (TRACEPOINT_PROBE) attach themselves here.
-            self.bpf = BPF(text=src, cflags=plan.cflags)
-        except Exception as exc:
-            raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
+        self.bpf = self._compile(BPF, src, plan.cflags)
+        if plan.batch > 1 and not self._attach_tick():
+            # Without the timer an idle CPU would hold its last events until the end (and
+            # past the writer's reorder window): write every event as its own record instead.
+            self.bpf.cleanup()
+            plan.cflags = [f for f in plan.cflags if not f.startswith("-DZT_BATCH=")]
+            plan.cflags.append("-DZT_BATCH=1")
+            plan.batch = 1
+            self.bpf = self._compile(BPF, src, plan.cflags)
         self.skipped: list[str] = []
         for fn, entry, ret in plan.kprobes:
             try:
@@ -171,6 +222,37 @@ class Loaded:
         self.reader = RingReader(table.map_fd, plan.ringbuf_bytes)
         self.map_fd = table.map_fd
         self._stacks = self.bpf.get_table("stacks") if "-DZT_LOCKS" in plan.cflags else None
+
+    @staticmethod
+    def _compile(bpf_cls: type, src: bytes, cflags: list[str]):  # type: ignore[no-untyped-def]
+        try:
+            # Tracepoint functions (TRACEPOINT_PROBE) attach themselves here.
+            return bpf_cls(text=src, cflags=cflags)
+        except Exception as exc:
+            raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
+
+    def _attach_tick(self) -> bool:
+        """The per-CPU batch flush timer: a cpu-clock perf event on every CPU."""
+        from bcc import PerfSWConfig, PerfType
+
+        try:
+            self.bpf.attach_perf_event(
+                ev_type=PerfType.SOFTWARE,
+                ev_config=PerfSWConfig.CPU_CLOCK,
+                fn_name=b"zt_tick",
+                sample_period=TICK_NS,
+            )
+        except Exception as exc:
+            self.notes.append(f"no per-CPU flush timer ({exc}); one event per ring record")
+            return False
+        return True
+
+    def final_flush(self) -> None:
+        """Let every CPU's timer write its partial batch before the last read."""
+        if self.plan.batch > 1:
+            import time
+
+            time.sleep(2.5 * TICK_NS / 1e9)
 
     def pool_names(self) -> dict[int, str]:
         """struct zs_pool address -> name, as learnt by the kprobes (empty in kmem mode)."""

@@ -9,6 +9,10 @@ import click
 
 from ztrace.errors import ConfigError
 
+#: mirrors ztrace.capture.loader.DEFAULT_RINGBUF_PAGES (not imported: the loader pulls in
+#: the capture stack, and --help must stay fast); tests/test_capture.py checks they agree
+DEFAULT_RINGBUF_PAGES = 16384
+
 EXAMPLES = """
 \b
 Examples:
@@ -59,7 +63,7 @@ def parse_duration(text: str) -> float:
 )
 @click.option(
     "--ringbuf-pages",
-    default=1024,
+    default=DEFAULT_RINGBUF_PAGES,
     show_default=True,
     type=int,
     help="BPF ring buffer size in pages (power of two).",
