@@ -45,10 +45,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _workload_cmd(writers: int, seconds: float, pages: int) -> list[str]:
+    # always this tree's workload (also under --base, whose capture runs from another tree)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+        "from ztrace.capture.zram import _main; raise SystemExit(_main(sys.argv[1:]))"
+    )
     return [
         sys.executable,
-        "-m",
-        "ztrace.capture.zram",
+        "-c",
+        code,
         "--writers",
         str(writers),
         "--seconds",
@@ -88,6 +93,80 @@ def _fio_fill(jobs: int) -> None:
         if not c.startswith(("--rw=", "--rwmixread", "--time_based", "--runtime"))
     ]
     subprocess.run([*cmd, "--rw=write"], capture_output=True, check=True, timeout=600)
+
+
+def _generate(fd: int, rate: float, seconds: float) -> None:
+    """Child process: drive the ring with the synthetic producer ``zt_selftest``
+    (probes/zs_capture.bpf.c, program fd inherited) at ``rate`` events/s, one
+    BPF_PROG_TEST_RUN call per 64-event batch; prints calls and seconds as JSON.
+
+    A separate process, not a thread: a thread busy in ctypes calls starves the consumer of
+    the GIL (each of its numpy calls waits up to the 5 ms switch interval to get it back).
+    """
+    import ctypes
+    import struct
+
+    nr_bpf, bpf_prog_test_run, per_call = 321, 10, 64  # x86_64
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = (ctypes.c_uint64 * 1)()
+    attr = (ctypes.c_uint8 * 128)()
+    # union bpf_attr.test: prog_fd, retval, data sizes/pointers, repeat, duration,
+    # ctx_size_in, ctx_size_out, ctx_in, ctx_out, flags, cpu, batch_size
+    fields = (fd, 0, 0, 0, 0, 0, 0, 0, 8, 0, ctypes.addressof(ctx), 0, 0, 0, 0)
+    struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
+    calls = 0
+    t0 = time.monotonic()
+    while (now := time.monotonic() - t0) < seconds:
+        due = int(now * rate / per_call) + 1
+        while calls < due:
+            if libc.syscall(nr_bpf, bpf_prog_test_run, attr, 128):
+                raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+            calls += 1
+        time.sleep(0.001)
+    print(json.dumps({"calls": calls, "seconds": time.monotonic() - t0}))
+
+
+def _consumer_run(rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """The capture consumer (ring -> Parquet, in process, as `ztrace capture` runs it) fed
+    by the synthetic producer at ``rate`` events/s, with the real probes attached too."""
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_meta, trace_files
+
+    out = tmp / f"c-{time.monotonic_ns()}"
+    cap = Capture(
+        CaptureOptions(out=out, probes=["zsmalloc", "locks"], ringbuf_pages=args.ringbuf_pages)
+    )
+    cap.plan.cflags.append("-DZT_SELFTEST")
+    cap.start()
+    from bcc import BPF
+
+    assert cap.loaded is not None
+    fd = cap.loaded.bpf.load_func(b"zt_selftest", BPF.RAW_TRACEPOINT).fd
+    code = (
+        f"from benchmarks.bench_capture import _generate; _generate({fd}, {rate}, {args.seconds})"
+    )
+    gen = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, pass_fds=[fd], stdout=subprocess.PIPE, text=True
+    )
+    summary = cap.run(until=lambda: gen.poll() is not None)
+    g = json.loads(gen.communicate()[0])
+    files = trace_files(out)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    lost = read_meta(out).lost_events
+    shutil.rmtree(out, ignore_errors=True)
+    offered = g["calls"] * 64
+    return {
+        "mode": "consumer",
+        "target_events_per_s": rate,
+        "offered_events": offered,
+        "offered_events_per_s": round(offered / g["seconds"]),
+        "events_written": rows,
+        "events_per_s": round(rows / g["seconds"]),
+        "lost": lost,
+        "consumer_cpu_s": round(summary.consumer_cpu_s, 3),
+        "consumer_cpu_us_per_event": round(1e6 * summary.consumer_cpu_s / max(rows, 1), 3),
+        "seconds": round(g["seconds"], 3),
+    }
 
 
 def _attach_probes(ringbuf_pages: int) -> tuple[object, object, object]:
@@ -167,10 +246,13 @@ def _run(
     if workload == "write":
         wl = json.loads(p.stdout.strip().splitlines()[-1])
         ops, secs = wl["pages_written"], wl["seconds"]
+        wl_cpu = wl["cpu_s"]
     else:
         job = json.loads(p.stdout[p.stdout.index("{") :])["jobs"][0]
         ops = job["read"]["total_ios"] + job["write"]["total_ios"]
         secs = job["job_runtime"] / 1000 / args.fio_jobs if job["job_runtime"] else args.seconds
+        # usr/sys_cpu: percent of the (summed) job runtime
+        wl_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
     row: dict[str, object] = {
         "mode": mode,
         "workload": workload,
@@ -178,6 +260,7 @@ def _run(
         "ops": ops,
         "ops_per_s": round(ops / secs),
         "wall_s": round(wall, 2),
+        "workload_cpu_s": round(wl_cpu, 3),
     }
     if mode == "probes":
         row.update(events=probe_events, events_per_s=round(probe_events / secs))
@@ -197,12 +280,17 @@ def _run(
             files=len(files),
             bytes=sum(f.stat().st_size for f in files),
         )
-        shutil.rmtree(out, ignore_errors=True)
+        if m:
+            wl_cpu += float(m.group(1))
+    # CPU per operation, workload + consumer: steadier than throughput on a shared host,
+    # where other jobs take a varying share of the CPUs
+    row["cpu_us_per_op"] = round(1e6 * wl_cpu / max(ops, 1), 3)
+    shutil.rmtree(out, ignore_errors=True)
     return row
 
 
 def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namespace) -> dict:
-    mine = [r for r in rows if r["workload"] == workload]
+    mine = [r for r in rows if r.get("workload") == workload]
     med = {
         m: statistics.median([r["ops_per_s"] for r in mine if r["mode"] == m])
         for m in {r["mode"] for r in mine}
@@ -218,14 +306,32 @@ def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namesp
         "ringbuf_pages": args.ringbuf_pages,
         **{f"median_ops_per_s_{m}": v for m, v in sorted(med.items())},
     }
+    by_run = {(r["run"], r["mode"]): r for r in mine}
     for m, v in sorted(med.items()):
-        if m != "off":
-            out[f"throughput_vs_off_{m}_pct"] = round(100 * v / med["off"], 1)
-            spread = [r["ops_per_s"] / med["off"] for r in mine if r["mode"] == m]
-            out[f"throughput_vs_off_{m}_range_pct"] = [
-                round(100 * min(spread), 1),
-                round(100 * max(spread), 1),
-            ]
+        if m == "off":
+            continue
+        out[f"throughput_vs_off_{m}_pct"] = round(100 * v / med["off"], 1)
+        # paired: each run's capture against the same run's off (adjacent in time)
+        paired = [
+            by_run[(i, m)]["ops_per_s"] / by_run[(i, "off")]["ops_per_s"]
+            for (i, mm) in by_run
+            if mm == m and (i, "off") in by_run
+        ]
+        out[f"paired_throughput_vs_off_{m}_pct"] = {
+            "median": round(100 * statistics.median(paired), 1),
+            "min": round(100 * min(paired), 1),
+            "max": round(100 * max(paired), 1),
+        }
+        cpu = [
+            by_run[(i, m)]["cpu_us_per_op"] / by_run[(i, "off")]["cpu_us_per_op"]
+            for (i, mm) in by_run
+            if mm == m and (i, "off") in by_run
+        ]
+        out[f"paired_cpu_per_op_vs_off_{m}_pct"] = {
+            "median": round(100 * statistics.median(cpu), 1),
+            "min": round(100 * min(cpu), 1),
+            "max": round(100 * max(cpu), 1),
+        }
     for m in ("on", "base"):
         cap = [r for r in mine if r["mode"] == m]
         if cap:
@@ -250,13 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default="write", help="comma list of write, fio")
     ap.add_argument("--modes", default="off,probes,on", help="comma list of off, probes, on")
     ap.add_argument("--base", default=None, help="source tree to run as mode `base` too")
+    ap.add_argument(
+        "--consumer-rates",
+        default="",
+        help="comma list of events/s to drive the consumer at with the synthetic producer",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_capture: needs root (BPF, /dev/zram0)", file=sys.stderr)
         return 2
     from ztrace.capture.zram import zram_device
 
-    workloads = [w for w in args.workloads.split(",") if w]
+    workloads = [w for w in args.workloads.split(",") if w and w != "none"]
     modes = [m for m in args.modes.split(",") if m]
     if args.base:
         modes.append("base")
@@ -276,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             if "fio" in workloads:
                 _fio_fill(args.fio_jobs)
             for i in range(args.runs):
+                for rate in [float(r) for r in args.consumer_rates.split(",") if r]:
+                    row = {"run": i, **_consumer_run(rate, args, tmp)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
                 for workload in workloads:
                     # rotate the order each run so no mode always follows the same one
                     k = i % len(modes)
@@ -287,6 +402,21 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     for workload in workloads:
         print(json.dumps(_summary(rows, workload, args)), flush=True)
+    for rate in sorted({r["target_events_per_s"] for r in rows if r["mode"] == "consumer"}):
+        mine = [r for r in rows if r["mode"] == "consumer" and r["target_events_per_s"] == rate]
+        s = {
+            "summary": True,
+            "mode": "consumer",
+            "target_events_per_s": rate,
+            "runs": len(mine),
+            "median_events_per_s": statistics.median([r["events_per_s"] for r in mine]),
+            "lost_total": sum(int(r["lost"]) for r in mine),
+            "median_consumer_cpu_us_per_event": statistics.median(
+                [r["consumer_cpu_us_per_event"] for r in mine]
+            ),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+        print(json.dumps(s), flush=True)
     return 0
 
 

@@ -206,6 +206,36 @@ int zt_tick(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
+#ifdef ZT_SELFTEST
+/*
+ * A synthetic producer for benchmarks/bench_capture.py (--consumer-rates), never compiled
+ * into a capture: run with BPF_PROG_TEST_RUN, each call emits ZT_BATCH events (zs_malloc /
+ * zs_free pairs of fresh handles) through the same zt_emit path as the probes, so the
+ * consumer can be driven past the rate real zsmalloc traffic reaches on a small host.
+ */
+BPF_ARRAY(selftest_seq, u64, 1);
+
+int zt_selftest(struct bpf_raw_tracepoint_args *ctx)
+{
+	int zero = 0;
+	u64 *seq = selftest_seq.lookup(&zero);
+	if (!seq)
+		return 0;
+	u64 base = *seq;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	for (int i = 0; i < ZT_BATCH; i++) {
+		struct zs_event e;
+		zt_init(&e, (i & 1) ? ZT_EV_FREE : ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(),
+			pid_tgid);
+		e.pool = 0x306d61727aULL;  /* "zram0" */
+		e.handle = 0x1000 + 8 * (base + (i >> 1));
+		zt_emit(&e);
+	}
+	*seq = base + ZT_BATCH / 2;
+	return 0;
+}
+#endif
+
 /* ------------------------------------------------------------------ lock contention */
 #ifdef ZT_LOCKS
 BPF_STACK_TRACE(stacks, ZT_STACKS);

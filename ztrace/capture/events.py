@@ -111,18 +111,17 @@ class RingReader:
             return np.empty(0, EVENT_DTYPE)
         data, page, mask = self._data, self._page, self._mask
         view = self._view
-        unpack = struct.Struct("<II").unpack_from
+        unpack = struct.Struct("<III").unpack_from  # ring header (len, pg_off) + batch n
         itemsize = EVENT_DTYPE.itemsize
         parts: list[memoryview] = []
         pos, nev, nrec = cons, 0, 0
         while pos < prod and nev < max_events:
             off = page + (pos & mask)
-            ln, _pg = unpack(data, off)
+            ln, _pg, n = unpack(data, off)
             if ln & _BUSY:
                 break  # still being written: stop here, keep order
             size = ln & ~(_BUSY | _DISCARD)
             if not ln & _DISCARD:
-                (n, _) = unpack(data, off + _HDR)
                 if size != BATCH_HDR_BYTES + n * itemsize:
                     # Every record this program writes is a batch; anything else means the
                     # ring holds something we do not understand. Refuse rather than misparse.

@@ -8,6 +8,7 @@ file's ``ztrace.lost_events`` and in the exit footer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from ztrace.capture.loader import DEFAULT_RINGBUF_PAGES, Loaded, make_plan, pool
 from ztrace.format import TraceMeta, TraceWriter
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
+_READ_EVENTS = 1 << 16
 #: event column dictionary: code k (ZT_EV_*) is entry k - 1
 _EVENT_DICT = [EVENT_NAMES[k] for k in sorted(EVENT_NAMES)]
 assert sorted(EVENT_NAMES) == list(range(1, len(_EVENT_DICT) + 1))
@@ -142,7 +144,27 @@ class _CaptureWriter(TraceWriter):
 
     Parquet's default tries a dictionary for every column; on random 64-bit handles and
     addresses that is wasted work and made writing 3x slower than reading the ring.
+
+    Tables the capture builds already have the writer's exact schema: they skip
+    ``format.conform()``, whose per-column copy was the consumer's costliest step (~250 ns
+    per event on a loaded host).
     """
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        if not (isinstance(table, pa.Table) and table.schema.equals(self.schema)):
+            super().write(table)
+            return
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None
+        self._writer.write_table(table)
+        self._bytes += table.nbytes
+        self.rows_written += table.num_rows
+        age = time.monotonic() - self._opened_at
+        if self._bytes >= self.rotate_bytes or age >= (self.rotate_seconds or float("inf")):
+            self.rotate()
 
     def _open(self) -> None:
         import pyarrow.parquet as pq
@@ -222,6 +244,29 @@ class _CommCache:
         return _dict_column(idx, self.names)
 
 
+def _keep_freed_memory() -> None:
+    """Make the allocators reuse freed memory instead of returning it to the kernel.
+
+    The consumer allocates and frees arrays of a few MiB per ring read. By default glibc
+    serves those with fresh mmaps and trims its heap after frees, and Arrow's jemalloc
+    purges freed pages after a second: every batch then pays a page fault per 4 KiB, which
+    on a VM whose freed pages go back to the host (balloon free-page reporting) cost more
+    than the copies themselves (take() of 64 Ki events: 6 ns/event warm, ~200 ns with the
+    faults). Memory stays bounded by the ring size and the reorder window.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum on 64-bit
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass  # not glibc: keep its defaults
+    with contextlib.suppress(NotImplementedError, AttributeError, pa.ArrowNotImplementedError):
+        pa.jemalloc_set_decay_ms(60_000)
+
+
 def _distinct(a: np.ndarray) -> list[int]:
     """The distinct values of an array holding a few (pools): one pass per value, no sort."""
     out: list[int] = []
@@ -263,7 +308,8 @@ class Capture:
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
-        self._pending: list[np.ndarray] = []
+        #: sorted runs, one per ring read: (events, their ts_ns as a contiguous array)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._last_written = 0
         self._stop = threading.Event()
@@ -275,6 +321,7 @@ class Capture:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        _keep_freed_memory()
         self.loaded = Loaded(self.plan)
         self.summary.skipped_kprobes = self.loaded.skipped
         self.attrib = attribute.StackAttributor(
@@ -373,12 +420,21 @@ class Capture:
     def _drain(self) -> None:
         assert self.loaded is not None
         while True:
-            batch = self.loaded.reader.read(1 << 18)
+            # reads of <= 64 Ki events (5 MiB): arrays small enough for malloc to recycle,
+            # instead of fresh mmaps whose page faults cost more than the copy
+            batch = self.loaded.reader.read(_READ_EVENTS)
             if not len(batch):
                 return
-            self._pending.append(batch)
+            # sort each read on arrival (small, cache-warm arrays); flushes then merge the
+            # runs' old ends instead of re-sorting everything pending
+            ts = np.ascontiguousarray(batch["ts_ns"])  # argsort on a strided field: 10x slower
+            if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
+                order = np.argsort(ts, kind="stable")
+                # take(), not batch[order]: fancy indexing a structured array is 10x slower
+                batch, ts = batch.take(order), ts[order]
+            self._pending.append((batch, ts))
             self._pending_rows += len(batch)
-            if len(batch) < (1 << 18):
+            if len(batch) < _READ_EVENTS:
                 return
 
     def _flush(self, *, final: bool, drained_at_ns: int | None = None) -> None:
@@ -386,22 +442,34 @@ class Capture:
         assert self.writer is not None and self.loaded is not None
         if not self._pending:
             return
-        ev = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        ts = np.ascontiguousarray(ev["ts_ns"])  # argsort on a strided field is 10x slower
-        if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
-            # take(), not ev[order]: fancy indexing a structured array is 10x slower
-            ev = ev.take(np.argsort(ts, kind="stable"))
         if final:
-            cut = len(ev)
+            watermark = None
         else:
             now_ns = drained_at_ns if drained_at_ns is not None else time.monotonic_ns()
             watermark = now_ns - int(self.opts.reorder_window_ms * 1e6)
-            cut = int(np.searchsorted(ev["ts_ns"], watermark, side="right"))
-            if len(ev) - cut > self.opts.max_pending:  # bound memory: give up some order slack
-                cut = len(ev) - self.opts.max_pending // 2
-        out, keep = ev[:cut], ev[cut:]
-        self._pending = [keep] if len(keep) else []
-        self._pending_rows = len(keep)
+            if self._pending_rows > self.opts.max_pending:
+                # bound memory: give up some order slack, write the older half
+                all_ts = np.concatenate([t for _, t in self._pending])
+                watermark = max(watermark, int(np.median(all_ts)))
+        # each run is sorted: its part up to the watermark is a prefix
+        parts, keep = [], []
+        for ev, ts in self._pending:
+            k = len(ts) if watermark is None else int(np.searchsorted(ts, watermark, "right"))
+            if k:
+                parts.append((ev[:k], ts[:k]))
+            if k < len(ts):
+                keep.append((ev[k:], ts[k:]))
+        self._pending = keep
+        self._pending_rows = sum(len(t) for _, t in keep)
+        if not parts:
+            return
+        if len(parts) == 1:
+            out, ts = parts[0]
+        else:
+            out = np.concatenate([e for e, _ in parts])
+            ts = np.concatenate([t for _, t in parts])
+            if np.any(ts[1:] < ts[:-1]):
+                out = out.take(np.argsort(ts, kind="stable"))  # merge of sorted runs
         if len(out):
             late = out["ts_ns"] < self._last_written
             if late.any():

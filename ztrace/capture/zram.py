@@ -220,7 +220,11 @@ def _main(argv: list[str] | None = None) -> int:
         discard_every=args.discard_every,
         max_passes=args.max_passes,
     )
-    print(json.dumps(res.__dict__))
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU the workload itself used (probes run in its context, so their cost lands here)
+    print(json.dumps({**res.__dict__, "cpu_s": ru.ru_utime + ru.ru_stime}))
     return 0
 
 
