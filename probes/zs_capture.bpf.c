@@ -130,7 +130,9 @@ static __always_inline void zt_init(struct zs_event *e, u8 type, u8 src, u64 ts,
 	e->cpu = bpf_get_smp_processor_id();
 	e->type = type;
 	e->src = src;
+#ifndef ZT_SUMMARY
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#endif
 }
 
 /* Write this CPU's batch as one ring record; its events count as lost if the ring is full. */
@@ -165,6 +167,94 @@ static __always_inline void zt_emit_single(struct zs_event *e)
 	events.ringbuf_submit(s, ZT_SUBMIT_FLAGS);
 }
 
+#ifdef ZT_SUMMARY
+/*
+ * --summary: no event stream. zt_emit() folds each event into per-CPU aggregates, like
+ * `perf lock contention -b`: lock waits by (lock address, flags, stack id), operations by
+ * (type, pool), each with count, total, max, min and a log2 histogram. User space reads the
+ * maps every interval and writes the differences.
+ */
+#ifndef ZT_AGG_KEYS
+#define ZT_AGG_KEYS 8192
+#endif
+BPF_PERCPU_HASH(lock_agg, struct zs_lock_key, struct zs_agg, ZT_AGG_KEYS);
+BPF_PERCPU_HASH(op_agg, struct zs_op_key, struct zs_agg, 256);
+/* the zeroed value new keys start from (a percpu value is too big for the stack) */
+BPF_PERCPU_ARRAY(agg_zero, struct zs_agg, 1);
+
+static __always_inline u32 zt_log2(u32 v)
+{
+	u32 r, shift;
+	r = (v > 0xFFFF) << 4;
+	v >>= r;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline u32 zt_log2l(u64 v)
+{
+	u32 hi = v >> 32;
+	return hi ? zt_log2(hi) + 32 : zt_log2((u32)v);
+}
+
+static __always_inline void zt_agg_add(struct zs_agg *a, u64 v)
+{
+	a->count++;
+	a->total_ns += v;
+	if (v > a->max_ns)
+		a->max_ns = v;
+	if (v < a->min_ns)
+		a->min_ns = v;
+	u32 b = zt_log2l(v);
+	if (b >= ZT_HIST_BUCKETS)
+		b = ZT_HIST_BUCKETS - 1;
+	a->hist[b & 63]++;
+}
+
+static __always_inline void zt_emit(struct zs_event *e)
+{
+	int zero = 0;
+	struct zs_agg *a;
+	if (e->type == ZT_EV_LOCK) {
+		struct zs_lock_key k = {.addr = e->handle, .flags = (u32)e->ret,
+					.stack_id = e->stack_id};
+		a = lock_agg.lookup(&k);
+		if (!a) {
+			struct zs_agg *z = agg_zero.lookup(&zero);
+			if (!z)
+				return;
+			z->min_ns = ~0ULL;
+			lock_agg.update(&k, z);
+			a = lock_agg.lookup(&k);
+		}
+	} else {
+		struct zs_op_key k = {.type = e->type, .pool = e->pool};
+		a = op_agg.lookup(&k);
+		if (!a) {
+			struct zs_agg *z = agg_zero.lookup(&zero);
+			if (!z)
+				return;
+			z->min_ns = ~0ULL;
+			op_agg.update(&k, z);
+			a = op_agg.lookup(&k);
+		}
+	}
+	if (!a) {
+		zt_drop(ZT_DROP_AGG);
+		return;
+	}
+	zt_agg_add(a, e->duration_ns);
+}
+#else
 /* Queue one event (see the comment above). */
 static __always_inline void zt_emit(struct zs_event *e)
 {
@@ -192,6 +282,8 @@ static __always_inline void zt_emit(struct zs_event *e)
 		zt_flush(b);
 	b->h.busy = 0;
 }
+
+#endif  /* ZT_SUMMARY */
 
 /* Periodic flush on every CPU (a cpu-clock perf event, which also ticks on idle CPUs). */
 int zt_tick(struct bpf_perf_event_data *ctx)
@@ -280,7 +372,10 @@ ZT_LOCK_BEGIN
 	 * The clock is read after the stack walk so the walk's own time (~1 us) is not
 	 * counted as waiting. */
 #ifdef ZT_RAW_TP
-	b.stack_id = stacks.get_stackid(ctx, 0);
+	/* skip this program's frame and bpf_trace_run2(): the stack then starts at the lock
+	 * slow path, as a TRACEPOINT_PROBE's does (kernel/trace/bpf_trace.c:
+	 * bpf_get_stackid_raw_tp walks from here, not from the tracepoint's pt_regs) */
+	b.stack_id = stacks.get_stackid(ctx, 2);
 #else
 	b.stack_id = stacks.get_stackid(args, 0);
 #endif

@@ -363,3 +363,78 @@ def test_this_host_uses_raw_tracepoints_where_btf_allows() -> None:
     plan = make_plan(feats, ["zsmalloc", "locks"])
     assert any(f.startswith("-DZT_KC_NAME_OFF=") for f in plan.cflags)
     assert "-DZT_RAW_TP" in plan.cflags
+
+
+def test_summary_mode_counts_match_the_workload(tmp_path: Path) -> None:
+    """--summary: no event rows, but the per-interval aggregates add up to exactly what the
+    workload did, and `report` reads them."""
+    _require_bpf()
+    import pyarrow.parquet as pq
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.capture.zram import run_writers, zram_device
+    from ztrace.look.measured import build_measured_report, load_measured
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    out = tmp_path / "s"
+    cap = Capture(
+        CaptureOptions(
+            out=out,
+            probes=["zsmalloc", "locks"],
+            target_tgid=os.getpid(),
+            summary=True,
+            interval_s=0.5,
+        )
+    )
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        res = run_writers(dev, writers=2, seconds=120, pages_per_writer=1024, max_passes=3)
+        time.sleep(0.6)
+        cap.stop()
+        th.join()
+    files = sorted(out.glob("summary-*.parquet"))
+    assert len(files) >= 2 and not list(out.glob(".*.tmp"))
+    assert not list(out.glob("part-*.parquet"))  # no event stream
+    rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
+    ops = {}
+    for r in rows:
+        if r["record"] == "op":
+            ops[r["op"]] = ops.get(r["op"], 0) + r["count"]
+            assert sum(r["hist"]) == r["count"]
+    assert ops["zs_malloc"] == res.pages_written == 2 * 1024 * 3
+    assert ops["zs_free"] == 2 * 1024 * 2  # passes 2 and 3 overwrite
+    locks = [r for r in rows if r["record"] == "lock"]
+    rep = build_measured_report(load_measured(out))
+    assert rep["totals"]["contended"] == sum(r["count"] for r in locks)
+    assert rep["totals"]["wait_ns_total"] == sum(r["total_ns"] for r in locks)
+    assert sum(h["count"] for h in rep["wait_histogram"]) == rep["totals"]["contended"]
+    meta = pq.read_schema(files[-1]).metadata
+    assert meta[b"ztrace.extra.mode"] == b"summary"
+    assert len(meta[b"ztrace.extra.capture_id"]) == 32
+    assert cap.summary.lost_events == 0
+
+
+def test_trace_metadata_names_host_boot_capture_and_probes(tmp_path: Path) -> None:
+    """Host name (not with --anonymize), boot id, a capture id and the exact attachments."""
+    _require_bpf()
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_meta
+
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    metas = []
+    for anon in (False, True):
+        cap = Capture(CaptureOptions(out=tmp_path / f"t{anon}", probes=["locks"], anonymize=anon))
+        cap.start()
+        cap.stop()
+        cap.run()
+        metas.append(read_meta(tmp_path / f"t{anon}").extra)
+    plain, anon_ = metas
+    assert plain["host"] == os.uname().nodename and anon_["host"] == ""
+    assert plain["boot_id"] == anon_["boot_id"] == boot
+    assert plain["capture_id"] != anon_["capture_id"] and len(plain["capture_id"]) == 32
+    assert "contention_begin" in plain["attached"] and "contention_end" in plain["attached"]

@@ -48,7 +48,7 @@ EVENT_NAMES: dict[int, str] = {
     EV_ZSWAP_INVAL: "zswap_invalidate",
 }
 SRC_KPROBE, SRC_KMEM_TP, SRC_LOCK_TP = 1, 2, 3
-DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin")
+DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin", "summary_map_full")
 
 # The kernel's ring buffer: each record is an 8-byte header (u32 len | BUSY | DISCARD,
 # u32 page offset) and the data, rounded up to 8 bytes (kernel/bpf/ringbuf.c). Our data is a

@@ -254,6 +254,23 @@ class Loaded:
 
             time.sleep(2.5 * TICK_NS / 1e9)
 
+    @property
+    def attached(self) -> list[str]:
+        """Exactly what is attached, as ``kind:name`` (for the trace metadata)."""
+        out = []
+        names = (
+            ("tracepoint", "tracepoint_fds"),
+            ("raw_tracepoint", "raw_tracepoint_fds"),
+            ("kprobe", "kprobe_fds"),
+        )
+        for kind, attr in names:
+            for k in getattr(self.bpf, attr, {}):
+                name = k.decode() if isinstance(k, bytes) else str(k)
+                out.append(f"{kind}:{name}")
+        if self.plan.batch > 1:
+            out.append(f"perf_event:cpu-clock/{TICK_NS // 1_000_000}ms/zt_tick")
+        return sorted(out)
+
     def pool_names(self) -> dict[int, str]:
         """struct zs_pool address -> name, as learnt by the kprobes (empty in kmem mode)."""
         if "-DZT_KPROBE_ZS" not in self.plan.cflags:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ztrace.capture import attribute
+from ztrace.capture import summary as summary_mod
 from ztrace.capture.events import (
     EV_FREE,
     EV_LOCK,
@@ -37,7 +39,13 @@ from ztrace.capture.events import (
     EVENT_NAMES,
 )
 from ztrace.capture.features import Features, Kallsyms, detect, require_privileges
-from ztrace.capture.loader import DEFAULT_RINGBUF_PAGES, Loaded, make_plan, pool_name
+from ztrace.capture.loader import (
+    DEFAULT_BATCH,
+    DEFAULT_RINGBUF_PAGES,
+    Loaded,
+    make_plan,
+    pool_name,
+)
 from ztrace.format import TraceMeta, TraceWriter
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
@@ -65,6 +73,10 @@ class CaptureOptions:
     #: a busy host: the consumer then only copies the ring, the cheapest way to lose nothing)
     flush_interval_s: float | None = 0.2
     poll_ms: int = 50
+    #: always-on mode: aggregate in the kernel, write summary-NNNNN.parquet per interval
+    summary: bool = False
+    #: seconds between live lines (stderr) and, with ``summary``, between summary files
+    interval_s: float | None = None
 
 
 @dataclass
@@ -81,10 +93,13 @@ class CaptureSummary:
     command_rc: int | None = None
     stacks: dict[int, list[str]] = field(default_factory=dict)
     consumer_cpu_s: float = 0.0
+    mode: str = "events"
 
     @property
     def lost_events(self) -> int:
-        return self.lost.get("ringbuf_full", 0) + self.lost.get("inflight_full", 0)
+        return sum(
+            self.lost.get(k, 0) for k in ("ringbuf_full", "inflight_full", "summary_map_full")
+        )
 
     def footer(self) -> str:
         """perf-style trust footer: what was written and what was lost."""
@@ -98,6 +113,8 @@ class CaptureSummary:
                 f"({1e6 * self.consumer_cpu_s / self.events:.2f} us/event)"
             )
         lines.append("probes: " + ", ".join(f"{k}={v}" for k, v in self.modes.items()))
+        if self.mode == "summary":
+            lines.append("mode: summary (aggregated in the kernel; no per-event rows)")
         for k, miss in self.missing.items():
             if miss:
                 lines.append(f"not captured ({k}): " + "; ".join(miss))
@@ -244,6 +261,36 @@ class _CommCache:
         return _dict_column(idx, self.names)
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class _LiveLine:
+    """State of the ``-i/--interval`` line: differences since the previous line."""
+
+    events: int = 0
+    lost: int = 0
+    contended: int = 0
+    bytes: int = 0
+    stacks_written: int = -1
+    _prev: tuple[int, int, int] = (0, 0, 0)
+    _header: bool = False
+
+    def line(self, t: float, events: int, lost: int, contended: int, mb: float) -> str:
+        pe, pl, pc = self._prev
+        self._prev = (events, lost, contended)
+        row = f"{t:8.1f} {events - pe:>10} {lost - pl:>8} {contended - pc:>10} {mb:>10.1f}"
+        if not self._header:
+            self._header = True
+            head = f"{'time_s':>8} {'events':>10} {'lost':>8} {'contended':>10} {'MB_total':>10}"
+            return head + "\n" + row
+        return row
+
+
 def _keep_freed_memory() -> None:
     """Make the allocators reuse freed memory instead of returning it to the kernel.
 
@@ -297,8 +344,16 @@ class Capture:
             ringbuf_pages=opts.ringbuf_pages,
             target_tgid=opts.target_tgid,
             ksyms=self.ksyms,
+            # --summary: no event stream, so a one-page ring and no batching timer
+            batch=1 if opts.summary else DEFAULT_BATCH,
         )
-        self.summary = CaptureSummary(modes=dict(self.plan.modes), missing=self.plan.missing)
+        if opts.summary:
+            self.plan.cflags.append("-DZT_SUMMARY")
+        self.summary = CaptureSummary(
+            modes=dict(self.plan.modes),
+            missing=self.plan.missing,
+            mode="summary" if opts.summary else "events",
+        )
         self.columns = ["pid", "comm"]
         if "locks" in opts.probes:
             lock_cols = ["lock_addr", "lock_kind", "wait_ns", "lock_flags", "stack_id"]
@@ -315,6 +370,12 @@ class Capture:
         self._stop = threading.Event()
         self.loaded: Loaded | None = None
         self.writer: TraceWriter | None = None
+        self.capture_id = uuid.uuid4().hex
+        self._extra: dict[str, str] = {}
+        self._sum_state = summary_mod.SummaryState()
+        self._sum_index = 0
+        self._sum_t0 = 0
+        self._live = _LiveLine()
         self.attrib: attribute.StackAttributor | None = None
         self._lock_kinds = list(attribute.KINDS)
         self._t0 = 0.0
@@ -335,7 +396,19 @@ class Capture:
             "not_captured": "; ".join(m for ms in self.plan.missing.values() for m in ms),
             "anonymized": str(self.opts.anonymize).lower(),
             "host": "" if self.opts.anonymize else platform.node(),
+            "boot_id": _boot_id(),
+            "capture_id": self.capture_id,
+            "attached": ",".join(self.loaded.attached),
+            "batch": str(self.plan.batch),
+            "mode": "summary" if self.opts.summary else "events",
         }
+        self._extra = extra
+        self._t0 = time.monotonic()
+        self._cpu0 = time.thread_time()
+        if self.opts.summary:
+            Path(self.opts.out).mkdir(parents=True, exist_ok=True)
+            self._sum_t0 = time.monotonic_ns()
+            return
         meta = TraceMeta(
             kernel_release=self.feats.release,
             page_size=os.sysconf("SC_PAGE_SIZE"),
@@ -352,8 +425,6 @@ class Capture:
             rotate_bytes=int(self.opts.rotate_mb * (1 << 20)),
             rotate_seconds=self.opts.rotate_s,
         )
-        self._t0 = time.monotonic()
-        self._cpu0 = time.thread_time()
 
     def _all_columns(self) -> list[str]:
         from ztrace.format import REQUIRED_COLUMNS
@@ -370,11 +441,22 @@ class Capture:
         assert self.loaded is not None
         self._cpu0 = time.thread_time()  # finish() runs in this thread too
         deadline = self._t0 + self.opts.duration_s if self.opts.duration_s else None
-        last_flush = time.monotonic()
+        last_flush = last_line = time.monotonic()
+        interval = self.opts.interval_s
         try:
             while not self._stop.is_set():
                 # the probes submit without wakeups (see zs_capture.bpf.c): poll on a timer
                 self._stop.wait(self.opts.poll_ms / 1000)
+                now = time.monotonic()
+                if interval and now - last_line >= interval:
+                    last_line = now
+                    if self.opts.summary:
+                        self._write_interval()
+                    self._live_line()
+                if self.opts.summary:
+                    if (deadline and now >= deadline) or (until is not None and until()):
+                        break
+                    continue
                 # the reorder watermark is taken *before* reading the ring: on a starved
                 # host the thread may sleep between the read and the write, and events that
                 # reach the ring meanwhile must still count as inside the window
@@ -398,7 +480,18 @@ class Capture:
 
     def finish(self) -> None:
         """Drain what is left, write it all, close the last file with the final lost count."""
-        if self.loaded is None or self.writer is None:
+        if self.loaded is None:
+            return
+        if self.opts.summary:
+            self._write_interval()
+            self.summary.lost = self.loaded.drops()
+            self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
+            self.summary.seconds = time.monotonic() - self._t0
+            self._write_stacks()
+            self.loaded.close()
+            self.loaded = None
+            return
+        if self.writer is None:
             return
         self.loaded.final_flush()
         self._drain()
@@ -415,6 +508,74 @@ class Capture:
         self._write_stacks()
         self.loaded.close()
         self.loaded = None
+
+    # ------------------------------------------------------------------ summary mode
+    def _write_interval(self) -> None:
+        """One summary file: what the in-kernel aggregates gained since the last one."""
+        assert self.loaded is not None
+        t1 = time.monotonic_ns()
+        bpf = self.loaded.bpf
+        table = summary_mod.interval_rows(
+            self._sum_state,
+            bpf.get_table("lock_agg"),
+            bpf.get_table("op_agg"),
+            self.attrib,
+            self._sum_t0,
+            t1,
+        )
+        lost = self.loaded.drops()
+        meta = {
+            "summary_version": summary_mod.SUMMARY_VERSION,
+            "kernel_release": self.feats.release,
+            "nr_cpus": str(os.cpu_count() or 1),
+            "page_size": str(os.sysconf("SC_PAGE_SIZE")),
+            "lost_events": str(lost.get("inflight_full", 0) + lost.get("summary_map_full", 0)),
+            "interval_index": str(self._sum_index),
+            **{f"extra.{k}": v for k, v in self._extra.items()},
+        }
+        path = Path(self.opts.out) / f"summary-{self._sum_index:05d}.parquet"
+        summary_mod.write_summary(table, path, meta)
+        self.summary.files.append(path)
+        self._sum_index += 1
+        self._sum_t0 = t1
+        is_lock = np.array(table.column("record").to_pylist()) == "lock"
+        counts = table.column("count").to_numpy()
+        self.summary.events += int(counts.sum())
+        self._live.contended += int(counts[is_lock].sum()) if len(counts) else 0
+        self._live.bytes += path.stat().st_size
+        for op, c in zip(table.column("op").to_pylist(), counts.tolist(), strict=True):
+            if op:
+                self.summary.by_event[op] = self.summary.by_event.get(op, 0) + int(c)
+        if is_lock.any():
+            n = int(counts[is_lock].sum())
+            self.summary.by_event["lock_contention"] = (
+                self.summary.by_event.get("lock_contention", 0) + n
+            )
+        if self._write_stacks_due():
+            self._write_stacks()
+
+    def _write_stacks_due(self) -> bool:
+        return self.attrib is not None and len(self.attrib.frames) != self._live.stacks_written
+
+    def _live_line(self) -> None:
+        """bcc-style one line per interval on stderr: events, lost, contended, MB written."""
+        assert self.loaded is not None
+        lost = self.loaded.drops()
+        lost_n = sum(v for k, v in lost.items() if k != "end_without_begin")
+        lost_n += self.summary.late_dropped
+        written = self.writer.rows_written if self.writer is not None else self.summary.events
+        mb = (
+            sum(f.stat().st_size for f in self.writer.files if f.exists()) / 1e6
+            if self.writer is not None
+            else self._live.bytes / 1e6
+        )
+        if self.writer is not None:
+            self._live.contended = self.summary.by_event.get("lock_contention", 0)
+        print(
+            self._live.line(time.monotonic() - self._t0, written, lost_n, self._live.contended, mb),
+            file=sys.stderr,
+            flush=True,
+        )
 
     # ------------------------------------------------------------------ data path
     def _drain(self) -> None:
@@ -610,6 +771,7 @@ class Capture:
         if self.attrib is None or not self.attrib.frames:
             return
         self.summary.stacks = dict(self.attrib.frames)
+        self._live.stacks_written = len(self.attrib.frames)
         path = Path(self.opts.out) / "stacks.json"
         tmp = path.with_name(".stacks.json.tmp")
         tmp.write_text(json.dumps({str(k): v for k, v in sorted(self.attrib.frames.items())}))

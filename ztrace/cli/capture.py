@@ -22,11 +22,11 @@ Examples:
 """
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--duration") -> float:
     """'30s', '5m', '250ms', '1h' or plain seconds -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not m:
-        raise ConfigError(f"`--duration` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
+        raise ConfigError(f"`{option}` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
     value = float(m.group(1))
     return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
 
@@ -82,7 +82,20 @@ def parse_duration(text: str) -> float:
     help="Also start a new part file after this many seconds.",
 )
 @click.option(
-    "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+    "-p", "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+)
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Always-on mode: aggregate in the kernel (counts, log2 wait histograms, stacks per "
+    "lock; counts per operation), write summary-NNNNN.parquet every --interval (default "
+    "10s); no per-event stream.",
+)
+@click.option(
+    "-i",
+    "--interval",
+    default=None,
+    help="Print one line per interval on stderr (events, lost, contended, MB), e.g. 1s.",
 )
 @click.option(
     "--anonymize",
@@ -100,6 +113,8 @@ def command(
     rotate_mb: float,
     rotate_seconds: float | None,
     target_tgid: int,
+    summary: bool,
+    interval: str | None,
     anonymize: bool,
     quiet: bool,
     command: tuple[str, ...],
@@ -122,6 +137,11 @@ def command(
     secs = parse_duration(duration) if duration else None
     if secs is not None and secs <= 0:
         raise ConfigError(f"`--duration` must be positive, got {duration!r}")
+    every = parse_duration(interval, "--interval") if interval else None
+    if every is not None and every <= 0:
+        raise ConfigError(f"`--interval` must be positive, got {interval!r}")
+    if summary and every is None:
+        every = 10.0
     require_privileges()  # before bcc is even imported
 
     from ztrace.capture.session import CaptureOptions, capture
@@ -138,6 +158,8 @@ def command(
             anonymize=anonymize,
             command=list(command) or None,
             target_tgid=target_tgid,
+            summary=summary,
+            interval_s=every,
         ),
         quiet=quiet,
     )

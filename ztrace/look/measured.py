@@ -75,6 +75,10 @@ _LOCK_FRAME_PREFIXES = (
     "percpu_down",
     "__percpu_down",
     "_atomic_dec_and_lock",
+    # BPF machinery, should a stack include the probe's own frames
+    "bpf_trace_run",
+    "__bpf_trace_",
+    "bpf_prog_",
 )
 
 
@@ -232,6 +236,9 @@ def load_measured(path: str | Path) -> Measured:
     from ztrace.format import iter_batches, read_meta, trace_files
 
     p = Path(path)
+    summaries = sorted(f for f in p.glob("summary-*.parquet")) if p.is_dir() else []
+    if summaries and not list(p.glob("part-*.parquet")):
+        return _load_summary(p, summaries)
     meta = read_meta(p)
     files = trace_files(p)
     import pyarrow.parquet as pq
@@ -282,6 +289,69 @@ def load_measured(path: str | Path) -> Measured:
         has_hold=has_hold,
         class_of_addr=_class_of_addr(lock, ops, meta) if len(lock) else {},
         not_captured=meta.extra.get("not_captured", ""),
+    )
+
+
+def _load_summary(p: Path, files: list[Path]) -> Measured:
+    """A ``capture --summary`` directory: the intervals' lock rows summed into the
+    contention table (max/min are over the whole capture already; histograms add up)."""
+    import pyarrow.parquet as pq
+
+    frames, md = [], {}
+    for f in files:
+        try:
+            t = pq.read_table(f)
+        except OSError as exc:
+            raise TraceFormatError(f, f"not a summary file ({exc})") from None
+        need = {"record", "lock_addr", "lock_kind", "lock_flags", "stack_id", "count"}
+        if not need <= set(t.column_names):
+            raise TraceFormatError(
+                f, f"missing summary columns {sorted(need - set(t.column_names))}"
+            )
+        df = pl.from_arrow(t)
+        assert isinstance(df, pl.DataFrame)
+        frames.append(df)
+        md = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+    rows = pl.concat(frames)
+    events = int(rows["count"].sum())
+    locks = rows.filter(pl.col("record") == "lock")
+    if locks.is_empty():
+        table = contention_table(pl.DataFrame())
+    else:
+        hist = np.array(locks["hist"].to_list(), dtype=np.uint64)
+        locks = locks.with_columns(pl.Series("_i", np.arange(len(locks)), dtype=pl.Int64))
+        keys = ["lock_addr", "lock_kind", "lock_flags", "stack_id"]
+        agg = (
+            locks.group_by(keys)
+            .agg(
+                pl.col("count").sum().cast(pl.UInt64).alias("contended"),
+                pl.col("total_ns").sum().cast(pl.UInt64).alias("wait_ns_total"),
+                pl.col("max_ns").max().cast(pl.UInt64).alias("wait_ns_max"),
+                pl.col("min_ns").min().cast(pl.UInt64).alias("wait_ns_min"),
+                pl.lit(None, pl.UInt64).alias("hold_ns_total"),
+                pl.col("_i"),
+            )
+            .sort(keys)
+        )
+        sums = [hist[np.asarray(ix)].sum(axis=0).tolist() for ix in agg["_i"].to_list()]
+        table = agg.drop("_i").with_columns(pl.Series("hist", sums, dtype=pl.List(pl.UInt64)))
+    return Measured(
+        table=table,
+        stacks=_read_stacks(p),
+        trace=str(p),
+        meta={
+            "kernel_release": md.get("ztrace.kernel_release", ""),
+            "nr_cpus": int(md.get("ztrace.nr_cpus", "0") or 0),
+            "probes": md.get("ztrace.extra.probes", ""),
+            "host": md.get("ztrace.extra.host", ""),
+            "mode": "summary",
+            "intervals": len(files),
+        },
+        events=events,
+        lost_events=int(md.get("ztrace.lost_events", "0") or 0),
+        has_hold=False,
+        class_of_addr={},
+        not_captured=md.get("ztrace.extra.not_captured", ""),
     )
 
 
