@@ -69,9 +69,37 @@ static __always_inline void zt_drop(int slot)
 	zt_drop_n(slot, 1);
 }
 
+#ifdef ZT_CGROUP
+/* --cgroup PATH: user space puts the cgroup's fd in slot 0; tasks in it or below it pass
+ * (bpf_current_task_under_cgroup, as bcc tools' --cgroupmap) */
+BPF_CGROUP_ARRAY(cgroup_filter, 1);
+#endif
+
+/* --cpu LIST as four 64-bit masks (CPUs 0..255), compiled in */
+#ifdef ZT_CPU_MASK0
+static __always_inline int zt_skip_cpu(void)
+{
+	u32 cpu = bpf_get_smp_processor_id();
+	u64 m = cpu < 64 ? ZT_CPU_MASK0 : cpu < 128 ? ZT_CPU_MASK1 : cpu < 192 ? ZT_CPU_MASK2
+		: ZT_CPU_MASK3;
+	return !((m >> (cpu & 63)) & 1);
+}
+#endif
+
+/* The filters every probe applies first: --pid, --cpu, --cgroup. */
 static __always_inline int zt_skip_task(u64 pid_tgid)
 {
-	return ZT_TARGET_TGID && (u32)(pid_tgid >> 32) != ZT_TARGET_TGID;
+	if (ZT_TARGET_TGID && (u32)(pid_tgid >> 32) != ZT_TARGET_TGID)
+		return 1;
+#ifdef ZT_CPU_MASK0
+	if (zt_skip_cpu())
+		return 1;
+#endif
+#ifdef ZT_CGROUP
+	if (cgroup_filter.check_current_task(0) != 1)
+		return 1;
+#endif
+	return 0;
 }
 
 /* ------------------------------------------------------------------ the emit path

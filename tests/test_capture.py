@@ -239,3 +239,62 @@ def test_capture_path_imports_nothing_heavy() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [
+        ("500M", 500 << 20),
+        ("2G", 2 << 30),
+        ("64k", 65536),
+        ("1.5GiB", int(1.5 * (1 << 30))),
+        ("4096", 4096),
+    ],
+)
+def test_parse_size(text: str, n: int) -> None:
+    from ztrace.cli.capture import parse_size
+
+    assert parse_size(text, "--max-size") == n
+
+
+def test_parse_cpu_list() -> None:
+    import os
+
+    from ztrace.cli.capture import parse_cpu_list
+
+    assert parse_cpu_list("0") == [0]
+    if (os.cpu_count() or 1) >= 2:
+        assert parse_cpu_list("0-1") == [0, 1] and parse_cpu_list("1,0") == [0, 1]
+    for bad in ("x", "3-1", "", "0-"):
+        with pytest.raises(ConfigError, match="--cpu"):
+            parse_cpu_list(bad)
+    with pytest.raises(ConfigError, match="no CPU 4096"):
+        parse_cpu_list("4096")
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--max-size", "lots"], "--max-size"),
+        (["--max-files", "0"], "--max-files"),
+        (["--cpu", "9999"], "--cpu"),
+        (["--interval", "soon"], "--interval"),
+        (["--cgroup", "/nonexistent"], "--cgroup"),
+    ],
+)
+def test_capture_cli_bad_operations_options_are_one_line(tmp_path, args, msg) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    p = subprocess.run(
+        [sys.executable, "-m", "ztrace", "capture", "-o", str(tmp_path / "t"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("ztrace: error:") and msg in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()  # nothing written on bad input

@@ -85,6 +85,8 @@ class Plan:
     ringbuf_bytes: int = 0
     #: events per ring record (ZT_BATCH); 1 when the per-CPU flush timer cannot attach
     batch: int = DEFAULT_BATCH
+    #: --cgroup directory (its fd goes into the cgroup_filter map before attaching)
+    cgroup: str | None = None
 
 
 def make_plan(
@@ -96,6 +98,8 @@ def make_plan(
     target_tgid: int = 0,
     ksyms: Kallsyms | None = None,
     batch: int = DEFAULT_BATCH,
+    cpus: list[int] | None = None,
+    cgroup: str | None = None,
 ) -> Plan:
     """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
     if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
@@ -109,6 +113,19 @@ def make_plan(
         f"-DZT_TARGET_TGID={target_tgid}",
     ]
     plan = Plan(probes=list(probes), modes={}, cflags=flags, batch=batch)
+    if cpus is not None:
+        if not cpus or min(cpus) < 0 or max(cpus) > 255:
+            raise ConfigError(f"`--cpu` must list CPUs 0..255, got {cpus}")
+        masks = [0, 0, 0, 0]
+        for c in cpus:
+            masks[c // 64] |= 1 << (c % 64)
+        flags += [f"-DZT_CPU_MASK{i}={m:#x}ULL" for i, m in enumerate(masks)]
+    if cgroup is not None:
+        cg = Path(cgroup)
+        if not (cg / "cgroup.procs").exists():
+            raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
+        flags.append("-DZT_CGROUP")
+        plan.cgroup = str(cg)
     plan.ringbuf_bytes = ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
     pool_flag = 0  # struct zs_pool address (kprobe mode)
     pool_name_flag = pool_id(pool) if pool and not pool.startswith("0x") else 0
@@ -207,6 +224,14 @@ class Loaded:
             plan.cflags.append("-DZT_BATCH=1")
             plan.batch = 1
             self.bpf = self._compile(BPF, src, plan.cflags)
+        if plan.cgroup is not None:
+            # until this slot is set every probe skips (the helper returns an error), so
+            # nothing outside the cgroup is recorded in between
+            try:
+                self.bpf.get_table("cgroup_filter")[0] = plan.cgroup
+            except Exception as exc:
+                self.bpf.cleanup()
+                raise CaptureError(f"`--cgroup` {plan.cgroup}: cannot use it ({exc})") from None
         self.skipped: list[str] = []
         for fn, entry, ret in plan.kprobes:
             try:

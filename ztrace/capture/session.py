@@ -77,6 +77,13 @@ class CaptureOptions:
     summary: bool = False
     #: seconds between live lines (stderr) and, with ``summary``, between summary files
     interval_s: float | None = None
+    #: only events on these CPUs (None: all)
+    cpus: list[int] | None = None
+    #: only tasks in this cgroup v2 directory or below it
+    cgroup: str | None = None
+    #: keep at most this many bytes / files of finished parts: the newest, as a ring
+    max_size_bytes: int | None = None
+    max_files: int | None = None
 
 
 @dataclass
@@ -94,6 +101,9 @@ class CaptureSummary:
     stacks: dict[int, list[str]] = field(default_factory=dict)
     consumer_cpu_s: float = 0.0
     mode: str = "events"
+    ring_deleted_files: int = 0
+    ring_deleted_rows: int = 0
+    ring_limits: str = ""
 
     @property
     def lost_events(self) -> int:
@@ -107,6 +117,12 @@ class CaptureSummary:
         per = ", ".join(f"{k} {v}" for k, v in sorted(self.by_event.items())) or "none"
         lines.append(f"events: {self.events} in {self.seconds:.1f} s ({per})")
         lines.append(f"files: {len(self.files)} in {self.files[0].parent if self.files else '-'}")
+        if self.ring_limits:
+            lines.append(
+                f"ring ({self.ring_limits}): kept the newest {len(self.files)} parts, deleted "
+                f"the oldest {self.ring_deleted_files} ({self.ring_deleted_rows} events; "
+                "not counted as lost)"
+            )
         if self.events:
             lines.append(
                 f"consumer CPU: {self.consumer_cpu_s:.2f} s "
@@ -182,6 +198,32 @@ class _CaptureWriter(TraceWriter):
         age = time.monotonic() - self._opened_at
         if self._bytes >= self.rotate_bytes or age >= (self.rotate_seconds or float("inf")):
             self.rotate()
+
+    #: --max-size / --max-files: the ring of newest finished parts (None: keep all)
+    max_size_bytes: int | None = None
+    max_files: int | None = None
+    ring_deleted_files = 0
+    ring_deleted_rows = 0
+
+    def rotate(self, lost_events: int | None = None) -> None:
+        """Finish the current part, then drop the oldest parts beyond the ring's bounds
+        (never the newest: it carries the final lost count)."""
+        super().rotate(lost_events)
+        import pyarrow.parquet as pq
+
+        def over() -> bool:
+            if len(self.files) <= 1:
+                return False
+            if self.max_files is not None and len(self.files) > self.max_files:
+                return True
+            size = sum(f.stat().st_size for f in self.files)
+            return self.max_size_bytes is not None and size > self.max_size_bytes
+
+        while over():
+            old = self.files.pop(0)
+            self.ring_deleted_rows += pq.ParquetFile(old).metadata.num_rows
+            old.unlink()
+            self.ring_deleted_files += 1
 
     def _open(self) -> None:
         import pyarrow.parquet as pq
@@ -346,6 +388,8 @@ class Capture:
             ksyms=self.ksyms,
             # --summary: no event stream, so a one-page ring and no batching timer
             batch=1 if opts.summary else DEFAULT_BATCH,
+            cpus=opts.cpus,
+            cgroup=opts.cgroup,
         )
         if opts.summary:
             self.plan.cflags.append("-DZT_SUMMARY")
@@ -422,9 +466,19 @@ class Capture:
             self.opts.out,
             meta,
             columns=self._all_columns(),
-            rotate_bytes=int(self.opts.rotate_mb * (1 << 20)),
+            rotate_bytes=self._rotate_bytes(),
             rotate_seconds=self.opts.rotate_s,
         )
+        self.writer.max_size_bytes = self.opts.max_size_bytes
+        self.writer.max_files = self.opts.max_files
+
+    def _rotate_bytes(self) -> int:
+        """Part size: --rotate-mb, but at most a quarter of --max-size so the ring holds
+        several parts (the limit counts finished parts; the one being written is extra)."""
+        rot = int(self.opts.rotate_mb * (1 << 20))
+        if self.opts.max_size_bytes is not None:
+            rot = max(1 << 16, min(rot, self.opts.max_size_bytes // 4))
+        return rot
 
     def _all_columns(self) -> list[str]:
         from ztrace.format import REQUIRED_COLUMNS
@@ -504,6 +558,17 @@ class Capture:
         self.writer.meta = self.writer.meta.replace(extra=extra)
         self.writer.close(lost_events=self.summary.lost_events + self.summary.late_dropped)
         self.summary.files = list(self.writer.files)
+        if self.opts.max_size_bytes is not None or self.opts.max_files is not None:
+            w = self.writer
+            assert isinstance(w, _CaptureWriter)
+            self.summary.ring_deleted_files = w.ring_deleted_files
+            self.summary.ring_deleted_rows = w.ring_deleted_rows
+            lim = []
+            if self.opts.max_size_bytes is not None:
+                lim.append(f"--max-size {self.opts.max_size_bytes / 1e6:.1f} MB")
+            if self.opts.max_files is not None:
+                lim.append(f"--max-files {self.opts.max_files}")
+            self.summary.ring_limits = ", ".join(lim)
         self.summary.seconds = time.monotonic() - self._t0
         self._write_stacks()
         self.loaded.close()

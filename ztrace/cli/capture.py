@@ -19,6 +19,9 @@ Examples:
   ztrace capture -o /tmp/t --duration 30s                  # zsmalloc + locks, 30 seconds
   ztrace capture -o /tmp/t --probes zsmalloc,zswap -- stress-ng --vm 2 -t 20
   ztrace capture -o /tmp/t --ringbuf-pages 4096 --rotate-mb 128 --anonymize
+  ztrace capture -o /var/tmp/t --max-size 2G -i 1s            # newest 2 GiB, live line
+  ztrace capture -o /var/tmp/zs --summary                     # always-on, in-kernel
+  ztrace capture -o /tmp/t --cpu 0-3 --cgroup /sys/fs/cgroup/system.slice/foo.service
 """
 
 
@@ -29,6 +32,35 @@ def parse_duration(text: str, option: str = "--duration") -> float:
         raise ConfigError(f"`{option}` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
     value = float(m.group(1))
     return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+
+
+def parse_size(text: str, option: str) -> int:
+    """'500M', '2G', '64k' or plain bytes -> bytes (binary units, as du and ls -h)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not m:
+        raise ConfigError(f"`{option}` {text!r} is not a size (e.g. 500M, 2G)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    value = int(float(m.group(1)) * mult)
+    if value <= 0:
+        raise ConfigError(f"`{option}` must be positive, got {text!r}")
+    return value
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """'0,2-3' -> [0, 2, 3] (the kernel's cpulist format), checked against this machine."""
+    import os
+
+    cpus: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise ConfigError(f"`--cpu` {text!r} is not a CPU list (e.g. 0,2-3)")
+        cpus.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    online = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    bad = sorted(cpus - online)
+    if bad:
+        raise ConfigError(f"`--cpu` {text!r}: no CPU {bad[0]} on this machine")
+    return sorted(cpus)
 
 
 @click.command(
@@ -82,6 +114,22 @@ def parse_duration(text: str, option: str = "--duration") -> float:
     help="Also start a new part file after this many seconds.",
 )
 @click.option(
+    "--max-size",
+    default=None,
+    help="Keep at most this much of finished parts (e.g. 2G, 500M): the newest, as a ring; "
+    "the oldest are deleted and the footer says how many.",
+)
+@click.option(
+    "--max-files", default=None, type=int, help="Keep at most this many finished parts (ring)."
+)
+@click.option("--cpu", "cpu_list", default=None, help="Only events on these CPUs: 0,2-3.")
+@click.option(
+    "--cgroup",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Only tasks in this cgroup v2 directory or below it (/sys/fs/cgroup/...).",
+)
+@click.option(
     "-p", "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
 )
 @click.option(
@@ -112,6 +160,10 @@ def command(
     ringbuf_pages: int,
     rotate_mb: float,
     rotate_seconds: float | None,
+    max_size: str | None,
+    max_files: int | None,
+    cpu_list: str | None,
+    cgroup: str | None,
     target_tgid: int,
     summary: bool,
     interval: str | None,
@@ -142,6 +194,12 @@ def command(
         raise ConfigError(f"`--interval` must be positive, got {interval!r}")
     if summary and every is None:
         every = 10.0
+    max_bytes = parse_size(max_size, "--max-size") if max_size is not None else None
+    if max_files is not None and max_files < 1:
+        raise ConfigError(f"`--max-files` must be at least 1, got {max_files}")
+    cpus = parse_cpu_list(cpu_list) if cpu_list is not None else None
+    if cgroup is not None and not (Path(cgroup) / "cgroup.procs").exists():
+        raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
     require_privileges()  # before bcc is even imported
 
     from ztrace.capture.session import CaptureOptions, capture
@@ -160,6 +218,10 @@ def command(
             target_tgid=target_tgid,
             summary=summary,
             interval_s=every,
+            cpus=cpus,
+            cgroup=cgroup,
+            max_size_bytes=max_bytes,
+            max_files=max_files,
         ),
         quiet=quiet,
     )
