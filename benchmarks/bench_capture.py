@@ -212,7 +212,7 @@ def _run(
     else:
         cmd = _fio_cmd(args.seconds, args.fio_jobs)
     cwd, env = ROOT, dict(os.environ)
-    if mode in ("on", "base"):
+    if mode in ("on", "base", "summary"):
         if mode == "base":
             cwd = Path(args.base).resolve()
             env["PYTHONPATH"] = str(cwd)
@@ -227,6 +227,7 @@ def _run(
             "zsmalloc,locks",
             "--ringbuf-pages",
             str(args.ringbuf_pages),
+            *(["--summary"] if mode == "summary" else []),
             "--",
             *cmd,
         ]
@@ -264,6 +265,11 @@ def _run(
     }
     if mode == "probes":
         row.update(events=probe_events, events_per_s=round(probe_events / secs))
+    if mode == "summary":
+        m = re.search(r"consumer CPU: ([0-9.]+) s", p.stderr)
+        if m:
+            wl_cpu += float(m.group(1))
+        row["summary_files"] = len(list(out.glob("summary-*.parquet")))
     if mode in ("on", "base"):
         files = trace_files(out)
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
@@ -354,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fio-jobs", type=int, default=4)
     ap.add_argument("--ringbuf-pages", type=int, default=16384)
     ap.add_argument("--workloads", default="write", help="comma list of write, fio")
-    ap.add_argument("--modes", default="off,probes,on", help="comma list of off, probes, on")
+    ap.add_argument(
+        "--modes", default="off,probes,on", help="comma list of off, probes, on, summary"
+    )
     ap.add_argument("--base", default=None, help="source tree to run as mode `base` too")
     ap.add_argument(
         "--consumer-rates",

@@ -202,6 +202,44 @@ def make_plan(
     return plan
 
 
+def check_fentry(function: str = "vfs_read") -> tuple[bool, str]:
+    """Does fentry work here, for real: load and attach a KFUNC_PROBE on ``function``,
+    make the kernel call it, and count what the program saw.
+
+    BCC's ``support_kfunc()`` only checks that the kernel has BTF and a trampoline symbol;
+    on this project's 6.18 host it says yes while every fentry load fails with EPERM.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", function):
+        raise ConfigError(f"not a kernel function name: {function!r}")
+    try:
+        from bcc import BPF
+    except ImportError as exc:
+        return False, f"bcc is not importable ({exc})"
+    text = (
+        "BPF_ARRAY(seen, u64, 1);\n"
+        f"KFUNC_PROBE({function})\n"
+        "{ int k = 0; u64 *v = seen.lookup(&k); if (v) __sync_fetch_and_add(v, 1); return 0; }\n"
+    )
+    try:
+        b = BPF(text=text.encode())
+    except Exception as exc:  # bcc raises bare Exceptions for load/attach failures
+        why = str(exc)
+        if "super-user" in why and os.geteuid() == 0:
+            why = "the kernel refused the program with EPERM, although we are root"
+        return False, f"load/attach of fentry:{function} failed ({why})"
+    try:
+        if function == "vfs_read":
+            for _ in range(8):
+                with open("/proc/self/stat", "rb") as f:
+                    f.read()
+        n = int(b.get_table("seen")[0].value)
+    finally:
+        b.cleanup()
+    if n == 0:
+        return False, f"fentry:{function} attached but saw no calls"
+    return True, f"fentry:{function} attached and saw {n} calls"
+
+
 class Loaded:
     """A compiled, attached program: the ring reader, the stack map and the drop counters."""
 
