@@ -295,6 +295,30 @@ def _run(
     return row
 
 
+def _perf_profile(args: argparse.Namespace, tmp: Path) -> None:
+    """`perf record` of the write workload with the probes attached (kernel side only):
+    prints the top symbols by sample share of the workload's own CPU."""
+    loaded = _attach_probes(args.ringbuf_pages)
+    data = tmp / "perf.data"
+    cmd = _workload_cmd(args.writers, args.seconds, args.pages_per_writer)
+    perf = ["perf", "record", "-e", "cpu-clock", "-F", "2999", "-g", "-o", str(data), "--"]
+    subprocess.run([*perf, *cmd], capture_output=True, cwd=ROOT, check=True)
+    events = loaded[2]()
+    opts = ["--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "1", "--stdio"]
+    rep = subprocess.run(
+        ["perf", "report", "-i", str(data), *opts],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    top = [
+        " ".join(line.split()[:3])
+        for line in rep.stdout.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    print(json.dumps({"perf": "probes attached, write workload", "events": events, "top": top}))
+
+
 def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namespace) -> dict:
     mine = [r for r in rows if r.get("workload") == workload]
     med = {
@@ -365,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--base", default=None, help="source tree to run as mode `base` too")
     ap.add_argument(
+        "--perf", action="store_true", help="only: perf profile of the write workload + probes"
+    )
+    ap.add_argument(
         "--consumer-rates",
         default="",
         help="comma list of events/s to drive the consumer at with the synthetic producer",
@@ -392,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"command": " ".join(sys.argv), "commit": _commit()}), flush=True)
     try:
         with zram_device(disksize=disksize):
+            if args.perf:
+                _perf_profile(args, tmp)
+                return 0
             if "fio" in workloads:
                 _fio_fill(args.fio_jobs)
             for i in range(args.runs):
