@@ -79,6 +79,11 @@ def make_results(d: Path, *, lru: bool = True, trace: str = "<none>") -> Path:
                 "zswap_hits": pa.array([900, 800], U64),
                 "disk_swapins": pa.array([100, 200], U64),
                 "expected_fault_latency_ns": pa.array([2500.0, 4100.0]),
+                "disk_faults": pa.array([100, 200], U64),
+                "avoidable_disk_faults": pa.array([40, 150], U64),
+                "optimal_gap": pa.array([60, 160], pa.int64()),
+                "latency_zswap_ns": pa.array([500.0, 500.0]),
+                "latency_disk_ns": pa.array([20500.0, 20500.0]),
             },
             trace,
         )
@@ -130,6 +135,11 @@ def test_terminal_report_exact(tmp_path: Path, cli) -> None:
     summary = next(ln for ln in lines if ln.split()[:1] == ["pool"] and "%" in ln)
     assert summary.split()[:5] == ["pool", "1,000", "200", "20.00", "%"]
     assert "LRU designs" in r.stdout and "30.00 %" in r.stdout
+    # harm leads: disk faults, avoidable, gap to optimal and fault latency come before the
+    # inversion columns, and the latencies used are stated
+    lru_row = next(ln.split() for ln in lines if ln.split()[:1] == ["fifo"])
+    assert lru_row[:8] == ["fifo", "4,096", "pg", "200", "150", "+160", "4.10", "us"]
+    assert "500 ns (zswap)" in r.stdout and "20.50 us (disk)" in r.stdout
     # Trust footer: the trace is unknown here, and the footer says so instead of guessing.
     assert "=== output for trust ===" in r.stdout
     assert "events: unknown" in r.stdout

@@ -67,6 +67,12 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
 @click.option("--bin-ms", type=float, default=None, help="Timeline bin width in ms.")
 @click.option("--lru", "lru", default=None, help="LRU designs (needs zswap events).")
 @click.option("--pool-limit", default=None, help="LRU pool limit: pages, 64M or 20%.")
+@click.option(
+    "--sizes-from",
+    default=None,
+    type=click.Path(path_type=str),
+    help="For a trace without zs_malloc sizes: draw them from this capture's (labelled).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @quiet_option
 def command(
@@ -80,6 +86,7 @@ def command(
     bin_ms: float | None,
     lru: str | None,
     pool_limit: str | None,
+    sizes_from: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -112,6 +119,7 @@ def command(
             speedup=speedup,
             bin_ns=bin_ns,
             progress=not quiet,
+            sizes_from=sizes_from,
         )
     lru_tables: dict[str, Any] = {}
     if lru:

@@ -99,8 +99,9 @@ def command(
     """Replay TRACE under each LRU design at each pool limit; write sweep.parquet.
 
     One row per design × pool limit with the lru_summary columns (docs/results-format.md):
-    stores, rejects, writebacks, inversions (a page sent to disk while zswap holds an older
-    one), hits, disk swap-ins, expected fault latency.
+    disk faults, avoidable disk faults, the gap to the offline optimum, expected fault
+    latency, then inversions (a page sent to disk while zswap holds an older one), stores,
+    rejects, writebacks, hits.
     """
     from ztrace.format import write_results_dir
     from ztrace.replay.lru import (

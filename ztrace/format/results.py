@@ -47,6 +47,11 @@ _LRU_COLS = {
     "zswap_hits": _U64,
     "disk_swapins": _U64,
     "expected_fault_latency_ns": _F64,
+    "disk_faults": _U64,
+    "avoidable_disk_faults": _U64,
+    "optimal_gap": pa.int64(),
+    "latency_zswap_ns": _F64,
+    "latency_disk_ns": _F64,
 }
 
 #: file stem -> required columns and types (extra columns are allowed: forward compatible)

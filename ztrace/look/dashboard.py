@@ -38,7 +38,7 @@ CHARTS: dict[str, str] = {
     "wait_cdf": "wait distribution (CDF of contended waits)",
     "memory": "memory: pages used over time per design",
     "heatmap": "size-class occupancy over time (`class` design's pool)",
-    "sweep": "LRU inversion rate vs pool limit",
+    "sweep": "disk faults vs pool limit (dashed: optimal, the floor)",
     "tiers": "tier hits: zswap vs disk at the selected pool limit (dashed line)",
     "lru_time": "zswap pool pages over time per LRU design",
 }
@@ -193,6 +193,10 @@ def prepare(
             .select(
                 "lru_design",
                 "pool_limit_pages",
+                "disk_faults",
+                "avoidable_disk_faults",
+                "optimal_gap",
+                "expected_fault_latency_ns",
                 "inversions",
                 (pl.col("inversion_rate") * 100).round(4).alias("inversion_pct"),
                 "writebacks",
@@ -432,8 +436,12 @@ def build_sections(d: DashData) -> list[Section]:
         )
         base = alt.Chart(d.sweep).encode(
             x=alt.X("pool_limit_pages:Q", title="pool limit (pages)"),
-            y=alt.Y("inversion_pct:Q", title="LRU inversions (% of disk writes)"),
+            y=alt.Y("disk_faults:Q", title="disk faults (slow swap-ins)"),
             color=alt.Color("lru_design:N", title="LRU design"),
+            # the offline optimum is the floor every design is measured against
+            strokeDash=alt.condition(
+                alt.datum.lru_design == "optimal", alt.value([6, 4]), alt.value([1, 0])
+            ),
         )
         # The selected limit is drawn as a rule and larger points, so the tier bars' limit
         # is visible without hovering.
@@ -450,6 +458,10 @@ def build_sections(d: DashData) -> list[Section]:
                 tooltip=[
                     "lru_design:N",
                     alt.Tooltip("pool_limit_pages:Q", format=","),
+                    alt.Tooltip("disk_faults:Q", format=","),
+                    alt.Tooltip("avoidable_disk_faults:Q", format=","),
+                    alt.Tooltip("optimal_gap:Q", title="gap to optimal", format=","),
+                    alt.Tooltip("expected_fault_latency_ns:Q", title="fault ns", format=",.0f"),
                     alt.Tooltip("inversions:Q", format=","),
                     alt.Tooltip("inversion_pct:Q", format=".3f"),
                     alt.Tooltip("writebacks:Q", format=","),

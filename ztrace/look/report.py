@@ -187,6 +187,9 @@ def build_report(
         n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
     ]
     out["trust"] = trust_of(results).as_dict()
+    prov = results.summary.get("cost_provenance")
+    if isinstance(prov, dict) and prov:  # results written since issue 10
+        out["cost_provenance"] = prov
     return out
 
 
@@ -328,26 +331,38 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
             [
                 ("design", "left"),
                 ("pool limit", "right"),
-                ("stores", "right"),
-                ("writebacks", "right"),
+                ("disk faults", "right"),
+                ("avoidable", "right"),
+                ("vs optimal", "right"),
+                ("fault latency", "right"),
                 ("inversions", "right"),
                 ("inv. rate", "right"),
+                ("stores", "right"),
+                ("writebacks", "right"),
                 ("zswap hits", "right"),
-                ("disk in", "right"),
-                ("fault latency", "right"),
             ],
         )
         for r in report[name]:
+            # harm first (docs/lru-inversion.md "Harm"); inversions count store-order
+            # inversions, which can point the wrong way, so they come second
             t.add_row(
                 r["lru_design"],
                 f"{r['pool_limit_pages']:,} pg",
-                _human_count(r["stores"]),
-                _human_count(r["writebacks"]),
+                _human_count(r["disk_faults"]),
+                _human_count(r["avoidable_disk_faults"]),
+                ("+" if r["optimal_gap"] >= 0 else "-") + _human_count(abs(r["optimal_gap"])),
+                human_ns(r["expected_fault_latency_ns"]),
                 _human_count(r["inversions"]),
                 f"{100 * r['inversion_rate']:.2f} %",
+                _human_count(r["stores"]),
+                _human_count(r["writebacks"]),
                 _human_count(r["zswap_hits"]),
-                _human_count(r["disk_swapins"]),
-                human_ns(r["expected_fault_latency_ns"]),
+            )
+        lat = report[name][0] if report[name] else None
+        if lat is not None:
+            t.caption = (
+                f"fault latency = hits × {human_ns(lat['latency_zswap_ns'])} (zswap) + disk "
+                f"faults × {human_ns(lat['latency_disk_ns'])} (disk), per fault (assumed)"
             )
         console.print(t)
     if not designs and not any(k in report for k in ("locks_summary", "lru_summary", "sweep")):
@@ -381,6 +396,9 @@ def _footer_text(report: dict[str, Any]) -> str:
             lines.append("histogram of failure reasons")
             lines.extend(f" {k:>14}: {v}" for k, v in t["bad"].items())
     lines.append(f"source: {t['source']}" + (f" ({t['trace']})" if t["trace"] else ""))
+    if report.get("cost_provenance"):  # where every hold time came from (issue 10)
+        lines.append("hold times (measured / fitted / default):")
+        lines.extend(f" {k:>17}: {v}" for k, v in report["cost_provenance"].items())
     if report["absent"]:
         lines.append(f"absent: {', '.join(report['absent'])}")
     return "\n".join(lines) + "\n"

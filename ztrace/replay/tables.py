@@ -60,6 +60,8 @@ class ReplayResult:
     meta: dict[str, str]
     counters: dict[str, int] = field(default_factory=dict)
     cost_model: CostModel = field(default_factory=CostModel)
+    #: cost term -> where it came from (measured / fitted / default), see CostModel
+    cost_provenance: dict[str, str] = field(default_factory=dict)
 
 
 _U64 = pa.uint64()
@@ -259,5 +261,6 @@ def write_results(
         "locks": result.summary,
         "counters": result.counters,
         "cost_model": json.loads(result.cost_model.to_json()),
+        "cost_provenance": result.cost_provenance,
     }
     return write_results_dir(out_dir, tables, result.meta, summary, force=force, inputs=inputs)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ztrace.errors import ConfigError
 from ztrace.model import zsmalloc as zsm
-from ztrace.replay.costs import C_BATCH_OBJ, C_FREE_ZSPAGE, C_MAG_HIT, C_MALLOC
+from ztrace.replay.costs import C_BATCH_OBJ, C_FREE, C_FREE_ZSPAGE, C_MAG_HIT, C_MALLOC
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -97,8 +97,9 @@ def _mag_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyp
 
 
 @free_impl(MagazineFront)
-def _mag_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+def _mag_free(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
     mag, cnt = front.mag, front.cnt
+    base = dur if dur > 0 else cm[C_FREE]
     magc = front.cap[0]
     half = magc // 2
     mag[cpu, cls, cnt[cpu, cls]] = obj
