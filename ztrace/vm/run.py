@@ -98,6 +98,12 @@ def scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem != "lib")
 
 
+def needs_kmod(scenario: str) -> bool:
+    """Whether ``scenario`` loads zsstress.ko (its script says ``# ztrace-vm: needs-kmod``)."""
+    path = SCENARIO_DIR / f"{scenario}.sh"
+    return path.is_file() and "# ztrace-vm: needs-kmod" in path.read_text()
+
+
 def find_image() -> VmImage | None:
     """The cached image for the current build inputs, or None if it is not built yet."""
     path = cache_dir() / image_key()
@@ -224,6 +230,13 @@ def run_scenario(
     if any(out.iterdir()):
         raise VmError(f"output directory {out} is not empty")
     out.chmod(0o777)  # the guest writes as root through 9p; keep it readable for the caller
+    if needs_kmod(scenario):
+        # Built on the host against this guest kernel's own headers (kmod.py says why).
+        from ztrace.vm.kmod import build_module
+
+        ko = build_module(image, kernel)
+        (out / "kmod").mkdir()
+        shutil.copy(ko, out / "kmod" / ko.name)
     console = out / "console.log"
     cmd = qemu_command(
         image,
@@ -269,6 +282,11 @@ def run_scenario(
         params=dict(params or {}),
     )
     (out / "vm.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    if rc == 0 and (out / "trace").is_dir():
+        # Measured zsmalloc contention (by stack and lock address) beside the trace.
+        from ztrace.vm.contention import write_sidecar
+
+        write_sidecar(out)
     if check and (qrc != 0 or rc != 0):
         if boot is None:
             raise VmError(

@@ -87,6 +87,21 @@ set_comp() {
 
 zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
 
+# zs_pool_layout: byte offsets of struct zs_pool's locks from this kernel's BTF, so the host can
+# tell the pool lock (6.1: pool->lock) and the migrate rwlock (6.9+: pool->lock is an rwlock,
+# older 6.x: pool->migrate_lock) from per-class locks by address (lock_addr - pool).
+zs_pool_layout() {
+  local btf=/sys/kernel/btf/zsmalloc
+  [ -f $btf ] || btf=/sys/kernel/btf/vmlinux
+  if [ "$btf" = /sys/kernel/btf/vmlinux ]; then
+    bpftool btf dump file $btf >/tmp/btf.txt 2>/dev/null
+  else
+    bpftool btf dump file $btf base /sys/kernel/btf/vmlinux >/tmp/btf.txt 2>/dev/null
+  fi
+  python3 "$VM/counters.py" --pool-layout /tmp/btf.txt >"$O/zs_pool_layout.json" \
+    || log "zs_pool_layout: no struct zs_pool in $btf"
+}
+
 common_start() {
   : >"$O/phases.tsv"
   log "scenario $ZTRACE_VM_SCENARIO on $(uname -r), nproc=$(nproc)," \

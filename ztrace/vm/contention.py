@@ -1,0 +1,167 @@
+"""Measured zsmalloc lock contention of one guest run, attributed by stack and by lock address.
+
+A capture with the ``locks`` probe holds one ``lock_contention`` row per contended acquisition
+(``lock:contention_begin`` → ``contention_end``), with the lock address, the tracepoint flags and
+``lock_kind`` already attributed from the waiter's kernel stack (ztrace/capture/attribute.py:
+the first zsmalloc function on the stack and the lock type name the lock).
+
+This module adds the second witness, the address: the guest dumps ``struct zs_pool``'s layout
+from the kernel's BTF (``zs_pool_layout.json``), so an address equal to ``pool +
+offsetof(struct zs_pool, lock)`` for a pool seen in the trace (or the zsstress pool the module
+printed) *is* that pool's lock (6.1: the one pool spinlock; 6.9+: the migration rwlock).
+Other addresses on zsmalloc stacks are class locks (6.9+) or zspage locks. The summary goes to
+``<trace>.kernel/contention.json`` beside the run's trace, the sidecar the validation reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ztrace.format import read_trace
+
+ZS_KINDS = ("pool", "class", "zspage")
+
+
+def _pools_from_log(outdir: Path) -> set[int]:
+    log = outdir / "zsstress.log"
+    if not log.is_file():
+        return set()
+    return {int(m, 16) for m in re.findall(r"pool=([0-9a-f]+)", log.read_text())}
+
+
+def _read(trace: Path) -> tuple[pa.Table, int]:
+    tr = read_trace(trace, allow_empty=True)
+    return tr.table, tr.meta.lost_events
+
+
+def _pct(a: np.ndarray, q: float) -> int:
+    return int(np.percentile(a, q)) if a.size else 0
+
+
+def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
+    """Contention summary of the run in ``outdir`` (its ``trace/`` capture and guest files)."""
+    out = Path(outdir)
+    trace = out / trace_name
+    t, lost = _read(trace)
+    layout: dict[str, Any] = {}
+    if (out / "zs_pool_layout.json").is_file():
+        try:
+            layout = json.loads((out / "zs_pool_layout.json").read_text())
+        except json.JSONDecodeError:
+            layout = {}
+    lock_offsets = {
+        m["offset"]: name
+        for name, m in layout.get("members", {}).items()
+        if "lock" in name or "lock" in str(m.get("type", ""))
+    }
+    pools = _pools_from_log(out)
+    res: dict[str, Any] = {
+        "trace": str(trace),
+        "events": t.num_rows,
+        "lost_events": lost,
+        "zs_pool_lock_offsets": {str(k): v for k, v in sorted(lock_offsets.items())},
+    }
+    if t.num_rows == 0 or "event" not in t.column_names:
+        res.update(zsmalloc={"contended": 0, "wait_ns_total": 0}, locks=[], by_kind={})
+        res["has_lock_rows"] = False
+        return res
+    ev = t.column("event").cast(pa.string())
+    zs_rows = pc.is_in(ev, pa.array(["zs_malloc", "zs_free"]))
+    if pc.any(zs_rows).as_py():
+        pools |= {int(p) for p in pc.unique(t.filter(zs_rows).column("pool")).to_pylist() if p}
+    vc = pc.value_counts(ev)
+    counts = {
+        str(e): int(n)
+        for e, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+    }
+    res["event_counts"] = counts
+    res["pools"] = [hex(p) for p in sorted(pools)]
+    lk = t.filter(pc.equal(ev, "lock_contention"))
+    res["has_lock_rows"] = "lock_kind" in t.column_names
+    addr = (
+        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
+        if lk.num_rows
+        else np.zeros(0, np.uint64)
+    )
+    wait = (
+        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
+        if lk.num_rows
+        else np.zeros(0, np.uint64)
+    )
+    kind = (
+        np.asarray(
+            lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
+        )
+        if lk.num_rows
+        else np.zeros(0, object)
+    )
+
+    def addr_name(a: int) -> str:
+        for p in pools:
+            off = a - p
+            if off in lock_offsets:
+                return f"pool.{lock_offsets[off]}"
+        return ""
+
+    names = np.array([addr_name(int(a)) for a in addr], dtype=object)
+    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool)
+    # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
+    by_addr_only = (~is_zs) & (names != "")
+    zs = is_zs | by_addr_only
+    w = wait[zs]
+    res["zsmalloc"] = {
+        "contended": int(zs.sum()),
+        "wait_ns_total": int(w.sum()),
+        "wait_ns_p50": _pct(w, 50),
+        "wait_ns_p99": _pct(w, 99),
+        "wait_ns_max": int(w.max()) if w.size else 0,
+        "attributed_by_stack": int(is_zs.sum()),
+        "attributed_by_address_only": int(by_addr_only.sum()),
+        "stack_and_address_agree": int((is_zs & (names != "")).sum()),
+    }
+    res["other"] = {"contended": int((~zs).sum()), "wait_ns_total": int(wait[~zs].sum())}
+    res["by_kind"] = {
+        k: {
+            "contended": int((kind[zs] == k).sum()),
+            "wait_ns_total": int(wait[zs][kind[zs] == k].sum()),
+        }
+        for k in ZS_KINDS
+    }
+    locks: dict[int, dict[str, Any]] = {}
+    for a, k, n, wt, z in zip(addr, kind, names, wait, zs, strict=True):
+        if not z:
+            continue
+        d = locks.setdefault(
+            int(a),
+            {
+                "addr": hex(int(a)),
+                "name": n or f"{k} lock",
+                "kind": k,
+                "contended": 0,
+                "wait_ns_total": 0,
+            },
+        )
+        d["contended"] += 1
+        d["wait_ns_total"] += int(wt)
+    res["locks"] = sorted(locks.values(), key=lambda d: -d["contended"])
+    res["distinct_zsmalloc_lock_addrs"] = len(locks)
+    return res
+
+
+def write_sidecar(outdir: str | Path, trace_name: str = "trace") -> Path | None:
+    """Write ``<trace>.kernel/contention.json`` for a run whose capture exists; its path."""
+    out = Path(outdir)
+    if not (out / trace_name).is_dir():
+        return None
+    side = out / f"{trace_name}.kernel"
+    side.mkdir(exist_ok=True)
+    path = side / "contention.json"
+    path.write_text(json.dumps(summarize(out, trace_name), indent=1, sort_keys=True) + "\n")
+    return path
