@@ -69,7 +69,17 @@ _FIELDS: dict[str, pa.Field] = {f.name: f for f in REQUIRED_FIELDS + OPTIONAL_FI
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in REQUIRED_FIELDS)
 
 #: Event names with a defined meaning. Readers accept others (forward compatibility).
-ALLOCATOR_EVENTS = ("zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint")
+ALLOCATOR_EVENTS = (
+    "zs_malloc",
+    "zs_free",
+    "zs_compact",
+    "zs_migrate",
+    "checkpoint",
+    # optional (captures with object-access and return-value probes; replays may ignore them)
+    "zs_malloc_failed",
+    "zs_read",
+    "zs_write",
+)
 LOCK_EVENTS = ("lock_contention",)
 SWAP_EVENTS = (
     "zswap_store",

@@ -36,6 +36,7 @@ assert EVENT_DTYPE.itemsize == 80
 # event type codes (ZT_EV_*) and their trace-format names
 EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE, EV_LOCK = 1, 2, 3, 4, 5
 EV_ZSWAP_STORE, EV_ZSWAP_LOAD, EV_ZSWAP_WB, EV_ZSWAP_INVAL = 6, 7, 8, 9
+EV_READ, EV_WRITE, EV_MALLOC_FAIL = 10, 11, 12  # EV_MALLOC_FAIL: user space, from ret
 EVENT_NAMES: dict[int, str] = {
     EV_MALLOC: "zs_malloc",
     EV_FREE: "zs_free",
@@ -46,6 +47,9 @@ EVENT_NAMES: dict[int, str] = {
     EV_ZSWAP_LOAD: "zswap_load",
     EV_ZSWAP_WB: "zswap_writeback",
     EV_ZSWAP_INVAL: "zswap_invalidate",
+    EV_READ: "zs_read",
+    EV_WRITE: "zs_write",
+    EV_MALLOC_FAIL: "zs_malloc_failed",
 }
 SRC_KPROBE, SRC_KMEM_TP, SRC_LOCK_TP = 1, 2, 3
 DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin")

@@ -52,6 +52,16 @@ class Plan:
     ringbuf_bytes: int = 0
 
 
+#: (attach role, entry function, return function) of the object-access probes
+_READ_ROLES = (
+    ("map", "zt_map_entry", ""),
+    ("unmap", "", "zt_access_return"),
+    ("read_begin", "zt_read_begin_entry", ""),
+    ("read_end", "", "zt_access_return"),
+    ("obj_write", "zt_obj_write_entry", "zt_access_return"),
+)
+
+
 def make_plan(
     feats: Features,
     probes: list[str],
@@ -114,6 +124,15 @@ def make_plan(
                 if role in rep.attach:
                     plan.kprobes.append((rep.attach[role], entry, ret))
                     plan.optional_kprobes.add(rep.attach[role])
+            # Object access (reads and writes): map/unmap up to 6.15, obj_read/obj_write 6.16+.
+            reads = [(rep.attach[r], e, t) for r, e, t in _READ_ROLES if r in rep.attach]
+            if reads:
+                flags.append("-DZT_READS")
+                plan.kprobes += reads
+                plan.optional_kprobes.update(fn for fn, _, _ in reads)
+            # struct zspage's class bitfield follows huge:1 and fullness:FULLNESS_BITS, which
+            # grew from 2 to 4 bits in 6.4 (mm/zsmalloc.c).
+            flags.append(f"-DZT_ZSPAGE_CLASS_SHIFT={5 if feats.version >= (6, 4) else 3}")
             if pool and pool.startswith("0x"):
                 if not re.fullmatch(r"0x[0-9a-fA-F]+", pool):
                     raise ConfigError(f"`--pool` {pool!r} is not a hex address")
@@ -159,8 +178,12 @@ class Loaded:
         self.skipped: list[str] = []
         for fn, entry, ret in plan.kprobes:
             try:
-                self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
-                self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
+                # "" = no probe on that side (the read probes pair one function's entry
+                # with another's return: zs_map_object .. zs_unmap_object)
+                if entry:
+                    self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
+                if ret:
+                    self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
             except Exception as exc:
                 if fn in plan.optional_kprobes:
                     self.skipped.append(f"{fn} ({exc})")

@@ -28,6 +28,9 @@ from ztrace.capture import attribute
 from ztrace.capture.events import (
     EV_FREE,
     EV_LOCK,
+    EV_MALLOC,
+    EV_MALLOC_FAIL,
+    EV_MIGRATE,
     EV_ZSWAP_INVAL,
     EV_ZSWAP_LOAD,
     EV_ZSWAP_STORE,
@@ -250,6 +253,8 @@ class Capture:
             self.columns = [*lock_cols, *self.columns]
         if "zswap" in opts.probes:
             self.columns = [*self.columns, "swap_entry", "outcome", "compressed_bytes"]
+        if self.plan.modes.get("zsmalloc") == "kprobe":
+            self.columns = ["class_idx", *self.columns]  # zs_migrate's class
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
@@ -421,14 +426,17 @@ class Capture:
 
     def _table(self, ev: np.ndarray) -> pa.Table:
         n = len(ev)
-        typ = ev["type"]
+        # A zs_malloc that returned an error allocated nothing: its own event, so replays that
+        # count zs_malloc rows never replay it (issue 10).
+        typ = np.where((ev["type"] == EV_MALLOC) & (ev["ret"] != 0), EV_MALLOC_FAIL, ev["type"])
+        is_mig = typ == EV_MIGRATE
         cols: dict[str, pa.Array] = {
             "ts_ns": pa.array(ev["ts_ns"]),
             "cpu": pa.array(ev["cpu"]),
             "tid": pa.array(self._anon.ids(ev["tid"]) if self._anon else ev["tid"]),
             "event": _dict_column(typ.astype(np.int32) - 1, _EVENT_DICT),
             "pool": pa.array(ev["pool"]),
-            "size_bytes": pa.array(ev["size"]),
+            "size_bytes": pa.array(np.where(is_mig, 0, ev["size"]).astype(np.uint32)),
             "handle": pa.array(np.where(typ == EV_LOCK, 0, ev["handle"])),
             "duration_ns": pa.array(ev["duration_ns"]),
         }
@@ -458,6 +466,9 @@ class Capture:
                 )
                 kinds[is_lock] = kmap[inv.reshape(-1)]
             cols["lock_kind"] = _dict_column(kinds, self._lock_kinds, mask=not_lock)
+        if "class_idx" in self.columns:  # zt_migrate_entry puts the class in `size`
+            ok = is_mig & (ev["size"] < 0x1FF)
+            cols["class_idx"] = pa.array(ev["size"].astype(np.int16), mask=~ok)
         if "swap_entry" in self.columns:
             is_swap = (typ >= EV_ZSWAP_STORE) & (typ <= EV_ZSWAP_INVAL)
             cols["swap_entry"] = pa.array(ev["aux"], mask=~is_swap)
