@@ -145,6 +145,59 @@ TRACEPOINT_PROBE(lock, contention_end)
 	lock_begin.delete(&tid);
 	return 0;
 }
+
+#ifdef ZT_SPIN_SLOWPATH
+/*
+ * lock:contention_begin misses most spinlock contention: qspinlock's first waiter spins on the
+ * pending bit and returns before the tracepoint, which sits on the MCS-queue path only
+ * (6.1.192 kernel/locking/qspinlock.c:queued_spin_lock_slowpath, `queue:` label). With two
+ * CPUs there is never a second waiter to queue, so a 2-vCPU guest traces no spinlock
+ * contention at all. Every contended spin_lock() does enter queued_spin_lock_slowpath(lock,
+ * val), though: a kprobe/kretprobe pair there sees all of them, with the wait as the span.
+ */
+struct zt_spin_begin {
+	u64 ts;
+	u64 addr;
+	s32 stack_id;
+	u32 pad;
+};
+BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
+
+int zt_spin_slow_entry(struct pt_regs *ctx)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	u32 tid = (u32)pid_tgid;
+	struct zt_spin_begin b = {};
+	b.addr = PT_REGS_PARM1(ctx);
+	b.stack_id = stacks.get_stackid(ctx, 0);
+	b.ts = bpf_ktime_get_ns();
+	if (spin_begin.update(&tid, &b))
+		zt_drop(ZT_DROP_INFLIGHT);
+	return 0;
+}
+
+int zt_spin_slow_return(struct pt_regs *ctx)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tid = (u32)pid_tgid;
+	struct zt_spin_begin *b = spin_begin.lookup(&tid);
+	if (!b)
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	struct zs_event *e = zt_reserve(ZT_EV_SPIN, ZT_SRC_KPROBE, b->ts, pid_tgid);
+	if (e) {
+		e->handle = b->addr;
+		e->duration_ns = now - b->ts;
+		e->stack_id = b->stack_id;
+		e->ret = 1;  /* LCB_F_SPIN */
+		events.ringbuf_submit(e, ZT_SUBMIT_FLAGS);
+	}
+	spin_begin.delete(&tid);
+	return 0;
+}
+#endif
 #endif
 
 /* ------------------------------------------- kmem tracepoints (tracepoint-only kernels) */

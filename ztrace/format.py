@@ -80,7 +80,7 @@ ALLOCATOR_EVENTS = (
     "zs_read",
     "zs_write",
 )
-LOCK_EVENTS = ("lock_contention",)
+LOCK_EVENTS = ("lock_contention", "spin_slowpath")
 SWAP_EVENTS = (
     "zswap_store",
     "zswap_load",

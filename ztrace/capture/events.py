@@ -37,6 +37,7 @@ assert EVENT_DTYPE.itemsize == 80
 EV_MALLOC, EV_FREE, EV_COMPACT, EV_MIGRATE, EV_LOCK = 1, 2, 3, 4, 5
 EV_ZSWAP_STORE, EV_ZSWAP_LOAD, EV_ZSWAP_WB, EV_ZSWAP_INVAL = 6, 7, 8, 9
 EV_READ, EV_WRITE, EV_MALLOC_FAIL = 10, 11, 12  # EV_MALLOC_FAIL: user space, from ret
+EV_SPIN = 13  # queued_spin_lock_slowpath kprobe: every contended spinlock (ZT_SPIN_SLOWPATH)
 EVENT_NAMES: dict[int, str] = {
     EV_MALLOC: "zs_malloc",
     EV_FREE: "zs_free",
@@ -50,6 +51,7 @@ EVENT_NAMES: dict[int, str] = {
     EV_READ: "zs_read",
     EV_WRITE: "zs_write",
     EV_MALLOC_FAIL: "zs_malloc_failed",
+    EV_SPIN: "spin_slowpath",
 }
 SRC_KPROBE, SRC_KMEM_TP, SRC_LOCK_TP = 1, 2, 3
 DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin")

@@ -96,6 +96,16 @@ def make_plan(
         plan.missing[name] = list(rep.missing)
         if name == "locks":
             flags.append("-DZT_LOCKS")
+            # The tracepoint misses qspinlock's pending-bit waiter (probes/zs_capture.bpf.c,
+            # ZT_SPIN_SLOWPATH); where kprobes exist, also time every slowpath entry.
+            # x86 with CONFIG_PARAVIRT_SPINLOCKS (Debian) names it native_queued_spin_lock_slowpath.
+            slow = ks.variant("native_queued_spin_lock_slowpath") or ks.variant(
+                "queued_spin_lock_slowpath"
+            )
+            if feats.kprobes and slow:
+                flags.append("-DZT_SPIN_SLOWPATH")
+                plan.kprobes.append((slow, "zt_spin_slow_entry", "zt_spin_slow_return"))
+                plan.optional_kprobes.add(slow)
         elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":
             rng = ks.range("zs_malloc")
             if rng is None:

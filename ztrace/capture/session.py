@@ -31,6 +31,7 @@ from ztrace.capture.events import (
     EV_MALLOC,
     EV_MALLOC_FAIL,
     EV_MIGRATE,
+    EV_SPIN,
     EV_ZSWAP_INVAL,
     EV_ZSWAP_LOAD,
     EV_ZSWAP_STORE,
@@ -437,10 +438,10 @@ class Capture:
             "event": _dict_column(typ.astype(np.int32) - 1, _EVENT_DICT),
             "pool": pa.array(ev["pool"]),
             "size_bytes": pa.array(np.where(is_mig, 0, ev["size"]).astype(np.uint32)),
-            "handle": pa.array(np.where(typ == EV_LOCK, 0, ev["handle"])),
+            "handle": pa.array(np.where((typ == EV_LOCK) | (typ == EV_SPIN), 0, ev["handle"])),
             "duration_ns": pa.array(ev["duration_ns"]),
         }
-        is_lock = typ == EV_LOCK
+        is_lock = (typ == EV_LOCK) | (typ == EV_SPIN)  # both carry lock columns
         if "lock_addr" in self.columns:
             not_lock = ~is_lock
             cols["lock_addr"] = pa.array(ev["handle"], mask=not_lock)

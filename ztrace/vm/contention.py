@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,25 +84,8 @@ def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
     }
     res["event_counts"] = counts
     res["pools"] = [hex(p) for p in sorted(pools)]
-    lk = t.filter(pc.equal(ev, "lock_contention"))
     res["has_lock_rows"] = "lock_kind" in t.column_names
-    addr = (
-        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
-        if lk.num_rows
-        else np.zeros(0, np.uint64)
-    )
-    wait = (
-        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
-        if lk.num_rows
-        else np.zeros(0, np.uint64)
-    )
-    kind = (
-        np.asarray(
-            lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
-        )
-        if lk.num_rows
-        else np.zeros(0, object)
-    )
+    frames = _stack_frames(trace)
 
     def addr_name(a: int) -> str:
         for p in pools:
@@ -110,39 +94,118 @@ def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
                 return f"pool.{lock_offsets[off]}"
         return ""
 
+    tp = t.filter(pc.equal(ev, "lock_contention"))
+    slow = t.filter(pc.equal(ev, "spin_slowpath"))
+    res["tracepoint"] = _measure(tp, addr_name, frames)
+    res["has_spin_slowpath"] = counts.get("spin_slowpath", 0) > 0
+    if slow.num_rows or res["has_spin_slowpath"]:
+        # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
+        # mutex and rwsem rows of the tracepoint (those it does report in full).
+        flags = (
+            np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
+            if tp.num_rows
+            else np.zeros(0, np.uint32)
+        )
+        not_plain_spin = pa.array(flags != 1)
+        both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
+        res["all_contended"] = _measure(both, addr_name, frames)
+        primary, res["source"] = res["all_contended"], "spin_slowpath kprobe + lock tracepoint"
+    else:
+        primary, res["source"] = res["tracepoint"], "lock tracepoint (queued spinlock waiters only)"
+    res["zsmalloc"] = primary["zsmalloc"]
+    res["other"] = primary["other"]
+    res["by_kind"] = primary["by_kind"]
+    res["locks"] = primary["locks"]
+    res["distinct_zsmalloc_lock_addrs"] = len(primary["locks"])
+    return res
+
+
+_RW_INTERNAL = ("queued_read_lock_slowpath", "queued_write_lock_slowpath")
+
+
+def _stack_frames(trace: Path) -> dict[int, list[str]]:
+    path = trace / "stacks.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _measure(
+    lk: pa.Table, addr_name: Callable[[int], str], frames: dict[int, list[str]]
+) -> dict[str, Any]:
+    """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other."""
+    n = lk.num_rows
+    addr = (
+        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
+        if n
+        else np.zeros(0, np.uint64)
+    )
+    wait = (
+        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
+        if n
+        else np.zeros(0, np.uint64)
+    )
+    kind = (
+        np.asarray(
+            lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
+        )
+        if n
+        else np.zeros(0, object)
+    )
+    sid = (
+        np.asarray(lk.column("stack_id").fill_null(-1), dtype=np.int64)
+        if n
+        else np.zeros(0, np.int64)
+    )
+    # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
+    # (reported by the tracepoint as rwlock:R/W), not a second lock.
+    internal = np.array(
+        [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
+        dtype=bool,
+    )
     names = np.array([addr_name(int(a)) for a in addr], dtype=object)
-    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool)
+    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
-    by_addr_only = (~is_zs) & (names != "")
+    by_addr_only = (~is_zs) & (names != "") & ~internal
     zs = is_zs | by_addr_only
     w = wait[zs]
-    res["zsmalloc"] = {
-        "contended": int(zs.sum()),
-        "wait_ns_total": int(w.sum()),
-        "wait_ns_p50": _pct(w, 50),
-        "wait_ns_p99": _pct(w, 99),
-        "wait_ns_max": int(w.max()) if w.size else 0,
-        "attributed_by_stack": int(is_zs.sum()),
-        "attributed_by_address_only": int(by_addr_only.sum()),
-        "stack_and_address_agree": int((is_zs & (names != "")).sum()),
-    }
-    res["other"] = {"contended": int((~zs).sum()), "wait_ns_total": int(wait[~zs].sum())}
-    res["by_kind"] = {
-        k: {
-            "contended": int((kind[zs] == k).sum()),
-            "wait_ns_total": int(wait[zs][kind[zs] == k].sum()),
-        }
-        for k in ZS_KINDS
+    out: dict[str, Any] = {
+        "rows": int(n),
+        "rwlock_internal_excluded": int(internal.sum()),
+        "zsmalloc": {
+            "contended": int(zs.sum()),
+            "wait_ns_total": int(w.sum()),
+            "wait_ns_p50": _pct(w, 50),
+            "wait_ns_p99": _pct(w, 99),
+            "wait_ns_max": int(w.max()) if w.size else 0,
+            "attributed_by_stack": int(is_zs.sum()),
+            "attributed_by_address_only": int(by_addr_only.sum()),
+            "stack_and_address_agree": int((is_zs & (names != "")).sum()),
+        },
+        "other": {
+            "contended": int((~zs & ~internal).sum()),
+            "wait_ns_total": int(wait[~zs & ~internal].sum()),
+        },
+        "by_kind": {
+            k: {
+                "contended": int((kind[zs] == k).sum()),
+                "wait_ns_total": int(wait[zs][kind[zs] == k].sum()),
+            }
+            for k in ZS_KINDS
+        },
     }
     locks: dict[int, dict[str, Any]] = {}
-    for a, k, n, wt, z in zip(addr, kind, names, wait, zs, strict=True):
+    for a, k, nm, wt, z in zip(addr, kind, names, wait, zs, strict=True):
         if not z:
             continue
         d = locks.setdefault(
             int(a),
             {
                 "addr": hex(int(a)),
-                "name": n or f"{k} lock",
+                "name": nm or f"{k} lock",
                 "kind": k,
                 "contended": 0,
                 "wait_ns_total": 0,
@@ -150,9 +213,8 @@ def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
         )
         d["contended"] += 1
         d["wait_ns_total"] += int(wt)
-    res["locks"] = sorted(locks.values(), key=lambda d: -d["contended"])
-    res["distinct_zsmalloc_lock_addrs"] = len(locks)
-    return res
+    out["locks"] = sorted(locks.values(), key=lambda d: -d["contended"])
+    return out
 
 
 def write_sidecar(outdir: str | Path, trace_name: str = "trace") -> Path | None:

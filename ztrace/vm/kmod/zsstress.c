@@ -19,7 +19,11 @@
  *
  * Parameters (all read-only after load):
  *   threads=2 ops=20000 duration_ms=0 live=256 size_min=64 size_max=3072 size_fixed=0
- *   read_pct=30 think_ns=0 compact_ms=0 gfp_noretry=1 seed=1
+ *   read_pct=30 think_ns=0 compact_ms=0 gfp_noretry=1 bind=1 seed=1
+ *
+ * Threads are bound round-robin to the online CPUs (bind=1) and released together: without it,
+ * freshly woken CPU-bound kthreads were seen stacked on one vCPU of a 2-vCPU 6.1 guest, running
+ * one after the other (elapsed = the sum of the threads' times) and never contending.
  *
  * Kernel API, per version (include/linux/zsmalloc.h):
  *   - zs_create_pool(name), zs_destroy_pool, zs_free: unchanged 5.x .. 6.18.
@@ -79,6 +83,9 @@ MODULE_PARM_DESC(compact_ms, "run zs_compact() every this many ms in its own kth
 static bool gfp_noretry = true;
 module_param(gfp_noretry, bool, 0444);
 MODULE_PARM_DESC(gfp_noretry, "allocate with __GFP_NORETRY|__GFP_NOWARN (may fail under pressure)");
+static bool bind = true;
+module_param(bind, bool, 0444);
+MODULE_PARM_DESC(bind, "bind thread i to online CPU i mod nr (else the scheduler may stack them on one CPU)");
 static uint seed = 1;
 module_param(seed, uint, 0444);
 MODULE_PARM_DESC(seed, "PRNG seed (per thread: seed + thread index)");
@@ -100,6 +107,7 @@ static struct zss_worker *workers;
 static struct task_struct *compactor;
 static atomic_t running;
 static DECLARE_COMPLETION(all_done);
+static DECLARE_COMPLETION(go);	/* every thread starts together, so they really overlap */
 static unsigned long deadline;
 static u64 compactions, compacted_pages;
 static int nworkers;
@@ -215,7 +223,10 @@ static int zss_worker_fn(void *arg)
 {
 	struct zss_worker *w = arg;
 	long done = 0;
-	u64 t0 = ktime_get_ns();
+	u64 t0;
+
+	wait_for_completion(&go);
+	t0 = ktime_get_ns();
 
 	while (!zss_should_stop(done)) {
 		u32 slot = zss_rand(&w->rng) % (u32)live;
@@ -308,7 +319,7 @@ static void zss_teardown(void)
 
 static int __init zss_init(void)
 {
-	u64 t0, el, m = 0, mf = 0, f = 0, r = 0, wr = 0, bad = 0;
+	u64 t0, el, m = 0, mf = 0, f = 0, r = 0, wr = 0, bad = 0, busy = 0;
 	int t;
 
 	if (threads < 1 || threads > ZSS_MAX_THREADS || live < 1 || ops < 0 || duration_ms < 0 ||
@@ -352,9 +363,12 @@ static int __init zss_init(void)
 				complete(&all_done);
 			break;
 		}
+		if (bind)
+			kthread_bind(k, cpumask_nth(t % num_online_cpus(), cpu_online_mask));
 		workers[t].task = k;
 		wake_up_process(k);
 	}
+	complete_all(&go);
 	if (compact_ms > 0) {
 		compactor = kthread_run(zss_compact_fn, NULL, "zsstress/compact");
 		if (IS_ERR(compactor))
@@ -369,9 +383,10 @@ static int __init zss_init(void)
 		r += workers[t].reads;
 		wr += workers[t].writes;
 		bad += workers[t].bad_data;
+		busy += workers[t].busy_ns;
 	}
-	pr_info("zsstress: done elapsed_ns=%llu mallocs=%llu malloc_fail=%llu frees=%llu reads=%llu writes=%llu bad_data=%llu compactions=%llu compacted_pages=%llu pool_pages=%lu\n",
-		el, m, mf, f, r, wr, bad, compactions, compacted_pages, zs_get_total_pages(pool));
+	pr_info("zsstress: done elapsed_ns=%llu mallocs=%llu malloc_fail=%llu frees=%llu reads=%llu writes=%llu bad_data=%llu thread_ns_sum=%llu compactions=%llu compacted_pages=%llu pool_pages=%lu\n",
+		el, m, mf, f, r, wr, bad, busy, compactions, compacted_pages, zs_get_total_pages(pool));
 	return 0;
 nomem:
 	zss_teardown();

@@ -96,7 +96,7 @@ zs_pool_layout() {
   if [ "$btf" = /sys/kernel/btf/vmlinux ]; then
     bpftool btf dump file $btf >/tmp/btf.txt 2>/dev/null
   else
-    bpftool btf dump file $btf base /sys/kernel/btf/vmlinux >/tmp/btf.txt 2>/dev/null
+    bpftool -B /sys/kernel/btf/vmlinux btf dump file $btf >/tmp/btf.txt 2>/dev/null
   fi
   python3 "$VM/counters.py" --pool-layout /tmp/btf.txt >"$O/zs_pool_layout.json" \
     || log "zs_pool_layout: no struct zs_pool in $btf"
