@@ -162,7 +162,12 @@ def _measure(
     )
     # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
     # (reported by the tracepoint as rwlock:R/W), not a second lock.
-    internal = np.array(
+    flags = (
+        np.asarray(lk.column("lock_flags").fill_null(0), dtype=np.uint32)
+        if n
+        else np.zeros(0, np.uint32)
+    )
+    internal = (flags == 1) & np.array(
         [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
         dtype=bool,
     )
@@ -171,6 +176,7 @@ def _measure(
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
     by_addr_only = (~is_zs) & (names != "") & ~internal
     zs = is_zs | by_addr_only
+    kind = np.where(by_addr_only, "pool", kind)  # pool.* members are the pool's locks
     w = wait[zs]
     out: dict[str, Any] = {
         "rows": int(n),

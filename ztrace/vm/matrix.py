@@ -33,9 +33,9 @@ class Cell:
 
 #: At least four workloads, each at two or more concurrency levels (issue 10).
 CELLS: tuple[Cell, ...] = (
-    Cell("zsstress-none", "zsstress", {"level": "none"}),
-    Cell("zsstress-light", "zsstress", {"level": "light"}),
-    Cell("zsstress-heavy", "zsstress", {"level": "heavy"}),
+    Cell("zsstress-none", "zsstress", {"level": "none", "ops": "10000"}),
+    Cell("zsstress-light", "zsstress", {"level": "light", "ops": "10000"}),
+    Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
     Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32"}),
     Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8"}),
     Cell("zram-rw-j1", "zram-rw", {"jobs": "1", "mb_per_job": "32", "runtime": "8"}),
@@ -46,13 +46,11 @@ CELLS: tuple[Cell, ...] = (
 
 
 def cells_named(names: Sequence[str] | None) -> list[Cell]:
-    """The cells whose names match (exactly, or as a prefix such as ``zsstress``)."""
+    """The cells named, or all cells of a scenario named (``zram`` = zram-j1, zram-j4)."""
     if not names:
         return list(CELLS)
-    out = [c for c in CELLS if any(c.name == n or c.name.startswith(n + "-") for n in names)]
-    unknown = [
-        n for n in names if not any(c.name == n or c.name.startswith(n + "-") for c in CELLS)
-    ]
+    out = [c for c in CELLS if any(n in (c.name, c.scenario) for n in names)]
+    unknown = [n for n in names if not any(n in (c.name, c.scenario) for c in CELLS)]
     if unknown:
         raise VmError(
             f"unknown matrix cell {unknown[0]!r}; choose from {', '.join(c.name for c in CELLS)}"

@@ -98,10 +98,14 @@ def scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem != "lib")
 
 
+def _declares(scenario: str, what: str) -> bool:
+    path = SCENARIO_DIR / f"{scenario}.sh"
+    return path.is_file() and f"# ztrace-vm: {what}" in path.read_text()
+
+
 def needs_kmod(scenario: str) -> bool:
     """Whether ``scenario`` loads zsstress.ko (its script says ``# ztrace-vm: needs-kmod``)."""
-    path = SCENARIO_DIR / f"{scenario}.sh"
-    return path.is_file() and "# ztrace-vm: needs-kmod" in path.read_text()
+    return _declares(scenario, "needs-kmod")
 
 
 def find_image() -> VmImage | None:
@@ -237,6 +241,10 @@ def run_scenario(
         ko = build_module(image, kernel)
         (out / "kmod").mkdir()
         shutil.copy(ko, out / "kmod" / ko.name)
+    if _declares(scenario, "needs-wheels"):
+        from ztrace.vm.guestpip import stage
+
+        stage(image, out)
     console = out / "console.log"
     cmd = qemu_command(
         image,
@@ -282,6 +290,7 @@ def run_scenario(
         params=dict(params or {}),
     )
     (out / "vm.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    shutil.rmtree(out / "wheels", ignore_errors=True)  # install media, not a result
     if rc == 0 and (out / "trace").is_dir():
         # Measured zsmalloc contention (by stack and lock address) beside the trace.
         from ztrace.vm.contention import write_sidecar
