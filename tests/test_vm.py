@@ -195,6 +195,36 @@ def test_zsstress_module_builds_for_both_guest_kernels(image: vmrun.VmImage) -> 
         assert f"vermagic={release} ".encode() in ko.read_bytes()
 
 
+# ---------------------------------------- bundled zsstress pair (replays/samples, no guest)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "replays" / "samples"
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_bundled_zsstress_pair_matches_its_sidecar(kernel: str) -> None:
+    """The shipped 6.1/6.12 zsstress captures re-attribute to their recorded contention."""
+    from ztrace.format import read_meta
+    from ztrace.vm.contention import summarize_trace
+
+    name = f"guest-{kernel}-zsstress"
+    trace, aux = SAMPLES / name, SAMPLES / f"{name}.kernel"
+    side = json.loads((aux / "contention.json").read_text())
+    again = summarize_trace(trace, aux)
+    assert again["zsmalloc"] == side["zsmalloc"] and again["locks"] == side["locks"]
+    assert read_meta(trace).kernel_release.startswith(kernel + ".")
+    assert side["lost_events"] == 0
+    zs = side["zsmalloc"]
+    assert (
+        zs["contended"] > 0
+        and zs["stack_and_address_agree"] + zs["attributed_by_address_only"] <= zs["contended"]
+    )
+    if kernel == "6.1":  # one pool spinlock: every zsmalloc contention is on it
+        assert [lk["name"] for lk in side["locks"]] == ["pool.lock"]
+        assert side["by_kind"]["pool"]["contended"] == zs["contended"]
+    else:  # class locks; zs_free's migrate_lock read side never waits without a writer
+        assert side["by_kind"]["class"]["contended"] > 0
+
+
 # ---------------------------------------------------------------- harness checks (no guest)
 
 

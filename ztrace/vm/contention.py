@@ -48,8 +48,13 @@ def _pct(a: np.ndarray, q: float) -> int:
 
 def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
     """Contention summary of the run in ``outdir`` (its ``trace/`` capture and guest files)."""
-    out = Path(outdir)
-    trace = out / trace_name
+    return summarize_trace(Path(outdir) / trace_name, Path(outdir))
+
+
+def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
+    """Contention summary of ``trace``; ``aux`` holds zs_pool_layout.json / zsstress.log
+    (the run directory, or a bundled sample's ``NAME.kernel/``)."""
+    trace, out = Path(trace), Path(aux)
     t, lost = _read(trace)
     layout: dict[str, Any] = {}
     if (out / "zs_pool_layout.json").is_file():

@@ -36,6 +36,8 @@ CELLS: tuple[Cell, ...] = (
     Cell("zsstress-none", "zsstress", {"level": "none", "ops": "10000"}),
     Cell("zsstress-light", "zsstress", {"level": "light", "ops": "10000"}),
     Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
+    # heavy, but sizes spread over ~100 classes: one pool lock (6.1) vs many class locks (6.12)
+    Cell("zsstress-spread", "zsstress", {"level": "heavy", "ops": "10000", "size_fixed": "0"}),
     Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32"}),
     Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8"}),
     Cell("zram-rw-j1", "zram-rw", {"jobs": "1", "mb_per_job": "32", "runtime": "8"}),
