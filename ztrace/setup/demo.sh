@@ -29,6 +29,12 @@ zt sweep "$samples/guest-6.12-zswap" --lru "$lru" --pool-limits 4M,8M,16M,32M,60
 zt report "$out/results-lru"
 zt dashboard "$out/results-lru" -o "$out/report-lru.html"
 
+echo >&2
+echo "== ztrace demo: measured zsmalloc contention, the same zsstress load on 6.1 and 6.12" >&2
+for k in 6.1 6.12; do
+  "$vpy" -m ztrace.vm.contention "$samples/guest-$k-zsstress"
+done
+
 dir=$(cd "$out" && pwd)
 echo >&2
 echo "demo: results in $dir/results and $dir/results-lru (Parquet), summaries in $dir/summary*.json" >&2

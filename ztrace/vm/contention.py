@@ -238,3 +238,29 @@ def write_sidecar(outdir: str | Path, trace_name: str = "trace") -> Path | None:
     path = side / "contention.json"
     path.write_text(json.dumps(summarize(out, trace_name), indent=1, sort_keys=True) + "\n")
     return path
+
+
+def one_line(side: dict[str, Any], label: str) -> str:
+    """``make demo``'s line for one measured run."""
+    z, tp = side["zsmalloc"], side.get("tracepoint", {}).get("zsmalloc", {})
+    locks = ", ".join(f"{lk['name']} {lk['contended']}" for lk in side["locks"][:3]) or "-"
+    return (
+        f"{label}: {z['contended']} contended, {z['wait_ns_total'] / 1e6:.1f} ms total wait "
+        f"(p50 {z.get('wait_ns_p50', 0) / 1e3:.1f} us, p99 {z.get('wait_ns_p99', 0) / 1e3:.1f} us)"
+        f" on {locks}; lock:contention_begin alone saw {tp.get('contended', 0)}"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        side_path = Path(arg + ".kernel") / "contention.json"
+        if not side_path.is_file():
+            side_path = Path(arg) / "trace.kernel" / "contention.json"
+        try:
+            data = json.loads(side_path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"ztrace: error: {side_path}: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print(one_line(data, f"{data.get('kernel_release') or Path(arg).name}"))
