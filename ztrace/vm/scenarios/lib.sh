@@ -109,6 +109,7 @@ common_start() {
   # Load zsmalloc (a module on 6.1, built in on 6.12) and zram first, so the inventory and
   # doctor see their symbols; scenarios' later `modprobe zram` calls are then no-ops.
   modprobe zsmalloc 2>/dev/null; modprobe zram num_devices=1 || log "modprobe zram failed"
+  zs_pool_layout  # lets the host name contended locks by address (ztrace/vm/contention.py)
   python3 "$VM/counters.py" --inventory || log "inventory failed"
   have_capture; log "ztrace capture available: $CAPTURE_AVAILABLE"
   doctor

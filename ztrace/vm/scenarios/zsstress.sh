@@ -26,8 +26,6 @@ ARGS="$ARGS size_fixed=$(karg size_fixed $FIXED) read_pct=$(karg read_pct 30)"
 ARGS="$ARGS think_ns=$(karg think_ns $THINK) compact_ms=$(karg compact_ms 0) seed=$(karg seed 1)"
 KO=$O/kmod/zsstress.ko
 [ -f "$KO" ] || die "no $KO (the host builds it: ztrace/vm/kmod.py)"
-modprobe zsmalloc 2>/dev/null
-zs_pool_layout
 echo "level=$LEVEL $ARGS" >"$O/zsstress.args"
 snap before
 # insmod returns when every thread has finished; rmmod frees the objects and the pool.
