@@ -303,6 +303,7 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
         ("lock_contention", lock, "pool", 90, 1, 1),  # queued waiter: a subset of the above
         ("lock_contention", 0x1234, "pool", 40, 2 | 1, 4),  # rwlock:R, tracepoint only
         ("spin_slowpath", 0x5678, "other", 1000, 1, 5),  # not zsmalloc
+        ("spin_slowpath", 0x9ABC, "class", 500, 1, 6),  # an irq inside zs_free: not zsmalloc's
     ]
     n = len(rows)
     t = make_events(
@@ -326,6 +327,13 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
                 "3": ["native_queued_spin_lock_slowpath", "queued_read_lock_slowpath", "zs_free"],
                 "4": ["queued_read_lock_slowpath", "zs_free"],
                 "5": ["native_queued_spin_lock_slowpath", "try_to_wake_up"],
+                "6": [
+                    "native_queued_spin_lock_slowpath",
+                    "_raw_spin_lock_irqsave",
+                    "vring_interrupt",
+                    "asm_common_interrupt",
+                    "zs_free",
+                ],
             }
         )
     )
@@ -339,7 +347,8 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
     assert zs["contended"] == 4 and zs["wait_ns_total"] == 220
     assert zs["attributed_by_address_only"] == 1 and zs["stack_and_address_agree"] == 1
     assert s["all_contended"]["rwlock_internal_excluded"] == 1
-    assert s["other"] == {"contended": 1, "wait_ns_total": 1000}
+    assert s["other"] == {"contended": 2, "wait_ns_total": 1500}
+    assert s["all_contended"]["irq_inside_zsmalloc_excluded"] == 1
     assert s["by_kind"]["pool"]["contended"] == 2 + 1  # incl. the rwlock:R row's kind
     assert s["locks"][0] == {
         "addr": hex(lock),

@@ -126,6 +126,30 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
 
 
 _RW_INTERNAL = ("queued_read_lock_slowpath", "queued_write_lock_slowpath")
+#: Frames where an interrupt or softirq was entered: a lock taken above one of these (nearer the
+#: top of the stack) belongs to the interrupt, not to the zsmalloc function it interrupted.
+_IRQ_ENTRY = (
+    "asm_common_interrupt",
+    "common_interrupt",
+    "asm_sysvec_",
+    "sysvec_",
+    "__do_softirq",
+    "handle_softirqs",
+    "irq_exit_rcu",
+    "__irq_exit_rcu",
+    "do_softirq",
+)
+
+
+def _irq_before_zs(frames: list[str]) -> bool:
+    """True when the waiter is an interrupt that landed inside a zsmalloc function."""
+    for f in frames:
+        name = f.split("+")[0]
+        if name.startswith(_IRQ_ENTRY):
+            return True
+        if name.startswith("zs_") or name.startswith("__zs_") or name in ("obj_malloc", "obj_free"):
+            return False
+    return False
 
 
 def _stack_frames(trace: Path) -> dict[int, list[str]]:
@@ -177,7 +201,10 @@ def _measure(
         dtype=bool,
     )
     names = np.array([addr_name(int(a)) for a in addr], dtype=object)
-    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal
+    # The stack attribution takes the first zsmalloc frame; an interrupt taken inside, say,
+    # zs_unmap_object that then waits on a driver lock has that frame too, below the irq entry.
+    in_irq = np.array([_irq_before_zs(frames.get(int(i), [])) for i in sid], dtype=bool)
+    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal & ~in_irq
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
     by_addr_only = (~is_zs) & (names != "") & ~internal
     zs = is_zs | by_addr_only
@@ -186,6 +213,7 @@ def _measure(
     out: dict[str, Any] = {
         "rows": int(n),
         "rwlock_internal_excluded": int(internal.sum()),
+        "irq_inside_zsmalloc_excluded": int((in_irq & (kind != "other")).sum()),
         "zsmalloc": {
             "contended": int(zs.sum()),
             "wait_ns_total": int(w.sum()),
