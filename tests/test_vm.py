@@ -199,6 +199,29 @@ def test_zsstress_module_builds_for_both_guest_kernels(image: vmrun.VmImage) -> 
         assert f"vermagic={release} ".encode() in ko.read_bytes()
 
 
+# ------------------------------------------------------------ zram oracle inside the guest
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_zram_oracle_in_the_61_guest(
+    image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """6.1 runs the <= 6.3 fullness generation and the legacy class table: 0 mismatches.
+
+    The heaviest VM test (~11 min under load: pip-installing numba ~2.5 min and JIT-compiling
+    the model under TCG dominate), so it runs on 6.1 only, the kernel the host cannot check.
+    """
+    out = tmp_path_factory.mktemp("vm-oracle-6.1")
+    vmrun.run_scenario("6.1", "oracle", out, params={"ops": "2000"}, timeout=1500)
+    res = json.loads((out / "oracle.json").read_text())
+    assert res["kernel_release"].startswith("6.1.")
+    assert res["checkpoints"] > 0 and res["zs_malloc_events"] > 0
+    assert res["mismatches_before_compaction"] == 0
+    assert res["mismatches_after_compaction"] == 0
+    assert res["per_op_mismatches"] == 0 and res["classification_errors"] == 0
+
+
 # ---------------------------------------- bundled zsstress pair (replays/samples, no guest)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "replays" / "samples"

@@ -15,8 +15,9 @@ python3 -m pip install -q --no-index --find-links "$O/wheels" --break-system-pac
 log "numba installed in $(awk "BEGIN{print $(ts)-$t0}")s"
 modprobe zram num_devices=1 || die "modprobe zram"
 snap before
-phase oracle python3 -m ztrace oracle zram --ops "$OPS" --slots "$SLOTS" --comp "$(karg comp lz4)" \
-  --seed "$(karg seed 1)" --json >"$O/oracle.json"
+# stdout of the oracle alone goes to oracle.json (phase() logs to stdout too)
+phase oracle /bin/sh -c "python3 -m ztrace oracle zram --ops $OPS --slots $SLOTS \
+  --comp $(karg comp lz4) --seed $(karg seed 1) --json >$O/oracle.json"
 rc=$?
 snap after
 log "oracle rc=$rc"
