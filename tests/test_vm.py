@@ -399,7 +399,7 @@ def test_scenarios_are_listed() -> None:
     assert {"zram", "zswap", "swap-zram", "inventory", "zsstress", "zram-rw"} <= set(
         vmrun.scenarios()
     )
-    assert "lib" not in vmrun.scenarios()
+    assert "lib" not in vmrun.scenarios() and "cgexec" not in vmrun.scenarios()
 
 
 def test_qemu_command_shares_tree_read_only_and_keeps_image_clean(tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def image_key() -> str:
 
 def scenarios() -> list[str]:
     """Names of the guest scenarios (``scenarios/NAME.sh``)."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem != "lib")
+    # lib.sh and cgexec.sh are helpers the scenarios source or exec, not scenarios
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem not in ("lib", "cgexec"))
 
 
 def _declares(scenario: str, what: str) -> bool:
