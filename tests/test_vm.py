@@ -327,6 +327,7 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
         ("lock_contention", 0x1234, "pool", 40, 2 | 1, 4),  # rwlock:R, tracepoint only
         ("spin_slowpath", 0x5678, "other", 1000, 1, 5),  # not zsmalloc
         ("spin_slowpath", 0x9ABC, "class", 500, 1, 6),  # an irq inside zs_free: not zsmalloc's
+        ("spin_slowpath", 0xDEF0, "class", 9, 1, 7),  # zone lock under alloc_zspage: a callee's
     ]
     n = len(rows)
     t = make_events(
@@ -357,6 +358,14 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
                     "asm_common_interrupt",
                     "zs_free",
                 ],
+                "7": [
+                    "native_queued_spin_lock_slowpath",
+                    "_raw_spin_lock_irqsave",
+                    "rmqueue_bulk",
+                    "get_page_from_freelist",
+                    "alloc_zspage",
+                    "zs_malloc",
+                ],
             }
         )
     )
@@ -370,8 +379,9 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
     assert zs["contended"] == 4 and zs["wait_ns_total"] == 220
     assert zs["attributed_by_address_only"] == 1 and zs["stack_and_address_agree"] == 1
     assert s["all_contended"]["rwlock_internal_excluded"] == 1
-    assert s["other"] == {"contended": 2, "wait_ns_total": 1500}
+    assert s["other"] == {"contended": 3, "wait_ns_total": 1509}
     assert s["all_contended"]["irq_inside_zsmalloc_excluded"] == 1
+    assert s["all_contended"]["callee_lock_excluded"] == 1
     assert s["by_kind"]["pool"]["contended"] == 2 + 1  # incl. the rwlock:R row's kind
     assert s["locks"][0] == {
         "addr": hex(lock),

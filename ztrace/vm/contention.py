@@ -141,6 +141,42 @@ _IRQ_ENTRY = (
 )
 
 
+def _is_lock_primitive(name: str) -> bool:
+    return (
+        name.startswith(("_raw_", "__raw_", "do_raw_", "queued_", "native_queued_", "__pv_"))
+        or "lock_slowpath" in name
+    )
+
+
+def _zs_frame(name: str) -> bool:
+    return name.startswith(("zs_", "__zs_")) or name in _ZS_INTERNAL
+
+
+#: zsmalloc's own static functions that take its locks when not inlined (mm/zsmalloc.c)
+_ZS_INTERNAL = frozenset(
+    {
+        "obj_malloc",
+        "obj_free",
+        "migrate_read_lock",
+        "migrate_write_lock",
+        "find_get_zspage",
+        "async_free_zspage",
+        "free_zspage",
+        "__free_zspage",
+        "zs_page_migrate",
+    }
+)
+
+
+def _callee_lock(frames: list[str]) -> bool:
+    """True when the lock was taken by a function zsmalloc called (the page allocator's zone
+    lock under alloc_zspage, a wakeup's runqueue lock), not by zsmalloc itself: the first
+    frame above the lock primitives is not a zsmalloc function, yet one is further down."""
+    names = [f.split("+")[0] for f in frames]
+    takers = [n for n in names if not _is_lock_primitive(n)]
+    return bool(takers) and not _zs_frame(takers[0]) and any(_zs_frame(n) for n in takers)
+
+
 def _irq_before_zs(frames: list[str]) -> bool:
     """True when the waiter is an interrupt that landed inside a zsmalloc function."""
     for f in frames:
@@ -204,7 +240,8 @@ def _measure(
     # The stack attribution takes the first zsmalloc frame; an interrupt taken inside, say,
     # zs_unmap_object that then waits on a driver lock has that frame too, below the irq entry.
     in_irq = np.array([_irq_before_zs(frames.get(int(i), [])) for i in sid], dtype=bool)
-    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal & ~in_irq
+    callee = np.array([_callee_lock(frames.get(int(i), [])) for i in sid], dtype=bool) & ~in_irq
+    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal & ~in_irq & ~callee
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
     by_addr_only = (~is_zs) & (names != "") & ~internal
     zs = is_zs | by_addr_only
@@ -214,6 +251,7 @@ def _measure(
         "rows": int(n),
         "rwlock_internal_excluded": int(internal.sum()),
         "irq_inside_zsmalloc_excluded": int((in_irq & (kind != "other")).sum()),
+        "callee_lock_excluded": int((callee & (kind != "other")).sum()),
         "zsmalloc": {
             "contended": int(zs.sum()),
             "wait_ns_total": int(w.sum()),
