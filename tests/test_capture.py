@@ -17,7 +17,7 @@ from ztrace.capture.events import (
 from ztrace.capture.loader import pool_id, pool_name, probes_dir
 from ztrace.cli.capture import parse_duration
 from ztrace.errors import ConfigError
-from ztrace.format import ALLOCATOR_EVENTS, LOCK_EVENTS, SWAP_EVENTS
+from ztrace.format.events import EVENTS
 
 _C_SIZES = {"__u64": 8, "__s64": 8, "__u32": 4, "__s32": 4, "__u16": 2, "__u8": 1, "char": 1}
 
@@ -65,7 +65,7 @@ def test_header_event_codes_match_python() -> None:
     codes = {int(v): k for k, v in re.findall(r"#define ZT_EV_(\w+)\s+(\d+)", text)}
     assert sorted(codes) == sorted(EVENT_NAMES)
     # every name the capture writes is one the trace format defines
-    assert set(EVENT_NAMES.values()) <= set(ALLOCATOR_EVENTS + LOCK_EVENTS + SWAP_EVENTS)
+    assert set(EVENT_NAMES.values()) <= set(EVENTS)
 
 
 @pytest.mark.parametrize(

@@ -340,7 +340,9 @@ def test_batched_tail_reaches_the_ring_without_more_events() -> None:
             )
             assert res.pages_written == 8
             got: list[np.ndarray] = []
-            deadline = time.monotonic() + 20 * TICK_NS / 1e9
+            # a few ticks on a quiet host; the margin covers a loaded one (timer callbacks
+            # and this reader are delayed alike), still far below any size-triggered flush
+            deadline = time.monotonic() + 100 * TICK_NS / 1e9
             while sum(len(g) for g in got) < 8 and time.monotonic() < deadline:
                 time.sleep(TICK_NS / 1e9)
                 got.append(loaded.reader.read())
