@@ -112,7 +112,7 @@ def run_task(task: Task) -> pa.Table:
     return pa.Table.from_pylist([{f.name: row.get(f.name) for f in fields}], schema=schema)
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through ``write(tmp)`` then rename: a reader (or a resumed sweep) never
     sees a partial file. The temporary name sits in the target directory (same filesystem)
     and is unique per process. The one place fleet writes a file (to adopt the project's
