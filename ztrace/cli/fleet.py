@@ -117,6 +117,7 @@ def sweep_command(
         "not_applicable": [{"trace": p, "reason": r} for p, r in rep.not_applicable],
         "dataset": str(rep.dataset) if rep.dataset else None,
         "backend": rep.backend,
+        "timing_s": {"startup": round(rep.startup_s, 3), "tasks": round(rep.tasks_s, 3)},
     }
     if as_json:
         click.echo(json.dumps(doc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class SweepReport:
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
     dataset: Path | None = None
     backend: str = "serial"
+    #: seconds: starting (or joining) Ray; running the pending tasks (submit to last result)
+    startup_s: float = 0.0
+    tasks_s: float = 0.0
 
 
 def _ray() -> Any | None:
@@ -54,9 +58,10 @@ def _serial(pending: list[Task], out: str) -> Iterator[tuple[str, str | None]]:
 
 
 def _on_ray(
-    ray: Any, pending: list[Task], out: str, jobs: int, address: str | None
+    ray: Any, pending: list[Task], out: str, jobs: int, address: str | None, rep: SweepReport
 ) -> Iterator[tuple[str, str | None]]:
     started = False
+    t0 = time.perf_counter()
     if not ray.is_initialized():
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=True)
@@ -71,6 +76,7 @@ def _on_ray(
                 runtime_env={"env_vars": {"NUMBA_NUM_THREADS": "1"}},
             )
         started = True
+    rep.startup_s = time.perf_counter() - t0
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_and_store)
         refs = [remote.remote(t, out) for t in pending]
@@ -119,6 +125,7 @@ def sweep(
     failed: dict[str, str] = {}
     desc = f"fleet ({report.already_done} done before)" if report.already_done else "fleet"
     with progress(len(pending), desc=desc, quiet=quiet, unit="tasks") as bar:
+        t0 = time.perf_counter()
         for task_id, err in results:
             report.ran += 1
             if err is not None:
@@ -127,6 +134,7 @@ def sweep(
                 if on_failure:
                     on_failure(by_id[task_id], err)
             bar.advance()
+        report.tasks_s = time.perf_counter() - t0 - report.startup_s
     report.failed.sort(key=lambda te: the_plan.tasks.index(te[0]))
     report.dataset = assemble(o, traces, axes, the_plan, failed)
     return report
