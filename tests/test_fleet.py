@@ -54,6 +54,16 @@ def test_dataset_has_identity_and_parameters(serial: Path, fleet: Path) -> None:
         assert content_hash(trace_files(path)) == sha
 
 
+def test_duckdb_reads_the_dataset_in_one_scan(serial: Path) -> None:
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT kind, design, count(*), count(DISTINCT host) "
+        f"FROM '{serial / 'fleet.parquet'}' GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert rows == [("locks", "class", 3, 3), ("locks", "pool", 3, 3), ("lru", "entry-lru", 6, 3)]
+
+
 def test_provenance_survives_moving_the_results(serial: Path, tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere"
     shutil.copytree(serial, moved)

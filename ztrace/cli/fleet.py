@@ -130,3 +130,24 @@ def sweep_command(
     )
     if rep.failed:
         sys.exit(1)
+
+
+@command.command("dashboard")
+@click.argument("dataset", type=click.Path(path_type=str))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str))
+@click.option("--top", type=int, default=20, show_default=True, help="Worst hosts per design.")
+def dashboard_command(dataset: str, out: str, top: int) -> None:
+    """One offline HTML page over a fleet sweep: per design, the distribution across hosts
+    of the predicted change (design ÷ baseline: the first design of its kind), how many
+    hosts gain or lose, and the hosts it hurts most (tooltips name their traces)."""
+    from pathlib import Path
+
+    from ztrace.fleet import read_fleet
+    from ztrace.fleet.task import write_atomic
+    from ztrace.look.fleet import build_page
+
+    if top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
+    page = build_page(read_fleet(dataset), source=str(Path(dataset).resolve()), top=top)
+    write_atomic(Path(out), lambda p: p.write_text(page, encoding="utf-8"))
+    click.echo(f"wrote {out}", err=True)
