@@ -128,6 +128,7 @@ def test_killed_sweep_rerun_finishes_only_the_missing_tasks(
     assert doc["ran"] == 12 - len(before)
     after = _snapshot(out / "tasks")
     assert {k: after[k] for k in before} == before  # finished tasks were not run again
+    assert not list((out / "tasks").glob(".*.tmp"))  # the killed write's temporary is gone
     assert (out / "fleet.parquet").read_bytes() == (serial / "fleet.parquet").read_bytes()
 
 

@@ -71,9 +71,6 @@ def _on_ray(
                 object_store_memory=OBJECT_STORE_BYTES,
                 include_dashboard=False,
                 logging_level="WARNING",
-                # workers load the replay from numba's on-disk cache instead of compiling;
-                # one numba thread each: Ray already runs one task per CPU
-                runtime_env={"env_vars": {"NUMBA_NUM_THREADS": "1"}},
             )
         started = True
     rep.startup_s = time.perf_counter() - t0
@@ -113,14 +110,22 @@ def sweep(
         ran=0,
         not_applicable=the_plan.not_applicable,
     )
+    for d in (o / "tasks", o / "failed"):  # temporaries of a killed run (never complete)
+        for f in d.glob(".*.tmp") if d.is_dir() else ():
+            f.unlink(missing_ok=True)
     by_id = {t.task_id: t for t in pending}
-    use_ray = bool(pending) and (jobs > 1 or ray_address is not None)
+    # one pending task is not worth starting Ray for (its start-up costs seconds)
+    use_ray = (len(pending) > 1 and jobs > 1) or (bool(pending) and ray_address is not None)
     ray = _ray() if use_ray else None
     if use_ray and ray is None:
         if ray_address:
             raise ConfigError("--ray-address: Ray is not installed (pip install 'ztrace[ray]')")
         print("ztrace: Ray is not installed: running the sweep serially", file=sys.stderr)
-    results = _on_ray(ray, pending, str(o), jobs, ray_address) if ray else _serial(pending, str(o))
+    results = (
+        _on_ray(ray, pending, str(o), jobs, ray_address, report)
+        if ray
+        else _serial(pending, str(o))
+    )
     report.backend = "ray" if ray else "serial"
     failed: dict[str, str] = {}
     desc = f"fleet ({report.already_done} done before)" if report.already_done else "fleet"
