@@ -12,7 +12,6 @@ from tests.conftest import run_cli
 from tests.support.fleet import write_host_trace
 from ztrace.format import open_trace
 
-
 #: libCacheSim reads a -1 next access as "never again" (MAX_REUSE_DISTANCE = INT64_MAX)
 NEVER = 2**63 - 1
 
