@@ -53,6 +53,8 @@ def _run(traces: Path, out: Path, jobs: int) -> dict[str, float]:
     return {
         "wall_s": wall,
         "ran": doc["ran"],
+        "ray_startup_s": doc["timing_s"]["startup"],
+        "tasks_s": doc["timing_s"]["tasks"],
         "load1_before": la0,
         "load1_after": os.getloadavg()[0],
     }

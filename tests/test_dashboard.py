@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.sample import write_sample_results
 from ztrace.format import read_results
+from ztrace.format.safeio import write_manifest
 from ztrace.look.dashboard import CHARTS, build_dashboard, prepare
 
 
@@ -52,6 +53,8 @@ def test_html_is_self_contained(tmp_path: Path, cli) -> None:
 def test_absent_charts_are_listed(tmp_path: Path) -> None:
     res = write_sample_results(tmp_path / "r", lru=False)
     (res / "classes.parquet").unlink()
+    (res / "manifest.json").unlink()
+    write_manifest(res)  # a complete directory without classes.parquet
     out = build_dashboard(res, tmp_path / "d.html")
     html = out.path.read_text()
     assert set(out.absent) == {"heatmap", "sweep", "tiers", "lru_time"}

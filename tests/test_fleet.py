@@ -86,7 +86,7 @@ def test_ray_two_workers_equals_serial_byte_for_byte(
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["backend"] == "ray" and doc["ran"] == 12
-    for name in ("fleet.parquet", "manifest.json"):
+    for name in ("fleet.parquet", "fleet.json"):
         assert (out / name).read_bytes() == (serial / name).read_bytes(), name
     assert sorted(os.listdir(out / "tasks")) == sorted(os.listdir(serial / "tasks"))
 

@@ -25,6 +25,7 @@ from ztrace.replay.locks import (
     OP_MAG_HIT,
     OP_MALLOC,
     OP_MALLOC_GROW,
+    OP_READ,
     available,
     get_design,
     parse_designs,
@@ -349,3 +350,35 @@ def test_numba_cache_is_invalidated_by_a_module_the_core_reads(tmp_path: Path) -
     sim.write_text(sim.read_text() + "\n# an edit\n")
     assert hits() == 0  # the edit invalidated sim_batch's cache entry
     assert hits() == 1
+
+
+# ------------------------------------------------------------------ reads (issue 10)
+
+
+def test_read_takes_the_pool_spinlock_under_pool_and_the_read_lock_under_class() -> None:
+    # CPU0 mallocs class 3 at 0 (hold 100). CPU1 reads an object of class 4 at 10: the
+    # lookup holds the pool lock 20 ns (LOOKUP), then the copy (cost 50) runs unlocked.
+    # pool (6.2-6.10, Debian 6.1): one spinlock: the read waits 90 (granted at 100).
+    # class: zs_malloc takes only class[3]; the read's pool *read* lock is free: no wait.
+    ops = [(0, 0, OP_MALLOC, 3, 100), (10, 1, OP_READ, 4, 50)]
+    s = run("pool", ops)
+    assert waits(s) == (2, 1, 90, 90)
+    assert int(s.cpu_free[1]) == 100 + LOOKUP + 50
+    s = run("class", ops)
+    assert waits(s) == (2, 0, 0, 0)
+    assert int(s.cpu_free[1]) == 10 + LOOKUP + 50
+
+
+def test_reads_share_the_pool_read_lock_but_wait_for_compaction() -> None:
+    # class design: two reads at 0 and 5 share the pool read lock; compaction (pool write
+    # lock, 1000 ns) requested at 10 waits for both lookups (until 25); a read at 30 waits
+    # for the writer (no reader barging): 1025 - 30 = 995.
+    ops = [
+        (0, 0, OP_READ, 4, 50),
+        (5, 1, OP_READ, 5, 50),
+        (10, 2, OP_COMPACT, -1, 1000),
+        (30, 3, OP_READ, 6, 50),
+    ]
+    s = run("class", ops)
+    assert waits(s) == (4, 2, 15 + 995, 995)
+    assert int(s.cpu_free[3]) == 1025 + LOOKUP + 50

@@ -65,8 +65,10 @@ def test_registry_names_aliases_and_unknown():
         "entry-lru",
         "entry-lru-2nd-chance",
         "swap-lru",
+        "optimal",
     ]
     assert canonical_name("6.1") == "none"
+    assert canonical_name("belady") == "optimal"
     assert canonical_name("6.3") == "zspage-lru"
     assert canonical_name("6.5") == "entry-lru"
     assert canonical_name("second-chance") == "entry-lru-2nd-chance"
@@ -77,6 +79,17 @@ def test_registry_names_aliases_and_unknown():
     assert "unknown LRU design `arc`" in msg
     for n in design_names():
         assert n in msg
+
+
+def test_registry_refuses_a_name_or_alias_used_twice():
+    from ztrace.replay.lru import REGISTRY, Registered, _index
+
+    assert len(_index(REGISTRY)) == sum(1 + len(r.aliases) for r in REGISTRY)
+    clash = Registered("lfu", "lfu", ("6.12",), "a design reusing 6.12's alias")
+    with pytest.raises(ValueError, match=r"`6\.12` of `lfu` is already taken by `entry-lru-2nd"):
+        _index((*REGISTRY, clash))
+    with pytest.raises(ValueError, match="`entry-lru` of `entry-lru` is already taken"):
+        _index((*REGISTRY, REGISTRY[2]))
 
 
 def test_each_design_parses_its_own_params():

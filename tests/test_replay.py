@@ -14,6 +14,7 @@ import pytest
 from ztrace.cli.main import main
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, make_events, read_results, write_trace
+from ztrace.format.safeio import write_manifest
 from ztrace.model.classes import build_classes
 from ztrace.replay.costs import CostModel
 from ztrace.replay.engine import replay, write_results
@@ -47,11 +48,12 @@ def synth_traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_two_mallocs_on_different_classes(tmp_path: Path) -> None:
-    # Two CPUs each malloc into an empty class 10 ns apart, 100 ns critical sections.
-    # Both grow a zspage: lock (20 ns lookup), unlocked alloc, relock for 100 ns.
+    # Two CPUs each malloc into an empty class 10 ns apart, each measured at 100 ns.
+    # Both grow a zspage: lock (20 ns lookup), unlocked alloc (0 ns here), relock. The
+    # measured 100 ns already contains the lookup, so the relocked part holds 80 ns.
     # class: different class locks, no wait. pool: CPU1 requests at 10 while CPU0 holds
     # (0..20), gets it at 20 (wait 10) until 40; CPU0's relock at 20 queues behind it
-    # (wait 20, 40..140); CPU1's relock at 40 waits for that (wait 100, 140..240).
+    # (wait 20, 40..120); CPU1's relock at 40 waits for that (wait 80, 120..200).
     tr = _trace(
         tmp_path,
         "t",
@@ -75,8 +77,8 @@ def test_two_mallocs_on_different_classes(tmp_path: Path) -> None:
         s["pool"]["wait_ns_total"],
         s["pool"]["wait_ns_max"],
         s["pool"]["wait_ns_p50"],
-    ) == (4, 3, 130, 100, 20)
-    assert s["pool"]["hold_ns_total"] == 20 + 20 + 100 + 100
+    ) == (4, 3, 10 + 20 + 80, 80, 20)
+    assert s["pool"]["hold_ns_total"] == 20 + 20 + 80 + 80  # = the two measured 100 ns
     t = build_classes(8)
     pages = sum(int(t.pages_per_zspage[t.class_for_malloc(x)]) for x in (100, 2000))
     assert s["class"]["pages_used_peak"] == s["pool"]["pages_used_peak"] == pages
@@ -87,9 +89,10 @@ def test_two_mallocs_on_different_classes(tmp_path: Path) -> None:
 
 
 def test_malloc_then_free_same_class(tmp_path: Path) -> None:
-    # CPU0 mallocs (grows) at 0; CPU1 frees that object at 50 while CPU0's relock holds the
-    # class lock (20..120): the free's pool read lock (20 ns lookup, shared) is handed over
-    # to the class lock at 120: wait 50..70 -> 120 = 50 ns, in the class design.
+    # CPU0 mallocs (grows) at 0, measured 100 ns = 20 ns lookup + relocked 20..100; CPU1
+    # frees that object at 50 while CPU0's relock holds the class lock: the free's pool
+    # read lock (20 ns lookup, shared) is handed over to the class lock at 100: wait
+    # 70 -> 100 = 30 ns, in the class design.
     tr = _trace(
         tmp_path,
         "t",
@@ -102,11 +105,11 @@ def test_malloc_then_free_same_class(tmp_path: Path) -> None:
     )
     res = replay(tr, locks=["class"], cost_model=BARE)
     r = res.summary[0]
-    assert (r["acquisitions"], r["contended"], r["wait_ns_total"]) == (4, 1, 50)
+    assert (r["acquisitions"], r["contended"], r["wait_ns_total"]) == (4, 1, 30)
     rows = {(x["lock"], x["lock_type"]): x for x in res.tables["locks_by_lock"].to_pylist()}
     cls = f"class[{build_classes(8).class_for_malloc(100)}]"
     assert rows[("pool", "rwlock:R")]["acquisitions"] == 1
-    assert rows[("pool", "rwlock:R")]["hold_ns_total"] == 120 - 50  # held until hand-over
+    assert rows[("pool", "rwlock:R")]["hold_ns_total"] == 100 - 50  # held until hand-over
     assert rows[(cls, "spinlock")]["contended"] == 1
     assert res.counters["mallocs"] == 1 and res.counters["frees"] == 1
     assert res.tables["timeline"].column("pages_used").to_pylist()[-1] == 0
@@ -170,6 +173,7 @@ def test_same_trace_and_seed_give_identical_files(
         "timeline.parquet",
         "classes.parquet",
         "summary.json",
+        "manifest.json",  # issue 11: marks the directory complete
     }
     # another seed spreads events over the 6 CPUs differently
     res3 = replay(tr, locks=["pool"], seed=4, cpus=6, speedup=2.0)
@@ -272,10 +276,16 @@ def test_read_results_rejects_broken_files(tmp_path: Path, synth_traces: dict[st
     write_results(res, tmp_path / "r")
     f = tmp_path / "r" / "timeline.parquet"
     f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(TraceFormatError, match=r"timeline\.parquet: changed since it was written"):
+        read_results(tmp_path / "r")  # the manifest's checksum (issue 11) catches it first
+    (tmp_path / "r" / "manifest.json").unlink()
+    write_manifest(tmp_path / "r")  # sealed as is: the Parquet check behind it still holds
     with pytest.raises(TraceFormatError, match=r"timeline\.parquet: not a readable Parquet"):
         read_results(tmp_path / "r")
     t = pq.read_table(tmp_path / "r" / "locks_summary.parquet").drop_columns(["contended"])
     pq.write_table(t, tmp_path / "r" / "timeline.parquet")
+    (tmp_path / "r" / "manifest.json").unlink()
+    write_manifest(tmp_path / "r")
     with pytest.raises(TraceFormatError, match=r"timeline\.parquet"):
         read_results(tmp_path / "r")
 
@@ -466,3 +476,229 @@ def test_lru_designs_are_delegated(tmp_path: Path, capsys: pytest.CaptureFixture
     assert [r["lru_design"] for r in doc["lru"]] == ["entry-lru"]
     back = read_results(tmp_path / "r")
     assert set(back.tables) == {"lru_summary", "lru_timeline"}
+
+
+# ------------------------------------------------------------------ issue 10: honest inputs
+
+
+def test_trace_without_sizes_is_refused_or_imputed(tmp_path: Path) -> None:
+    # The kmem tracepoint fallback records zs_malloc without a size: refuse it, or draw the
+    # sizes from a named capture and say so.
+    meta = TraceMeta(kernel_release="6.18.0", nr_cpus=2, extra={"probes": "zsmalloc:tracepoint"})
+    tr = tmp_path / "nosize"
+    write_trace(
+        tr,
+        make_events(
+            ts_ns=[0, 10, 20, 30],
+            event=["zs_malloc", "zs_malloc", "zs_free", "zs_free"],
+            handle=[1, 2, 1, 2],
+        ),
+        meta,
+    )
+    with pytest.raises(TraceFormatError, match=r"all 2 zs_malloc rows have size 0 .*--sizes-from"):
+        replay(tr, locks=["class"])
+    ref = _trace(tmp_path, "ref", ts_ns=[0], event=["zs_malloc"], size_bytes=[700], handle=[9])
+    res = replay(tr, locks=["class"], sizes_from=ref)
+    assert res.counters["sizes_imputed"] == 2
+    assert res.counters["bad_alloc"] == 0 and res.counters["mallocs"] == 2
+    assert res.meta["ztrace.sizes"].startswith("imputed: 2 zs_malloc sizes drawn (seeded) from")
+    # both objects got the only reference size: one class, 2 mallocs + 2 frees on it
+    t = build_classes(8)
+    by_class = res.tables["locks_by_class"].to_pylist()
+    assert [r["class_idx"] for r in by_class] == [t.class_for_malloc(700)]
+
+
+def test_failed_mallocs_are_counted_not_replayed(tmp_path: Path) -> None:
+    # zs_malloc returned ERR_PTR(-ENOMEM) (v6.0+) or 0 (before): neither allocated
+    # anything, so neither takes a lock in the replay.
+    enomem = 2**64 - 12
+    tr = _trace(
+        tmp_path,
+        "t",
+        ts_ns=[0, 10, 20, 30],
+        event=["zs_malloc", "zs_malloc", "zs_malloc", "zs_free"],
+        size_bytes=[100, 100, 100, 0],
+        handle=[enomem, 0, 8, 8],
+    )
+    res = replay(tr, locks=["class"], cost_model=BARE)
+    c = res.counters
+    assert (c["failed_malloc"], c["mallocs"], c["frees"], c["bad_alloc"]) == (2, 1, 1, 0)
+    assert res.summary[0]["ops"] == 2
+
+
+def test_an_ok_column_marks_failed_mallocs() -> None:
+    # A return probe's outcome column (``ok``), where the capture has one: false = failed.
+    import pyarrow as pa
+
+    from ztrace.replay.ingest import EV_FREE, EV_MALLOC, malloc_ok
+
+    code = np.array([EV_MALLOC, EV_MALLOC, EV_FREE, EV_MALLOC], dtype=np.int8)
+    handle = np.array([5, 6, 6, 2**64 - 12], dtype=np.uint64)
+    ok = pa.array([True, False, False, None])
+    assert malloc_ok(code, handle, ok).tolist() == [1, 0, 1, 0]
+
+
+def test_measured_durations_are_never_added_to(tmp_path: Path) -> None:
+    # One CPU: a zs_malloc measured at 1000 ns grows a zspage (alloc_zspage costs 600 per
+    # page in the model, lookup 20): the op must take 1000 ns, not 20 + 600*pages + 1000.
+    # Its zs_free, measured at 500 ns, empties the zspage: 500 ns (20 ns lookup under the
+    # pool read lock + 480 under the class lock), not 20 + 500 + free_zspage.
+    cm = CostModel(write_after_malloc=False)
+    tr = _trace(
+        tmp_path,
+        "t",
+        ts_ns=[0, 5000],
+        event=["zs_malloc", "zs_free"],
+        size_bytes=[100, 0],
+        handle=[1, 1],
+        duration_ns=[1000, 500],
+    )
+    res = replay(tr, locks=["class"], cost_model=cm)
+    row = res.summary[0]
+    assert row["makespan_ns"] == 5000 + 500
+    t = build_classes(8)
+    alloc = min(600 * int(t.pages_per_zspage[t.class_for_malloc(100)]), 1000 - 20)
+    assert row["hold_ns_total"] == 20 + (1000 - 20 - alloc) + 20 + 480
+    prov = res.cost_provenance
+    assert prov["zs_malloc"] == "measured (duration_ns of all 1 rows)"
+    assert prov["probe_overhead_ns"].startswith("not measured")
+    assert json.loads(res.meta["ztrace.cost_provenance"]) == prov
+
+
+def test_reads_replay_under_each_design(tmp_path: Path) -> None:
+    # CPU0 mallocs at 0 (measured 120 ns; it grows a zspage: 20 ns lookup, alloc_zspage
+    # 0 ns here, relocked 20..120). CPU1 reads that object at 50 (zs_map_object): pool
+    # lookup 20 ns, then the copy. pool: the read waits until 120: 70 ns. class: the
+    # malloc holds only its class lock, the read takes the pool read lock: no wait.
+    # A read of a handle the trace never allocated is counted, not replayed.
+    tr = _trace(
+        tmp_path,
+        "t",
+        ts_ns=[0, 50, 60],
+        event=["zs_malloc", "zs_map_object", "zs_obj_read_begin"],
+        cpu=[0, 1, 1],
+        size_bytes=[100, 0, 0],
+        handle=[1, 1, 99],
+        duration_ns=[120, 0, 0],
+    )
+    res = replay(tr, locks=["class", "pool"], cost_model=BARE)
+    s = {r["lock_design"]: r for r in res.summary}
+    assert (res.counters["reads"], res.counters["unmatched_read"]) == (2, 1)
+    assert (s["pool"]["acquisitions"], s["pool"]["contended"], s["pool"]["wait_ns_total"]) == (
+        3,
+        1,
+        70,
+    )
+    assert (s["class"]["contended"], s["class"]["wait_ns_total"]) == (0, 0)
+
+
+# ------------------------------------------------------------------ intervals, cross-kernel
+
+
+def test_intervals_rank_only_what_they_can_tell_apart(synth_traces: dict[str, Path]) -> None:
+    from ztrace.replay.interval import compare, replay_interval
+
+    tr = synth_traces["spread-classes"]
+    res = replay_interval(tr, locks=["class", "striped:255", "pool"], runs=3)
+    plain = {r["lock_design"]: r for r in replay(tr, locks=["class", "pool"]).summary}
+    for d in ("class", "pool"):  # replica 0 is the plain replay
+        m = res.designs[d]["wait_ns_total"]
+        assert m["value"] == plain[d]["wait_ns_total"]
+        assert m["interval"][0] <= m["value"] <= m["interval"][1]
+    # striped:255 is class under another name: the same intervals, no ranking
+    assert res.designs["striped:255"] == res.designs["class"]
+    verdicts = {(c["lower"], c["higher"]): c["verdict"] for c in compare(res)}
+    assert verdicts[("class", "striped:255")] == "no measurable difference"
+    assert verdicts[("striped:255", "pool")] == "lower"  # pool waits far more, no overlap
+    assert res.notes and "interleaving only" in res.notes[0]  # synthetic: no durations
+
+
+def _kernel_trace(tmp_path: Path, name: str, release: str, waits: list[int]) -> Path:
+    """Two CPUs malloc into different classes at once, then free; ``waits``: measured
+    zsmalloc lock contentions (pool lock)."""
+    meta = TraceMeta(
+        kernel_release=release, nr_cpus=2, extra={"probes": "zsmalloc:kprobe,locks:tracepoint"}
+    )
+    n = len(waits)
+    write_trace(
+        tmp_path / name,
+        make_events(
+            ts_ns=[0, 5, 1000, 1005] + [2000 + i for i in range(n)],
+            event=["zs_malloc", "zs_malloc", "zs_free", "zs_free"] + ["lock_contention"] * n,
+            cpu=[0, 1, 0, 1] + [0] * n,
+            size_bytes=[100, 2000, 0, 0] + [0] * n,
+            handle=[1, 2, 1, 2] + [0] * n,
+            duration_ns=[300, 300, 100, 100] + [0] * n,
+            lock_kind=[None] * 4 + ["pool"] * n,
+            wait_ns=[None] * 4 + waits,
+        ),
+        meta,
+    )
+    return tmp_path / name
+
+
+def test_cross_kernel_json_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _kernel_trace(tmp_path, "k61", "6.1.0-56-amd64", [40, 60])  # pool: 2 contended
+    b = _kernel_trace(tmp_path, "k612", "6.12.95+deb12-amd64", [])  # class: none
+    main(["validate", "cross-kernel", "--from", str(b), "--to", str(a), "--runs", "2", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    pairs = out["pairs"]
+    assert len(pairs) == 8
+    keys = {"scenario", "trace_kernel", "target_kernel", "design", "metric", "predicted"}
+    assert keys | {"measured", "ratio", "interval", "runs"} <= set(pairs[0])
+    got = {(p["trace_kernel"][:4], p["target_kernel"][:4], p["metric"]): p for p in pairs}
+    # measured, from the lock_contention rows
+    assert got[("6.12", "6.1.", "contended")]["measured"] == 2
+    assert got[("6.12", "6.1.", "wait_ns_total")]["measured"] == 100
+    assert got[("6.1.", "6.12", "contended")]["measured"] == 0
+    assert got[("6.1.", "6.12", "contended")]["ratio"] is None  # nothing to divide by
+    # designs: 6.1 (Debian, consolidated pool lock) -> pool, 6.12 -> class
+    assert got[("6.12", "6.1.", "contended")]["design"] == "pool"
+    assert got[("6.12", "6.12", "contended")]["design"] == "class"
+    # predictions are the plain replay of the trace under the target's design
+    r = {x["lock_design"]: x for x in replay(b, locks=["class", "pool"]).summary}
+    assert got[("6.12", "6.1.", "contended")]["predicted"] == r["pool"]["contended"]
+    assert got[("6.12", "6.12", "contended")]["predicted"] == r["class"]["contended"]
+    # different classes: pool serialises the two CPUs (contended), class does not
+    assert r["pool"]["contended"] > 0 == r["class"]["contended"]
+    # measured 6.1 (pool) 2 > 6.12 (class) 0, and predicted pool > class: direction right
+    assert got[("6.12", "6.1.", "contended")]["direction_right"] is True
+    assert got[("6.1.", "6.12", "contended")]["direction_right"] is True
+
+
+def test_zswap_loads_and_writebacks_are_reads(tmp_path: Path) -> None:
+    # A capture with zswap probes but no zsmalloc read probes: zswap_load (hit) and
+    # zswap_writeback decompress the entry, i.e. zs_map_object() its object (6.12
+    # zswap_decompress). Entry 5 is stored (700 bytes) and its zs_malloc at 0 grows a
+    # zspage (measured 120 ns: lookup 0..20, relocked 20..120). CPU1's load hit at 50
+    # waits for the pool spinlock until 120 under `pool` (70 ns), not under `class`. A
+    # miss is no read; after zswap_invalidate the entry is gone (an unmatched read).
+    tr = _trace(
+        tmp_path,
+        "t",
+        ts_ns=[0, 0, 50, 60, 70, 80],
+        event=[
+            "zswap_store",
+            "zs_malloc",
+            "zswap_load",
+            "zswap_load",
+            "zswap_invalidate",
+            "zswap_writeback",
+        ],
+        cpu=[0, 0, 1, 1, 1, 1],
+        size_bytes=[700, 700, 0, 0, 0, 0],
+        handle=[5, 77, 5, 6, 5, 5],
+        duration_ns=[0, 120, 0, 0, 0, 0],
+        swap_entry=[5, None, 5, 6, 5, 5],
+        outcome=["stored", None, "hit", "miss", None, "written"],
+    )
+    res = replay(tr, locks=["class", "pool"], cost_model=BARE)
+    assert (res.counters["reads"], res.counters["unmatched_read"]) == (2, 1)
+    assert res.meta["ztrace.reads"].startswith("zswap_load hits")
+    s = {r["lock_design"]: r for r in res.summary}
+    assert (s["pool"]["acquisitions"], s["pool"]["contended"], s["pool"]["wait_ns_total"]) == (
+        3,
+        1,
+        70,
+    )
+    assert (s["class"]["contended"], s["class"]["wait_ns_total"]) == (0, 0)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ztrace.format.safeio import write_manifest
 from ztrace.look.report import human_ns
 
 U64 = pa.uint64()
@@ -78,9 +79,16 @@ def make_results(d: Path, *, lru: bool = True, trace: str = "<none>") -> Path:
                 "zswap_hits": pa.array([900, 800], U64),
                 "disk_swapins": pa.array([100, 200], U64),
                 "expected_fault_latency_ns": pa.array([2500.0, 4100.0]),
+                "disk_faults": pa.array([100, 200], U64),
+                "avoidable_disk_faults": pa.array([40, 150], U64),
+                "optimal_gap": pa.array([60, 160], pa.int64()),
+                "latency_zswap_ns": pa.array([500.0, 500.0]),
+                "latency_disk_ns": pa.array([20500.0, 20500.0]),
             },
             trace,
         )
+    (d / "manifest.json").unlink(missing_ok=True)
+    write_manifest(d)  # complete: readers refuse a directory without one (issue 11)
     return d
 
 
@@ -127,6 +135,11 @@ def test_terminal_report_exact(tmp_path: Path, cli) -> None:
     summary = next(ln for ln in lines if ln.split()[:1] == ["pool"] and "%" in ln)
     assert summary.split()[:5] == ["pool", "1,000", "200", "20.00", "%"]
     assert "LRU designs" in r.stdout and "30.00 %" in r.stdout
+    # harm leads: disk faults, avoidable, gap to optimal and fault latency come before the
+    # inversion columns, and the latencies used are stated
+    lru_row = next(ln.split() for ln in lines if ln.split()[:1] == ["fifo"])
+    assert lru_row[:8] == ["fifo", "4,096", "pg", "200", "150", "+160", "4.10", "us"]
+    assert "500 ns (zswap)" in r.stdout and "20.50 us (disk)" in r.stdout
     # Trust footer: the trace is unknown here, and the footer says so instead of guessing.
     assert "=== output for trust ===" in r.stdout
     assert "events: unknown" in r.stdout
@@ -225,6 +238,8 @@ def test_bad_results_dir_is_one_line_exit_2(tmp_path: Path, cli, case: str) -> N
         named = "wait_hist.parquet"
     else:
         named = str(d)
+    if case in ("corrupt", "foreign", "column"):
+        write_manifest(d)  # sealed, so the reader's checks behind the manifest are reached
     for cmd in (["report", str(d)], ["dashboard", str(d), "-o", str(tmp_path / "x.html")]):
         r = cli(*cmd)
         assert r.returncode == 2, (cmd, r.stdout, r.stderr)

@@ -210,6 +210,11 @@ def write_sample_results(
             indent=2,
         )
     )
+    # complete: readers refuse a results directory without a manifest (issue 11)
+    from ztrace.format.safeio import write_manifest
+
+    (out / "manifest.json").unlink(missing_ok=True)
+    write_manifest(out)
     return out
 
 
@@ -240,6 +245,11 @@ def _lru_rows(rng: np.random.Generator, limits: list[int]) -> dict[str, pa.Array
                 hits,
                 disk,
                 (hits * 20_000 + disk * 2_000_000) / 40_000,
+                disk,  # disk_faults
+                int(disk * (0.5, 0.1, 0.3)[d_i]),  # avoidable_disk_faults
+                int(disk * (0.6, 0.1, 0.35)[d_i]),  # optimal_gap
+                20_000.0,
+                2_000_000.0,
             )
             for k, v in zip(LRU_COLUMNS, vals, strict=True):
                 rows[k].append(v)
@@ -247,6 +257,9 @@ def _lru_rows(rng: np.random.Generator, limits: list[int]) -> dict[str, pa.Array
         "lru_design": pa.string(),
         "inversion_rate": pa.float64(),
         "expected_fault_latency_ns": pa.float64(),
+        "optimal_gap": pa.int64(),
+        "latency_zswap_ns": pa.float64(),
+        "latency_disk_ns": pa.float64(),
     }
     return {k: pa.array(v, type=types.get(k, U64)) for k, v in rows.items()}
 

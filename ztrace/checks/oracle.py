@@ -67,6 +67,8 @@ class OracleConfig:
     slots: int = 8192
     comp_algorithm: str = "lzo-rle"
     out_dir: str | None = None
+    #: replace an existing non-empty out_dir whole (it is never merged into)
+    force: bool = False
     lock_timeout_s: float = 600.0
     #: force an overwrite order (None = the running kernel's, from kernel_profile())
     alloc_before_free: bool | None = None
@@ -341,7 +343,7 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
                 "ratio_groups": str(prof.ratio_groups).lower(),
             },
         )
-        path = write_trace(cfg.out_dir, table_arrow, meta)
+        path = write_trace(cfg.out_dir, table_arrow, meta, force=cfg.force)
         res.trace_path = str(path)
         table_arrow = read_trace(cfg.out_dir).table
     res.trace_events = table_arrow.num_rows

@@ -7,9 +7,21 @@ from typing import Any
 
 import click
 
+from ztrace.errors import ConfigError
+
 
 def output_file_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``-o/--output FILE`` (required), passed to the command as ``out``."""
     return click.option(
         "-o", "--output", "out", required=True, type=click.Path(path_type=str), help=help
     )
+
+
+def unique_designs(option: str, names: list[str]) -> list[str]:
+    """Refuse a design (or limit) named twice, under any alias, as --locks does."""
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ConfigError(f"{option}: {n} is given twice")
+        seen.add(n)
+    return names

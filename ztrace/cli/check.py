@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ztrace.errors import ConfigError
@@ -57,6 +59,7 @@ def command() -> None:
     metavar="TRACE_DIR",
     help="Write the oracle trace (format v1, source=oracle) here.",
 )
+@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @click.option(
     "--order",
     type=click.Choice(["kernel", "alloc-first", "free-first"]),
@@ -73,6 +76,7 @@ def oracle(
     device: str,
     comp: str,
     out: str | None,
+    force: bool,
     order: str,
     as_json: bool,
 ) -> None:
@@ -89,6 +93,10 @@ def oracle(
 
     if ops < 1:
         raise ConfigError("--ops must be >= 1")
+    if out:
+        from ztrace.format.safeio import check_dir_target
+
+        check_dir_target(out, force=force)  # refuse before driving the device, not after
     err = Console(stderr=True)
     abf = {"kernel": None, "alloc-first": True, "free-first": False}[order]
 
@@ -104,6 +112,7 @@ def oracle(
         slots=slots,
         comp_algorithm=comp,
         out_dir=out,
+        force=force,
         alloc_before_free=abf,
         progress=progress,
     )
@@ -204,6 +213,49 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], as_json: bool) -> None:
     click.echo(markdown(res))
 
 
+@click.command(
+    "cross-kernel",
+    epilog="""
+\b
+Examples:
+  ztrace check cross-kernel --from replays/samples/guest-6.12-zswap \\
+      --to replays/samples/guest-6.1-zram --json
+""",
+)
+@click.option(
+    "--from", "from_trace", required=True, type=click.Path(path_type=str), help="Capture A."
+)
+@click.option("--to", "to_trace", required=True, type=click.Path(path_type=str), help="Capture B.")
+@click.option(
+    "--runs",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Replicas per prediction (interleaving x hold times) for the interval.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"pairs": [...]} as JSON.')
+def cross_kernel(from_trace: str, to_trace: str, runs: int, as_json: bool) -> None:
+    """Replay two captures (two kernels) under both kernels' lock designs and compare each
+    prediction, with its interval, against the contention each kernel measured (no VM)."""
+    from ztrace.checks.crosskernel import cross_kernel as run
+
+    out = run(from_trace, to_trace, runs=runs)
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    for p in out["pairs"]:
+        ratio = "-" if p["ratio"] is None else f"{p['ratio']:.2f}"
+        lo, hi = p["interval"]
+        click.echo(
+            f"{p['kind']:12} {p['trace_kernel']:>22} -> {p['target_kernel']:<22} "
+            f"{p['design']:6} {p['metric']:14} predicted {p['predicted']:>14.0f} "
+            f"[{lo:.0f}, {hi:.0f}]  measured {p['measured']}  ratio {ratio}"
+        )
+    for n in out["notes"]:
+        click.echo(f"note: {n}")
+
+
 command.add_command(oracle)
 command.add_command(locks)
 command.add_command(lru_kernel)
+command.add_command(cross_kernel)

@@ -26,6 +26,33 @@ def replayed_results(
     return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
 
 
+def combined_results(dirs: tuple[str, ...]) -> Results:
+    """Several results directories of one trace (say an LRU replay and a sweep) as one
+    :class:`Results`, read, never merged on disk. Each table comes from exactly one of them."""
+    from ztrace.errors import ConfigError
+    from ztrace.format import read_results, results_from_tables
+
+    tables: dict = {}
+    owner: dict[str, str] = {}
+    meta: dict[str, str] = {}
+    summary: dict = {}
+    for d in dirs:
+        r = read_results(d)
+        trace = r.meta.get("ztrace.trace")
+        if meta and trace != meta.get("ztrace.trace"):
+            raise ConfigError(
+                f"{d}: results of {trace}, but {dirs[0]} holds results of "
+                f"{meta.get('ztrace.trace')}; one dashboard shows one trace"
+            )
+        for stem, t in r.tables.items():
+            if stem in tables:
+                raise ConfigError(f"{d}: holds {stem}, as {owner[stem]} does; give each once")
+            tables[stem], owner[stem] = t, d
+        meta = meta or dict(r.meta)
+        summary = {**r.summary, **summary}
+    return results_from_tables(tables, meta=meta, summary=summary)
+
+
 @click.command(
     "dashboard",
     epilog="""\b
@@ -33,9 +60,10 @@ Examples:
   ztrace dashboard results/ -o report.html
   ztrace dashboard /tmp/t -o t.html --locks class,pool   # replays the trace first
   ztrace dashboard results/ -o r.html --max-bins 200     # smaller file
+  ztrace dashboard results-lru/ results-sweep/ -o lru.html  # an LRU replay and its sweep
 """,
 )
-@click.argument("source", type=click.Path(path_type=str))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=str))
 @output_file_option("HTML file to write (one file, no network needed to view it).")
 @click.option(
     "--locks", default=None, help="Lock designs to replay when SOURCE is a trace (comma-separated)."
@@ -50,21 +78,33 @@ Examples:
 @click.option("--title", default=None, help="Page title.")
 @quiet_option
 def command(
-    source: str, out: str, locks: str | None, max_bins: int, title: str | None, quiet: bool
+    sources: tuple[str, ...],
+    out: str,
+    locks: str | None,
+    max_bins: int,
+    title: str | None,
+    quiet: bool,
 ) -> None:
-    """Write one HTML file of linked charts for a RESULTS_DIR or a TRACE.
+    """Write one HTML file of linked charts for RESULTS_DIR(s) of one trace, or a TRACE.
 
     Charts whose data is absent are listed at the bottom of the page instead of drawn.
     """
     from ztrace.format import is_results_dir
+    from ztrace.format.safeio import check_file_target
     from ztrace.look.dashboard import build_dashboard
 
+    check_file_target(out, sources)  # before replaying: not onto an input, not a directory
     lock_list = [s.strip() for s in locks.split(",") if s.strip()] if locks else None
+    source = sources[0]
     # look reads results only: a trace is replayed here first, then handed over.
-    data: str | Results = (
-        source if is_results_dir(source) else replayed_results(source, lock_list, quiet=quiet)
-    )
-    res = build_dashboard(data, out, max_bins=max_bins, title=title, quiet=quiet)
+    data: str | Results
+    if len(sources) > 1:
+        data = combined_results(sources)
+    elif is_results_dir(source):
+        data = source
+    else:
+        data = replayed_results(source, lock_list, quiet=quiet)
+    res = build_dashboard(data, out, max_bins=max_bins, title=title, quiet=quiet, inputs=sources)
     click.echo(
         f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.seconds:.1f} s): "
         f"{', '.join(res.charts) or 'no charts'}",

@@ -53,10 +53,12 @@ def perfetto(
 ) -> None:
     """Write TRACE as Chrome trace-event JSON: lock waits, holds and calls per CPU."""
     from ztrace.errors import ConfigError
+    from ztrace.format.safeio import check_file_target
     from ztrace.look.perfetto import export_perfetto
 
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise ConfigError(f"--end-ns ({end_ns}) must be greater than --start-ns ({start_ns})")
+    check_file_target(out, (trace,))  # not onto the trace, not a directory
     st = export_perfetto(
         trace, out, start_ns=start_ns, end_ns=end_ns, max_events=max_events, quiet=quiet
     )

@@ -76,7 +76,7 @@ def sweep_command(
     quiet: bool,
 ) -> None:
     """Replay every trace under PATHS (files, directories of traces, hive trees such as
-    host=web-17/) under each parameter set; write OUT/fleet.parquet and OUT/manifest.json.
+    host=web-17/) under each parameter set; write OUT/fleet.parquet and OUT/fleet.json.
 
     One task = one trace × one parameter set (lock design × cpus × speedup, or LRU design ×
     pool limit). Finished tasks are kept in OUT/tasks/ and skipped by a rerun (resume);
@@ -149,5 +149,5 @@ def dashboard_command(dataset: str, out: str, top: int) -> None:
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
     page = build_page(read_fleet(dataset), source=str(Path(dataset).resolve()), top=top)
-    write_atomic(Path(out), lambda p: p.write_text(page, encoding="utf-8"))
+    write_atomic(Path(out), lambda f: f.write(page), text=True)
     click.echo(f"wrote {out}", err=True)

@@ -80,15 +80,28 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
     except ZtraceError as exc:
-        click.echo(f"ztrace: error: {exc}", err=True)
+        click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("ztrace: aborted", err=True)
         sys.exit(130)
+    except click.BadParameter as exc:
+        # "--events: 'x' is not a valid integer." -- the option first, as for our own errors
+        hint = exc.param.opts[0] if exc.param is not None and exc.param.opts else exc.param_hint
+        where = f"{hint}: " if hint and exc.message else ""
+        msg = exc.message or exc.format_message()
+        click.echo(f"ztrace: error: {where}{_one_line(msg)}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # usage errors (no such option, missing argument) are bad input too: one line, exit 2
+        click.echo(f"ztrace: error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def _one_line(msg: str) -> str:
+    """Errors are one line (a path or value holding a newline must not break that)."""
+    return " ".join(msg.split("\n")).strip()

@@ -8,7 +8,10 @@ from typing import Any
 
 import click
 
+from ztrace.cli._options import unique_designs
 from ztrace.errors import ConfigError
+from ztrace.format.safeio import check_dir_target
+from ztrace.format.trace import MAX_TS_NS
 from ztrace.progress import quiet_option
 
 
@@ -17,6 +20,9 @@ def _parse_bin_ms(bin_ms: float | None) -> int | None:
         return None
     if not math.isfinite(bin_ms) or bin_ms <= 0:
         raise ConfigError(f"--bin-ms must be a positive number, got {bin_ms}")
+    if bin_ms * 1e6 > MAX_TS_NS:
+        # the replay clock is int64 ns; no trace spans more than 2^62 ns (format limits)
+        raise ConfigError(f"--bin-ms must be at most {MAX_TS_NS / 1e6:.3g} (2^62 ns), got {bin_ms}")
     return max(1, round(bin_ms * 1e6))
 
 
@@ -61,6 +67,13 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
 @click.option("--bin-ms", type=float, default=None, help="Timeline bin width in ms.")
 @click.option("--lru", "lru", default=None, help="LRU designs (needs zswap events).")
 @click.option("--pool-limit", default=None, help="LRU pool limit: pages, 64M or 20%.")
+@click.option(
+    "--sizes-from",
+    default=None,
+    type=click.Path(path_type=str),
+    help="For a trace without zs_malloc sizes: draw them from this capture's (labelled).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @quiet_option
 def command(
     trace: str,
@@ -73,6 +86,8 @@ def command(
     bin_ms: float | None,
     lru: str | None,
     pool_limit: str | None,
+    sizes_from: str | None,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Replay TRACE under lock designs (perf lock contention vocabulary) in one pass."""
@@ -83,6 +98,13 @@ def command(
     if pool_limit is not None and not lru:
         raise ConfigError("--pool-limit only applies with --lru")
     bin_ns = _parse_bin_ms(bin_ms)
+    if out:
+        # refuse before replaying: onto/inside the trace, or an existing directory without --force
+        check_dir_target(out, force=force, inputs=(trace,))
+    if lru:
+        from ztrace.replay.lru import design_list
+
+        unique_designs("--lru", design_list(lru))
     from ztrace.format import results_from_tables
     from ztrace.look.tables import render_json, render_replay
     from ztrace.replay.engine import replay, write_results
@@ -97,6 +119,7 @@ def command(
             speedup=speedup,
             bin_ns=bin_ns,
             progress=not quiet,
+            sizes_from=sizes_from,
         )
     lru_tables: dict[str, Any] = {}
     if lru:
@@ -107,7 +130,7 @@ def command(
     lru_rows = lru_tables["lru_summary"].to_pylist() if lru_tables else None
     if out:
         if result is not None:
-            write_results(result, out, extra_tables=lru_tables)
+            write_results(result, out, extra_tables=lru_tables, force=force, inputs=(trace,))
         else:
             from ztrace.format import write_results_dir
 
@@ -122,6 +145,8 @@ def command(
                     "ztrace.pool_limit": str(pool_limit),
                 },
                 {"lru": lru_rows},
+                force=force,
+                inputs=(trace,),
             )
     doc: dict[str, Any] = {}
     if result is not None:

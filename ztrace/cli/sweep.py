@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
+from ztrace.cli._options import unique_designs
 from ztrace.errors import ConfigError
+from ztrace.format.safeio import check_dir_target
 from ztrace.progress import quiet_option, track
 
 _RANGE = re.compile(r"^([^:]+):([^:]+):([^:]+)$")
@@ -72,6 +74,7 @@ def _design_params(values: tuple[str, ...]) -> dict[str, str]:
     help="A,B,C or A:B:step; pages (4096), bytes (64M) or percent of RAM (20%).",
 )
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @click.option(
     "--param",
     "params",
@@ -90,13 +93,15 @@ def command(
     params: tuple[str, ...],
     seed: int,
     as_json: bool,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Replay TRACE under each LRU design at each pool limit; write sweep.parquet.
 
     One row per design × pool limit with the lru_summary columns (docs/results-format.md):
-    stores, rejects, writebacks, inversions (a page sent to disk while zswap holds an older
-    one), hits, disk swap-ins, expected fault latency.
+    disk faults, avoidable disk faults, the gap to the offline optimum, expected fault
+    latency, then inversions (a page sent to disk while zswap holds an older one), stores,
+    rejects, writebacks, hits.
     """
     from ztrace.format import write_results_dir
     from ztrace.replay.lru import (
@@ -109,8 +114,9 @@ def command(
     )
     from ztrace.replay.lru.metrics import summary_table
 
-    names = design_list(designs)
-    limits = expand_limits(pool_limits)
+    check_dir_target(out, force=force, inputs=(trace,))  # before sweeping: refuse early
+    names = unique_designs("--lru", design_list(designs))
+    limits = unique_designs("--pool-limits", expand_limits(pool_limits))
     pmap = _design_params(params)
     ram_spec: Any = None
     if "all" in pmap:
@@ -125,6 +131,9 @@ def command(
     w = load_workload(trace)
     ram = resolve_ram(w, ram_spec)
     pages = [parse_pool_limit(x, ram_pages=ram, page_size=w.page_size) for x in limits]
+    if len(set(pages)) != len(pages):  # 64M and 16384 can be the same limit
+        dup = next(p for p in pages if pages.count(p) > 1)
+        raise ConfigError(f"--pool-limits: {dup} pages is given twice")
     per_design = {n: params_for(n, pmap) for n in names}
     rows = []
     counters = []
@@ -147,6 +156,8 @@ def command(
             "ztrace.params": json.dumps(per_design, sort_keys=True),
         },
         summary,
+        force=force,
+        inputs=(trace,),
     )
     if as_json:
         click.echo(json.dumps(summary))

@@ -9,7 +9,15 @@ from click.core import ParameterSource
 
 from ztrace.errors import ConfigError
 from ztrace.format import write_trace
+from ztrace.format.safeio import check_dir_target
+from ztrace.format.trace import MAX_CPUS
 from ztrace.workloads import PROFILE_KINDS, synth, synth_swap
+
+#: --events ceiling: the largest trace the project's benchmarks generate (100 M events, about
+#: 4 GB while generating); beyond it a clear error, not an allocation attempt.
+MAX_SYNTH_EVENTS = 100_000_000
+#: --scale ceiling for swap profiles, on the same grounds.
+MAX_SYNTH_SCALE = 1000.0
 
 
 @click.command(
@@ -27,14 +35,31 @@ from ztrace.workloads import PROFILE_KINDS, synth, synth_swap
     help="Workload profile (see docs/trace-format.md#synthetic-profiles).",
 )
 @click.option(
-    "--events", type=int, default=100_000, show_default=True, help="About this many (allocator)."
+    "--events",
+    # ceiling: the largest trace the project's benchmarks generate (a clear error, not an
+    # allocation attempt)
+    type=click.IntRange(1, MAX_SYNTH_EVENTS),
+    default=100_000,
+    show_default=True,
+    help="About this many (allocator).",
 )
-@click.option("--cpus", type=int, default=4, show_default=True, help="CPUs (allocator).")
 @click.option(
-    "--scale", type=float, default=1.0, show_default=True, help="Length multiplier (swap)."
+    "--cpus",
+    type=click.IntRange(1, MAX_CPUS),
+    default=4,
+    show_default=True,
+    help="CPUs (allocator).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--scale",
+    type=click.FloatRange(0, MAX_SYNTH_SCALE, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Length multiplier (swap).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.pass_context
 def command(
@@ -46,6 +71,7 @@ def command(
     seed: int,
     out: str,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Write a seeded synthetic trace from a workload profile.
 
@@ -57,6 +83,7 @@ def command(
     for name in wrong:
         if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
             raise ConfigError(f"--{name}: does not apply to {kind} profile `{profile}`")
+    check_dir_target(out, force=force)  # before generating: refuse early
     summary: dict[str, object] = {"trace": str(out), "profile": profile, "seed": seed}
     if kind == "alloc":
         table = synth.synth(profile, events=events, seed=seed, cpus=cpus)
@@ -69,7 +96,7 @@ def command(
         table, meta = synth_swap.synth_swap(profile, seed=seed, scale=scale)
         what = f"{profile}, scale {scale}, seed {seed}"
         summary["scale"] = scale
-    path = write_trace(out, table, meta)
+    path = write_trace(out, table, meta, force=force)
     summary.update(file=str(path), events=table.num_rows)
     if as_json:
         click.echo(json.dumps(summary))

@@ -1,10 +1,10 @@
-"""``ztrace validate locks``: alias of ``ztrace check locks`` (kept for scripts and docs)."""
+"""``ztrace validate locks|cross-kernel``: aliases of ``ztrace check locks|cross-kernel``."""
 
 from __future__ import annotations
 
 import click
 
-from ztrace.cli.check import locks
+from ztrace.cli.check import cross_kernel, locks
 
 
 @click.group("validate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,3 +13,4 @@ def command() -> None:
 
 
 command.add_command(locks)
+command.add_command(cross_kernel)

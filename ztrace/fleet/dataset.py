@@ -2,7 +2,7 @@
 
 ``OUT/fleet.parquet`` holds one row per finished task, in plan order, with the identity,
 parameter and metric columns of :data:`ztrace.fleet.task.COLUMNS`; its Parquet metadata and
-``OUT/manifest.json`` record the sources as absolute paths with their SHA-256, so a moved
+``OUT/fleet.json`` record the sources as absolute paths with their SHA-256, so a moved
 results set still names (and can verify) its traces. Nothing in either file depends on how
 the sweep ran (``-j``, Ray, order of completion) or when.
 """
@@ -24,7 +24,7 @@ from ztrace.fleet.task import task_path, write_atomic
 
 FLEET_VERSION = 1
 DATASET = "fleet.parquet"
-MANIFEST = "manifest.json"
+MANIFEST = "fleet.json"  # not manifest.json: that name marks a results directory
 
 
 def check_output_dir(out: Path) -> None:
@@ -106,8 +106,8 @@ def assemble(
         }
         table = table.replace_schema_metadata(kv)
         path = o / DATASET
-        write_atomic(path, lambda p: pq.write_table(table, p, compression="zstd"))
-    write_atomic(o / MANIFEST, lambda p: p.write_text(text))
+        write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+    write_atomic(o / MANIFEST, lambda f: f.write(text), text=True)
     return path
 
 

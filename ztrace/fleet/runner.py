@@ -21,6 +21,7 @@ from ztrace.fleet.dataset import assemble, check_output_dir
 from ztrace.fleet.discover import TraceRef
 from ztrace.fleet.plan import Axes, Plan, Task, plan
 from ztrace.fleet.task import run_and_store, task_path
+from ztrace.format.safeio import check_output
 from ztrace.progress import progress
 
 #: Ray's object store: tasks return two short strings, rows go to files (Ray's minimum is
@@ -96,10 +97,11 @@ def sweep(
     on_failure: Callable[[Task, str], None] | None = None,
 ) -> SweepReport:
     """Plan, skip finished tasks, run the rest (Ray when ``jobs > 1`` or ``ray_address``),
-    then assemble ``fleet.parquet`` and ``manifest.json`` under ``out``."""
+    then assemble ``fleet.parquet`` and ``fleet.json`` under ``out``."""
     if jobs < 1:
         raise ConfigError(f"-j must be at least 1, got {jobs}")
     o = Path(out).resolve()
+    check_output(o, [t.path for t in traces])  # never into (or onto) a trace
     check_output_dir(o)
     o.mkdir(parents=True, exist_ok=True)
     the_plan: Plan = plan(traces, axes)

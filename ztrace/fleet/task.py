@@ -7,16 +7,16 @@ tasks go on; a later success removes it.
 from __future__ import annotations
 
 import json
-import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.fleet.plan import Task
+from ztrace.format.safeio import atomic_file
 
 _U64, _F64, _STR, _I64 = pa.uint64(), pa.float64(), pa.string(), pa.int64()
 
@@ -60,6 +60,11 @@ COLUMNS: dict[str, pa.DataType] = {
     "zswap_hits": _U64,
     "disk_swapins": _U64,
     "expected_fault_latency_ns": _F64,
+    "disk_faults": _U64,
+    "avoidable_disk_faults": _U64,
+    "optimal_gap": _I64,
+    "latency_zswap_ns": _F64,
+    "latency_disk_ns": _F64,
 }
 _SKIP = {"lock_design", "lru_design"}
 
@@ -112,18 +117,14 @@ def run_task(task: Task) -> pa.Table:
     return pa.Table.from_pylist([{f.name: row.get(f.name) for f in fields}], schema=schema)
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through ``write(tmp)`` then rename: a reader (or a resumed sweep) never
-    sees a partial file. The temporary name sits in the target directory (same filesystem)
-    and is unique per process. The one place fleet writes a file (to adopt the project's
-    safe-writer helper in one edit)."""
+def write_atomic(path: Path, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
+    """Write ``path`` through ``write(file)`` with the project's safe writer
+    (:func:`ztrace.format.safeio.atomic_file`: a fresh temporary beside it, renamed when
+    complete), so a reader or a resumed sweep never sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    mode, enc = ("w", "utf-8") if text else ("wb", None)
+    with atomic_file(path, mode=mode, encoding=enc) as f:
+        write(f)
 
 
 def task_path(out: Path, task: Task) -> Path:
@@ -154,8 +155,8 @@ def run_and_store(task: Task, out: str) -> tuple[str, str | None]:
             "traceback": traceback.format_exc(),
         }
         text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
-        write_atomic(failed_path(o, task), lambda p: p.write_text(text))
+        write_atomic(failed_path(o, task), lambda f: f.write(text), text=True)
         return task.task_id, msg
-    write_atomic(task_path(o, task), lambda p: pq.write_table(table, p, compression="zstd"))
+    write_atomic(task_path(o, task), lambda f: pq.write_table(table, f, compression="zstd"))
     failed_path(o, task).unlink(missing_ok=True)
     return task.task_id, None

@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Final, Literal, get_args
 
 AllocatorEvent = Literal["zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint"]
+#: zsmalloc's read side (issue 10): zs_map_object() up to 6.14, zs_obj_read_begin() from
+#: 6.15. No BPF code yet (the read probes add ZT_EV_* codes when they land).
+ReadEvent = Literal["zs_map_object", "zs_obj_read_begin"]
 LockEvent = Literal["lock_contention"]
 SwapEvent = Literal[
     "zswap_store",
@@ -27,7 +30,7 @@ SwapEvent = Literal[
 ]
 #: Every event name with a defined meaning (docs/trace-format.md). Readers accept others
 #: (forward compatibility) but only these mean something to replay and look.
-EventName = Literal[AllocatorEvent, LockEvent, SwapEvent]
+EventName = Literal[AllocatorEvent, ReadEvent, LockEvent, SwapEvent]
 
 # BPF event type codes (zs_event.type = ZT_EV_*); 0 is never emitted.
 EV_MALLOC: Final = 1
@@ -58,9 +61,10 @@ EVENT_CODES: Final[dict[str, int]] = {name: code for code, name in EVENT_NAMES.i
 
 #: Event groups, in the order docs/trace-format.md lists them.
 ALLOCATOR_EVENTS: tuple[AllocatorEvent, ...] = get_args(AllocatorEvent)
+READ_EVENTS: tuple[ReadEvent, ...] = get_args(ReadEvent)
 LOCK_EVENTS: tuple[LockEvent, ...] = get_args(LockEvent)
 SWAP_EVENTS: tuple[SwapEvent, ...] = get_args(SwapEvent)
-EVENTS: tuple[EventName, ...] = ALLOCATOR_EVENTS + LOCK_EVENTS + SWAP_EVENTS
+EVENTS: tuple[EventName, ...] = ALLOCATOR_EVENTS + READ_EVENTS + LOCK_EVENTS + SWAP_EVENTS
 
 #: Values of the ``lock_kind`` column of lock events (docs/trace-format.md).
 LockKind = Literal["class", "pool", "zspage", "other"]

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.errors import TraceFormatError
+from ztrace.format.safeio import MANIFEST, atomic_dir, verify_manifest
 
 if TYPE_CHECKING:  # polars loads only when a look tool asks for a frame (capture stays light)
     import polars as pl
@@ -46,6 +47,11 @@ _LRU_COLS = {
     "zswap_hits": _U64,
     "disk_swapins": _U64,
     "expected_fault_latency_ns": _F64,
+    "disk_faults": _U64,
+    "avoidable_disk_faults": _U64,
+    "optimal_gap": pa.int64(),
+    "latency_zswap_ns": _F64,
+    "latency_disk_ns": _F64,
 }
 
 #: file stem -> required columns and types (extra columns are allowed: forward compatible)
@@ -178,33 +184,35 @@ def write_results_dir(
     tables: dict[str, pa.Table],
     meta: dict[str, str],
     summary: dict[str, Any],
+    *,
+    force: bool = False,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> list[Path]:
     """Write ``tables`` (stem -> table) and ``summary.json`` to ``out_dir``; return the files.
 
     Every table is checked against :data:`SCHEMAS` first, so a writer bug fails here and not
-    in somebody's dashboard.
+    in somebody's dashboard. The directory is written whole beside ``out_dir``, marked
+    complete by ``manifest.json`` and swapped into place
+    (:func:`ztrace.format.safeio.atomic_dir`): an existing non-empty ``out_dir`` is refused,
+    or with ``force`` replaced whole, never merged; writing onto or inside one of ``inputs``
+    is refused.
     """
     for k in REQUIRED_META:
         if k not in meta:
             raise ValueError(f"results metadata needs `{k}`")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    kv = {k.encode(): str(v).encode() for k, v in sorted(meta.items())}
     for stem in sorted(tables):
-        t = tables[stem]
-        _check(stem, t, f"{stem} (writer)")
-        path = out / f"{stem}.parquet"
-        tmp = out / f".{stem}.parquet.tmp"
-        pq.write_table(t.replace_schema_metadata(kv), tmp, compression="zstd")
-        os.replace(tmp, path)
-        files.append(path)
-    path = out / "summary.json"
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, sort_keys=True, indent=2) + "\n")
-    os.replace(tmp, path)
-    files.append(path)
-    return files
+        _check(stem, tables[stem], f"{stem} (writer)")
+    out = Path(out_dir)
+    kv = {k.encode(): str(v).encode() for k, v in sorted(meta.items())}
+    with atomic_dir(out, force=force, inputs=inputs) as tmp:
+        for stem in sorted(tables):
+            pq.write_table(
+                tables[stem].replace_schema_metadata(kv),
+                tmp / f"{stem}.parquet",
+                compression="zstd",
+            )
+        (tmp / "summary.json").write_text(json.dumps(summary, sort_keys=True, indent=2) + "\n")
+    return [out / f"{stem}.parquet" for stem in sorted(tables)] + [out / "summary.json"]
 
 
 def is_results_dir(path: str | os.PathLike[str]) -> bool:
@@ -212,8 +220,10 @@ def is_results_dir(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
     if not p.is_dir():
         return False
-    return (p / "summary.json").exists() or any(
-        (p / f"{name}.parquet").exists() for name in SCHEMAS
+    return (
+        (p / "summary.json").exists()
+        or (p / MANIFEST).exists()
+        or any((p / f"{name}.parquet").exists() for name in SCHEMAS)
     )
 
 
@@ -235,6 +245,7 @@ def read_results(path: str | os.PathLike[str]) -> Results:
             "not a results directory (no locks_summary.parquet, timeline.parquet, ... "
             "or summary.json; write one with `ztrace replay TRACE -o DIR`)",
         )
+    verify_manifest(d)  # complete, and nothing added or changed since it was written
     files = sorted(f for f in d.glob("*.parquet") if not f.name.startswith("."))
     tables: dict[str, pa.Table] = {}
     meta: dict[str, str] = {}
@@ -244,7 +255,10 @@ def read_results(path: str | os.PathLike[str]) -> Results:
         except (pa.ArrowInvalid, OSError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise TraceFormatError(f, f"not a readable Parquet file ({msg})") from None
-        kv = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+        try:
+            kv = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+        except UnicodeDecodeError:
+            raise TraceFormatError(f, "metadata is not UTF-8 text") from None
         version = kv.get("ztrace.results_version")
         if version is None:
             raise TraceFormatError(f, "not a ztrace results file (no ztrace.results_version)")
@@ -257,7 +271,7 @@ def read_results(path: str | os.PathLike[str]) -> Results:
     sj = d / "summary.json"
     if sj.exists():
         try:
-            loaded = json.loads(sj.read_text())
+            loaded = json.loads(sj.read_bytes().decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TraceFormatError(sj, f"not valid JSON ({exc})") from None
         if isinstance(loaded, dict):

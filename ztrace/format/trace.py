@@ -13,6 +13,7 @@ over it. Every problem is a :class:`~ztrace.errors.TraceFormatError` naming the 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ztrace.errors import TraceFormatError
+from ztrace.errors import ConfigError, TraceFormatError
+from ztrace.format.safeio import atomic_dir
 
 SCHEMA_VERSION = 1
 #: Versions this reader understands. v2 adds swap events (docs/trace-format.md).
@@ -97,7 +100,7 @@ class TraceMeta:
 
     @classmethod
     def from_kv(cls, kv: Mapping[bytes, bytes] | None, path: object) -> TraceMeta:
-        raw = {k.decode(): v.decode() for k, v in (kv or {}).items()}
+        raw = _decode_kv(kv, path)
         if f"{_META_PREFIX}schema_version" not in raw:
             raise TraceFormatError(path, "not a ztrace trace (no ztrace.schema_version metadata)")
         try:
@@ -130,7 +133,7 @@ class TraceMeta:
             for k, v in raw.items()
             if k.startswith(f"{_META_PREFIX}extra.")
         }
-        return cls(
+        meta = cls(
             kernel_release=get("kernel_release", str, "unknown"),
             page_size=get("page_size", int, 4096),
             nr_cpus=get("nr_cpus", int, 1),
@@ -141,11 +144,107 @@ class TraceMeta:
             schema_version=version,
             extra=extra,
         )
+        _check_meta_bounds(meta, path)
+        return meta
 
     def replace(self, **changes: Any) -> TraceMeta:
         d = asdict(self)
         d.update(changes)
         return TraceMeta(**d)
+
+
+# ---------------------------------------------------------------------------- limits
+# What the replay relies on, checked by the one reader (issue 11). Nothing that passes these
+# may crash a replay or size an allocation from a hostile value.
+
+#: Largest ``ts_ns``: the replay clock is int64 ns and adds waits, holds and costs to arrival
+#: times; 2^62 ns (146 years of CLOCK_MONOTONIC) leaves that arithmetic room.
+MAX_TS_NS = 1 << 62
+#: Largest ``duration_ns`` / ``wait_ns`` / ``hold_ns``: the replay reads them as int64 ns.
+MAX_DURATION_NS = (1 << 62) - 1
+#: Hard ceiling on ``nr_cpus``: the kernel's own, CONFIG_NR_CPUS <= 8192 (arch/x86/Kconfig
+#: NR_CPUS_RANGE_END with MAXSMP; arm64 and powerpc stop at 4096 and 8192). Per-CPU state
+#: in the replay is sized from the CPUs a trace holds, never from more than this.
+MAX_CPUS = 8192
+#: Page sizes Linux builds for (4K; 16K and 64K on arm64/powerpc: arch/arm64/Kconfig).
+PAGE_SIZES = (4096, 16384, 65536)
+#: CONFIG_ZSMALLOC_CHAIN_SIZE range (mm/Kconfig, 6.3+: "range 4 16"); older kernels record 8.
+CHAIN_SIZES = range(4, 17)
+
+#: column -> (largest allowed value, why); checked on every batch the reader hands out.
+_ROW_LIMITS: dict[str, tuple[int, str]] = {
+    "ts_ns": (MAX_TS_NS, "beyond 2^62 ns, the replay clock's range"),
+    "duration_ns": (MAX_DURATION_NS, "beyond 2^62 ns, the replay's int64 range"),
+    "wait_ns": (MAX_DURATION_NS, "beyond 2^62 ns, the replay's int64 range"),
+    "hold_ns": (MAX_DURATION_NS, "beyond 2^62 ns, the replay's int64 range"),
+}
+
+
+def _decode_kv(kv: Mapping[bytes, bytes] | None, path: object) -> dict[str, str]:
+    """Metadata as text; a key or value that is not UTF-8 is an error naming it."""
+    raw: dict[str, str] = {}
+    for k, v in (kv or {}).items():
+        try:
+            key = k.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TraceFormatError(
+                path, f"metadata key {k.decode('utf-8', 'replace')!r} is not UTF-8"
+            ) from None
+        try:
+            raw[key] = v.decode("utf-8")
+        except UnicodeDecodeError:
+            if not key.startswith(_META_PREFIX):
+                continue  # a foreign tool's binary metadata (e.g. ARROW:schema) is not ours
+            raise TraceFormatError(path, f"metadata {key} is not UTF-8 text") from None
+    return raw
+
+
+def _check_meta_bounds(m: TraceMeta, path: object) -> None:
+    def bad(name: str, value: object, want: str) -> TraceFormatError:
+        return TraceFormatError(path, f"metadata ztrace.{name}={value!r}: {want}")
+
+    if m.page_size not in PAGE_SIZES:
+        raise bad("page_size", m.page_size, "want 4096, 16384 or 65536")
+    if not 1 <= m.nr_cpus <= MAX_CPUS:
+        raise bad("nr_cpus", m.nr_cpus, f"want 1..{MAX_CPUS} (CONFIG_NR_CPUS ceiling)")
+    if m.zsmalloc_chain_size not in CHAIN_SIZES:
+        raise bad("zsmalloc_chain_size", m.zsmalloc_chain_size, "want 4..16")
+    if not 0 <= m.lost_events < 1 << 63:
+        raise bad("lost_events", m.lost_events, "want a count >= 0")
+    if not 0 <= m.capture_start_ns <= MAX_TS_NS:
+        raise bad("capture_start_ns", m.capture_start_ns, "want 0..2^62 ns")
+    if len(m.kernel_release) > 256 or not m.kernel_release.isprintable():
+        raise bad("kernel_release", m.kernel_release[:40], "want a printable release string")
+
+
+def check_rows(f: Path, batch: pa.RecordBatch, first_row: int, meta: TraceMeta) -> None:
+    """Refuse nulls in required columns and values beyond the replay's ranges (CPU ids
+    included), naming the file and the first bad row (counted from 0 in the file)."""
+    names = batch.schema.names
+    for name in REQUIRED_COLUMNS:
+        if name in names:
+            col = batch.column(name)
+            if col.null_count:
+                row = first_row + int(pc.index(col.is_null(), True).as_py())
+                raise TraceFormatError(f, f"row {row}: null in required column `{name}`")
+    for name, (limit, why) in _ROW_LIMITS.items():
+        if name in names:
+            _check_max(f, batch.column(name), first_row, name, limit, why)
+    if "cpu" in names:
+        # the kernel's ceiling, not ztrace.nr_cpus: traces built by hand often leave nr_cpus
+        # at its default; per-CPU replay state is sized from the CPUs the rows hold
+        _check_max(
+            f, batch.column("cpu"), first_row, "cpu", MAX_CPUS - 1, "beyond CONFIG_NR_CPUS's 8192"
+        )
+
+
+def _check_max(f: Path, col: pa.Array, first_row: int, name: str, limit: int, why: str) -> None:
+    top = pc.max(col).as_py()
+    if top is not None and top > limit:
+        over = pc.greater(col, pa.scalar(min(limit, (1 << 63) - 1), type=col.type))
+        row = first_row + int(pc.index(over, True).as_py())
+        val = col[row - first_row].as_py()
+        raise TraceFormatError(f, f"row {row}: `{name}`={val} is {why}")
 
 
 @dataclass
@@ -243,28 +342,30 @@ def conform(table: pa.Table) -> pa.Table:
 # ---------------------------------------------------------------------------- writing
 
 
-def _atomic_write(table: pa.Table, path: Path, meta: TraceMeta) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    table = table.replace_schema_metadata(meta.to_kv())
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-def write_trace(out: str | os.PathLike[str], table: pa.Table, meta: TraceMeta) -> Path:
+def write_trace(
+    out: str | os.PathLike[str],
+    table: pa.Table,
+    meta: TraceMeta,
+    *,
+    force: bool = False,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
+) -> Path:
     """Write ``table`` as a one-file trace dataset in directory ``out``; return the file.
 
-    The file is written under a temporary name and renamed when complete, so a reader
-    never sees a partial file.
+    The dataset is written into a fresh private directory beside ``out`` and swapped into
+    place when complete (:func:`ztrace.format.safeio.atomic_dir`), so a reader never sees a
+    partial trace and an older trace is never mixed in: an existing non-empty ``out`` is
+    refused, or with ``force`` replaced whole.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     table = conform(table)
     ts = table.column("ts_ns").to_numpy()
     if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
         table = table.sort_by("ts_ns")
-    path = out / "part-00000.parquet"
-    _atomic_write(table, path, meta)
-    return path
+    name = "part-00000.parquet"
+    with atomic_dir(out, force=force, inputs=inputs, manifest=False) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta.to_kv()), tmp / name, compression="zstd")
+    return out / name
 
 
 class TraceWriter:
@@ -285,6 +386,11 @@ class TraceWriter:
         rotate_seconds: float | None = None,
     ) -> None:
         self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"-o {self.out}: exists and is not a directory")
+        if self.out.is_dir() and any(self.out.glob("*.parquet")):
+            # files of another capture would be read as part of this one
+            raise ConfigError(f"-o {self.out}: already holds a trace; write to a new directory")
         self.out.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.schema = schema_for(list(columns))
@@ -303,10 +409,15 @@ class TraceWriter:
         import time
 
         self._final = self.out / f"part-{self._index:05d}.parquet"
-        self._tmp = self.out / f".{self._final.name}.tmp"
+        # a fresh O_EXCL temporary (mkstemp): a link planted at a guessable name is never
+        # followed; written through our own descriptor, renamed when complete
+        fd, tmp = tempfile.mkstemp(prefix=f".{self._final.name}.", suffix=".tmp", dir=self.out)
+        os.fchmod(fd, 0o644)
+        self._tmp = Path(tmp)
+        self._sink = os.fdopen(fd, "wb")
         self._index += 1
         self._writer = pq.ParquetWriter(
-            self._tmp, self.schema.with_metadata(self.meta.to_kv()), compression="zstd"
+            self._sink, self.schema.with_metadata(self.meta.to_kv()), compression="zstd"
         )
         self._bytes = 0
         self._opened_at = time.monotonic()
@@ -343,6 +454,7 @@ class TraceWriter:
             {k.decode(): v.decode() for k, v in self.meta.to_kv().items()}
         )
         self._writer.close()
+        self._sink.close()
         assert self._tmp is not None and self._final is not None
         os.replace(self._tmp, self._final)
         self.files.append(self._final)
@@ -497,8 +609,11 @@ class TraceHandle:
         """
         last_ts = -1
         for f, pf in zip(self.files, self._parquet, strict=True):
+            row = 0
             try:
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                    check_rows(f, batch, row, self.meta)
+                    row += batch.num_rows
                     if "ts_ns" in batch.schema.names and batch.num_rows:
                         ts = batch.column("ts_ns").to_numpy()
                         if ts[0] < last_ts or (len(ts) > 1 and np.any(ts[1:] < ts[:-1])):

@@ -22,8 +22,9 @@ from typing import Any
 
 import polars as pl
 
-from ztrace.errors import TraceFormatError
+from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import Results, is_results_dir, read_results
+from ztrace.format.safeio import atomic_file, check_output
 
 #: Defaults that keep the HTML well under 10 MB and the first render within a second or two.
 MAX_BINS = 400
@@ -37,7 +38,7 @@ CHARTS: dict[str, str] = {
     "wait_cdf": "wait distribution (CDF of contended waits)",
     "memory": "memory: pages used over time per design",
     "heatmap": "size-class occupancy over time (`class` design's pool)",
-    "sweep": "LRU inversion rate vs pool limit",
+    "sweep": "disk faults vs pool limit (dashed: optimal, the floor)",
     "tiers": "tier hits: zswap vs disk at the selected pool limit (dashed line)",
     "lru_time": "zswap pool pages over time per LRU design",
 }
@@ -192,6 +193,10 @@ def prepare(
             .select(
                 "lru_design",
                 "pool_limit_pages",
+                "disk_faults",
+                "avoidable_disk_faults",
+                "optimal_gap",
+                "expected_fault_latency_ns",
                 "inversions",
                 (pl.col("inversion_rate") * 100).round(4).alias("inversion_pct"),
                 "writebacks",
@@ -431,8 +436,12 @@ def build_sections(d: DashData) -> list[Section]:
         )
         base = alt.Chart(d.sweep).encode(
             x=alt.X("pool_limit_pages:Q", title="pool limit (pages)"),
-            y=alt.Y("inversion_pct:Q", title="LRU inversions (% of disk writes)"),
+            y=alt.Y("disk_faults:Q", title="disk faults (slow swap-ins)"),
             color=alt.Color("lru_design:N", title="LRU design"),
+            # the offline optimum is the floor every design is measured against
+            strokeDash=alt.condition(
+                alt.datum.lru_design == "optimal", alt.value([6, 4]), alt.value([1, 0])
+            ),
         )
         # The selected limit is drawn as a rule and larger points, so the tier bars' limit
         # is visible without hovering.
@@ -449,6 +458,10 @@ def build_sections(d: DashData) -> list[Section]:
                 tooltip=[
                     "lru_design:N",
                     alt.Tooltip("pool_limit_pages:Q", format=","),
+                    alt.Tooltip("disk_faults:Q", format=","),
+                    alt.Tooltip("avoidable_disk_faults:Q", format=","),
+                    alt.Tooltip("optimal_gap:Q", title="gap to optimal", format=","),
+                    alt.Tooltip("expected_fault_latency_ns:Q", title="fault ns", format=",.0f"),
                     alt.Tooltip("inversions:Q", format=","),
                     alt.Tooltip("inversion_pct:Q", format=".3f"),
                     alt.Tooltip("writebacks:Q", format=","),
@@ -604,12 +617,10 @@ def javascript_bundle() -> str:
     # the stub marks the optional `snippet` argument as required
     _BUNDLE = vlc.javascript_bundle()  # type: ignore[call-arg]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(_BUNDLE, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+        with atomic_file(path, option="cache") as f:
+            f.write(_BUNDLE)
+    except (OSError, ConfigError):
+        pass  # no cache: the next dashboard asks vl-convert again
     return _BUNDLE
 
 
@@ -674,10 +685,15 @@ def build_dashboard(
     max_class_bins: int = MAX_CLASS_BINS,
     title: str | None = None,
     quiet: bool = True,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> DashboardResult:
     """Write the dashboard for a results directory, loaded results, or (observed contention
-    only) a trace."""
+    only) a trace. ``out`` is replaced atomically and may not be one of ``inputs`` (the
+    source is always one) or lie inside one."""
     started = time.perf_counter()
+    if not isinstance(source, Results):
+        inputs = (*inputs, source)
+    check_output(out, inputs)
     results = source if isinstance(source, Results) else results_for_input(source, quiet=quiet)
     if not results.tables:
         raise TraceFormatError(results.path or "<results>", "no results tables to draw")
@@ -687,10 +703,8 @@ def build_dashboard(
     sections = build_sections(d)
     page = render_html(d, sections, title=title or "ztrace dashboard")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    with atomic_file(out, inputs=inputs) as f:
+        f.write(page)
     return DashboardResult(
         path=out,
         bytes=out.stat().st_size,

@@ -16,13 +16,13 @@ Seconds are counted from the trace's first event (oracleGeneral's clock is 32-bi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ztrace.errors import ConfigError
 from ztrace.format import open_trace
+from ztrace.format.safeio import atomic_file
 
 Stream = Literal["swap", "alloc"]
 RECORD = np.dtype([("ts", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
@@ -80,11 +80,6 @@ def export_libcachesim(
 ) -> int:
     """Write ``out`` (oracleGeneral) from ``trace``; returns the number of requests."""
     rec = records(trace, stream)
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # complete file or none
-    try:
-        tmp.write_bytes(rec.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(out, inputs=[trace], mode="wb", encoding=None) as f:  # complete or none
+        f.write(rec.tobytes())
     return len(rec)

@@ -30,6 +30,9 @@ from typing import IO, Any
 
 import polars as pl
 
+from ztrace.errors import ConfigError, TraceFormatError
+from ztrace.format.safeio import atomic_file
+
 OPS_TID_BASE = 1
 LOCK_TID_BASE = 100_001
 _EVENT_COLUMNS = ("ts_ns", "cpu", "event", "pool", "size_bytes", "handle", "duration_ns")
@@ -226,79 +229,77 @@ def export_perfetto(
     names = set(tr.schema.names)
     columns = list(_EVENT_COLUMNS) + [c for c in _OPTIONAL if c in names]
     total = tr.num_rows
+    if total == 0:
+        raise TraceFormatError(trace, "empty dataset: the trace has no events to export")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     pid_of: dict[int, int] = {}
     threads: set[tuple[int, int]] = set()
     exported = written = clamped = 0
     pending = pl.DataFrame()
-    try:
-        with (
-            open(tmp, "w", encoding="utf-8") as f,
-            progress(total, desc="export", quiet=quiet, unit="events") as bar,
-        ):
-            f.write('{"traceEvents":[\n')
-            first = True
-            for rb in tr.iter_batches(columns=columns, batch_rows=batch_rows):
-                bar.advance(rb.num_rows)
-                batch = pl.from_arrow(rb)
-                assert isinstance(batch, pl.DataFrame)
-                if start_ns is not None:
-                    batch = batch.filter(pl.col("ts_ns") >= start_ns)
-                if end_ns is not None:
-                    batch = batch.filter(pl.col("ts_ns") < end_ns)
-                if max_events is not None:
-                    batch = batch.head(max(0, max_events - exported))
-                if batch.height == 0:
-                    if max_events is not None and exported >= max_events:
-                        break
-                    continue
-                exported += batch.height
-                for p in batch["pool"].unique(maintain_order=True).to_list():
-                    pid_of.setdefault(int(p), len(pid_of) + 1)
-                rows = (
-                    pl.concat([pending, _rows(batch, pid_of)], how="vertical_relaxed")
-                    if pending.height
-                    else _rows(batch, pid_of)
-                )
-                rows, n = _clamp(rows)
-                clamped += n
-                # The last event of each thread waits for the next batch: it may need cutting.
-                last = pl.col("ts_ns").rank("ordinal").over("pid", "tid") == pl.len().over(
-                    "pid", "tid"
-                )
-                rows = rows.with_columns(last.alias("_last"))
-                pending = rows.filter(pl.col("_last")).drop("_last")
-                ready = rows.filter(~pl.col("_last")).drop("_last")
-                threads.update(zip(ready["pid"].to_list(), ready["tid"].to_list(), strict=True))
-                written += _write_rows(f, ready, first)
-                first = first and ready.height == 0
-            if pending.height:
-                threads.update(zip(pending["pid"].to_list(), pending["tid"].to_list(), strict=True))
-                written += _write_rows(f, pending, first)
-                first = first and pending.height == 0
-            for line in _metadata_events(pid_of, threads):
-                f.write(("" if first else ",\n") + line)
-                first = False
-                written += 1
-            other = {
-                "tool": "ztrace export perfetto",
-                "trace": str(trace),
-                "kernel_release": meta.kernel_release,
-                "source": meta.source,
-                "nr_cpus": meta.nr_cpus,
-                "lost_events": meta.lost_events,
-                "exported_trace_events": exported,
-                "clamped_events": clamped,
-                "pools": {str(pid): hex(pool) for pool, pid in pid_of.items()},
-            }
-            f.write('\n],"displayTimeUnit":"ns","otherData":' + json.dumps(other) + "}\n")
-    except BaseException:
-        # A half-written file must not look like an export.
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    # a fresh temporary beside `out`, renamed over it when complete: a half-written file
+    # never looks like an export, and a link planted at a guessable name is never followed
+    with (
+        atomic_file(out, inputs=(trace,)) as f,
+        progress(total, desc="export", quiet=quiet, unit="events") as bar,
+    ):
+        f.write('{"traceEvents":[\n')
+        first = True
+        for rb in tr.iter_batches(columns=columns, batch_rows=batch_rows):
+            bar.advance(rb.num_rows)
+            batch = pl.from_arrow(rb)
+            assert isinstance(batch, pl.DataFrame)
+            if start_ns is not None:
+                batch = batch.filter(pl.col("ts_ns") >= start_ns)
+            if end_ns is not None:
+                batch = batch.filter(pl.col("ts_ns") < end_ns)
+            if max_events is not None:
+                batch = batch.head(max(0, max_events - exported))
+            if batch.height == 0:
+                if max_events is not None and exported >= max_events:
+                    break
+                continue
+            exported += batch.height
+            for p in batch["pool"].unique(maintain_order=True).to_list():
+                pid_of.setdefault(int(p), len(pid_of) + 1)
+            rows = (
+                pl.concat([pending, _rows(batch, pid_of)], how="vertical_relaxed")
+                if pending.height
+                else _rows(batch, pid_of)
+            )
+            rows, n = _clamp(rows)
+            clamped += n
+            # The last event of each thread waits for the next batch: it may need cutting.
+            last = pl.col("ts_ns").rank("ordinal").over("pid", "tid") == pl.len().over("pid", "tid")
+            rows = rows.with_columns(last.alias("_last"))
+            pending = rows.filter(pl.col("_last")).drop("_last")
+            ready = rows.filter(~pl.col("_last")).drop("_last")
+            threads.update(zip(ready["pid"].to_list(), ready["tid"].to_list(), strict=True))
+            written += _write_rows(f, ready, first)
+            first = first and ready.height == 0
+        if pending.height:
+            threads.update(zip(pending["pid"].to_list(), pending["tid"].to_list(), strict=True))
+            written += _write_rows(f, pending, first)
+            first = first and pending.height == 0
+        for line in _metadata_events(pid_of, threads):
+            f.write(("" if first else ",\n") + line)
+            first = False
+            written += 1
+        other = {
+            "tool": "ztrace export perfetto",
+            "trace": str(trace),
+            "kernel_release": meta.kernel_release,
+            "source": meta.source,
+            "nr_cpus": meta.nr_cpus,
+            "lost_events": meta.lost_events,
+            "exported_trace_events": exported,
+            "clamped_events": clamped,
+            "pools": {str(pid): hex(pool) for pool, pid in pid_of.items()},
+        }
+        f.write('\n],"displayTimeUnit":"ns","otherData":' + json.dumps(other) + "}\n")
+        if exported == 0:
+            raise ConfigError(
+                "--start-ns/--end-ns/--max-events: no events of the trace are in the window"
+            )
     return ExportStats(
         path=out,
         trace_events=exported,

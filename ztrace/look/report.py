@@ -187,6 +187,9 @@ def build_report(
         n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
     ]
     out["trust"] = trust_of(results).as_dict()
+    prov = results.summary.get("cost_provenance")
+    if isinstance(prov, dict) and prov:  # results written since issue 10
+        out["cost_provenance"] = prov
     return out
 
 
@@ -221,7 +224,11 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
         # perf refuses these too: they occur inside type names and lock names.
         raise ConfigError(f"cannot use the separator {sep!r} (it occurs in type or lock names)")
     buf = io.StringIO()
-    buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
+    # lock rows when there are any (perf's shape); otherwise the LRU rows of an LRU-only
+    # replay or a sweep, so such a directory does not print a lock header and no rows
+    lru_blocks = [] if report["locks"] else [n for n in ("lru_summary", "sweep") if report.get(n)]
+    if not lru_blocks:
+        buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
     for r in report["locks"]:
         vals = (
             r["contended"],
@@ -233,10 +240,18 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
             r["lock_design"],
         )
         buf.write(f"{sep} ".join(str(v) for v in vals) + "\n")
+    for name in lru_blocks:
+        # LRU rows (lru_summary, or a sweep's design x pool limit rows) in their own block,
+        # with the results-format column names, raw integers
+        cols = list(report[name][0])
+        buf.write("# output: " + f"{sep} ".join(cols) + "\n")
+        for r in report[name]:
+            buf.write(f"{sep} ".join(str(r[c]) for c in cols) + "\n")
     t = report["trust"]
     total = "unknown" if t["events"] is None else t["events"]
     lost = "unknown" if t["lost_events"] is None else t["lost_events"]
-    bad = "".join(f"{sep} bad_{k}={v}" for k, v in t.get("bad", {}).items())
+    # the counter names already start with what they count (bad_alloc, dup_malloc, ...)
+    bad = "".join(f"{sep} {k}={v}" for k, v in t.get("bad", {}).items())
     buf.write(f"# debug: total={total}{sep} lost={lost}{bad}\n")
     return buf.getvalue()
 
@@ -316,26 +331,38 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
             [
                 ("design", "left"),
                 ("pool limit", "right"),
-                ("stores", "right"),
-                ("writebacks", "right"),
+                ("disk faults", "right"),
+                ("avoidable", "right"),
+                ("vs optimal", "right"),
+                ("fault latency", "right"),
                 ("inversions", "right"),
                 ("inv. rate", "right"),
+                ("stores", "right"),
+                ("writebacks", "right"),
                 ("zswap hits", "right"),
-                ("disk in", "right"),
-                ("fault latency", "right"),
             ],
         )
         for r in report[name]:
+            # harm first (docs/lru-inversion.md "Harm"); inversions count store-order
+            # inversions, which can point the wrong way, so they come second
             t.add_row(
                 r["lru_design"],
                 f"{r['pool_limit_pages']:,} pg",
-                _human_count(r["stores"]),
-                _human_count(r["writebacks"]),
+                _human_count(r["disk_faults"]),
+                _human_count(r["avoidable_disk_faults"]),
+                ("+" if r["optimal_gap"] >= 0 else "-") + _human_count(abs(r["optimal_gap"])),
+                human_ns(r["expected_fault_latency_ns"]),
                 _human_count(r["inversions"]),
                 f"{100 * r['inversion_rate']:.2f} %",
+                _human_count(r["stores"]),
+                _human_count(r["writebacks"]),
                 _human_count(r["zswap_hits"]),
-                _human_count(r["disk_swapins"]),
-                human_ns(r["expected_fault_latency_ns"]),
+            )
+        lat = report[name][0] if report[name] else None
+        if lat is not None:
+            t.caption = (
+                f"fault latency = hits × {human_ns(lat['latency_zswap_ns'])} (zswap) + disk "
+                f"faults × {human_ns(lat['latency_disk_ns'])} (disk), per fault (assumed)"
             )
         console.print(t)
     if not designs and not any(k in report for k in ("locks_summary", "lru_summary", "sweep")):
@@ -369,6 +396,9 @@ def _footer_text(report: dict[str, Any]) -> str:
             lines.append("histogram of failure reasons")
             lines.extend(f" {k:>14}: {v}" for k, v in t["bad"].items())
     lines.append(f"source: {t['source']}" + (f" ({t['trace']})" if t["trace"] else ""))
+    if report.get("cost_provenance"):  # where every hold time came from (issue 10)
+        lines.append("hold times (measured / fitted / default):")
+        lines.extend(f" {k:>17}: {v}" for k, v in report["cost_provenance"].items())
     if report["absent"]:
         lines.append(f"absent: {', '.join(report['absent'])}")
     return "\n".join(lines) + "\n"

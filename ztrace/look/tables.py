@@ -137,33 +137,37 @@ def render_replay(results: Results, con: Console | None = None) -> None:
 
 
 def render_sweep(rows: Sequence[Mapping[str, Any]], trace: str, con: Console | None = None) -> None:
-    """``ztrace sweep``'s table: one row per LRU design × pool limit."""
+    """``ztrace sweep``'s table: one row per LRU design × pool limit, harm first."""
     t = Table(title=f"LRU sweep: {trace}")
     for col in (
         "design",
         "limit",
+        "disk faults",
+        "avoidable",
+        "vs optimal",
+        "fault ns",
+        "inversions",
+        "inv rate",
         "stores",
         "rejects",
         "writebacks",
-        "inversions",
-        "inv rate",
         "hits",
-        "disk in",
-        "fault ns",
     ):
         t.add_column(col, justify="left" if col == "design" else "right")
     for r in rows:
         t.add_row(
             str(r["lru_design"]),
             str(r["pool_limit_pages"]),
+            str(r["disk_faults"]),
+            str(r["avoidable_disk_faults"]),
+            f"{r['optimal_gap']:+d}",
+            f"{r['expected_fault_latency_ns']:.0f}",
+            str(r["inversions"]),
+            f"{r['inversion_rate']:.3f}",
             str(r["stores"]),
             str(r["rejects"]),
             str(r["writebacks"]),
-            str(r["inversions"]),
-            f"{r['inversion_rate']:.3f}",
             str(r["zswap_hits"]),
-            str(r["disk_swapins"]),
-            f"{r['expected_fault_latency_ns']:.0f}",
         )
     (con or Console(stderr=True, width=140)).print(t)
 

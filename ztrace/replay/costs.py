@@ -54,6 +54,9 @@ class CostModel:
     mag_hit_ns: int = 15
     batch_obj_ns: int = 40
     write_after_malloc: bool = True
+    #: the probes' own cost inside every measured ``duration_ns`` (kprobe entry to
+    #: kretprobe), subtracted from it; 0 = not measured (say so: see :meth:`provenance`)
+    probe_overhead_ns: int = 0
     #: where the per-kind numbers came from: "defaults" or "fitted:<kinds>"
     source: str = "defaults"
 
@@ -90,6 +93,47 @@ class CostModel:
             return self
         kinds = ",".join(sorted(k for k in _FIT_FIELDS if k in medians and medians[k] > 0))
         return replace(self, source=f"fitted:{kinds}", **changes)
+
+    def provenance(self, measured: dict[str, int], counts: dict[str, int]) -> dict[str, str]:
+        """Where each hold time of a replay comes from: ``measured`` (the trace's own
+        ``duration_ns``, per row), ``fitted`` (the median of the measured rows of that
+        kind, for its rows without one) or ``default`` (this model's constant).
+
+        ``measured``/``counts``: rows with a duration / all rows, per event kind.
+        """
+        fitted = set(self.source.removeprefix("fitted:").split(",")) if self.fitted else set()
+        out: dict[str, str] = {}
+        for event, fieldname in _FIT_FIELDS.items():
+            m, n = counts.get(event, 0), measured.get(event, 0)
+            if m == 0:
+                continue
+            rest = f"fitted ({fieldname}={getattr(self, fieldname)}, median of the measured)"
+            if event not in fitted:
+                rest = f"default ({fieldname}={getattr(self, fieldname)})"
+            if n >= m:
+                out[event] = f"measured (duration_ns of all {m} rows)"
+            elif n:
+                out[event] = f"measured for {n} of {m} rows; the rest {rest}"
+            else:
+                out[event] = rest
+        for fieldname in ("lookup_ns", "alloc_zspage_ns", "free_zspage_ns", "write_base_ns"):
+            out[fieldname] = f"default ({getattr(self, fieldname)})"
+        out["write_ns_per_kib"] = f"default ({self.write_ns_per_kib}; also the read copy)"
+        if measured:
+            out["note"] = (
+                "a measured duration is never added to: malloc_grow splits it into lookup, "
+                "alloc_zspage and the relocked part; a measured zs_free includes free_zspage"
+            )
+        out["probe_overhead_ns"] = (
+            f"given ({self.probe_overhead_ns}), subtracted from every measured duration"
+            if self.probe_overhead_ns
+            else "not measured (0): measured durations include the probes' own cost"
+        )
+        return out
+
+    @property
+    def fitted(self) -> bool:
+        return self.source.startswith("fitted:")
 
 
 #: order of CostModel.as_array()

@@ -21,6 +21,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -30,13 +31,23 @@ import numpy as np
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, iter_batches, read_meta
+from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.costs import CostModel
 from ztrace.replay.hashing import splitmix64_array
-from ztrace.replay.ingest import COUNTER_NAMES, STD_KEY, AllocGroup, event_codes
+from ztrace.replay.ingest import (
+    COUNTER_NAMES,
+    EV_MALLOC,
+    STD_KEY,
+    AllocGroup,
+    event_codes,
+    malloc_ok,
+    swap_codes,
+)
 from ztrace.replay.locks import parse_designs
 from ztrace.replay.locks._state import SimState
-from ztrace.replay.prescan import prescan
+from ztrace.replay.prescan import prescan, resample_durations
+from ztrace.replay.sizes import check_sizes, impute, reference_sizes
 from ztrace.replay.tables import ReplayResult, build_tables, write_results
 
 __all__ = ["ReplayResult", "replay", "write_results"]
@@ -79,6 +90,9 @@ def replay(
     bin_ns: int | None = None,
     progress: bool = False,
     batch_rows: int = 1 << 20,
+    sizes_from: str | os.PathLike[str] | None = None,
+    jitter_ns: int = 0,
+    resample_holds: bool = False,
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -103,6 +117,14 @@ def replay(
         Timeline bin width (replay clock). ``None``: a 1-2-5 width giving ~500 bins.
     progress
         Show a progress bar on stderr.
+    sizes_from
+        A capture whose zs_malloc sizes stand in for a trace that has none (the kmem
+        tracepoint fallback); without it such a trace is refused. See
+        :mod:`ztrace.replay.sizes`.
+    jitter_ns, resample_holds
+        One replica of the prediction's uncertainty (see :mod:`ztrace.replay.interval`):
+        delay each arrival by a seeded 0..``jitter_ns`` (trace order kept), and draw each
+        measured duration from the trace's distribution of its event kind. Defaults: off.
 
     Returns
     -------
@@ -117,6 +139,13 @@ def replay(
     pre = prescan(trace)
     if pre.counts.get("zs_malloc", 0) + pre.counts.get("zs_free", 0) == 0:
         raise TraceFormatError(trace, "no zs_malloc/zs_free events: nothing to replay")
+    ref_sizes = None
+    if sizes_from is not None:
+        ref_sizes = reference_sizes(sizes_from)
+    else:
+        check_sizes(
+            trace, pre.counts.get("zs_malloc", 0), pre.size_max, meta.extra.get("probes", "")
+        )
     try:
         prof = kernel_profile(meta.kernel_release)
         legacy, ratio = prof.legacy_classes, prof.ratio_groups
@@ -128,7 +157,19 @@ def replay(
     designs = parse_designs(lock_specs, table.n_classes)
     cm_model = cost_model if cost_model is not None else CostModel().fit(pre.medians)
     cm = cm_model.as_array()
+    provenance = cm_model.provenance(pre.measured, pre.counts)
     n_cpus = cpus if cpus is not None else max(pre.max_cpu + 1, meta.nr_cpus, 1)
+    # --- issue 11 (limits from the trace, not from its metadata) --------------------------
+    # Per-CPU allocator fronts (magazines) are sized from the CPUs the trace holds, not from
+    # ztrace.nr_cpus: CPUs that never appear never index them, so results are unchanged.
+    front_cpus = cpus if cpus is not None else max(pre.max_cpu + 1, 1)
+    # The replay clock is int64 ns; a --speedup below 1 stretches the span, and past 2^62 ns
+    # (the trace format's own ts_ns limit) it would wrap, so refuse it.
+    if (pre.ts_last - pre.ts0) / speedup > MAX_TS_NS:
+        raise ConfigError(
+            f"--speedup {speedup!r}: stretches the trace's span past the replay clock (2^62 ns)"
+        )
+    # ---------------------------------------------------------------------------------------
     span = int((pre.ts_last - pre.ts0) / speedup)
     bw = bin_ns if bin_ns is not None else _nice_bin(span)
     if span // bw + 1 > MAX_BINS:
@@ -138,11 +179,11 @@ def replay(
     for d in designs:
         if d.allocator_key not in groups:
             groups[d.allocator_key] = AllocGroup(
-                d, table, ratio, n_cpus, seed, snap_on=d.allocator_key == STD_KEY
+                d, table, ratio, front_cpus, seed, snap_on=d.allocator_key == STD_KEY
             )
     if STD_KEY not in groups:  # classes.parquet always describes the plain single pool
         groups[STD_KEY] = AllocGroup(
-            parse_designs("pool")[0], table, ratio, n_cpus, seed, snap_on=True
+            parse_designs("pool")[0], table, ratio, front_cpus, seed, snap_on=True
         )
     sims = [SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc) for d in designs]
     # classes.parquet has one row per class per bin: keep it to ~MAX_CLASS_BINS bins
@@ -152,9 +193,22 @@ def replay(
     from ztrace.progress import progress as progress_bar
 
     cols = ["ts_ns", "cpu", "event", "size_bytes", "handle", "duration_ns"]
-    has_cls = "class_idx" in _schema_names(trace)
+    names = _schema_names(trace)
+    has_cls = "class_idx" in names
     if has_cls:
         cols.append("class_idx")
+    has_ok = "ok" in names  # zs_malloc's outcome, from a return probe
+    if has_ok:
+        cols.append("ok")
+    # reads from zswap's own events, unless zsmalloc's read functions were traced
+    zs_reads = sum(pre.counts.get(e, 0) for e in ("zs_map_object", "zs_obj_read_begin"))
+    swap_reads = zs_reads == 0 and "outcome" in names and pre.counts.get("zswap_load", 0) > 0
+    if swap_reads:
+        cols += ["outcome"] + (["swap_entry"] if "swap_entry" in names else [])
+    probe_ns = np.int64(cm_model.probe_overhead_ns)
+    n_imputed = 0
+    last_arr = np.zeros(1, dtype=np.int64)
+    jitter_mix = np.uint64((seed * 0x9FB21C651E98DF25 + 0x2D358DCCAA6C78A5) % 2**64)
     offset = 0
     seed_mix = np.uint64((seed * 0x2545F4914F6CDD1D + 0x1B873593) % 2**64)
     with progress_bar(pre.n_events, desc="replay", quiet=not progress, unit="events") as bar:
@@ -164,6 +218,12 @@ def replay(
                 continue
             ts = batch.column("ts_ns").to_numpy().astype(np.int64) - np.int64(pre.ts0)
             arr = ts if speedup == 1.0 else (ts / speedup).astype(np.int64)
+            if jitter_ns:
+                rows = np.arange(offset, offset + n, dtype=np.uint64)
+                j = splitmix64_array(rows ^ jitter_mix) % np.uint64(jitter_ns)
+                # delayed, but never before the op before it: trace order is kept
+                arr = np.maximum.accumulate(np.concatenate([last_arr, arr + j.astype(np.int64)]))
+                last_arr, arr = arr[-1:], arr[1:]
             if cpus is None:
                 cpu = batch.column("cpu").to_numpy().astype(np.int64)
             else:
@@ -173,12 +233,30 @@ def replay(
                 clsidx = batch.column("class_idx").fill_null(-1).to_numpy().astype(np.int64)
             else:
                 clsidx = np.full(n, -1, dtype=np.int64)
+            code = event_codes(batch.column("event"))
+            swap_key = handle_bits = batch.column("handle").to_numpy().view(np.int64)
+            if swap_reads:
+                code = swap_codes(code, batch.column("event"), batch.column("outcome"))
+                if "swap_entry" in cols:
+                    se = batch.column("swap_entry").fill_null(0).to_numpy().view(np.int64)
+                    swap_key = np.where(se != 0, se, handle_bits)
+            size = batch.column("size_bytes").to_numpy().astype(np.int64)
+            handle = batch.column("handle").to_numpy()
+            if ref_sizes is not None:
+                n_imputed += impute(size, code == EV_MALLOC, offset, seed, ref_sizes)
+            dur = batch.column("duration_ns").to_numpy().astype(np.int64)
+            if resample_holds:
+                dur = resample_durations(dur, code, pre.dur_hist, offset, seed)
+            if probe_ns:  # the probes' own cost is inside every measured duration
+                dur = np.where(dur > 0, np.maximum(dur - probe_ns, 1), 0)
             b = {
-                "code": event_codes(batch.column("event")),
-                "size": batch.column("size_bytes").to_numpy().astype(np.int64),
+                "code": code,
+                "size": size,
                 # int64 bits of the u64 handle: the table compares and hashes the bits
-                "handle": batch.column("handle").to_numpy().view(np.int64),
-                "dur": batch.column("duration_ns").to_numpy().astype(np.int64),
+                "handle": handle.view(np.int64),
+                "dur": dur,
+                "swap_key": swap_key,
+                "ok": malloc_ok(code, handle, batch.column("ok") if has_ok else None),
                 "cpu": cpu,
                 "clsidx": clsidx,
                 "bin": arr // bw,
@@ -216,17 +294,33 @@ def replay(
         "ztrace.span_ns": str(span),
         "ztrace.lock_designs": ",".join(d.name for d in designs),
         "ztrace.cost_model": cm_model.to_json(),
+        "ztrace.cost_provenance": json.dumps(provenance, sort_keys=True),
         "ztrace.kernel_release": meta.kernel_release,
+        "ztrace.replica": f"jitter_ns={jitter_ns},resample_holds={resample_holds}",
+        "ztrace.reads": "zswap_load hits and zswap_writeback (zs_map_object inside)"
+        if swap_reads
+        else ("zs_map_object/zs_obj_read_begin" if zs_reads else "none traced"),
+        "ztrace.sizes": "traced"
+        if ref_sizes is None
+        else f"imputed: {n_imputed} zs_malloc sizes drawn (seeded) from the "
+        f"{len(ref_sizes)} zs_malloc sizes of {sizes_from}",
     }
     counters = {k: int(v) for k, v in zip(COUNTER_NAMES, groups[STD_KEY].counters, strict=True)}
+    if ref_sizes is not None:
+        counters["sizes_imputed"] = n_imputed
     n_bins = span // bw + 1
     summary, tables = build_tables(designs, sims, groups, table, bw, n_bins)
     return ReplayResult(
-        summary=summary, tables=tables, meta=run_meta, counters=counters, cost_model=cm_model
+        summary=summary,
+        tables=tables,
+        meta=run_meta,
+        counters=counters,
+        cost_model=cm_model,
+        cost_provenance=provenance,
     )
 
 
 def _schema_names(trace: str | os.PathLike[str]) -> list[str]:
-    from ztrace.format import inspect_file, trace_files
+    from ztrace.format import open_trace
 
-    return list(inspect_file(trace_files(trace)[0])[1].schema_arrow.names)
+    return list(open_trace(trace).schema.names)

@@ -16,18 +16,25 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from ztrace.format.events import EV_COMPACT, EV_FREE, EV_MALLOC, EV_MIGRATE, EVENT_CODES
+from ztrace.format.events import (
+    EV_COMPACT,
+    EV_FREE,
+    EV_MALLOC,
+    EV_MIGRATE,
+    EVENT_CODES,
+    READ_EVENTS,
+)
 from ztrace.model import zsmalloc as zsm
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
     C_COMPACT,
-    C_FREE,
+    C_LOOKUP,
     C_MIGRATE,
     C_WRITE_BASE,
     C_WRITE_KIB,
 )
 from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, hm_find
-from ztrace.replay.locks import OP_COMPACT, OP_MIGRATE, LockDesign
+from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
 #: allocator event name -> its code, as defined once in ztrace.format.events (the BPF
@@ -35,8 +42,19 @@ from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 EV_CODES = {
     name: EVENT_CODES[name] for name in ("zs_malloc", "zs_free", "zs_compact", "zs_migrate")
 }
+#: Ingest-only codes, after the event codes: derived from events that have no BPF code yet
+#: (reads: zs_map_object up to 6.14, zs_obj_read_begin from 6.15; see READ_EVENTS) or from
+#: zswap events plus their outcome (:func:`swap_codes`).
+IN_READ = max(EV_CODES.values()) + 1
+IN_CODES: dict[str, int] = {**EV_CODES, **dict.fromkeys(READ_EVENTS, IN_READ)}
 #: rows of per-event-code tables (codes index them directly)
-N_EV = max(EV_CODES.values()) + 1
+N_EV = IN_READ + 1
+#: zswap's own events, for traces without zsmalloc read probes: a stored entry (its
+#: object's size), a read of it, its end
+IN_SWAP_STORE, IN_SWAP_READ, IN_SWAP_DROP = N_EV, N_EV + 1, N_EV + 2
+#: zs_malloc's return value on failure: 0 before v6.0, ERR_PTR(-errno) since "zsmalloc:
+#: zs_malloc: return ERR_PTR on failure" (v6.0): the top 4095 values of an unsigned long
+ERR_HANDLE_MIN = np.uint64(2**64 - 4095)
 # counters
 (
     K_BAD_ALLOC,
@@ -48,7 +66,10 @@ N_EV = max(EV_CODES.values()) + 1
     K_COMPACT,
     K_MIGRATE,
     K_OTHER,
-) = range(9)
+    K_FAILED_MALLOC,
+    K_READ,
+    K_UNMATCHED_READ,
+) = range(12)
 COUNTER_NAMES = (
     "bad_alloc",
     "dup_malloc",
@@ -59,6 +80,9 @@ COUNTER_NAMES = (
     "compacts",
     "migrates",
     "other_events",
+    "failed_malloc",
+    "reads",
+    "unmatched_read",
 )
 #: columns of a classes snapshot row
 SN_BIN, SN_CLS, SN_OBJ_ALLOC, SN_OBJ_USED, SN_PAGES = range(5)
@@ -75,9 +99,36 @@ def event_codes(col: pa.Array) -> np.ndarray:
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
-    lut = np.array([EV_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1], dtype=np.int8)
+    lut = np.array([IN_CODES.get(s, -1) for s in col.dictionary.to_pylist()] + [-1], dtype=np.int8)
     ind = col.indices.to_numpy(zero_copy_only=False)
     return lut[ind.astype(np.int64)]
+
+
+def swap_codes(code: np.ndarray, event: pa.Array, outcome: pa.Array) -> np.ndarray:
+    """``code`` with zswap's events turned into reads of zsmalloc objects.
+
+    6.12 zswap_load() (hit) and zswap_writeback_entry() both decompress the entry:
+    zswap_decompress() -> zpool_map_handle() -> zs_map_object() (mm/zswap.c, v6.12). A
+    capture with zswap probes but no zsmalloc read probes thus still shows every read;
+    the entry's size class comes from its zswap_store (``size_bytes`` = compressed size).
+    """
+    ev = event.cast(pa.string()).to_numpy(zero_copy_only=False)
+    out = outcome.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
+    code = code.copy()
+    code[(ev == "zswap_store") & (out == "stored")] = IN_SWAP_STORE
+    code[((ev == "zswap_load") & (out == "hit")) | (ev == "zswap_writeback")] = IN_SWAP_READ
+    code[ev == "zswap_invalidate"] = IN_SWAP_DROP
+    return code
+
+
+def malloc_ok(code: np.ndarray, handle: np.ndarray, ok: pa.Array | None) -> np.ndarray:
+    """1 where an event is not a failed zs_malloc (int64): failed = the trace's ``ok``
+    column is false, or the returned handle is 0 / an ERR_PTR (:data:`ERR_HANDLE_MIN`)."""
+    u = handle.view(np.uint64)
+    bad = (code == EV_MALLOC) & ((u == 0) | (u >= ERR_HANDLE_MIN))
+    if ok is not None:
+        bad |= (code == EV_MALLOC) & ~ok.fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    return (~bad).astype(np.int64)
 
 
 @njit(cache=True)
@@ -89,11 +140,15 @@ def _ingest(
     size,
     handle,
     dur,
+    ok,
     cpu,
     clsidx,
     binidx,
     htab,
     hn,
+    stab,
+    sn,
+    swap_key,
     front,
     cm,
     out_kind,
@@ -117,8 +172,9 @@ def _ingest(
     this from disk.
     """
     cap = htab.shape[0]
+    scap = stab.shape[0]
     for j in range(start, idx.shape[0]):
-        if 2 * (hn[0] + 1) > cap:
+        if 2 * (hn[0] + 1) > cap or 2 * (sn[0] + 1) > scap:
             return j
         i = idx[j]
         b = binidx[i]
@@ -131,7 +187,11 @@ def _ingest(
         ev = code[i]
         out_kind[i] = -1
         out_cls[i] = -1
-        if ev == EV_MALLOC:
+        if ev == EV_MALLOC and ok[i] == 0:
+            # the kernel's zs_malloc failed (e.g. zram's first, no-direct-reclaim attempt
+            # under pressure): it allocated nothing, so it is counted, not replayed
+            counters[K_FAILED_MALLOC] += 1
+        elif ev == EV_MALLOC:
             counters[K_MALLOC] += 1
             sz = size[i]
             h = handle[i]
@@ -150,9 +210,16 @@ def _ingest(
                 counters[K_BAD_ALLOC] += 1
                 pages_bin[b] = model.pages_allocated
                 continue
+            alloc = (model.pages_allocated - p0) * cm[C_ALLOC_ZSPAGE]
+            if kind == OP_MALLOC_GROW and dur[i] > 0:
+                # the measured duration already contains the lookup and alloc_zspage():
+                # split it over the three steps instead of adding to it
+                rest = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else 0
+                alloc = alloc if alloc < rest else rest
+                cost = rest - alloc
             out_kind[i] = kind
             out_cost[i] = cost
-            out_cost2[i] = (model.pages_allocated - p0) * cm[C_ALLOC_ZSPAGE]
+            out_cost2[i] = alloc
             out_cost3[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
             out_cls[i] = c
             s = -1 - s
@@ -172,8 +239,47 @@ def _ingest(
             hm_delete(htab, s)
             hn[0] -= 1
             out_cls[i] = c
-            base = dur[i] if dur[i] > 0 else cm[C_FREE]
-            out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, base, cm)
+            # a measured zs_free contains its handle lookup, which the per-class designs
+            # replay as a step of its own (pool read lock): hand the rest to the front.
+            # (The pool design has no such step, so its free holds lookup_ns less.)
+            d = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else dur[i]
+            out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, d, cm)
+        elif ev == IN_READ:
+            counters[K_READ] += 1
+            s = hm_find(htab, handle[i])
+            if s < 0:  # its zs_malloc was before the capture (or lost)
+                counters[K_UNMATCHED_READ] += 1
+            else:
+                c = htab[s, HM_CLS]
+                out_kind[i] = OP_READ
+                out_cls[i] = c
+                # held under the zspage lock only: the copy of the object (class size);
+                # the measured duration of zs_map_object()/zs_obj_read_begin() is not the
+                # copy (it ends before the caller copies), so it is not used here
+                sz = model.cls_size[c]
+                out_cost[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
+        elif ev == IN_SWAP_STORE:  # a zswap entry and the size class of its object
+            s = hm_find(stab, swap_key[i])
+            if s < 0:
+                s = -1 - s
+                sn[0] += 1
+            stab[s, HM_KEY] = swap_key[i]
+            stab[s, HM_CLS] = zsm.class_index(model, size[i])
+        elif ev == IN_SWAP_READ:
+            counters[K_READ] += 1
+            s = hm_find(stab, swap_key[i])
+            if s < 0:
+                counters[K_UNMATCHED_READ] += 1
+            else:
+                c = stab[s, HM_CLS]
+                out_kind[i] = OP_READ
+                out_cls[i] = c
+                out_cost[i] = cm[C_WRITE_BASE] + model.cls_size[c] * cm[C_WRITE_KIB] // 1024
+        elif ev == IN_SWAP_DROP:
+            s = hm_find(stab, swap_key[i])
+            if s >= 0:
+                hm_delete(stab, s)
+                sn[0] -= 1
         elif ev == EV_COMPACT:
             counters[K_COMPACT] += 1
             zsm.compact(model)
@@ -230,6 +336,7 @@ class AllocGroup:
         self.seed = seed
         self.models = [new_pool(table, ratio_groups=ratio_groups) for _ in range(self.n_pools)]
         self.maps = [HandleMap() for _ in range(self.n_pools)]
+        self.swap_maps = [HandleMap(1 << 4) for _ in range(self.n_pools)]
         nc = table.n_classes
         make_front = design.front if design.front is not None else plain_front
         self.fronts = [make_front(n_cpus, nc) for _ in range(self.n_pools)]
@@ -265,6 +372,7 @@ class AllocGroup:
             if len(idx) == 0:
                 continue
             hm = self.maps[p]
+            sm = self.swap_maps[p]
             if max_bin >= len(self.pages[p]):
                 grown = np.full(max(max_bin + 1, 2 * len(self.pages[p])), -1, dtype=np.int64)
                 grown[: len(self.pages[p])] = self.pages[p]
@@ -282,11 +390,15 @@ class AllocGroup:
                     b["size"],
                     b["handle"],
                     b["dur"],
+                    b["ok"],
                     b["cpu"],
                     b["clsidx"],
                     b["bin"],
                     hm.tab,
                     hm.n,
+                    sm.tab,
+                    sm.n,
+                    b["swap_key"],
                     self.fronts[p],
                     cm,
                     out["kind"],
@@ -303,7 +415,9 @@ class AllocGroup:
                     self.counters,
                 )
                 if pos < len(idx):
-                    hm.grow()
+                    for m in (hm, sm):
+                        if 2 * (int(m.n[0]) + 1) > m.tab.shape[0]:
+                            m.grow()
             if snap_on and snap_n[0]:
                 self.snaps.append(snap[: snap_n[0]].copy())
         return out

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from numba import njit
 
-from ztrace.format import iter_batches
-from ztrace.replay.ingest import EV_CODES, N_EV, event_codes
-from ztrace.replay.locks._sim import HIST_N, hist_index, hist_quantile
+from ztrace.format import open_trace
+from ztrace.replay.hashing import splitmix64_array
+from ztrace.replay.ingest import IN_CODES, N_EV, event_codes
+from ztrace.replay.locks._sim import HIST_EXACT, HIST_N, HIST_SUB, hist_index, hist_quantile
 
 
 @njit(cache=True)
@@ -32,25 +32,12 @@ class Prescan:
     max_cpu: int
     counts: dict[str, int]
     medians: dict[str, int]
-
-
-def _stats_max(path: str | os.PathLike[str], column: str) -> int | None:
-    """Max of an integer column from the Parquet row-group statistics (no data read), or
-    None when any row group lacks them."""
-    from ztrace.format import trace_files
-
-    best = 0
-    for f in trace_files(path):
-        md = pq.ParquetFile(f).metadata
-        j = md.schema.to_arrow_schema().get_field_index(column)
-        if j < 0:
-            return None
-        for r in range(md.num_row_groups):
-            st = md.row_group(r).column(j).statistics
-            if st is None or not st.has_min_max:
-                return None
-            best = max(best, int(st.max))
-    return best
+    #: rows with a measured duration (> 0) per event kind
+    measured: dict[str, int]
+    #: largest size_bytes (Parquet statistics; None when a file lacks them)
+    size_max: int | None
+    #: measured durations per ingest event code (histogram, see locks._sim.hist_index)
+    dur_hist: np.ndarray
 
 
 def prescan(path: str | os.PathLike[str]) -> Prescan:
@@ -59,14 +46,16 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
     Reads ``event`` (dictionary codes), ``ts_ns`` and ``cpu``; ``duration_ns`` only when the
     Parquet statistics say some duration is nonzero.
     """
-    want_dur = _stats_max(path, "duration_ns") != 0
+    tr = open_trace(path)
+    # Parquet row-group statistics (no data read); None (unknown) reads the column too
+    want_dur = tr.column_max("duration_ns") != 0
     cols = ["ts_ns", "cpu", "event"] + (["duration_ns"] if want_dur else [])
     n = 0
     ts0 = ts_last = None
     max_cpu = 0
     counts: dict[str, int] = {}
     hist = np.zeros((N_EV, HIST_N), dtype=np.int64)
-    for batch in iter_batches(path, columns=cols):
+    for batch in tr.iter_batches(columns=cols):
         if batch.num_rows == 0:
             continue
         n += batch.num_rows
@@ -83,7 +72,39 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
             dur = batch.column("duration_ns").to_numpy().astype(np.int64)
             _dur_hist(event_codes(ev), dur, hist)
     medians = {}
-    for name, c in EV_CODES.items():
+    measured = {}
+    for name, c in IN_CODES.items():
         if hist[c].sum():
             medians[name] = hist_quantile(hist[c], 0.5)
-    return Prescan(n, ts0 or 0, ts_last or 0, max_cpu, counts, medians)
+            measured[name] = int(hist[c].sum())
+    size_max = tr.column_max("size_bytes")
+    return Prescan(n, ts0 or 0, ts_last or 0, max_cpu, counts, medians, measured, size_max, hist)
+
+
+def bucket_low(idx: np.ndarray) -> np.ndarray:
+    """Lower bound of histogram buckets (vectorised ``locks._sim.hist_bounds``)."""
+    idx = idx.astype(np.int64)
+    k = np.maximum((idx - HIST_EXACT) // HIST_SUB + 1, 0)
+    m = (idx - HIST_EXACT) % HIST_SUB + HIST_SUB
+    return np.where(idx < HIST_EXACT, idx, m << k)
+
+
+def resample_durations(
+    dur: np.ndarray, code: np.ndarray, hist: np.ndarray, offset: int, seed: int
+) -> np.ndarray:
+    """Measured durations replaced by seeded draws from the trace's own distribution of the
+    same event kind (``hist``: :attr:`Prescan.dur_hist`): one replica of the hold-time
+    uncertainty. Rows without a measured duration stay 0."""
+    out = dur.copy()
+    rows = np.arange(offset, offset + len(dur), dtype=np.uint64)
+    mix = np.uint64((seed * 0xA0761D6478BD642F + 0xE7037ED1A0B428DB) % 2**64)
+    u = splitmix64_array(rows ^ mix)
+    for c in range(hist.shape[0]):
+        total = int(hist[c].sum())
+        sel = (code == c) & (dur > 0)
+        if total == 0 or not sel.any():
+            continue
+        cdf = np.cumsum(hist[c])
+        pick = np.searchsorted(cdf, (u[sel] % np.uint64(total)).astype(np.int64), side="right")
+        out[sel] = np.maximum(bucket_low(pick), 1)
+    return out

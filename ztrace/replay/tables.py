@@ -60,6 +60,8 @@ class ReplayResult:
     meta: dict[str, str]
     counters: dict[str, int] = field(default_factory=dict)
     cost_model: CostModel = field(default_factory=CostModel)
+    #: cost term -> where it came from (measured / fitted / default), see CostModel
+    cost_provenance: dict[str, str] = field(default_factory=dict)
 
 
 _U64 = pa.uint64()
@@ -242,8 +244,14 @@ def write_results(
     result: ReplayResult,
     out_dir: str | os.PathLike[str],
     extra_tables: dict[str, pa.Table] | None = None,
+    *,
+    force: bool = False,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> list[Path]:
-    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results."""
+    """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results.
+
+    ``force`` and ``inputs`` go to the safe writer: an existing directory is replaced whole
+    only with ``force``, and never onto or inside an input (issue 11)."""
     from ztrace.format import write_results_dir
 
     tables = dict(result.tables)
@@ -253,5 +261,6 @@ def write_results(
         "locks": result.summary,
         "counters": result.counters,
         "cost_model": json.loads(result.cost_model.to_json()),
+        "cost_provenance": result.cost_provenance,
     }
-    return write_results_dir(out_dir, tables, result.meta, summary)
+    return write_results_dir(out_dir, tables, result.meta, summary, force=force, inputs=inputs)

@@ -48,7 +48,8 @@ OP_MAG_HIT = 6  #: magazine design: malloc served from the per-CPU magazine (no 
 OP_MAG_REFILL = 7  #: magazine design: empty magazine refilled in a batch under the class lock
 OP_MAG_FLUSH = 8  #: magazine design: full magazine flushes half its objects back
 OP_MAG_FREE = 9  #: magazine design: free pushed into the per-CPU magazine (no lock)
-N_OPS = 10
+OP_READ = 10  #: zs_map_object (<=6.14) / zs_obj_read_begin (>=6.15) of a live object
+N_OPS = 11
 OP_NAMES = (
     "malloc",
     "malloc_grow",
@@ -60,6 +61,7 @@ OP_NAMES = (
     "mag_refill",
     "mag_flush",
     "mag_free",
+    "read",
 )
 #: kinds after which the engine runs the OP_WRITE steps (zram/zswap write right after malloc)
 MALLOC_KINDS = (OP_MALLOC, OP_MALLOC_GROW, OP_MAG_HIT, OP_MAG_REFILL)

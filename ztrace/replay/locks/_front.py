@@ -14,8 +14,9 @@ Interface (all integers are int64)::
     front_malloc(front, model, cpu, cls, size, dur, cm) -> (obj, op_kind, cost)
         obj < 0: the pool could not allocate (counted ``bad_alloc``); ``cost`` is the hold
         of the locked part; the caller adds alloc_zspage for pages the model grew.
-    front_free(front, model, cpu, cls, obj, base, cm) -> (op_kind, cost)
-        ``base``: the zs_free's measured duration or the cost model's ``free_ns``.
+    front_free(front, model, cpu, cls, obj, dur, cm) -> (op_kind, cost)
+        ``dur``: the zs_free's measured duration (0: not measured). A measured duration
+        already contains everything the call did (free_zspage included): never add to it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from numba.core import types
 from numba.extending import overload
 
 from ztrace.model import zsmalloc as zsm
-from ztrace.replay.costs import C_FREE_ZSPAGE, C_MALLOC
+from ztrace.replay.costs import C_FREE, C_FREE_ZSPAGE, C_MALLOC
 from ztrace.replay.locks import OP_FREE, OP_MALLOC, OP_MALLOC_GROW
 
 
@@ -37,7 +38,7 @@ def front_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-unty
     raise NotImplementedError("front_malloc runs inside numba-compiled code only")
 
 
-def front_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+def front_free(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
     """Free one object through ``front`` (numba only; each front type overloads it)."""
     raise NotImplementedError("front_free runs inside numba-compiled code only")
 
@@ -66,7 +67,7 @@ def free_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., 
 
     def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
         @overload(front_free)
-        def _typer(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+        def _typer(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
             return impl if _is_front(front, front_type) else None
 
         return impl
@@ -96,7 +97,9 @@ def _plain_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-unt
 
 
 @free_impl(PlainFront)
-def _plain_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+def _plain_free(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
     p0 = model.pages_allocated
     zsm.free(model, obj)
-    return OP_FREE, base + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE]
+    if dur > 0:  # measured: free_zspage() of an emptied zspage is inside it
+        return OP_FREE, dur
+    return OP_FREE, cm[C_FREE] + (p0 - model.pages_allocated) * cm[C_FREE_ZSPAGE]

@@ -45,6 +45,7 @@ from ztrace.replay.locks import (
     OP_MALLOC,
     OP_MALLOC_GROW,
     OP_MIGRATE,
+    OP_READ,
     OP_WRITE,
     SP_NONE,
     SP_POOL,
@@ -70,6 +71,10 @@ CLASS_STEPS: dict[int, list[Step]] = {
     OP_WRITE: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
     OP_COMPACT: [(SP_POOL, M_WRITE, H_OP, U_OWN)],
     OP_MIGRATE: [(SP_POOL, M_WRITE, H_LOOKUP, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
+    # zs_map_object() (<=6.14): read_lock(&pool->migrate_lock) (6.11+: pool->lock),
+    # obj -> zspage, migrate_read_lock(zspage), read_unlock; 6.15+ zs_obj_read_begin():
+    # the same with zspage_read_lock(). The copy runs under the zspage lock only.
+    OP_READ: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_OP, U_OWN)],
 }
 
 

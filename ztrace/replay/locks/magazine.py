@@ -27,8 +27,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ztrace.errors import ConfigError
 from ztrace.model import zsmalloc as zsm
-from ztrace.replay.costs import C_BATCH_OBJ, C_FREE_ZSPAGE, C_MAG_HIT, C_MALLOC
+from ztrace.replay.costs import C_BATCH_OBJ, C_FREE, C_FREE_ZSPAGE, C_MAG_HIT, C_MALLOC
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -52,6 +53,9 @@ from ztrace.replay.locks import (
 )
 from ztrace.replay.locks._front import free_impl, malloc_impl
 from ztrace.replay.locks.classlock import CLASS_STEPS, class_locks, compile_steps
+
+#: Ceiling on one pool's magazine arrays (issue 11): CPUs x classes x (capacity + 1) x 8 B.
+MAX_FRONT_BYTES = 1 << 30
 
 MAG_STEPS: dict[int, list[Step]] = {
     **CLASS_STEPS,
@@ -93,8 +97,9 @@ def _mag_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyp
 
 
 @free_impl(MagazineFront)
-def _mag_free(front, model, cpu, cls, obj, base, cm):  # type: ignore[no-untyped-def]
+def _mag_free(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
     mag, cnt = front.mag, front.cnt
+    base = dur if dur > 0 else cm[C_FREE]
     magc = front.cap[0]
     half = magc // 2
     mag[cpu, cls, cnt[cpu, cls]] = obj
@@ -120,6 +125,14 @@ def make(param: int | None, n_classes: int) -> LockDesign:
     steps, nsteps = compile_steps(MAG_STEPS)
 
     def front(n_cpus: int, n_classes: int) -> MagazineFront:
+        # issue 11: a hard ceiling, a clear error rather than an allocation attempt
+        need = n_cpus * n_classes * (c + 1) * 8
+        if need > MAX_FRONT_BYTES:
+            raise ConfigError(
+                f"magazine:{c}: {n_cpus} CPUs x {n_classes} classes of magazines need "
+                f"{need / 2**30:.1f} GiB (ceiling {MAX_FRONT_BYTES >> 30} GiB); "
+                "use a smaller capacity or --cpus"
+            )
         return MagazineFront(
             np.zeros((n_cpus, n_classes, c), dtype=np.int64),
             np.zeros((n_cpus, n_classes), dtype=np.int64),

@@ -30,6 +30,7 @@ from ztrace.replay.locks import (
     OP_MALLOC,
     OP_MALLOC_GROW,
     OP_MIGRATE,
+    OP_READ,
     OP_WRITE,
     SP_NONE,
     SP_POOL,
@@ -51,6 +52,10 @@ POOL_STEPS: dict[int, list[Step]] = {
     OP_WRITE: [(SP_POOL, M_SPIN, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
     OP_COMPACT: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     OP_MIGRATE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
+    # 6.2-6.10 zs_map_object(): spin_lock(&pool->lock); obj -> zspage;
+    # migrate_read_lock(zspage); spin_unlock(&pool->lock): the copy runs under the zspage
+    # lock only (the zspage lock itself is not simulated, see the module docstring)
+    OP_READ: [(SP_POOL, M_SPIN, H_LOOKUP, U_OWN), (SP_NONE, 0, H_OP, U_OWN)],
 }
 
 

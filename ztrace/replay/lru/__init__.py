@@ -1,7 +1,9 @@
 """LRU and writeback designs for zswap, replayed on a swap trace (docs/lru-inversion.md).
 
-Every design is one module in this package behind one interface (:class:`LruDesign`),
-registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit):
+Every design is one module in this package behind one interface, the hooks of
+:class:`~ztrace.replay.lru._base.ZswapDesign` (the only interface the replay loop calls),
+registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit).
+A name or alias listed twice is an error when this package is imported:
 
 =========================  =====================================================  =========
 name                       what it models                                         aliases
@@ -11,6 +13,7 @@ name                       what it models                                       
 ``entry-lru``              6.5–6.11: zswap entry LRU                                ``6.5``
 ``entry-lru-2nd-chance``   6.12+: entry LRU with a referenced bit                   ``6.12``
 ``swap-lru``               one LRU across zswap and disk (a design)                 ``unified``
+``optimal``                offline reference: Belady's MIN, knows the future       ``belady``
 =========================  =====================================================  =========
 
 Each design parses its own ``k=v`` parameters (``describe(name)`` lists them).
@@ -25,7 +28,7 @@ import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
@@ -40,15 +43,6 @@ from ztrace.replay.lru._base import (
 )
 from ztrace.replay.lru.metrics import Latency, Recorder, summary_table, timeline_table
 from ztrace.replay.lru.workload import Workload, load_workload
-
-
-class LruDesign(Protocol):
-    """What the replay loop needs from a design (one module each)."""
-
-    def store(self, ts: int, page: int, clen: int) -> bool: ...
-    def load(self, ts: int, page: int) -> None: ...
-    def invalidate(self, ts: int, page: int) -> None: ...
-    def counters(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -93,12 +87,31 @@ REGISTRY: tuple[Registered, ...] = (
         ("unified", "unified-lru", "global-lru"),
         "one LRU across zswap and disk: write back the coldest instead of rejecting",
     ),
+    Registered(
+        "optimal",
+        "optimal",
+        ("belady", "min", "opt"),
+        "offline reference (knows the future): write back the page faulted farthest ahead",
+    ),
 )
 
-_BY_NAME: dict[str, Registered] = {}
-for _r in REGISTRY:
-    for _n in (_r.name, *_r.aliases):
-        _BY_NAME[_n.lower()] = _r
+
+def _index(registry: Sequence[Registered]) -> dict[str, Registered]:
+    """Name/alias (lower case) → row; a name or alias used twice raises ValueError."""
+    out: dict[str, Registered] = {}
+    for r in registry:
+        for n in (r.name, *r.aliases):
+            key = n.strip().lower()
+            if key in out:
+                raise ValueError(
+                    f"LRU design registry: `{n}` of `{r.name}` is already taken by "
+                    f"`{out[key].name}`"
+                )
+            out[key] = r
+    return out
+
+
+_BY_NAME: dict[str, Registered] = _index(REGISTRY)
 
 
 def design_names() -> list[str]:
@@ -122,6 +135,8 @@ def design_class(name: str) -> type[ZswapDesign]:
     r = _BY_NAME[canonical_name(name).lower()]
     mod = importlib.import_module(f"ztrace.replay.lru.{r.module}")
     cls: type[ZswapDesign] = mod.DESIGN
+    if r.name != cls.NAME:  # the registry row and the module must agree on the name
+        raise ValueError(f"ztrace.replay.lru.{r.module} defines `{cls.NAME}`, not `{r.name}`")
     return cls
 
 
@@ -254,6 +269,23 @@ def resolve_ram(w: Workload, ram: str | int | None) -> int | None:
     return parse_size_pages(ram, w.page_size)
 
 
+def optimal_disk_faults(w: Workload, pool_limit_pages: int) -> int:
+    """Disk faults of the ``optimal`` design (defaults: ideal packing) at this limit: the
+    floor of ``optimal_gap``, memoised on the workload so every design of a run or sweep
+    compares with the same run."""
+    key = int(pool_limit_pages)
+    memo = w.memo.setdefault("optimal_disk_faults", {})
+    if key not in memo:
+        cls = design_class("optimal")
+        parsed = parse_params(cls.NAME, None, cls.param_table())
+        rec = Recorder(0, 0, None, Latency())
+        chain = w.meta.zsmalloc_chain_size if w.meta is not None else 8
+        d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
+        d.run(w)
+        memo[key] = rec.disk_swapins
+    return int(memo[key])
+
+
 def run_design(
     w: Workload,
     name: str,
@@ -262,7 +294,10 @@ def run_design(
     *,
     bin_ns: int | None = None,
 ) -> LruRun:
-    """Replay ``w`` under one design; see :func:`run_lru` for the tables."""
+    """Replay ``w`` under one design; see :func:`run_lru` for the tables.
+
+    ``optimal_gap`` compares with the ``optimal`` design at the same limit
+    (``optimal_disk_faults``)."""
     t0 = int(w.ts[0]) if len(w) else 0
     t1 = int(w.ts[-1]) if len(w) else 0
     cls = design_class(name)
@@ -272,10 +307,11 @@ def run_design(
     chain = w.meta.zsmalloc_chain_size if w.meta is not None else 8
     d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
     d.run(w)
+    opt = optimal_disk_faults(w, pool_limit_pages)
     return LruRun(
         design=cls.NAME,
         pool_limit_pages=pool_limit_pages,
-        summary=rec.summary_row(cls.NAME, pool_limit_pages),
+        summary=rec.summary_row(cls.NAME, pool_limit_pages, opt),
         timeline=rec.timeline_rows(cls.NAME),
         counters=d.counters()
         | {"disk_writes": rec.disk_writes}
@@ -368,7 +404,6 @@ def run_lru(
 
 __all__ = [
     "REGISTRY",
-    "LruDesign",
     "LruRun",
     "Workload",
     "canonical_name",

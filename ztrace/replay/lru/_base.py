@@ -1,8 +1,9 @@
-"""What every LRU design shares: parameters, pool accounting, the zswap_store flow.
+"""What every LRU design shares: parameters, the pool limit, and the Python driver.
 
-Each design module (``none.py``, ``zspage_lru.py``, ...) subclasses :class:`ZswapDesign`
-and overrides only what differs (libCacheSim's ``FIFO.c`` is pure delegation to the base;
-same idea). The base follows the kernel's ``zswap_store()``:
+A design is one module: a :class:`ZswapDesign` subclass (name, era, parameters, how zswap
+decides limits and queues the worker) plus a numba state type and the hooks where it differs
+(``_core.hook``); the compiled flow in ``_core`` is the same for all. It follows the kernel's
+``zswap_store()``:
 
 1. a store of a page zswap already holds replaces the old entry (``zswap_duplicate_entry``);
 2. the pool-limit check with the ``accept_threshold_percent`` hysteresis, *before*
@@ -14,27 +15,23 @@ same idea). The base follows the kernel's ``zswap_store()``:
 
 A rejected page goes to the disk swap device at once (``swap_writepage`` after
 ``zswap_store`` returns false). The shrink worker the kernel queues on a pool-limit reject
-runs here synchronously right after the reject (documented difference: in the kernel it is a
-workqueue item that runs a little later).
+runs here synchronously right after the reject (``worker_steps=0``; documented difference: in
+the kernel it is a workqueue item that runs a little later).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ztrace.errors import ConfigError
+from ztrace.replay.lru import _core as K
 from ztrace.replay.lru.metrics import Latency, Recorder
-from ztrace.replay.lru.workload import (
-    INCOMPRESSIBLE,
-    OP_INVALIDATE,
-    OP_LOAD,
-    OP_STORE,
-    SAME_FILLED,
-    Workload,
-)
+from ztrace.replay.lru.workload import Workload
 
 PAGE_SIZE = 4096
 
@@ -230,104 +227,33 @@ def parse_size_pages(text: str, page_size: int = PAGE_SIZE) -> int:
     return pages
 
 
-# ----------------------------------------------------------------------------- pools
+# ----------------------------------------------------------------------------- driver
 
 
-class BytesPool:
-    """Ideal packing: pages = ceil(stored bytes / PAGE_SIZE). Handles are byte lengths."""
-
-    def __init__(self, page_size: int = PAGE_SIZE) -> None:
-        self.page_size = page_size
-        self.used = 0
-        self._next = 0
-        self._len: dict[int, int] = {}
-
-    def alloc(self, size: int) -> int:
-        if size <= 0 or size > self.page_size:
-            return -1  # zs_malloc: -EINVAL / -ENOSPC above PAGE_SIZE
-        h = self._next
-        self._next += 1
-        self._len[h] = size
-        self.used += size
-        return h
-
-    def free(self, h: int) -> None:
-        self.used -= self._len.pop(h)
-
-    def pages(self) -> int:
-        return -(-self.used // self.page_size)
-
-    def fits(self, need: int, max_pages: int) -> bool:
-        """Room for ``need`` more bytes under ``max_pages`` (exact byte accounting)."""
-        return self.used + need <= max_pages * self.page_size
-
-    def zspage_of(self, h: int) -> int:  # every object is its own "zspage" here
-        return h
-
-    def zspage_live(self, z: int) -> bool:
-        return z in self._len
-
-
-class ZsPool:
+def _new_zspool(kernel: str, chain_size: int, page_size: int) -> Any:
     """The modelled zsmalloc pool (ztrace.model.zsmalloc): page-exact size classes."""
+    from ztrace.model.classes import build_classes, kernel_profile
+    from ztrace.model.zsmalloc import new_pool
 
-    def __init__(self, kernel: str, chain_size: int, page_size: int = PAGE_SIZE) -> None:
-        from ztrace.model.classes import build_classes, kernel_profile
-        from ztrace.model.zsmalloc import new_pool
-
-        prof = kernel_profile(kernel)
-        table = (
-            build_classes(None, legacy=True, page_size=page_size)
-            if prof.legacy_classes
-            else build_classes(chain_size, page_size=page_size)
-        )
-        self._pool = new_pool(table, ratio_groups=prof.ratio_groups)
-        self.page_size = page_size
-
-    def alloc(self, size: int) -> int:
-        return int(self._pool.malloc(size))
-
-    def free(self, h: int) -> None:
-        self._pool.free(h)
-
-    def pages(self) -> int:
-        return int(self._pool.total_pages())
-
-    def fits(self, need: int, max_pages: int) -> bool:
-        """Kernel-style check before zpool_malloc: the pool is below its limit."""
-        return self.pages() < max_pages
-
-    def zspage_of(self, h: int) -> int:
-        return int(self._pool.zspage_of(h)[0])
-
-    def zspage_live(self, z: int) -> bool:
-        return int(self._pool.zspage_inuse(z)) > 0
+    prof = kernel_profile(kernel)
+    table = (
+        build_classes(None, legacy=True, page_size=page_size)
+        if prof.legacy_classes
+        else build_classes(chain_size, page_size=page_size)
+    )
+    return new_pool(table, ratio_groups=prof.ratio_groups)
 
 
-# ----------------------------------------------------------------------------- entries
-
-
-class Entry:
-    """A zswap entry: one stored page."""
-
-    __slots__ = ("clen", "handle", "loaded", "page", "referenced", "seq", "size")
-
-    def __init__(self, page: int, seq: int, clen: int, size: int, handle: int) -> None:
-        self.page = page
-        self.seq = seq  # store attempt number (metrics.Recorder)
-        self.clen = clen  # bytes the entry holds (compressed length, or PAGE_SIZE as-is)
-        self.size = size  # bytes asked of zpool_malloc (clen + any zswap header)
-        self.handle = handle
-        self.loaded = False  # faulted in, kept as a clean copy (non-exclusive load)
-        self.referenced = True  # 6.12 second chance: set by zswap_store
+_QUEUE = {"full": K.QUEUE_FULL, "limit": K.QUEUE_LIMIT, "any_reject": K.QUEUE_ANY_REJECT}
 
 
 class ZswapDesign:
-    """Base of every design: zswap_store / zswap_load / zswap_invalidate and counters.
+    """Base of every design: parameters, configuration of the compiled replay, counters.
 
     Subclasses set ``NAME``, ``ERA`` (default kernel release), ``PARAMS`` (extra
-    parameters), ``DEFAULTS`` (era defaults of common parameters) and override the hooks
-    ``_lru_add``, ``_lru_del``, ``_lru_loaded``, ``_evict_one`` and ``_worker``.
+    parameters), ``DEFAULTS`` (era defaults of common parameters), ``LIMITS``, ``QUEUE_ON``,
+    ``HEADER``, ``EXTRA_COUNTERS`` and ``STATE``: the numba state type whose hooks the
+    design module registers (``_core.hook``).
     """
 
     NAME: ClassVar[str] = "base"
@@ -343,6 +269,12 @@ class ZswapDesign:
     #: path), "limit" (6.5–6.9: on every pool-limit reject, `goto shrink`), "any_reject"
     #: (6.10+: on every reject while zswap_pool_reached_full)
     QUEUE_ON: ClassVar[str] = "full"
+    #: write back before storing instead of rejecting, whatever ``shrink`` says
+    ALWAYS_SYNC: ClassVar[bool] = False
+    #: names of the design's own counters (``_core.K_EXTRA0``, ``K_EXTRA1``), in order
+    EXTRA_COUNTERS: ClassVar[tuple[str, ...]] = ()
+    #: the design's numba state type (each design module sets it)
+    STATE: ClassVar[Any] = None
 
     @classmethod
     def param_table(cls) -> dict[str, Param]:
@@ -371,271 +303,68 @@ class ZswapDesign:
             p["exclusive_loads"] = True
         self.params = p
         self.page_size = page_size
+        self.chain_size = chain_size
         self.max_pages = int(pool_limit_pages)
         # zswap_accept_thr_pages(): max_pages * accept_thr_percent / 100
         self.thr_pages = self.max_pages * int(p["accept_threshold"]) // 100
-        self.pool: BytesPool | ZsPool = (
-            BytesPool(page_size)
-            if p["pool"] == "bytes"
-            else ZsPool(p["kernel"], chain_size, page_size)
-        )
         self.rec = recorder
-        self.entries: dict[int, Entry] = {}
-        self.on_disk: set[int] = set()
-        self.reached_full = False
-        self.sync = p.get("shrink") == "sync"
-        self.worker_steps = int(p["worker_steps"])
-        self._work: Iterator[None] | None = None
+        self.sync = self.ALWAYS_SYNC or p.get("shrink") == "sync"
         #: pages in writeback order, when a caller sets it to a list (peer comparisons)
         self.wb_log: list[int] | None = None
-        # kernel-named counters (debugfs zswap/*, /proc/vmstat zswpout/zswpin/zswpwb)
-        self.c: dict[str, int] = {
-            k: 0
-            for k in (
-                "pool_limit_hit",
-                "reject_reclaim_fail",
-                "reject_compress_poor",
-                "reject_pool_limit",
-                "written_back_pages",
-                "duplicate_entry",
-                "zswpout",
-                "zswpin",
-                "disk_swapout",
-                "disk_swapin",
-                "unknown_load",
-                "same_filled",
-            )
-        }
+        self._counters: dict[str, int] | None = None
 
-    # ------------------------------------------------------------------ hooks
-
-    def _lru_add(self, e: Entry) -> None:
-        """A new entry was stored."""
-
-    def _lru_del(self, e: Entry) -> None:
-        """An entry leaves zswap (load, invalidate, replace); not called for writeback."""
-
-    def _lru_loaded(self, e: Entry) -> None:
-        """A non-exclusive load hit ``e`` (it stays as a clean copy)."""
-
-    def _worker(self) -> Iterator[None]:
-        """The shrink worker (``shrink_worker``); yields after each step (one writeback or
-        one failed attempt) so that it can run spread over later events."""
-        return
-        yield  # pragma: no cover - makes this a generator
-
-    def _queue(self) -> None:
-        """queue_work(shrink_wq, &shrink_work): start the worker unless it is pending.
-
-        With ``worker_steps=0`` (default) the worker runs to completion before the next
-        event. With N > 0 it performs N steps per following trace event, and while it is
-        pending a new queue_work is a no-op (the kernel's returns false), as are its stores'
-        rejects on the hysteresis path: the lag between reject and writeback.
-        """
-        if self._work is not None:
-            return
-        gen = self._worker()
-        if self.worker_steps == 0:
-            for _ in gen:
-                pass
-        else:
-            self._work = gen
-
-    def _advance_worker(self) -> None:
-        work = self._work
-        if work is None:
-            return
-        for _ in range(self.worker_steps):
-            try:
-                next(work)
-            except StopIteration:
-                self._work = None
-                return
-
-    # ------------------------------------------------------------------ helpers
-
-    def _free(self, e: Entry) -> None:
-        if e.handle >= 0:  # a same-filled entry has no zsmalloc object
-            self.pool.free(e.handle)
-        self.rec.release(e.seq)
-
-    def writeback(self, e: Entry) -> None:
-        """zswap_writeback_entry(): decompress into the swap cache, write to disk, free."""
-        del self.entries[e.page]
-        self._free(e)
-        self.on_disk.add(e.page)
-        if self.wb_log is not None:
-            self.wb_log.append(e.page)
-        self.c["written_back_pages"] += 1
-        self.rec.writeback(e.clen)
-        if not e.loaded:  # a clean copy of an in-memory page is not a swapped-out page
-            self.rec.disk_write(e.seq, "writeback")
-
-    def _reject(self, seq: int, page: int, cause: str) -> None:
-        self.rec.rejects += 1
-        self.on_disk.add(page)
-        self.c["disk_swapout"] += 1
-        self.rec.disk_write(seq, cause)
-
-    def check_limits(self) -> tuple[bool, bool]:
-        """(reject, hit_limit): the pool-limit part of zswap_store.
-
-        legacy (6.1 zswap_frontswap_store, 6.5 zswap_store)::
-
-            if (zswap_is_full())            /* max_pages < pages */
-                pool_limit_hit++, reached_full = true, reject
-            if (reached_full)
-                if (!zswap_can_accept())    /* !(thr_pages > pages) */ reject
-                else reached_full = false
-
-        v6.10 (zswap_check_limits)::
-
-            if (pages >= max_pages) pool_limit_hit++, reached_full = true
-            else if (reached_full && pages <= thr_pages) reached_full = false
-            return reached_full
-        """
-        cur = self.pool.pages()
-        if self.LIMITS == "v6.10":
-            hit = cur >= self.max_pages
-            if hit:
-                self.c["pool_limit_hit"] += 1
-                self.reached_full = True
-            elif self.reached_full and cur <= self.thr_pages:
-                self.reached_full = False
-            return self.reached_full, hit
-        if cur > self.max_pages:
-            self.c["pool_limit_hit"] += 1
-            self.reached_full = True
-            return True, True
-        if self.reached_full:
-            if not self.thr_pages > cur:
-                return True, False
-            self.reached_full = False
-        return False, False
-
-    # ------------------------------------------------------------------ operations
-
-    def store(self, ts: int, page: int, clen: int) -> bool:
-        """One reclaimed page: returns True when zswap stored it."""
-        seq = self.rec.new_seq(ts)
-        old = self.entries.pop(page, None)
-        if old is not None:  # zswap_duplicate_entry: the new version replaces the old
-            self.c["duplicate_entry"] += 1
-            self._lru_del(old)
-            self._free(old)
-        self.on_disk.discard(page)  # a disk copy of an older version is stale now
-        incompressible = clen == INCOMPRESSIBLE or clen > self.page_size
-        if incompressible and self.params["store_as_is"]:
-            clen = self.page_size
-        if self.sync:
-            # write back before storing instead of rejecting (swap-lru; shrink=sync)
-            if incompressible and not self.params["store_as_is"]:
-                return self._reject_compress(seq, page)
-            need = clen + self.HEADER
-            while not self.pool.fits(need, self.max_pages):
-                if not self._evict_one():
-                    break
-            if not self.pool.fits(need, self.max_pages):
-                # nothing left to write back and the page still does not fit
-                self.c["reject_pool_limit"] += 1
-                self._reject(seq, page, "reject_pool_limit")
-                return False
-        else:
-            reject, hit = self.check_limits()
-            if reject:
-                self.c["reject_pool_limit"] += 1
-                self._reject(seq, page, "reject_pool_limit")
-                if hit or self.QUEUE_ON != "full":
-                    self._queue()
-                return False
-            if incompressible and not self.params["store_as_is"]:
-                return self._reject_compress(seq, page)
-        if clen == SAME_FILLED:
-            # ≤6.11 zswap_is_page_same_filled(): entry->length = 0, no zpool object, not on
-            # the LRU, never written back. It costs no pool space, so it is not counted as a
-            # held page for inversions either (evicting it would free nothing).
-            e = Entry(page, seq, 0, 0, -1)
-            self.entries[page] = e
-            self.rec.stores += 1
-            self.c["zswpout"] += 1
-            self.c["same_filled"] += 1
-            return True
-        h = self.pool.alloc(clen + self.HEADER)
-        if h < 0:  # zpool_malloc -ENOSPC: the length (plus header) exceeds a page
-            return self._reject_compress(seq, page)
-        e = Entry(page, seq, clen, clen + self.HEADER, h)
-        self.entries[page] = e
-        self.rec.hold(seq)
-        self.rec.stores += 1
-        self.c["zswpout"] += 1
-        self._lru_add(e)
-        return True
-
-    def _evict_one(self) -> bool:
-        """Write back one entry to make room (sync mode); False when none is left."""
-        return False
-
-    def _reject_compress(self, seq: int, page: int) -> bool:
-        self.c["reject_compress_poor"] += 1
-        self._reject(seq, page, "reject_compress")
-        if self.QUEUE_ON == "any_reject" and self.reached_full and not self.sync:
-            self._queue()  # 6.10+: `reject:` queues the worker while reached_full
-        return False
-
-    def load(self, ts: int, page: int) -> None:
-        e = self.entries.get(page)
-        if e is not None:
-            self.rec.hit()
-            self.c["zswpin"] += 1
-            if self.params["exclusive_loads"]:
-                del self.entries[page]
-                self._lru_del(e)
-                self._free(e)
-            elif not e.loaded:
-                e.loaded = True
-                self.rec.release(e.seq)
-                self._lru_loaded(e)
-            return
-        if page in self.on_disk:
-            self.rec.disk_swapin()
-            self.c["disk_swapin"] += 1
-            return
-        self.c["unknown_load"] += 1
-
-    def invalidate(self, ts: int, page: int) -> None:
-        e = self.entries.pop(page, None)
-        if e is not None:
-            self._lru_del(e)
-            self._free(e)
-        self.on_disk.discard(page)
+    def _cfg(self) -> np.ndarray:
+        p = self.params
+        rec = self.rec
+        cfg = np.zeros(K.N_CFG, dtype=np.int64)
+        cfg[K.CF_MAX_PAGES] = self.max_pages
+        cfg[K.CF_THR_PAGES] = self.thr_pages
+        cfg[K.CF_PAGE_SIZE] = self.page_size
+        cfg[K.CF_HEADER] = self.HEADER
+        cfg[K.CF_LIMITS_V610] = self.LIMITS == "v6.10"
+        cfg[K.CF_QUEUE_ON] = _QUEUE[self.QUEUE_ON]
+        cfg[K.CF_SYNC] = self.sync
+        cfg[K.CF_AS_IS] = bool(p["store_as_is"])
+        cfg[K.CF_EXCL] = bool(p["exclusive_loads"])
+        cfg[K.CF_WSTEPS] = int(p["worker_steps"])
+        cfg[K.CF_MAX_FAIL] = int(p.get("max_failures", 0))
+        cfg[K.CF_SHRINKER_WALK] = int(p.get("shrinker_walk", 0))
+        cfg[K.CF_POOL_BYTES] = p["pool"] == "bytes"
+        cfg[K.CF_T0] = rec.t0
+        cfg[K.CF_BIN_NS] = rec.bin_ns
+        cfg[K.CF_NBINS] = rec.n_bins
+        cfg[K.CF_SHRINKER_TRACE] = p.get("shrinker") == "trace"
+        return cfg
 
     def run(self, w: Workload) -> None:
-        """Replay every operation of ``w`` in order."""
-        clen = w.resolved_clen()
-        ts_a = w.ts.tolist()
-        op_a = w.op.tolist()
-        page_a = w.page.tolist()
-        clen_a = clen.tolist()
-        rec = self.rec
-        pool = self.pool
-        for i in range(len(ts_a)):
-            ts = ts_a[i]
-            rec.tick(ts)
-            if self._work is not None:
-                self._advance_worker()
-            o = op_a[i]
-            if o == OP_STORE:
-                self.store(ts, page_a[i], clen_a[i])
-            elif o == OP_LOAD:
-                self.load(ts, page_a[i])
-            elif o == OP_INVALIDATE:
-                self.invalidate(ts, page_a[i])
-            rec.pool_pages(pool.pages())
+        """Replay every operation of ``w`` in order (compiled); fills the recorder."""
+        assert self.STATE is not None, f"{type(self).__name__} has no STATE type"
+        pr = w.prepared()
+        pool = _new_zspool(str(self.params["kernel"]), self.chain_size, self.page_size)
+        sc, c, bins, pool_bin, gaps, wb, stored, pool_pages = K.run(
+            self.STATE,
+            self._cfg(),
+            pr.ev_ts,
+            pr.ev_op,
+            pr.ev_pidx,
+            pr.ev_clen,
+            pr.nf,
+            len(pr.uniq),
+            pr.n_stores,
+            pool,
+        )
+        self.rec.absorb(sc, bins, pool_bin, gaps)
+        if self.wb_log is not None:
+            self.wb_log.extend(pr.uniq[wb].tolist())
+        out = {k: int(c[i]) for i, k in enumerate(K.BASE_COUNTERS)}
+        for i, k in enumerate(self.EXTRA_COUNTERS):
+            out[k] = int(c[K.K_EXTRA0 + i])
+        out["stored_pages"] = int(stored)
+        out["pool_total_pages"] = int(pool_pages)
+        out["pool_limit_pages"] = self.max_pages
+        self._counters = out
 
     def counters(self) -> dict[str, int]:
         """Kernel-named counters plus the end state (stored_pages, pool_total_pages)."""
-        out = dict(self.c)
-        out["stored_pages"] = len(self.entries)
-        out["pool_total_pages"] = self.pool.pages()
-        out["pool_limit_pages"] = self.max_pages
-        return out
+        assert self._counters is not None, "run() first"
+        return dict(self._counters)

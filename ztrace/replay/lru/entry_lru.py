@@ -18,11 +18,60 @@ eviction order of a plain LRU cache, which tests compare with libCacheSim's LRU.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ztrace.replay.lru._base import Entry, Param, ZswapDesign, p_choice
+from numba import njit
+
+from ztrace.replay.lru import _core as K
+from ztrace.replay.lru._base import Param, ZswapDesign, p_choice
+
+
+class EntryLruState(K.LruStateType):
+    """numba state type of ``entry-lru``: the list nodes are pages; OLD = the list tail."""
+
+
+_T = K.state_type(EntryLruState)
+
+
+@K.hook(EntryLruState, "lru_add")
+@njit(cache=True)
+def _lru_add(st, p):  # type: ignore[no-untyped-def]
+    K.ll_push_new(st, p)  # list_add(&entry->lru, &pool->lru): the head = newest
+
+
+@K.hook(EntryLruState, "lru_del")
+@njit(cache=True)
+def _lru_del(st, p):  # type: ignore[no-untyped-def]
+    K.ll_unlink(st, p)  # same-filled entries are not on the list: a no-op
+
+
+@K.hook(EntryLruState, "lru_loaded")
+@njit(cache=True)
+def _lru_loaded(st, p):  # type: ignore[no-untyped-def]
+    if st.l_on[p]:  # 6.5 zswap_load: list_move(&entry->lru, &entry->pool->lru)
+        K.ll_push_new(st, p)
+
+
+@K.hook(EntryLruState, "evict_one")
+@njit(cache=True)
+def _evict_one(st):  # type: ignore[no-untyped-def]
+    p = st.sc[K.S_OLD]  # zswap_reclaim_entry: list_last_entry (the tail, oldest)
+    if p < 0:
+        return False
+    K.ll_unlink(st, p)
+    K.writeback(st, p)
+    return True
+
+
+@K.hook(EntryLruState, "worker_step")
+@njit(cache=True)
+def _worker_step(st):  # type: ignore[no-untyped-def]
+    # shrink_worker: do { zswap_reclaim_entry() } while (!zswap_can_accept());
+    # queued on both reject paths since 6.5 (`goto shrink`)
+    if not K.evict_one(st):
+        st.c[K.K_RECLAIM_FAIL] += 1  # -EINVAL: empty LRU
+        return False
+    return not st.cfg[K.CF_THR_PAGES] > K.pool_pages(st)
 
 
 class EntryLru(ZswapDesign):
@@ -42,39 +91,7 @@ class EntryLru(ZswapDesign):
         ),
     }
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": False}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # first = tail (oldest), last = head (newest): popitem(last=False) is the tail
-        self.lru: OrderedDict[int, Entry] = OrderedDict()
-
-    def _lru_add(self, e: Entry) -> None:
-        self.lru[e.page] = e
-
-    def _lru_del(self, e: Entry) -> None:
-        self.lru.pop(e.page, None)
-
-    def _lru_loaded(self, e: Entry) -> None:
-        if e.page in self.lru:  # same-filled entries are not on the LRU
-            self.lru.move_to_end(e.page)
-
-    def _evict_one(self) -> bool:
-        if not self.lru:
-            return False
-        _, e = self.lru.popitem(last=False)
-        self.writeback(e)
-        return True
-
-    def _worker(self) -> Iterator[None]:
-        # shrink_worker: do { zswap_reclaim_entry() } while (!zswap_can_accept());
-        # queued on both reject paths since 6.5 (`goto shrink`)
-        while True:
-            if not self._evict_one():
-                self.c["reject_reclaim_fail"] += 1  # -EINVAL: empty LRU
-                return
-            if self.thr_pages > self.pool.pages():
-                return
-            yield
+    STATE = _T
 
 
 DESIGN = EntryLru

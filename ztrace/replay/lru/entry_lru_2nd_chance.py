@@ -18,14 +18,86 @@ record. ``shrinker_walk=N`` approximates it as N second-chance steps after every
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ztrace.replay.lru._base import Param, p_int
-from ztrace.replay.lru.entry_lru import EntryLru
+from numba import njit
+
+from ztrace.replay.lru import _core as K
+from ztrace.replay.lru._base import Param, p_choice, p_int
+from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
 
 #: include/linux/swap.h / mm/internal.h MAX_RECLAIM_RETRIES
 MAX_RECLAIM_RETRIES = 16
+K_ROTATIONS = K.K_EXTRA0
+K_GAVE_UP = K.K_EXTRA1
+
+
+class SecondChanceState(EntryLruState):
+    """numba state type of ``entry-lru-2nd-chance``: entry-lru's list and referenced bits."""
+
+
+_T = K.state_type(SecondChanceState)
+
+
+@njit(cache=True)
+def _step(st):  # type: ignore[no-untyped-def]
+    """One shrink_memcg_cb() on the oldest entry: 1 written back, 0 rotated, -1 empty."""
+    p = st.sc[K.S_OLD]
+    if p < 0:
+        return -1
+    if st.e_ref[p]:
+        st.e_ref[p] = 0
+        K.ll_push_new(st, p)  # LRU_ROTATE: list_move_tail → newest end
+        st.c[K_ROTATIONS] += 1
+        return 0
+    K.ll_unlink(st, p)
+    K.writeback(st, p)
+    return 1
+
+
+@K.hook(SecondChanceState, "evict_one")
+@njit(cache=True)
+def _evict_one(st):  # type: ignore[no-untyped-def]
+    # sync mode: CLOCK — rotate referenced entries until one is written back
+    while True:
+        r = _step(st)
+        if r != 0:
+            return r == 1
+
+
+@K.hook(SecondChanceState, "worker_step")
+@njit(cache=True)
+def _worker_step(st):  # type: ignore[no-untyped-def]
+    # do { shrink_memcg() } while (zswap_total_pages() > thr); 6.12 does not count giving
+    # up in reject_reclaim_fail (the guest's counter stays 0)
+    r = _step(st)
+    if r < 0:
+        st.c[K_GAVE_UP] += 1
+        return False
+    if r == 0:
+        st.sc[K.S_WORK_FAIL] += 1
+        if st.sc[K.S_WORK_FAIL] == st.cfg[K.CF_MAX_FAIL]:
+            st.c[K_GAVE_UP] += 1
+            return False
+    return K.pool_pages(st) > st.cfg[K.CF_THR_PAGES]
+
+
+@K.hook(SecondChanceState, "after_store")
+@njit(cache=True)
+def _after_store(st):  # type: ignore[no-untyped-def]
+    for _ in range(st.cfg[K.CF_SHRINKER_WALK]):  # the shrinker approximation (default off)
+        if _step(st) < 0:
+            break
+
+
+@K.hook(SecondChanceState, "shrink_one")
+@njit(cache=True)
+def _shrink_one(st):  # type: ignore[no-untyped-def]
+    # the kernel's shrinker wrote one entry back here (zswap_shrinker_scan →
+    # list_lru_shrink_walk(shrink_memcg_cb)): referenced entries rotate, the first
+    # unreferenced one is written back; how many it wrote (after nr_disk_swapins protection
+    # in zswap_shrinker_count, 6.8+) is what the trace recorded, which entry is the design's
+    _evict_one(st)
 
 
 class EntryLru2ndChance(EntryLru):
@@ -42,6 +114,12 @@ class EntryLru2ndChance(EntryLru):
             MAX_RECLAIM_RETRIES,
             "shrink_worker gives up after this many walks that wrote nothing back",
         ),
+        "shrinker": Param(
+            p_choice("trace", "off"),
+            "trace",
+            "`trace`: at each writeback the trace shows the kernel's memory-pressure shrinker "
+            "doing (not the kworker's), write back one entry in this design's order; `off`",
+        ),
         "shrinker_walk": Param(
             p_int(0),
             0,
@@ -49,58 +127,8 @@ class EntryLru2ndChance(EntryLru):
         ),
     }
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": False}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.c["shrink_rotations"] = 0
-        # 6.12 does not count these in reject_reclaim_fail (the guest's counter stays 0)
-        self.c["shrink_gave_up"] = 0
-
-    def _step(self) -> int:
-        """One shrink_memcg_cb() on the oldest entry: 1 written back, 0 rotated, -1 empty."""
-        if not self.lru:
-            return -1
-        page = next(iter(self.lru))
-        e = self.lru[page]
-        if e.referenced:
-            e.referenced = False
-            self.lru.move_to_end(page)  # LRU_ROTATE: list_move_tail → newest end
-            self.c["shrink_rotations"] += 1
-            return 0
-        del self.lru[page]
-        self.writeback(e)
-        return 1
-
-    def _evict_one(self) -> bool:
-        # sync mode: CLOCK — rotate referenced entries until one is written back
-        while True:
-            r = self._step()
-            if r != 0:
-                return r == 1
-
-    def _worker(self) -> Iterator[None]:
-        failures = 0
-        max_failures = int(self.params["max_failures"])
-        while True:  # do { shrink_memcg() } while (zswap_total_pages() > thr)
-            r = self._step()
-            if r < 0:
-                self.c["shrink_gave_up"] += 1
-                return
-            if r == 0:
-                failures += 1
-                if failures == max_failures:
-                    self.c["shrink_gave_up"] += 1
-                    return
-            if not self.pool.pages() > self.thr_pages:
-                return
-            yield
-
-    def store(self, ts: int, page: int, clen: int) -> bool:
-        ok = super().store(ts, page, clen)
-        for _ in range(int(self.params["shrinker_walk"])):
-            if self._step() < 0:
-                break
-        return ok
+    EXTRA_COUNTERS: ClassVar[tuple[str, ...]] = ("shrink_rotations", "shrink_gave_up")
+    STATE = _T
 
 
 DESIGN = EntryLru2ndChance

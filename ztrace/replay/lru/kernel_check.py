@@ -109,6 +109,8 @@ def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
             "stores": int((w.op == 0).sum()),
             "loads": int((w.op == 1).sum()),
             "invalidates": int((w.op == 2).sum()),
+            # writebacks of the kernel's memory-pressure shrinker (6.8+), replayed as demand
+            "shrinker_writebacks": int((w.op == 3).sum()),
         },
         "recorded": rec,
         "kernel": kern,

@@ -39,6 +39,12 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("zswap_hits", pa.uint64()),
         pa.field("disk_swapins", pa.uint64()),
         pa.field("expected_fault_latency_ns", pa.float64()),
+        # harm, defined with the future (docs/lru-inversion.md, "Harm")
+        pa.field("disk_faults", pa.uint64()),
+        pa.field("avoidable_disk_faults", pa.uint64()),
+        pa.field("optimal_gap", pa.int64()),
+        pa.field("latency_zswap_ns", pa.float64()),
+        pa.field("latency_disk_ns", pa.float64()),
     ]
 )
 
@@ -112,6 +118,7 @@ class Recorder:
         self.zswap_hits = 0
         self.disk_swapins = 0
         self.unknown_loads = 0
+        self.avoidable_disk_faults = 0
         self._bin = 0
 
     # -------------------------------------------------------------- sequence numbers
@@ -149,6 +156,31 @@ class Recorder:
             lo += 1
         self._lo = lo
         return lo
+
+    def absorb(
+        self, sc: np.ndarray, bins: np.ndarray, pool_bin: np.ndarray, gaps: np.ndarray
+    ) -> None:
+        """Take the counts of a compiled replay (``_core.results``): the same quantities the
+        methods below count one call at a time."""
+        from ztrace.replay.lru import _core as K
+
+        self.stores = int(sc[K.R_STORES])
+        self.rejects = int(sc[K.R_REJECTS])
+        self.writebacks = int(sc[K.R_WB])
+        self.written_back_bytes = int(sc[K.R_WB_BYTES])
+        self.disk_writes = int(sc[K.R_DISK_WRITES])
+        self.inversions = int(sc[K.R_INV])
+        causes = ("reject_pool_limit", "reject_compress", "writeback")
+        self.inversions_by_cause = {
+            c: int(sc[K.R_INV_RPL + i]) for i, c in enumerate(causes) if sc[K.R_INV_RPL + i]
+        }
+        self.age_gaps = gaps.tolist()
+        self.zswap_hits = int(sc[K.R_HITS])
+        self.disk_swapins = int(sc[K.R_DISK_IN])
+        self.avoidable_disk_faults = int(sc[K.R_AVOID])
+        self.n_held = int(sc[K.R_NHELD])
+        self._bins = bins
+        self._pool = pool_bin
 
     # -------------------------------------------------------------- events
 
@@ -201,7 +233,11 @@ class Recorder:
             self.zswap_hits * self.latency.zswap_ns + self.disk_swapins * self.latency.disk_ns
         ) / n
 
-    def summary_row(self, design: str, pool_limit_pages: int) -> dict[str, object]:
+    def summary_row(
+        self, design: str, pool_limit_pages: int, optimal_disk_faults: int | None = None
+    ) -> dict[str, object]:
+        """One ``lru_summary`` row; ``optimal_gap`` needs the optimal design's disk faults
+        at the same limit (0 when not given)."""
         gaps = np.asarray(self.age_gaps, dtype=np.int64)
         return {
             "lru_design": design,
@@ -218,6 +254,13 @@ class Recorder:
             "zswap_hits": self.zswap_hits,
             "disk_swapins": self.disk_swapins,
             "expected_fault_latency_ns": self.expected_fault_latency_ns(),
+            "disk_faults": self.disk_swapins,
+            "avoidable_disk_faults": self.avoidable_disk_faults,
+            "optimal_gap": (
+                self.disk_swapins - optimal_disk_faults if optimal_disk_faults is not None else 0
+            ),
+            "latency_zswap_ns": float(self.latency.zswap_ns),
+            "latency_disk_ns": float(self.latency.disk_ns),
         }
 
     def timeline_rows(self, design: str) -> dict[str, list[object]]:

@@ -13,10 +13,30 @@ the old ones stay in zswap until they are faulted in or freed. Loads are not exc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from numba import njit
+
+from ztrace.replay.lru import _core as K
 from ztrace.replay.lru._base import Param, ZswapDesign
+
+
+class NoLruState(K.LruStateType):
+    """numba state type of ``none`` (no LRU: the base hooks)."""
+
+
+_T = K.state_type(NoLruState)
+
+
+@K.hook(NoLruState, "worker_step")
+@njit(cache=True)
+def _worker_step(st):  # type: ignore[no-untyped-def]
+    # queued only on the zswap_is_full() path (QUEUE_ON = "full"); zpool_shrink fails
+    # (-EINVAL), then the worker returns
+    if not K.first_step(st):
+        return False
+    st.c[K.K_RECLAIM_FAIL] += 1
+    return True
 
 
 class NoLru(ZswapDesign):
@@ -27,11 +47,7 @@ class NoLru(ZswapDesign):
     LIMITS: ClassVar[str] = "legacy"
     PARAMS: ClassVar[dict[str, Param]] = {}
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": False, "store_as_is": False}
-
-    def _worker(self) -> Iterator[None]:
-        # queued only on the zswap_is_full() path (QUEUE_ON = "full"), and always fails
-        self.c["reject_reclaim_fail"] += 1
-        yield
+    STATE = _T
 
 
 DESIGN = NoLru

@@ -15,8 +15,25 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ztrace.replay.lru._base import Entry, Param
-from ztrace.replay.lru.entry_lru import EntryLru
+from numba import njit
+
+from ztrace.replay.lru import _core as K
+from ztrace.replay.lru._base import Param
+from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
+
+
+class SwapLruState(EntryLruState):
+    """numba state type of ``swap-lru``: entry-lru's list, loaded copies go to the cold end."""
+
+
+_T = K.state_type(SwapLruState)
+
+
+@K.hook(SwapLruState, "lru_loaded")
+@njit(cache=True)
+def _lru_loaded(st, p):  # type: ignore[no-untyped-def]
+    if st.l_on[p]:
+        K.ll_push_old(st, p)
 
 
 class SwapLru(EntryLru):
@@ -27,14 +44,8 @@ class SwapLru(EntryLru):
     LIMITS: ClassVar[str] = "v6.10"
     PARAMS: ClassVar[dict[str, Param]] = {}
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": True}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sync = True  # by construction: make room, never reject on the limit
-
-    def _lru_loaded(self, e: Entry) -> None:
-        if e.page in self.lru:
-            self.lru.move_to_end(e.page, last=False)
+    ALWAYS_SYNC: ClassVar[bool] = True  # by construction: make room, never reject on the limit
+    STATE = _T
 
 
 DESIGN = SwapLru

@@ -19,10 +19,12 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from ztrace.errors import TraceFormatError
 from ztrace.format import SWAP_EVENTS, Trace, TraceMeta, read_trace
@@ -30,6 +32,14 @@ from ztrace.format import SWAP_EVENTS, Trace, TraceMeta, read_trace
 OP_STORE = 0
 OP_LOAD = 1
 OP_INVALIDATE = 2
+#: a writeback the kernel's memory-pressure shrinker did (6.8+ ``zswap_shrinker_scan``, run
+#: in the reclaiming task, not the ``kworker`` of the pool-limit shrink worker): reclaim's
+#: demand on zswap, which a design with a shrinker replays by its own LRU order
+OP_SHRINK = 3
+#: a store whose allocation comes later (its own OP_STORE_ALLOC event at entry + duration):
+#: only in ``Prepared``'s replay stream, for stores with a recorded duration
+OP_STORE_CHECK = 5
+OP_STORE_ALLOC = 4
 
 #: ``clen`` of a page the compressor could not shrink below a page (kernel: compress
 #: failure, or ``zpool_malloc`` -ENOSPC for a length above PAGE_SIZE).
@@ -69,6 +79,12 @@ class Workload:
     source: str = "<memory>"
     meta: TraceMeta | None = None
     recorded: dict[str, int] = field(default_factory=dict)
+    #: per row: how long the operation took (``duration_ns``; 0 = unknown or atomic). A store
+    #: checks the pool limit at its entry (``ts``) and allocates at ``ts + dur``.
+    dur: np.ndarray | None = None
+    _prep: Prepared | None = field(default=None, repr=False, compare=False)
+    #: results derived from this workload alone, shared by the runs on it (optimal's faults)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -81,27 +97,116 @@ class Workload:
         all known lengths; a length above ``page_size`` becomes ``INCOMPRESSIBLE``.
         Documented in docs/lru-inversion.md.
         """
-        clen = self.clen.copy()
-        stores = self.op == OP_STORE
-        known = stores & (clen > 0) & (clen <= self.page_size)
-        # a SAME_FILLED or INCOMPRESSIBLE marker is kept as it is
-        median = int(np.median(clen[known])) if known.any() else self.page_size // 2
-        clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
-        idx = np.flatnonzero(stores)
-        first: dict[int, int] = {}
-        for i in idx[::-1]:  # each page's first known length (for unknowns before it)
-            c = int(clen[i])
-            if c > 0:
-                first[int(self.page[i])] = c
-        last: dict[int, int] = {}
-        for i in idx:
-            c = int(clen[i])
-            p = int(self.page[i])
-            if c == UNKNOWN or c == 0:
-                clen[i] = last.get(p, first.get(p, median))
-            elif c > 0:
-                last[p] = c
-        return clen
+        return self.prepared().clen.copy()
+
+    def prepared(self) -> Prepared:
+        """Dense page indices and resolved lengths, computed once and shared by every design
+        replayed on this workload."""
+        if self._prep is None:
+            uniq, pidx = np.unique(self.page, return_inverse=True)
+            pidx = np.ascontiguousarray(pidx.reshape(-1), dtype=np.int64)
+            clen = np.ascontiguousarray(self.clen, dtype=np.int64).copy()
+            stores = self.op == OP_STORE
+            known = stores & (clen > 0) & (clen <= self.page_size)
+            # a SAME_FILLED or INCOMPRESSIBLE marker is kept as it is
+            median = int(np.median(clen[known])) if known.any() else self.page_size // 2
+            clen[stores & (clen > self.page_size)] = INCOMPRESSIBLE
+            _fill_unknown(clen, pidx, np.ascontiguousarray(stores), len(uniq), median)
+            op = np.ascontiguousarray(self.op, dtype=np.int8)
+            ts = np.ascontiguousarray(self.ts, dtype=np.int64)
+            ev_ts, ev_op, ev_pidx, ev_clen = ts, op, pidx, clen
+            split = stores & (self.dur > 0) if self.dur is not None else None
+            if split is not None and split.any():
+                # a store with a duration: its limit check at entry, its allocation at
+                # entry + duration, ordered by time (ties: row order, check before alloc)
+                k = np.flatnonzero(split)
+                idx = np.concatenate([np.arange(len(ts)), k])
+                t = np.concatenate([ts, ts[k] + self.dur[k].astype(np.int64)])
+                sub = np.concatenate([np.zeros(len(ts), np.int8), np.ones(len(k), np.int8)])
+                order = np.lexsort((sub, idx, t))
+                idx, sub = idx[order], sub[order]
+                ev_ts = np.ascontiguousarray(t[order])
+                ev_op = op[idx].copy()
+                ev_op[(sub == 0) & split[idx]] = OP_STORE_CHECK
+                ev_op[sub == 1] = OP_STORE_ALLOC
+                ev_pidx = np.ascontiguousarray(pidx[idx])
+                ev_clen = np.ascontiguousarray(clen[idx])
+            self._prep = Prepared(
+                uniq=uniq,
+                pidx=pidx,
+                clen=clen,
+                n_stores=int(stores.sum()),
+                ev_op=np.ascontiguousarray(ev_op, dtype=np.int8),
+                ev_ts=ev_ts,
+                ev_pidx=ev_pidx,
+                ev_clen=ev_clen,
+                nf=_next_faults(ev_op, ev_pidx, len(uniq)),
+            )
+        return self._prep
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the compiled replay reads: pages as dense indices ``0..len(uniq)-1``."""
+
+    uniq: np.ndarray
+    pidx: np.ndarray  # per workload row
+    clen: np.ndarray  # per workload row, resolved
+    n_stores: int
+    #: the replay stream: the workload rows, plus an OP_STORE_ALLOC event for each store with
+    #: a duration (whose own row becomes OP_STORE_CHECK)
+    ev_op: np.ndarray
+    ev_ts: np.ndarray
+    ev_pidx: np.ndarray
+    ev_clen: np.ndarray
+    #: per event: the index of the same page's next fault (a load) if no store or
+    #: invalidate of that page comes first, else NEVER: what Belady's MIN looks at
+    nf: np.ndarray
+
+
+#: ``Prepared.nf`` of an event whose page is not faulted again (freed or stored first)
+NEVER = 1 << 62
+
+
+@njit(cache=True)
+def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
+    nf = np.full(op.shape[0], NEVER, dtype=np.int64)
+    nxt_op = np.full(n_pages, -1, dtype=np.int64)
+    nxt_i = np.zeros(n_pages, dtype=np.int64)
+    for i in range(op.shape[0] - 1, -1, -1):
+        if op[i] == OP_SHRINK or op[i] == OP_STORE_ALLOC:  # not a new operation on the page
+            continue
+        p = pidx[i]
+        if nxt_op[p] == OP_LOAD:
+            nf[i] = nxt_i[p]
+        nxt_op[p] = OP_STORE if op[i] == OP_STORE_CHECK else op[i]
+        nxt_i[p] = i
+    return nf
+
+
+@njit(cache=True)
+def _fill_unknown(clen, pidx, stores, n_pages, median):  # type: ignore[no-untyped-def]
+    """Workload.resolved_clen's rule, in place: each page's last earlier known length, else
+    its first later one, else ``median``."""
+    first = np.full(n_pages, -1, dtype=np.int64)
+    last = np.full(n_pages, -1, dtype=np.int64)
+    for i in range(clen.shape[0] - 1, -1, -1):
+        if stores[i] and clen[i] > 0:
+            first[pidx[i]] = clen[i]
+    for i in range(clen.shape[0]):
+        if not stores[i]:
+            continue
+        c = clen[i]
+        p = pidx[i]
+        if c == UNKNOWN or c == 0:
+            if last[p] >= 0:
+                clen[i] = last[p]
+            elif first[p] >= 0:
+                clen[i] = first[p]
+            else:
+                clen[i] = median
+        elif c > 0:
+            last[p] = c
 
 
 def from_arrays(
@@ -176,7 +281,15 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
     is_store = evs == store_ev
     is_load = evs == load_ev
     is_inval = evs == "zswap_invalidate"
-    keep = is_store | is_load | is_inval
+    is_shrink = np.zeros(len(evs), dtype=bool)
+    if "comm" in names:
+        comm = np.asarray(
+            pc.fill_null(table.column("comm").cast(pa.string()), "").to_numpy(zero_copy_only=False),
+            dtype=object,
+        )
+        # the shrink worker runs in a kworker; anything else is reclaim calling the shrinker
+        is_shrink = (evs == "zswap_writeback") & ~np.char.startswith(comm.astype(str), "kworker")
+    keep = is_store | is_load | is_inval | is_shrink
     entry_col = table.column("swap_entry")
     if entry_col.null_count:
         bad = keep & np.asarray(pc.is_null(entry_col).to_numpy(zero_copy_only=False))
@@ -186,10 +299,18 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
                 source, f"row {i} ({evs[i]}) has no `swap_entry` (page identity)"
             )
     idx = np.flatnonzero(keep)
-    op = np.where(is_store[idx], OP_STORE, np.where(is_load[idx], OP_LOAD, OP_INVALIDATE))
+    op = np.where(
+        is_store[idx],
+        OP_STORE,
+        np.where(is_load[idx], OP_LOAD, np.where(is_shrink[idx], OP_SHRINK, OP_INVALIDATE)),
+    )
     # non-swap rows have a null swap_entry: fill before converting (nulls become NaN otherwise)
     page = np.asarray(pc.fill_null(entry_col, 0).to_numpy(), dtype=np.uint64)[idx]
     ts = np.asarray(table.column("ts_ns").to_numpy(), dtype=np.int64)[idx]
+    dur = None
+    if "duration_ns" in names:  # a capture's kprobe entry→return time of the operation
+        dur = np.asarray(pc.fill_null(table.column("duration_ns"), 0).to_numpy(), np.int64)[idx]
+        dur = np.where(op == OP_STORE, dur, 0)
     clen = np.zeros(len(idx), dtype=np.int64)
     if "compressed_bytes" in names:
         cb = np.asarray(pc.fill_null(table.column("compressed_bytes"), 0).to_numpy(), np.int64)
@@ -224,6 +345,7 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
             recorded["inferred_incompressible"] = int(inferred.sum())
     for e in ("zswap_writeback", "swap_out", "swap_in", "zswap_store", "zswap_load"):
         recorded[e] = int((evs == e).sum())
+    recorded["shrinker_writebacks"] = int(is_shrink.sum())
     return Workload(
         ts=ts,
         op=op.astype(np.int8),
@@ -234,4 +356,5 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
         source=source,
         meta=t.meta,
         recorded=recorded,
+        dur=dur,
     )

@@ -22,11 +22,104 @@ in the swap cache, then retries up to 8 times).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ztrace.replay.lru._base import Entry, Param, ZswapDesign
+import numpy as np
+from numba import njit
+
+from ztrace.replay.lru import _core as K
+from ztrace.replay.lru._base import Param, ZswapDesign
+
+K_ZSPAGES_WB = K.K_EXTRA0
+
+
+class ZspageLruState(K.LruStateType):
+    """numba state type of ``zspage-lru``: list nodes are zspage ids; each zspage keeps its
+    objects' pages in a member list (z_head / m_next / m_prev)."""
+
+
+_T = K.state_type(ZspageLruState)
+
+
+@K.hook(ZspageLruState, "lru_add")
+@njit(cache=True)
+def _lru_add(st, p):  # type: ignore[no-untyped-def]
+    z = K.zspage_of(st, st.e_handle[p])
+    st.e_zp[p] = z
+    h = st.z_head[z]
+    st.m_prev[p] = -1
+    st.m_next[p] = h
+    if h >= 0:
+        st.m_prev[h] = p
+    st.z_head[z] = p
+    st.z_count[z] += 1
+    K.ll_push_new(st, z)  # move_to_front(pool, zspage): list_add at the head
+
+
+@K.hook(ZspageLruState, "lru_del")
+@njit(cache=True)
+def _lru_del(st, p):  # type: ignore[no-untyped-def]
+    z = st.e_zp[p]
+    if z < 0:  # same-filled entry: no zspage
+        return
+    st.e_zp[p] = -1
+    pv = st.m_prev[p]
+    nx = st.m_next[p]
+    if pv >= 0:
+        st.m_next[pv] = nx
+    else:
+        st.z_head[z] = nx
+    if nx >= 0:
+        st.m_prev[nx] = pv
+    st.z_count[z] -= 1
+    if st.z_count[z] == 0:  # the zspage is freed with its last object (free_zspage)
+        K.ll_unlink(st, z)
+
+
+@njit(cache=True)
+def _reclaim_zspage(st):  # type: ignore[no-untyped-def]
+    """zs_reclaim_page(): write back every object of the tail zspage."""
+    z = st.sc[K.S_OLD]
+    if z < 0:
+        return False
+    K.ll_unlink(st, z)
+    n = st.z_count[z]
+    victims = np.empty(n, dtype=np.int64)
+    seqs = np.empty(n, dtype=np.int64)
+    p = st.z_head[z]
+    for k in range(n):
+        victims[k] = p
+        seqs[k] = st.e_seq[p]
+        p = st.m_next[p]
+    victims = victims[np.argsort(seqs)]
+    st.z_head[z] = -1
+    st.z_count[z] = 0
+    # all objects leave zswap in one operation: release them before any disk write is
+    # judged, so an object is not counted against its own zspage-mates
+    for k in range(n):
+        st.e_zp[victims[k]] = -1
+        K.free_entry(st, victims[k])
+    for k in range(n):
+        K.to_disk(st, victims[k])
+    st.c[K_ZSPAGES_WB] += 1
+    return True
+
+
+@K.hook(ZspageLruState, "evict_one")
+@njit(cache=True)
+def _evict_one(st):  # type: ignore[no-untyped-def]
+    return _reclaim_zspage(st)
+
+
+@K.hook(ZspageLruState, "worker_step")
+@njit(cache=True)
+def _worker_step(st):  # type: ignore[no-untyped-def]
+    # one zspage per run: zpool_shrink(pool->zpool, 1, NULL); then the worker returns
+    if not K.first_step(st):
+        return False
+    if not _reclaim_zspage(st):
+        st.c[K.K_RECLAIM_FAIL] += 1
+    return True
 
 
 class ZspageLru(ZswapDesign):
@@ -38,61 +131,8 @@ class ZspageLru(ZswapDesign):
     HEADER: ClassVar[int] = 8  # sizeof(struct zswap_header)
     PARAMS: ClassVar[dict[str, Param]] = {}
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": False, "store_as_is": False}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # zspage id -> pages of its live objects; first = LRU tail (oldest)
-        self.lru: OrderedDict[int, dict[int, Entry]] = OrderedDict()
-        self._zp: dict[int, int] = {}  # page -> zspage id
-        self.c["zspages_written_back"] = 0
-
-    def _lru_add(self, e: Entry) -> None:
-        z = self.pool.zspage_of(e.handle)
-        self._zp[e.page] = z
-        objs = self.lru.get(z)
-        if objs is None:
-            objs = self.lru[z] = {}
-        objs[e.page] = e
-        self.lru.move_to_end(z)  # move_to_front(pool, zspage): list_add at the head
-
-    def _lru_del(self, e: Entry) -> None:
-        z = self._zp.pop(e.page, None)
-        if z is None:  # same-filled entry: no zspage
-            return
-        objs = self.lru[z]
-        del objs[e.page]
-        if not objs:  # the zspage is freed with its last object (free_zspage: list_del)
-            del self.lru[z]
-
-    def _reclaim_zspage(self) -> bool:
-        """zs_reclaim_page(): write back every object of the tail zspage."""
-        if not self.lru:
-            return False
-        _, objs = self.lru.popitem(last=False)
-        victims = sorted(objs.values(), key=lambda x: x.seq)
-        # all objects leave zswap in one operation: release them before any disk write is
-        # judged, so an object is not counted against its own zspage-mates
-        for e in victims:
-            del self.entries[e.page]
-            del self._zp[e.page]
-            self._free(e)
-        for e in victims:
-            self.on_disk.add(e.page)
-            self.c["written_back_pages"] += 1
-            self.rec.writeback(e.clen)
-            if not e.loaded:
-                self.rec.disk_write(e.seq, "writeback")
-        self.c["zspages_written_back"] += 1
-        return True
-
-    def _evict_one(self) -> bool:
-        return self._reclaim_zspage()
-
-    def _worker(self) -> Iterator[None]:
-        # one zspage per run: zpool_shrink(pool->zpool, 1, NULL)
-        if not self._reclaim_zspage():
-            self.c["reject_reclaim_fail"] += 1
-        yield
+    EXTRA_COUNTERS: ClassVar[tuple[str, ...]] = ("zspages_written_back",)
+    STATE = _T
 
 
 DESIGN = ZspageLru
