@@ -1,16 +1,28 @@
 """Capture benchmark: consumer throughput with nothing lost, and probe overhead on zram.
 
-Each run writes to /dev/zram0 (held under the shared flock) with N O_DIRECT writer
-threads (one subprocess) for S seconds, in turn without capture ("off"), with the probes
-attached but the consumer only copying the ring ("probes": the kernel-side cost), and under
-``ztrace capture --probes zsmalloc,locks`` ("on", the CLI exactly as a user runs it, writing
-Parquet). Prints one JSON line per run, then one summary line with medians:
+Two workloads on /dev/zram0 (held under the shared flock for the whole run):
+
+* ``write``: N O_DIRECT writer threads (one subprocess) overwriting their regions for S
+  seconds -- pure zsmalloc, 2 events per page, the worst case for capture;
+* ``fio``: ``fio --rw=randrw --numjobs=4`` (4 KiB, O_DIRECT, 70 % reads) for S seconds -- a
+  mixed workload where reads cost no zsmalloc event.
+
+Each workload runs in turn without capture (``off``), with the probes attached but the
+consumer only copying the ring (``probes``: the kernel-side cost), under ``ztrace capture
+--probes zsmalloc,locks`` (``on``: the CLI exactly as a user runs it, writing Parquet) and,
+with ``--base DIR``, under the same CLI from another source tree (``base``: e.g. an export of
+the previous commit, so before and after are measured side by side in one run). Modes are
+interleaved within each run. Prints one JSON line per run, then one summary line per
+workload with medians:
 
 * ``events_per_s``: rows written per second of workload, with ``lost`` (kernel-counted ring
   buffer drops + reorder drops) -- the consumer keeps up when ``lost`` is 0;
-* ``overhead_pct``: 1 - median(on pages/s) / median(off pages/s).
+* ``overhead_pct``: 1 - median(on ops/s) / median(off ops/s) (ops: pages written, or fio
+  read+write IOs).
 
-    sudo .venv/bin/python -m benchmarks.bench_capture --runs 5 --writers 4 --seconds 5
+    sudo .venv/bin/python -m benchmarks.bench_capture --runs 5 --writers 2 --seconds 4
+    git archive HEAD~3 | tar -x -C /tmp/base    # the "before" tree
+    sudo .venv/bin/python -m benchmarks.bench_capture --base /tmp/base --workloads write,fio
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,12 +45,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _workload_cmd(writers: int, seconds: float, pages: int) -> list[str]:
+    # always this tree's workload (also under --base, whose capture runs from another tree)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+        "from ztrace.cli.main import main; main(['host', 'writers', *sys.argv[1:]])"
+    )
     return [
         sys.executable,
-        "-m",
-        "ztrace",
-        "host",
-        "writers",
+        "-c",
+        code,
         "--writers",
         str(writers),
         "--seconds",
@@ -45,6 +61,112 @@ def _workload_cmd(writers: int, seconds: float, pages: int) -> list[str]:
         "--pages-per-writer",
         str(pages),
     ]
+
+
+def _fio_cmd(seconds: float, jobs: int) -> list[str]:
+    return [
+        "fio",
+        "--name=mix",
+        "--filename=/dev/zram0",
+        "--rw=randrw",
+        "--rwmixread=70",
+        "--bs=4k",
+        "--direct=1",
+        "--ioengine=psync",
+        f"--numjobs={jobs}",
+        "--size=48m",
+        "--offset_increment=48m",
+        "--time_based",
+        f"--runtime={seconds}",
+        "--buffer_compress_percentage=70",
+        "--refill_buffers",
+        "--group_reporting",
+        "--output-format=json",
+    ]
+
+
+def _fio_fill(jobs: int) -> None:
+    """Write every block once so that reads find stored objects (not zero pages)."""
+    cmd = [
+        c
+        for c in _fio_cmd(1, jobs)
+        if not c.startswith(("--rw=", "--rwmixread", "--time_based", "--runtime"))
+    ]
+    subprocess.run([*cmd, "--rw=write"], capture_output=True, check=True, timeout=600)
+
+
+def _generate(fd: int, rate: float, seconds: float) -> None:
+    """Child process: drive the ring with the synthetic producer ``zt_selftest``
+    (probes/zs_capture.bpf.c, program fd inherited) at ``rate`` events/s, one
+    BPF_PROG_TEST_RUN call per 64-event batch; prints calls and seconds as JSON.
+
+    A separate process, not a thread: a thread busy in ctypes calls starves the consumer of
+    the GIL (each of its numpy calls waits up to the 5 ms switch interval to get it back).
+    """
+    import ctypes
+    import struct
+
+    nr_bpf, bpf_prog_test_run, per_call = 321, 10, 64  # x86_64
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = (ctypes.c_uint64 * 1)()
+    attr = (ctypes.c_uint8 * 128)()
+    # union bpf_attr.test: prog_fd, retval, data sizes/pointers, repeat, duration,
+    # ctx_size_in, ctx_size_out, ctx_in, ctx_out, flags, cpu, batch_size
+    fields = (fd, 0, 0, 0, 0, 0, 0, 0, 8, 0, ctypes.addressof(ctx), 0, 0, 0, 0)
+    struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
+    calls = 0
+    t0 = time.monotonic()
+    while (now := time.monotonic() - t0) < seconds:
+        due = int(now * rate / per_call) + 1
+        while calls < due:
+            if libc.syscall(nr_bpf, bpf_prog_test_run, attr, 128):
+                raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+            calls += 1
+        time.sleep(0.001)
+    print(json.dumps({"calls": calls, "seconds": time.monotonic() - t0}))
+
+
+def _consumer_run(rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """The capture consumer (ring -> Parquet, in process, as `ztrace capture` runs it) fed
+    by the synthetic producer at ``rate`` events/s, with the real probes attached too."""
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_meta, trace_files
+
+    out = tmp / f"c-{time.monotonic_ns()}"
+    cap = Capture(
+        CaptureOptions(out=out, probes=["zsmalloc", "locks"], ringbuf_pages=args.ringbuf_pages)
+    )
+    cap.plan.cflags.append("-DZT_SELFTEST")
+    cap.start()
+    from bcc import BPF
+
+    assert cap.loaded is not None
+    fd = cap.loaded.bpf.load_func(b"zt_selftest", BPF.RAW_TRACEPOINT).fd
+    code = (
+        f"from benchmarks.bench_capture import _generate; _generate({fd}, {rate}, {args.seconds})"
+    )
+    gen = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, pass_fds=[fd], stdout=subprocess.PIPE, text=True
+    )
+    summary = cap.run(until=lambda: gen.poll() is not None)
+    g = json.loads(gen.communicate()[0])
+    files = trace_files(out)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    lost = read_meta(out).lost_events
+    shutil.rmtree(out, ignore_errors=True)
+    offered = g["calls"] * 64
+    return {
+        "mode": "consumer",
+        "target_events_per_s": rate,
+        "offered_events": offered,
+        "offered_events_per_s": round(offered / g["seconds"]),
+        "events_written": rows,
+        "events_per_s": round(rows / g["seconds"]),
+        "lost": lost,
+        "consumer_cpu_s": round(summary.consumer_cpu_s, 3),
+        "consumer_cpu_us_per_event": round(1e6 * summary.consumer_cpu_s / max(rows, 1), 3),
+        "seconds": round(g["seconds"], 3),
+    }
 
 
 def _attach_probes(ringbuf_pages: int) -> tuple[object, object, object]:
@@ -77,13 +199,23 @@ def _attach_probes(ringbuf_pages: int) -> tuple[object, object, object]:
 
 
 def _run(
-    mode: str, writers: int, seconds: float, pages: int, ringbuf_pages: int, tmp: Path
+    mode: str,
+    workload: str,
+    args: argparse.Namespace,
+    tmp: Path,
 ) -> dict[str, object]:
     from ztrace.format import read_meta, trace_files
 
     out = tmp / f"t-{time.monotonic_ns()}"
-    cmd = _workload_cmd(writers, seconds, pages)
-    if mode == "on":
+    if workload == "write":
+        cmd = _workload_cmd(args.writers, args.seconds, args.pages_per_writer)
+    else:
+        cmd = _fio_cmd(args.seconds, args.fio_jobs)
+    cwd, env = ROOT, dict(os.environ)
+    if mode in ("on", "base", "summary"):
+        if mode == "base":
+            cwd = Path(args.base).resolve()
+            env["PYTHONPATH"] = str(cwd)
         cmd = [
             sys.executable,
             "-m",
@@ -91,113 +223,246 @@ def _run(
             "capture",
             "-o",
             str(out),
-            "--quiet",
             "--probes",
             "zsmalloc,locks",
             "--ringbuf-pages",
-            str(ringbuf_pages),
+            str(args.ringbuf_pages),
+            *(["--summary"] if mode == "summary" else []),
             "--",
             *cmd,
         ]
     loaded = None
     if mode == "probes":
-        loaded = _attach_probes(ringbuf_pages)
+        loaded = _attach_probes(args.ringbuf_pages)
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 300)
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=args.seconds + 300
+    )
     wall = time.monotonic() - t0
     probe_events = 0
     if loaded is not None:
         probe_events = loaded[2]()
     if p.returncode != 0:
-        raise SystemExit(f"{mode} run failed: {p.stderr.strip().splitlines()[-1:]}")
-    wl = json.loads(p.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{mode} run failed: {p.stderr.strip().splitlines()[-3:]}")
+    if workload == "write":
+        wl = json.loads(p.stdout.strip().splitlines()[-1])
+        ops, secs = wl["pages_written"], wl["seconds"]
+        wl_cpu = wl["cpu_s"]
+    else:
+        job = json.loads(p.stdout[p.stdout.index("{") :])["jobs"][0]
+        ops = job["read"]["total_ios"] + job["write"]["total_ios"]
+        secs = job["job_runtime"] / 1000 / args.fio_jobs if job["job_runtime"] else args.seconds
+        # usr/sys_cpu: percent of the (summed) job runtime
+        wl_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
     row: dict[str, object] = {
         "mode": mode,
-        "writers": writers,
-        "seconds": round(wl["seconds"], 3),
-        "pages_written": wl["pages_written"],
-        "pages_per_s": round(wl["pages_written"] / wl["seconds"]),
+        "workload": workload,
+        "seconds": round(secs, 3),
+        "ops": ops,
+        "ops_per_s": round(ops / secs),
         "wall_s": round(wall, 2),
+        "workload_cpu_s": round(wl_cpu, 3),
     }
     if mode == "probes":
-        row.update(events=probe_events, events_per_s=round(probe_events / wl["seconds"]))
-    if mode == "on":
+        row.update(events=probe_events, events_per_s=round(probe_events / secs))
+    if mode == "summary":
+        m = re.search(r"consumer CPU: ([0-9.]+) s", p.stderr)
+        if m:
+            wl_cpu += float(m.group(1))
+        row["summary_files"] = len(list(out.glob("summary-*.parquet")))
+    if mode in ("on", "base"):
         files = trace_files(out)
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        meta = read_meta(out)
+        # the footer's "consumer CPU: X s" (the capture thread's own CPU time)
+        m = re.search(r"consumer CPU: ([0-9.]+) s", p.stderr)
         row.update(
             events=rows,
-            events_per_s=round(rows / wl["seconds"]),
-            lost=read_meta(out).lost_events,
-            consumer_cpu_us_per_event=round(
-                1e6 * float(read_meta(out).extra.get("consumer_cpu_s", "nan")) / max(rows, 1), 2
-            ),
+            events_per_s=round(rows / secs),
+            lost=meta.lost_events,
+            consumer_cpu_us_per_event=round(1e6 * float(m.group(1)) / max(rows, 1), 3)
+            if m
+            else None,
             files=len(files),
             bytes=sum(f.stat().st_size for f in files),
         )
-        shutil.rmtree(out, ignore_errors=True)
+        if m:
+            wl_cpu += float(m.group(1))
+    # CPU per operation, workload + consumer: steadier than throughput on a shared host,
+    # where other jobs take a varying share of the CPUs
+    row["cpu_us_per_op"] = round(1e6 * wl_cpu / max(ops, 1), 3)
+    shutil.rmtree(out, ignore_errors=True)
     return row
+
+
+def _perf_profile(args: argparse.Namespace, tmp: Path) -> None:
+    """`perf record` of the write workload with the probes attached (kernel side only):
+    prints the top symbols by sample share of the workload's own CPU."""
+    loaded = _attach_probes(args.ringbuf_pages)
+    data = tmp / "perf.data"
+    cmd = _workload_cmd(args.writers, args.seconds, args.pages_per_writer)
+    perf = ["perf", "record", "-e", "cpu-clock", "-F", "2999", "-g", "-o", str(data), "--"]
+    subprocess.run([*perf, *cmd], capture_output=True, cwd=ROOT, check=True)
+    events = loaded[2]()
+    opts = ["--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "1", "--stdio"]
+    rep = subprocess.run(
+        ["perf", "report", "-i", str(data), *opts],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    top = [
+        " ".join(line.split()[:3])
+        for line in rep.stdout.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    print(json.dumps({"perf": "probes attached, write workload", "events": events, "top": top}))
+
+
+def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namespace) -> dict:
+    mine = [r for r in rows if r.get("workload") == workload]
+    med = {
+        m: statistics.median([r["ops_per_s"] for r in mine if r["mode"] == m])
+        for m in {r["mode"] for r in mine}
+    }
+    out: dict[str, object] = {
+        "summary": True,
+        "workload": workload,
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "ringbuf_pages": args.ringbuf_pages,
+        **{f"median_ops_per_s_{m}": v for m, v in sorted(med.items())},
+    }
+    by_run = {(r["run"], r["mode"]): r for r in mine}
+    for m, v in sorted(med.items()):
+        if m == "off":
+            continue
+        out[f"throughput_vs_off_{m}_pct"] = round(100 * v / med["off"], 1)
+        # paired: each run's capture against the same run's off (adjacent in time)
+        paired = [
+            by_run[(i, m)]["ops_per_s"] / by_run[(i, "off")]["ops_per_s"]
+            for (i, mm) in by_run
+            if mm == m and (i, "off") in by_run
+        ]
+        out[f"paired_throughput_vs_off_{m}_pct"] = {
+            "median": round(100 * statistics.median(paired), 1),
+            "min": round(100 * min(paired), 1),
+            "max": round(100 * max(paired), 1),
+        }
+        cpu = [
+            by_run[(i, m)]["cpu_us_per_op"] / by_run[(i, "off")]["cpu_us_per_op"]
+            for (i, mm) in by_run
+            if mm == m and (i, "off") in by_run
+        ]
+        out[f"paired_cpu_per_op_vs_off_{m}_pct"] = {
+            "median": round(100 * statistics.median(cpu), 1),
+            "min": round(100 * min(cpu), 1),
+            "max": round(100 * max(cpu), 1),
+        }
+    for m in ("on", "base"):
+        cap = [r for r in mine if r["mode"] == m]
+        if cap:
+            out[f"median_events_per_s_{m}"] = statistics.median([r["events_per_s"] for r in cap])
+            out[f"max_events_per_s_with_0_lost_{m}"] = max(
+                [r["events_per_s"] for r in cap if r["lost"] == 0], default=0
+            )
+            out[f"lost_total_{m}"] = sum(int(r["lost"]) for r in cap)
+            cpu = [r["consumer_cpu_us_per_event"] for r in cap if r["consumer_cpu_us_per_event"]]
+            out[f"median_consumer_cpu_us_per_event_{m}"] = statistics.median(cpu) if cpu else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--writers", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--pages-per-writer", type=int, default=4096)
-    ap.add_argument("--ringbuf-pages", type=int, default=4096)
+    ap.add_argument("--fio-jobs", type=int, default=4)
+    ap.add_argument("--ringbuf-pages", type=int, default=16384)
+    ap.add_argument("--workloads", default="write", help="comma list of write, fio")
+    ap.add_argument(
+        "--modes", default="off,probes,on", help="comma list of off, probes, on, summary"
+    )
+    ap.add_argument("--base", default=None, help="source tree to run as mode `base` too")
+    ap.add_argument(
+        "--perf", action="store_true", help="only: perf profile of the write workload + probes"
+    )
+    ap.add_argument(
+        "--consumer-rates",
+        default="",
+        help="comma list of events/s to drive the consumer at with the synthetic producer",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_capture: needs root (BPF, /dev/zram0)", file=sys.stderr)
         return 2
     from ztrace.host.zram import zram_device
 
+    workloads = [w for w in args.workloads.split(",") if w and w != "none"]
+    modes = [m for m in args.modes.split(",") if m]
+    if args.base:
+        modes.append("base")
+    if "off" not in modes:
+        modes.insert(0, "off")
+    if "fio" in workloads and shutil.which("fio") is None:
+        print("bench_capture: fio not installed (apt-get install fio)", file=sys.stderr)
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="ztrace-bench-"))
     rows: list[dict[str, object]] = []
+    disksize = max(
+        256 << 20, args.writers * args.pages_per_writer * 8192, args.fio_jobs * (64 << 20)
+    )
+    print(json.dumps({"command": " ".join(sys.argv), "commit": _commit()}), flush=True)
     try:
-        with zram_device(disksize=max(64 << 20, args.writers * args.pages_per_writer * 8192)):
+        with zram_device(disksize=disksize):
+            if args.perf:
+                _perf_profile(args, tmp)
+                return 0
+            if "fio" in workloads:
+                _fio_fill(args.fio_jobs)
             for i in range(args.runs):
-                for mode in ("off", "probes", "on"):
-                    row = {
-                        "run": i,
-                        **_run(
-                            mode,
-                            args.writers,
-                            args.seconds,
-                            args.pages_per_writer,
-                            args.ringbuf_pages,
-                            tmp,
-                        ),
-                    }
+                for rate in [float(r) for r in args.consumer_rates.split(",") if r]:
+                    row = {"run": i, **_consumer_run(rate, args, tmp)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                for workload in workloads:
+                    # rotate the order each run so no mode always follows the same one
+                    k = i % len(modes)
+                    for mode in modes[k:] + modes[:k]:
+                        row = {"run": i, **_run(mode, workload, args, tmp)}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    off = [r["pages_per_s"] for r in rows if r["mode"] == "off"]
-    on = [r for r in rows if r["mode"] == "on"]
-    med_off = statistics.median(off)
-    med_on = statistics.median([r["pages_per_s"] for r in on])
-    med_probes = statistics.median([r["pages_per_s"] for r in rows if r["mode"] == "probes"])
-    summary = {
-        "summary": True,
-        "kernel": os.uname().release,
-        "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "runs": args.runs,
-        "writers": args.writers,
-        "seconds": args.seconds,
-        "median_pages_per_s_off": med_off,
-        "median_pages_per_s_on": med_on,
-        "median_pages_per_s_probes_only": med_probes,
-        "overhead_pct": round(100 * (1 - med_on / med_off), 1),
-        "overhead_pct_probes_only": round(100 * (1 - med_probes / med_off), 1),
-        "median_events_per_s": statistics.median([r["events_per_s"] for r in on]),
-        "max_events_per_s_with_0_lost": max(
-            [r["events_per_s"] for r in on if r["lost"] == 0], default=0
-        ),
-        "lost_total": sum(int(r["lost"]) for r in on),
-    }
-    print(json.dumps(summary), flush=True)
+    for workload in workloads:
+        print(json.dumps(_summary(rows, workload, args)), flush=True)
+    for rate in sorted({r["target_events_per_s"] for r in rows if r["mode"] == "consumer"}):
+        mine = [r for r in rows if r["mode"] == "consumer" and r["target_events_per_s"] == rate]
+        s = {
+            "summary": True,
+            "mode": "consumer",
+            "target_events_per_s": rate,
+            "runs": len(mine),
+            "median_events_per_s": statistics.median([r["events_per_s"] for r in mine]),
+            "lost_total": sum(int(r["lost"]) for r in mine),
+            "median_consumer_cpu_us_per_event": statistics.median(
+                [r["consumer_cpu_us_per_event"] for r in mine]
+            ),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+        print(json.dumps(s), flush=True)
     return 0
+
+
+def _commit() -> str:
+    p = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
+    return p.stdout.strip()
 
 
 if __name__ == "__main__":

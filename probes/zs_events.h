@@ -40,10 +40,43 @@ struct zs_event {
 	char comm[16];
 };                          /* 80 bytes */
 
+/*
+ * One ring-buffer record carries a batch of events: this header, then `n` struct zs_event.
+ * Events are batched per CPU (see zt_emit in zs_capture.bpf.c); a record of n = 1 is an event
+ * emitted while this CPU's batch was busy (a probe nested in an interrupt).
+ */
+struct zs_batch_hdr {
+	__u32 n;            /* events that follow */
+	__u16 cpu;
+	__u16 busy;         /* per-CPU state while batching (meaningless in user space) */
+	__u64 first_ts;     /* ts_ns of the batch's first event (per-CPU state, informative) */
+};                          /* 16 bytes */
+
 /* slots of the per-CPU `drops` array: why a record did not reach user space */
 #define ZT_DROP_RINGBUF     0   /* ring buffer full (reserve failed) */
 #define ZT_DROP_INFLIGHT    1   /* entry map full: a begin/entry had no room for its state */
 #define ZT_DROP_NO_BEGIN    2   /* end/return without a recorded begin/entry (started mid-call) */
-#define ZT_DROP_SLOTS       3
+#define ZT_DROP_AGG         3   /* --summary: aggregate map full, event not counted */
+#define ZT_DROP_SLOTS       4
+
+/* --summary (ZT_SUMMARY): in-kernel aggregates instead of the event stream */
+#define ZT_HIST_BUCKETS     40  /* log2 buckets: b holds [2^b, 2^(b+1)) ns; 0 also holds 0 */
+struct zs_lock_key {
+	__u64 addr;         /* lock address */
+	__u32 flags;        /* lock:contention_begin flags */
+	__s32 stack_id;
+};
+struct zs_op_key {
+	__u32 type;         /* ZT_EV_* */
+	__u32 pad;
+	__u64 pool;
+};
+struct zs_agg {
+	__u64 count;
+	__u64 total_ns;     /* wait (locks) or duration (ops) */
+	__u64 max_ns;
+	__u64 min_ns;       /* ~0 until the first value */
+	__u32 hist[ZT_HIST_BUCKETS];
+};
 
 #endif

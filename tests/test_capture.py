@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from ztrace.capture.attribute import classify, lock_type
-from ztrace.capture.events import EVENT_DTYPE, EVENT_NAMES, RECORD_BYTES
+from ztrace.capture.events import (
+    BATCH_HDR_DTYPE,
+    EVENT_DTYPE,
+    EVENT_NAMES,
+    record_bytes,
+)
 from ztrace.capture.loader import pool_id, pool_name, probes_dir
 from ztrace.cli.capture import parse_duration
 from ztrace.errors import ConfigError
@@ -17,9 +22,9 @@ from ztrace.format import ALLOCATOR_EVENTS, LOCK_EVENTS, SWAP_EVENTS
 _C_SIZES = {"__u64": 8, "__s64": 8, "__u32": 4, "__s32": 4, "__u16": 2, "__u8": 1, "char": 1}
 
 
-def _header_fields() -> list[tuple[str, int]]:
+def _header_fields(struct_name: str = "zs_event") -> list[tuple[str, int]]:
     text = (probes_dir() / "zs_events.h").read_text()
-    body = re.search(r"struct zs_event \{(.*?)\};", text, re.S)
+    body = re.search(rf"struct {struct_name} \{{(.*?)\}};", text, re.S)
     assert body
     fields = []
     for ctype, name, arr in re.findall(r"^\s*(\w+)\s+(\w+)(?:\[(\d+)\])?;", body.group(1), re.M):
@@ -36,7 +41,23 @@ def test_dtype_mirrors_the_c_header() -> None:
         assert EVENT_DTYPE.fields[name][0].itemsize == size, name
         offset += size
     assert offset == EVENT_DTYPE.itemsize == 80
-    assert RECORD_BYTES == 88  # 8-byte ring buffer header + record
+    # a ring record: 8-byte ring header, 16-byte batch header, n events
+    assert record_bytes(1) == 104 and record_bytes(64) == 8 + 16 + 64 * 80
+
+
+def test_batch_header_mirrors_the_c_header() -> None:
+    fields = _header_fields("zs_batch_hdr")
+    assert [n for n, _ in fields] == list(BATCH_HDR_DTYPE.names)
+    assert [s for _, s in fields] == [BATCH_HDR_DTYPE.fields[n][0].itemsize for n, _ in fields]
+
+
+def test_cli_default_ring_size_is_the_loaders() -> None:
+    from ztrace.capture.loader import DEFAULT_RINGBUF_PAGES
+    from ztrace.cli import capture as cli
+
+    assert cli.DEFAULT_RINGBUF_PAGES == DEFAULT_RINGBUF_PAGES
+    text = (probes_dir().parent / "docs" / "capture.md").read_text()
+    assert f"default {DEFAULT_RINGBUF_PAGES} " in text
 
 
 def test_header_event_codes_match_python() -> None:
@@ -123,32 +144,87 @@ def test_classify(
     assert classify(frames, flags, version=version) == (kind, caller)
 
 
+def _fake_record(events: np.ndarray, *, busy: bool = False, discard: bool = False) -> bytes:
+    """One ring record as the kernel lays it out: ring header, batch header, events."""
+    import struct
+
+    body = np.zeros(1, BATCH_HDR_DTYPE)
+    body["n"] = len(events)
+    data = body.tobytes() + events.tobytes()
+    ln = len(data) | (1 << 31 if busy else 0) | (1 << 30 if discard else 0)
+    rec = struct.pack("<II", ln, 0) + data
+    return rec + bytes(-len(rec) % 8)
+
+
 def test_ring_reader_parses_a_fake_ring(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """RingReader over a memfd laid out like the kernel's ring (no BPF needed)."""
+    """RingReader over a memfd laid out like the kernel's ring (no BPF needed): batches of
+    several events, a discarded record, and a record still being written."""
     import mmap
     import os
     import struct
 
-    from ztrace.capture.events import RECORD_DTYPE, RingReader
+    from ztrace.capture.events import RingReader
 
     page = mmap.PAGESIZE
     size = 4 * page
     fd = os.memfd_create("ring")
     # memfd cannot double-map the data area like the kernel does, so stay clear of the wrap
     os.ftruncate(fd, page + page + 2 * size)
-    recs = np.zeros(3, RECORD_DTYPE)
-    recs["len"] = [80, 80, 80 | (1 << 31)]  # the third is still being written (BUSY)
-    recs["ev"]["ts_ns"] = [10, 20, 30]
-    recs["ev"]["type"] = [1, 2, 5]
-    os.pwrite(fd, recs.tobytes(), 2 * page)
-    os.pwrite(fd, struct.pack("<Q", 3 * RECORD_BYTES), page)  # producer position
+    ev = np.zeros(6, EVENT_DTYPE)
+    ev["ts_ns"] = [10, 20, 30, 40, 50, 60]
+    ev["type"] = [1, 2, 5, 1, 2, 1]
+    recs = [
+        _fake_record(ev[:3]),
+        _fake_record(ev[3:4], discard=True),
+        _fake_record(ev[4:5]),
+        _fake_record(ev[5:], busy=True),
+    ]
+    os.pwrite(fd, b"".join(recs), 2 * page)
+    prod = sum(len(r) for r in recs)
+    os.pwrite(fd, struct.pack("<Q", prod), page)  # producer position
     r = RingReader(fd, size)
     out = r.read()
-    assert list(out["ts_ns"]) == [10, 20]
-    assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == 2 * RECORD_BYTES  # consumer moved
+    assert list(out["ts_ns"]) == [10, 20, 30, 50]
+    assert list(out["type"]) == [1, 2, 5, 2]
+    consumed = sum(len(x) for x in recs[:3])
+    assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == consumed  # consumer moved
     assert len(r.read()) == 0  # stops at the busy record again
     r.close()
     os.close(fd)
+
+
+def test_ring_reader_refuses_a_record_it_does_not_understand() -> None:
+    import mmap
+    import os
+    import struct
+
+    from ztrace.capture.events import RingReader
+
+    page = mmap.PAGESIZE
+    fd = os.memfd_create("ring")
+    os.ftruncate(fd, page + page + 8 * page)
+    rec = struct.pack("<II", 40, 0) + struct.pack("<I", 3) + bytes(36)  # claims 3 events
+    os.pwrite(fd, rec, 2 * page)
+    os.pwrite(fd, struct.pack("<Q", len(rec)), page)
+    r = RingReader(fd, 4 * page)
+    with pytest.raises(RuntimeError, match="not a batch"):
+        r.read()
+    r.close()
+    os.close(fd)
+
+
+def test_btf_finds_the_fields_the_raw_tracepoints_need() -> None:
+    """The minimal BTF reader against this machine's kernel (every CI kernel has BTF)."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    if b is None:
+        pytest.skip("no /sys/kernel/btf/vmlinux on this machine")
+    # task_struct.pid sits after hundreds of bytes of scheduler state, never at 0
+    assert (b.member_offset("task_struct", "pid") or 0) > 0
+    assert b.member_offset("task_struct", "no_such_field") is None
+    assert b.raw_tracepoint_args("contention_end") in (None, ["void *", "int"])
+    assert b.raw_tracepoint_args("no_such_tracepoint") is None
 
 
 def test_capture_path_imports_nothing_heavy() -> None:
@@ -163,3 +239,62 @@ def test_capture_path_imports_nothing_heavy() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [
+        ("500M", 500 << 20),
+        ("2G", 2 << 30),
+        ("64k", 65536),
+        ("1.5GiB", int(1.5 * (1 << 30))),
+        ("4096", 4096),
+    ],
+)
+def test_parse_size(text: str, n: int) -> None:
+    from ztrace.cli.capture import parse_size
+
+    assert parse_size(text, "--max-size") == n
+
+
+def test_parse_cpu_list() -> None:
+    import os
+
+    from ztrace.cli.capture import parse_cpu_list
+
+    assert parse_cpu_list("0") == [0]
+    if (os.cpu_count() or 1) >= 2:
+        assert parse_cpu_list("0-1") == [0, 1] and parse_cpu_list("1,0") == [0, 1]
+    for bad in ("x", "3-1", "", "0-"):
+        with pytest.raises(ConfigError, match="--cpu"):
+            parse_cpu_list(bad)
+    with pytest.raises(ConfigError, match="no CPU 4096"):
+        parse_cpu_list("4096")
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--max-size", "lots"], "--max-size"),
+        (["--max-files", "0"], "--max-files"),
+        (["--cpu", "9999"], "--cpu"),
+        (["--interval", "soon"], "--interval"),
+        (["--cgroup", "/nonexistent"], "--cgroup"),
+    ],
+)
+def test_capture_cli_bad_operations_options_are_one_line(tmp_path, args, msg) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    p = subprocess.run(
+        [sys.executable, "-m", "ztrace", "capture", "-o", str(tmp_path / "t"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("ztrace: error:") and msg in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()  # nothing written on bad input

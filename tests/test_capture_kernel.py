@@ -318,3 +318,270 @@ def test_pool_filter_by_name(tmp_path: Path) -> None:
             assert counts[pool] == res.pages_written
             assert "=zram0" in t.meta.extra["pools"]
     assert counts["nosuchpool"] == 0
+
+
+def test_batched_tail_reaches_the_ring_without_more_events() -> None:
+    """A few events (far fewer than a batch) on an otherwise quiet device must reach the ring
+    within a few timer ticks, without a size-triggered flush: the tail is not held back."""
+    _require_bpf()
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import TICK_NS, Loaded, make_plan
+    from ztrace.host.zram import run_writers, zram_device
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    loaded = Loaded(make_plan(feats, ["zsmalloc"], target_tgid=os.getpid()))
+    try:
+        assert loaded.plan.batch == 64, loaded.notes
+        with zram_device(disksize=16 << 20) as dev:
+            res = run_writers(
+                dev, writers=1, seconds=30, pages_per_writer=8, batch_pages=8, max_passes=1
+            )
+            assert res.pages_written == 8
+            got: list[np.ndarray] = []
+            deadline = time.monotonic() + 20 * TICK_NS / 1e9
+            while sum(len(g) for g in got) < 8 and time.monotonic() < deadline:
+                time.sleep(TICK_NS / 1e9)
+                got.append(loaded.reader.read())
+        ev = np.concatenate(got)
+        # 8 zs_malloc (one per page), flushed by the per-CPU timer, not by a full batch
+        assert int((ev["type"] == 1).sum()) == 8
+        assert loaded.reader.records >= 1
+    finally:
+        loaded.close()
+
+
+def test_this_host_uses_raw_tracepoints_where_btf_allows() -> None:
+    """On 6.2+ with BTF the kmem/lock probes compile as raw tracepoints (cheaper: no record)."""
+    _require_bpf()
+    from ztrace.capture import btf
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import make_plan
+
+    feats = detect()
+    if btf.vmlinux() is None or feats.probes["zsmalloc"].mode != "kmem-tracepoint":
+        pytest.skip("no BTF, or zsmalloc is probed with kprobes here")
+    plan = make_plan(feats, ["zsmalloc", "locks"])
+    assert any(f.startswith("-DZT_KC_NAME_OFF=") for f in plan.cflags)
+    assert "-DZT_RAW_TP" in plan.cflags
+
+
+def test_summary_mode_counts_match_the_workload(tmp_path: Path) -> None:
+    """--summary: no event rows, but the per-interval aggregates add up to exactly what the
+    workload did, and `report` reads them."""
+    _require_bpf()
+    import pyarrow.parquet as pq
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.look.measured import build_measured_report, load_measured
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    out = tmp_path / "s"
+    cap = Capture(
+        CaptureOptions(
+            out=out,
+            probes=["zsmalloc", "locks"],
+            target_tgid=os.getpid(),
+            summary=True,
+            interval_s=0.5,
+        )
+    )
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        res = run_writers(dev, writers=2, seconds=120, pages_per_writer=1024, max_passes=3)
+        time.sleep(0.6)
+        cap.stop()
+        th.join()
+    files = sorted(out.glob("summary-*.parquet"))
+    assert len(files) >= 2 and not list(out.glob(".*.tmp"))
+    assert not list(out.glob("part-*.parquet"))  # no event stream
+    rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
+    ops = {}
+    for r in rows:
+        if r["record"] == "op":
+            ops[r["op"]] = ops.get(r["op"], 0) + r["count"]
+            assert sum(r["hist"]) == r["count"]
+    assert ops["zs_malloc"] == res.pages_written == 2 * 1024 * 3
+    assert ops["zs_free"] == 2 * 1024 * 2  # passes 2 and 3 overwrite
+    locks = [r for r in rows if r["record"] == "lock"]
+    rep = build_measured_report(load_measured(out))
+    assert rep["totals"]["contended"] == sum(r["count"] for r in locks)
+    assert rep["totals"]["wait_ns_total"] == sum(r["total_ns"] for r in locks)
+    assert sum(h["count"] for h in rep["wait_histogram"]) == rep["totals"]["contended"]
+    meta = pq.read_schema(files[-1]).metadata
+    assert meta[b"ztrace.extra.mode"] == b"summary"
+    assert len(meta[b"ztrace.extra.capture_id"]) == 32
+    assert cap.summary.lost_events == 0
+
+
+def test_trace_metadata_names_host_boot_capture_and_probes(tmp_path: Path) -> None:
+    """Host name (not with --anonymize), boot id, a capture id and the exact attachments."""
+    _require_bpf()
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_meta
+
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    metas = []
+    for anon in (False, True):
+        cap = Capture(CaptureOptions(out=tmp_path / f"t{anon}", probes=["locks"], anonymize=anon))
+        cap.start()
+        cap.stop()
+        cap.run()
+        metas.append(read_meta(tmp_path / f"t{anon}").extra)
+    plain, anon_ = metas
+    assert plain["host"] == os.uname().nodename and anon_["host"] == ""
+    assert plain["boot_id"] == anon_["boot_id"] == boot
+    assert plain["capture_id"] != anon_["capture_id"] and len(plain["capture_id"]) == 32
+    assert "contention_begin" in plain["attached"] and "contention_end" in plain["attached"]
+
+
+def _zram_child(pages: int, *, prefix: str = "") -> list[str]:
+    """The writer workload as a child process (one writer), optionally behind a shell
+    prefix (e.g. moving itself into a cgroup before exec)."""
+    py = f"{sys.executable} -m ztrace host writers --writers 1 --seconds 60 "
+    py += f"--pages-per-writer {pages} --max-passes 1"
+    return ["/bin/sh", "-c", f"{prefix}exec {py}"]
+
+
+def test_cpu_filter_keeps_only_the_listed_cpus(tmp_path: Path) -> None:
+    _require_bpf()
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_trace
+    from ztrace.host.zram import run_writers, zram_device
+
+    if detect().probes["zsmalloc"].status == "missing":
+        pytest.skip("zsmalloc probe missing here")
+    cap = Capture(
+        CaptureOptions(out=tmp_path / "t", probes=["zsmalloc"], target_tgid=os.getpid(), cpus=[1])
+    )
+    with zram_device(disksize=32 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        # writer i is pinned to CPU i: only writer 1's pages may show up
+        res = run_writers(dev, writers=2, seconds=60, pages_per_writer=512, max_passes=2, pin=True)
+        time.sleep(0.3)
+        cap.stop()
+        th.join()
+    t = read_trace(tmp_path / "t").table
+    ev = _events(t)
+    assert set(t.column("cpu").to_pylist()) <= {1}
+    assert int((ev == "zs_malloc").sum()) == res.per_thread_pages[1] == 1024
+    assert "-DZT_CPU_MASK0=0x2ULL" in cap.plan.cflags
+
+
+def test_cgroup_filter_keeps_only_tasks_in_the_cgroup(tmp_path: Path) -> None:
+    """Two writer processes on the device; only the one inside the cgroup is recorded."""
+    _require_bpf()
+    import json as _json
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_trace
+    from ztrace.host.zram import zram_device
+
+    if detect().probes["zsmalloc"].status == "missing":
+        pytest.skip("zsmalloc probe missing here")
+    root = next(
+        (
+            Path(p)
+            for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+            if Path(p, "cgroup.controllers").exists() or Path(p, "cgroup.type").exists()
+        ),
+        None,
+    )
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    cg = root / f"ztrace-test-{os.getpid()}"
+    cg.mkdir()
+    try:
+        cap = Capture(CaptureOptions(out=tmp_path / "t", probes=["zsmalloc"], cgroup=str(cg)))
+        with zram_device(disksize=32 << 20):
+            cap.start()
+            th = threading.Thread(target=cap.run, daemon=True)
+            th.start()
+            inside = subprocess.Popen(
+                _zram_child(1024, prefix=f"echo $$ > {cg}/cgroup.procs && "),
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            outside = subprocess.Popen(
+                _zram_child(768), stdout=subprocess.PIPE, text=True, cwd=ROOT
+            )
+            res_in = _json.loads(inside.communicate(timeout=120)[0].splitlines()[-1])
+            res_out = _json.loads(outside.communicate(timeout=120)[0].splitlines()[-1])
+            time.sleep(0.3)
+            cap.stop()
+            th.join()
+    finally:
+        cg.rmdir()
+    ev = _events(read_trace(tmp_path / "t").table)
+    assert res_out["pages_written"] == 768  # the outside writer did write
+    assert int((ev == "zs_malloc").sum()) == res_in["pages_written"] == 1024
+
+
+def test_max_files_keeps_the_newest_parts_and_says_so(tmp_path: Path) -> None:
+    _require_bpf()
+    import pyarrow.parquet as pq
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_trace
+    from ztrace.host.zram import run_writers, zram_device
+
+    if detect().probes["zsmalloc"].status == "missing":
+        pytest.skip("zsmalloc probe missing here")
+    cap = Capture(
+        CaptureOptions(
+            out=tmp_path / "t",
+            probes=["zsmalloc"],
+            target_tgid=os.getpid(),
+            rotate_mb=0.25,
+            max_files=2,
+            flush_interval_s=0.05,
+            reorder_window_ms=100,
+        )
+    )
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        # writing for 2 s, flushed every 50 ms: many small writes, many 0.25 MB parts
+        run_writers(dev, writers=2, seconds=2, pages_per_writer=2048)
+        time.sleep(0.3)
+        cap.stop()
+        th.join()
+    s = cap.summary
+    parts = sorted((tmp_path / "t").glob("part-*.parquet"))
+    assert len(parts) == 2 and s.ring_deleted_files >= 1
+    kept = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    assert kept + s.ring_deleted_rows == s.events  # every written row is kept or counted
+    # the newest parts: the last kept part is the highest index ever written
+    assert parts[-1].name == f"part-{len(parts) + s.ring_deleted_files - 1:05d}.parquet"
+    assert "ring (--max-files 2): kept the newest 2 parts" in s.footer()
+    read_trace(tmp_path / "t")  # what is left is a valid trace
+
+
+def test_cli_pid_alias_and_interval_line(tmp_path: Path) -> None:
+    _require_bpf()
+    args = f"-o {tmp_path / 't'} -p {os.getpid()} --probes locks -i 0.5s --duration 1.6s"
+    cmd = [sys.executable, "-m", "ztrace", "capture", *args.split()]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    head = [i for i, line in enumerate(lines) if line.split()[:2] == ["time_s", "events"]]
+    assert head, p.stderr
+    rows = [line.split() for line in lines[head[0] + 1 :] if line.strip()[:1].isdigit()]
+    assert len(rows) >= 2 and all(len(r) == 5 for r in rows)
+    assert "-DZT_TARGET_TGID" not in p.stderr

@@ -19,8 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-#: lock:contention_begin flags (include/trace/events/lock.h, LCB_F_*)
-LCB_F_SPIN, LCB_F_READ, LCB_F_WRITE, LCB_F_RT, LCB_F_PERCPU, LCB_F_MUTEX = 1, 2, 4, 8, 16, 32
+from ztrace.lockflags import (  # noqa: F401 (lock_type: re-exported for callers)
+    LCB_F_MUTEX,
+    LCB_F_READ,
+    LCB_F_RT,
+    LCB_F_SPIN,
+    LCB_F_WRITE,
+    lock_type,
+)
+
 KINDS = ("class", "pool", "zspage", "other")
 
 _ZS_FUNCS = frozenset(
@@ -53,23 +60,6 @@ _MAP_FUNCS = frozenset(
 
 def _base(name: str) -> str:
     return name.split(".", 1)[0]  # zs_compact.isra.0 -> zs_compact
-
-
-def lock_type(flags: int) -> str:
-    """Kernel lock type name as perf lock shows it (spinlock, rwlock:R, rwsem:W, mutex...)."""
-    if flags & LCB_F_MUTEX:
-        return "mutex"
-    if flags & LCB_F_SPIN:
-        if flags & LCB_F_READ:
-            return "rwlock:R"
-        if flags & LCB_F_WRITE:
-            return "rwlock:W"
-        return "spinlock"
-    if flags & LCB_F_READ:
-        return "rwsem:R"
-    if flags & LCB_F_WRITE:
-        return "rwsem:W"
-    return "rtmutex" if flags & LCB_F_RT else "unknown"
 
 
 def classify(

@@ -18,6 +18,14 @@ from ztrace.errors import CaptureError, ConfigError, FeatureMissingError
 
 PROGRAM = "zs_capture.bpf.c"
 HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
+#: default ring buffer size in pages: 64 MiB with 4 KiB pages, ~800 k events, i.e. about a
+#: second of a 1 M events/s burst while the consumer is descheduled on a loaded host (the CLI
+#: and docs/capture.md quote this constant)
+DEFAULT_RINGBUF_PAGES = 16384
+#: events per ring record: one ring reserve/commit per 64 events (zs_capture.bpf.c: zt_emit)
+DEFAULT_BATCH = 64
+#: the per-CPU flush timer (zt_tick): a batch waits at most this long on an idle CPU
+TICK_NS = 40_000_000
 
 
 def probes_dir() -> Path:
@@ -39,6 +47,31 @@ def pool_name(pid: int) -> str:
     return pid.to_bytes(8, "little").rstrip(b"\0").decode(errors="replace")
 
 
+def kmem_cache_name_offset() -> int | None:
+    """Offset of ``kmem_cache.name`` when the raw kmem tracepoints carry the cache (6.2+)."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    if b is None:
+        return None
+    for event, want in (
+        ("kmem_cache_alloc", ["long unsigned int", "void *", "struct kmem_cache *"]),
+        ("kmem_cache_free", ["long unsigned int", "void *", "struct kmem_cache *"]),
+    ):
+        args = b.raw_tracepoint_args(event)
+        if args is None or args[: len(want)] != want:
+            return None
+    return b.member_offset("kmem_cache", "name")
+
+
+def raw_tp_ok(sig: tuple[str, list[str]]) -> bool:
+    """True when BTF shows tracepoint ``sig[0]`` with exactly the argument types ``sig[1]``."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    return b is not None and b.raw_tracepoint_args(sig[0]) == sig[1]
+
+
 @dataclass
 class Plan:
     """What to compile and attach, and why."""
@@ -50,6 +83,10 @@ class Plan:
     optional_kprobes: set[str] = field(default_factory=set)
     missing: dict[str, list[str]] = field(default_factory=dict)
     ringbuf_bytes: int = 0
+    #: events per ring record (ZT_BATCH); 1 when the per-CPU flush timer cannot attach
+    batch: int = DEFAULT_BATCH
+    #: --cgroup directory (its fd goes into the cgroup_filter map before attaching)
+    cgroup: str | None = None
 
 
 def make_plan(
@@ -57,20 +94,38 @@ def make_plan(
     probes: list[str],
     *,
     pool: str | None = None,
-    ringbuf_pages: int = 1024,
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
     target_tgid: int = 0,
     ksyms: Kallsyms | None = None,
+    batch: int = DEFAULT_BATCH,
+    cpus: list[int] | None = None,
+    cgroup: str | None = None,
 ) -> Plan:
     """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
     if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
         raise ConfigError(f"`--ringbuf-pages` must be a power of two, got {ringbuf_pages}")
+    if batch <= 0 or batch & (batch - 1) or batch > 256:
+        raise ConfigError(f"batch must be a power of two in 1..256, got {batch}")
     ks = ksyms or Kallsyms()
     flags = [
         f"-I{probes_dir()}",
         f"-DZT_RINGBUF_PAGES={ringbuf_pages}",
         f"-DZT_TARGET_TGID={target_tgid}",
     ]
-    plan = Plan(probes=list(probes), modes={}, cflags=flags)
+    plan = Plan(probes=list(probes), modes={}, cflags=flags, batch=batch)
+    if cpus is not None:
+        if not cpus or min(cpus) < 0 or max(cpus) > 255:
+            raise ConfigError(f"`--cpu` must list CPUs 0..255, got {cpus}")
+        masks = [0, 0, 0, 0]
+        for c in cpus:
+            masks[c // 64] |= 1 << (c % 64)
+        flags += [f"-DZT_CPU_MASK{i}={m:#x}ULL" for i, m in enumerate(masks)]
+    if cgroup is not None:
+        cg = Path(cgroup)
+        if not (cg / "cgroup.procs").exists():
+            raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
+        flags.append("-DZT_CGROUP")
+        plan.cgroup = str(cg)
     plan.ringbuf_bytes = ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
     pool_flag = 0  # struct zs_pool address (kprobe mode)
     pool_name_flag = pool_id(pool) if pool and not pool.startswith("0x") else 0
@@ -86,10 +141,17 @@ def make_plan(
         plan.missing[name] = list(rep.missing)
         if name == "locks":
             flags.append("-DZT_LOCKS")
+            if raw_tp_ok(("contention_begin", ["void *", "unsigned int"])) and raw_tp_ok(
+                ("contention_end", ["void *", "int"])
+            ):
+                flags.append("-DZT_RAW_TP")
         elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":
             rng = ks.range("zs_malloc")
             if rng is None:
                 raise FeatureMissingError("zs_malloc address unknown (kallsyms hidden?)")
+            off = kmem_cache_name_offset()
+            if off is not None:
+                flags.append(f"-DZT_KC_NAME_OFF={off}")
             flags += [
                 "-DZT_KMEM",
                 f"-DZT_MALLOC_LO={rng[0]}ULL",
@@ -134,9 +196,48 @@ def make_plan(
                     (rep.attach["writeback"], "zt_zswap_wb_entry", "zt_zswap_wb_return")
                 )
                 plan.optional_kprobes.add(rep.attach["writeback"])
+    flags.append(f"-DZT_BATCH={batch}")
     flags.append(f"-DZT_POOL={pool_flag}ULL")
     flags.append(f"-DZT_POOL_NAME={pool_name_flag}ULL")
     return plan
+
+
+def check_fentry(function: str = "vfs_read") -> tuple[bool, str]:
+    """Does fentry work here, for real: load and attach a KFUNC_PROBE on ``function``,
+    make the kernel call it, and count what the program saw.
+
+    BCC's ``support_kfunc()`` only checks that the kernel has BTF and a trampoline symbol;
+    on this project's 6.18 host it says yes while every fentry load fails with EPERM.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", function):
+        raise ConfigError(f"not a kernel function name: {function!r}")
+    try:
+        from bcc import BPF
+    except ImportError as exc:
+        return False, f"bcc is not importable ({exc})"
+    text = (
+        "BPF_ARRAY(seen, u64, 1);\n"
+        f"KFUNC_PROBE({function})\n"
+        "{ int k = 0; u64 *v = seen.lookup(&k); if (v) __sync_fetch_and_add(v, 1); return 0; }\n"
+    )
+    try:
+        b = BPF(text=text.encode())
+    except Exception as exc:  # bcc raises bare Exceptions for load/attach failures
+        why = str(exc)
+        if "super-user" in why and os.geteuid() == 0:
+            why = "the kernel refused the program with EPERM, although we are root"
+        return False, f"load/attach of fentry:{function} failed ({why})"
+    try:
+        if function == "vfs_read":
+            for _ in range(8):
+                with open("/proc/self/stat", "rb") as f:
+                    f.read()
+        n = int(b.get_table("seen")[0].value)
+    finally:
+        b.cleanup()
+    if n == 0:
+        return False, f"fentry:{function} attached but saw no calls"
+    return True, f"fentry:{function} attached and saw {n} calls"
 
 
 class Loaded:
@@ -150,12 +251,25 @@ class Loaded:
                 f"bcc is not importable ({exc}); install python3-bpfcc"
             ) from None
         self.plan = plan
+        self.notes: list[str] = []
         src = (probes_dir() / PROGRAM).read_bytes()
-        try:
-            # Tracepoint functions (TRACEPOINT_PROBE) attach themselves here.
-            self.bpf = BPF(text=src, cflags=plan.cflags)
-        except Exception as exc:
-            raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
+        self.bpf = self._compile(BPF, src, plan.cflags)
+        if plan.batch > 1 and not self._attach_tick():
+            # Without the timer an idle CPU would hold its last events until the end (and
+            # past the writer's reorder window): write every event as its own record instead.
+            self.bpf.cleanup()
+            plan.cflags = [f for f in plan.cflags if not f.startswith("-DZT_BATCH=")]
+            plan.cflags.append("-DZT_BATCH=1")
+            plan.batch = 1
+            self.bpf = self._compile(BPF, src, plan.cflags)
+        if plan.cgroup is not None:
+            # until this slot is set every probe skips (the helper returns an error), so
+            # nothing outside the cgroup is recorded in between
+            try:
+                self.bpf.get_table("cgroup_filter")[0] = plan.cgroup
+            except Exception as exc:
+                self.bpf.cleanup()
+                raise CaptureError(f"`--cgroup` {plan.cgroup}: cannot use it ({exc})") from None
         self.skipped: list[str] = []
         for fn, entry, ret in plan.kprobes:
             try:
@@ -171,6 +285,54 @@ class Loaded:
         self.reader = RingReader(table.map_fd, plan.ringbuf_bytes)
         self.map_fd = table.map_fd
         self._stacks = self.bpf.get_table("stacks") if "-DZT_LOCKS" in plan.cflags else None
+
+    @staticmethod
+    def _compile(bpf_cls: type, src: bytes, cflags: list[str]):  # type: ignore[no-untyped-def]
+        try:
+            # Tracepoint functions (TRACEPOINT_PROBE) attach themselves here.
+            return bpf_cls(text=src, cflags=cflags)
+        except Exception as exc:
+            raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
+
+    def _attach_tick(self) -> bool:
+        """The per-CPU batch flush timer: a cpu-clock perf event on every CPU."""
+        from bcc import PerfSWConfig, PerfType
+
+        try:
+            self.bpf.attach_perf_event(
+                ev_type=PerfType.SOFTWARE,
+                ev_config=PerfSWConfig.CPU_CLOCK,
+                fn_name=b"zt_tick",
+                sample_period=TICK_NS,
+            )
+        except Exception as exc:
+            self.notes.append(f"no per-CPU flush timer ({exc}); one event per ring record")
+            return False
+        return True
+
+    def final_flush(self) -> None:
+        """Let every CPU's timer write its partial batch before the last read."""
+        if self.plan.batch > 1:
+            import time
+
+            time.sleep(2.5 * TICK_NS / 1e9)
+
+    @property
+    def attached(self) -> list[str]:
+        """Exactly what is attached, as ``kind:name`` (for the trace metadata)."""
+        out = []
+        names = (
+            ("tracepoint", "tracepoint_fds"),
+            ("raw_tracepoint", "raw_tracepoint_fds"),
+            ("kprobe", "kprobe_fds"),
+        )
+        for kind, attr in names:
+            for k in getattr(self.bpf, attr, {}):
+                name = k.decode() if isinstance(k, bytes) else str(k)
+                out.append(f"{kind}:{name}")
+        if self.plan.batch > 1:
+            out.append(f"perf_event:cpu-clock/{TICK_NS // 1_000_000}ms/zt_tick")
+        return sorted(out)
 
     def pool_names(self) -> dict[int, str]:
         """struct zs_pool address -> name, as learnt by the kprobes (empty in kmem mode)."""

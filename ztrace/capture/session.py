@@ -8,6 +8,7 @@ file's ``ztrace.lost_events`` and in the exit footer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ztrace.capture import attribute
+from ztrace.capture import summary as summary_mod
 from ztrace.capture.events import (
     EV_FREE,
     EV_LOCK,
@@ -36,10 +39,17 @@ from ztrace.capture.events import (
     EVENT_NAMES,
 )
 from ztrace.capture.features import Features, Kallsyms, detect, require_privileges
-from ztrace.capture.loader import Loaded, make_plan, pool_name
+from ztrace.capture.loader import (
+    DEFAULT_BATCH,
+    DEFAULT_RINGBUF_PAGES,
+    Loaded,
+    make_plan,
+    pool_name,
+)
 from ztrace.format import TraceMeta, TraceWriter
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
+_READ_EVENTS = 1 << 16
 #: event column dictionary: code k (ZT_EV_*) is entry k - 1
 _EVENT_DICT = [EVENT_NAMES[k] for k in sorted(EVENT_NAMES)]
 assert sorted(EVENT_NAMES) == list(range(1, len(_EVENT_DICT) + 1))
@@ -51,7 +61,7 @@ class CaptureOptions:
     probes: list[str] = field(default_factory=lambda: list(DEFAULT_PROBES))
     duration_s: float | None = None
     pool: str | None = None
-    ringbuf_pages: int = 4096
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES
     rotate_mb: float = 64.0
     rotate_s: float | None = None
     anonymize: bool = False
@@ -63,6 +73,17 @@ class CaptureOptions:
     #: a busy host: the consumer then only copies the ring, the cheapest way to lose nothing)
     flush_interval_s: float | None = 0.2
     poll_ms: int = 50
+    #: always-on mode: aggregate in the kernel, write summary-NNNNN.parquet per interval
+    summary: bool = False
+    #: seconds between live lines (stderr) and, with ``summary``, between summary files
+    interval_s: float | None = None
+    #: only events on these CPUs (None: all)
+    cpus: list[int] | None = None
+    #: only tasks in this cgroup v2 directory or below it
+    cgroup: str | None = None
+    #: keep at most this many bytes / files of finished parts: the newest, as a ring
+    max_size_bytes: int | None = None
+    max_files: int | None = None
 
 
 @dataclass
@@ -79,10 +100,16 @@ class CaptureSummary:
     command_rc: int | None = None
     stacks: dict[int, list[str]] = field(default_factory=dict)
     consumer_cpu_s: float = 0.0
+    mode: str = "events"
+    ring_deleted_files: int = 0
+    ring_deleted_rows: int = 0
+    ring_limits: str = ""
 
     @property
     def lost_events(self) -> int:
-        return self.lost.get("ringbuf_full", 0) + self.lost.get("inflight_full", 0)
+        return sum(
+            self.lost.get(k, 0) for k in ("ringbuf_full", "inflight_full", "summary_map_full")
+        )
 
     def footer(self) -> str:
         """perf-style trust footer: what was written and what was lost."""
@@ -90,12 +117,20 @@ class CaptureSummary:
         per = ", ".join(f"{k} {v}" for k, v in sorted(self.by_event.items())) or "none"
         lines.append(f"events: {self.events} in {self.seconds:.1f} s ({per})")
         lines.append(f"files: {len(self.files)} in {self.files[0].parent if self.files else '-'}")
+        if self.ring_limits:
+            lines.append(
+                f"ring ({self.ring_limits}): kept the newest {len(self.files)} parts, deleted "
+                f"the oldest {self.ring_deleted_files} ({self.ring_deleted_rows} events; "
+                "not counted as lost)"
+            )
         if self.events:
             lines.append(
                 f"consumer CPU: {self.consumer_cpu_s:.2f} s "
                 f"({1e6 * self.consumer_cpu_s / self.events:.2f} us/event)"
             )
         lines.append("probes: " + ", ".join(f"{k}={v}" for k, v in self.modes.items()))
+        if self.mode == "summary":
+            lines.append("mode: summary (aggregated in the kernel; no per-event rows)")
         for k, miss in self.missing.items():
             if miss:
                 lines.append(f"not captured ({k}): " + "; ".join(miss))
@@ -142,7 +177,53 @@ class _CaptureWriter(TraceWriter):
 
     Parquet's default tries a dictionary for every column; on random 64-bit handles and
     addresses that is wasted work and made writing 3x slower than reading the ring.
+
+    Tables the capture builds already have the writer's exact schema: they skip
+    ``format.conform()``, whose per-column copy was the consumer's costliest step (~250 ns
+    per event on a loaded host).
     """
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        if not (isinstance(table, pa.Table) and table.schema.equals(self.schema)):
+            super().write(table)
+            return
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None
+        self._writer.write_table(table)
+        self._bytes += table.nbytes
+        self.rows_written += table.num_rows
+        age = time.monotonic() - self._opened_at
+        if self._bytes >= self.rotate_bytes or age >= (self.rotate_seconds or float("inf")):
+            self.rotate()
+
+    #: --max-size / --max-files: the ring of newest finished parts (None: keep all)
+    max_size_bytes: int | None = None
+    max_files: int | None = None
+    ring_deleted_files = 0
+    ring_deleted_rows = 0
+
+    def rotate(self, lost_events: int | None = None) -> None:
+        """Finish the current part, then drop the oldest parts beyond the ring's bounds
+        (never the newest: it carries the final lost count)."""
+        super().rotate(lost_events)
+        import pyarrow.parquet as pq
+
+        def over() -> bool:
+            if len(self.files) <= 1:
+                return False
+            if self.max_files is not None and len(self.files) > self.max_files:
+                return True
+            size = sum(f.stat().st_size for f in self.files)
+            return self.max_size_bytes is not None and size > self.max_size_bytes
+
+        while over():
+            old = self.files.pop(0)
+            self.ring_deleted_rows += pq.ParquetFile(old).metadata.num_rows
+            old.unlink()
+            self.ring_deleted_files += 1
 
     def _open(self) -> None:
         import pyarrow.parquet as pq
@@ -222,6 +303,69 @@ class _CommCache:
         return _dict_column(idx, self.names)
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class _LiveLine:
+    """State of the ``-i/--interval`` line: differences since the previous line."""
+
+    events: int = 0
+    lost: int = 0
+    contended: int = 0
+    bytes: int = 0
+    stacks_written: int = -1
+    _prev: tuple[int, int, int] = (0, 0, 0)
+    _header: bool = False
+
+    def line(self, t: float, events: int, lost: int, contended: int, mb: float) -> str:
+        pe, pl, pc = self._prev
+        self._prev = (events, lost, contended)
+        row = f"{t:8.1f} {events - pe:>10} {lost - pl:>8} {contended - pc:>10} {mb:>10.1f}"
+        if not self._header:
+            self._header = True
+            head = f"{'time_s':>8} {'events':>10} {'lost':>8} {'contended':>10} {'MB_total':>10}"
+            return head + "\n" + row
+        return row
+
+
+def _keep_freed_memory() -> None:
+    """Make the allocators reuse freed memory instead of returning it to the kernel.
+
+    The consumer allocates and frees arrays of a few MiB per ring read. By default glibc
+    serves those with fresh mmaps and trims its heap after frees, and Arrow's jemalloc
+    purges freed pages after a second: every batch then pays a page fault per 4 KiB, which
+    on a VM whose freed pages go back to the host (balloon free-page reporting) cost more
+    than the copies themselves (take() of 64 Ki events: 6 ns/event warm, ~200 ns with the
+    faults). Memory stays bounded by the ring size and the reorder window.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum on 64-bit
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass  # not glibc: keep its defaults
+    with contextlib.suppress(NotImplementedError, AttributeError, pa.ArrowNotImplementedError):
+        pa.jemalloc_set_decay_ms(60_000)
+
+
+def _distinct(a: np.ndarray) -> list[int]:
+    """The distinct values of an array holding a few (pools): one pass per value, no sort."""
+    out: list[int] = []
+    while len(a):
+        v = a[0]
+        out.append(int(v))
+        a = a[a != v]
+    return out
+
+
 def _dict_column(codes: np.ndarray, names: list[str], mask: np.ndarray | None = None) -> pa.Array:
     idx = pa.array(codes.astype(np.int32), mask=mask)
     return pa.DictionaryArray.from_arrays(idx, pa.array(names, pa.string()))
@@ -242,8 +386,18 @@ class Capture:
             ringbuf_pages=opts.ringbuf_pages,
             target_tgid=opts.target_tgid,
             ksyms=self.ksyms,
+            # --summary: no event stream, so a one-page ring and no batching timer
+            batch=1 if opts.summary else DEFAULT_BATCH,
+            cpus=opts.cpus,
+            cgroup=opts.cgroup,
         )
-        self.summary = CaptureSummary(modes=dict(self.plan.modes), missing=self.plan.missing)
+        if opts.summary:
+            self.plan.cflags.append("-DZT_SUMMARY")
+        self.summary = CaptureSummary(
+            modes=dict(self.plan.modes),
+            missing=self.plan.missing,
+            mode="summary" if opts.summary else "events",
+        )
         self.columns = ["pid", "comm"]
         if "locks" in opts.probes:
             lock_cols = ["lock_addr", "lock_kind", "wait_ns", "lock_flags", "stack_id"]
@@ -253,18 +407,26 @@ class Capture:
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
-        self._pending: list[np.ndarray] = []
+        #: sorted runs, one per ring read: (events, their ts_ns as a contiguous array)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._last_written = 0
         self._stop = threading.Event()
         self.loaded: Loaded | None = None
         self.writer: TraceWriter | None = None
+        self.capture_id = uuid.uuid4().hex
+        self._extra: dict[str, str] = {}
+        self._sum_state = summary_mod.SummaryState()
+        self._sum_index = 0
+        self._sum_t0 = 0
+        self._live = _LiveLine()
         self.attrib: attribute.StackAttributor | None = None
         self._lock_kinds = list(attribute.KINDS)
         self._t0 = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        _keep_freed_memory()
         self.loaded = Loaded(self.plan)
         self.summary.skipped_kprobes = self.loaded.skipped
         self.attrib = attribute.StackAttributor(
@@ -278,7 +440,19 @@ class Capture:
             "not_captured": "; ".join(m for ms in self.plan.missing.values() for m in ms),
             "anonymized": str(self.opts.anonymize).lower(),
             "host": "" if self.opts.anonymize else platform.node(),
+            "boot_id": _boot_id(),
+            "capture_id": self.capture_id,
+            "attached": ",".join(self.loaded.attached),
+            "batch": str(self.plan.batch),
+            "mode": "summary" if self.opts.summary else "events",
         }
+        self._extra = extra
+        self._t0 = time.monotonic()
+        self._cpu0 = time.thread_time()
+        if self.opts.summary:
+            Path(self.opts.out).mkdir(parents=True, exist_ok=True)
+            self._sum_t0 = time.monotonic_ns()
+            return
         meta = TraceMeta(
             kernel_release=self.feats.release,
             page_size=os.sysconf("SC_PAGE_SIZE"),
@@ -292,11 +466,19 @@ class Capture:
             self.opts.out,
             meta,
             columns=self._all_columns(),
-            rotate_bytes=int(self.opts.rotate_mb * (1 << 20)),
+            rotate_bytes=self._rotate_bytes(),
             rotate_seconds=self.opts.rotate_s,
         )
-        self._t0 = time.monotonic()
-        self._cpu0 = time.thread_time()
+        self.writer.max_size_bytes = self.opts.max_size_bytes
+        self.writer.max_files = self.opts.max_files
+
+    def _rotate_bytes(self) -> int:
+        """Part size: --rotate-mb, but at most a quarter of --max-size so the ring holds
+        several parts (the limit counts finished parts; the one being written is extra)."""
+        rot = int(self.opts.rotate_mb * (1 << 20))
+        if self.opts.max_size_bytes is not None:
+            rot = max(1 << 16, min(rot, self.opts.max_size_bytes // 4))
+        return rot
 
     def _all_columns(self) -> list[str]:
         from ztrace.format import REQUIRED_COLUMNS
@@ -313,11 +495,26 @@ class Capture:
         assert self.loaded is not None
         self._cpu0 = time.thread_time()  # finish() runs in this thread too
         deadline = self._t0 + self.opts.duration_s if self.opts.duration_s else None
-        last_flush = time.monotonic()
+        last_flush = last_line = time.monotonic()
+        interval = self.opts.interval_s
         try:
             while not self._stop.is_set():
                 # the probes submit without wakeups (see zs_capture.bpf.c): poll on a timer
                 self._stop.wait(self.opts.poll_ms / 1000)
+                now = time.monotonic()
+                if interval and now - last_line >= interval:
+                    last_line = now
+                    if self.opts.summary:
+                        self._write_interval()
+                    self._live_line()
+                if self.opts.summary:
+                    if (deadline and now >= deadline) or (until is not None and until()):
+                        break
+                    continue
+                # the reorder watermark is taken *before* reading the ring: on a starved
+                # host the thread may sleep between the read and the write, and events that
+                # reach the ring meanwhile must still count as inside the window
+                drained_at = time.monotonic_ns()
                 self._drain()
                 now = time.monotonic()
                 due = (
@@ -325,7 +522,7 @@ class Capture:
                     and now - last_flush >= self.opts.flush_interval_s
                 )
                 if due or self._pending_rows >= self.opts.max_pending:
-                    self._flush(final=False)
+                    self._flush(final=False, drained_at_ns=drained_at)
                     last_flush = now
                 if deadline and now >= deadline:
                     break
@@ -337,8 +534,20 @@ class Capture:
 
     def finish(self) -> None:
         """Drain what is left, write it all, close the last file with the final lost count."""
-        if self.loaded is None or self.writer is None:
+        if self.loaded is None:
             return
+        if self.opts.summary:
+            self._write_interval()
+            self.summary.lost = self.loaded.drops()
+            self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
+            self.summary.seconds = time.monotonic() - self._t0
+            self._write_stacks()
+            self.loaded.close()
+            self.loaded = None
+            return
+        if self.writer is None:
+            return
+        self.loaded.final_flush()
         self._drain()
         self._flush(final=True)
         self.summary.lost = self.loaded.drops()
@@ -349,42 +558,144 @@ class Capture:
         self.writer.meta = self.writer.meta.replace(extra=extra)
         self.writer.close(lost_events=self.summary.lost_events + self.summary.late_dropped)
         self.summary.files = list(self.writer.files)
+        if self.opts.max_size_bytes is not None or self.opts.max_files is not None:
+            w = self.writer
+            assert isinstance(w, _CaptureWriter)
+            self.summary.ring_deleted_files = w.ring_deleted_files
+            self.summary.ring_deleted_rows = w.ring_deleted_rows
+            lim = []
+            if self.opts.max_size_bytes is not None:
+                lim.append(f"--max-size {self.opts.max_size_bytes / 1e6:.1f} MB")
+            if self.opts.max_files is not None:
+                lim.append(f"--max-files {self.opts.max_files}")
+            self.summary.ring_limits = ", ".join(lim)
         self.summary.seconds = time.monotonic() - self._t0
         self._write_stacks()
         self.loaded.close()
         self.loaded = None
 
+    # ------------------------------------------------------------------ summary mode
+    def _write_interval(self) -> None:
+        """One summary file: what the in-kernel aggregates gained since the last one."""
+        assert self.loaded is not None
+        t1 = time.monotonic_ns()
+        bpf = self.loaded.bpf
+        table = summary_mod.interval_rows(
+            self._sum_state,
+            bpf.get_table("lock_agg"),
+            bpf.get_table("op_agg"),
+            self.attrib,
+            self._sum_t0,
+            t1,
+        )
+        lost = self.loaded.drops()
+        meta = {
+            "summary_version": summary_mod.SUMMARY_VERSION,
+            "kernel_release": self.feats.release,
+            "nr_cpus": str(os.cpu_count() or 1),
+            "page_size": str(os.sysconf("SC_PAGE_SIZE")),
+            "lost_events": str(lost.get("inflight_full", 0) + lost.get("summary_map_full", 0)),
+            "interval_index": str(self._sum_index),
+            **{f"extra.{k}": v for k, v in self._extra.items()},
+        }
+        path = Path(self.opts.out) / f"summary-{self._sum_index:05d}.parquet"
+        summary_mod.write_summary(table, path, meta)
+        self.summary.files.append(path)
+        self._sum_index += 1
+        self._sum_t0 = t1
+        is_lock = np.array(table.column("record").to_pylist()) == "lock"
+        counts = table.column("count").to_numpy()
+        self.summary.events += int(counts.sum())
+        self._live.contended += int(counts[is_lock].sum()) if len(counts) else 0
+        self._live.bytes += path.stat().st_size
+        for op, c in zip(table.column("op").to_pylist(), counts.tolist(), strict=True):
+            if op:
+                self.summary.by_event[op] = self.summary.by_event.get(op, 0) + int(c)
+        if is_lock.any():
+            n = int(counts[is_lock].sum())
+            self.summary.by_event["lock_contention"] = (
+                self.summary.by_event.get("lock_contention", 0) + n
+            )
+        if self._write_stacks_due():
+            self._write_stacks()
+
+    def _write_stacks_due(self) -> bool:
+        return self.attrib is not None and len(self.attrib.frames) != self._live.stacks_written
+
+    def _live_line(self) -> None:
+        """bcc-style one line per interval on stderr: events, lost, contended, MB written."""
+        assert self.loaded is not None
+        lost = self.loaded.drops()
+        lost_n = sum(v for k, v in lost.items() if k != "end_without_begin")
+        lost_n += self.summary.late_dropped
+        written = self.writer.rows_written if self.writer is not None else self.summary.events
+        mb = (
+            sum(f.stat().st_size for f in self.writer.files if f.exists()) / 1e6
+            if self.writer is not None
+            else self._live.bytes / 1e6
+        )
+        if self.writer is not None:
+            self._live.contended = self.summary.by_event.get("lock_contention", 0)
+        print(
+            self._live.line(time.monotonic() - self._t0, written, lost_n, self._live.contended, mb),
+            file=sys.stderr,
+            flush=True,
+        )
+
     # ------------------------------------------------------------------ data path
     def _drain(self) -> None:
         assert self.loaded is not None
         while True:
-            batch = self.loaded.reader.read()
+            # reads of <= 64 Ki events (5 MiB): arrays small enough for malloc to recycle,
+            # instead of fresh mmaps whose page faults cost more than the copy
+            batch = self.loaded.reader.read(_READ_EVENTS)
             if not len(batch):
                 return
-            self._pending.append(batch)
+            # sort each read on arrival (small, cache-warm arrays); flushes then merge the
+            # runs' old ends instead of re-sorting everything pending
+            ts = np.ascontiguousarray(batch["ts_ns"])  # argsort on a strided field: 10x slower
+            if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
+                order = np.argsort(ts, kind="stable")
+                # take(), not batch[order]: fancy indexing a structured array is 10x slower
+                batch, ts = batch.take(order), ts[order]
+            self._pending.append((batch, ts))
             self._pending_rows += len(batch)
-            if len(batch) < (1 << 16):
+            if len(batch) < _READ_EVENTS:
                 return
 
-    def _flush(self, *, final: bool) -> None:
+    def _flush(self, *, final: bool, drained_at_ns: int | None = None) -> None:
         """Write pending events older than the reorder window, in ts order."""
         assert self.writer is not None and self.loaded is not None
         if not self._pending:
             return
-        ev = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        ts = np.ascontiguousarray(ev["ts_ns"])  # argsort on a strided field is 10x slower
-        if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
-            ev = ev[np.argsort(ts, kind="stable")]
         if final:
-            cut = len(ev)
+            watermark = None
         else:
-            watermark = time.monotonic_ns() - int(self.opts.reorder_window_ms * 1e6)
-            cut = int(np.searchsorted(ev["ts_ns"], watermark, side="right"))
-            if len(ev) - cut > self.opts.max_pending:  # bound memory: give up some order slack
-                cut = len(ev) - self.opts.max_pending // 2
-        out, keep = ev[:cut], ev[cut:]
-        self._pending = [keep] if len(keep) else []
-        self._pending_rows = len(keep)
+            now_ns = drained_at_ns if drained_at_ns is not None else time.monotonic_ns()
+            watermark = now_ns - int(self.opts.reorder_window_ms * 1e6)
+            if self._pending_rows > self.opts.max_pending:
+                # bound memory: give up some order slack, write the older half
+                all_ts = np.concatenate([t for _, t in self._pending])
+                watermark = max(watermark, int(np.median(all_ts)))
+        # each run is sorted: its part up to the watermark is a prefix
+        parts, keep = [], []
+        for ev, ts in self._pending:
+            k = len(ts) if watermark is None else int(np.searchsorted(ts, watermark, "right"))
+            if k:
+                parts.append((ev[:k], ts[:k]))
+            if k < len(ts):
+                keep.append((ev[k:], ts[k:]))
+        self._pending = keep
+        self._pending_rows = sum(len(t) for _, t in keep)
+        if not parts:
+            return
+        if len(parts) == 1:
+            out, ts = parts[0]
+        else:
+            out = np.concatenate([e for e, _ in parts])
+            ts = np.concatenate([t for _, t in parts])
+            if np.any(ts[1:] < ts[:-1]):
+                out = out.take(np.argsort(ts, kind="stable"))  # merge of sorted runs
         if len(out):
             late = out["ts_ns"] < self._last_written
             if late.any():
@@ -400,18 +711,18 @@ class Capture:
         )
         self.writer.write(self._table(out))
         self.summary.events += len(out)
-        types, counts = np.unique(out["type"], return_counts=True)
-        for t, c in zip(types, counts, strict=True):
+        counts = np.bincount(out["type"], minlength=256)
+        for t in np.flatnonzero(counts).tolist():
             name = EVENT_NAMES.get(int(t), f"type{t}")
-            self.summary.by_event[name] = self.summary.by_event.get(name, 0) + int(c)
+            self.summary.by_event[name] = self.summary.by_event.get(name, 0) + int(counts[t])
 
     def _pool_extra(self, ev: np.ndarray) -> dict[str, str]:
         """Metadata ``pools`` = "pool column value=name;..." for the pools seen so far."""
         assert self.loaded is not None and self.writer is not None
         if self.plan.modes.get("zsmalloc") == "kmem-tracepoint":
-            for pid in np.unique(ev["pool"][ev["type"] <= EV_FREE]).tolist():
+            for pid in _distinct(ev["pool"][ev["type"] <= EV_FREE]):
                 if pid:
-                    self._pools[int(pid)] = pool_name(int(pid))
+                    self._pools[pid] = pool_name(pid)
         else:
             self._pools.update(self.loaded.pool_names())
         extra = dict(self.writer.meta.extra)
@@ -420,27 +731,35 @@ class Capture:
         return extra
 
     def _table(self, ev: np.ndarray) -> pa.Table:
+        """Arrow columns straight from the record fields, typed exactly as the schema wants
+        (so the writer needs no cast). Lock columns share one validity bitmap."""
         n = len(ev)
-        typ = ev["type"]
+        typ = np.ascontiguousarray(ev["type"])
         cols: dict[str, pa.Array] = {
-            "ts_ns": pa.array(ev["ts_ns"]),
-            "cpu": pa.array(ev["cpu"]),
+            "ts_ns": pa.array(np.ascontiguousarray(ev["ts_ns"])),
+            "cpu": pa.array(np.ascontiguousarray(ev["cpu"])),
             "tid": pa.array(self._anon.ids(ev["tid"]) if self._anon else ev["tid"]),
             "event": _dict_column(typ.astype(np.int32) - 1, _EVENT_DICT),
-            "pool": pa.array(ev["pool"]),
-            "size_bytes": pa.array(ev["size"]),
+            "pool": pa.array(np.ascontiguousarray(ev["pool"])),
+            "size_bytes": pa.array(np.ascontiguousarray(ev["size"])),
             "handle": pa.array(np.where(typ == EV_LOCK, 0, ev["handle"])),
-            "duration_ns": pa.array(ev["duration_ns"]),
+            "duration_ns": pa.array(np.ascontiguousarray(ev["duration_ns"])),
         }
         is_lock = typ == EV_LOCK
         if "lock_addr" in self.columns:
-            not_lock = ~is_lock
-            cols["lock_addr"] = pa.array(ev["handle"], mask=not_lock)
-            cols["wait_ns"] = pa.array(ev["duration_ns"], mask=not_lock)
-            cols["lock_flags"] = pa.array(ev["ret"].astype(np.uint32), mask=not_lock)
-            cols["stack_id"] = pa.array(ev["stack_id"], mask=not_lock)
+            nlock = int(np.count_nonzero(is_lock))
+            valid = pa.py_buffer(np.packbits(is_lock, bitorder="little"))
+
+            def masked(values: np.ndarray, typ_: pa.DataType) -> pa.Array:
+                data = pa.py_buffer(np.ascontiguousarray(values))
+                return pa.Array.from_buffers(typ_, n, [valid, data], null_count=n - nlock)
+
+            cols["lock_addr"] = masked(ev["handle"], pa.uint64())
+            cols["wait_ns"] = masked(ev["duration_ns"], pa.uint64())
+            cols["lock_flags"] = masked(ev["ret"].astype(np.uint32), pa.uint32())
+            cols["stack_id"] = masked(ev["stack_id"], pa.int32())
             kinds = np.zeros(n, np.int32)
-            if is_lock.any():
+            if nlock:
                 assert self.attrib is not None
                 # one int64 key per (stack id, flags): unique on ints, not on rows
                 key = (ev["stack_id"][is_lock].astype(np.int64) << 32) | ev["ret"][is_lock].astype(
@@ -457,7 +776,12 @@ class Capture:
                     np.int32,
                 )
                 kinds[is_lock] = kmap[inv.reshape(-1)]
-            cols["lock_kind"] = _dict_column(kinds, self._lock_kinds, mask=not_lock)
+            idx = pa.Array.from_buffers(
+                pa.int32(), n, [valid, pa.py_buffer(kinds)], null_count=n - nlock
+            )
+            cols["lock_kind"] = pa.DictionaryArray.from_arrays(
+                idx, pa.array(self._lock_kinds, pa.string())
+            )
         if "swap_entry" in self.columns:
             is_swap = (typ >= EV_ZSWAP_STORE) & (typ <= EV_ZSWAP_INVAL)
             cols["swap_entry"] = pa.array(ev["aux"], mask=~is_swap)
@@ -467,8 +791,10 @@ class Capture:
         pid = ev["pid"]
         cols["pid"] = pa.array(self._anon.ids(pid) if self._anon else pid)
         cols["comm"] = self._comms.encode(ev, self._anon)
-        names_order = self._all_columns()
-        return pa.table({k: cols[k] for k in names_order})
+        assert self.writer is not None
+        return pa.Table.from_arrays(
+            [cols[k] for k in self._all_columns()], schema=self.writer.schema
+        )
 
     def _outcomes(self, ev: np.ndarray, is_swap: np.ndarray) -> pa.Array:
         """Return codes -> LRU-engineer outcome names (docs/capture.md has the table)."""
@@ -510,6 +836,7 @@ class Capture:
         if self.attrib is None or not self.attrib.frames:
             return
         self.summary.stacks = dict(self.attrib.frames)
+        self._live.stacks_written = len(self.attrib.frames)
         path = Path(self.opts.out) / "stacks.json"
         tmp = path.with_name(".stacks.json.tmp")
         tmp.write_text(json.dumps({str(k): v for k, v in sorted(self.attrib.frames.items())}))

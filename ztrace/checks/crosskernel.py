@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ztrace.errors import ConfigError
-from ztrace.format import iter_batches, read_meta
+from ztrace.format import open_trace, read_meta
 
 METRICS = ("contended", "wait_ns_total")
 #: lock_kind values the capture gives zsmalloc's own locks
@@ -70,13 +70,12 @@ def measured(trace: str | os.PathLike[str]) -> dict[str, Any]:
         if any(f.lstrip("_").startswith("zs_") for f in frames)
     }
     cont = wait = other = 0
-    from ztrace.format import inspect_file, trace_files
-
-    names = set(inspect_file(trace_files(trace)[0])[1].schema_arrow.names)
+    tr = open_trace(trace)
+    names = set(tr.schema.names)
     if "stack_id" not in names:
         zs_stack = set()
     cols = [c for c in ("event", "lock_kind", "wait_ns", "stack_id") if c in names]
-    for b in iter_batches(trace, columns=cols):
+    for b in tr.iter_batches(columns=cols):
         ev = b.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
         is_lock = ev == "lock_contention"
         if not is_lock.any():

@@ -9,22 +9,58 @@ import click
 
 from ztrace.errors import ConfigError
 
+#: mirrors ztrace.capture.loader.DEFAULT_RINGBUF_PAGES (not imported: the loader pulls in
+#: the capture stack, and --help must stay fast); tests/test_capture.py checks they agree
+DEFAULT_RINGBUF_PAGES = 16384
+
 EXAMPLES = """
 \b
 Examples:
   ztrace capture -o /tmp/t --duration 30s                  # zsmalloc + locks, 30 seconds
   ztrace capture -o /tmp/t --probes zsmalloc,zswap -- stress-ng --vm 2 -t 20
   ztrace capture -o /tmp/t --ringbuf-pages 4096 --rotate-mb 128 --anonymize
+  ztrace capture -o /var/tmp/t --max-size 2G -i 1s            # newest 2 GiB, live line
+  ztrace capture -o /var/tmp/zs --summary                     # always-on, in-kernel
+  ztrace capture -o /tmp/t --cpu 0-3 --cgroup /sys/fs/cgroup/system.slice/foo.service
 """
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--duration") -> float:
     """'30s', '5m', '250ms', '1h' or plain seconds -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not m:
-        raise ConfigError(f"`--duration` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
+        raise ConfigError(f"`{option}` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
     value = float(m.group(1))
     return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+
+
+def parse_size(text: str, option: str) -> int:
+    """'500M', '2G', '64k' or plain bytes -> bytes (binary units, as du and ls -h)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not m:
+        raise ConfigError(f"`{option}` {text!r} is not a size (e.g. 500M, 2G)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    value = int(float(m.group(1)) * mult)
+    if value <= 0:
+        raise ConfigError(f"`{option}` must be positive, got {text!r}")
+    return value
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """'0,2-3' -> [0, 2, 3] (the kernel's cpulist format), checked against this machine."""
+    import os
+
+    cpus: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise ConfigError(f"`--cpu` {text!r} is not a CPU list (e.g. 0,2-3)")
+        cpus.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    online = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    bad = sorted(cpus - online)
+    if bad:
+        raise ConfigError(f"`--cpu` {text!r}: no CPU {bad[0]} on this machine")
+    return sorted(cpus)
 
 
 @click.command(
@@ -59,7 +95,7 @@ def parse_duration(text: str) -> float:
 )
 @click.option(
     "--ringbuf-pages",
-    default=1024,
+    default=DEFAULT_RINGBUF_PAGES,
     show_default=True,
     type=int,
     help="BPF ring buffer size in pages (power of two).",
@@ -78,7 +114,36 @@ def parse_duration(text: str) -> float:
     help="Also start a new part file after this many seconds.",
 )
 @click.option(
-    "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+    "--max-size",
+    default=None,
+    help="Keep at most this much of finished parts (e.g. 2G, 500M): the newest, as a ring; "
+    "the oldest are deleted and the footer says how many.",
+)
+@click.option(
+    "--max-files", default=None, type=int, help="Keep at most this many finished parts (ring)."
+)
+@click.option("--cpu", "cpu_list", default=None, help="Only events on these CPUs: 0,2-3.")
+@click.option(
+    "--cgroup",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Only tasks in this cgroup v2 directory or below it (/sys/fs/cgroup/...).",
+)
+@click.option(
+    "-p", "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+)
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Always-on mode: aggregate in the kernel (counts, log2 wait histograms, stacks per "
+    "lock; counts per operation), write summary-NNNNN.parquet every --interval (default "
+    "10s); no per-event stream.",
+)
+@click.option(
+    "-i",
+    "--interval",
+    default=None,
+    help="Print one line per interval on stderr (events, lost, contended, MB), e.g. 1s.",
 )
 @click.option(
     "--anonymize",
@@ -95,7 +160,13 @@ def command(
     ringbuf_pages: int,
     rotate_mb: float,
     rotate_seconds: float | None,
+    max_size: str | None,
+    max_files: int | None,
+    cpu_list: str | None,
+    cgroup: str | None,
     target_tgid: int,
+    summary: bool,
+    interval: str | None,
     anonymize: bool,
     quiet: bool,
     command: tuple[str, ...],
@@ -118,11 +189,22 @@ def command(
     secs = parse_duration(duration) if duration else None
     if secs is not None and secs <= 0:
         raise ConfigError(f"`--duration` must be positive, got {duration!r}")
+    every = parse_duration(interval, "--interval") if interval else None
+    if every is not None and every <= 0:
+        raise ConfigError(f"`--interval` must be positive, got {interval!r}")
+    if summary and every is None:
+        every = 10.0
+    max_bytes = parse_size(max_size, "--max-size") if max_size is not None else None
+    if max_files is not None and max_files < 1:
+        raise ConfigError(f"`--max-files` must be at least 1, got {max_files}")
+    cpus = parse_cpu_list(cpu_list) if cpu_list is not None else None
+    if cgroup is not None and not (Path(cgroup) / "cgroup.procs").exists():
+        raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
     require_privileges()  # before bcc is even imported
 
     from ztrace.capture.session import CaptureOptions, capture
 
-    summary = capture(
+    result = capture(
         CaptureOptions(
             out=out,
             probes=names,
@@ -134,8 +216,14 @@ def command(
             anonymize=anonymize,
             command=list(command) or None,
             target_tgid=target_tgid,
+            summary=summary,
+            interval_s=every,
+            cpus=cpus,
+            cgroup=cgroup,
+            max_size_bytes=max_bytes,
+            max_files=max_files,
         ),
         quiet=quiet,
     )
-    if summary.command_rc:
-        raise SystemExit(summary.command_rc)
+    if result.command_rc:
+        raise SystemExit(result.command_rc)

@@ -9,7 +9,12 @@ import click
 
 @click.command("doctor", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(as_json: bool) -> None:
+@click.option(
+    "--check-fentry",
+    is_flag=True,
+    help="Load and attach a real fentry program and count its calls (root; ~2 s).",
+)
+def command(as_json: bool, check_fentry: bool) -> None:
     """Report each capture probe as available / fallback / missing on this kernel, and why.
 
     \b
@@ -20,8 +25,18 @@ def command(as_json: bool) -> None:
     from ztrace.capture.features import detect
 
     f = detect()
+    fentry: tuple[bool, str] | None = None
+    if check_fentry:
+        from ztrace.capture.features import require_privileges
+        from ztrace.capture.loader import check_fentry as run_check
+
+        require_privileges()
+        fentry = run_check()
     if as_json:
-        click.echo(json.dumps(f.to_json(), indent=2, sort_keys=True))
+        out = f.to_json()
+        if fentry is not None:
+            out["fentry_check"] = {"works": fentry[0], "detail": fentry[1]}
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
         return
     click.echo(
         f"kernel {f.release}   bcc {f.bcc or 'not importable'}   "
@@ -38,6 +53,10 @@ def command(as_json: bool) -> None:
         f"available_filter_functions: {ff}   kfunc/fentry: bcc check says {kf} "
         "(unverified; capture uses kprobes and tracepoints)"
     )
+    if fentry is not None:
+        click.echo(
+            f"fentry, checked for real: {'works' if fentry[0] else 'does not work'}: {fentry[1]}"
+        )
     click.echo("")
     click.echo(f"{'probe':<10}{'status':<11}{'mode':<17}why")
     for r in f.probes.values():

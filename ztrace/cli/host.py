@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 
 import click
@@ -67,4 +68,6 @@ def writers(
         discard_every=discard_every,
         max_passes=max_passes,
     )
-    click.echo(json.dumps(res.__dict__))
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU the workload itself used (probes run in its context, so their cost lands here)
+    click.echo(json.dumps({**res.__dict__, "cpu_s": ru.ru_utime + ru.ru_stime}))

@@ -15,6 +15,8 @@ Examples:
   ztrace report results/ -k contended -E 5
   ztrace report results/ --csv > locks.csv   # perf lock contention -x , shape, raw ns
   ztrace report results/ --json | jq .locks_summary
+  ztrace report TRACE                    # a capture: measured contention by lock and caller
+  ztrace report TRACE --folded > w.folded && flamegraph.pl w.folded > w.svg
 """,
 )
 @click.argument("results_dir", type=click.Path(path_type=str))
@@ -44,11 +46,45 @@ Examples:
     default=None,
     help="Show only the top N locks per design.",
 )
+@click.option(
+    "--folded",
+    "as_folded",
+    is_flag=True,
+    help="Capture only: folded stacks weighted by wait ns (flamegraph.pl, speedscope).",
+)
+@click.option(
+    "-l", "--lock-addr", "by_lock", is_flag=True, help="Capture only: CSV by lock, not caller."
+)
 def command(
-    results_dir: str, as_json: bool, as_csv: bool, sep: str, sort_key: str, entries: int | None
+    results_dir: str,
+    as_json: bool,
+    as_csv: bool,
+    sep: str,
+    sort_key: str,
+    entries: int | None,
+    as_folded: bool,
+    by_lock: bool,
 ) -> None:
-    """Print lock contention per design and lock, and LRU results, from RESULTS_DIR."""
+    """Print lock contention per design and lock, and LRU results, from RESULTS_DIR; or,
+    for a capture (a trace), the contention it measured by lock and by caller."""
     from ztrace.errors import ConfigError
+    from ztrace.look.measured import is_trace, report_trace
+
+    if is_trace(results_dir):
+        text = report_trace(
+            results_dir,
+            as_json=as_json,
+            as_csv=as_csv,
+            sep=sep,
+            sort_key=sort_key,
+            entries=entries,
+            as_folded=as_folded,
+            csv_by_lock=by_lock,
+        )
+        click.echo(text, nl=False)
+        return
+    if as_folded or by_lock:
+        raise ConfigError("--folded and -l/--lock-addr need a capture (trace), not results")
     from ztrace.format import read_results
     from ztrace.look.report import build_report, render_csv, render_json, render_terminal
 

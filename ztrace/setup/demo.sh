@@ -34,7 +34,7 @@ zt dashboard "$out/results-lru" "$out/results-sweep" -o "$out/report-lru.html"
 
 echo >&2
 echo "== ztrace demo: predicted vs measured zsmalloc contention, each sample under its kernel's design" >&2
-zt validate cross-kernel --from "$samples/guest-6.12-zswap" --to "$samples/guest-6.1-zram" --runs 3
+zt check cross-kernel --from "$samples/guest-6.12-zswap" --to "$samples/guest-6.1-zram" --runs 3
 zt replay "$samples/host-6.18-locks" --locks class --sizes-from "$samples/guest-6.12-zswap" \
   --json > "$out/summary-host.json"
 "$vpy" - "$out/summary-host.json" "$samples/host-6.18-locks" <<'PY'

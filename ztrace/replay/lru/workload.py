@@ -115,13 +115,14 @@ class Workload:
             op = np.ascontiguousarray(self.op, dtype=np.int8)
             ts = np.ascontiguousarray(self.ts, dtype=np.int64)
             ev_ts, ev_op, ev_pidx, ev_clen = ts, op, pidx, clen
-            split = stores & (self.dur > 0) if self.dur is not None else None
-            if split is not None and split.any():
+            dur = self.dur
+            split = stores & (dur > 0) if dur is not None else None
+            if dur is not None and split is not None and split.any():
                 # a store with a duration: its limit check at entry, its allocation at
                 # entry + duration, ordered by time (ties: row order, check before alloc)
                 k = np.flatnonzero(split)
                 idx = np.concatenate([np.arange(len(ts)), k])
-                t = np.concatenate([ts, ts[k] + self.dur[k].astype(np.int64)])
+                t = np.concatenate([ts, ts[k] + dur[k].astype(np.int64)])
                 sub = np.concatenate([np.zeros(len(ts), np.int8), np.ones(len(k), np.int8)])
                 order = np.lexsort((sub, idx, t))
                 idx, sub = idx[order], sub[order]

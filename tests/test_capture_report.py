@@ -1,0 +1,206 @@
+"""``ztrace report TRACE``: measured contention from a capture, checked against raw rows.
+
+The bundled capture ``replays/samples/host-6.18-locks`` (this host's 6.18 kernel, lock
+tracepoints with stacks, 870 ``lock_contention`` rows) is read twice: through the report and
+directly with pyarrow, and every number the report prints is recomputed from the raw rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import ROOT
+from ztrace.look.measured import (
+    build_measured_report,
+    caller_of,
+    folded,
+    load_measured,
+    report_trace,
+)
+
+SAMPLE = ROOT / "replays" / "samples" / "host-6.18-locks"
+
+
+def _raw_lock_rows() -> dict[str, np.ndarray]:
+    t = pq.read_table(SAMPLE / "part-00000.parquet")
+    t = t.filter(pc.equal(t["event"].cast(pa.string()), "lock_contention"))
+    return {
+        "addr": t["lock_addr"].to_numpy(),
+        "wait": t["wait_ns"].to_numpy().astype(np.int64),
+        "stack": t["stack_id"].to_numpy(),
+        "kind": np.array(t["lock_kind"].cast(pa.string()).to_pylist()),
+        "flags": t["lock_flags"].to_numpy(),
+    }
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ztrace", "report", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_by_lock_and_by_caller_match_the_raw_rows() -> None:
+    raw = _raw_lock_rows()
+    assert len(raw["wait"]) == 870  # what replays/README.md says the sample holds
+    rep = build_measured_report(load_measured(SAMPLE))
+    assert rep["totals"]["contended"] == 870
+    assert rep["totals"]["wait_ns_total"] == int(raw["wait"].sum())
+    assert rep["trust"]["lost_events"] == 0
+    # by lock: one row per (address, kind), every field recomputed
+    rows = {(r["addr"], r["lock_kind"]): r for r in rep["by_lock"]}
+    keys = {(f"{a:#x}", k) for a, k in zip(raw["addr"], raw["kind"], strict=True)}
+    assert set(rows) == keys
+    for (addr, kind), r in rows.items():
+        sel = (raw["addr"] == int(addr, 16)) & (raw["kind"] == kind)
+        w = raw["wait"][sel]
+        assert r["contended"] == len(w)
+        assert r["wait_ns_total"] == w.sum()
+        assert r["wait_ns_max"] == w.max() and r["wait_ns_min"] == w.min()
+        assert r["wait_ns_avg"] == w.sum() // len(w)
+        assert r["type"] == "spinlock"  # every wait in this sample has flags LCB_F_SPIN
+        assert r["hold_ns_total"] is None  # the probes do not measure hold times
+    # sorted by total wait, like perf's default
+    totals = [r["wait_ns_total"] for r in rep["by_lock"]]
+    assert totals == sorted(totals, reverse=True)
+    # by kind
+    kinds = {r["name"]: r for r in rep["by_kind"]}
+    for k in set(raw["kind"]):
+        assert kinds[k]["contended"] == int((raw["kind"] == k).sum())
+        assert kinds[k]["wait_ns_total"] == int(raw["wait"][raw["kind"] == k].sum())
+    # by caller: the first non-lock frame of each row's stack, from stacks.json
+    stacks = {int(k): v for k, v in json.loads((SAMPLE / "stacks.json").read_text()).items()}
+    want: dict[str, list[int]] = defaultdict(list)
+    for sid, w in zip(raw["stack"], raw["wait"], strict=True):
+        want[caller_of(stacks[int(sid)]) if sid >= 0 else "[no stack]"].append(int(w))
+    got = {r["name"]: r for r in rep["by_caller"]}
+    assert set(got) == set(want)
+    for name, ws in want.items():
+        assert got[name]["contended"] == len(ws) and got[name]["wait_ns_total"] == sum(ws)
+        assert got[name]["wait_ns_max"] == max(ws)
+    # the zsmalloc callers the writers hit, named as perf would (not the lock functions)
+    assert {"zs_malloc", "zs_free"} <= set(got)
+    assert not any(n.startswith(("_raw_", "__pv_queued")) for n in got)
+    # histogram counts every wait once
+    assert sum(h["count"] for h in rep["wait_histogram"]) == 870
+
+
+def test_caller_skips_lock_machinery() -> None:
+    fr = ["__pv_queued_spin_lock_slowpath", "_raw_spin_lock", "zs_malloc", "zram_submit_bio"]
+    assert caller_of(fr) == "zs_malloc"
+    assert caller_of(["_raw_spin_lock"]) == "[unknown]"
+    assert caller_of(["mutex_lock", "__mutex_lock_slowpath", "do_thing"]) == "do_thing"
+
+
+def test_folded_weights_sum_to_total_wait_in_flamegraph_format() -> None:
+    raw = _raw_lock_rows()
+    text = folded(load_measured(SAMPLE))
+    total = 0
+    stacks = {int(k): v for k, v in json.loads((SAMPLE / "stacks.json").read_text()).items()}
+    for line in text.splitlines():
+        # flamegraph.pl / speedscope: "frame;frame;frame <integer>", no spaces in frames
+        m = re.fullmatch(r"([^ ;]+(?:;[^ ;]+)*) (\d+)", line)
+        assert m, line
+        total += int(m.group(2))
+        frames = m.group(1).split(";")
+        assert frames[-1] in ("[class]", "[pool]", "[zspage]", "[other]")
+    assert total == int(raw["wait"].sum())
+    # root first: one stack from the sample, reversed, is a line prefix
+    sid = int(raw["stack"][0])
+    assert ";".join(reversed(stacks[sid])) in text
+
+
+def test_cli_tables_csv_json_and_sorting() -> None:
+    p = _run(str(SAMPLE), "-E", "3")
+    assert p.returncode == 0, p.stderr
+    assert "by lock" in p.stdout and "by caller" in p.stdout
+    assert "zs_malloc" in p.stdout and "lost: 0, total: 358246" in p.stdout
+    assert "hold time: not measured" in p.stdout
+    p = _run(str(SAMPLE), "--csv", "-k", "contended")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "# output: contended, total wait, max wait, avg wait, type, caller"
+    assert lines[-1] == "# debug: total=358246, lost=0"
+    counts = [int(x.split(", ")[0]) for x in lines[1:-1]]
+    assert counts == sorted(counts, reverse=True) and sum(counts) == 870
+    p = _run(str(SAMPLE), "--csv", "-l", "-x", ";", "-E", "2")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("# output: contended; total wait;") and len(lines) == 4
+    assert lines[1].split("; ")[5] == "class"
+    p = _run(str(SAMPLE), "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["kind"] == "measured" and data["totals"]["contended"] == 870
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--json", "--folded"], "only one of"),
+        (["-k", "nonsense"], "nonsense"),
+    ],
+)
+def test_cli_bad_options_are_one_line(args: list[str], msg: str) -> None:
+    p = _run(str(SAMPLE), *args)
+    assert p.returncode == 2
+    assert msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_trace_without_lock_columns_is_one_line(tmp_path: Path) -> None:
+    p = _run(str(ROOT / "replays" / "samples" / "guest-6.12-zswap"))
+    assert p.returncode == 2
+    assert p.stderr.startswith("ztrace: error:") and "locks" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_class_index_is_inferred_from_the_enclosing_operation(tmp_path: Path) -> None:
+    """Kprobe captures carry sizes: a class-lock wait inside zs_malloc(size) of the same
+    thread names class[i] with the kernel's class for that size; zs_free uses the size its
+    handle was allocated with."""
+    from ztrace.format import TraceMeta, TraceWriter, make_events
+    from ztrace.model.classes import build_classes
+
+    cls = build_classes(chain_size=8)
+    a, b = 0xFFFF000000001000, 0xFFFF000000002000
+    #        malloc(100) t1   wait a (t1)  malloc(3000) t2  free(h1) t2   wait b (t2)
+    tb = make_events(
+        ts_ns=np.array([100, 150, 200, 300, 350], np.uint64),
+        event=["zs_malloc", "lock_contention", "zs_malloc", "zs_free", "lock_contention"],
+        tid=np.array([1, 1, 2, 2, 2], np.uint32),
+        size_bytes=np.array([100, 0, 3000, 0, 0], np.uint32),
+        handle=np.array([11, 0, 22, 11, 0], np.uint64),
+        duration_ns=np.array([500, 0, 500, 500, 0], np.uint64),
+        lock_addr=pa.array([None, a, None, None, b], pa.uint64()),
+        lock_kind=pa.array([None, "class", None, None, "class"]),
+        wait_ns=pa.array([None, 40, None, None, 60], pa.uint64()),
+        lock_flags=pa.array([None, 1, None, None, 1], pa.uint32()),
+        stack_id=pa.array([None, -1, None, None, -1], pa.int32()),
+    )
+    meta = TraceMeta(
+        kernel_release="6.12.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0
+    )
+    with TraceWriter(tmp_path / "t", meta, columns=tb.column_names) as w:
+        w.write(tb)
+    rep = build_measured_report(load_measured(tmp_path / "t"))
+    names = {r["addr"]: r["name"] for r in rep["by_lock"]}
+    # the wait on b happened in zs_free(h=11) of thread 2: the size of handle 11 is 100
+    assert names == {
+        f"{a:#x}": f"class[{cls.class_for_malloc(100)}]",
+        f"{b:#x}": f"class[{cls.class_for_malloc(100)}]",
+    }
+    out = report_trace(tmp_path / "t", as_folded=True)
+    assert out == "[no stack];[class] 100\n"
