@@ -69,3 +69,29 @@ def perfetto(
         + ")",
         err=True,
     )
+
+
+@command.command(
+    "libcachesim",
+    epilog="""\b
+Examples:
+  ztrace export libcachesim /tmp/swap -o swap.oracleGeneral          # zswap stores+loads
+  ztrace export libcachesim /tmp/t --stream alloc -o alloc.oracleGeneral
+  # then, e.g.: cachesim swap.oracleGeneral oracleGeneral lru,arc,s3fifo 0.01,0.1
+""",
+)
+@click.argument("trace", type=click.Path(path_type=str))
+@output_file_option("oracleGeneral file to write (libCacheSim's binary trace format).")
+@click.option(
+    "--stream",
+    type=click.Choice(["swap", "alloc"]),
+    default="swap",
+    show_default=True,
+    help="swap: zswap stores and loads by swap entry; alloc: zs_malloc/zs_free by handle.",
+)
+def libcachesim(trace: str, out: str, stream: str) -> None:
+    """Write TRACE's swap (or allocator) stream as libCacheSim oracleGeneral records."""
+    from ztrace.look.libcachesim import export_libcachesim
+
+    n = export_libcachesim(trace, out, stream)  # type: ignore[arg-type]
+    click.echo(f"wrote {n} requests ({stream} stream) to {out}", err=True)

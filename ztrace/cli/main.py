@@ -28,6 +28,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "export", "Export a trace as Perfetto/Chrome trace-event JSON."),
     ("replay", "replay", "Replay a trace under lock designs (and LRU designs) in one pass."),
     ("sweep", "sweep", "Replay a swap trace under LRU designs x pool limits (sweep.parquet)."),
+    ("fleet", "fleet", "Many hosts' traces x designs -> one Parquet dataset (on Ray); resumable."),
+    (
+        "compare",
+        "compare",
+        "Before/after deltas per design with bootstrap intervals (--json, --csv).",
+    ),
     ("report", "report", "Print lock/LRU results like perf lock contention (--json, --csv)."),
     ("vm", "vm", "Run capture scenarios in stock Debian kernels (6.1, 6.12) under qemu."),
     ("classes", "classes", "Print zsmalloc's size classes (chain size 4..16 or ≤6.2 legacy)."),
