@@ -436,6 +436,58 @@ ZT_LOCK_END
 	zt_emit(&e);
 	return 0;
 }
+
+#ifdef ZT_SPIN_SLOWPATH
+/*
+ * lock:contention_begin misses most spinlock contention: qspinlock's first waiter spins on the
+ * pending bit and returns before the tracepoint, which sits on the MCS-queue path only
+ * (6.1.192 kernel/locking/qspinlock.c:queued_spin_lock_slowpath, `queue:` label). With two
+ * CPUs there is never a second waiter to queue, so a 2-vCPU guest traces no spinlock
+ * contention at all. Every contended spin_lock() does enter queued_spin_lock_slowpath(lock,
+ * val), though: a kprobe/kretprobe pair there sees all of them, with the wait as the span.
+ */
+struct zt_spin_begin {
+	u64 ts;
+	u64 addr;
+	s32 stack_id;
+	u32 pad;
+};
+BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
+
+int zt_spin_slow_entry(struct pt_regs *ctx)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (zt_skip_task(pid_tgid))
+		return 0;
+	u32 tid = (u32)pid_tgid;
+	struct zt_spin_begin b = {};
+	b.addr = PT_REGS_PARM1(ctx);
+	b.stack_id = stacks.get_stackid(ctx, 0);
+	b.ts = bpf_ktime_get_ns();
+	if (spin_begin.update(&tid, &b))
+		zt_drop(ZT_DROP_INFLIGHT);
+	return 0;
+}
+
+int zt_spin_slow_return(struct pt_regs *ctx)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tid = (u32)pid_tgid;
+	struct zt_spin_begin *b = spin_begin.lookup(&tid);
+	if (!b)
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	struct zs_event e;
+	zt_init(&e, ZT_EV_SPIN, ZT_SRC_KPROBE, b->ts, pid_tgid);
+	e.handle = b->addr;
+	e.duration_ns = now - b->ts;
+	e.stack_id = b->stack_id;
+	e.ret = 1;  /* LCB_F_SPIN */
+	spin_begin.delete(&tid);
+	zt_emit(&e);
+	return 0;
+}
+#endif
 #endif
 
 /* ------------------------------------------- kmem tracepoints (tracepoint-only kernels) */
@@ -744,16 +796,83 @@ int zt_compact_return(struct pt_regs *ctx)
 	return zt_return(ZT_EV_COMPACT, 0, (s32)PT_REGS_RC(ctx));
 }
 
-/* zs_page_migrate(...) has no pool argument; returns 0 or -errno. */
+/* zs_page_migrate(newpage, page, mode) has no pool argument; returns 0 or -errno. The source
+ * page's zspage (page->private: mm/zsmalloc.c:get_zspage, 6.1 .. 6.13) gives the class and pool:
+ * struct zspage starts with a 32-bit word of bitfields huge:1, fullness:FULLNESS_BITS,
+ * class:CLASS_BITS+1 (FULLNESS_BITS 2 up to 6.3, 4 since 6.4's fullness rework, hence
+ * ZT_ZSPAGE_CLASS_SHIFT from the loader), and its `pool` pointer sits at byte 40 (bitfield word,
+ * inuse, freeobj, padding, first_page, list) in 6.1 and 6.12 alike. Class goes in `size`. */
+#ifndef ZT_ZSPAGE_CLASS_SHIFT
+#define ZT_ZSPAGE_CLASS_SHIFT 5
+#endif
 int zt_migrate_entry(struct pt_regs *ctx)
 {
-	return zt_enter(ZT_EV_MIGRATE, 0, 0, 0);
+	struct page *page = (struct page *)PT_REGS_PARM2(ctx);
+	u64 zspage = 0, pool = 0;
+	u32 word = 0, cls = 0xffff;
+	bpf_probe_read_kernel(&zspage, sizeof(zspage), &page->private);
+	if (zspage) {
+		bpf_probe_read_kernel(&word, sizeof(word), (void *)zspage);
+		bpf_probe_read_kernel(&pool, sizeof(pool), (void *)(zspage + 40));
+		cls = (word >> ZT_ZSPAGE_CLASS_SHIFT) & 0x1ff;
+	}
+	return zt_enter(ZT_EV_MIGRATE, pool, 0, cls);
 }
 
 int zt_migrate_return(struct pt_regs *ctx)
 {
 	return zt_return(ZT_EV_MIGRATE, 0, (s32)PT_REGS_RC(ctx));
 }
+
+#ifdef ZT_READS
+/*
+ * Object access, one record per access from map entry to unmap return (the span a zspage's
+ * migrate read lock is held): ZT_EV_READ for ZS_MM_RO/ZS_MM_RW maps and zs_obj_read_begin ..
+ * zs_obj_read_end (6.16+), ZT_EV_WRITE for ZS_MM_WO maps (zram's store path) and zs_obj_write.
+ * handle = the object, duration_ns = the whole span; the map function itself takes the pool
+ * lock (6.1: pool->lock spinlock) or the migrate rwlock for read (6.9 .. 6.15).
+ * The entry state reuses `calls` keyed (tid, ZT_EV_READ); zsmalloc callers never nest maps.
+ */
+#define ZT_MM_WO 2  /* enum zs_mapmode: ZS_MM_RW, ZS_MM_RO, ZS_MM_WO (include/linux/zsmalloc.h) */
+int zt_map_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_READ, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx),
+			(u32)PT_REGS_PARM3(ctx));
+}
+
+/* zs_obj_read_begin(pool, handle, local_copy) (6.16+): a read-only access */
+int zt_read_begin_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_READ, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 1);
+}
+
+/* zs_obj_write(pool, handle, mem, len) (6.16+): a whole access in one call */
+int zt_obj_write_entry(struct pt_regs *ctx)
+{
+	return zt_enter(ZT_EV_READ, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), ZT_MM_WO);
+}
+
+/* kretprobe of zs_unmap_object / zs_obj_read_end / zs_obj_write: emit the access */
+int zt_access_return(struct pt_regs *ctx)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = ZT_EV_READ};
+	struct zt_call *c = calls.lookup(&k);
+	if (!c)
+		return 0;
+	u8 type = c->size == ZT_MM_WO ? ZT_EV_WRITE : ZT_EV_READ;
+	struct zs_event e;
+	zt_init(&e, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
+	e.pool = c->pool;
+	e.handle = c->arg;
+	e.duration_ns = bpf_ktime_get_ns() - c->ts;
+	e.size = 0;
+	e.ret = (s32)c->size;  /* the map mode */
+	calls.delete(&k);
+	zt_emit(&e);
+	return 0;
+}
+#endif
 #endif
 
 #ifdef ZT_ZSWAP

@@ -17,6 +17,10 @@
 #define ZT_EV_ZSWAP_LOAD    7
 #define ZT_EV_ZSWAP_WB      8
 #define ZT_EV_ZSWAP_INVAL   9
+#define ZT_EV_READ          10  /* zs_map_object(RO/RW) .. zs_unmap_object, zs_obj_read_begin .. _end */
+#define ZT_EV_WRITE         11  /* zs_map_object(WO) .. zs_unmap_object, zs_obj_write */
+#define ZT_EV_MALLOC_FAIL   12  /* user space only: a zs_malloc record whose ret is an error */
+#define ZT_EV_SPIN          13  /* queued_spin_lock_slowpath entry..return: every contended spinlock */
 
 /* zs_event.src: how the record was produced (doctor / docs call these "probe modes") */
 #define ZT_SRC_KPROBE       1

@@ -5,6 +5,9 @@
 #    probes zsmalloc (kprobes: size, handle, duration) and locks.
 # 2. 6.12 guest (bookworm-backports): zswap over a swapfile, a 96 MiB allocator in a memory
 #    cgroup with memory.max=48M, max_pool_percent=3: zswap store/load/writeback + zsmalloc.
+# 4. zsstress heavy on both guests (the in-kernel load generator, 4 threads x 10000 ops, one
+#    size class): the same workload on the pool-lock kernel (6.1) and the class-lock kernel
+#    (6.12), probes zsmalloc (incl. zs_read/zs_write) and locks (incl. spin_slowpath).
 # 3. This host (6.18, tracepoints only): 4 pinned writers on /dev/zram0 for 0.5 s, probes
 #    zsmalloc (kmem tracepoint fallback) and locks (lock:contention_begin/end with stacks).
 set -euo pipefail
@@ -16,6 +19,9 @@ trap 'rm -rf "$work"' EXIT
 
 zt vm run -k 6.1 -s zram -o "$work/g61" -p probes=zsmalloc,locks -p mb_per_job=16 --json >/dev/null
 zt vm run -k 6.12 -s zswap -o "$work/g612" -p mb=96 -p memory_max=48M --json >/dev/null
+for k in 6.1 6.12; do
+  zt vm run -k $k -s zsstress -o "$work/zs$k" -p level=heavy -p ops=10000 --json >/dev/null
+done
 
 # Host: configure zram0 under the shared zram lock, capture, then reset the device.
 exec 9>/tmp/ztrace-zram0.lock
@@ -39,6 +45,16 @@ for d in g61 g612; do
   name=$([ $d = g61 ] && echo guest-6.1-zram || echo guest-6.12-zswap)
   mkdir -p "$out/$name.kernel"
   cp -r "$work/$d/counters" "$work/$d/doctor.json" "$out/$name.kernel/" 2>/dev/null || true
+done
+for k in 6.1 6.12; do
+  name=guest-$k-zsstress
+  cp -r "$work/zs$k/trace" "$out/$name"
+  mkdir -p "$out/$name.kernel"
+  cp -r "$work/zs$k/counters" "$work/zs$k/zs_pool_layout.json" "$work/zs$k/zsstress.log" \
+    "$work/zs$k/zsstress.args" "$out/$name.kernel/"
+  .venv/bin/python -c "import json, sys; from ztrace.vm.contention import summarize_trace; \
+print(json.dumps(summarize_trace(sys.argv[1], sys.argv[1] + '.kernel'), indent=1, sort_keys=True))" \
+    "$out/$name" > "$out/$name.kernel/contention.json"
 done
 mkdir -p "$out/host-6.18-locks.kernel"
 cp "$work/host/workload.json" "$work/host/mm_stat" "$out/host-6.18-locks.kernel/"

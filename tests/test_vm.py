@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,7 +141,260 @@ def test_zram_capture_matches_kernel_counters(zram_run: vmrun.VmResult) -> None:
     assert set(frees.column("handle").to_pylist()) == set(mallocs.column("handle").to_pylist())
 
 
+# ------------------------------------------------- in-kernel load generator (zsstress.ko)
+
+
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
+def zsstress_heavy(
+    request: pytest.FixtureRequest, image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
+) -> vmrun.VmResult:
+    out = tmp_path_factory.mktemp(f"vm-zsstress-{request.param}")
+    # 4 threads on 2 vCPUs, back to back, one size class: ~1-2 min per kernel under TCG
+    params = {"level": "heavy", "ops": "5000"}
+    return vmrun.run_scenario(request.param, "zsstress", out, params=params, timeout=900)
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_zsstress_contends_on_zsmalloc_locks(zsstress_heavy: vmrun.VmResult) -> None:
+    log = (zsstress_heavy.outdir / "zsstress.log").read_text()
+    assert "zsstress: done" in log and "bad_data=0" in log, log
+    side = json.loads((zsstress_heavy.outdir / "trace.kernel" / "contention.json").read_text())
+    assert side["lost_events"] == 0
+    done = dict(re.findall(r"(\w+)=(\d+)", log.split("zsstress: done", 1)[1].splitlines()[0]))
+    mallocs, frees, reads = (int(done[k]) for k in ("mallocs", "frees", "reads"))
+    # 4 threads x 5000 ops, each one zs_malloc, zs_free or read; rmmod frees the rest
+    assert mallocs + frees + reads == 4 * 5000
+    ev = side["event_counts"]
+    assert ev["zs_malloc"] == mallocs == ev["zs_write"]  # each stored object written once (WO)
+    assert ev["zs_free"] == mallocs  # in the loop or at rmmod: every object freed
+    assert ev["zs_read"] == reads
+    zs = side["zsmalloc"]
+    assert side["has_spin_slowpath"], "no spin_slowpath rows: the slowpath kprobe did not attach"
+    if zsstress_heavy.kernel == "6.1":
+        # hundreds per 10k ops per thread when measured; some even on a loaded host
+        assert zs["contended"] > 0 and zs["wait_ns_total"] > 0, side
+        # 6.1 (6.2 consolidation backported): one pool spinlock, named by stack and by address
+        assert side["by_kind"]["pool"]["contended"] == zs["contended"]
+        assert [lk["name"] for lk in side["locks"]] == ["pool.lock"]
+        assert zs["stack_and_address_agree"] == zs["contended"]
+    else:
+        # 6.12: zs_malloc/zs_free take class locks; zs_free's and the map path's read side of
+        # pool->migrate_lock never waits without a migration writer. Counts are ~10x below
+        # 6.1's (20 vs 404 per 40k ops measured), so a quiet run may see none: only the kind
+        # is asserted here; the bundled sample pins the numbers.
+        assert side["by_kind"]["class"]["contended"] == zs["contended"]
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_zsstress_module_builds_for_both_guest_kernels(image: vmrun.VmImage) -> None:
+    from ztrace.vm.kmod import build_module
+
+    for kernel in vmrun.KERNELS:
+        ko = build_module(image, kernel)
+        release = image.kernel_files(kernel)[2]
+        # vermagic must name the guest's exact release, or insmod refuses the module
+        assert f"vermagic={release} ".encode() in ko.read_bytes()
+
+
+# ------------------------------------------------------------ zram oracle inside the guest
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_zram_oracle_in_the_61_guest(
+    image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """6.1 runs the <= 6.3 fullness generation and the legacy class table: 0 mismatches.
+
+    The heaviest VM test (~11 min under load: pip-installing numba ~2.5 min and JIT-compiling
+    the model under TCG dominate), so it runs on 6.1 only, the kernel the host cannot check.
+    """
+    out = tmp_path_factory.mktemp("vm-oracle-6.1")
+    vmrun.run_scenario("6.1", "oracle", out, params={"ops": "2000"}, timeout=1500)
+    res = json.loads((out / "oracle.json").read_text())
+    assert res["kernel_release"].startswith("6.1.")
+    assert res["checkpoints"] > 0 and res["zs_malloc_events"] > 0
+    assert res["mismatches_before_compaction"] == 0
+    assert res["mismatches_after_compaction"] == 0
+    assert res["per_op_mismatches"] == 0 and res["classification_errors"] == 0
+
+
+# ---------------------------------------- bundled zsstress pair (replays/samples, no guest)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "replays" / "samples"
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_bundled_zsstress_pair_matches_its_sidecar(kernel: str) -> None:
+    """The shipped 6.1/6.12 zsstress captures re-attribute to their recorded contention."""
+    from ztrace.format import read_meta
+    from ztrace.vm.contention import summarize_trace
+
+    name = f"guest-{kernel}-zsstress"
+    trace, aux = SAMPLES / name, SAMPLES / f"{name}.kernel"
+    side = json.loads((aux / "contention.json").read_text())
+    again = summarize_trace(trace, aux)
+    assert again["zsmalloc"] == side["zsmalloc"] and again["locks"] == side["locks"]
+    assert read_meta(trace).kernel_release.startswith(kernel + ".")
+    assert side["lost_events"] == 0
+    zs = side["zsmalloc"]
+    assert (
+        zs["contended"] > 0
+        and zs["stack_and_address_agree"] + zs["attributed_by_address_only"] <= zs["contended"]
+    )
+    if kernel == "6.1":  # one pool spinlock: every zsmalloc contention is on it
+        assert [lk["name"] for lk in side["locks"]] == ["pool.lock"]
+        assert side["by_kind"]["pool"]["contended"] == zs["contended"]
+    else:  # class locks; zs_free's migrate_lock read side never waits without a writer
+        assert side["by_kind"]["class"]["contended"] > 0
+
+
 # ---------------------------------------------------------------- harness checks (no guest)
+
+
+def test_zsstress_scenario_needs_the_module() -> None:
+    assert vmrun.needs_kmod("zsstress")
+    assert not vmrun.needs_kmod("zram")
+    assert {"zsstress", "zram-rw"} <= set(vmrun.scenarios())
+
+
+def test_matrix_interleaves_kernels_abab() -> None:
+    from ztrace.vm.matrix import CELLS, cells_named, plan
+
+    cells = cells_named(["zram"])
+    assert [c.name for c in cells] == ["zram-j1", "zram-j4"]
+    order = [(c.name, k) for c, k, _ in plan(cells, 2)]
+    assert order == [
+        ("zram-j1", "6.1"),
+        ("zram-j1", "6.12"),
+        ("zram-j4", "6.12"),
+        ("zram-j4", "6.1"),
+        ("zram-j1", "6.1"),
+        ("zram-j1", "6.12"),
+        ("zram-j4", "6.12"),
+        ("zram-j4", "6.1"),
+    ]
+    # at least four workloads, each at two or more concurrency levels
+    per = {}
+    for c in CELLS:
+        per.setdefault(c.scenario, []).append(c)
+    assert len(per) >= 4 and all(len(v) >= 2 for v in per.values())
+    with pytest.raises(vmrun.VmError, match="unknown matrix cell 'nope'"):
+        cells_named(["nope"])
+
+
+def test_pool_layout_from_btf_dump() -> None:
+    sys.path.insert(0, str(Path(vmrun.__file__).parent))
+    try:
+        import counters
+    finally:
+        sys.path.pop(0)
+    dump = (
+        "[7] TYPEDEF 'spinlock_t' type_id=8\n"
+        "[9] STRUCT 'zs_pool' size=2240 vlen=3\n"
+        "\t'name' type_id=1 bits_offset=0\n"
+        "\t'size_class' type_id=2 bits_offset=64\n"
+        "\t'lock' type_id=7 bits_offset=17408\n"
+        "[10] STRUCT 'other' size=8 vlen=1\n"
+        "\t'lock' type_id=7 bits_offset=0\n"
+    )
+    lay = counters.pool_layout(dump)
+    assert lay["size"] == 2240
+    assert lay["members"]["lock"] == {"offset": 2176, "type": "spinlock_t"}
+    with pytest.raises(ValueError):
+        counters.pool_layout("[1] INT 'int' size=4")
+
+
+def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> None:
+    """Hand-built trace: which rows count as zsmalloc contention, and their waits."""
+    from ztrace.format import TraceMeta, make_events, write_trace
+    from ztrace.vm.contention import summarize, write_sidecar
+
+    pool = 0xFFFF0000
+    lock = pool + 2176  # pool->lock per the layout below
+    cls = 0xAAAA0000  # some class lock
+    rows = [
+        # event, lock_addr, kind, wait, flags, stack
+        ("zs_malloc", None, None, None, None, None),
+        ("spin_slowpath", lock, "pool", 100, 1, 1),  # zs_malloc waiting on pool->lock
+        ("spin_slowpath", lock, "other", 50, 1, -1),  # stack lost: the address still says pool
+        ("spin_slowpath", cls, "class", 30, 1, 2),
+        ("spin_slowpath", cls + 4, "class", 7, 1, 3),  # rwlock's wait_lock: not counted
+        ("lock_contention", lock, "pool", 90, 1, 1),  # queued waiter: a subset of the above
+        ("lock_contention", 0x1234, "pool", 40, 2 | 1, 4),  # rwlock:R, tracepoint only
+        ("spin_slowpath", 0x5678, "other", 1000, 1, 5),  # not zsmalloc
+        ("spin_slowpath", 0x9ABC, "class", 500, 1, 6),  # an irq inside zs_free: not zsmalloc's
+        ("spin_slowpath", 0xDEF0, "class", 9, 1, 7),  # zone lock under alloc_zspage: a callee's
+    ]
+    n = len(rows)
+    t = make_events(
+        ts_ns=list(range(n)),
+        event=[r[0] for r in rows],
+        pool=[pool if r[0] == "zs_malloc" else 0 for r in rows],
+        size_bytes=[100 if r[0] == "zs_malloc" else 0 for r in rows],
+        handle=[8 if r[0] == "zs_malloc" else 0 for r in rows],
+        lock_addr=[r[1] for r in rows],
+        lock_kind=[r[2] for r in rows],
+        wait_ns=[r[3] for r in rows],
+        lock_flags=[r[4] for r in rows],
+        stack_id=[r[5] for r in rows],
+    )
+    write_trace(tmp_path / "trace", t, TraceMeta(kernel_release="6.1.0-57-amd64", source="capture"))
+    (tmp_path / "trace" / "stacks.json").write_text(
+        json.dumps(
+            {
+                "1": ["native_queued_spin_lock_slowpath", "_raw_spin_lock", "zs_malloc"],
+                "2": ["native_queued_spin_lock_slowpath", "zs_free"],
+                "3": ["native_queued_spin_lock_slowpath", "queued_read_lock_slowpath", "zs_free"],
+                "4": ["queued_read_lock_slowpath", "zs_free"],
+                "5": ["native_queued_spin_lock_slowpath", "try_to_wake_up"],
+                "6": [
+                    "native_queued_spin_lock_slowpath",
+                    "_raw_spin_lock_irqsave",
+                    "vring_interrupt",
+                    "asm_common_interrupt",
+                    "zs_free",
+                ],
+                "7": [
+                    "native_queued_spin_lock_slowpath",
+                    "_raw_spin_lock_irqsave",
+                    "rmqueue_bulk",
+                    "get_page_from_freelist",
+                    "alloc_zspage",
+                    "zs_malloc",
+                ],
+            }
+        )
+    )
+    (tmp_path / "zs_pool_layout.json").write_text(
+        json.dumps({"size": 2240, "members": {"lock": {"offset": 2176, "type": "spinlock_t"}}})
+    )
+    s = summarize(tmp_path)
+    assert s["source"].startswith("spin_slowpath")
+    zs = s["zsmalloc"]
+    # slowpath rows 100 + 50 + 30, plus the tracepoint-only rwlock:R row 40
+    assert zs["contended"] == 4 and zs["wait_ns_total"] == 220
+    assert zs["attributed_by_address_only"] == 1 and zs["stack_and_address_agree"] == 1
+    assert s["all_contended"]["rwlock_internal_excluded"] == 1
+    assert s["other"] == {"contended": 3, "wait_ns_total": 1509}
+    assert s["all_contended"]["irq_inside_zsmalloc_excluded"] == 1
+    assert s["all_contended"]["callee_lock_excluded"] == 1
+    assert s["by_kind"]["pool"]["contended"] == 2 + 1  # incl. the rwlock:R row's kind
+    assert s["locks"][0] == {
+        "addr": hex(lock),
+        "name": "pool.lock",
+        "kind": "pool",
+        "contended": 2,
+        "wait_ns_total": 150,
+    }
+    # the tracepoint alone: only the queued waiter and the rwlock row
+    assert s["tracepoint"]["zsmalloc"]["contended"] == 2
+    assert s["tracepoint"]["zsmalloc"]["wait_ns_total"] == 130
+    path = write_sidecar(tmp_path)
+    assert path == tmp_path / "trace.kernel" / "contention.json"
+    assert json.loads(path.read_text())["zsmalloc"]["contended"] == 4
 
 
 def test_unknown_kernel_and_scenario_are_one_line_errors(tmp_path: Path) -> None:
@@ -151,8 +405,10 @@ def test_unknown_kernel_and_scenario_are_one_line_errors(tmp_path: Path) -> None
 
 
 def test_scenarios_are_listed() -> None:
-    assert {"zram", "zswap", "swap-zram", "inventory"} <= set(vmrun.scenarios())
-    assert "lib" not in vmrun.scenarios()
+    assert {"zram", "zswap", "swap-zram", "inventory", "zsstress", "zram-rw"} <= set(
+        vmrun.scenarios()
+    )
+    assert "lib" not in vmrun.scenarios() and "cgexec" not in vmrun.scenarios()
 
 
 def test_qemu_command_shares_tree_read_only_and_keeps_image_clean(tmp_path: Path) -> None:

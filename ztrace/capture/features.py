@@ -343,6 +343,21 @@ def _zsmalloc_report(
             events.append("zs_migrate")
         else:
             missing.append("zs_migrate (zs_page_migrate not a symbol: no CONFIG_COMPACTION?)")
+        # Object access: zs_map_object/zs_unmap_object up to 6.15; zs_obj_read_begin/_end and
+        # zs_obj_write from 6.16 (mm/zsmalloc.c).
+        for role, sym in (
+            ("map", "zs_map_object"),
+            ("unmap", "zs_unmap_object"),
+            ("read_begin", "zs_obj_read_begin"),
+            ("read_end", "zs_obj_read_end"),
+            ("obj_write", "zs_obj_write"),
+        ):
+            if ks.variant(sym):
+                attach[role] = ks.variant(sym) or sym
+        if ("map" in attach and "unmap" in attach) or "read_begin" in attach:
+            events += ["zs_read", "zs_write"]
+        else:
+            missing.append("zs_read/zs_write (no zs_map_object or zs_obj_read_begin symbol)")
         mod = ks.module_of("zs_malloc")
         where = f"module {mod}, " if mod else ""
         return ProbeReport(

@@ -89,6 +89,16 @@ class Plan:
     cgroup: str | None = None
 
 
+#: (attach role, entry function, return function) of the object-access probes
+_READ_ROLES = (
+    ("map", "zt_map_entry", ""),
+    ("unmap", "", "zt_access_return"),
+    ("read_begin", "zt_read_begin_entry", ""),
+    ("read_end", "", "zt_access_return"),
+    ("obj_write", "zt_obj_write_entry", "zt_access_return"),
+)
+
+
 def make_plan(
     feats: Features,
     probes: list[str],
@@ -145,6 +155,16 @@ def make_plan(
                 ("contention_end", ["void *", "int"])
             ):
                 flags.append("-DZT_RAW_TP")
+            # The tracepoint misses qspinlock's pending-bit waiter (probes/zs_capture.bpf.c,
+            # ZT_SPIN_SLOWPATH); where kprobes exist, also time every slowpath entry.
+            # x86 with CONFIG_PARAVIRT_SPINLOCKS (Debian) names it native_queued_spin_lock_slowpath.
+            slow = ks.variant("native_queued_spin_lock_slowpath") or ks.variant(
+                "queued_spin_lock_slowpath"
+            )
+            if feats.kprobes and slow:
+                flags.append("-DZT_SPIN_SLOWPATH")
+                plan.kprobes.append((slow, "zt_spin_slow_entry", "zt_spin_slow_return"))
+                plan.optional_kprobes.add(slow)
         elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":
             rng = ks.range("zs_malloc")
             if rng is None:
@@ -176,6 +196,15 @@ def make_plan(
                 if role in rep.attach:
                     plan.kprobes.append((rep.attach[role], entry, ret))
                     plan.optional_kprobes.add(rep.attach[role])
+            # Object access (reads and writes): map/unmap up to 6.15, obj_read/obj_write 6.16+.
+            reads = [(rep.attach[r], e, t) for r, e, t in _READ_ROLES if r in rep.attach]
+            if reads:
+                flags.append("-DZT_READS")
+                plan.kprobes += reads
+                plan.optional_kprobes.update(fn for fn, _, _ in reads)
+            # struct zspage's class bitfield follows huge:1 and fullness:FULLNESS_BITS, which
+            # grew from 2 to 4 bits in 6.4 (mm/zsmalloc.c).
+            flags.append(f"-DZT_ZSPAGE_CLASS_SHIFT={5 if feats.version >= (6, 4) else 3}")
             if pool and pool.startswith("0x"):
                 if not re.fullmatch(r"0x[0-9a-fA-F]+", pool):
                     raise ConfigError(f"`--pool` {pool!r} is not a hex address")
@@ -273,8 +302,12 @@ class Loaded:
         self.skipped: list[str] = []
         for fn, entry, ret in plan.kprobes:
             try:
-                self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
-                self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
+                # "" = no probe on that side (the read probes pair one function's entry
+                # with another's return: zs_map_object .. zs_unmap_object)
+                if entry:
+                    self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
+                if ret:
+                    self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
             except Exception as exc:
                 if fn in plan.optional_kprobes:
                     self.skipped.append(f"{fn} ({exc})")

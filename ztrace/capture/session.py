@@ -32,6 +32,10 @@ from ztrace.capture import summary as summary_mod
 from ztrace.capture.events import (
     EV_FREE,
     EV_LOCK,
+    EV_MALLOC,
+    EV_MALLOC_FAIL,
+    EV_MIGRATE,
+    EV_SPIN,
     EV_ZSWAP_INVAL,
     EV_ZSWAP_LOAD,
     EV_ZSWAP_STORE,
@@ -395,6 +399,8 @@ class Capture:
             self.columns = [*lock_cols, *self.columns]
         if "zswap" in opts.probes:
             self.columns = [*self.columns, "swap_entry", "outcome", "compressed_bytes"]
+        if self.plan.modes.get("zsmalloc") == "kprobe":
+            self.columns = ["class_idx", *self.columns]  # zs_migrate's class
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
@@ -725,18 +731,21 @@ class Capture:
         """Arrow columns straight from the record fields, typed exactly as the schema wants
         (so the writer needs no cast). Lock columns share one validity bitmap."""
         n = len(ev)
-        typ = np.ascontiguousarray(ev["type"])
+        # A zs_malloc that returned an error allocated nothing: its own event, so replays that
+        # count zs_malloc rows never replay it (issue 10).
+        typ = np.where((ev["type"] == EV_MALLOC) & (ev["ret"] != 0), EV_MALLOC_FAIL, ev["type"])
+        is_mig = typ == EV_MIGRATE
         cols: dict[str, pa.Array] = {
             "ts_ns": pa.array(np.ascontiguousarray(ev["ts_ns"])),
             "cpu": pa.array(np.ascontiguousarray(ev["cpu"])),
             "tid": pa.array(self._anon.ids(ev["tid"]) if self._anon else ev["tid"]),
             "event": _dict_column(typ.astype(np.int32) - 1, _EVENT_DICT),
             "pool": pa.array(np.ascontiguousarray(ev["pool"])),
-            "size_bytes": pa.array(np.ascontiguousarray(ev["size"])),
-            "handle": pa.array(np.where(typ == EV_LOCK, 0, ev["handle"])),
+            "size_bytes": pa.array(np.where(is_mig, 0, ev["size"]).astype(np.uint32)),
+            "handle": pa.array(np.where((typ == EV_LOCK) | (typ == EV_SPIN), 0, ev["handle"])),
             "duration_ns": pa.array(np.ascontiguousarray(ev["duration_ns"])),
         }
-        is_lock = typ == EV_LOCK
+        is_lock = (typ == EV_LOCK) | (typ == EV_SPIN)  # both carry lock columns
         if "lock_addr" in self.columns:
             nlock = int(np.count_nonzero(is_lock))
             valid = pa.py_buffer(np.packbits(is_lock, bitorder="little"))
@@ -773,6 +782,9 @@ class Capture:
             cols["lock_kind"] = pa.DictionaryArray.from_arrays(
                 idx, pa.array(self._lock_kinds, pa.string())
             )
+        if "class_idx" in self.columns:  # zt_migrate_entry puts the class in `size`
+            ok = is_mig & (ev["size"] < 0x1FF)
+            cols["class_idx"] = pa.array(ev["size"].astype(np.int16), mask=~ok)
         if "swap_entry" in self.columns:
             is_swap = (typ >= EV_ZSWAP_STORE) & (typ <= EV_ZSWAP_INVAL)
             cols["swap_entry"] = pa.array(ev["aux"], mask=~is_swap)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import click
 
@@ -106,3 +107,42 @@ def run_cmd(
             f"{res.scenario} on {res.release}: rc={res.rc}, boot {res.boot_s}s, "
             f"scenario {res.scenario_s}s, total {res.total_s}s -> {res.outdir}"
         )
+
+
+@command.command("matrix")
+@click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True)
+@click.option("--reps", type=int, default=5, show_default=True, help="Runs per cell and kernel.")
+@click.option(
+    "--cell",
+    "cells",
+    multiple=True,
+    help="Cell name or scenario prefix (default: all; see ztrace/vm/matrix.py CELLS).",
+)
+@click.option("--timeout", type=float, default=900.0, show_default=True)
+@click.option("--summary-only", is_flag=True, help="Only summarise the runs already in OUTDIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def matrix_cmd(
+    outdir: str,
+    reps: int,
+    cells: tuple[str, ...],
+    timeout: float,
+    summary_only: bool,
+    as_json: bool,
+) -> None:
+    """Run the scenario set on 6.1 and 6.12, interleaved ABAB, and summarise the contention."""
+    from ztrace.vm.matrix import cells_named, markdown_table, run_matrix, summarize_matrix
+
+    if reps < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--reps")
+    chosen = cells_named(list(cells))
+    if not summary_only:
+        run_matrix(
+            outdir,
+            chosen,
+            reps,
+            timeout=timeout,
+            on_run=lambda c, k, r, s: click.echo(f"{c.name} {k} r{r:02d}: {s}", err=True),
+        )
+    summary = summarize_matrix(outdir)
+    Path(outdir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    click.echo(json.dumps(summary, indent=1) if as_json else markdown_table(summary))

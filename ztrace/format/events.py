@@ -15,11 +15,28 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-AllocatorEvent = Literal["zs_malloc", "zs_free", "zs_compact", "zs_migrate", "checkpoint"]
-#: zsmalloc's read side (issue 10): zs_map_object() up to 6.14, zs_obj_read_begin() from
-#: 6.15. No BPF code yet (the read probes add ZT_EV_* codes when they land).
-ReadEvent = Literal["zs_map_object", "zs_obj_read_begin"]
-LockEvent = Literal["lock_contention"]
+AllocatorEvent = Literal[
+    "zs_malloc",
+    "zs_free",
+    "zs_compact",
+    "zs_migrate",
+    "checkpoint",
+    # a zs_malloc whose return value was an error (capture decodes it from ``ret``); counted
+    # as ``failed_malloc``, never replayed as an allocation
+    "zs_malloc_failed",
+    # an object write access: zs_map_object(ZS_MM_WO)..zs_unmap_object up to 6.15,
+    # zs_obj_write() from 6.16; replay models the write after every malloc itself
+    "zs_write",
+]
+#: zsmalloc's read side (issue 10). Capture writes ``zs_read`` (zs_map_object(RO/RW) ..
+#: zs_unmap_object up to 6.15, zs_obj_read_begin .. _end from 6.16); hand-built traces may
+#: name the kernel function instead. Replay treats all three alike.
+ReadEvent = Literal["zs_read", "zs_map_object", "zs_obj_read_begin"]
+#: ``lock_contention``: lock:contention_begin/end; ``spin_slowpath``: a kprobe on
+#: native_queued_spin_lock_slowpath, which also sees the pending-bit waiter that
+#: lock:contention_begin misses (6.1 kernel/locking/qspinlock.c: the tracepoint fires only
+#: after the ``queue:`` label)
+LockEvent = Literal["lock_contention", "spin_slowpath"]
 SwapEvent = Literal[
     "zswap_store",
     "zswap_load",
@@ -42,6 +59,10 @@ EV_ZSWAP_STORE: Final = 6
 EV_ZSWAP_LOAD: Final = 7
 EV_ZSWAP_WB: Final = 8
 EV_ZSWAP_INVAL: Final = 9
+EV_READ: Final = 10
+EV_WRITE: Final = 11
+EV_MALLOC_FAIL: Final = 12  # user space only: decoded from a zs_malloc record's ``ret``
+EV_SPIN: Final = 13
 
 #: BPF code -> trace-format event name (the names capture writes). Typed ``str`` values so
 #: callers can pass ``list(EVENT_NAMES.values())`` where a ``list[str]`` is wanted.
@@ -55,6 +76,10 @@ EVENT_NAMES: Final[dict[int, str]] = {
     EV_ZSWAP_LOAD: "zswap_load",
     EV_ZSWAP_WB: "zswap_writeback",
     EV_ZSWAP_INVAL: "zswap_invalidate",
+    EV_READ: "zs_read",
+    EV_WRITE: "zs_write",
+    EV_MALLOC_FAIL: "zs_malloc_failed",
+    EV_SPIN: "spin_slowpath",
 }
 #: trace-format event name -> BPF code
 EVENT_CODES: Final[dict[str, int]] = {name: code for code, name in EVENT_NAMES.items()}

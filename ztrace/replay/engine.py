@@ -31,6 +31,7 @@ import numpy as np
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import TraceMeta, iter_batches, read_meta
+from ztrace.format.events import READ_EVENTS
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.costs import CostModel
@@ -201,7 +202,7 @@ def replay(
     if has_ok:
         cols.append("ok")
     # reads from zswap's own events, unless zsmalloc's read functions were traced
-    zs_reads = sum(pre.counts.get(e, 0) for e in ("zs_map_object", "zs_obj_read_begin"))
+    zs_reads = sum(pre.counts.get(e, 0) for e in READ_EVENTS)
     swap_reads = zs_reads == 0 and "outcome" in names and pre.counts.get("zswap_load", 0) > 0
     if swap_reads:
         cols += ["outcome"] + (["swap_entry"] if "swap_entry" in names else [])
@@ -299,7 +300,7 @@ def replay(
         "ztrace.replica": f"jitter_ns={jitter_ns},resample_holds={resample_holds}",
         "ztrace.reads": "zswap_load hits and zswap_writeback (zs_map_object inside)"
         if swap_reads
-        else ("zs_map_object/zs_obj_read_begin" if zs_reads else "none traced"),
+        else ("/".join(e for e in READ_EVENTS if pre.counts.get(e)) if zs_reads else "none traced"),
         "ztrace.sizes": "traced"
         if ref_sizes is None
         else f"imputed: {n_imputed} zs_malloc sizes drawn (seeded) from the "

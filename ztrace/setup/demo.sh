@@ -47,6 +47,12 @@ print(f"host 6.18 under class: predicted {r['contended']} contended, {r['wait_ns
       f"{m['wait_ns_total']} ns wait")
 PY
 
+echo >&2
+echo "== ztrace demo: measured zsmalloc contention, the same zsstress load on 6.1 and 6.12" >&2
+for k in 6.1 6.12; do
+  "$vpy" -m ztrace.vm.contention "$samples/guest-$k-zsstress"
+done
+
 dir=$(cd "$out" && pwd)
 echo >&2
 echo "demo: results in $dir/results, $dir/results-lru and $dir/results-sweep (Parquet), summaries in $dir/summary*.json" >&2

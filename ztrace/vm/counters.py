@@ -231,14 +231,53 @@ def inventory() -> dict[str, Any]:
     }
 
 
+def pool_layout(btf_dump: str) -> dict[str, Any]:
+    """Members of ``struct zs_pool`` (byte offset, type name) from ``bpftool btf dump`` text.
+
+    The host uses the lock members' offsets to name a contended lock by its address: the pool
+    lock is ``pool + offsetof(struct zs_pool, lock)`` (6.1: a spinlock taken for everything;
+    6.9+: an rwlock for migration), anything else on a zsmalloc stack is a class or zspage lock.
+    """
+    types: dict[str, str] = {}
+    members: dict[str, tuple[int, str]] = {}
+    size = None
+    in_pool = False
+    for ln in btf_dump.splitlines():
+        m = re.match(r"\[(\d+)\] (\w+) '([^']*)'(?: size=(\d+))?", ln)
+        if m:
+            types[m[1]] = m[3]
+            in_pool = m[2] == "STRUCT" and m[3] == "zs_pool"
+            if in_pool:
+                size = int(m[4]) if m[4] else None
+            continue
+        if in_pool:
+            mm = re.match(r"\s+'(\w+)' type_id=(\d+) bits_offset=(\d+)", ln)
+            if mm:
+                members[mm[1]] = (int(mm[3]) // 8, mm[2])
+    if not members:
+        raise ValueError("no struct zs_pool in the BTF dump")
+    return {
+        "size": size,
+        "members": {k: {"offset": off, "type": types.get(t, t)} for k, (off, t) in members.items()},
+    }
+
+
 def main(argv: list[str]) -> int:
     out = Path(os.environ.get("ZTRACE_VM_OUT", "/mnt/out"))
+    if argv[:1] == ["--pool-layout"] and len(argv) == 2:
+        try:
+            data = pool_layout(Path(argv[1]).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"counters.py: {argv[1]}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(data, indent=1, sort_keys=True))
+        return 0
     if argv[:1] == ["--inventory"]:
         path, data = out / "inventory.json", inventory()
     elif len(argv) == 1 and re.fullmatch(r"[\w.-]+", argv[0]):
         path, data = out / "counters" / f"{argv[0]}.json", snapshot(argv[0])
     else:
-        print("usage: counters.py LABEL | --inventory", file=sys.stderr)
+        print("usage: counters.py LABEL | --inventory | --pool-layout BTF_DUMP", file=sys.stderr)
         return 2
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -95,7 +95,18 @@ def image_key() -> str:
 
 def scenarios() -> list[str]:
     """Names of the guest scenarios (``scenarios/NAME.sh``)."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem != "lib")
+    # lib.sh and cgexec.sh are helpers the scenarios source or exec, not scenarios
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.sh") if p.stem not in ("lib", "cgexec"))
+
+
+def _declares(scenario: str, what: str) -> bool:
+    path = SCENARIO_DIR / f"{scenario}.sh"
+    return path.is_file() and f"# ztrace-vm: {what}" in path.read_text()
+
+
+def needs_kmod(scenario: str) -> bool:
+    """Whether ``scenario`` loads zsstress.ko (its script says ``# ztrace-vm: needs-kmod``)."""
+    return _declares(scenario, "needs-kmod")
 
 
 def find_image() -> VmImage | None:
@@ -224,6 +235,17 @@ def run_scenario(
     if any(out.iterdir()):
         raise VmError(f"output directory {out} is not empty")
     out.chmod(0o777)  # the guest writes as root through 9p; keep it readable for the caller
+    if needs_kmod(scenario):
+        # Built on the host against this guest kernel's own headers (kmod.py says why).
+        from ztrace.vm.kmod import build_module
+
+        ko = build_module(image, kernel)
+        (out / "kmod").mkdir()
+        shutil.copy(ko, out / "kmod" / ko.name)
+    if _declares(scenario, "needs-wheels"):
+        from ztrace.vm.guestpip import stage
+
+        stage(image, out)
     console = out / "console.log"
     cmd = qemu_command(
         image,
@@ -269,6 +291,12 @@ def run_scenario(
         params=dict(params or {}),
     )
     (out / "vm.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    shutil.rmtree(out / "wheels", ignore_errors=True)  # install media, not a result
+    if rc == 0 and (out / "trace").is_dir():
+        # Measured zsmalloc contention (by stack and lock address) beside the trace.
+        from ztrace.vm.contention import write_sidecar
+
+        write_sidecar(out)
     if check and (qrc != 0 or rc != 0):
         if boot is None:
             raise VmError(

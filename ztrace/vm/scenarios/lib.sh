@@ -87,6 +87,21 @@ set_comp() {
 
 zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
 
+# zs_pool_layout: byte offsets of struct zs_pool's locks from this kernel's BTF, so the host can
+# tell the pool lock (6.1: pool->lock) and the migrate rwlock (6.9+: pool->lock is an rwlock,
+# older 6.x: pool->migrate_lock) from per-class locks by address (lock_addr - pool).
+zs_pool_layout() {
+  local btf=/sys/kernel/btf/zsmalloc
+  [ -f $btf ] || btf=/sys/kernel/btf/vmlinux
+  if [ "$btf" = /sys/kernel/btf/vmlinux ]; then
+    bpftool btf dump file $btf >/tmp/btf.txt 2>/dev/null
+  else
+    bpftool -B /sys/kernel/btf/vmlinux btf dump file $btf >/tmp/btf.txt 2>/dev/null
+  fi
+  python3 "$VM/counters.py" --pool-layout /tmp/btf.txt >"$O/zs_pool_layout.json" \
+    || log "zs_pool_layout: no struct zs_pool in $btf"
+}
+
 common_start() {
   : >"$O/phases.tsv"
   log "scenario $ZTRACE_VM_SCENARIO on $(uname -r), nproc=$(nproc)," \
@@ -94,6 +109,7 @@ common_start() {
   # Load zsmalloc (a module on 6.1, built in on 6.12) and zram first, so the inventory and
   # doctor see their symbols; scenarios' later `modprobe zram` calls are then no-ops.
   modprobe zsmalloc 2>/dev/null; modprobe zram num_devices=1 || log "modprobe zram failed"
+  zs_pool_layout  # lets the host name contended locks by address (ztrace/vm/contention.py)
   python3 "$VM/counters.py" --inventory || log "inventory failed"
   have_capture; log "ztrace capture available: $CAPTURE_AVAILABLE"
   doctor

@@ -1,0 +1,332 @@
+"""Measured zsmalloc lock contention of one guest run, attributed by stack and by lock address.
+
+A capture with the ``locks`` probe holds one ``lock_contention`` row per contended acquisition
+(``lock:contention_begin`` → ``contention_end``), with the lock address, the tracepoint flags and
+``lock_kind`` already attributed from the waiter's kernel stack (ztrace/capture/attribute.py:
+the first zsmalloc function on the stack and the lock type name the lock).
+
+This module adds the second witness, the address: the guest dumps ``struct zs_pool``'s layout
+from the kernel's BTF (``zs_pool_layout.json``), so an address equal to ``pool +
+offsetof(struct zs_pool, lock)`` for a pool seen in the trace (or the zsstress pool the module
+printed) *is* that pool's lock (6.1: the one pool spinlock; 6.9+: the migration rwlock).
+Other addresses on zsmalloc stacks are class locks (6.9+) or zspage locks. The summary goes to
+``<trace>.kernel/contention.json`` beside the run's trace, the sidecar the validation reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ztrace.format import read_trace
+
+ZS_KINDS = ("pool", "class", "zspage")
+
+
+def _pools_from_log(outdir: Path) -> set[int]:
+    log = outdir / "zsstress.log"
+    if not log.is_file():
+        return set()
+    return {int(m, 16) for m in re.findall(r"pool=([0-9a-f]+)", log.read_text())}
+
+
+def _read(trace: Path) -> tuple[pa.Table, int]:
+    tr = read_trace(trace, allow_empty=True)
+    return tr.table, tr.meta.lost_events
+
+
+def _pct(a: np.ndarray, q: float) -> int:
+    return int(np.percentile(a, q)) if a.size else 0
+
+
+def summarize(outdir: str | Path, trace_name: str = "trace") -> dict[str, Any]:
+    """Contention summary of the run in ``outdir`` (its ``trace/`` capture and guest files)."""
+    return summarize_trace(Path(outdir) / trace_name, Path(outdir))
+
+
+def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
+    """Contention summary of ``trace``; ``aux`` holds zs_pool_layout.json / zsstress.log
+    (the run directory, or a bundled sample's ``NAME.kernel/``)."""
+    trace, out = Path(trace), Path(aux)
+    t, lost = _read(trace)
+    layout: dict[str, Any] = {}
+    if (out / "zs_pool_layout.json").is_file():
+        try:
+            layout = json.loads((out / "zs_pool_layout.json").read_text())
+        except json.JSONDecodeError:
+            layout = {}
+    lock_offsets = {
+        m["offset"]: name
+        for name, m in layout.get("members", {}).items()
+        if "lock" in name or "lock" in str(m.get("type", ""))
+    }
+    pools = _pools_from_log(out)
+    res: dict[str, Any] = {
+        "trace": str(trace),
+        "events": t.num_rows,
+        "lost_events": lost,
+        "zs_pool_lock_offsets": {str(k): v for k, v in sorted(lock_offsets.items())},
+    }
+    if t.num_rows == 0 or "event" not in t.column_names:
+        res.update(zsmalloc={"contended": 0, "wait_ns_total": 0}, locks=[], by_kind={})
+        res["has_lock_rows"] = False
+        return res
+    ev = t.column("event").cast(pa.string())
+    zs_rows = pc.is_in(ev, pa.array(["zs_malloc", "zs_free"]))
+    if pc.any(zs_rows).as_py():
+        pools |= {int(p) for p in pc.unique(t.filter(zs_rows).column("pool")).to_pylist() if p}
+    vc = pc.value_counts(ev)
+    counts = {
+        str(e): int(n)
+        for e, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+    }
+    res["event_counts"] = counts
+    res["pools"] = [hex(p) for p in sorted(pools)]
+    res["has_lock_rows"] = "lock_kind" in t.column_names
+    frames = _stack_frames(trace)
+
+    def addr_name(a: int) -> str:
+        for p in pools:
+            off = a - p
+            if off in lock_offsets:
+                return f"pool.{lock_offsets[off]}"
+        return ""
+
+    tp = t.filter(pc.equal(ev, "lock_contention"))
+    slow = t.filter(pc.equal(ev, "spin_slowpath"))
+    res["tracepoint"] = _measure(tp, addr_name, frames)
+    res["has_spin_slowpath"] = counts.get("spin_slowpath", 0) > 0
+    if slow.num_rows or res["has_spin_slowpath"]:
+        # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
+        # mutex and rwsem rows of the tracepoint (those it does report in full).
+        flags = (
+            np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
+            if tp.num_rows
+            else np.zeros(0, np.uint32)
+        )
+        not_plain_spin = pa.array(flags != 1)
+        both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
+        res["all_contended"] = _measure(both, addr_name, frames)
+        primary, res["source"] = res["all_contended"], "spin_slowpath kprobe + lock tracepoint"
+    else:
+        primary, res["source"] = res["tracepoint"], "lock tracepoint (queued spinlock waiters only)"
+    res["zsmalloc"] = primary["zsmalloc"]
+    res["other"] = primary["other"]
+    res["by_kind"] = primary["by_kind"]
+    res["locks"] = primary["locks"]
+    res["distinct_zsmalloc_lock_addrs"] = len(primary["locks"])
+    return res
+
+
+_RW_INTERNAL = ("queued_read_lock_slowpath", "queued_write_lock_slowpath")
+#: Frames where an interrupt or softirq was entered: a lock taken above one of these (nearer the
+#: top of the stack) belongs to the interrupt, not to the zsmalloc function it interrupted.
+_IRQ_ENTRY = (
+    "asm_common_interrupt",
+    "common_interrupt",
+    "asm_sysvec_",
+    "sysvec_",
+    "__do_softirq",
+    "handle_softirqs",
+    "irq_exit_rcu",
+    "__irq_exit_rcu",
+    "do_softirq",
+)
+
+
+def _is_lock_primitive(name: str) -> bool:
+    return (
+        name.startswith(("_raw_", "__raw_", "do_raw_", "queued_", "native_queued_", "__pv_"))
+        or "lock_slowpath" in name
+    )
+
+
+def _zs_frame(name: str) -> bool:
+    return name.startswith(("zs_", "__zs_")) or name in _ZS_INTERNAL
+
+
+#: zsmalloc's own static functions that take its locks when not inlined (mm/zsmalloc.c)
+_ZS_INTERNAL = frozenset(
+    {
+        "obj_malloc",
+        "obj_free",
+        "migrate_read_lock",
+        "migrate_write_lock",
+        "find_get_zspage",
+        "async_free_zspage",
+        "free_zspage",
+        "__free_zspage",
+        "zs_page_migrate",
+    }
+)
+
+
+def _callee_lock(frames: list[str]) -> bool:
+    """True when the lock was taken by a function zsmalloc called (the page allocator's zone
+    lock under alloc_zspage, a wakeup's runqueue lock), not by zsmalloc itself: the first
+    frame above the lock primitives is not a zsmalloc function, yet one is further down."""
+    names = [f.split("+")[0] for f in frames]
+    takers = [n for n in names if not _is_lock_primitive(n)]
+    return bool(takers) and not _zs_frame(takers[0]) and any(_zs_frame(n) for n in takers)
+
+
+def _irq_before_zs(frames: list[str]) -> bool:
+    """True when the waiter is an interrupt that landed inside a zsmalloc function."""
+    for f in frames:
+        name = f.split("+")[0]
+        if name.startswith(_IRQ_ENTRY):
+            return True
+        if name.startswith("zs_") or name.startswith("__zs_") or name in ("obj_malloc", "obj_free"):
+            return False
+    return False
+
+
+def _stack_frames(trace: Path) -> dict[int, list[str]]:
+    path = trace / "stacks.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _measure(
+    lk: pa.Table, addr_name: Callable[[int], str], frames: dict[int, list[str]]
+) -> dict[str, Any]:
+    """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other."""
+    n = lk.num_rows
+    addr = (
+        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
+        if n
+        else np.zeros(0, np.uint64)
+    )
+    wait = (
+        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
+        if n
+        else np.zeros(0, np.uint64)
+    )
+    kind = (
+        np.asarray(
+            lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
+        )
+        if n
+        else np.zeros(0, object)
+    )
+    sid = (
+        np.asarray(lk.column("stack_id").fill_null(-1), dtype=np.int64)
+        if n
+        else np.zeros(0, np.int64)
+    )
+    # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
+    # (reported by the tracepoint as rwlock:R/W), not a second lock.
+    flags = (
+        np.asarray(lk.column("lock_flags").fill_null(0), dtype=np.uint32)
+        if n
+        else np.zeros(0, np.uint32)
+    )
+    internal = (flags == 1) & np.array(
+        [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
+        dtype=bool,
+    )
+    names = np.array([addr_name(int(a)) for a in addr], dtype=object)
+    # The stack attribution takes the first zsmalloc frame; an interrupt taken inside, say,
+    # zs_unmap_object that then waits on a driver lock has that frame too, below the irq entry.
+    in_irq = np.array([_irq_before_zs(frames.get(int(i), [])) for i in sid], dtype=bool)
+    callee = np.array([_callee_lock(frames.get(int(i), [])) for i in sid], dtype=bool) & ~in_irq
+    is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal & ~in_irq & ~callee
+    # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
+    by_addr_only = (~is_zs) & (names != "") & ~internal
+    zs = is_zs | by_addr_only
+    kind = np.where(by_addr_only, "pool", kind)  # pool.* members are the pool's locks
+    w = wait[zs]
+    out: dict[str, Any] = {
+        "rows": int(n),
+        "rwlock_internal_excluded": int(internal.sum()),
+        "irq_inside_zsmalloc_excluded": int((in_irq & (kind != "other")).sum()),
+        "callee_lock_excluded": int((callee & (kind != "other")).sum()),
+        "zsmalloc": {
+            "contended": int(zs.sum()),
+            "wait_ns_total": int(w.sum()),
+            "wait_ns_p50": _pct(w, 50),
+            "wait_ns_p99": _pct(w, 99),
+            "wait_ns_max": int(w.max()) if w.size else 0,
+            "attributed_by_stack": int(is_zs.sum()),
+            "attributed_by_address_only": int(by_addr_only.sum()),
+            "stack_and_address_agree": int((is_zs & (names != "")).sum()),
+        },
+        "other": {
+            "contended": int((~zs & ~internal).sum()),
+            "wait_ns_total": int(wait[~zs & ~internal].sum()),
+        },
+        "by_kind": {
+            k: {
+                "contended": int((kind[zs] == k).sum()),
+                "wait_ns_total": int(wait[zs][kind[zs] == k].sum()),
+            }
+            for k in ZS_KINDS
+        },
+    }
+    locks: dict[int, dict[str, Any]] = {}
+    for a, k, nm, wt, z in zip(addr, kind, names, wait, zs, strict=True):
+        if not z:
+            continue
+        d = locks.setdefault(
+            int(a),
+            {
+                "addr": hex(int(a)),
+                "name": nm or f"{k} lock",
+                "kind": k,
+                "contended": 0,
+                "wait_ns_total": 0,
+            },
+        )
+        d["contended"] += 1
+        d["wait_ns_total"] += int(wt)
+    out["locks"] = sorted(locks.values(), key=lambda d: -d["contended"])
+    return out
+
+
+def write_sidecar(outdir: str | Path, trace_name: str = "trace") -> Path | None:
+    """Write ``<trace>.kernel/contention.json`` for a run whose capture exists; its path."""
+    out = Path(outdir)
+    if not (out / trace_name).is_dir():
+        return None
+    side = out / f"{trace_name}.kernel"
+    side.mkdir(exist_ok=True)
+    path = side / "contention.json"
+    path.write_text(json.dumps(summarize(out, trace_name), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def one_line(side: dict[str, Any], label: str) -> str:
+    """``make demo``'s line for one measured run."""
+    z, tp = side["zsmalloc"], side.get("tracepoint", {}).get("zsmalloc", {})
+    locks = ", ".join(f"{lk['name']} {lk['contended']}" for lk in side["locks"][:3]) or "-"
+    return (
+        f"{label}: {z['contended']} contended, {z['wait_ns_total'] / 1e6:.1f} ms total wait "
+        f"(p50 {z.get('wait_ns_p50', 0) / 1e3:.1f} us, p99 {z.get('wait_ns_p99', 0) / 1e3:.1f} us)"
+        f" on {locks}; lock:contention_begin alone saw {tp.get('contended', 0)}"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        side_path = Path(arg + ".kernel") / "contention.json"
+        if not side_path.is_file():
+            side_path = Path(arg) / "trace.kernel" / "contention.json"
+        try:
+            data = json.loads(side_path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"ztrace: error: {side_path}: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print(one_line(data, f"{data.get('kernel_release') or Path(arg).name}"))

@@ -1,0 +1,172 @@
+"""The issue-10 scenario set: every workload at two or more concurrency levels, on both guests.
+
+``run_matrix`` boots one guest at a time (TCG guests share the host's cores with everything
+else) and interleaves the kernels ABAB within each repetition, alternating which kernel goes
+first, so slow stretches of host load hit 6.1 and 6.12 alike. Each run lands in
+``OUT/<cell>/<kernel>/rNN/`` with its trace, counters and the measured-contention sidecar
+(``trace.kernel/contention.json``, see contention.py); a run directory that already has its
+sidecar is kept, so an interrupted matrix resumes where it stopped. ``summarize_matrix`` reduces
+the sidecars to median and spread per cell and kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ztrace.vm.run import KERNELS, VmError, run_scenario
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One scenario at one concurrency level."""
+
+    name: str
+    scenario: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+#: At least four workloads, each at two or more concurrency levels (issue 10).
+CELLS: tuple[Cell, ...] = (
+    Cell("zsstress-none", "zsstress", {"level": "none", "ops": "10000"}),
+    Cell("zsstress-light", "zsstress", {"level": "light", "ops": "10000"}),
+    Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
+    # heavy, but sizes spread over ~100 classes: one pool lock (6.1) vs many class locks (6.12)
+    Cell("zsstress-spread", "zsstress", {"level": "heavy", "ops": "10000", "size_fixed": "0"}),
+    Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32"}),
+    Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8"}),
+    Cell("zram-rw-j1", "zram-rw", {"jobs": "1", "mb_per_job": "32", "runtime": "8"}),
+    Cell("zram-rw-j4", "zram-rw", {"jobs": "4", "mb_per_job": "8", "runtime": "8"}),
+    Cell("zswap-j1", "zswap", {"jobs": "1", "mb": "96"}),
+    Cell("zswap-j4", "zswap", {"jobs": "4", "mb": "96"}),
+)
+
+
+def cells_named(names: Sequence[str] | None) -> list[Cell]:
+    """The cells named, or all cells of a scenario named (``zram`` = zram-j1, zram-j4)."""
+    if not names:
+        return list(CELLS)
+    out = [c for c in CELLS if any(n in (c.name, c.scenario) for n in names)]
+    unknown = [n for n in names if not any(n in (c.name, c.scenario) for c in CELLS)]
+    if unknown:
+        raise VmError(
+            f"unknown matrix cell {unknown[0]!r}; choose from {', '.join(c.name for c in CELLS)}"
+        )
+    return out
+
+
+def run_dir(root: Path, cell: Cell, kernel: str, rep: int) -> Path:
+    return root / cell.name / kernel / f"r{rep:02d}"
+
+
+def plan(cells: Sequence[Cell], reps: int) -> list[tuple[Cell, str, int]]:
+    """Run order: repetition by repetition, each cell's two kernels back to back, ABAB."""
+    order: list[tuple[Cell, str, int]] = []
+    flip = False
+    for rep in range(reps):
+        for cell in cells:
+            ks = list(KERNELS) if not flip else list(reversed(KERNELS))
+            order += [(cell, k, rep) for k in ks]
+            flip = not flip
+    return order
+
+
+def run_matrix(
+    root: str | Path,
+    cells: Sequence[Cell],
+    reps: int,
+    *,
+    timeout: float = 900.0,
+    on_run: Callable[[Cell, str, int, str], None] | None = None,
+) -> list[Path]:
+    """Run (or resume) the matrix under ``root``; returns the run directories done."""
+    base = Path(root)
+    done: list[Path] = []
+    for cell, kernel, rep in plan(cells, reps):
+        d = run_dir(base, cell, kernel, rep)
+        if (d / "trace.kernel" / "contention.json").is_file():
+            done.append(d)
+            continue
+        if d.exists():
+            shutil.rmtree(d)  # a half-finished run: start it over
+        try:
+            run_scenario(kernel, cell.scenario, d, params=dict(cell.params), timeout=timeout)
+            status = "ok"
+            done.append(d)
+        except VmError as exc:
+            status = f"failed: {exc}"
+        if on_run:
+            on_run(cell, kernel, rep, status)
+    return done
+
+
+def _stats(xs: list[float]) -> dict[str, Any]:
+    if not xs:
+        return {"n": 0}
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs),
+        "min": min(xs),
+        "max": max(xs),
+        "values": xs,
+    }
+
+
+def summarize_matrix(root: str | Path) -> dict[str, Any]:
+    """Per cell and kernel: measured zsmalloc contention over the runs (median, min, max)."""
+    base = Path(root)
+    out: dict[str, Any] = {}
+    for side in sorted(base.glob("*/*/r*/trace.kernel/contention.json")):
+        run = side.parent.parent
+        kernel, cell = run.parent.name, run.parent.parent.name
+        c = json.loads(side.read_text())
+        vm = json.loads((run / "vm.json").read_text()) if (run / "vm.json").is_file() else {}
+        d = out.setdefault(cell, {}).setdefault(kernel, {"runs": []})
+        counts = c.get("event_counts", {})
+        d["runs"].append(
+            {
+                "run": run.name,
+                "release": vm.get("release"),
+                "contended": c["zsmalloc"]["contended"],
+                "wait_ns_total": c["zsmalloc"]["wait_ns_total"],
+                "by_kind": {k: v["contended"] for k, v in c.get("by_kind", {}).items()},
+                "other_contended": c.get("other", {}).get("contended", 0),
+                "zs_ops": sum(
+                    counts.get(e, 0) for e in ("zs_malloc", "zs_free", "zs_read", "zs_write")
+                ),
+                "lost_events": c.get("lost_events", 0),
+                "total_s": vm.get("total_s"),
+            }
+        )
+    for cell in out.values():
+        for d in cell.values():
+            runs = d["runs"]
+            d["contended"] = _stats([r["contended"] for r in runs])
+            d["wait_ns_total"] = _stats([r["wait_ns_total"] for r in runs])
+    return out
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """docs/validation.md rows: cell, kernel, runs, contended and total wait (median [min-max])."""
+    rows = [
+        "| cell | kernel | runs | zsmalloc contended, median [min–max] "
+        "| total wait ms, median [min–max] | zs ops/run (median) | lost events |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for cell in sorted(summary):
+        for kernel in sorted(summary[cell], key=lambda k: tuple(map(int, k.split(".")))):
+            d = summary[cell][kernel]
+            c, w = d["contended"], d["wait_ns_total"]
+            ops = statistics.median([r["zs_ops"] for r in d["runs"]])
+            lost = sum(r["lost_events"] for r in d["runs"])
+            rows.append(
+                f"| {cell} | {kernel} | {c['n']} | {c['median']:g} [{c['min']:g}–{c['max']:g}] "
+                f"| {w['median'] / 1e6:.2f} [{w['min'] / 1e6:.2f}–{w['max'] / 1e6:.2f}] "
+                f"| {ops:g} | {lost} |"
+            )
+    return "\n".join(rows)
