@@ -17,6 +17,13 @@ def output_file_option(help: str) -> Callable[[Callable[..., Any]], Callable[...
     )
 
 
+#: ``--force`` for commands that write a directory: check_dir_target(out, force=force) then
+#: replaces an existing non-empty -o directory whole instead of refusing it.
+force_option = click.option(
+    "--force", is_flag=True, help="Replace an existing non-empty -o directory whole."
+)
+
+
 def unique_designs(option: str, names: list[str]) -> list[str]:
     """Refuse a design (or limit) named twice, under any alias, as --locks does."""
     seen: set[str] = set()

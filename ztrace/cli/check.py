@@ -10,6 +10,7 @@ import json
 
 import click
 
+from ztrace.cli._options import force_option
 from ztrace.errors import ConfigError
 
 
@@ -59,7 +60,7 @@ def command() -> None:
     metavar="TRACE_DIR",
     help="Write the oracle trace (format v1, source=oracle) here.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
+@force_option
 @click.option(
     "--order",
     type=click.Choice(["kernel", "alloc-first", "free-first"]),

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ztrace.cli._options import unique_designs
+from ztrace.cli._options import force_option, unique_designs
 from ztrace.errors import ConfigError
 from ztrace.format.safeio import check_dir_target
 from ztrace.format.trace import MAX_TS_NS
@@ -73,7 +73,7 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
     type=click.Path(path_type=str),
     help="For a trace without zs_malloc sizes: draw them from this capture's (labelled).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
+@force_option
 @quiet_option
 def command(
     trace: str,

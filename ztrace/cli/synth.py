@@ -7,6 +7,7 @@ import json
 import click
 from click.core import ParameterSource
 
+from ztrace.cli._options import force_option
 from ztrace.errors import ConfigError
 from ztrace.format import write_trace
 from ztrace.format.safeio import check_dir_target
@@ -59,7 +60,7 @@ MAX_SYNTH_SCALE = 1000.0
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
+@force_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.pass_context
 def command(
