@@ -169,7 +169,7 @@ def guest_flag(results: Results) -> str | None:
     """A warning when measured or fitted hold times come from a VM guest capture, else None.
 
     The VM harness's captures carry ``ztrace.extra.host=ztrace-guest``; qemu runs them under
-    TCG (binary translation, 10-100x slower than the host) unless ZTRACE_VM_ACCEL=kvm, and a
+    TCG (binary translation, far slower than hardware) unless ZTRACE_VM_ACCEL=kvm, and a
     measured ``duration_ns`` also holds the probes' own cost (docs/validation.md). The trace
     is read through ``ztrace.format`` (metadata only) when its path still exists."""
     prov = results.summary.get("cost_provenance")
@@ -195,8 +195,8 @@ def guest_flag(results: Results) -> str | None:
     return (
         f"TCG GUEST COSTS: hold times of {', '.join(from_trace)} were measured or fitted in a "
         f"VM guest (trace host {host!r}; the VM harness runs qemu TCG unless "
-        "ZTRACE_VM_ACCEL=kvm): emulation is 10-100x slower than hardware and the durations "
-        "include the probes' own cost, so predicted waits are inflated"
+        "ZTRACE_VM_ACCEL=kvm): every guest instruction is emulated, far slower than hardware, "
+        "and the durations include the probes' own cost, so predicted waits are inflated"
     )
 
 
