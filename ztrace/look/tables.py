@@ -112,32 +112,41 @@ def _print_design_summary(results: Results, locks: list[dict[str, Any]], con: Co
     from ztrace.look import verdict
 
     est = verdict.estimates(results)
-    cols = ["design"]
-    for m in (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS):
-        cols.append(verdict.METRIC_LABEL[m])
-        if verdict.has_intervals(est):
-            cols.append("[min, max]")
-    cols += ["rate", "acquired", "peak pages"]
-    t = _table("lock designs (replayed): what users feel first", cols, left=("design",))
+    ivl = verdict.has_intervals(est)
+
+    def cells(design: str, m: str) -> list[str]:
+        e = est.get(design, {}).get(m)
+        fmt = (lambda x: str(int(x))) if m == "contended" else human_ns
+        if e is None:
+            return ["-", ""] if ivl else ["-"]
+        return [fmt(e.value), f"[{fmt(e.lo)}, {fmt(e.hi)}]"] if ivl else [fmt(e.value)]
+
+    def header(m: str) -> tuple[str, ...]:
+        return (verdict.METRIC_LABEL[m], "interval") if ivl else (verdict.METRIC_LABEL[m],)
+
+    t = _table(
+        "lock designs (replayed): what users feel",
+        ("design", *(h for m in verdict.LEAD_METRICS for h in header(m))),
+        left=("design",),
+    )
     for r in locks:
-        cells = [r["lock_design"]]
-        for m in (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS):
-            e = est.get(r["lock_design"], {}).get(m)
-            fmt = str if m == "contended" else human_ns
-            cells.append("-" if e is None else fmt(int(e.value) if m == "contended" else e.value))
-            if verdict.has_intervals(est):
-                cells.append(
-                    ""
-                    if e is None
-                    else f"[{fmt(int(e.lo) if m == 'contended' else e.lo)}, "
-                    f"{fmt(int(e.hi) if m == 'contended' else e.hi)}]"
-                )
-        cells += [
+        t.add_row(
+            r["lock_design"], *(c for m in verdict.LEAD_METRICS for c in cells(r["lock_design"], m))
+        )
+    con.print(t)
+    t = _table(
+        "lock designs (replayed): contention, second",
+        ("design", *header("contended"), "rate", "acquired", "peak pages"),
+        left=("design",),
+    )
+    for r in locks:
+        t.add_row(
+            r["lock_design"],
+            *cells(r["lock_design"], "contended"),
             f"{100 * r['contention_rate']:.2f}%",
             str(r["acquisitions"]),
             str(r["pages_used_peak"]),
-        ]
-        t.add_row(*cells)
+        )
     con.print(t)
     if len(est) > 1:
         for m in (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS):
