@@ -803,7 +803,11 @@ def designs_html(results: Results) -> str:
     )
     if len(est) > 1:
         lines = [verdict_line(est, m) for m in metrics]
-        same = [pair_text(c) for c in comparison(est) if c["verdict"] == NO_DIFFERENCE]
+        same = [
+            f"{METRIC_LABEL[c['metric']]}: {pair_text(c)}"
+            for c in comparison(est)
+            if c["verdict"] == NO_DIFFERENCE
+        ]
         parts.append(
             '<p class="verdict">'
             + "<br>".join(html.escape(x) for x in (*lines, *same) if x)
