@@ -132,8 +132,11 @@ def test_terminal_report_exact(tmp_path: Path, cli) -> None:
         ["200", "9.00", "s", "2.00", "m", "45.00", "ms", "spinlock", "pool"],
     ]
     assert "class[9]" not in r.stdout
+    # designs: what users feel first (total wait, wait per op, p99 wait), then contention
+    feel = next(ln for ln in lines if ln.split()[:1] == ["pool"] and "%" not in ln)
+    assert feel.split() == ["pool", "9.00", "s", "-", "90.00", "ms"]  # no ops column here
     summary = next(ln for ln in lines if ln.split()[:1] == ["pool"] and "%" in ln)
-    assert summary.split()[:5] == ["pool", "1,000", "200", "20.00", "%"]
+    assert summary.split()[:5] == ["pool", "200", "20.00", "%", "1,000"]
     assert "LRU designs" in r.stdout and "30.00 %" in r.stdout
     # harm leads: disk faults, avoidable, gap to optimal and fault latency come before the
     # inversion columns, and the latencies used are stated
@@ -149,7 +152,10 @@ def test_sort_key_and_entries(tmp_path: Path, cli) -> None:
     d = make_results(tmp_path / "r")
     r = cli("report", str(d), "-k", "contended", "-E", "1", "--csv")
     assert r.returncode == 0, r.stderr
-    body = [ln for ln in r.stdout.splitlines() if not ln.startswith("#")]
+    lines = r.stdout.splitlines()
+    # perf's lock rows; the per-design block follows under its own `# output:` header
+    body = [ln for ln in lines[: lines.index(next(ln for ln in lines[1:] if ln[0] == "#"))]]
+    body = [ln for ln in body if not ln.startswith("#")]
     assert body == [
         "10, 185610, 30000, 18561, spinlock, class[37], class",
         "200, 9000000000, 120000000000, 45000000, spinlock, pool, pool",
@@ -164,7 +170,10 @@ def test_csv_is_perf_shaped(tmp_path: Path, cli) -> None:
     assert lines[0] == ("# output: contended, total wait, max wait, avg wait, type, lock, design")
     assert lines[1] == "3, 600000, 79360, 200000, spinlock, class[3], class"
     assert lines[-1] == "# debug: total=unknown, lost=unknown"
-    for ln in lines[1:-1]:
+    # perf's rows end where the per-design block (issue 10: intervals) starts
+    end = next(i for i, ln in enumerate(lines) if i and ln.startswith("# output: design"))
+    assert lines[end + 1].startswith("class, 785610, ")
+    for ln in lines[1:end]:
         fields = ln.split(", ")
         assert len(fields) == 7
         assert all(f.isdigit() for f in fields[:4])  # raw integer ns, no units
@@ -179,7 +188,18 @@ def test_json_keys_and_raw_ns(tmp_path: Path, cli) -> None:
     r = cli("report", str(d), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"results", "locks_summary", "locks", "absent", "trust"}
+    assert set(doc) == {
+        "results",
+        "locks_summary",
+        "locks",
+        "absent",
+        "trust",
+        # issue 10: per design the lead metrics with intervals, and the verdicts
+        "designs",
+        "comparison",
+        "intervals",
+        "interval_note",
+    }
     assert doc["absent"] == ["lru_summary", "sweep"]
     assert set(doc["locks"][0]) == {
         "lock_design",

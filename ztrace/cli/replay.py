@@ -14,6 +14,9 @@ from ztrace.format.safeio import check_dir_target
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.progress import quiet_option
 
+#: Default ``--replicas``: see docs/replay-model.md "Intervals" for the measured cost.
+DEFAULT_REPLICAS = 0
+
 
 def _parse_bin_ms(bin_ms: float | None) -> int | None:
     if bin_ms is None:
@@ -73,6 +76,15 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
     type=click.Path(path_type=str),
     help="For a trace without zs_malloc sizes: draw them from this capture's (labelled).",
 )
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=0, max=64),
+    default=DEFAULT_REPLICAS,
+    show_default=True,
+    help="Perturbed replays besides the plain one (arrival jitter + hold-time redraws): each "
+    "design's total wait, wait per op, p99 wait and contended get a [min, max] interval over "
+    "all of them (locks_interval.parquet). 0: no intervals. Costs N more replays.",
+)
 @force_option
 @quiet_option
 def command(
@@ -87,6 +99,7 @@ def command(
     lru: str | None,
     pool_limit: str | None,
     sizes_from: str | None,
+    replicas: int,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -110,17 +123,28 @@ def command(
     from ztrace.replay.engine import replay, write_results
 
     result = None
-    if locks:
-        result = replay(
-            trace,
-            locks=locks,
-            seed=seed,
-            cpus=cpus,
-            speedup=speedup,
-            bin_ns=bin_ns,
-            progress=not quiet,
-            sizes_from=sizes_from,
-        )
+    intervals = None
+    interval_tables: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(
+        locks=locks,
+        seed=seed,
+        cpus=cpus,
+        speedup=speedup,
+        bin_ns=bin_ns,
+        progress=not quiet,
+        sizes_from=sizes_from,
+    )
+    if locks and replicas:
+        from ztrace.replay.interval import interval_table, replay_interval
+
+        # replica 0 is exactly the plain replay (same seed, no jitter, measured holds), so
+        # its tables are the ones written; the others only widen the intervals
+        ivl = replay_interval(trace, runs=1 + replicas, **kw)
+        result = ivl.first
+        intervals = ivl.to_json()
+        interval_tables = {"locks_interval": interval_table(ivl)}
+    elif locks:
+        result = replay(trace, **kw)
     lru_tables: dict[str, Any] = {}
     if lru:
         from ztrace.replay.lru import run_lru
@@ -130,7 +154,14 @@ def command(
     lru_rows = lru_tables["lru_summary"].to_pylist() if lru_tables else None
     if out:
         if result is not None:
-            write_results(result, out, extra_tables=lru_tables, force=force, inputs=(trace,))
+            write_results(
+                result,
+                out,
+                extra_tables={**interval_tables, **lru_tables},
+                force=force,
+                inputs=(trace,),
+                extra_summary={"intervals": intervals} if intervals else None,
+            )
         else:
             from ztrace.format import write_results_dir
 
@@ -153,13 +184,15 @@ def command(
         doc["locks"] = result.summary
         doc["counters"] = result.counters
         doc["cost_model"] = json.loads(result.cost_model.to_json())
+        if intervals:
+            doc["intervals"] = intervals
     if lru_rows is not None:
         doc["lru"] = lru_rows
     if as_json:
         click.echo(render_json(doc))
     elif not quiet or out is None:
         if result is not None:
-            tables = {**result.tables, **lru_tables}
+            tables = {**result.tables, **interval_tables, **lru_tables}
             render_replay(results_from_tables(tables, meta=dict(result.meta), summary=doc))
         elif lru_rows:
             click.echo(json.dumps(lru_rows, indent=1), err=True)

@@ -111,6 +111,17 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "obj_used": _U64,
         "pages_used": _U64,
     },
+    # issue 10: intervals over replicas (``ztrace replay --replicas N``); one row per
+    # design x metric (wait_ns_total, wait_ns_per_op, wait_ns_p99, contended, acquisitions)
+    "locks_interval": {
+        "lock_design": _STR,
+        "metric": _STR,
+        "value": _F64,
+        "lo": _F64,
+        "hi": _F64,
+        "runs": pa.uint32(),
+        "jitter_ns": _U64,
+    },
     "lru_summary": _LRU_COLS,
     "lru_timeline": {
         "lru_design": _STR,

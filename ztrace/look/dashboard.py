@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ MAX_CLASS_BINS = 80
 #: ``<id>`` so its marks are ``<id>_marks`` in the Vega scenegraph.
 CHARTS: dict[str, str] = {
     "timeline": "contention timeline (brush to select an interval)",
-    "compare": "lock-design comparison: contention rate in the selected interval",
+    "compare": "lock-design comparison: total wait in the selected interval",
     "wait_cdf": "wait distribution (CDF of contended waits)",
     "memory": "memory: pages used over time per design",
     "heatmap": "size-class occupancy over time (`class` design's pool)",
@@ -303,20 +304,27 @@ def build_sections(d: DashData) -> list[Section]:
                 contended="sum(contended)",
                 acquisitions="sum(acquisitions)",
                 wait_ns_total="sum(wait_ns_total)",
+                ops="sum(ops)",
                 groupby=["lock_design"],
             )
             .transform_calculate(
+                # what users feel first (issue 10 item 5): total wait and wait per op;
+                # the contention rate stays in the tooltip, second
+                wait_ms="datum.wait_ns_total / 1e6",
+                wait_per_op_us="datum.wait_ns_total / max(1, datum.ops) / 1000",
                 rate_pct="100 * datum.contended / max(1, datum.acquisitions)",
                 avg_wait_us="datum.wait_ns_total / max(1, datum.contended) / 1000",
             )
             .mark_bar()
             .encode(
                 y=alt.Y("lock_design:N", title=None),
-                x=alt.X("rate_pct:Q", title="contended acquisitions (%)"),
+                x=alt.X("wait_ms:Q", title="total wait (ms)"),
                 color=alt.Color("lock_design:N", legend=None),
                 opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.2)),
                 tooltip=[
                     alt.Tooltip("lock_design:N", title="design"),
+                    alt.Tooltip("wait_ms:Q", title="total wait (ms)", format=",.3f"),
+                    alt.Tooltip("wait_per_op_us:Q", title="wait per op (us)", format=".3f"),
                     alt.Tooltip("contended:Q", format=","),
                     alt.Tooltip("acquisitions:Q", format=","),
                     alt.Tooltip("rate_pct:Q", title="rate %", format=".3f"),
@@ -561,6 +569,11 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;co
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 4px}
 .meta{color:#555;margin:0 0 8px} .hint{color:#555;margin:2px 0 10px;font-size:13px}
 .absent li{color:#666} footer{margin-top:28px;color:#555;font-size:13px}
+table.designs{border-collapse:collapse;font-variant-numeric:tabular-nums}
+table.designs th,table.designs td{padding:2px 10px;text-align:right;border-bottom:1px solid #ddd}
+table.designs th:first-child,table.designs td:first-child{text-align:left}
+.ivl{color:#666;font-size:12px} .second{color:#666} .verdict{margin:6px 0}
+.flag{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px;margin:8px 0}
 code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 """
 
@@ -637,6 +650,7 @@ def render_html(d: DashData, sections: list[Section], *, title: str = "ztrace da
         "\n</script></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(info.get("source_line", ""))}</p>',
+        info.get("designs_html", ""),
     ]
     for s in sections:
         parts.append(
@@ -700,6 +714,7 @@ def build_dashboard(
     d = prepare(results, max_bins=max_bins, max_class_bins=max_class_bins)
     d.info["source_line"] = _source_line(results, d)
     d.info["trust_line"] = _trust_line(results)
+    d.info["designs_html"] = designs_html(results)
     sections = build_sections(d)
     page = render_html(d, sections, title=title or "ztrace dashboard")
     out = Path(out)
@@ -736,3 +751,68 @@ def _trust_line(results: Results) -> str:
     if t.events is None:
         return "events: unknown (trace not found); lost events: unknown"
     return f"events: {t.events:,} · lost events: {t.lost_events or 0:,} (from {t.source})"
+
+
+def designs_html(results: Results) -> str:
+    """The whole-run design comparison above the charts: total wait, wait per op and p99
+    wait with their intervals first, contended second, then the verdicts (ranked only where
+    intervals do not overlap) and the TCG-guest flag (issue 10 items 4-5)."""
+    from ztrace.look.report import human_ns
+    from ztrace.look.verdict import (
+        LEAD_METRICS,
+        METRIC_LABEL,
+        NO_DIFFERENCE,
+        SECOND_METRICS,
+        comparison,
+        estimates,
+        guest_flag,
+        interval_note,
+        pair_text,
+        verdict_line,
+    )
+
+    parts: list[str] = []
+    flag = guest_flag(results)
+    if flag:
+        parts.append(f'<p class="flag" id="cost-flag">{html.escape(flag)}</p>')
+    est = estimates(results)
+    if not est or results.summary.get("summarised_trace"):
+        return "".join(parts)  # observed contention (no replay): nothing to compare
+    metrics = (*LEAD_METRICS, *SECOND_METRICS)
+
+    def cell(m: str, d: str) -> str:
+        e = est[d].get(m)
+        if e is None:
+            return "<td>-</td>"
+        fmt: Callable[[float], str] = human_ns if m != "contended" else "{:,.0f}".format
+        ivl = f' <span class="ivl">[{fmt(e.lo)}, {fmt(e.hi)}]</span>' if e.runs > 1 else ""
+        cls = second if m in SECOND_METRICS else ""
+        return f"<td{cls}>{html.escape(fmt(e.value))}{ivl}</td>"
+
+    second = ' class="second"'
+    head = "".join(
+        f"<th{second if m in SECOND_METRICS else ''}>{METRIC_LABEL[m]}</th>" for m in metrics
+    )
+    order = sorted(est, key=lambda d: est[d]["wait_ns_total"].value)
+    body = "".join(
+        f"<tr><td>{html.escape(d)}</td>{''.join(cell(m, d) for m in metrics)}</tr>" for d in order
+    )
+    parts.append(
+        '<section id="designs"><h2>Lock designs: what users feel</h2>'
+        f'<table class="designs"><tr><th>design</th>{head}</tr>{body}</table>'
+    )
+    if len(est) > 1:
+        lines = [verdict_line(est, m) for m in metrics]
+        same = [
+            f"{METRIC_LABEL[c['metric']]}: {pair_text(c)}"
+            for c in comparison(est)
+            if c["verdict"] == NO_DIFFERENCE
+        ]
+        parts.append(
+            '<p class="verdict">'
+            + "<br>".join(html.escape(x) for x in (*lines, *same) if x)
+            + "</p>"
+        )
+    parts.append(f'<p class="hint">{html.escape(interval_note(est))}</p>')
+    parts.append("</section>")
+    return "".join(parts)

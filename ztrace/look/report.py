@@ -19,6 +19,7 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import Results
+from ztrace.look import verdict
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -190,6 +191,19 @@ def build_report(
     prov = results.summary.get("cost_provenance")
     if isinstance(prov, dict) and prov:  # results written since issue 10
         out["cost_provenance"] = prov
+    est = verdict.estimates(results)
+    if est:
+        # issue 10 items 4-5: what users feel first, each with its interval; designs ranked
+        # only where intervals do not overlap
+        out["designs"] = {
+            d: {m: est[d][m].as_dict() for m in _DESIGN_METRICS if m in est[d]} for d in est
+        }
+        out["comparison"] = verdict.comparison(est)
+        out["intervals"] = verdict.has_intervals(est)
+        out["interval_note"] = verdict.interval_note(est)
+    flag = verdict.guest_flag(results)
+    if flag:
+        out["cost_flag"] = flag
     return out
 
 
@@ -212,6 +226,18 @@ def _finite(x: Any) -> Any:
 
 
 CSV_FIELDS = ("contended", "total wait", "max wait", "avg wait", "type", "lock", "design")
+#: per design, in this order: what users feel (total wait, wait per op, p99 wait), then how
+#: often a lock was contended (issue 10 item 5)
+_DESIGN_METRICS = (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS)
+DESIGN_CSV_FIELDS = (
+    "design",
+    *(f"{verdict.METRIC_LABEL[m]}{sfx}" for m in _DESIGN_METRICS for sfx in ("", " lo", " hi")),
+)
+
+
+def _csv_num(x: float) -> str:
+    """Raw ns as an integer where it is one (totals, p99), else 3 decimals (wait per op)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.3f}"
 
 
 def render_csv(report: dict[str, Any], sep: str = ",") -> str:
@@ -240,6 +266,22 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
             r["lock_design"],
         )
         buf.write(f"{sep} ".join(str(v) for v in vals) + "\n")
+    if report.get("designs"):
+        # one row per design with the intervals, then the verdicts; after perf's lock rows
+        # so tools that read perf's shape read those first
+        buf.write("# output: " + f"{sep} ".join(DESIGN_CSV_FIELDS) + "\n")
+        for d, ms in report["designs"].items():
+            cells = [d]
+            for m in _DESIGN_METRICS:
+                e = ms.get(m)
+                cells += (
+                    [_csv_num(e["value"]), _csv_num(e["interval"][0]), _csv_num(e["interval"][1])]
+                    if e
+                    else ["", "", ""]
+                )
+            buf.write(f"{sep} ".join(cells) + "\n")
+        for c in report["comparison"]:
+            buf.write(f"# compare: {verdict.METRIC_LABEL[c['metric']]}: {verdict.pair_text(c)}\n")
     for name in lru_blocks:
         # LRU rows (lru_summary, or a sweep's design x pool limit rows) in their own block,
         # with the results-format column names, raw integers
@@ -273,33 +315,7 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
         return t
 
     if "locks_summary" in report:
-        t = table(
-            "lock designs",
-            [
-                ("design", "left"),
-                ("acquired", "right"),
-                ("contended", "right"),
-                ("rate", "right"),
-                ("total wait", "right"),
-                ("max wait", "right"),
-                ("avg wait", "right"),
-                ("p50 wait", "right"),
-                ("p99 wait", "right"),
-            ],
-        )
-        for r in report["locks_summary"]:
-            t.add_row(
-                r["lock_design"],
-                _human_count(r["acquisitions"]),
-                _human_count(r["contended"]),
-                f"{100 * r['contention_rate']:.2f} %",
-                human_ns(r["wait_ns_total"]),
-                human_ns(r["wait_ns_max"]),
-                human_ns(r["wait_ns_avg"]),
-                human_ns(r["wait_ns_p50"]),
-                human_ns(r["wait_ns_p99"]),
-            )
-        console.print(t)
+        _print_designs(report, console, table)
     designs = list(dict.fromkeys(r["lock_design"] for r in report["locks"]))
     for d in designs:
         t = table(
@@ -374,6 +390,81 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
     return ""
 
 
+def _ivl(e: dict[str, Any] | None, fmt: Any) -> tuple[str, str]:
+    """(value, "[lo, hi]") cells; an empty interval cell for a single replay."""
+    if e is None:
+        return "-", ""
+    lo, hi = e["interval"]
+    return fmt(e["value"]), (f"[{fmt(lo)}, {fmt(hi)}]" if e.get("runs", 1) > 1 else "")
+
+
+def _print_designs(report: dict[str, Any], console: Console, table: Any) -> None:
+    """Design tables: what users feel first (total wait, wait per op, p99 wait, with
+    intervals), then contention; the verdicts; the TCG-guest flag (issue 10 items 4-5)."""
+    designs: dict[str, dict[str, Any]] = report.get("designs", {})
+    rows = {r["lock_design"]: r for r in report["locks_summary"]}
+    with_ivl = bool(report.get("intervals"))
+    cols: list[tuple[str, str]] = [("design", "left")]
+    for m in verdict.LEAD_METRICS:
+        cols.append((verdict.METRIC_LABEL[m], "right"))
+        if with_ivl:
+            cols.append(("interval", "left"))
+    t = table("lock designs: what users feel (lowest total wait first)", cols)
+    order = sorted(rows, key=lambda d: designs.get(d, {}).get("wait_ns_total", {}).get("value", 0))
+    for d in order:
+        cells = [d]
+        for m in verdict.LEAD_METRICS:
+            v, i = _ivl(designs.get(d, {}).get(m), human_ns)
+            cells += [v, i] if with_ivl else [v]
+        t.add_row(*cells)
+    console.print(t)
+    cols = [("design", "left"), ("contended", "right")]
+    if with_ivl:
+        cols.append(("interval", "left"))
+    cols += [
+        ("rate", "right"),
+        ("acquired", "right"),
+        ("max wait", "right"),
+        ("avg wait", "right"),
+        ("p50 wait", "right"),
+    ]
+    t = table("lock designs: contention (second: rates compare badly across designs)", cols)
+    for d in order:
+        r = rows[d]
+        v, i = _ivl(designs.get(d, {}).get("contended"), _human_count)
+        t.add_row(
+            d,
+            *([v, i] if with_ivl else [v]),
+            f"{100 * r['contention_rate']:.2f} %",
+            _human_count(r["acquisitions"]),
+            human_ns(r["wait_ns_max"]),
+            human_ns(r["wait_ns_avg"]),
+            human_ns(r["wait_ns_p50"]),
+        )
+    console.print(t)
+    comp = report.get("comparison") or []
+    if len(rows) > 1 and comp:
+        lines = ["comparison (lowest first; '≈' = no measurable difference):"]
+        for m in (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS):
+            pairs = [c for c in comp if c["metric"] == m]
+            if not pairs:
+                continue
+            text = pairs[0]["lower"] + "".join(
+                (" ≈ " if c["verdict"] == verdict.NO_DIFFERENCE else " < ") + c["higher"]
+                for c in pairs
+            )
+            lines.append(f"  {verdict.METRIC_LABEL[m]:>12}: {text}")
+            lines += [
+                f"  {'':>12}  {verdict.pair_text(c)}"
+                for c in pairs
+                if c["verdict"] == verdict.NO_DIFFERENCE
+            ]
+        lines.append(report.get("interval_note", ""))
+        console.print("\n".join(lines) + "\n", highlight=False, markup=False)
+    if report.get("cost_flag"):
+        console.print(f"!! {report['cost_flag']}\n", highlight=False, markup=False)
+
+
 def _footer_text(report: dict[str, Any]) -> str:
     t = report["trust"]
     lines = ["", "=== output for trust ===", ""]
@@ -399,6 +490,8 @@ def _footer_text(report: dict[str, Any]) -> str:
     if report.get("cost_provenance"):  # where every hold time came from (issue 10)
         lines.append("hold times (measured / fitted / default):")
         lines.extend(f" {k:>17}: {v}" for k, v in report["cost_provenance"].items())
+    if report.get("cost_flag"):
+        lines.append(report["cost_flag"])
     if report["absent"]:
         lines.append(f"absent: {', '.join(report['absent'])}")
     return "\n".join(lines) + "\n"

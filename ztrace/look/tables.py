@@ -62,34 +62,7 @@ def render_replay(results: Results, con: Console | None = None) -> None:
     locks: list[dict[str, Any]] = results.summary.get("locks") or []
     lru_rows: list[dict[str, Any]] | None = results.summary.get("lru")
     if locks:
-        t = _table(
-            "lock contention by design (replayed)",
-            (
-                "design",
-                "acquired",
-                "contended",
-                "rate",
-                "total wait",
-                "max wait",
-                "avg wait",
-                "p99 wait",
-                "peak pages",
-            ),
-            left=("design",),
-        )
-        for r in locks:
-            t.add_row(
-                r["lock_design"],
-                str(r["acquisitions"]),
-                str(r["contended"]),
-                f"{100 * r['contention_rate']:.2f}%",
-                human_ns(r["wait_ns_total"]),
-                human_ns(r["wait_ns_max"]),
-                human_ns(r["wait_ns_avg"]),
-                human_ns(r["wait_ns_p99"]),
-                str(r["pages_used_peak"]),
-            )
-        con.print(t)
+        _print_design_summary(results, locks, con)
         bl = (
             results.tables["locks_by_lock"].to_pylist() if "locks_by_lock" in results.tables else []
         )
@@ -131,6 +104,57 @@ def render_replay(results: Results, con: Console | None = None) -> None:
     cm = results.summary.get("cost_model")
     if isinstance(cm, dict) and "source" in cm:
         con.print(f"cost model: {cm['source']}")
+
+
+def _print_design_summary(results: Results, locks: list[dict[str, Any]], con: Console) -> None:
+    """What users feel first (total wait, wait per op, p99 wait; with intervals when the
+    replay ran ``--replicas``), contention second; then the verdicts (issue 10 items 4-5)."""
+    from ztrace.look import verdict
+
+    est = verdict.estimates(results)
+    ivl = verdict.has_intervals(est)
+
+    def cells(design: str, m: str) -> list[str]:
+        e = est.get(design, {}).get(m)
+        fmt = (lambda x: str(int(x))) if m == "contended" else human_ns
+        if e is None:
+            return ["-", ""] if ivl else ["-"]
+        return [fmt(e.value), f"[{fmt(e.lo)}, {fmt(e.hi)}]"] if ivl else [fmt(e.value)]
+
+    def header(m: str) -> tuple[str, ...]:
+        return (verdict.METRIC_LABEL[m], "interval") if ivl else (verdict.METRIC_LABEL[m],)
+
+    t = _table(
+        "lock designs (replayed): what users feel",
+        ("design", *(h for m in verdict.LEAD_METRICS for h in header(m))),
+        left=("design",),
+    )
+    for r in locks:
+        t.add_row(
+            r["lock_design"], *(c for m in verdict.LEAD_METRICS for c in cells(r["lock_design"], m))
+        )
+    con.print(t)
+    t = _table(
+        "lock designs (replayed): contention, second",
+        ("design", *header("contended"), "rate", "acquired", "peak pages"),
+        left=("design",),
+    )
+    for r in locks:
+        t.add_row(
+            r["lock_design"],
+            *cells(r["lock_design"], "contended"),
+            f"{100 * r['contention_rate']:.2f}%",
+            str(r["acquisitions"]),
+            str(r["pages_used_peak"]),
+        )
+    con.print(t)
+    if len(est) > 1:
+        for m in (*verdict.LEAD_METRICS, *verdict.SECOND_METRICS):
+            con.print(verdict.verdict_line(est, m), highlight=False, markup=False)
+        con.print(verdict.interval_note(est), highlight=False, markup=False)
+    flag = verdict.guest_flag(results)
+    if flag:
+        con.print(f"!! {flag}", highlight=False, markup=False)
 
 
 # ------------------------------------------------------------------------------- sweep

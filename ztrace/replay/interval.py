@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from ztrace.replay.engine import ReplayResult, replay
 
 #: what users feel first (total wait, wait per op, p99 wait), then contention
@@ -125,3 +127,25 @@ def compare(res: IntervalResult, metric: str = "wait_ns_total") -> list[dict[str
             }
         )
     return out
+
+
+def interval_table(res: IntervalResult) -> pa.Table:
+    """``locks_interval`` results table (docs/results-format.md): one row per design × metric,
+    replica 0's value and the ``[lo, hi]`` interval over all ``runs`` replicas."""
+    rows = [
+        (design, metric, float(m["value"]), float(m["interval"][0]), float(m["interval"][1]))
+        for design, metrics in res.designs.items()
+        for metric, m in metrics.items()
+    ]
+    n = len(rows)
+    return pa.table(
+        {
+            "lock_design": pa.array([r[0] for r in rows], pa.string()),
+            "metric": pa.array([r[1] for r in rows], pa.string()),
+            "value": pa.array([r[2] for r in rows], pa.float64()),
+            "lo": pa.array([r[3] for r in rows], pa.float64()),
+            "hi": pa.array([r[4] for r in rows], pa.float64()),
+            "runs": pa.array([res.runs] * n, pa.uint32()),
+            "jitter_ns": pa.array([res.jitter_ns] * n, pa.uint64()),
+        }
+    )

@@ -247,11 +247,13 @@ def write_results(
     *,
     force: bool = False,
     inputs: tuple[str | os.PathLike[str], ...] = (),
+    extra_summary: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``result`` (plus e.g. LRU tables) as a results directory; see ztrace.format.results.
 
     ``force`` and ``inputs`` go to the safe writer: an existing directory is replaced whole
-    only with ``force``, and never onto or inside an input (issue 11)."""
+    only with ``force``, and never onto or inside an input (issue 11). ``extra_summary``
+    adds keys to summary.json (e.g. ``intervals`` from ``--replicas``)."""
     from ztrace.format import write_results_dir
 
     tables = dict(result.tables)
@@ -262,5 +264,6 @@ def write_results(
         "counters": result.counters,
         "cost_model": json.loads(result.cost_model.to_json()),
         "cost_provenance": result.cost_provenance,
+        **(extra_summary or {}),
     }
     return write_results_dir(out_dir, tables, result.meta, summary, force=force, inputs=inputs)
