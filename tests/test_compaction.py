@@ -183,3 +183,48 @@ def test_uncontended_compaction_costs_its_duration_once() -> None:
         s = run(design, PHASED)
         assert int(s.cpu_free[0]) == 3000, design
         assert int(s.lstats[:, S_CONT].sum()) == 0 and int(s.lstats[:, S_WAIT].sum()) == 0
+
+
+def test_replay_splits_a_measured_compaction_and_lets_a_free_in(tmp_path) -> None:
+    """End to end: 27 mallocs of 3624 B (class 225, 9 per 8-page zspage), frees down to the
+    6/2/1 scenario above, a zs_compact measured at 3000 ns at T, and a zs_free of a class-225
+    object at T+500 on another CPU (1 ns steps of 1000 ns apart before: no contention).
+
+    The model logs two source zspages (1 and 2 objects moved: weights 2 and 3), so the
+    3000 ns split into 1200 + 1800 (T..T+1200, then the second zspage).
+    ``pool``: the free (80 ns = 100 measured - 20 lookup) waits 700 until T+1200; the second
+    zspage then waits 80 for it: 2 contended, 780 ns.
+    ``class``: the free's pool read lock waits 700, hands over to class[225] at T+1220 and
+    holds it until T+1300; the second zspage's pool write lock waits 20 (the reader), its
+    class lock 80 more: 3 contended, 800 ns.
+    """
+    from ztrace.format import TraceMeta, make_events, write_trace
+    from ztrace.replay.engine import replay
+
+    bare = CostModel(write_after_malloc=False, alloc_zspage_ns=0, lookup_ns=20)
+    frees = [*range(1, 4), *range(10, 17), *range(19, 27)]
+    ev = ["zs_malloc"] * 27 + ["zs_free"] * len(frees) + ["zs_compact", "zs_free"]
+    n = len(ev)
+    t_c = 1000 * (n - 1)
+    tr = tmp_path / "t"
+    write_trace(
+        tr,
+        make_events(
+            ts_ns=[1000 * k for k in range(n - 2)] + [t_c, t_c + 500],
+            event=ev,
+            cpu=[0] * (n - 1) + [1],
+            size_bytes=[3624] * 27 + [0] * (len(frees) + 2),
+            handle=[*range(1, 28), *frees, 0, 4],
+            duration_ns=[100] * (n - 2) + [3000, 100],
+        ),
+        TraceMeta(kernel_release="6.18.0", nr_cpus=2),
+    )
+    res = replay(tr, locks=["class", "pool"], cost_model=bare)
+    s = {r["lock_design"]: r for r in res.summary}
+    assert (s["pool"]["contended"], s["pool"]["wait_ns_total"]) == (2, 780)
+    assert (s["class"]["contended"], s["class"]["wait_ns_total"]) == (3, 800)
+    # the page-exact result is the model's: 3 zspages of 8 pages, 2 freed by compaction
+    assert s["pool"]["pages_used_peak"] == s["class"]["pages_used_peak"] == 24
+    tl = res.tables["timeline"].to_pylist()
+    last = {r["lock_design"]: r["pages_used"] for r in tl}  # each design's last bin
+    assert last == {"class": 8, "pool": 8}
