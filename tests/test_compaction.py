@@ -125,7 +125,8 @@ def run(design: str, rows: list[tuple[int, int, int, int, int]]) -> SimState:
     """rows: (arrival ns, cpu, kind, class, cost ns) fed straight to the lock core."""
     s = SimState(get_design(design), 4, 255, CostModel().as_array(), False)
     o = _ops(rows)
-    s.feed(*(o[c].copy() for c in OP_ARRAYS), final=True)
+    a = [o[c].copy() for c in OP_ARRAYS]
+    s.feed(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], final=True)
     return s
 
 

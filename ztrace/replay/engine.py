@@ -272,7 +272,18 @@ def replay(
                 for k, o in outs.items()
             }
             for s in sims:
-                s.feed(*(ops[s.design.allocator_key][c] for c in OP_ARRAYS))
+                o = ops[s.design.allocator_key]
+                s.feed(
+                    o["arr"],
+                    o["cpu"],
+                    o["kind"],
+                    o["cls"],
+                    o["pool"],
+                    o["cost"],
+                    o["cost2"],
+                    o["cost3"],
+                    o["bin"],
+                )
             offset += n
             bar.advance(n)
     for s in sims:
