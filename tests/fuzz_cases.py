@@ -116,7 +116,10 @@ def _value_for(typ: pa.DataType, v: Any) -> Any:
     if pa.types.is_dictionary(typ) or pa.types.is_string(typ):
         return str(v)
     if pa.types.is_floating(typ):
-        return float(v)
+        try:
+            return float(v)
+        except ValueError:
+            return float("nan")
     if pa.types.is_integer(typ):
         bits = typ.bit_width
         lo, hi = (
@@ -128,6 +131,8 @@ def _value_for(typ: pa.DataType, v: Any) -> Any:
             return min(max(int(v), lo), hi)
         except (ValueError, OverflowError):
             return hi
+    if pa.types.is_boolean(typ):
+        return bool(v)
     return v
 
 
@@ -140,10 +145,15 @@ def _set_cell(t: pa.Table, col: int, row: int, value: Any) -> pa.Table:
     typ = f.type
     vals = t.column(col).to_pylist()
     vals[row] = _value_for(typ, value)
-    if pa.types.is_dictionary(typ):
-        arr = pa.array(vals, pa.string()).dictionary_encode().cast(typ)
-    else:
-        arr = pa.array(vals, typ)
+    try:
+        if pa.types.is_dictionary(typ):
+            arr = pa.array(vals, pa.string()).dictionary_encode().cast(typ)
+        else:
+            arr = pa.array(vals, typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return t  # a column this mutation cannot express (nested, binary): leave it
+    if pa.types.is_dictionary(typ) and not pa.types.is_string(typ.value_type):
+        return t
     return t.set_column(col, pa.field(f.name, typ, nullable=True), arr)
 
 

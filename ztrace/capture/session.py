@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -225,19 +226,9 @@ class _CaptureWriter(TraceWriter):
             old.unlink()
             self.ring_deleted_files += 1
 
-    def _open(self) -> None:
-        import pyarrow.parquet as pq
-
-        super()._open()
-        assert self._writer is not None and self._tmp is not None
-        self._writer.close()
-        dict_cols = [f.name for f in self.schema if pa.types.is_dictionary(f.type)]
-        self._writer = pq.ParquetWriter(
-            self._tmp,
-            self.schema.with_metadata(self.meta.to_kv()),
-            compression="zstd",
-            use_dictionary=dict_cols,
-        )
+    def _parquet_options(self) -> dict[str, Any]:
+        # dictionary-encode only the dictionary columns (see the class docstring)
+        return {"use_dictionary": [f.name for f in self.schema if pa.types.is_dictionary(f.type)]}
 
 
 #: the record with comm seen as two u64 words, to hash it without copying strings

@@ -417,10 +417,17 @@ class TraceWriter:
         self._sink = os.fdopen(fd, "wb")
         self._index += 1
         self._writer = pq.ParquetWriter(
-            self._sink, self.schema.with_metadata(self.meta.to_kv()), compression="zstd"
+            self._sink,
+            self.schema.with_metadata(self.meta.to_kv()),
+            compression="zstd",
+            **self._parquet_options(),
         )
         self._bytes = 0
         self._opened_at = time.monotonic()
+
+    def _parquet_options(self) -> dict[str, Any]:
+        """Extra ``pq.ParquetWriter`` options for each file (subclasses tune encoding)."""
+        return {}
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         """Append rows (already in ``ts_ns`` order); rotate when the file is big or old."""
