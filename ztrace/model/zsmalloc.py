@@ -474,9 +474,29 @@ def _m_move_obj(zs, src, dst, s):
     _m_obj_free(zs, src, s)
 
 
+#: columns of a compaction log row (:func:`compact_log`): one row per source zspage that
+#: ``__zs_compact()`` migrated from, in the kernel's order
+CL_CLASS, CL_MOVED, CL_FREED, CL_DST_FULL = range(4)
+N_CL = 4
+
+
+@njit(cache=True, inline="always")
+def _m_log(log, n, c, moved, freed, dst_full):
+    """Record one source zspage's work (row ``n`` when it fits); the next row index."""
+    if n < log.shape[0]:
+        log[n, CL_CLASS] = c
+        log[n, CL_MOVED] = moved
+        log[n, CL_FREED] = freed
+        log[n, CL_DST_FULL] = dst_full
+    return n + 1
+
+
 @njit(cache=True)
-def _m_compact_class_ratio(zs, c):
-    """__zs_compact() ≥6.4: keep dst until full; src drained in slot order."""
+def _m_compact_class_ratio(zs, c, log, n):
+    """__zs_compact() ≥6.4: keep dst until full; src drained in slot order.
+
+    Returns (pages freed, next log row). One log row per source zspage (the unit after
+    which 6.4+ kernels may drop the locks: when dst is full, or on contention)."""
     freed = 0
     dst = -1
     objs = zs.cls_objs[c]
@@ -492,26 +512,36 @@ def _m_compact_class_ratio(zs, c):
             break
         # migrate_zspage(): find_alloced_obj() walks the objects in index order; stop
         # when dst is full or src is empty.
+        moved = 0
         base = zs.zp[src, ZP_BASE]
         for s in range(zs.zp[src, ZP_BUMP]):  # slots >= bump were never used
             if zs.slot[base + s, 1] != -1:
                 _m_move_obj(zs, src, dst, s)
+                moved += 1
                 if zs.zp[dst, ZP_INUSE] == objs or zs.zp[src, ZP_INUSE] == 0:
                     break
+        pages = 0
         if _m_putback(zs, src) == ZS_INUSE_RATIO_0:
             _m_free_zspage(zs, src)
-            freed += zs.cls_pages[c]
+            pages = zs.cls_pages[c]
+            freed += pages
+        full = 0
         if _m_fullness_of(zs, c, zs.zp[dst, ZP_INUSE]) == ZS_INUSE_RATIO_100:
             _m_putback(zs, dst)
             dst = -1
+            full = 1
+        n = _m_log(log, n, c, moved, pages, full)
     if dst != -1:
         _m_putback(zs, dst)
-    return freed
+    return freed, n
 
 
 @njit(cache=True)
-def _m_compact_class_legacy(zs, c):
-    """__zs_compact() ≤6.3: for each source, walk destinations until src is drained."""
+def _m_compact_class_legacy(zs, c, log, n):
+    """__zs_compact() ≤6.3: for each source, walk destinations until src is drained.
+
+    Returns (pages freed, next log row); one row per source zspage (6.1-6.3 drop the
+    lock after every one), ``CL_DST_FULL`` = destinations filled meanwhile."""
     freed = 0
     objs = zs.cls_objs[c]
     while True:
@@ -523,6 +553,8 @@ def _m_compact_class_legacy(zs, c):
             _m_putback(zs, src)
             break
         dst = -1
+        moved = 0
+        filled = 0
         while True:
             # isolate_zspage(class, false): ZS_ALMOST_FULL, then ZS_ALMOST_EMPTY
             dst = _m_isolate(zs, c, ZS_ALMOST_FULL, ZS_ALMOST_EMPTY - 1, -1)
@@ -538,33 +570,59 @@ def _m_compact_class_legacy(zs, c):
                         drained = False
                         break
                     _m_move_obj(zs, src, dst, s)
+                    moved += 1
             if drained:
                 break
             _m_putback(zs, dst)
+            filled += 1
             dst = -1
         if dst == -1:  # "Stop if we couldn't find slot"
             _m_putback(zs, src)
+            if moved > 0:
+                n = _m_log(log, n, c, moved, 0, filled)
             break
         _m_putback(zs, dst)
+        pages = 0
         if _m_putback(zs, src) == ZS_EMPTY:
             _m_free_zspage(zs, src)
-            freed += zs.cls_pages[c]
-    return freed
+            pages = zs.cls_pages[c]
+            freed += pages
+        n = _m_log(log, n, c, moved, pages, filled)
+    return freed, n
 
 
 @njit(cache=True)
-def _m_compact(zs):
-    """zs_compact(): classes from the highest index down, merged indices skipped."""
+def _m_compact_log(zs, log):
+    """zs_compact(): classes from the highest index down, merged indices skipped.
+
+    Fills ``log`` (int64, N_CL columns) with one row per source zspage migrated from
+    (rows past its end are counted, not written); returns (pages freed, rows)."""
     freed = 0
+    n = 0
     for i in range(zs.n_classes - 1, -1, -1):
         if zs.cls_rep[i] != i:
             continue
         if zs.ratio_groups:
-            freed += _m_compact_class_ratio(zs, i)
+            f, n = _m_compact_class_ratio(zs, i, log, n)
         else:
-            freed += _m_compact_class_legacy(zs, i)
+            f, n = _m_compact_class_legacy(zs, i, log, n)
+        freed += f
     zs.pages_compacted += freed
-    return freed
+    return freed, n
+
+
+@njit(cache=True)
+def _m_compact(zs):
+    """zs_compact(): pages freed."""
+    return _m_compact_log(zs, np.zeros((0, N_CL), dtype=np.int64))[0]
+
+
+@njit(cache=True)
+def _m_compact_log_rows(zs):
+    """Rows a :func:`compact_log` of the pool's current state can need: every row frees a
+    source zspage or fills a destination (ratio) / ends a class (legacy), and a pool has
+    at most ``pages_allocated`` zspages."""
+    return 2 * zs.pages_allocated + zs.n_classes + 1
 
 
 # ------------------------------------------------------------------ introspection
@@ -901,6 +959,10 @@ malloc = _m_malloc
 free = _m_free
 #: ``zs_compact``: pages freed.
 compact = _m_compact
+#: ``zs_compact`` recording its work per source zspage: ``(pages freed, rows)``; see CL_*.
+compact_log = _m_compact_log
+#: an upper bound on the rows :data:`compact_log` writes from the current state
+compact_log_rows = _m_compact_log_rows
 #: ``zs_get_total_pages``.
 total_pages = _m_total_pages
 #: Class (merged representative) used by ``zs_malloc(size)``.

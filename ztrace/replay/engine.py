@@ -34,6 +34,7 @@ from ztrace.format import TraceMeta, iter_batches, read_meta
 from ztrace.format.events import READ_EVENTS
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
+from ztrace.replay.compaction import OP_ARRAYS, split_compactions
 from ztrace.replay.costs import CostModel
 from ztrace.replay.hashing import splitmix64_array
 from ztrace.replay.ingest import (
@@ -263,18 +264,26 @@ def replay(
                 "bin": arr // bw,
             }
             outs = {k: g.ingest(b, cm) for k, g in groups.items()}
+            # each zs_compact becomes its per-class, per-source-zspage phases
+            ops = {
+                k: split_compactions(
+                    {"arr": arr, "cpu": cpu, **{c: o[c] for c in OP_ARRAYS[2:-1]}, "bin": b["bin"]},
+                    o["compact"],
+                )
+                for k, o in outs.items()
+            }
             for s in sims:
-                o = outs[s.design.allocator_key]
+                o = ops[s.design.allocator_key]
                 s.feed(
-                    arr,
-                    cpu,
+                    o["arr"],
+                    o["cpu"],
                     o["kind"],
                     o["cls"],
                     o["pool"],
                     o["cost"],
                     o["cost2"],
                     o["cost3"],
-                    b["bin"],
+                    o["bin"],
                 )
             offset += n
             bar.advance(n)

@@ -25,6 +25,7 @@ from ztrace.format.events import (
     READ_EVENTS,
 )
 from ztrace.model import zsmalloc as zsm
+from ztrace.replay.compaction import N_R
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
     C_COMPACT,
@@ -151,6 +152,8 @@ def _ingest(
     swap_key,
     front,
     cm,
+    clog,
+    clog_n,
     out_kind,
     out_cls,
     out_cost,
@@ -167,7 +170,8 @@ def _ingest(
     """Run the events ``idx[start:]`` of a batch through one pool model; fill the op arrays.
 
     Returns ``len(idx)`` when done, or the position to resume from after the caller has
-    grown the handle table (it is kept at most half full). Cached: the pool model is a numba
+    grown the handle table (it is kept at most half full) or, when ``clog_n[1]`` is set,
+    the compaction log to that many rows. Cached: the pool model is a numba
     ``structref`` (ztrace.model.zsmalloc) and the front a NamedTuple, so a new process loads
     this from disk.
     """
@@ -281,8 +285,17 @@ def _ingest(
                 hm_delete(stab, s)
                 sn[0] -= 1
         elif ev == EV_COMPACT:
+            need = zsm.compact_log_rows(model)
+            if clog_n[0] + need > clog.shape[0]:
+                clog_n[1] = clog_n[0] + need  # the caller grows ``clog`` and resumes here
+                return j
             counters[K_COMPACT] += 1
-            zsm.compact(model)
+            # one row per source zspage (ztrace.replay.compaction splits the op by them)
+            n0 = clog_n[0]
+            rows = zsm.compact_log(model, clog[n0:, 1:])[1]
+            for r in range(n0, n0 + rows):
+                clog[r, 0] = i
+            clog_n[0] = n0 + rows
             out_kind[i] = OP_COMPACT
             out_cost[i] = dur[i] if dur[i] > 0 else cm[C_COMPACT]
         elif ev == EV_MIGRATE:
@@ -368,6 +381,9 @@ class AllocGroup:
             bounds = np.searchsorted(pool[order], np.arange(self.n_pools + 1))
             subsets = [order[bounds[p] : bounds[p + 1]] for p in range(self.n_pools)]
         n_bins_here = len(np.unique(b["bin"] // self.snap_stride)) + 1
+        # compaction rows of this batch (ztrace.replay.compaction); grown on demand
+        clog = np.zeros((1, N_R), dtype=np.int64)
+        logs: list[np.ndarray] = []
         for p, idx in enumerate(subsets):
             if len(idx) == 0:
                 continue
@@ -380,6 +396,7 @@ class AllocGroup:
             snap_on = self.snap_on and p == 0
             snap = np.zeros((n_bins_here * self.n_classes if snap_on else 1, N_SN), dtype=np.int64)
             snap_n = np.zeros(1, dtype=np.int64)
+            clog_n = np.zeros(2, dtype=np.int64)
             pos = 0
             while pos < len(idx):
                 pos = _ingest(
@@ -401,6 +418,8 @@ class AllocGroup:
                     b["swap_key"],
                     self.fronts[p],
                     cm,
+                    clog,
+                    clog_n,
                     out["kind"],
                     out["cls"],
                     out["cost"],
@@ -414,12 +433,20 @@ class AllocGroup:
                     snap_n,
                     self.counters,
                 )
+                if pos < len(idx) and clog_n[1] > len(clog):
+                    grown_log = np.zeros((max(int(clog_n[1]), 2 * len(clog)), N_R), np.int64)
+                    grown_log[: len(clog)] = clog
+                    clog = grown_log
+                    clog_n[1] = 0
                 if pos < len(idx):
                     for m in (hm, sm):
                         if 2 * (int(m.n[0]) + 1) > m.tab.shape[0]:
                             m.grow()
             if snap_on and snap_n[0]:
                 self.snaps.append(snap[: snap_n[0]].copy())
+            if clog_n[0]:
+                logs.append(clog[: clog_n[0]].copy())
+        out["compact"] = np.concatenate(logs) if logs else np.zeros((0, N_R), np.int64)
         return out
 
     def finish(self) -> None:

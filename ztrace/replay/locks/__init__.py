@@ -49,7 +49,10 @@ OP_MAG_REFILL = 7  #: magazine design: empty magazine refilled in a batch under 
 OP_MAG_FLUSH = 8  #: magazine design: full magazine flushes half its objects back
 OP_MAG_FREE = 9  #: magazine design: free pushed into the per-CPU magazine (no lock)
 OP_READ = 10  #: zs_map_object (<=6.14) / zs_obj_read_begin (>=6.15) of a live object
-N_OPS = 11
+#: one source zspage of a zs_compact (__zs_compact's unit between lock drops; the op's
+#: class is the class being compacted, see ztrace.replay.compaction)
+OP_COMPACT_SRC = 11
+N_OPS = 12
 OP_NAMES = (
     "malloc",
     "malloc_grow",
@@ -62,6 +65,7 @@ OP_NAMES = (
     "mag_flush",
     "mag_free",
     "read",
+    "compact_src",
 )
 #: kinds after which the engine runs the OP_WRITE steps (zram/zswap write right after malloc)
 MALLOC_KINDS = (OP_MALLOC, OP_MALLOC_GROW, OP_MAG_HIT, OP_MAG_REFILL)

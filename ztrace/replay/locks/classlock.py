@@ -18,9 +18,16 @@ Kernel locking this design replays (mm/zsmalloc.c):
   migration and compaction, which already hold ``pool->lock`` for writing, and since v6.15
   ("zsmalloc: make zspage lock preemptible") they only *try* it and back off, so it never
   makes a reader of a different zspage wait.
-* **__zs_compact()** ``write_lock(&pool->lock)`` then ``spin_lock(&class->lock)`` per class,
-  breaking when ``rwlock_is_contended()``. Replayed as one pool write hold of the compaction's
-  cost (class locks and lock breaking are not modelled; see docs/replay-model.md).
+* **__zs_compact()** (6.12, read in linux-source-6.12 6.12.117) ``write_lock(&pool->migrate_lock)``
+  (≥6.14 spelled ``pool->lock``) then ``spin_lock(&class->lock)`` per class; after each
+  source zspage it drops both (``cond_resched()``) when the destination is full or
+  ``rwlock_is_contended(&pool->migrate_lock)``. Replayed per source zspage (op
+  ``compact_src``, :mod:`ztrace.replay.compaction`): the pool write lock, then the class
+  lock, both released after the zspage, so a waiter queued meanwhile goes first. The
+  kernel's test watches only the *pool* lock: a waiter on the class lock alone (zs_malloc)
+  is let through by the model at every source zspage, by the kernel only when the
+  destination fills or a pool-lock waiter forces the drop (docs/replay-model.md).
+  A zs_compact that migrates nothing stays one pool write hold (op ``compact``).
 * **zs_page_migrate()** ``write_lock(&pool->lock)``, ``spin_lock(&class->lock)``, zspage write
   lock; both pool and class lock are held to the end (``U_END`` outer lock).
 """
@@ -41,6 +48,7 @@ from ztrace.replay.locks import (
     M_SPIN,
     M_WRITE,
     OP_COMPACT,
+    OP_COMPACT_SRC,
     OP_FREE,
     OP_MALLOC,
     OP_MALLOC_GROW,
@@ -70,6 +78,10 @@ CLASS_STEPS: dict[int, list[Step]] = {
     OP_FREE: [(SP_POOL, M_READ, H_LOOKUP, U_NEXT), (SP_SUB, M_SPIN, H_OP, U_OWN)],
     OP_WRITE: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
     OP_COMPACT: [(SP_POOL, M_WRITE, H_OP, U_OWN)],
+    # one source zspage of __zs_compact(): write_lock(pool) + spin_lock(class), both held
+    # to the end of the zspage. The pool step holds cost2, which ingest leaves 0 for
+    # compaction phases: the class lock is requested right after the pool grant.
+    OP_COMPACT_SRC: [(SP_POOL, M_WRITE, H_ALLOCZS, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
     OP_MIGRATE: [(SP_POOL, M_WRITE, H_LOOKUP, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
     # zs_map_object() (<=6.14): read_lock(&pool->migrate_lock) (6.11+: pool->lock),
     # obj -> zspage, migrate_read_lock(zspage), read_unlock; 6.15+ zs_obj_read_begin():

@@ -10,7 +10,14 @@ point took it:
   alloc_zspage() and re-taken to insert the new zspage (op ``malloc_grow``);
 * zs_free(): ``spin_lock(&pool->lock)`` for the handle lookup *and* the free;
 * zs_map_object(): ``spin_lock(&pool->lock)`` for the lookup until migrate_read_lock(zspage);
-* zs_page_migrate() and __zs_compact(): ``spin_lock(&pool->lock)``.
+* zs_page_migrate() and __zs_compact(): ``spin_lock(&pool->lock)``. __zs_compact() drops
+  it between source zspages: Debian 6.1 (linux-source-6.1, 6.1.192, which carries the
+  consolidation) and 6.2-6.3 unconditionally after every source zspage (the inner
+  ``spin_is_contended(&pool->lock)`` test there, when a destination fills, ends the class
+  early: not modelled, it would change the pages); 6.4-6.10 when the destination is full or
+  ``spin_is_contended(&pool->lock)``. Every zsmalloc op waits on this one lock, so "a waiter
+  goes first at the next source zspage" is what both do; op ``compact_src`` replays one
+  source zspage as one hold (:mod:`ztrace.replay.compaction`).
 
 6.1 stable is reported to have picked the consolidation up in 6.1.47; not re-verified
 here, so the docs say "reported".
@@ -26,6 +33,7 @@ from ztrace.replay.locks import (
     H_WRITE,
     M_SPIN,
     OP_COMPACT,
+    OP_COMPACT_SRC,
     OP_FREE,
     OP_MALLOC,
     OP_MALLOC_GROW,
@@ -51,6 +59,7 @@ POOL_STEPS: dict[int, list[Step]] = {
     OP_FREE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     OP_WRITE: [(SP_POOL, M_SPIN, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
     OP_COMPACT: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
+    OP_COMPACT_SRC: [(SP_POOL, M_SPIN, H_OP, U_OWN)],  # one source zspage of __zs_compact
     OP_MIGRATE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     # 6.2-6.10 zs_map_object(): spin_lock(&pool->lock); obj -> zspage;
     # migrate_read_lock(zspage); spin_unlock(&pool->lock): the copy runs under the zspage
