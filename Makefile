@@ -7,6 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.ztrace-installed
 SYS_STAMP := $(VENV)/.ztrace-system
+WARM_STAMP := $(VENV)/.ztrace-warm
 DEMO_OUT ?= build/demo
 PYTEST_ARGS ?=
 
@@ -32,12 +33,17 @@ $(STAMP): pyproject.toml $(SYS_STAMP)
 	@bash ztrace/setup/link_bcc.sh $(VPY)
 	@touch $@
 
-setup: $(STAMP)
+# Compile numba's disk cache of the replay once per install/source change, so the first replay
+# (make demo, a user's first command) does not stall ~30 s (issue 15). Never fails set-up.
+$(WARM_STAMP): $(STAMP) ztrace/cli/warm.py $(shell find ztrace/model ztrace/replay ztrace/format -name '*.py')
+	@nice $(VPY) -m ztrace.cli.warm && touch $@ || echo "ztrace: warming the numba cache failed; the first replay will compile" >&2
 
-demo: $(STAMP)
+setup: $(STAMP) $(WARM_STAMP)
+
+demo: $(STAMP) $(WARM_STAMP)
 	@bash ztrace/setup/demo.sh $(VPY) $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(WARM_STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # ruff, the type checker over ztrace/ and the import contracts between rooms

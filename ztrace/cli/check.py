@@ -24,6 +24,9 @@ def command() -> None:
       sudo ztrace check locks --writers 4 --seconds 3
       ztrace check lru-kernel VMDIR --design none --design entry-lru
     """
+    from ztrace.replay.compile_notice import announce_compiles
+
+    announce_compiles()  # every check replays: a cold numba cache says so on stderr (issue 15)
 
 
 @click.command(name="oracle")

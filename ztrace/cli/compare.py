@@ -26,7 +26,10 @@ def _samples(path: str, locks: str, lru: str | None, pool_limit: str | None, see
     if p.is_dir() and is_results_dir(p):
         return samples_from_results(read_results(p))
     from ztrace.fleet.discover import identify
+    from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.engine import replay
+
+    announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
     ref = identify(p)
     tables: dict[str, Any] = {}

@@ -17,8 +17,11 @@ def replayed_results(
     """Replay ``trace`` under ``locks`` (default: every registered design at its default
     parameter, since the comparison is the point) and wrap the tables for look."""
     from ztrace.format import open_trace, results_from_tables
+    from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.engine import replay
     from ztrace.replay.locks import available
+
+    announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
     open_trace(trace)  # one line naming the path if it is neither results nor a trace
     res = replay(str(trace), locks=locks or list(available()), progress=not quiet)

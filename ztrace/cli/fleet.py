@@ -85,8 +85,11 @@ def sweep_command(
     """
     from ztrace.cli.sweep import expand_limits
     from ztrace.fleet import Axes, discover, sweep
+    from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.locks import parse_designs
     from ztrace.replay.lru import design_list
+
+    announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
     lock_names = _csv(locks)
     if lock_names:

@@ -120,7 +120,10 @@ def command(
         unique_designs("--lru", design_list(lru))
     from ztrace.format import results_from_tables
     from ztrace.look.tables import render_json, render_replay
+    from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.engine import replay, write_results
+
+    announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
     result = None
     intervals = None

@@ -104,6 +104,7 @@ def command(
     rejects, writebacks, hits.
     """
     from ztrace.format import write_results_dir
+    from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.lru import (
         design_list,
         load_workload,
@@ -113,6 +114,8 @@ def command(
         run_design,
     )
     from ztrace.replay.lru.metrics import summary_table
+
+    announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
     check_dir_target(out, force=force, inputs=(trace,))  # before sweeping: refuse early
     names = unique_designs("--lru", design_list(designs))

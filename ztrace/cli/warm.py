@@ -1,0 +1,48 @@
+"""Warm numba's disk cache at set-up: ``python -m ztrace.cli.warm`` (``make setup`` runs it).
+
+Tiny replays (a few thousand synthetic events) through every lock design, with replicas, and
+every LRU design, so that every specialisation a user's first replay (and ``make demo``) calls
+is compiled and cached, and the first real command does not stall for ~30 s (issue 15). The
+compiled code does not depend on the events, only on their column types, which synthetic and
+captured traces share (docs/trace-format.md). Not a subcommand: it is a set-up step.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def warm() -> float:
+    """Compile and cache the replay core; return the seconds it took."""
+    from ztrace.format import write_trace
+    from ztrace.replay.compile_notice import announce_compiles
+    from ztrace.replay.interval import replay_interval
+    from ztrace.replay.locks import available
+    from ztrace.replay.lru import design_names, run_lru
+    from ztrace.workloads import synth, synth_swap
+
+    announce_compiles()
+    t0 = time.perf_counter()
+    locks = ",".join(available())
+    with tempfile.TemporaryDirectory(prefix="ztrace-warm-") as tmp:
+        alloc = Path(tmp) / "alloc"
+        table = synth.synth("zram-parallel", events=4000, seed=0, cpus=4)
+        write_trace(alloc, table, synth.synth_meta("zram-parallel", cpus=4, seed=0, events=4000))
+        replay_interval(str(alloc), locks=locks, runs=2)
+        swap = Path(tmp) / "swap"
+        table, meta = synth_swap.synth_swap("zipf-steady", seed=0, scale=0.05)
+        write_trace(swap, table, meta)
+        run_lru(str(swap), design_names(), pool_limit="20%")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    took = warm()
+    print(f"ztrace: replay core compiled and cached ({took:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
