@@ -79,7 +79,7 @@ def test_clean_copy_counts_as_held_for_avoidable():
 
 
 def test_json_prints_harm_for_each_design(tmp_path, cli):
-    from ztrace.synth_swap import write_swap_trace
+    from ztrace.workloads.synth_swap import write_swap_trace
 
     write_swap_trace(tmp_path / "pc", "phase-change", scale=0.1)
     r = cli(
@@ -112,10 +112,9 @@ def test_json_prints_harm_for_each_design(tmp_path, cli):
     ],
 )
 def test_optimal_has_fewest_disk_faults_at_every_limit(source, limits, params):
-    from ztrace.synth_swap import synth_swap
-
     from ztrace.format import Trace
     from ztrace.replay.lru.workload import load_workload
+    from ztrace.workloads.synth_swap import synth_swap
 
     if source == "sample-6.12":  # real 6.12 guest swap traffic (replays/samples)
         w = load_workload(SAMPLE_612)

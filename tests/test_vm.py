@@ -203,6 +203,7 @@ def test_zsstress_module_builds_for_both_guest_kernels(image: vmrun.VmImage) -> 
 
 @pytest.mark.vm
 @pytest.mark.slow
+@pytest.mark.vm_long
 def test_zram_oracle_in_the_61_guest(
     image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

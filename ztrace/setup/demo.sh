@@ -48,6 +48,9 @@ print(f"host 6.18 under class: predicted {r['contended']} contended, {r['wait_ns
       f"(zs_malloc sizes imputed from the 6.12 sample); measured {m['contended']} contended, "
       f"{m['wait_ns_total']} ns wait")
 PY
+echo "caution: the 6.1 and host samples measured contention with lock:contention_begin alone," >&2
+echo "  which never sees qspinlock's first (pending-bit) waiter: their 'measured' undercounts." >&2
+echo "  The zsstress pair below adds the slowpath kprobe (docs/validation.md)." >&2
 
 echo >&2
 echo "== ztrace demo: measured zsmalloc contention, the same zsstress load on 6.1 and 6.12" >&2
