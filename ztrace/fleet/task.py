@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.fleet.plan import Task
+from ztrace.format import SCHEMAS
 from ztrace.format.safeio import atomic_file
 
 _U64, _F64, _STR, _I64 = pa.uint64(), pa.float64(), pa.string(), pa.int64()
@@ -47,24 +48,8 @@ COLUMNS: dict[str, pa.DataType] = {
     "hold_ns_total": _U64,
     "pages_used_peak": _U64,
     "makespan_ns": _U64,
-    # lru (lru_summary)
-    "pool_limit_pages": _U64,
-    "stores": _U64,
-    "rejects": _U64,
-    "writebacks": _U64,
-    "written_back_bytes": _U64,
-    "inversions": _U64,
-    "inversion_rate": _F64,
-    "age_gap_ns_p50": _U64,
-    "age_gap_ns_max": _U64,
-    "zswap_hits": _U64,
-    "disk_swapins": _U64,
-    "expected_fault_latency_ns": _F64,
-    "disk_faults": _U64,
-    "avoidable_disk_faults": _U64,
-    "optimal_gap": _I64,
-    "latency_zswap_ns": _F64,
-    "latency_disk_ns": _F64,
+    # lru: lru_summary's columns, from the one results schema (docs/results-format.md)
+    **{k: v for k, v in SCHEMAS["lru_summary"].items() if k != "lru_design"},
 }
 _SKIP = {"lock_design", "lru_design"}
 
