@@ -11,13 +11,12 @@ from ztrace.capture.attribute import classify, lock_type
 from ztrace.capture.events import (
     BATCH_HDR_DTYPE,
     EVENT_DTYPE,
-    EVENT_NAMES,
     record_bytes,
 )
 from ztrace.capture.loader import pool_id, pool_name, probes_dir
 from ztrace.cli.capture import parse_duration
 from ztrace.errors import ConfigError
-from ztrace.format.events import EVENTS
+from ztrace.format.events import EVENT_NAMES, EVENTS
 
 _C_SIZES = {"__u64": 8, "__s64": 8, "__u32": 4, "__s32": 4, "__u16": 2, "__u8": 1, "char": 1}
 

@@ -12,22 +12,6 @@ import struct
 
 import numpy as np
 
-# event type codes (ZT_EV_*) and their trace-format names: defined once, in the format
-from ztrace.format.events import (  # noqa: F401  (re-exported for capture.session)
-    EV_COMPACT,
-    EV_FREE,
-    EV_LOCK,
-    EV_MALLOC,
-    EV_MALLOC_FAIL,
-    EV_MIGRATE,
-    EV_SPIN,
-    EV_ZSWAP_INVAL,
-    EV_ZSWAP_LOAD,
-    EV_ZSWAP_STORE,
-    EV_ZSWAP_WB,
-    EVENT_NAMES,
-)
-
 #: Mirrors ``struct zs_event`` (80 bytes); tests/test_capture.py checks it against the header.
 EVENT_DTYPE = np.dtype(
     [

@@ -29,7 +29,17 @@ import pyarrow as pa
 
 from ztrace.capture import attribute
 from ztrace.capture import summary as summary_mod
-from ztrace.capture.events import (
+from ztrace.capture.events import EVENT_DTYPE
+from ztrace.capture.features import Features, Kallsyms, detect, require_privileges
+from ztrace.capture.loader import (
+    DEFAULT_BATCH,
+    DEFAULT_RINGBUF_PAGES,
+    Loaded,
+    make_plan,
+    pool_name,
+)
+from ztrace.format import TraceMeta, TraceWriter
+from ztrace.format.events import (
     EV_FREE,
     EV_LOCK,
     EV_MALLOC,
@@ -40,18 +50,8 @@ from ztrace.capture.events import (
     EV_ZSWAP_LOAD,
     EV_ZSWAP_STORE,
     EV_ZSWAP_WB,
-    EVENT_DTYPE,
     EVENT_NAMES,
 )
-from ztrace.capture.features import Features, Kallsyms, detect, require_privileges
-from ztrace.capture.loader import (
-    DEFAULT_BATCH,
-    DEFAULT_RINGBUF_PAGES,
-    Loaded,
-    make_plan,
-    pool_name,
-)
-from ztrace.format import TraceMeta, TraceWriter
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
 _READ_EVENTS = 1 << 16

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ztrace.capture import attribute
-from ztrace.capture.events import EVENT_NAMES
+from ztrace.format.events import EVENT_NAMES
 
 HIST_BUCKETS = 40  # ZT_HIST_BUCKETS in probes/zs_events.h
 SUMMARY_VERSION = "1"
