@@ -346,9 +346,21 @@ class Loaded:
     def final_flush(self) -> None:
         """Let every CPU's timer write its partial batch before the last read."""
         if self.plan.batch > 1:
+            import os
             import time
 
-            time.sleep(2.5 * TICK_NS / 1e9)
+            # The flush timer is a cpu-clock perf event: it does not tick on an idle CPU
+            # (NO_HZ), so a quiet host would keep each CPU's partial batch. Run briefly on
+            # every CPU we may use, so each one's timer fires and writes its batch.
+            mine = os.sched_getaffinity(0)
+            try:
+                for cpu in sorted(mine):
+                    os.sched_setaffinity(0, {cpu})
+                    end = time.monotonic() + 2.5 * TICK_NS / 1e9
+                    while time.monotonic() < end:
+                        pass
+            finally:
+                os.sched_setaffinity(0, mine)
 
     @property
     def attached(self) -> list[str]:
