@@ -113,16 +113,19 @@ static __always_inline int zt_skip_task(u64 pid_tgid)
  *
  * zt_emit appends the event to this CPU's batch and writes the batch to the ring buffer as
  * one record (struct zs_batch_hdr + n events) when it holds ZT_BATCH events or its first
- * event is older than ZT_BATCH_AGE_NS. A perf-event timer on every CPU (zt_tick, attached by
- * the loader) flushes batches that stopped growing, so an idle CPU's tail is not held back;
- * user space asks for a last flush before its final read. One ring reserve/commit (a
+ * event is older than ZT_BATCH_AGE_NS. Batches that stopped growing are flushed by the
+ * consumer: before it reads the ring it runs zt_flush_cpu on every CPU (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU, an IPI to that CPU: net/bpf/test_run.c, bpf_prog_test_run_raw_tp), so
+ * an idle CPU's tail is never held back and a read after the flush has every event stamped
+ * before it. (A cpu-clock perf event was tried first: it does not tick on an idle NO_HZ CPU,
+ * so a quiet host kept its tails until the end.) One ring reserve/commit (a
  * spinlock shared by all CPUs, kernel/bpf/ringbuf.c: __bpf_ringbuf_reserve) per batch
  * instead of per event is what makes this cheaper; events stay in per-CPU order inside a
  * record and the writer orders them across CPUs as before.
  *
  * Tracepoint and kprobe programs run with preemption disabled, so a batch can only be
- * interrupted by a probe in an interrupt on the same CPU (or by zt_tick): `busy` marks the
- * batch in use and the nested event goes straight to the ring as a batch of one.
+ * interrupted by a probe in an interrupt on the same CPU (or by zt_flush_cpu's IPI): `busy`
+ * marks the batch in use and the nested event goes straight to the ring as a batch of one.
  */
 #ifndef ZT_BATCH
 #define ZT_BATCH 64
@@ -313,8 +316,10 @@ static __always_inline void zt_emit(struct zs_event *e)
 
 #endif  /* ZT_SUMMARY */
 
-/* Periodic flush on every CPU (a cpu-clock perf event, which also ticks on idle CPUs). */
-int zt_tick(struct bpf_perf_event_data *ctx)
+/* Flush this CPU's partial batch. Never attached: user space runs it on each CPU in turn
+ * (BPF_PROG_TEST_RUN, BPF_F_TEST_RUN_ON_CPU) before it reads the ring. Skips a batch that a
+ * probe interrupted by the IPI is filling (`busy`); that probe's next event carries it on. */
+int zt_flush_cpu(struct bpf_raw_tracepoint_args *ctx)
 {
 	int zero = 0;
 	struct zt_batch *b = batch.lookup(&zero);

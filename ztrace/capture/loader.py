@@ -11,10 +11,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from ztrace.capture.events import DROP_SLOTS, RingReader
 from ztrace.capture.features import Features, Kallsyms
 from ztrace.errors import CaptureError, ConfigError, FeatureMissingError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PROGRAM = "zs_capture.bpf.c"
 HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
@@ -24,7 +28,8 @@ HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
 DEFAULT_RINGBUF_PAGES = 16384
 #: events per ring record: one ring reserve/commit per 64 events (zs_capture.bpf.c: zt_emit)
 DEFAULT_BATCH = 64
-#: the per-CPU flush timer (zt_tick): a batch waits at most this long on an idle CPU
+#: how often the consumer flushes every CPU's partial batch (zt_flush_cpu) before a read: a
+#: batch that stopped growing waits at most about this long (plus the poll interval)
 TICK_NS = 40_000_000
 
 
@@ -283,8 +288,9 @@ class Loaded:
         self.notes: list[str] = []
         src = (probes_dir() / PROGRAM).read_bytes()
         self.bpf = self._compile(BPF, src, plan.cflags)
-        if plan.batch > 1 and not self._attach_tick():
-            # Without the timer an idle CPU would hold its last events until the end (and
+        self._flusher: BatchFlusher | None = None
+        if plan.batch > 1 and not self._load_flusher():
+            # Without the flush an idle CPU would hold its last events until the end (and
             # past the writer's reorder window): write every event as its own record instead.
             self.bpf.cleanup()
             plan.cflags = [f for f in plan.cflags if not f.startswith("-DZT_BATCH=")]
@@ -327,40 +333,32 @@ class Loaded:
         except Exception as exc:
             raise CaptureError(f"cannot compile/load the BPF program ({exc})") from None
 
-    def _attach_tick(self) -> bool:
-        """The per-CPU batch flush timer: a cpu-clock perf event on every CPU."""
-        from bcc import PerfSWConfig, PerfType
-
+    def _load_flusher(self) -> bool:
+        """Load ``zt_flush_cpu`` and check that it runs on every CPU; False (with a note) if not."""
         try:
-            self.bpf.attach_perf_event(
-                ev_type=PerfType.SOFTWARE,
-                ev_config=PerfSWConfig.CPU_CLOCK,
-                fn_name=b"zt_tick",
-                sample_period=TICK_NS,
-            )
+            from bcc import BPF
+
+            fd = self.bpf.load_func(b"zt_flush_cpu", BPF.RAW_TRACEPOINT).fd
+            flusher = BatchFlusher(fd)
+            flusher.flush_all()
         except Exception as exc:
-            self.notes.append(f"no per-CPU flush timer ({exc}); one event per ring record")
+            self.notes.append(f"no per-CPU batch flush ({exc}); one event per ring record")
             return False
+        self._flusher = flusher
         return True
 
-    def final_flush(self) -> None:
-        """Let every CPU's timer write its partial batch before the last read."""
-        if self.plan.batch > 1:
-            import os
-            import time
+    def read(self, max_events: int = 1 << 16) -> np.ndarray:
+        """Read the ring, first flushing every CPU's partial batch if the last flush is older
+        than :data:`TICK_NS`. Everything stamped before the flush began is then in the ring
+        (or in this read), except events a probe was adding at that very instant."""
+        if self._flusher is not None:
+            self._flusher.flush_if_due()
+        return self.reader.read(max_events)
 
-            # The flush timer is a cpu-clock perf event: it does not tick on an idle CPU
-            # (NO_HZ), so a quiet host would keep each CPU's partial batch. Run briefly on
-            # every CPU we may use, so each one's timer fires and writes its batch.
-            mine = os.sched_getaffinity(0)
-            try:
-                for cpu in sorted(mine):
-                    os.sched_setaffinity(0, {cpu})
-                    end = time.monotonic() + 2.5 * TICK_NS / 1e9
-                    while time.monotonic() < end:
-                        pass
-            finally:
-                os.sched_setaffinity(0, mine)
+    def final_flush(self) -> None:
+        """Flush every CPU's partial batch before the last read."""
+        if self._flusher is not None:
+            self._flusher.flush_all()
 
     @property
     def attached(self) -> list[str]:
@@ -376,7 +374,7 @@ class Loaded:
                 name = k.decode() if isinstance(k, bytes) else str(k)
                 out.append(f"{kind}:{name}")
         if self.plan.batch > 1:
-            out.append(f"perf_event:cpu-clock/{TICK_NS // 1_000_000}ms/zt_tick")
+            out.append(f"test_run:zt_flush_cpu/{TICK_NS // 1_000_000}ms")
         return sorted(out)
 
     def pool_names(self) -> dict[int, str]:
@@ -403,3 +401,67 @@ class Loaded:
         if reader is not None:
             reader.close()
         self.bpf.cleanup()
+
+
+class BatchFlusher:
+    """Runs ``zt_flush_cpu`` on each online CPU through ``BPF_PROG_TEST_RUN`` with
+    ``BPF_F_TEST_RUN_ON_CPU`` (Linux 5.10+; net/bpf/test_run.c: bpf_prog_test_run_raw_tp runs
+    the program in an IPI on that CPU). A timer inside BPF would need bpf_timer pinned per
+    CPU (6.7+) and a cpu-clock perf event does not tick on idle CPUs; the consumer is awake
+    whenever it reads, so it is the one clock that always runs when a flush matters."""
+
+    _NR_BPF: ClassVar[dict[str, int]] = {"x86_64": 321, "aarch64": 280}
+    _PROG_TEST_RUN = 10
+    _F_TEST_RUN_ON_CPU = 1
+
+    def __init__(self, prog_fd: int) -> None:
+        import ctypes
+        import platform
+        import struct
+
+        machine = platform.machine()
+        if machine not in self._NR_BPF:
+            raise CaptureError(f"no bpf(2) syscall number known for {machine}")
+        self._nr = self._NR_BPF[machine]
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._cpus = online_cpus()
+        self._last = 0
+        # union bpf_attr.test: prog_fd, retval, data_size_in/out, data_in/out, repeat,
+        # duration, ctx_size_in/out, ctx_in/out, flags, cpu, batch_size (include/uapi/linux/bpf.h)
+        self._attrs: list[ctypes.Array[ctypes.c_uint8]] = []
+        for cpu in self._cpus:
+            attr = (ctypes.c_uint8 * 80)()
+            fields = (prog_fd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, self._F_TEST_RUN_ON_CPU, cpu, 0)
+            struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
+            self._attrs.append(attr)
+
+    def flush_all(self) -> None:
+        import ctypes
+        import time
+
+        self._last = time.monotonic_ns()
+        for cpu, attr in zip(self._cpus, self._attrs, strict=True):
+            if self._libc.syscall(self._nr, self._PROG_TEST_RUN, attr, len(attr)):
+                err = ctypes.get_errno()
+                if err == 6:  # ENXIO: the CPU went offline since we listed them
+                    continue
+                raise OSError(err, f"BPF_PROG_TEST_RUN on CPU {cpu}: {os.strerror(err)}")
+
+    def flush_if_due(self) -> None:
+        import time
+
+        if time.monotonic_ns() - self._last >= TICK_NS:
+            self.flush_all()
+
+
+def online_cpus() -> list[int]:
+    """The online CPUs, from /sys/devices/system/cpu/online (``0-3,6``)."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+    except OSError:
+        return sorted(os.sched_getaffinity(0))
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out

@@ -645,7 +645,7 @@ class Capture:
         while True:
             # reads of <= 64 Ki events (5 MiB): arrays small enough for malloc to recycle,
             # instead of fresh mmaps whose page faults cost more than the copy
-            batch = self.loaded.reader.read(_READ_EVENTS)
+            batch = self.loaded.read(_READ_EVENTS)
             if not len(batch):
                 return
             # sort each read on arrival (small, cache-warm arrays); flushes then merge the
