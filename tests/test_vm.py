@@ -286,6 +286,63 @@ def test_matrix_interleaves_kernels_abab() -> None:
         cells_named(["nope"])
 
 
+def _two_load_boot(tmp_path: Path) -> Path:
+    """A boot directory as zsstress.sh leaves it with levels=heavy reps=2: the bundled 6.1
+    capture twice, the second copy 10 s later (the scenario sleeps 3 s between loads)."""
+    import pyarrow as pa
+
+    from ztrace.format import read_trace, write_trace
+
+    name = "guest-6.1-zsstress"
+    tr = read_trace(SAMPLES / name)
+    later = tr.table.set_column(
+        tr.table.schema.get_field_index("ts_ns"),
+        "ts_ns",
+        pa.compute.add(tr.table.column("ts_ns"), pa.scalar(10_000_000_000, pa.uint64())),
+    ).cast(tr.table.schema)
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    write_trace(boot / "trace", pa.concat_tables([tr.table, later]), tr.meta)
+    shutil.copy(SAMPLES / name / "stacks.json", boot / "trace" / "stacks.json")
+    aux = SAMPLES / f"{name}.kernel"
+    for f in ("zs_pool_layout.json", "vm.json"):
+        shutil.copy(aux / f, boot / f)
+    log = (aux / "zsstress.log").read_text()
+    (boot / "zsstress.log").write_text(log + log)
+    args = (aux / "zsstress.args").read_text().split(" ", 1)[1].strip()
+    (boot / "zsstress.runs").write_text(f"1\theavy\t{args}\n2\theavy\t{args}\n")
+    return boot
+
+
+def test_split_cuts_a_multi_load_boot_into_checked_runs(tmp_path: Path) -> None:
+    from ztrace.vm.split import write_pieces
+
+    boot = _two_load_boot(tmp_path)
+    dests = [tmp_path / "zsstress-heavy" / "6.1" / f"r{i:02d}" for i in range(2)]
+    assert write_pieces(boot, dests) == dests
+    want = json.loads((SAMPLES / "guest-6.1-zsstress.kernel" / "contention.json").read_text())
+    for i, d in enumerate(dests):
+        side = json.loads((d / "trace.kernel" / "contention.json").read_text())
+        # each load is exactly the bundled capture again: same events, same contention
+        assert side["event_counts"] == want["event_counts"]
+        assert side["zsmalloc"] == want["zsmalloc"]
+        vm = json.loads((d / "vm.json").read_text())
+        assert (vm["load"], vm["loads"], vm["level"]) == (i, 2, "heavy")
+        assert (d / "zsstress.log").read_text().count("zsstress: done") == 1
+    # a window that does not hold what the module counted is refused, not guessed
+    log = (boot / "zsstress.log").read_text()
+    (boot / "zsstress.log").write_text(log.replace("reads=6899", "reads=6898", 1))
+    with pytest.raises(vmrun.VmError, match="6899 zs_read in its window, the module counted 6898"):
+        write_pieces(boot, [tmp_path / "x0", tmp_path / "x1"])
+
+
+def test_boot_runs_only_zsstress_cells_differing_in_level(tmp_path: Path) -> None:
+    from ztrace.vm.matrix import cells_named, run_boots
+
+    with pytest.raises(vmrun.VmError, match="zsstress cells only"):
+        run_boots(tmp_path, cells_named(["zsstress-heavy", "zram-j4"]), 5, 3)
+
+
 def test_pool_layout_from_btf_dump() -> None:
     sys.path.insert(0, str(Path(vmrun.__file__).parent))
     try:

@@ -224,26 +224,68 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], as_json: bool) -> None:
 Examples:
   ztrace check cross-kernel --from replays/samples/guest-6.12-zswap \\
       --to replays/samples/guest-6.1-zram --json
+  ztrace check cross-kernel --matrix /work/s3/matrix/runs --json     # every run, medians
+  ztrace check cross-kernel --matrix DIR --run --reps 5 --cell zsstress-heavy
 """,
 )
+@click.option("--from", "from_trace", type=click.Path(path_type=str), help="Capture A.")
+@click.option("--to", "to_trace", type=click.Path(path_type=str), help="Capture B.")
 @click.option(
-    "--from", "from_trace", required=True, type=click.Path(path_type=str), help="Capture A."
+    "--matrix",
+    type=click.Path(path_type=str, file_okay=False),
+    help="A `ztrace vm matrix` directory: every run replayed, median ratios over the runs.",
 )
-@click.option("--to", "to_trace", required=True, type=click.Path(path_type=str), help="Capture B.")
 @click.option(
-    "--runs",
+    "--cell", "cells", multiple=True, help="With --matrix: only these cells (default: all)."
+)
+@click.option(
+    "--run",
+    "drive",
+    is_flag=True,
+    help="With --matrix: first run (or resume) the VM matrix into it (ztrace vm matrix).",
+)
+@click.option(
+    "--reps",
     default=5,
     show_default=True,
     type=click.IntRange(1, 100),
-    help="Replicas per prediction (interleaving x hold times) for the interval.",
+    help="With --run: runs per cell and kernel, interleaved ABAB.",
 )
+@click.option(
+    "--runs",
+    default=None,
+    type=click.IntRange(1, 100),
+    help="Replicas per prediction (interleaving x hold times) for the interval "
+    "[default: 5 for --from/--to, 1 per run for --matrix].",
+)
+@click.option("--markdown", is_flag=True, help="With --matrix: print docs/validation.md's table.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"pairs": [...]} as JSON.')
-def cross_kernel(from_trace: str, to_trace: str, runs: int, as_json: bool) -> None:
+def cross_kernel(
+    from_trace: str | None,
+    to_trace: str | None,
+    matrix: str | None,
+    cells: tuple[str, ...],
+    drive: bool,
+    reps: int,
+    runs: int | None,
+    markdown: bool,
+    as_json: bool,
+) -> None:
     """Replay two captures (two kernels) under both kernels' lock designs and compare each
-    prediction, with its interval, against the contention each kernel measured (no VM)."""
+    prediction, with its interval, against the contention each kernel measured (no VM);
+    with --matrix, over every run of a VM scenario matrix (median ratio and its spread)."""
+    if matrix is not None:
+        if from_trace or to_trace:
+            raise click.UsageError("--matrix and --from/--to: choose one")
+        _cross_matrix(matrix, cells, drive, reps, runs or 1, markdown, as_json)
+        return
+    if drive or cells or markdown:
+        raise click.UsageError("--run, --cell and --markdown need --matrix DIR")
+    if not from_trace or not to_trace:
+        raise click.UsageError("give --from A --to B, or --matrix DIR")
     from ztrace.checks.crosskernel import cross_kernel as run
 
-    out = run(from_trace, to_trace, runs=runs)
+    out = run(from_trace, to_trace, runs=runs or 5)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -254,6 +296,49 @@ def cross_kernel(from_trace: str, to_trace: str, runs: int, as_json: bool) -> No
             f"{p['kind']:12} {p['trace_kernel']:>22} -> {p['target_kernel']:<22} "
             f"{p['design']:6} {p['metric']:14} predicted {p['predicted']:>14.0f} "
             f"[{lo:.0f}, {hi:.0f}]  measured {p['measured']}  ratio {ratio}"
+        )
+    for n in out["notes"]:
+        click.echo(f"note: {n}")
+
+
+def _cross_matrix(
+    root: str,
+    cells: tuple[str, ...],
+    drive: bool,
+    reps: int,
+    replicas: int,
+    markdown: bool,
+    as_json: bool,
+) -> None:
+    from ztrace.checks.crossmatrix import markdown as md
+    from ztrace.checks.crossmatrix import matrix_pairs
+
+    if drive:
+        from ztrace.vm.matrix import cells_named, run_matrix
+
+        run_matrix(
+            root,
+            cells_named(list(cells)),
+            reps,
+            on_run=lambda c, k, r, s: click.echo(f"{c.name} {k} r{r:02d}: {s}", err=True),
+        )
+    out = matrix_pairs(
+        root, cells=list(cells) or None, replicas=replicas, log=lambda s: click.echo(s, err=True)
+    )
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    if markdown:
+        click.echo(md(out))
+        return
+    for p in out["pairs"]:
+        ri = p["ratio_interval"]
+        ratio = "-" if p["ratio"] is None else f"{p['ratio']:.2f} [{ri[0]:.2f}, {ri[1]:.2f}]"
+        click.echo(
+            f"{p['scenario']:16} {p['kind']:12} {p['trace_kernel']:>22} -> "
+            f"{p['target_kernel']:<22} {p['design']:6} {p['metric']:14} "
+            f"predicted {p['predicted']:>14.0f} measured {p['measured']:>12.0f} "
+            f"ratio {ratio} runs {p['runs']} {p['verdict']}"
         )
     for n in out["notes"]:
         click.echo(f"note: {n}")

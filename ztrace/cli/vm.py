@@ -119,6 +119,16 @@ def run_cmd(
     help="Cell name or scenario prefix (default: all; see ztrace/vm/matrix.py CELLS).",
 )
 @click.option("--timeout", type=float, default=900.0, show_default=True)
+@click.option(
+    "--loads-per-boot",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="zsstress cells only: run each cell this many times per boot, under one capture "
+    "(one BCC compile), and split the capture per load (ztrace/vm/split.py).",
+)
+@click.option(
+    "--first-rep", type=click.IntRange(0, 99), default=0, help="Number runs from here (rNN)."
+)
 @click.option("--summary-only", is_flag=True, help="Only summarise the runs already in OUTDIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def matrix_cmd(
@@ -126,16 +136,34 @@ def matrix_cmd(
     reps: int,
     cells: tuple[str, ...],
     timeout: float,
+    loads_per_boot: int | None,
+    first_rep: int,
     summary_only: bool,
     as_json: bool,
 ) -> None:
     """Run the scenario set on 6.1 and 6.12, interleaved ABAB, and summarise the contention."""
-    from ztrace.vm.matrix import cells_named, markdown_table, run_matrix, summarize_matrix
+    from ztrace.vm.matrix import (
+        cells_named,
+        markdown_table,
+        run_boots,
+        run_matrix,
+        summarize_matrix,
+    )
 
     if reps < 1:
         raise click.BadParameter("must be >= 1", param_hint="--reps")
     chosen = cells_named(list(cells))
-    if not summary_only:
+    if not summary_only and loads_per_boot:
+        run_boots(
+            outdir,
+            chosen,
+            reps,
+            loads_per_boot,
+            first_rep=first_rep,
+            timeout=max(timeout, 1500.0),
+            on_run=lambda c, k, r, s: click.echo(f"{k} r{r:02d}: {s}", err=True),
+        )
+    elif not summary_only:
         run_matrix(
             outdir,
             chosen,

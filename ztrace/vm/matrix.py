@@ -37,7 +37,7 @@ CELLS: tuple[Cell, ...] = (
     Cell("zsstress-light", "zsstress", {"level": "light", "ops": "10000"}),
     Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
     # heavy, but sizes spread over ~100 classes: one pool lock (6.1) vs many class locks (6.12)
-    Cell("zsstress-spread", "zsstress", {"level": "heavy", "ops": "10000", "size_fixed": "0"}),
+    Cell("zsstress-spread", "zsstress", {"level": "spread", "ops": "10000"}),
     Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32"}),
     Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8"}),
     Cell("zram-rw-j1", "zram-rw", {"jobs": "1", "mb_per_job": "32", "runtime": "8"}),
@@ -102,6 +102,67 @@ def run_matrix(
             status = f"failed: {exc}"
         if on_run:
             on_run(cell, kernel, rep, status)
+    return done
+
+
+def run_boots(
+    root: str | Path,
+    cells: Sequence[Cell],
+    reps: int,
+    loads_per_boot: int,
+    *,
+    first_rep: int = 0,
+    timeout: float = 1500.0,
+    on_run: Callable[[Cell, str, int, str], None] | None = None,
+) -> list[Path]:
+    """The zsstress cells with several loads per boot (split.py says why and how).
+
+    Boot ``b`` runs every cell ``loads_per_boot`` times, cells interleaved (light heavy light
+    heavy ...), under one capture; boots alternate the kernel that goes first (ABAB), as
+    :func:`plan` does for single runs. Load ``i`` of the cell's loads in boot ``b`` becomes run
+    ``first_rep + b * loads_per_boot + i``, so run *i* of 6.1 and run *i* of 6.12 come from
+    back-to-back boots. Boots land in ``OUT/_boots/<kernel>/bNN``; a boot whose loads are all
+    split is kept, so the matrix resumes.
+    """
+    if any(c.scenario != "zsstress" for c in cells):
+        raise VmError("several loads per boot: zsstress cells only")
+    ops = {c.params.get("ops", "20000") for c in cells}
+    extra = {k for c in cells for k in c.params if k not in ("level", "ops")}
+    if len(ops) > 1 or extra:
+        raise VmError("several loads per boot: the cells may differ only in their level")
+    base = Path(root)
+    boots = -(-reps // loads_per_boot)
+    done: list[Path] = []
+    for b in range(boots):
+        ks = list(KERNELS) if b % 2 == 0 else list(reversed(KERNELS))
+        for kernel in ks:
+            dests = [
+                run_dir(base, c, kernel, first_rep + b * loads_per_boot + i)
+                for i in range(loads_per_boot)
+                for c in cells
+            ]
+            if all((d / "trace.kernel" / "contention.json").is_file() for d in dests):
+                done += dests
+                continue
+            boot = base / "_boots" / kernel / f"b{first_rep + b:02d}"
+            if boot.exists():
+                shutil.rmtree(boot)
+            params = {
+                "levels": ",".join(c.params["level"] for c in cells),
+                "reps": str(loads_per_boot),
+                "ops": next(iter(ops)),
+            }
+            try:
+                run_scenario(kernel, "zsstress", boot, params=params, timeout=timeout)
+                # loads run rep by rep, cells interleaved: dests is in the same order
+                from ztrace.vm.split import write_pieces
+
+                done += write_pieces(boot, dests)
+                status = "ok"
+            except VmError as exc:
+                status = f"failed: {exc}"
+            if on_run:
+                on_run(cells[0], kernel, first_rep + b * loads_per_boot, f"boot {boot}: {status}")
     return done
 
 

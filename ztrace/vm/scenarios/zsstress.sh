@@ -9,29 +9,52 @@
 #   light   threads=2 think_ns=20000           two threads, 20 us of CPU between ops
 #   medium  threads=2 think_ns=2000
 #   heavy   threads=4 think_ns=0 size_fixed=1024   back to back, one size class
+#   spread  threads=4 think_ns=0 size_fixed=0      back to back, sizes over ~100 classes
+#
+# Several runs in one boot (one BCC compile, which under TCG costs 1-3 min, the workload 5 s):
+# levels=light,heavy reps=3 runs light heavy light heavy light heavy under one capture, seed =
+# the repetition (1..reps), 3 s apart; zsstress.runs lists them in order. The host splits the
+# capture at those gaps into one run directory per load (ztrace/vm/split.py).
 . "$(dirname "$0")/lib.sh"
 common_start
 PROBES=$(karg probes zsmalloc,locks)
-LEVEL=$(karg level heavy)
-case $LEVEL in
-  none)   T=1; THINK=0;     FIXED=0 ;;
-  light)  T=2; THINK=20000; FIXED=0 ;;
-  medium) T=2; THINK=2000;  FIXED=0 ;;
-  heavy)  T=4; THINK=0;     FIXED=1024 ;;
-  *) die "unknown level $LEVEL (none, light, medium, heavy)" ;;
-esac
-ARGS="threads=$(karg threads $T) ops=$(karg ops 20000) duration_ms=$(karg duration_ms 0)"
-ARGS="$ARGS live=$(karg live 256) size_min=$(karg size_min 64) size_max=$(karg size_max 3072)"
-ARGS="$ARGS size_fixed=$(karg size_fixed $FIXED) read_pct=$(karg read_pct 30)"
-ARGS="$ARGS think_ns=$(karg think_ns $THINK) compact_ms=$(karg compact_ms 0) seed=$(karg seed 1)"
+LEVELS=$(karg levels "$(karg level heavy)")
+REPS=$(karg reps 1)
+preset() {  # preset LEVEL: the module arguments of one load
+  case $1 in
+    none)   T=1; THINK=0;     FIXED=0 ;;
+    light)  T=2; THINK=20000; FIXED=0 ;;
+    medium) T=2; THINK=2000;  FIXED=0 ;;
+    heavy)  T=4; THINK=0;     FIXED=1024 ;;
+    spread) T=4; THINK=0;     FIXED=0 ;;
+    *) die "unknown level $1 (none, light, medium, heavy, spread)" ;;
+  esac
+  A="threads=$(karg threads $T) ops=$(karg ops 20000) duration_ms=$(karg duration_ms 0)"
+  A="$A live=$(karg live 256) size_min=$(karg size_min 64) size_max=$(karg size_max 3072)"
+  A="$A size_fixed=$(karg size_fixed $FIXED) read_pct=$(karg read_pct 30)"
+  A="$A think_ns=$(karg think_ns $THINK) compact_ms=$(karg compact_ms 0) seed=$(karg seed $2)"
+  echo "$A"
+}
 KO=$O/kmod/zsstress.ko
 [ -f "$KO" ] || die "no $KO (the host builds it: ztrace/vm/kmod.py)"
-echo "level=$LEVEL $ARGS" >"$O/zsstress.args"
+LOOP=/tmp/zsstress-loop.sh
+: >"$O/zsstress.runs"
+echo "set -e" >$LOOP
+n=0
+for r in $(seq 1 "$REPS"); do
+  for lv in $(echo "$LEVELS" | tr ',' ' '); do
+    ARGS=$(preset "$lv" "$r") || die "unknown level $lv (none, light, medium, heavy, spread)"
+    [ $n -gt 0 ] && echo "sleep 3" >>$LOOP
+    # insmod returns when every thread has finished; rmmod frees the objects and the pool.
+    echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
+    printf '%s\t%s\t%s\n' "$r" "$lv" "$ARGS" >>"$O/zsstress.runs"
+    n=$((n + 1))
+  done
+done
+cut -f2,3 "$O/zsstress.runs" | sed 's/^/level=/; s/\t/ /' >"$O/zsstress.args"
 snap before
-# insmod returns when every thread has finished; rmmod frees the objects and the pool.
-phase workload capture trace "$PROBES" -- /bin/sh -c \
-  "insmod $KO $ARGS && rmmod zsstress" || die "workload failed"
+phase workload capture trace "$PROBES" -- /bin/sh $LOOP || die "workload failed"
 dmesg | grep 'zsstress:' | tee "$O/zsstress.log"
-grep -q 'zsstress: done' "$O/zsstress.log" || die "zsstress did not finish"
+[ "$(grep -c 'zsstress: done' "$O/zsstress.log")" = $n ] || die "zsstress did not finish $n runs"
 snap after
 log done
