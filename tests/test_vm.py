@@ -343,6 +343,66 @@ def test_boot_runs_only_zsstress_cells_differing_in_level(tmp_path: Path) -> Non
         run_boots(tmp_path, cells_named(["zsstress-heavy", "zram-j4"]), 5, 3)
 
 
+def test_cross_kernel_matrix_medians_over_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate cross-kernel --matrix`: per-run ratios against each run's own measurement,
+    their median and spread, cross-kernel runs paired by index, and the direction."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ztrace.cli.main import main
+    from ztrace.format import read_trace, write_trace
+    from ztrace.replay.engine import replay
+    from ztrace.vm.contention import summarize
+
+    # two runs per kernel: r00 the bundled capture, r01 the same capture with its measured
+    # contention halved (every other slowpath row dropped), so the ratios differ by run
+
+    root = tmp_path / "mx"
+    for k in ("6.1", "6.12"):
+        src, aux = SAMPLES / f"guest-{k}-zsstress", SAMPLES / f"guest-{k}-zsstress.kernel"
+        for rep in (0, 1):
+            d = root / "zsstress-heavy" / k / f"r{rep:02d}"
+            d.mkdir(parents=True)
+            tr = read_trace(src)
+            t = tr.table
+            if rep:
+                lock = pc.is_in(t.column("event").cast(pa.string()), pa.array(["spin_slowpath"]))
+                idx = pa.array(range(t.num_rows))
+                odd = pc.equal(pc.bit_wise_and(idx, 1), 1)
+                t = t.filter(pc.invert(pc.and_(lock, odd)))
+            write_trace(d / "trace", t, tr.meta)
+            shutil.copy(src / "stacks.json", d / "trace" / "stacks.json")
+            shutil.copytree(aux, d / "trace.kernel")
+            shutil.copy(aux / "zs_pool_layout.json", d / "zs_pool_layout.json")
+            shutil.copy(aux / "zsstress.log", d / "zsstress.log")
+    main(["validate", "cross-kernel", "--matrix", str(root), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    got = {(p["trace_kernel"][:4], p["target_kernel"][:4], p["metric"]): p for p in out["pairs"]}
+    assert len(got) == 8
+    for (tk, gk, metric), p in got.items():
+        assert p["runs"] == 2 and p["scenario"] == "zsstress-heavy"
+        per = p["per_run"]
+        for r in per:
+            run = root / "zsstress-heavy" / ("6.1" if gk == "6.1." else "6.12") / f"r{r['rep']:02d}"
+            assert r["measured"] == summarize(run)["zsmalloc"][metric]  # recomputed
+            tr = root / "zsstress-heavy" / ("6.1" if tk == "6.1." else "6.12") / f"r{r['rep']:02d}"
+            plain = {x["lock_design"]: x for x in replay(tr / "trace", locks=[p["design"]]).summary}
+            assert r["predicted"] == plain[p["design"]][metric]  # replica 0 = plain replay
+            assert r["ratio"] == r["predicted"] / r["measured"]
+        ratios = sorted(r["ratio"] for r in per)
+        assert p["ratio"] == pytest.approx(sum(ratios) / 2)  # the median of two
+        assert p["ratio_interval"] == ratios
+        # r01 measured about half of r00: the spread is real, not one number twice
+        assert per[1]["measured"] < per[0]["measured"]
+        assert p["kind"] == ("same kernel" if tk == gk else "cross kernel")
+        assert ("direction_right" in p) == (tk != gk)
+    main(["validate", "cross-kernel", "--matrix", str(root), "--markdown"])
+    table = capsys.readouterr().out
+    assert "| zsstress-heavy | contended |" in table and "n=2" in table
+
+
 def test_pool_layout_from_btf_dump() -> None:
     sys.path.insert(0, str(Path(vmrun.__file__).parent))
     try:

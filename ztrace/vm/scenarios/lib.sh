@@ -54,7 +54,9 @@ capture() {
       have_capture || die "\`python3 -m ztrace capture --help\` fails in the guest"
       # A large ring: under TCG the Python consumer drains slowly, and a discard or swapoff
       # frees tens of thousands of objects in a burst (1024 pages lost ~15k of 65k events).
-      python3 -m ztrace capture -o "$O/$name" --probes "$probes" \
+      # -X faulthandler: a crash in a C extension (bcc, pyarrow) prints the Python stack of
+      # every thread to guest.log instead of a bare "Segmentation fault" (6.12 zram, rc 139)
+      python3 -X faulthandler -m ztrace capture -o "$O/$name" --probes "$probes" \
         --ringbuf-pages "$(karg ringbuf_pages 16384)" -- "$@" ;;
   esac
 }
