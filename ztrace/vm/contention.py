@@ -106,11 +106,7 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
     if slow.num_rows or res["has_spin_slowpath"]:
         # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
         # mutex and rwsem rows of the tracepoint (those it does report in full).
-        flags = (
-            np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
-            if tp.num_rows
-            else np.zeros(0, np.uint32)
-        )
+        flags = _column(tp, "lock_flags", np.uint32, 0)
         not_plain_spin = pa.array(flags != 1)
         both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
         res["all_contended"] = _measure(both, addr_name, frames)
@@ -198,21 +194,20 @@ def _stack_frames(trace: Path) -> dict[int, list[str]]:
         return {}
 
 
+def _column(t: pa.Table, name: str, dtype: type, null: int) -> np.ndarray:
+    """A numeric column as numpy, nulls as ``null`` (an empty table gives an empty array)."""
+    if not t.num_rows:
+        return np.zeros(0, dtype)
+    return np.asarray(t.column(name).fill_null(null), dtype=dtype)
+
+
 def _measure(
     lk: pa.Table, addr_name: Callable[[int], str], frames: dict[int, list[str]]
 ) -> dict[str, Any]:
     """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other."""
     n = lk.num_rows
-    addr = (
-        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
-        if n
-        else np.zeros(0, np.uint64)
-    )
-    wait = (
-        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
-        if n
-        else np.zeros(0, np.uint64)
-    )
+    addr = _column(lk, "lock_addr", np.uint64, 0)
+    wait = _column(lk, "wait_ns", np.uint64, 0)
     kind = (
         np.asarray(
             lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
@@ -220,18 +215,10 @@ def _measure(
         if n
         else np.zeros(0, object)
     )
-    sid = (
-        np.asarray(lk.column("stack_id").fill_null(-1), dtype=np.int64)
-        if n
-        else np.zeros(0, np.int64)
-    )
+    sid = _column(lk, "stack_id", np.int64, -1)
     # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
     # (reported by the tracepoint as rwlock:R/W), not a second lock.
-    flags = (
-        np.asarray(lk.column("lock_flags").fill_null(0), dtype=np.uint32)
-        if n
-        else np.zeros(0, np.uint32)
-    )
+    flags = _column(lk, "lock_flags", np.uint32, 0)
     internal = (flags == 1) & np.array(
         [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
         dtype=bool,

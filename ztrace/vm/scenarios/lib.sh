@@ -89,6 +89,14 @@ set_comp() {
 
 zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
 
+# zram_device SIZE: zswap off, /dev/zram0 of SIZE with the `comp` compressor (default lz4)
+zram_device() {
+  zswap_off
+  modprobe zram num_devices=1 || die "modprobe zram"
+  set_comp zram0 "$(karg comp lz4)"
+  echo "$1" >/sys/block/zram0/disksize
+}
+
 # zs_pool_layout: byte offsets of struct zs_pool's locks from this kernel's BTF, so the host can
 # tell the pool lock (6.1: pool->lock) and the migrate rwlock (6.9+: pool->lock is an rwlock,
 # older 6.x: pool->migrate_lock) from per-class locks by address (lock_addr - pool).
