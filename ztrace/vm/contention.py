@@ -195,9 +195,10 @@ def _stack_frames(trace: Path) -> dict[int, list[str]]:
 
 
 def _column(t: pa.Table, name: str, dtype: type, null: int) -> np.ndarray:
-    """A numeric column as numpy, nulls as ``null`` (an empty table gives an empty array)."""
-    if not t.num_rows:
-        return np.zeros(0, dtype)
+    """A numeric column as numpy, nulls as ``null``; a trace without the column (no lock
+    addresses, no stacks) gives ``null`` on every row."""
+    if not t.num_rows or name not in t.column_names:
+        return np.full(t.num_rows, null, dtype)
     return np.asarray(t.column(name).fill_null(null), dtype=dtype)
 
 
@@ -212,8 +213,8 @@ def _measure(
         np.asarray(
             lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
         )
-        if n
-        else np.zeros(0, object)
+        if n and "lock_kind" in lk.column_names
+        else np.full(n, "other", object)
     )
     sid = _column(lk, "stack_id", np.int64, -1)
     # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
