@@ -228,6 +228,10 @@ def _short(release: str) -> str:
     return m.group(0) if m else release
 
 
+def _ratio(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _cell_text(p: dict[str, Any]) -> str:
     """One table cell: median ratio [min–max] over n runs, the verdict in words."""
     if p["ratio"] is None:
@@ -236,7 +240,7 @@ def _cell_text(p: dict[str, Any]) -> str:
             return f"measured 0, predicted {pred / 1e6:.3g} ms ({p['verdict']})"
         return f"measured 0, predicted {pred:.3g} ({p['verdict']})"
     lo, hi = p["ratio_interval"]
-    txt = f"{p['ratio']:.3g} [{lo:.3g}–{hi:.3g}] n={p['runs']}"
+    txt = f"{_ratio(p['ratio'])} [{_ratio(lo)}–{_ratio(hi)}] n={p['runs']}"
     if p["zero_measured"]:
         txt += f" (+{p['zero_measured']} measured 0)"
     verdict = "**missed**" if p["verdict"] == "missed" else p["verdict"]
