@@ -106,7 +106,11 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
     if slow.num_rows or res["has_spin_slowpath"]:
         # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
         # mutex and rwsem rows of the tracepoint (those it does report in full).
-        flags = _column(tp, "lock_flags", np.uint32, 0)
+        flags = (
+            np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
+            if tp.num_rows
+            else np.zeros(0, np.uint32)
+        )
         not_plain_spin = pa.array(flags != 1)
         both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
         res["all_contended"] = _measure(both, addr_name, frames)
@@ -194,12 +198,12 @@ def _stack_frames(trace: Path) -> dict[int, list[str]]:
         return {}
 
 
-def _column(t: pa.Table, name: str, dtype: type, null: int) -> np.ndarray:
-    """A numeric column as numpy, nulls as ``null``; a trace without the column (no lock
-    addresses, no stacks) gives ``null`` on every row."""
-    if not t.num_rows or name not in t.column_names:
-        return np.full(t.num_rows, null, dtype)
-    return np.asarray(t.column(name).fill_null(null), dtype=dtype)
+def _column(lk: pa.Table, name: str, fill: int, dtype: Any) -> np.ndarray:
+    """Column ``name`` of ``lk`` as a numpy array, nulls read as ``fill``; a trace without the
+    column (no lock addresses, flags or stacks) reads ``fill`` on every row."""
+    if not lk.num_rows or name not in lk.column_names:
+        return np.full(lk.num_rows, fill, dtype)
+    return np.asarray(lk.column(name).fill_null(fill), dtype=dtype)
 
 
 def _measure(
@@ -207,8 +211,8 @@ def _measure(
 ) -> dict[str, Any]:
     """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other."""
     n = lk.num_rows
-    addr = _column(lk, "lock_addr", np.uint64, 0)
-    wait = _column(lk, "wait_ns", np.uint64, 0)
+    addr = _column(lk, "lock_addr", 0, np.uint64)
+    wait = _column(lk, "wait_ns", 0, np.uint64)
     kind = (
         np.asarray(
             lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
@@ -216,10 +220,10 @@ def _measure(
         if n and "lock_kind" in lk.column_names
         else np.full(n, "other", object)
     )
-    sid = _column(lk, "stack_id", np.int64, -1)
+    sid = _column(lk, "stack_id", -1, np.int64)
     # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
     # (reported by the tracepoint as rwlock:R/W), not a second lock.
-    flags = _column(lk, "lock_flags", np.uint32, 0)
+    flags = _column(lk, "lock_flags", 0, np.uint32)
     internal = (flags == 1) & np.array(
         [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
         dtype=bool,

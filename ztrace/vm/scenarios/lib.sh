@@ -88,9 +88,8 @@ set_comp() {
 }
 
 zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
-
-# zram_device SIZE: zswap off, /dev/zram0 of SIZE with the `comp` compressor (default lz4)
-zram_device() {
+# zram_on DISKSIZE: zswap off, zram0 with the compressor of `-p comp=` (default lz4), sized
+zram_on() {
   zswap_off
   modprobe zram num_devices=1 || die "modprobe zram"
   set_comp zram0 "$(karg comp lz4)"

@@ -7,7 +7,7 @@ PROBES=$(karg probes zsmalloc)
 MB=$(karg mb 160)
 LIMIT=$(karg memory_max 64M)
 swapoff -a 2>/dev/null
-zram_device 512M
+zram_on 512M
 mkswap /dev/zram0 >/dev/null; swapon -p 100 /dev/zram0 || die "swapon zram0"
 make_cgroup ztrace-swap "$LIMIT"
 snap before

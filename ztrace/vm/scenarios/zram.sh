@@ -6,7 +6,7 @@ common_start
 PROBES=$(karg probes zsmalloc)  # locks: -p probes=zsmalloc,locks (6.12 capture segfaults with locks: see docs/vm.md)
 JOBS=$(karg jobs 4)
 MB=$(karg mb_per_job 64)
-zram_device 1G
+zram_on 1G
 snap before
 # zram splits each 64k write into 16 pages, each compressed and stored on its own (zs_malloc).
 WL="fio --name=zram --filename=/dev/zram0 --rw=write --bs=64k --size=${MB}M --numjobs=$JOBS \
