@@ -188,6 +188,31 @@ def test_zsstress_contends_on_zsmalloc_locks(zsstress_heavy: vmrun.VmResult) -> 
 
 @pytest.mark.vm
 @pytest.mark.slow
+@pytest.mark.vm_long
+def test_several_zsstress_loads_in_one_boot_split_per_load(
+    image: vmrun.VmImage, tmp_path: Path
+) -> None:
+    """A boot per kernel, four loads each under one capture (none light none light), split
+    into four runs whose events match each load's own counters (split.py checks, this too)."""
+    from ztrace.vm.matrix import cells_named, run_boots
+
+    cells = cells_named(["zsstress-none", "zsstress-light"])
+    cells = [type(c)(c.name, c.scenario, c.params | {"ops": "2000"}) for c in cells]
+    done = run_boots(tmp_path, cells, 2, 2)
+    assert len(done) == 8  # 2 cells x 2 loads x 2 kernels
+    for d in done:
+        side = json.loads((d / "trace.kernel" / "contention.json").read_text())
+        log = (d / "zsstress.log").read_text()
+        n = dict(re.findall(r"(\w+)=(\d+)", log.split("zsstress: done", 1)[1].splitlines()[0]))
+        ev = side["event_counts"]
+        assert ev["zs_malloc"] == int(n["mallocs"]) and ev["zs_read"] == int(n["reads"])
+        assert side["lost_events"] == 0
+        if d.parent.parent.name == "zsstress-none":
+            assert side["zsmalloc"]["contended"] == 0  # one thread: nothing to contend with
+
+
+@pytest.mark.vm
+@pytest.mark.slow
 def test_zsstress_module_builds_for_both_guest_kernels(image: vmrun.VmImage) -> None:
     from ztrace.vm.kmod import build_module
 
