@@ -167,7 +167,13 @@ def qemu_command(
     # The guest gets less time than the host waits, so a hung scenario still powers off cleanly
     # and leaves its logs.
     guest_timeout = max(30, int(timeout) - 60)
-    kargs = [f"ztrace.scenario={scenario}", f"ztrace.timeout={guest_timeout}"]
+    accel = accel or os.environ.get("ZTRACE_VM_ACCEL", "tcg")
+    # ztrace.accel: scenarios/lib.sh turns numpy's AVX2 dispatch off under TCG (docs/vm.md)
+    kargs = [
+        f"ztrace.scenario={scenario}",
+        f"ztrace.timeout={guest_timeout}",
+        f"ztrace.accel={accel}",
+    ]
     for k, v in (params or {}).items():
         if not re.fullmatch(r"\w+", k) or not re.fullmatch(r"[\w.,:+=/-]*", v):
             raise VmError(f"bad scenario parameter {k}={v!r}: no spaces or quotes allowed")
@@ -180,7 +186,7 @@ def qemu_command(
     )
     return [
         QEMU,
-        *_accel_args(accel or os.environ.get("ZTRACE_VM_ACCEL", "tcg")),
+        *_accel_args(accel),
         "-smp", str(smp), "-m", str(mem_mb),
         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
         "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append,

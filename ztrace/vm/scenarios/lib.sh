@@ -11,6 +11,15 @@ O=${ZTRACE_VM_OUT:-/mnt/out}
 SRC=${ZTRACE_VM_SRC:-/mnt/src}
 VM=$SRC/ztrace/vm
 ts() { cut -d' ' -f1 /proc/uptime; }
+
+# Under qemu 7.2's TCG (the project machines; -cpu max offers AVX2) numpy 2.4's AVX2 int64
+# argsort returns unsorted permutations (scenarios/npsort.sh: 290 of 300 rounds wrong) and at
+# times crashes: the guest capture's np.unique(return_inverse=True) on lock keys died with
+# SIGSEGV (capture/session.py: _table). numpy's baseline (X86_V2) sorts are right there, so
+# guests under TCG run numpy without its AVX2/AVX-512 dispatch targets.
+if tr ' ' '\n' </proc/cmdline | grep -qx 'ztrace.accel=tcg'; then
+  export NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
+fi
 log() { echo "[$(ts)] $*"; }
 die() { log "FAIL: $*"; exit 1; }
 snap() { python3 "$VM/counters.py" "$1" || die "counters.py $1 failed"; }

@@ -15,8 +15,16 @@ from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 rng = np.random.default_rng(1)
 on = sorted(k for k in __cpu_dispatch__ if __cpu_features__.get(k))
-print(json.dumps({"numpy": np.__version__, "dispatch_on": on,
-                  "disabled": os.environ.get("NPY_DISABLE_CPU_FEATURES", "")}), flush=True)
+print(
+    json.dumps(
+        {
+            "numpy": np.__version__,
+            "dispatch_on": on,
+            "disabled": os.environ.get("NPY_DISABLE_CPU_FEATURES", ""),
+        }
+    ),
+    flush=True,
+)
 bad = 0
 for r in range(ROUNDS):
     n = int(rng.integers(1, 40_000))
@@ -33,6 +41,17 @@ for r in range(ROUNDS):
     good = ok_perm and ok_order and ok_unique and ok_ts
     bad += not good
     if not good or r % 50 == 0:
-        print(json.dumps({"round": r, "n": n, "perm": ok_perm, "order": ok_order,
-                          "unique": ok_unique, "ts_sort": ok_ts}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "round": r,
+                    "n": n,
+                    "perm": ok_perm,
+                    "order": ok_order,
+                    "unique": ok_unique,
+                    "ts_sort": ok_ts,
+                }
+            ),
+            flush=True,
+        )
 print(json.dumps({"rounds": ROUNDS, "bad": bad}), flush=True)
