@@ -38,8 +38,7 @@ CELLS: tuple[Cell, ...] = (
     Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
     # heavy, but sizes spread over ~100 classes: one pool lock (6.1) vs many class locks (6.12)
     Cell("zsstress-spread", "zsstress", {"level": "spread", "ops": "10000"}),
-    # the zram scenario captures zsmalloc alone by default (docs/vm.md, known issue); the
-    # matrix measures lock contention, so it asks for the lock probes
+    # the matrix measures lock contention: the lock probes, whatever the scenario's default
     Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32", "probes": "zsmalloc,locks"}),
     Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8", "probes": "zsmalloc,locks"}),
     Cell("zram-rw-j1", "zram-rw", {"jobs": "1", "mb_per_job": "32", "runtime": "8"}),

@@ -3,7 +3,7 @@
 # page at the discard.
 . "$(dirname "$0")/lib.sh"
 common_start
-PROBES=$(karg probes zsmalloc)  # locks: -p probes=zsmalloc,locks (6.12 capture segfaults with locks: see docs/vm.md)
+PROBES=$(karg probes zsmalloc,locks)  # the locks capture crash is fixed (docs/vm.md)
 JOBS=$(karg jobs 4)
 MB=$(karg mb_per_job 64)
 zram_on 1G
