@@ -5,16 +5,18 @@ Run by npsort.sh once with numpy's CPU dispatch as it is and once with the AVX2/
 disabled; prints one JSON line per round so a crash still leaves the rounds before it.
 """
 
+import importlib
 import json
 import os
 import sys
 
 import numpy as np
-from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+_umath = importlib.import_module("numpy._core._multiarray_umath")  # numpy's CPU dispatch tables
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 rng = np.random.default_rng(1)
-on = sorted(k for k in __cpu_dispatch__ if __cpu_features__.get(k))
+on = sorted(k for k in _umath.__cpu_dispatch__ if _umath.__cpu_features__.get(k))
 print(
     json.dumps(
         {
