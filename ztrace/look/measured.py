@@ -453,18 +453,24 @@ def folded(m: Measured) -> str:
     Waits without a stack fold into ``[no stack]``, waits whose stack id is missing from
     stacks.json into ``[unknown stack]``, so the weights always sum to the total wait.
     """
+    weights = folded_weights(m, "wait_ns_total")
+    return "".join(f"{k} {v}\n" for k, v in sorted(weights.items()) if v > 0)
+
+
+def folded_weights(m: Measured, column: str) -> dict[str, int]:
+    """Folded line (root first, ``;``-joined, no weight) -> sum of ``column`` over its rows."""
     weights: dict[str, int] = {}
     for sid, kind, w in zip(
         m.table["stack_id"].to_list(),
         m.table["lock_kind"].to_list(),
-        m.table["wait_ns_total"].to_list(),
+        m.table[column].to_list(),
         strict=True,
     ):
         frames = ["[no stack]"] if sid < 0 else m.stacks.get(int(sid)) or ["[unknown stack]"]
         # the lock kind as the innermost frame: a flame graph then splits by lock too
         line = ";".join([*(f.replace(";", ":") for f in reversed(frames)), f"[{kind}]"])
         weights[line] = weights.get(line, 0) + int(w)
-    return "".join(f"{k} {v}\n" for k, v in sorted(weights.items()) if v > 0)
+    return weights
 
 
 def histogram(m: Measured) -> list[dict[str, Any]]:
