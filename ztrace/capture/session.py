@@ -362,6 +362,15 @@ def _keep_freed_memory() -> None:
         pass  # not glibc: keep its defaults
     with contextlib.suppress(NotImplementedError, AttributeError, pa.ArrowNotImplementedError):
         pa.jemalloc_set_decay_ms(60_000)
+    # numpy madvises MADV_HUGEPAGE on arrays of 4 MiB and more: with THP in `madvise` mode
+    # every such fresh array then faults in whole 2 MiB pages that the kernel zeroes first
+    # (clear_page_erms under folio_zero_user: half the consumer's samples at 1 M events/s in
+    # `perf record`, benchmarks/README.md "capture"). The consumer's arrays live for one
+    # read; 4 KiB pages are cheaper for them.
+    with contextlib.suppress(ImportError, AttributeError):
+        from numpy._core import multiarray
+
+        multiarray._set_madvise_hugepage(False)
 
 
 def _distinct(a: np.ndarray) -> list[int]:
