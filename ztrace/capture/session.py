@@ -370,7 +370,7 @@ def _keep_freed_memory() -> None:
     with contextlib.suppress(ImportError, AttributeError):
         from numpy._core import multiarray
 
-        multiarray._set_madvise_hugepage(False)
+        multiarray._set_madvise_hugepage(False)  # type: ignore[attr-defined]
 
 
 def _distinct(a: np.ndarray) -> list[int]:
