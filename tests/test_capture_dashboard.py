@@ -166,3 +166,24 @@ def test_measured_panel_in_chromium(tmp_path: Path) -> None:
         assert got == want
     # the measured bar is the raw count of lock_contention rows, not a replayed number
     assert np.isclose(got["measured"], 485_328)
+
+
+def test_dashboard_of_a_replayed_capture_shows_what_it_measured(tmp_path: Path) -> None:
+    """The CLI's path (`ztrace dashboard TRACE`): replay a bundled guest capture, then the
+    measured section reads that capture (``ztrace.trace``) beside the replayed designs."""
+    from ztrace.cli.dashboard import replayed_results
+    from ztrace.look.dashboard import build_dashboard
+    from ztrace.look.measured_panel import prepare_panel
+
+    trace = SAMPLE.parent / "guest-6.1-zsstress"
+    res = replayed_results(trace, ["class", "pool"])
+    out = build_dashboard(res, tmp_path / "d.html")
+    assert out.charts[-2:] == ["flame", "vs_replayed"]
+    t = pq.read_table(trace / "part-00000.parquet")
+    locks = t.filter(pc.equal(t.column("event").cast("string"), "lock_contention"))
+    panel = prepare_panel(res)
+    assert panel.versus is not None
+    rows = {r["design"]: r for r in panel.versus.to_dicts()}
+    assert rows["measured"]["contended"] == locks.num_rows
+    assert rows["measured"]["wait_ns_total"] == sum(locks.column("wait_ns").to_pylist())
+    assert set(rows) == {"measured", "class", "pool"}
