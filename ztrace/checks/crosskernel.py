@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ztrace.errors import ConfigError
 from ztrace.format import open_trace, read_meta
+from ztrace.replay.costs import CostModel
 
 METRICS = ("contended", "wait_ns_total")
 #: lock_kind values the capture gives zsmalloc's own locks
@@ -69,6 +70,8 @@ def measured(trace: str | os.PathLike[str]) -> dict[str, Any]:
         for k, frames in stacks.items()
         if any(f.lstrip("_").startswith("zs_") for f in frames)
     }
+    if _has_spin_slowpath(trace):
+        return _measured_with_slowpath(trace)
     cont = wait = other = 0
     tr = open_trace(trace)
     names = set(tr.schema.names)
@@ -89,6 +92,65 @@ def measured(trace: str | os.PathLike[str]) -> dict[str, Any]:
     return {"contended": cont, "wait_ns_total": wait, "other_contended": other}
 
 
+def _has_spin_slowpath(trace: str | os.PathLike[str]) -> bool:
+    for b in open_trace(trace).iter_batches(columns=["event"]):
+        ev = b.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
+        if (ev == "spin_slowpath").any():
+            return True
+    return False
+
+
+def _measured_with_slowpath(trace: str | os.PathLike[str]) -> dict[str, Any]:
+    """Every contended spinlock acquisition, from the ``spin_slowpath`` kprobe rows (plus the
+    tracepoint's rwlock/rwsem rows), attributed to zsmalloc by stack and lock address
+    (:func:`ztrace.vm.contention.summarize_trace`, the same count as the VM matrix tables).
+
+    ``lock:contention_begin`` alone misses qspinlock's first waiter: it fires only after the
+    ``queue:`` label (6.1.192 kernel/locking/qspinlock.c: queued_spin_lock_slowpath), and the
+    pending-bit waiter never gets there; with 2 vCPUs that is nearly every waiter. The
+    sidecar ``<trace>.kernel/`` (zs_pool_layout.json, zsstress.log) gives the lock address.
+    """
+    from ztrace.vm.contention import summarize_trace
+
+    side = Path(str(trace) + ".kernel")
+    res = summarize_trace(Path(trace), side if side.is_dir() else Path(trace))
+    zs = res["zsmalloc"]
+    return {
+        "contended": int(zs["contended"]),
+        "wait_ns_total": int(zs["wait_ns_total"]),
+        "other_contended": int(res["other"]["contended"]) if "other" in res else None,
+        "source": res["source"],
+    }
+
+
+def probe_cost(trace: str | os.PathLike[str]) -> tuple[int, str] | None:
+    """The capture probes' own cost measured on the trace's kernel, and where it came from:
+    ``<trace>.kernel/probecost.json`` (``ztrace vm run -s probecost``,
+    :mod:`ztrace.checks.probecost`), the mean of zs_malloc's and zs_free's pair cost (median
+    over ABAB rounds). None when it was not measured; a cost not measured on the trace's own
+    kernel is refused (probe cost differs per kernel: 6.1 and 6.12 run different kprobe
+    paths)."""
+    f = Path(str(trace) + ".kernel") / "probecost.json"
+    if not f.is_file():
+        return None
+    d = json.loads(f.read_text())
+    if d.get("kernel") != read_meta(trace).kernel_release:
+        raise ConfigError(
+            f"{f}: measured on {d.get('kernel')}, not on the trace's kernel "
+            f"{read_meta(trace).kernel_release}"
+        )
+    costs = [c["pair_cost_ns"] for c in d["cost"].values() if c.get("pair_cost_ns") is not None]
+    if not costs:
+        return None
+    ns = max(0, round(sum(costs) / len(costs)))
+    rounds = len(d.get("rounds", [])) // 2
+    return ns, f"measured on {d['kernel']}: {f} ({rounds} ABAB round pairs)"
+
+
+def _with_probe_cost(got: tuple[int, str] | None) -> CostModel | None:
+    return CostModel(probe_overhead_ns=got[0]) if got else None
+
+
 def _scenario(trace: str | os.PathLike[str]) -> str:
     meta = read_meta(trace)
     return meta.extra.get("scenario") or Path(trace).name
@@ -100,6 +162,7 @@ def cross_kernel(
     *,
     runs: int = 5,
     seed: int = 0,
+    subtract_probe_cost: bool = True,
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
     from ztrace.replay.interval import replay_interval
@@ -109,7 +172,17 @@ def cross_kernel(
     design = {k: design_for_kernel(r) for k, r in kernel.items()}
     meas = {k: measured(t) for k, t in traces.items()}
     designs = list(dict.fromkeys(design.values()))
-    pred = {k: replay_interval(t, locks=designs, runs=runs, seed=seed) for k, t in traces.items()}
+    pc = {k: probe_cost(t) for k, t in traces.items()} if subtract_probe_cost else {}
+    pred = {
+        k: replay_interval(
+            t,
+            locks=designs,
+            runs=runs,
+            seed=seed,
+            cost_model=_with_probe_cost(pc.get(k)),
+        )
+        for k, t in traces.items()
+    }
     pairs: list[dict[str, Any]] = []
     other = {"from": "to", "to": "from"}
     for src in ("from", "to"):
@@ -142,6 +215,21 @@ def cross_kernel(
                         )
                 pairs.append(row)
     notes = [f"{k}: {v['note']}" for k, v in meas.items() if "note" in v]
+    from ztrace.replay.stops import co_running
+
+    for k in ("from", "to"):
+        co = co_running(traces[k])
+        notes.append(
+            f"{k}: two or more CPUs recorded in {co['share']:.2%} of the 10 µs bins with any "
+            "(only then can CPUs contend; a TCG guest whose vCPUs the host runs one at a time "
+            "measures little contention whatever its lock design)"
+        )
+        got = pc.get(k)
+        notes.append(
+            f"{k}: probe cost {got[0]} ns subtracted from every measured duration ({got[1]})"
+            if got
+            else f"{k}: probe cost not subtracted (not measured for this trace)"
+        )
     for k in ("from", "to"):
         notes += [f"{k}: {n}" for n in pred[k].notes]
     return {"pairs": pairs, "notes": notes}
