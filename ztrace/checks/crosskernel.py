@@ -112,8 +112,10 @@ def _measured_with_slowpath(trace: str | os.PathLike[str]) -> dict[str, Any]:
     """
     from ztrace.vm.contention import summarize_trace
 
-    side = Path(str(trace) + ".kernel")
-    res = summarize_trace(Path(trace), side if side.is_dir() else Path(trace))
+    # the run's guest files: a bundled sample's NAME.kernel/, or a VM run directory
+    side, run_dir = Path(str(trace) + ".kernel"), Path(trace).parent
+    aux = run_dir if (run_dir / "vm.json").is_file() else side if side.is_dir() else Path(trace)
+    res = summarize_trace(Path(trace), aux)
     zs = res["zsmalloc"]
     return {
         "contended": int(zs["contended"]),
@@ -127,7 +129,8 @@ def probe_cost(trace: str | os.PathLike[str]) -> tuple[int, str] | None:
     """The capture probes' own cost measured on the trace's kernel, and where it came from:
     ``<trace>.kernel/probecost.json`` (``ztrace vm run -s probecost``,
     :mod:`ztrace.checks.probecost`), the mean of zs_malloc's and zs_free's pair cost (median
-    over ABAB rounds). None when it was not measured; a cost not measured on the trace's own
+    over ABAB rounds). That is one pair's *whole* cost, an upper bound on the part inside a
+    measured duration. None when it was not measured; a cost not measured on the trace's own
     kernel is refused (probe cost differs per kernel: 6.1 and 6.12 run different kprobe
     paths)."""
     f = Path(str(trace) + ".kernel") / "probecost.json"
@@ -162,9 +165,10 @@ def cross_kernel(
     *,
     runs: int = 5,
     seed: int = 0,
-    subtract_probe_cost: bool = True,
+    probe_cost_bound: bool = True,
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
+    from ztrace.replay.engine import replay
     from ztrace.replay.interval import replay_interval
 
     traces = {"from": from_trace, "to": to_trace}
@@ -172,16 +176,17 @@ def cross_kernel(
     design = {k: design_for_kernel(r) for k, r in kernel.items()}
     meas = {k: measured(t) for k, t in traces.items()}
     designs = list(dict.fromkeys(design.values()))
-    pc = {k: probe_cost(t) for k, t in traces.items()} if subtract_probe_cost else {}
-    pred = {
-        k: replay_interval(
-            t,
-            locks=designs,
-            runs=runs,
-            seed=seed,
-            cost_model=_with_probe_cost(pc.get(k)),
-        )
+    pred = {k: replay_interval(t, locks=designs, runs=runs, seed=seed) for k, t in traces.items()}
+    # the other end of the probe-cost bracket: the measured whole-pair cost subtracted from
+    # every duration (plain replay; the part inside a duration lies between 0 and this)
+    pc = {k: probe_cost(t) for k, t in traces.items()} if probe_cost_bound else {}
+    bound = {
+        k: {
+            r["lock_design"]: r
+            for r in replay(t, locks=designs, seed=seed, cost_model=_with_probe_cost(got)).summary
+        }
         for k, t in traces.items()
+        if (got := pc.get(k))
     }
     pairs: list[dict[str, Any]] = []
     other = {"from": "to", "to": "from"}
@@ -205,6 +210,9 @@ def cross_kernel(
                     "replicas": runs,
                     "kind": "same kernel" if src == tgt else "cross kernel",
                 }
+                if src in bound:
+                    row["probe_cost_ns"] = pc[src][0]  # type: ignore[index]
+                    row["predicted_probe_cost_subtracted"] = bound[src][d][metric]
                 if src != tgt:
                     # direction: the other design vs the trace's own design, on this trace
                     own = pred[src].designs[design[src]][metric]["value"]
@@ -226,9 +234,11 @@ def cross_kernel(
         )
         got = pc.get(k)
         notes.append(
-            f"{k}: probe cost {got[0]} ns subtracted from every measured duration ({got[1]})"
+            f"{k}: predicted = probe cost kept; predicted_probe_cost_subtracted = one whole "
+            f"probe pair ({got[0]} ns, {got[1]}) taken from every measured duration: the "
+            "probes' share of a duration lies between the two"
             if got
-            else f"{k}: probe cost not subtracted (not measured for this trace)"
+            else f"{k}: probe cost not measured for this trace's kernel (kept in the durations)"
         )
     for k in ("from", "to"):
         notes += [f"{k}: {n}" for n in pred[k].notes]

@@ -242,8 +242,8 @@ Examples:
     "--probe-cost/--no-probe-cost",
     default=True,
     show_default=True,
-    help="Subtract the probes' own cost measured on each trace's kernel "
-    "(<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) where it exists.",
+    help="Also predict with one whole probe pair's cost (measured on each trace's kernel: "
+    "<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) taken from every duration.",
 )
 def cross_kernel(
     from_trace: str, to_trace: str, runs: int, as_json: bool, probe_cost: bool
@@ -252,7 +252,7 @@ def cross_kernel(
     prediction, with its interval, against the contention each kernel measured (no VM)."""
     from ztrace.checks.crosskernel import cross_kernel as run
 
-    out = run(from_trace, to_trace, runs=runs, subtract_probe_cost=probe_cost)
+    out = run(from_trace, to_trace, runs=runs, probe_cost_bound=probe_cost)
     if as_json:
         click.echo(json.dumps(out))
         return

@@ -314,7 +314,15 @@ def witness_bound(
     from ztrace.format.events import EV_FREE, EV_MALLOC
 
     return _witness_bound(
-        code, ts, dur, tid, cpu, is_call, lock, np.int64(EV_MALLOC), np.int64(EV_FREE)
+        code,
+        ts,
+        dur,
+        tid,
+        cpu,
+        is_call,
+        lock,
+        np.int64(EV_MALLOC),
+        np.int64(EV_FREE),
     )
 
 
