@@ -297,7 +297,7 @@ def replay(
                     tid,
                     batch.column("cpu").to_numpy().astype(np.int64),
                     calls,
-                    lock_keys(code, size, calls, one_pool, table),
+                    lock_keys(code, size, handle_bits, calls, one_pool, table),
                 )
             if resample_holds:
                 dur = resample_durations(dur, code, pre.dur_hist, offset, seed)

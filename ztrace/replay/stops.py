@@ -193,7 +193,8 @@ def bounded_dur_hist(
     hist = np.zeros((N_EV, HIST_N), dtype=np.int64)
     tr = open_trace(path)
     has_tid = "tid" in tr.schema.names
-    cols = ["ts_ns", "duration_ns", "event", "cpu", "size_bytes"] + (["tid"] if has_tid else [])
+    cols = ["ts_ns", "duration_ns", "event", "cpu", "size_bytes", "handle"]
+    cols += ["tid"] if has_tid else []
     for b in tr.iter_batches(columns=cols):
         ts = b.column("ts_ns").to_numpy().astype(np.int64)
         dur = b.column("duration_ns").to_numpy().astype(np.int64)
@@ -203,6 +204,7 @@ def bounded_dur_hist(
         if has_tid:
             calls = call_rows(b.column("event"))
             size = b.column("size_bytes").to_numpy().astype(np.int64)
+            handle = b.column("handle").to_numpy().view(np.int64)
             dur, _ = witness_bound(
                 code,
                 ts,
@@ -210,7 +212,7 @@ def bounded_dur_hist(
                 b.column("tid").to_numpy().astype(np.int64),
                 b.column("cpu").to_numpy().astype(np.int64),
                 calls,
-                lock_keys(code, size, calls, one_pool, table),
+                lock_keys(code, size, handle, calls, one_pool, table),
             )
         _hist(code, dur, hist)
     return hist
@@ -327,18 +329,32 @@ def witness_bound(
 
 
 def lock_keys(
-    code: np.ndarray, size: np.ndarray, is_call: np.ndarray, one_pool: bool, table: Any
+    code: np.ndarray,
+    size: np.ndarray,
+    handle: np.ndarray,
+    is_call: np.ndarray,
+    one_pool: bool,
+    table: Any,
 ) -> np.ndarray:
     """The spinlock each row's call takes on the *captured* kernel, where the row says which.
 
     One-pool-lock kernels (6.1-6.10): every zs_* call takes ``pool->lock`` (key 0). Class-lock
     kernels (<= 6.0, >= 6.11): a zs_malloc takes its class's lock (6.12 mm/zsmalloc.c:
     zs_malloc, ``spin_lock(&class->lock)``; key = class from the size, as
-    ``ClassTable.class_for_malloc``); a zs_free's class needs its handle's malloc and reads
-    take the pool rwlock for reading (readers never exclude each other): -1, not a witness
-    across CPUs.
+    ``ClassTable.class_for_malloc``); a zs_free takes its object's class lock (6.12 zs_free:
+    ``read_lock(&pool->lock)`` -> ``spin_lock(&class->lock)``): the class of the last
+    zs_malloc of its handle before it in this batch (-1 when that is in an earlier batch).
+    Reads take the pool rwlock for reading (readers never exclude each other): -1, not a
+    witness across CPUs.
+
+    >>> from ztrace.model.classes import build_classes
+    >>> t = build_classes(8)
+    >>> lock_keys(np.array([1, 2, 2, 11]), np.array([100, 0, 0, 0]), np.array([5, 5, 6, 5]),
+    ...           np.ones(4, bool), False, t).tolist() == [t.class_for_malloc(100),
+    ...           t.class_for_malloc(100), -1, -1]
+    True
     """
-    from ztrace.format.events import EV_MALLOC
+    from ztrace.format.events import EV_FREE, EV_MALLOC
     from ztrace.model.classes import ZS_HANDLE_SIZE
 
     if one_pool:
@@ -346,7 +362,17 @@ def lock_keys(
     s = size.astype(np.int64) + ZS_HANDLE_SIZE
     idx = np.where(s > table.min_alloc_size, -(-(s - table.min_alloc_size) // table.size_delta), 0)
     cls = np.asarray(table.merged_into)[np.minimum(idx, table.n_classes - 1)].astype(np.int64)
-    return np.where((code == EV_MALLOC) & (size > 0), cls, -1)
+    is_m = (code == EV_MALLOC) & (size > 0)
+    key = np.where(is_m, cls, -1)
+    rows = np.flatnonzero(is_m | (code == EV_FREE))
+    if len(rows):
+        order = rows[np.lexsort((rows, handle[rows]))]  # by handle, then trace order
+        pos = np.arange(len(order))
+        last = np.maximum.accumulate(np.where(is_m[order], pos, -1))
+        ok = (last >= 0) & (code[order] == EV_FREE)
+        ok[ok] &= handle[order[last[ok]]] == handle[order[ok]]
+        key[order[ok]] = cls[order[last[ok]]]
+    return key
 
 
 #: the zs_* call rows that can witness (every one takes a zsmalloc lock)
