@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ztrace.errors import ConfigError
 from ztrace.format import open_trace, read_meta
-from ztrace.replay.costs import CostModel
+from ztrace.replay.costs import CostModel, probe_cost
 
 METRICS = ("contended", "wait_ns_total")
 #: lock_kind values the capture gives zsmalloc's own locks
@@ -123,31 +123,6 @@ def _measured_with_slowpath(trace: str | os.PathLike[str]) -> dict[str, Any]:
         "other_contended": int(res["other"]["contended"]) if "other" in res else None,
         "source": res["source"],
     }
-
-
-def probe_cost(trace: str | os.PathLike[str]) -> tuple[int, str] | None:
-    """The capture probes' own cost measured on the trace's kernel, and where it came from:
-    ``<trace>.kernel/probecost.json`` (``ztrace vm run -s probecost``,
-    :mod:`ztrace.checks.probecost`), the mean of zs_malloc's and zs_free's pair cost (median
-    over ABAB rounds). That is one pair's *whole* cost, an upper bound on the part inside a
-    measured duration. None when it was not measured; a cost not measured on the trace's own
-    kernel is refused (probe cost differs per kernel: 6.1 and 6.12 run different kprobe
-    paths)."""
-    f = Path(str(trace) + ".kernel") / "probecost.json"
-    if not f.is_file():
-        return None
-    d = json.loads(f.read_text())
-    if d.get("kernel") != read_meta(trace).kernel_release:
-        raise ConfigError(
-            f"{f}: measured on {d.get('kernel')}, not on the trace's kernel "
-            f"{read_meta(trace).kernel_release}"
-        )
-    costs = [c["pair_cost_ns"] for c in d["cost"].values() if c.get("pair_cost_ns") is not None]
-    if not costs:
-        return None
-    ns = max(0, round(sum(costs) / len(costs)))
-    rounds = len(d.get("rounds", [])) // 2
-    return ns, f"measured on {d['kernel']}: {f} ({rounds} ABAB round pairs)"
 
 
 def _with_probe_cost(got: tuple[int, str] | None) -> CostModel | None:

@@ -35,7 +35,7 @@ from ztrace.format.events import READ_EVENTS
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.compaction import OP_ARRAYS, split_compactions
-from ztrace.replay.costs import CostModel
+from ztrace.replay.costs import CostModel, probe_cost
 from ztrace.replay.hashing import splitmix64_array
 from ztrace.replay.ingest import (
     COUNTER_NAMES,
@@ -175,6 +175,12 @@ def replay(
     cm_model = cost_model if cost_model is not None else CostModel().fit(pre.medians)
     cm = cm_model.as_array()
     provenance = cm_model.provenance(pre.measured, pre.counts)
+    pc = probe_cost(trace) if pre.measured else None
+    if pc is not None and not cm_model.probe_overhead_ns:
+        provenance["probe_overhead_ns"] = (
+            f"kept in the durations; one whole probe pair = {pc[0]} ns ({pc[1]}), an upper "
+            "bound on the probes' share (`check cross-kernel` predicts with it subtracted too)"
+        )
     # (B, issue 10) what a measured duration holds that is no lock hold: stopped guest
     # time, and time other threads ran on its CPU or held its lock (ztrace.replay.stops)
     stops = find_stops(trace, stop_gap_ns) if stop_gap_ns > 0 and pre.measured else None
