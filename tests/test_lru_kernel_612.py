@@ -8,12 +8,11 @@ directory instead of booting.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.support.guest_run import guest_run
 from ztrace.replay.lru.kernel_check import check
 
 pytestmark = [pytest.mark.vm, pytest.mark.vm_long, pytest.mark.slow]
@@ -21,18 +20,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.vm_long, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def vm612(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reuse = os.environ.get("ZTRACE_LRU_VM612")
-    if reuse:
-        return Path(reuse)
-    from ztrace.vm import run as vmrun
-
-    if vmrun.find_image() is None and os.geteuid() != 0:
-        pytest.skip("no cached guest image and no root to build one")
-    if not shutil.which(vmrun.QEMU) and not shutil.which("apt-get"):
-        pytest.skip(f"{vmrun.QEMU} is missing and cannot be installed")
-    out = tmp_path_factory.mktemp("vm-zswap-lru-6.12")
-    vmrun.run_scenario("6.12", "zswap-lru", out, timeout=1800)
-    return out
+    return guest_run(tmp_path_factory, "ZTRACE_LRU_VM612", "6.12", "zswap-lru", timeout=1800)
 
 
 def test_612_worker_in_time_counters(vm612: Path) -> None:
