@@ -35,18 +35,11 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.lockflags import lock_type
-from ztrace.look.report import SORT_KEYS, human_ns, perf_table, text_console
+from ztrace.look.report import SORT_COLUMN, SORT_KEYS, human_ns, perf_table, text_console
 
-_SORT_COLUMN = {
-    "contended": "contended",
-    "wait_total": "wait_ns_total",
-    "wait_max": "wait_ns_max",
-    "wait_min": "wait_ns_min",
-    "avg_wait": "wait_ns_avg",
-    # a capture sees contentions, not acquisitions: `acquired` sorts like perf without
-    # lock_stat, by contentions
-    "acquired": "contended",
-}
+# a capture sees contentions, not acquisitions: `acquired` sorts like perf without lock_stat,
+# by contentions
+_SORT_COLUMN = {**SORT_COLUMN, "acquired": "contended"}
 #: log2 wait buckets: bucket b holds waits in [2**b, 2**(b+1)) ns (bucket 0 also holds 0)
 HIST_BUCKETS = 40
 
