@@ -198,14 +198,19 @@ Examples:
     required=True,
     help="LRU design NAME or NAME:k=v,... (repeatable).",
 )
+@click.option(
+    "--pool-check",
+    is_flag=True,
+    help="Also count pool_limit_hit from the kernel's own zs_malloc/zs_free rows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full comparison as JSON.")
-def lru_kernel(vmdir: str, designs: tuple[str, ...], as_json: bool) -> None:
+def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: bool) -> None:
     """Replay a guest's zswap capture (``ztrace vm run --scenario zswap``) under LRU designs
     and compare with the guest kernel's zswap counters (docs/lru-kernel-check.md)."""
     from ztrace.look.tables import render_json
     from ztrace.replay.lru.kernel_check import check, markdown
 
-    res = check(vmdir, list(designs))
+    res = check(vmdir, list(designs), pool_check=pool_check)
     if as_json:
         click.echo(render_json(res, indent=1, sort_keys=False))
         return
@@ -260,6 +265,14 @@ Examples:
 )
 @click.option("--markdown", is_flag=True, help="With --matrix: print docs/validation.md's table.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"pairs": [...]} as JSON.')
+@click.option(
+    "--probe-cost/--no-probe-cost",
+    default=True,
+    show_default=True,
+    help="Also predict with one whole probe pair's cost (measured on each trace's kernel: "
+    "<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) taken from every duration "
+    "(--from/--to only).",
+)
 def cross_kernel(
     from_trace: str | None,
     to_trace: str | None,
@@ -270,6 +283,7 @@ def cross_kernel(
     runs: int | None,
     markdown: bool,
     as_json: bool,
+    probe_cost: bool,
 ) -> None:
     """Replay two captures (two kernels) under both kernels' lock designs and compare each
     prediction, with its interval, against the contention each kernel measured (no VM);
@@ -285,7 +299,7 @@ def cross_kernel(
         raise click.UsageError("give --from A --to B, or --matrix DIR")
     from ztrace.checks.crosskernel import cross_kernel as run
 
-    out = run(from_trace, to_trace, runs=runs or 5)
+    out = run(from_trace, to_trace, runs=runs or 5, probe_cost_bound=probe_cost)
     if as_json:
         click.echo(json.dumps(out))
         return
