@@ -132,7 +132,7 @@ def malloc_ok(code: np.ndarray, handle: np.ndarray, ok: pa.Array | None) -> np.n
     return (~bad).astype(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # engine threads run allocator groups in parallel
 def _ingest(
     model,
     idx,

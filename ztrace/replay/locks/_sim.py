@@ -397,7 +397,7 @@ def _drain(
             _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # designs run on engine threads in parallel
 def sim_batch(
     arr,
     cpu,
