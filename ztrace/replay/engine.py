@@ -55,6 +55,12 @@ from ztrace.replay.tables import ReplayResult, build_tables, write_results
 
 __all__ = ["ReplayResult", "replay", "write_results"]
 
+#: rows per trace batch. Results do not depend on it (the replay streams: tested). Peak
+#: memory does: each batch row costs ~500 bytes of transient arrays (Arrow decode, int64
+#: columns, ingest outputs, the ops), and with threads two batches are alive. Measured on
+#: 10 M events (benchmarks/README.md, issue 15): peak RSS 729 MB at 2^20 rows, 431 MB at
+#: 2^18 (import + numba: 224 MB), for ~the same CPU time.
+BATCH_ROWS = 1 << 18
 #: most time bins a run may produce (keeps timeline memory bounded)
 MAX_BINS = 1_000_000
 #: most time bins in classes.parquet (coarser bins, multiples of the timeline's, beyond)
@@ -96,7 +102,7 @@ def replay(
     cost_model: CostModel | None = None,
     bin_ns: int | None = None,
     progress: bool = False,
-    batch_rows: int = 1 << 20,
+    batch_rows: int = BATCH_ROWS,
     sizes_from: str | os.PathLike[str] | None = None,
     jitter_ns: int = 0,
     resample_holds: bool = False,
@@ -125,6 +131,8 @@ def replay(
         Timeline bin width (replay clock). ``None``: a 1-2-5 width giving ~500 bins.
     progress
         Show a progress bar on stderr.
+    batch_rows
+        Trace rows per batch: bounds the transient memory; results do not depend on it.
     sizes_from
         A capture whose zs_malloc sizes stand in for a trace that has none (the kmem
         tracepoint fallback); without it such a trace is refused. See
