@@ -35,7 +35,7 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.lockflags import lock_type
-from ztrace.look.report import SORT_KEYS, human_ns
+from ztrace.look.report import SORT_KEYS, human_ns, perf_table, text_console
 
 _SORT_COLUMN = {
     "contended": "contended",
@@ -537,18 +537,7 @@ def render_csv(report: dict[str, Any], sep: str = ",", *, locks: bool = False) -
 
 def render_terminal(report: dict[str, Any]) -> str:
     """perf-lock-style tables as text (by lock kind, by lock, by caller, histogram, trust)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=io.StringIO(), width=130, force_terminal=False, color_system=None)
-
-    def table(title: str, cols: list[tuple[str, str]]) -> Table:
-        t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-        for name, justify in cols:
-            t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        return t
-
+    console = text_console(130)
     hold = report["totals"]["hold_measured"]
     waits = [
         ("contended", "right"),
@@ -570,21 +559,25 @@ def render_terminal(report: dict[str, Any]) -> str:
             out.append(human_ns(r["hold_ns_total"]))
         return out
 
-    t = table("measured contention by lock kind", [("kind", "left"), ("locks", "right"), *waits])
+    t = perf_table(
+        "measured contention by lock kind", [("kind", "left"), ("locks", "right"), *waits]
+    )
     for r in report["by_kind"]:
         t.add_row(r["name"], f"{r['locks']:,}", *cells(r))
     console.print(t)
-    t = table("by lock", [*waits, ("type", "right"), ("lock", "left"), ("address", "left")])
+    t = perf_table("by lock", [*waits, ("type", "right"), ("lock", "left"), ("address", "left")])
     for r in report["by_lock"]:
         t.add_row(*cells(r), r["type"], r["name"], r["addr"])
     console.print(t)
-    t = table("by caller", [*waits, ("type", "right"), ("caller", "left"), ("lock", "left")])
+    t = perf_table("by caller", [*waits, ("type", "right"), ("caller", "left"), ("lock", "left")])
     for r in report["by_caller"]:
         t.add_row(*cells(r), r["type"], r["name"], r["lock_kind"])
     console.print(t)
     hist = report["wait_histogram"]
     if hist:
-        t = table("wait histogram (all locks)", [("wait", "right"), ("count", "right"), ("", "")])
+        t = perf_table(
+            "wait histogram (all locks)", [("wait", "right"), ("count", "right"), ("", "")]
+        )
         peak = max(h["count"] for h in hist) or 1
         for h in hist:
             bar = "*" * math.ceil(40 * h["count"] / peak) if h["count"] else ""

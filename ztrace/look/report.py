@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +23,7 @@ from ztrace.look import verdict
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 SortKey = Literal["contended", "wait_total", "wait_max", "wait_min", "avg_wait", "acquired"]
 #: perf lock contention's sort keys (``-k``), same words as its fields.
@@ -84,13 +85,7 @@ class Trust:
     bad: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "lost_events": self.lost_events,
-            "trace": self.trace,
-            "source": self.source,
-            "bad": dict(self.bad),
-        }
+        return asdict(self)
 
 
 #: Replay counters (summary.json "counters") that mean an event could not be replayed.
@@ -298,27 +293,35 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
     return buf.getvalue()
 
 
-def render_terminal(report: dict[str, Any], console: Console | None = None) -> str:
-    """Print rich tables to ``console`` (colour on a terminal); without one, return the text."""
-    from rich import box
+def text_console(width: int) -> Console:
+    """A rich console that writes plain text into a string (``console.file.getvalue()``)."""
     from rich.console import Console
+
+    return Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+
+
+def perf_table(title: str, cols: list[tuple[str, str]]) -> Table:
+    """A perf-lock-style table: title on the left, a rule under the header, no wrapping;
+    ``cols``: (name, justify) pairs."""
+    from rich import box
     from rich.table import Table
 
+    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for name, justify in cols:
+        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    return t
+
+
+def render_terminal(report: dict[str, Any], console: Console | None = None) -> str:
+    """Print rich tables to ``console`` (colour on a terminal); without one, return the text."""
     capture = console is None
     if console is None:
-        console = Console(file=io.StringIO(), width=110, force_terminal=False, color_system=None)
-
-    def table(title: str, cols: list[tuple[str, str]]) -> Table:
-        t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-        for name, justify in cols:
-            t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        return t
-
+        console = text_console(110)
     if "locks_summary" in report:
-        _print_designs(report, console, table)
+        _print_designs(report, console)
     designs = list(dict.fromkeys(r["lock_design"] for r in report["locks"]))
     for d in designs:
-        t = table(
+        t = perf_table(
             f"design {d}: contended locks",
             [
                 ("contended", "right"),
@@ -342,7 +345,7 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
     for name, title in (("lru_summary", "LRU designs"), ("sweep", "LRU sweep over pool limit")):
         if name not in report:
             continue
-        t = table(
+        t = perf_table(
             title,
             [
                 ("design", "left"),
@@ -398,7 +401,7 @@ def _ivl(e: dict[str, Any] | None, fmt: Any) -> tuple[str, str]:
     return fmt(e["value"]), (f"[{fmt(lo)}, {fmt(hi)}]" if e.get("runs", 1) > 1 else "")
 
 
-def _print_designs(report: dict[str, Any], console: Console, table: Any) -> None:
+def _print_designs(report: dict[str, Any], console: Console) -> None:
     """Design tables: what users feel first (total wait, wait per op, p99 wait, with
     intervals), then contention; the verdicts; the TCG-guest flag (issue 10 items 4-5)."""
     designs: dict[str, dict[str, Any]] = report.get("designs", {})
@@ -409,7 +412,7 @@ def _print_designs(report: dict[str, Any], console: Console, table: Any) -> None
         cols.append((verdict.METRIC_LABEL[m], "right"))
         if with_ivl:
             cols.append(("interval", "left"))
-    t = table("lock designs: what users feel (lowest total wait first)", cols)
+    t = perf_table("lock designs: what users feel (lowest total wait first)", cols)
     order = sorted(rows, key=lambda d: designs.get(d, {}).get("wait_ns_total", {}).get("value", 0))
     for d in order:
         cells = [d]
@@ -428,7 +431,7 @@ def _print_designs(report: dict[str, Any], console: Console, table: Any) -> None
         ("avg wait", "right"),
         ("p50 wait", "right"),
     ]
-    t = table("lock designs: contention (second: rates compare badly across designs)", cols)
+    t = perf_table("lock designs: contention (second: rates compare badly across designs)", cols)
     for d in order:
         r = rows[d]
         v, i = _ivl(designs.get(d, {}).get("contended"), _human_count)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -45,12 +45,8 @@ class IntervalResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "jitter_ns": self.jitter_ns,
-            "designs": self.designs,
-            "notes": self.notes,
-        }
+        """Every field but ``first`` (the replica-0 replay, whose tables are not JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "first"}
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, float]:

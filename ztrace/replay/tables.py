@@ -67,6 +67,12 @@ class ReplayResult:
 _U64 = pa.uint64()
 
 
+def _typed(stem: str, columns: dict[str, list[Any]]) -> pa.Table:
+    """``columns`` (name -> values) as the results table ``stem``: its schema's columns, in its
+    order, with its types (ztrace.format.results.SCHEMAS)."""
+    return pa.table({k: pa.array(columns[k], t) for k, t in SCHEMAS[stem].items()})
+
+
 def build_tables(
     designs: list[LockDesign],
     sims: list[SimState],
@@ -77,20 +83,8 @@ def build_tables(
 ) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
     summary: list[dict[str, Any]] = []
     by_lock: dict[str, list[Any]] = {k: [] for k in SCHEMAS["locks_by_lock"]}
-    by_class: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "lock_design",
-            "class_idx",
-            "class_size",
-            "acquisitions",
-            "contended",
-            "wait_ns_total",
-        )
-    }
-    hist_rows: dict[str, list[Any]] = {
-        k: [] for k in ("lock_design", "bucket_lo_ns", "bucket_hi_ns", "count")
-    }
+    by_class: dict[str, list[Any]] = {k: [] for k in SCHEMAS["locks_by_class"]}
+    hist_rows: dict[str, list[Any]] = {k: [] for k in SCHEMAS["wait_hist"]}
     tl_parts: list[pa.Table] = []
     pages_cache: dict[tuple[int, int], np.ndarray] = {}
     for d, s in zip(designs, sims, strict=True):
@@ -189,41 +183,9 @@ def build_tables(
             },
         }
     )
-    tables["locks_by_lock"] = pa.table(
-        {
-            "lock_design": pa.array(by_lock["lock_design"], pa.string()),
-            "lock": pa.array(by_lock["lock"], pa.string()),
-            "lock_type": pa.array(by_lock["lock_type"], pa.string()),
-            **{
-                k: pa.array(by_lock[k], _U64)
-                for k in (
-                    "acquisitions",
-                    "contended",
-                    "wait_ns_total",
-                    "wait_ns_max",
-                    "wait_ns_min",
-                    "hold_ns_total",
-                )
-            },
-        }
-    )
-    tables["locks_by_class"] = pa.table(
-        {
-            "lock_design": pa.array(by_class["lock_design"], pa.string()),
-            "class_idx": pa.array(by_class["class_idx"], pa.int16()),
-            "class_size": pa.array(by_class["class_size"], pa.uint32()),
-            **{
-                k: pa.array(by_class[k], _U64)
-                for k in ("acquisitions", "contended", "wait_ns_total")
-            },
-        }
-    )
-    tables["wait_hist"] = pa.table(
-        {
-            "lock_design": pa.array(hist_rows["lock_design"], pa.string()),
-            **{k: pa.array(hist_rows[k], _U64) for k in ("bucket_lo_ns", "bucket_hi_ns", "count")},
-        }
-    )
+    tables["locks_by_lock"] = _typed("locks_by_lock", by_lock)
+    tables["locks_by_class"] = _typed("locks_by_class", by_class)
+    tables["wait_hist"] = _typed("wait_hist", hist_rows)
     tables["timeline"] = pa.concat_tables(tl_parts)
     snaps = groups[STD_KEY].snaps
     sn = np.vstack(snaps) if snaps else np.zeros((0, N_SN), dtype=np.int64)

@@ -198,21 +198,20 @@ def _stack_frames(trace: Path) -> dict[int, list[str]]:
         return {}
 
 
+def _column(lk: pa.Table, name: str, fill: int, dtype: Any) -> np.ndarray:
+    """Column ``name`` of ``lk`` as a numpy array, nulls read as ``fill``."""
+    if not lk.num_rows:
+        return np.zeros(0, dtype)
+    return np.asarray(lk.column(name).fill_null(fill), dtype=dtype)
+
+
 def _measure(
     lk: pa.Table, addr_name: Callable[[int], str], frames: dict[int, list[str]]
 ) -> dict[str, Any]:
     """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other."""
     n = lk.num_rows
-    addr = (
-        np.asarray(lk.column("lock_addr").fill_null(0), dtype=np.uint64)
-        if n
-        else np.zeros(0, np.uint64)
-    )
-    wait = (
-        np.asarray(lk.column("wait_ns").fill_null(0), dtype=np.uint64)
-        if n
-        else np.zeros(0, np.uint64)
-    )
+    addr = _column(lk, "lock_addr", 0, np.uint64)
+    wait = _column(lk, "wait_ns", 0, np.uint64)
     kind = (
         np.asarray(
             lk.column("lock_kind").cast(pa.string()).fill_null("other").to_pylist(), dtype=object
@@ -220,18 +219,10 @@ def _measure(
         if n
         else np.zeros(0, object)
     )
-    sid = (
-        np.asarray(lk.column("stack_id").fill_null(-1), dtype=np.int64)
-        if n
-        else np.zeros(0, np.int64)
-    )
+    sid = _column(lk, "stack_id", -1, np.int64)
     # A qrwlock's slowpath spins on its internal wait_lock: that is the rwlock's own contention
     # (reported by the tracepoint as rwlock:R/W), not a second lock.
-    flags = (
-        np.asarray(lk.column("lock_flags").fill_null(0), dtype=np.uint32)
-        if n
-        else np.zeros(0, np.uint32)
-    )
+    flags = _column(lk, "lock_flags", 0, np.uint32)
     internal = (flags == 1) & np.array(
         [any(f.split("+")[0] in _RW_INTERNAL for f in frames.get(int(i), [])) for i in sid],
         dtype=bool,

@@ -234,6 +234,22 @@ def parse_designs(
     return designs
 
 
+def design(table: dict[int, list[Step]], name: str, description: str, **layout: Any) -> LockDesign:
+    """The :class:`LockDesign` of a step table: ``table`` compiled, the family read off
+    ``name`` (``"pools:32"`` -> ``"pools"``); ``layout``: the other :class:`LockDesign` fields."""
+    steps, nsteps = compile_steps(table)
+    family = name.partition(":")[0]
+    return LockDesign(
+        name=name, family=family, description=description, steps=steps, nsteps=nsteps, **layout
+    )
+
+
+def no_param(family: str, param: int | None, hint: str = "") -> None:
+    """Refuse a parameter for a design that takes none (``class:4``)."""
+    if param is not None:
+        raise ConfigError(f"lock design `{family}` takes no parameter{hint}")
+
+
 def positive_param(family: str, param: int | None, default: int, lo: int, hi: int) -> int:
     """Validate a design's integer parameter (``pools:N`` etc.)."""
     value = default if param is None else param

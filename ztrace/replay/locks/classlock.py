@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from ztrace.errors import ConfigError
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -63,7 +62,8 @@ from ztrace.replay.locks import (
     U_OWN,
     LockDesign,
     Step,
-    compile_steps,
+    design,
+    no_param,
     register,
 )
 
@@ -104,14 +104,6 @@ def class_locks(n_classes: int) -> dict[str, Any]:
 @register("class", "per-class", "class-lock", "6.11")
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The per-class design; takes no parameter."""
-    if param is not None:
-        raise ConfigError("lock design `class` takes no parameter")
-    steps, nsteps = compile_steps(CLASS_STEPS)
-    return LockDesign(
-        name="class",
-        family="class",
-        description="per-class spinlock + pool rwlock (5.17-6.1, >=6.11)",
-        steps=steps,
-        nsteps=nsteps,
-        **class_locks(n_classes),
-    )
+    no_param("class", param)
+    description = "per-class spinlock + pool rwlock (5.17-6.1, >=6.11)"
+    return design(CLASS_STEPS, "class", description, **class_locks(n_classes))

@@ -48,11 +48,12 @@ from ztrace.replay.locks import (
     U_OWN,
     LockDesign,
     Step,
+    design,
     positive_param,
     register,
 )
 from ztrace.replay.locks._front import free_impl, malloc_impl
-from ztrace.replay.locks.classlock import CLASS_STEPS, class_locks, compile_steps
+from ztrace.replay.locks.classlock import CLASS_STEPS, class_locks
 
 #: Ceiling on one pool's magazine arrays (issue 11): CPUs x classes x (capacity + 1) x 8 B.
 MAX_FRONT_BYTES = 1 << 30
@@ -122,7 +123,6 @@ def make(param: int | None, n_classes: int) -> LockDesign:
     """Magazine capacity C (default 16, even, 2..1024)."""
     c = positive_param("magazine", param, 16, 2, 1024)
     c -= c % 2
-    steps, nsteps = compile_steps(MAG_STEPS)
 
     def front(n_cpus: int, n_classes: int) -> MagazineFront:
         # issue 11: a hard ceiling, a clear error rather than an allocation attempt
@@ -139,12 +139,10 @@ def make(param: int | None, n_classes: int) -> LockDesign:
             np.full(1, c, dtype=np.int64),
         )
 
-    return LockDesign(
-        name=f"magazine:{c}",
-        family="magazine",
-        description=f"per-CPU magazines of {c} objects per class, batch refill/flush of {c // 2}",
-        steps=steps,
-        nsteps=nsteps,
+    return design(
+        MAG_STEPS,
+        f"magazine:{c}",
+        f"per-CPU magazines of {c} objects per class, batch refill/flush of {c // 2}",
         **class_locks(n_classes),
         params={"capacity": c},
         front=front,

@@ -25,7 +25,6 @@ here, so the docs say "reported".
 
 from __future__ import annotations
 
-from ztrace.errors import ConfigError
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -45,7 +44,8 @@ from ztrace.replay.locks import (
     U_OWN,
     LockDesign,
     Step,
-    compile_steps,
+    design,
+    no_param,
     register,
 )
 
@@ -71,14 +71,6 @@ POOL_STEPS: dict[int, list[Step]] = {
 @register("pool", "pool-lock", "global", "6.2")
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The single pool spinlock design; takes no parameter."""
-    if param is not None:
-        raise ConfigError("lock design `pool` takes no parameter (did you mean `pools:N`?)")
-    steps, nsteps = compile_steps(POOL_STEPS)
-    return LockDesign(
-        name="pool",
-        family="pool",
-        description="one pool spinlock (6.2-6.10)",
-        steps=steps,
-        nsteps=nsteps,
-        pool_lock_type="spinlock",
-    )
+    no_param("pool", param, " (did you mean `pools:N`?)")
+    description = "one pool spinlock (6.2-6.10)"
+    return design(POOL_STEPS, "pool", description, pool_lock_type="spinlock")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ztrace.replay.hashing import splitmix64_array
-from ztrace.replay.locks import LockDesign, positive_param, register
-from ztrace.replay.locks.pool import POOL_STEPS, compile_steps
+from ztrace.replay.locks import LockDesign, design, positive_param, register
+from ztrace.replay.locks.pool import POOL_STEPS
 
 #: mixes the replay seed into the handle before hashing (any odd constants will do; these
 #: keep results identical to earlier releases)
@@ -33,13 +33,10 @@ def pool_of(handle: np.ndarray, seed: int, n: int) -> np.ndarray:
 def make(param: int | None, n_classes: int) -> LockDesign:
     """N pools (default 32, as zswap 6.6–6.10)."""
     n = positive_param("pools", param, 32, 1, 4096)
-    steps, nsteps = compile_steps(POOL_STEPS)
-    return LockDesign(
-        name=f"pools:{n}",
-        family="pools",
-        description=f"{n} independent pools, pool spinlock each (zswap 6.6-6.10 used 32)",
-        steps=steps,
-        nsteps=nsteps,
+    return design(
+        POOL_STEPS,
+        f"pools:{n}",
+        f"{n} independent pools, pool spinlock each (zswap 6.6-6.10 used 32)",
         n_pools=n,
         pool_lock_type="spinlock",
         params={"n": n},

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ztrace.replay.locks import LockDesign, positive_param, register
-from ztrace.replay.locks.classlock import CLASS_STEPS, compile_steps
+from ztrace.replay.locks import LockDesign, design, positive_param, register
+from ztrace.replay.locks.classlock import CLASS_STEPS
 
 
 @register("striped", "stripes")
 def make(param: int | None, n_classes: int) -> LockDesign:
     """N stripes (default 8)."""
     n = positive_param("striped", param, 8, 1, 4096)
-    steps, nsteps = compile_steps(CLASS_STEPS)
-    return LockDesign(
-        name=f"striped:{n}",
-        family="striped",
-        description=f"classes hashed (index mod {n}) onto {n} spinlocks + pool rwlock",
-        steps=steps,
-        nsteps=nsteps,
+    return design(
+        CLASS_STEPS,
+        f"striped:{n}",
+        f"classes hashed (index mod {n}) onto {n} spinlocks + pool rwlock",
         n_sub=n,
         sub_of_class=np.arange(n_classes, dtype=np.int64) % n,
         pool_lock_type="rwlock",

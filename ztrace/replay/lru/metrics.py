@@ -23,43 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-#: Column order of lru_summary.parquet / sweep.parquet (docs/results-format.md).
-SUMMARY_SCHEMA = pa.schema(
-    [
-        pa.field("lru_design", pa.string()),
-        pa.field("pool_limit_pages", pa.uint64()),
-        pa.field("stores", pa.uint64()),
-        pa.field("rejects", pa.uint64()),
-        pa.field("writebacks", pa.uint64()),
-        pa.field("written_back_bytes", pa.uint64()),
-        pa.field("inversions", pa.uint64()),
-        pa.field("inversion_rate", pa.float64()),
-        pa.field("age_gap_ns_p50", pa.uint64()),
-        pa.field("age_gap_ns_max", pa.uint64()),
-        pa.field("zswap_hits", pa.uint64()),
-        pa.field("disk_swapins", pa.uint64()),
-        pa.field("expected_fault_latency_ns", pa.float64()),
-        # harm, defined with the future (docs/lru-inversion.md, "Harm")
-        pa.field("disk_faults", pa.uint64()),
-        pa.field("avoidable_disk_faults", pa.uint64()),
-        pa.field("optimal_gap", pa.int64()),
-        pa.field("latency_zswap_ns", pa.float64()),
-        pa.field("latency_disk_ns", pa.float64()),
-    ]
-)
+from ztrace.format.results import SCHEMAS
 
-#: Column order of lru_timeline.parquet.
-TIMELINE_SCHEMA = pa.schema(
-    [
-        pa.field("lru_design", pa.string()),
-        pa.field("bin_start_ns", pa.uint64()),
-        pa.field("pool_pages", pa.uint64()),
-        pa.field("inversions", pa.uint64()),
-        pa.field("zswap_hits", pa.uint64()),
-        pa.field("disk_swapins", pa.uint64()),
-        pa.field("writebacks", pa.uint64()),
-    ]
-)
+#: Column order of lru_summary.parquet / sweep.parquet and of lru_timeline.parquet: the one
+#: results schema (ztrace.format.results, docs/results-format.md).
+SUMMARY_SCHEMA = pa.schema(list(SCHEMAS["lru_summary"].items()))
+TIMELINE_SCHEMA = pa.schema(list(SCHEMAS["lru_timeline"].items()))
 
 # timeline counter columns (index into Recorder._bins rows)
 _T_INV, _T_HIT, _T_DISK, _T_WB = 0, 1, 2, 3

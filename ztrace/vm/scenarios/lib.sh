@@ -86,6 +86,13 @@ set_comp() {
 }
 
 zswap_off() { [ -w /sys/module/zswap/parameters/enabled ] && echo 0 >/sys/module/zswap/parameters/enabled; true; }
+# zram_on DISKSIZE: zswap off, zram0 with the compressor of `-p comp=` (default lz4), sized
+zram_on() {
+  zswap_off
+  modprobe zram num_devices=1 || die "modprobe zram"
+  set_comp zram0 "$(karg comp lz4)"
+  echo "$1" >/sys/block/zram0/disksize
+}
 
 # zs_pool_layout: byte offsets of struct zs_pool's locks from this kernel's BTF, so the host can
 # tell the pool lock (6.1: pool->lock) and the migrate rwlock (6.9+: pool->lock is an rwlock,

@@ -6,11 +6,8 @@ common_start
 PROBES=$(karg probes zsmalloc)
 MB=$(karg mb 160)
 LIMIT=$(karg memory_max 64M)
-zswap_off
 swapoff -a 2>/dev/null
-modprobe zram num_devices=1 || die "modprobe zram"
-set_comp zram0 "$(karg comp lz4)"
-echo 512M >/sys/block/zram0/disksize
+zram_on 512M
 mkswap /dev/zram0 >/dev/null; swapon -p 100 /dev/zram0 || die "swapon zram0"
 make_cgroup ztrace-swap "$LIMIT"
 snap before

@@ -9,10 +9,7 @@ JOBS=$(karg jobs 4)
 MB=$(karg mb_per_job 16)
 MIX=$(karg rwmixread 70)
 RUNTIME=$(karg runtime 10)
-zswap_off
-modprobe zram num_devices=1 || die "modprobe zram"
-set_comp zram0 "$(karg comp lz4)"
-echo 1G >/sys/block/zram0/disksize
+zram_on 1G
 COMMON="--filename=/dev/zram0 --size=${MB}M --numjobs=$JOBS --offset_increment=${MB}M \
  --buffer_compress_percentage=60 --refill_buffers --direct=1 --ioengine=psync --group_reporting"
 snap before

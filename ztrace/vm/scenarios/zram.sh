@@ -6,10 +6,7 @@ common_start
 PROBES=$(karg probes zsmalloc)  # locks: -p probes=zsmalloc,locks (6.12 capture segfaults with locks: see docs/vm.md)
 JOBS=$(karg jobs 4)
 MB=$(karg mb_per_job 64)
-zswap_off
-modprobe zram num_devices=1 || die "modprobe zram"
-set_comp zram0 "$(karg comp lz4)"
-echo 1G >/sys/block/zram0/disksize
+zram_on 1G
 snap before
 # zram splits each 64k write into 16 pages, each compressed and stored on its own (zs_malloc).
 WL="fio --name=zram --filename=/dev/zram0 --rw=write --bs=64k --size=${MB}M --numjobs=$JOBS \
