@@ -215,6 +215,44 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _stages(trace: Path, n: int, locks: list[str]) -> dict[str, float]:
+    """CPU ns/event of each stage of one serial replay (``threads=1``, thread CPU time):
+    allocator ingest, compaction split, lock core, results tables, and the rest (Parquet
+    decode, column conversion, prescan)."""
+    import ztrace.replay.engine as engine
+    import ztrace.replay.pipeline as pipeline
+
+    acc: dict[str, float] = {}
+    saved = {}
+
+    def timed(mod: object, name: str, key: str) -> None:
+        f = getattr(mod, name)
+        saved[(mod, name)] = f
+
+        def w(*a: object, **k: object) -> object:
+            t = time.thread_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[key] = acc.get(key, 0.0) + time.thread_time() - t
+
+        setattr(mod, name, w)
+
+    timed(pipeline.AllocGroup, "ingest", "ingest")
+    timed(pipeline, "split_compactions", "split")
+    timed(pipeline, "feed", "lock_core")
+    timed(engine, "build_tables", "tables")
+    try:
+        c = time.thread_time()
+        engine.replay(trace, locks=locks, threads=1)
+        total = time.thread_time() - c
+    finally:
+        for (mod, name), f in saved.items():
+            setattr(mod, name, f)
+    acc["rest"] = total - sum(acc.values())
+    return {f"stage_{k}_cpu_ns_per_event": round(v / n * 1e9) for k, v in acc.items()}
+
+
 def _threads_ab(args: argparse.Namespace) -> int:
     """Serial (``threads=1``) against parallel (``threads=--threads``) replays of the same
     trace and designs, alternating S P P S ... for ``--rounds`` pairs in this process (numba
@@ -337,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         help="Also time the pool model and handle table alone (CPU ns/event).",
     )
     ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="Also split one serial replay's CPU time by stage (ns/event).",
+    )
+    ap.add_argument(
         "--startup",
         action="store_true",
         help="Also time fresh processes: cold (empty numba cache) and warm.",
@@ -407,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         out["ours_over_theirs_cpu_time"] = round(cmed / lmed, 2)
     if args.startup:
         out.update(_startup(work))
+    if args.stages:
+        out.update(_stages(trace, args.events, locks))
     if args.breakdown:
         out.update(_breakdown(trace))
         out["replay_cpu_ns_per_event"] = round(cmed / args.events * 1e9)
