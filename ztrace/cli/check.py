@@ -238,12 +238,21 @@ Examples:
     help="Replicas per prediction (interleaving x hold times) for the interval.",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"pairs": [...]} as JSON.')
-def cross_kernel(from_trace: str, to_trace: str, runs: int, as_json: bool) -> None:
+@click.option(
+    "--probe-cost/--no-probe-cost",
+    default=True,
+    show_default=True,
+    help="Also predict with one whole probe pair's cost (measured on each trace's kernel: "
+    "<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) taken from every duration.",
+)
+def cross_kernel(
+    from_trace: str, to_trace: str, runs: int, as_json: bool, probe_cost: bool
+) -> None:
     """Replay two captures (two kernels) under both kernels' lock designs and compare each
     prediction, with its interval, against the contention each kernel measured (no VM)."""
     from ztrace.checks.crosskernel import cross_kernel as run
 
-    out = run(from_trace, to_trace, runs=runs)
+    out = run(from_trace, to_trace, runs=runs, probe_cost_bound=probe_cost)
     if as_json:
         click.echo(json.dumps(out))
         return

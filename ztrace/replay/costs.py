@@ -30,7 +30,9 @@ Defaults (x86-64, ~3 GHz, warm caches; see docs/replay-model.md for the reasonin
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,3 +175,30 @@ _FIT_FIELDS = {
     "zs_compact": "compact_ns",
     "zs_migrate": "migrate_ns",
 }
+
+
+def probe_cost(trace: str | os.PathLike[str]) -> tuple[int, str] | None:
+    """The capture probes' own cost measured on the trace's kernel, and where it came from:
+    ``<trace>.kernel/probecost.json`` (``ztrace vm run -s probecost``,
+    :mod:`ztrace.checks.probecost`), the mean of zs_malloc's and zs_free's pair cost (median
+    over ABAB rounds). That is one pair's *whole* cost, an upper bound on the part inside a
+    measured duration. None when it was not measured; a cost not measured on the trace's own
+    kernel is refused (probe cost differs per kernel: 6.1 and 6.12 run different kprobe
+    paths)."""
+    from ztrace.format import read_meta
+
+    f = Path(str(trace) + ".kernel") / "probecost.json"
+    if not f.is_file():
+        return None
+    d = json.loads(f.read_text())
+    if d.get("kernel") != read_meta(trace).kernel_release:
+        raise ConfigError(
+            f"{f}: measured on {d.get('kernel')}, not on the trace's kernel "
+            f"{read_meta(trace).kernel_release}"
+        )
+    costs = [c["pair_cost_ns"] for c in d["cost"].values() if c.get("pair_cost_ns") is not None]
+    if not costs:
+        return None
+    ns = max(0, round(sum(costs) / len(costs)))
+    rounds = len(d.get("rounds", [])) // 2
+    return ns, f"measured on {d['kernel']}: {f} ({rounds} ABAB round pairs)"

@@ -35,7 +35,7 @@ from ztrace.format import TraceMeta, iter_batches, read_meta
 from ztrace.format.events import READ_EVENTS
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
-from ztrace.replay.costs import CostModel
+from ztrace.replay.costs import CostModel, probe_cost
 from ztrace.replay.hashing import splitmix64_array
 from ztrace.replay.ingest import (
     COUNTER_NAMES,
@@ -43,6 +43,7 @@ from ztrace.replay.ingest import (
     STD_KEY,
     AllocGroup,
     event_codes,
+    handle_order,
     malloc_ok,
     swap_codes,
 )
@@ -51,6 +52,15 @@ from ztrace.replay.locks._state import SimState
 from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_sizes, impute, reference_sizes
+from ztrace.replay.stops import (
+    STOP_GAP_NS,
+    bounded_dur_hist,
+    call_rows,
+    find_stops,
+    lock_keys,
+    one_pool_lock,
+    witness_bound,
+)
 from ztrace.replay.tables import ReplayResult, build_tables, write_results
 
 __all__ = ["ReplayResult", "replay", "write_results"]
@@ -107,6 +117,7 @@ def replay(
     jitter_ns: int = 0,
     resample_holds: bool = False,
     threads: int | None = None,
+    stop_gap_ns: int = STOP_GAP_NS,
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -145,6 +156,10 @@ def replay(
         Run the allocator groups and the lock designs on up to this many threads at once
         (:mod:`ztrace.replay.pipeline`); results are the same bytes for any value. ``None``:
         the CPUs this process may run on; ``1``: everything in the calling thread.
+    stop_gap_ns
+        Silences longer than this with a measured call in flight (a stopped guest) are
+        removed from the replay clock and from the durations across them
+        (:mod:`ztrace.replay.stops`); 0 = keep them.
 
     Returns
     -------
@@ -178,6 +193,28 @@ def replay(
     cm_model = cost_model if cost_model is not None else CostModel().fit(pre.medians)
     cm = cm_model.as_array()
     provenance = cm_model.provenance(pre.measured, pre.counts)
+    pc = probe_cost(trace) if pre.measured else None
+    if pc is not None and not cm_model.probe_overhead_ns:
+        provenance["probe_overhead_ns"] = (
+            f"kept in the durations; one whole probe pair = {pc[0]} ns ({pc[1]}), an upper "
+            "bound on the probes' share (`check cross-kernel` predicts with it subtracted too)"
+        )
+    # (B, issue 10) what a measured duration holds that is no lock hold: stopped guest
+    # time, and time other threads ran on its CPU or held its lock (ztrace.replay.stops)
+    stops = find_stops(trace, stop_gap_ns) if stop_gap_ns > 0 and pre.measured else None
+    if stops is not None and stops.total_ns > 0:
+        provenance["stopped_time"] = (
+            f"{stops.total_ns} ns in {len(stops.start)} silences > {stop_gap_ns} ns with a "
+            "call in flight removed from the clock and the durations across them"
+        )
+    else:
+        stops = None
+    names = _schema_names(trace)
+    # thread ids (kprobe captures); a synthetic trace's all-0 tids witness nothing
+    has_tid = "tid" in names and _column_max(trace, "tid") != 0
+    one_pool = one_pool_lock(meta.kernel_release)
+    if pre.measured and (stops is not None or has_tid):
+        pre.dur_hist = bounded_dur_hist(trace, stops, one_pool, table)
     n_cpus = cpus if cpus is not None else max(pre.max_cpu + 1, meta.nr_cpus, 1)
     # --- issue 11 (limits from the trace, not from its metadata) --------------------------
     # Per-CPU allocator fronts (magazines) are sized from the CPUs the trace holds, not from
@@ -213,10 +250,11 @@ def replay(
     from ztrace.progress import progress as progress_bar
 
     cols = ["ts_ns", "cpu", "event", "size_bytes", "handle", "duration_ns"]
-    names = _schema_names(trace)
     has_cls = "class_idx" in names
     if has_cls:
         cols.append("class_idx")
+    if has_tid:
+        cols.append("tid")
     has_ok = "ok" in names  # zs_malloc's outcome, from a return probe
     if has_ok:
         cols.append("ok")
@@ -240,7 +278,8 @@ def replay(
             n = batch.num_rows
             if n == 0:
                 continue
-            ts = batch.column("ts_ns").to_numpy().astype(np.int64) - np.int64(pre.ts0)
+            ts_raw = batch.column("ts_ns").to_numpy().astype(np.int64)
+            ts = (ts_raw if stops is None else stops.warp(ts_raw)) - np.int64(pre.ts0)
             arr = ts if speedup == 1.0 else (ts / speedup).astype(np.int64)
             if jitter_ns:
                 rows = np.arange(offset, offset + n, dtype=np.uint64)
@@ -269,6 +308,25 @@ def replay(
             if ref_sizes is not None:
                 n_imputed += impute(size, code == EV_MALLOC, offset, seed, ref_sizes)
             dur = batch.column("duration_ns").to_numpy().astype(np.int64)
+            tid = (
+                batch.column("tid").to_numpy().astype(np.int64)
+                if has_tid
+                else np.zeros(n, np.int64)
+            )
+            order = handle_order(code, handle.view(np.int64), ts_raw, dur, tid)  # (B, issue 10)
+            if stops is not None:
+                dur = stops.durations(ts_raw, dur)
+            if has_tid and pre.measured:  # (B, issue 10: what other threads did meanwhile)
+                calls = call_rows(batch.column("event"))
+                dur, _ = witness_bound(
+                    code,
+                    ts,
+                    dur,
+                    tid,
+                    batch.column("cpu").to_numpy().astype(np.int64),
+                    calls,
+                    lock_keys(code, size, handle_bits, calls, one_pool, table),
+                )
             if resample_holds:
                 dur = resample_durations(dur, code, pre.dur_hist, offset, seed)
             if probe_ns:  # the probes' own cost is inside every measured duration
@@ -285,6 +343,8 @@ def replay(
                 "clsidx": clsidx,
                 "bin": arr // bw,
             }
+            if order is not None:
+                b["order"] = order
             pipe.submit(b, arr)
             offset += n
             bar.advance(n)
@@ -335,6 +395,12 @@ def replay(
 def _threads(threads: int | None, work: int) -> int:
     """Threads worth using for ``work`` independent states (one thread: no pool at all)."""
     return min(threads if threads is not None else len(os.sched_getaffinity(0)), work)
+
+
+def _column_max(trace: str | os.PathLike[str], column: str) -> int | None:
+    from ztrace.format import open_trace
+
+    return open_trace(trace).column_max(column)
 
 
 def _schema_names(trace: str | os.PathLike[str]) -> list[str]:

@@ -132,6 +132,50 @@ def malloc_ok(code: np.ndarray, handle: np.ndarray, ok: pa.Array | None) -> np.n
     return (~bad).astype(np.int64)
 
 
+@njit(cache=True)
+def _handle_order(code, handle, ts, dur, tid):
+    """Sort keys (2 x row) for the handle table's processing order, and how many were moved.
+
+    Kprobe events carry their *entry* time, but zs_malloc hands out its handle when it
+    *returns*. While one zs_malloc runs (6.1: cache_alloc_handle() before the pool lock,
+    mm/zsmalloc.c: zs_malloc; a long call was descheduled or its vCPU stopped), another
+    thread can free a handle and the slab hand that same handle to this malloc. By entry
+    time the malloc then sorts before the free of the handle's previous object: the table
+    saw "malloc of a live handle, then a free" (dup_malloc, and the later real free
+    unmatched). A free of the malloc's handle that *entered* inside the malloc's call
+    released it before the malloc returned it, so the malloc is processed after the last
+    such free (key 2j + 1), if another thread made it (a thread cannot free inside its own
+    zs_malloc call; traces without thread ids, all 0, are left in entry order). Lock
+    arrivals keep the entry times: only the handle table's order changes, and only for
+    these mallocs.
+    """
+    n = code.shape[0]
+    key = np.arange(n, dtype=np.int64) * 2
+    moved = 0
+    for i in range(n):
+        if code[i] != EV_MALLOC or dur[i] <= 0:
+            continue
+        end = ts[i] + dur[i]
+        last = -1
+        j = i + 1
+        while j < n and ts[j] < end:
+            if code[j] == EV_FREE and handle[j] == handle[i] and tid[j] != tid[i]:
+                last = j
+            j += 1
+        if last >= 0:
+            key[i] = 2 * last + 1
+            moved += 1
+    return key, moved
+
+
+def handle_order(
+    code: np.ndarray, handle: np.ndarray, ts: np.ndarray, dur: np.ndarray, tid: np.ndarray
+) -> np.ndarray | None:
+    """Row order for the handle table (see :func:`_handle_order`); None = trace order."""
+    key, moved = _handle_order(code, handle, ts, dur, tid)
+    return np.argsort(key, kind="stable") if moved else None
+
+
 @njit(cache=True, nogil=True)  # engine threads run allocator groups in parallel
 def _ingest(
     model,
@@ -182,7 +226,7 @@ def _ingest(
             return j
         i = idx[j]
         b = binidx[i]
-        if b != last_bin[0]:
+        if b > last_bin[0]:  # (a malloc moved after a free (handle_order) may step back)
             # classes snapshots at the end of every ``snap_stride``-th timeline bin
             lb = last_bin[0]
             if snap_on and lb >= 0 and b // snap_stride != lb // snap_stride:
@@ -374,10 +418,13 @@ class AllocGroup:
         pool = self.pool_of(b["handle"])
         out["pool"] = pool
         max_bin = int(b["bin"].max())
+        base = b.get("order")
+        if base is None:
+            base = np.arange(n, dtype=np.int64)
         if self.n_pools == 1:
-            subsets = [np.arange(n, dtype=np.int64)]
+            subsets = [base]
         else:
-            order = np.argsort(pool, kind="stable")
+            order = base[np.argsort(pool[base], kind="stable")]
             bounds = np.searchsorted(pool[order], np.arange(self.n_pools + 1))
             subsets = [order[bounds[p] : bounds[p + 1]] for p in range(self.n_pools)]
         n_bins_here = len(np.unique(b["bin"] // self.snap_stride)) + 1

@@ -1,0 +1,165 @@
+"""The capture probes' own cost inside a measured zs_malloc/zs_free duration, on this kernel.
+
+A kprobe/kretprobe pair's ``duration_ns`` runs from the entry program's timestamp to the
+return program's: it contains the rest of the entry program (``calls.update``), the
+kretprobe instance set-up, the trampoline back and the start of the return program
+(``calls.lookup``, ``zt_init``). Under TCG that work is several times the lock hold, so a
+replay that takes the duration as the hold over-predicts contention.
+
+Measured here, not assumed (``probes/zs_capture.bpf.c``, ``ZT_PROBE_COST``): an *outer*
+pair histograms its own entry -> return span of every zs_malloc/zs_free, alone (A) and with
+a *nested* pair that does the capture pair's work without the emit (B). Rounds alternate
+A, B, A, B over the same workload (``CMD``), so host load hits both alike; the cost of one
+pair is the median of B minus the median of A, per function and round. The nested pair runs
+its whole handlers (both before and after its timestamps), so this is an upper bound on what
+one measured duration contains; ``replay --probe-overhead-ns`` subtracts it.
+
+Run it where the kprobes are (the 6.1/6.12 guests: ``ztrace vm run -s probecost``; the
+6.18 host has tracepoints only and its captures carry no durations)::
+
+    python3 -m ztrace.checks.probecost --rounds 3 --json -- sh -c 'insmod zsstress.ko ...'
+
+Stdlib and bcc only: it runs in the guests, which have no numba or pyarrow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ztrace.capture.loader import PROGRAM, probes_dir
+
+FUNCS = ("zs_malloc", "zs_free")
+#: histogram bucket width and buckets per function (zs_capture.bpf.c: ZT_PC_NS, ZT_PC_BUCKETS)
+BUCKET_NS = 20
+BUCKETS = 2048
+
+
+def median_of_hist(counts: list[int]) -> float | None:
+    """Median (ns, bucket centre) of a ``BUCKET_NS`` histogram; None when empty.
+
+    >>> median_of_hist([0, 3, 1])
+    30.0
+    >>> median_of_hist([]) is None
+    True
+    """
+    n = sum(counts)
+    if n == 0:
+        return None
+    half, acc = (n + 1) // 2, 0
+    for i, c in enumerate(counts):
+        acc += c
+        if acc >= half:
+            return (i + 0.5) * BUCKET_NS
+    return None  # pragma: no cover - unreachable: acc reaches n
+
+
+def cost_from_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per function: the A and B medians of every round and the pair cost, the median of the
+    B - A differences of adjacent rounds (ABAB: round 2k is A, 2k+1 is B).
+
+    >>> r = [{"config": "A", "zs_malloc": 1000.0}, {"config": "B", "zs_malloc": 1600.0},
+    ...      {"config": "A", "zs_malloc": 1100.0}, {"config": "B", "zs_malloc": 1650.0}]
+    >>> cost_from_rounds(r)["zs_malloc"]["pair_cost_ns"]
+    575.0
+    """
+    out: dict[str, Any] = {}
+    for fn in FUNCS:
+        a = [r[fn] for r in rounds if r["config"] == "A" and r.get(fn) is not None]
+        b = [r[fn] for r in rounds if r["config"] == "B" and r.get(fn) is not None]
+        diffs = [y - x for x, y in zip(a, b, strict=False)]
+        out[fn] = {
+            "a_medians_ns": a,
+            "b_medians_ns": b,
+            "pair_cost_ns": statistics.median(diffs) if diffs else None,
+            "pair_cost_range_ns": [min(diffs), max(diffs)] if diffs else None,
+        }
+    return out
+
+
+def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no cover - kprobes
+    """Run ``cmd`` ``2 * rounds`` times (A, B, A, B, ...) under the outer (and nested) pair."""
+    from bcc import BPF
+
+    d = probes_dir()
+    cflags = [f"-I{d}", "-DZT_KPROBE_ZS", "-DZT_PROBE_COST", "-DZT_RINGBUF_PAGES=8"]
+    bpf = BPF(text=(d / PROGRAM).read_bytes(), cflags=cflags)
+    hist = bpf.get_table("zt_pc_hist")
+    out_rounds: list[dict[str, Any]] = []
+    try:
+        for r in range(2 * rounds):
+            config = "AB"[r % 2]
+            attached: list[tuple[str, str, bool]] = []
+            # inner first: probes on one address run newest-first at entry and the
+            # kretprobe instances unwind newest-first, so the later (outer) pair encloses it
+            sides = (["inner"] if config == "B" else []) + ["outer"]
+            for side in sides:
+                for fn, short in zip(FUNCS, ("malloc", "free"), strict=True):
+                    bpf.attach_kprobe(event=fn, fn_name=f"zt_pc_{side}_{short}_entry")
+                    attached.append((fn, f"zt_pc_{side}_{short}_entry", False))
+                    bpf.attach_kretprobe(event=fn, fn_name=f"zt_pc_{side}_{short}_return")
+                    attached.append((fn, f"zt_pc_{side}_{short}_return", True))
+            hist.clear()
+            t0 = time.monotonic()
+            rc = subprocess.run(cmd, check=False).returncode
+            wall = time.monotonic() - t0
+            vals = [sum(v) for v in hist.values()]  # per-CPU arrays: sum over CPUs
+            for fn, name, ret in reversed(attached):
+                if ret:
+                    bpf.detach_kretprobe(event=fn, fn_name=name)
+                else:
+                    bpf.detach_kprobe(event=fn, fn_name=name)
+            row: dict[str, Any] = {"round": r, "config": config, "rc": rc, "wall_s": wall}
+            for k, fn in enumerate(FUNCS):
+                counts = vals[k * BUCKETS : (k + 1) * BUCKETS]
+                row[fn] = median_of_hist(counts)
+                row[f"{fn}_calls"] = sum(counts)
+                row[f"{fn}_overflow"] = counts[-1]
+            out_rounds.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        bpf.cleanup()
+    return {
+        "kernel": platform.release(),
+        "method": "outer kprobe/kretprobe pair alone (A) vs with a nested pair doing the "
+        "capture pair's work without the emit (B), ABAB; pair cost = median(B) - median(A)",
+        "bucket_ns": BUCKET_NS,
+        "cmd": cmd,
+        "rounds": out_rounds,
+        "cost": cost_from_rounds(out_rounds),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
+    ap = argparse.ArgumentParser(prog="python3 -m ztrace.checks.probecost")
+    ap.add_argument("--rounds", type=int, default=2, help="A/B round pairs (default 2)")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("-o", "--output", help="also write the JSON result to this file")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- workload command")
+    a = ap.parse_args(argv)
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        print("ztrace: error: probecost: give a workload command after --", file=sys.stderr)
+        return 2
+    res = measure(cmd, a.rounds)
+    if a.output:
+        with open(a.output, "w") as f:
+            json.dump(res, f, indent=1)
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        for fn, c in res["cost"].items():
+            print(
+                f"{fn}: one probe pair = {c['pair_cost_ns']} ns (range {c['pair_cost_range_ns']})"
+            )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
