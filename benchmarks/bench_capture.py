@@ -169,6 +169,28 @@ def _consumer_run(rate: float, args: argparse.Namespace, tmp: Path) -> dict[str,
     }
 
 
+def _consumer_run_in(tree: Path, rate: float, args: argparse.Namespace, tmp: Path) -> dict:
+    """:func:`_consumer_run` of another source tree (``--base``), in a child process."""
+    code = (
+        "import argparse, json, sys; from pathlib import Path; "
+        "from benchmarks.bench_capture import _consumer_run; "
+        f"a = argparse.Namespace(ringbuf_pages={args.ringbuf_pages}, seconds={args.seconds}); "
+        f"print(json.dumps(_consumer_run({rate}, a, Path({str(tmp)!r}))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True
+    )
+    if p.returncode != 0:
+        raise SystemExit(f"base consumer run failed: {p.stderr.strip().splitlines()[-3:]}")
+    out: dict = json.loads(p.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def _attach_probes(ringbuf_pages: int) -> tuple[object, object, object]:
     """Probes attached, consumer only copying the ring: the kernel-side cost alone."""
     import threading
@@ -426,28 +448,41 @@ def main(argv: list[str] | None = None) -> int:
                 _fio_fill(args.fio_jobs)
             for i in range(args.runs):
                 for rate in [float(r) for r in args.consumer_rates.split(",") if r]:
-                    row = {"run": i, **_consumer_run(rate, args, tmp)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    # with --base, the old consumer too, in turn (order alternating by run)
+                    which = ["consumer", "consumer-base"] if args.base else ["consumer"]
+                    for mode in which[i % len(which) :] + which[: i % len(which)]:
+                        if mode == "consumer":
+                            got = _consumer_run(rate, args, tmp)
+                        else:
+                            got = _consumer_run_in(Path(args.base), rate, args, tmp)
+                        row = {"run": i, **got, "mode": mode, "load_avg_1m": _load()}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
                 for workload in workloads:
                     # rotate the order each run so no mode always follows the same one
                     k = i % len(modes)
                     for mode in modes[k:] + modes[:k]:
-                        row = {"run": i, **_run(mode, workload, args, tmp)}
+                        row = {"run": i, **_run(mode, workload, args, tmp), "load_avg_1m": _load()}
                         rows.append(row)
                         print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for workload in workloads:
         print(json.dumps(_summary(rows, workload, args)), flush=True)
-    for rate in sorted({r["target_events_per_s"] for r in rows if r["mode"] == "consumer"}):
-        mine = [r for r in rows if r["mode"] == "consumer" and r["target_events_per_s"] == rate]
+    consumers = [r for r in rows if str(r["mode"]).startswith("consumer")]
+    for mode, rate in sorted({(r["mode"], r["target_events_per_s"]) for r in consumers}):
+        mine = [r for r in consumers if r["mode"] == mode and r["target_events_per_s"] == rate]
         s = {
             "summary": True,
-            "mode": "consumer",
+            "mode": mode,
             "target_events_per_s": rate,
             "runs": len(mine),
             "median_events_per_s": statistics.median([r["events_per_s"] for r in mine]),
+            "events_per_s_range": [
+                min(r["events_per_s"] for r in mine),
+                max(r["events_per_s"] for r in mine),
+            ],
+            "runs_with_0_lost": sum(1 for r in mine if int(r["lost"]) == 0),
             "lost_total": sum(int(r["lost"]) for r in mine),
             "median_consumer_cpu_us_per_event": statistics.median(
                 [r["consumer_cpu_us_per_event"] for r in mine]

@@ -297,3 +297,58 @@ def test_capture_cli_bad_operations_options_are_one_line(tmp_path, args, msg) ->
     assert p.stderr.startswith("ztrace: error:") and msg in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t").exists()  # nothing written on bad input
+
+
+def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The consumer's data path (ring reads -> reorder -> Parquet) without BPF: reads whose
+    events interleave across reads come out in ts order; a row older than what was already
+    written is counted late (a prefix of the sorted batch) and dropped; ts_ns is
+    delta-encoded and only ts_ns/duration_ns/size_bytes carry statistics (column_max)."""
+    import pyarrow.parquet as pq
+
+    from ztrace.capture import session as s
+    from ztrace.format import TraceMeta, open_trace, read_trace
+
+    def events(ts: list[int]) -> np.ndarray:
+        ev = np.zeros(len(ts), EVENT_DTYPE)
+        ev["ts_ns"] = ts
+        ev["type"], ev["src"], ev["pool"] = 1, 2, pool_id("zram0")
+        ev["handle"] = 0x1000 + 8 * np.arange(len(ts))
+        ev["size"], ev["duration_ns"] = 100, 7
+        ev["tid"], ev["pid"], ev["comm"] = 5, 5, b"w"
+        return ev
+
+    reads = [events([30, 10, 20]), events([25, 40]), events([5, 50])]  # 5: after 40 is written
+
+    class Ring:
+        def read(self, n: int) -> np.ndarray:
+            return reads.pop(0) if reads else np.empty(0, EVENT_DTYPE)
+
+        def drops(self) -> dict[str, int]:
+            return {}
+
+    cap = object.__new__(s.Capture)
+    cap.opts = s.CaptureOptions(out=tmp_path / "t", probes=["zsmalloc"])
+    cap.plan = type("Plan", (), {"modes": {"zsmalloc": "kmem-tracepoint"}})()
+    cap.columns, cap._anon, cap._comms, cap._pools = ["pid", "comm"], None, s._CommCache(), {}
+    cap._pending, cap._pending_rows, cap._last_written = [], 0, 0
+    cap.summary, cap.loaded = s.CaptureSummary(), Ring()
+    meta = TraceMeta(
+        kernel_release="6.18.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0
+    )
+    cap.writer = s._CaptureWriter(cap.opts.out, meta, columns=cap._all_columns())
+    cap._drain()  # one read of 3 (_drain stops at a short read)
+    cap._drain()
+    cap._flush(final=False, drained_at_ns=40 + int(cap.opts.reorder_window_ms * 1e6))
+    cap._drain()
+    cap._flush(final=True)
+    cap.writer.close(lost_events=cap.summary.late_dropped)
+    assert cap.summary.late_dropped == 1
+    assert read_trace(cap.opts.out).table.column("ts_ns").to_pylist() == [10, 20, 25, 30, 40, 50]
+    tr = open_trace(cap.opts.out)
+    md = pq.ParquetFile(tr.files[0]).metadata.row_group(0)
+    cols = {md.column(j).path_in_schema: md.column(j) for j in range(md.num_columns)}
+    assert "DELTA_BINARY_PACKED" in cols["ts_ns"].encodings
+    with_stats = {n for n, c in cols.items() if c.is_stats_set}
+    assert with_stats == {"ts_ns", "duration_ns", "size_bytes"}
+    assert tr.column_max("size_bytes") == 100 and tr.column_max("duration_ns") == 7

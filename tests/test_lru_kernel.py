@@ -10,12 +10,11 @@ output directory instead of booting (docs/lru-kernel-check.md).
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.support.guest_run import guest_run
 from ztrace.replay.lru.kernel_check import check
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -23,18 +22,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def vm61(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reuse = os.environ.get("ZTRACE_LRU_VM61")
-    if reuse:
-        return Path(reuse)
-    from ztrace.vm import run as vmrun
-
-    if vmrun.find_image() is None and os.geteuid() != 0:
-        pytest.skip("no cached guest image and no root to build one")
-    if not shutil.which(vmrun.QEMU) and not shutil.which("apt-get"):
-        pytest.skip(f"{vmrun.QEMU} is missing and cannot be installed")
-    out = tmp_path_factory.mktemp("vm-zswap-6.1")
-    vmrun.run_scenario("6.1", "zswap", out, timeout=1500)
-    return out
+    return guest_run(tmp_path_factory, "ZTRACE_LRU_VM61", "6.1", "zswap", timeout=1500)
 
 
 def test_none_design_reproduces_61_counters(vm61: Path) -> None:

@@ -81,6 +81,7 @@ class RingReader:
             offset=self._page,
         )
         self._view = memoryview(self._data)
+        self._words = self._view.cast("I")
         self.records = 0
         self.bytes = 0
 
@@ -95,15 +96,16 @@ class RingReader:
         (prod,) = struct.unpack_from("<Q", self._data, 0)
         if prod <= cons:
             return np.empty(0, EVENT_DTYPE)
-        data, page, mask = self._data, self._page, self._mask
-        view = self._view
-        unpack = struct.Struct("<III").unpack_from  # ring header (len, pg_off) + batch n
+        page, mask = self._page, self._mask
+        view, words = self._view, self._words  # words: the ring as u32, for the headers
         itemsize = EVENT_DTYPE.itemsize
         parts: list[memoryview] = []
         pos, nev, nrec = cons, 0, 0
         while pos < prod and nev < max_events:
             off = page + (pos & mask)
-            ln, _pg, n = unpack(data, off)
+            # ring header (u32 len | flags, u32 pg_off), then the batch's u32 n; records are
+            # 8-byte aligned. Indexing a u32 memoryview costs half a struct.unpack_from.
+            ln, n = words[off >> 2], words[(off >> 2) + 2]
             if ln & _BUSY:
                 break  # still being written: stop here, keep order
             size = ln & ~(_BUSY | _DISCARD)
@@ -131,6 +133,7 @@ class RingReader:
         return out
 
     def close(self) -> None:
+        self._words.release()
         self._view.release()
         self._cons.close()
         self._data.close()

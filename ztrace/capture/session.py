@@ -55,6 +55,10 @@ from ztrace.format.events import (
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
 _READ_EVENTS = 1 << 16
+#: flush (write what left the reorder window) once this many rows were read since the last
+#: flush, not only every ``flush_interval_s``: at 1 M events/s the arrays then stay a few MiB
+#: and cache-warm between the read and the write (benchmarks/README.md "capture")
+_FLUSH_ROWS = 1 << 16
 #: event column dictionary: code k (ZT_EV_*) is entry k - 1
 _EVENT_DICT = [EVENT_NAMES[k] for k in sorted(EVENT_NAMES)]
 assert sorted(EVENT_NAMES) == list(range(1, len(_EVENT_DICT) + 1))
@@ -231,8 +235,17 @@ class _CaptureWriter(TraceWriter):
             self.ring_deleted_files += 1
 
     def _parquet_options(self) -> dict[str, Any]:
-        # dictionary-encode only the dictionary columns (see the class docstring)
-        return {"use_dictionary": [f.name for f in self.schema if pa.types.is_dictionary(f.type)]}
+        # Dictionary-encode only the dictionary columns (see the class docstring). ts_ns is
+        # sorted: delta encoding makes it small before zstd sees it. Min/max statistics only
+        # where a reader uses them (TraceFiles.column_max: the replay's prescan) -- computing
+        # them for random handles and addresses was a fifth of write_table's time. Together
+        # ~40 % less CPU per written row (benchmarks/README.md "capture").
+        stats = [c for c in ("ts_ns", "duration_ns", "size_bytes") if c in self.schema.names]
+        return {
+            "use_dictionary": [f.name for f in self.schema if pa.types.is_dictionary(f.type)],
+            "write_statistics": stats,
+            "column_encoding": {"ts_ns": "DELTA_BINARY_PACKED"},
+        }
 
 
 #: the record with comm seen as two u64 words, to hash it without copying strings
@@ -349,6 +362,15 @@ def _keep_freed_memory() -> None:
         pass  # not glibc: keep its defaults
     with contextlib.suppress(NotImplementedError, AttributeError, pa.ArrowNotImplementedError):
         pa.jemalloc_set_decay_ms(60_000)
+    # numpy madvises MADV_HUGEPAGE on arrays of 4 MiB and more: with THP in `madvise` mode
+    # every such fresh array then faults in whole 2 MiB pages that the kernel zeroes first
+    # (clear_page_erms under folio_zero_user: half the consumer's samples at 1 M events/s in
+    # `perf record`, benchmarks/README.md "capture"). The consumer's arrays live for one
+    # read; 4 KiB pages are cheaper for them.
+    with contextlib.suppress(ImportError, AttributeError):
+        from numpy._core import multiarray
+
+        multiarray._set_madvise_hugepage(False)  # type: ignore[attr-defined]
 
 
 def _distinct(a: np.ndarray) -> list[int]:
@@ -493,6 +515,7 @@ class Capture:
         self._cpu0 = time.thread_time()  # finish() runs in this thread too
         deadline = self._t0 + self.opts.duration_s if self.opts.duration_s else None
         last_flush = last_line = time.monotonic()
+        drained = 0  # rows read since the last flush
         interval = self.opts.interval_s
         try:
             while not self._stop.is_set():
@@ -512,15 +535,16 @@ class Capture:
                 # host the thread may sleep between the read and the write, and events that
                 # reach the ring meanwhile must still count as inside the window
                 drained_at = time.monotonic_ns()
+                before = self._pending_rows
                 self._drain()
+                drained += self._pending_rows - before
                 now = time.monotonic()
-                due = (
-                    self.opts.flush_interval_s is not None
-                    and now - last_flush >= self.opts.flush_interval_s
+                due = self.opts.flush_interval_s is not None and (
+                    now - last_flush >= self.opts.flush_interval_s or drained >= _FLUSH_ROWS
                 )
                 if due or self._pending_rows >= self.opts.max_pending:
                     self._flush(final=False, drained_at_ns=drained_at)
-                    last_flush = now
+                    last_flush, drained = now, 0
                 if deadline and now >= deadline:
                     break
                 if until is not None and until():
@@ -692,16 +716,17 @@ class Capture:
             out = np.concatenate([e for e, _ in parts])
             ts = np.concatenate([t for _, t in parts])
             if np.any(ts[1:] < ts[:-1]):
-                out = out.take(np.argsort(ts, kind="stable"))  # merge of sorted runs
-        if len(out):
-            late = out["ts_ns"] < self._last_written
-            if late.any():
-                # arrived after later rows were written: the format needs ts order, so drop
-                self.summary.late_dropped += int(late.sum())
-                out = out[~late]
+                order = np.argsort(ts, kind="stable")  # merge of sorted runs
+                out, ts = out.take(order), ts[order]
+        # rows that arrived after later rows were written are a prefix (ts is sorted): the
+        # format needs ts order, so drop them
+        late = int(np.searchsorted(ts, self._last_written, "left"))
+        if late:
+            self.summary.late_dropped += late
+            out = out[late:]
         if not len(out):
             return
-        self._last_written = int(out["ts_ns"][-1])
+        self._last_written = int(ts[-1])
         lost_now = sum(v for k, v in self.loaded.drops().items() if k != "end_without_begin")
         self.writer.meta = self.writer.meta.replace(
             lost_events=lost_now + self.summary.late_dropped, extra=self._pool_extra(out)

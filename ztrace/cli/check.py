@@ -198,14 +198,19 @@ Examples:
     required=True,
     help="LRU design NAME or NAME:k=v,... (repeatable).",
 )
+@click.option(
+    "--pool-check",
+    is_flag=True,
+    help="Also count pool_limit_hit from the kernel's own zs_malloc/zs_free rows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full comparison as JSON.")
-def lru_kernel(vmdir: str, designs: tuple[str, ...], as_json: bool) -> None:
+def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: bool) -> None:
     """Replay a guest's zswap capture (``ztrace vm run --scenario zswap``) under LRU designs
     and compare with the guest kernel's zswap counters (docs/lru-kernel-check.md)."""
     from ztrace.look.tables import render_json
     from ztrace.replay.lru.kernel_check import check, markdown
 
-    res = check(vmdir, list(designs))
+    res = check(vmdir, list(designs), pool_check=pool_check)
     if as_json:
         click.echo(render_json(res, indent=1, sort_keys=False))
         return

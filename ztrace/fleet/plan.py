@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from ztrace.errors import ConfigError
@@ -49,14 +49,8 @@ class Task:
 
     @property
     def params(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "design": self.design,
-            "cpus": self.cpus,
-            "speedup": self.speedup,
-            "pool_limit": self.pool_limit,
-            "seed": self.seed,
-        }
+        """Every field but the trace, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "trace"}
 
     @property
     def task_id(self) -> str:

@@ -35,17 +35,10 @@ COLUMNS: dict[str, pa.DataType] = {
     "speedup": _F64,
     "pool_limit": _STR,
     "seed": _I64,
-    # locks (locks_summary, docs/results-format.md)
+    # locks: locks_summary's columns, from the one results schema (docs/results-format.md),
+    # with the op count first and the replay's memory and makespan after
     "ops": _U64,
-    "acquisitions": _U64,
-    "contended": _U64,
-    "contention_rate": _F64,
-    "wait_ns_total": _U64,
-    "wait_ns_avg": _F64,
-    "wait_ns_p50": _U64,
-    "wait_ns_p99": _U64,
-    "wait_ns_max": _U64,
-    "hold_ns_total": _U64,
+    **{k: v for k, v in SCHEMAS["locks_summary"].items() if k != "lock_design"},
     "pages_used_peak": _U64,
     "makespan_ns": _U64,
     # lru: lru_summary's columns, from the one results schema (docs/results-format.md)

@@ -660,12 +660,19 @@ def render_html(d: DashData, sections: list[Section], *, title: str = "ztrace da
     if d.absent:
         parts.append('<section class="absent" id="absent"><h2>Not shown</h2><ul>')
         for chart, why in d.absent.items():
-            parts.append(f"<li><b>{html.escape(CHARTS[chart])}</b>: {html.escape(why)}</li>")
+            name = CHARTS.get(chart) or _measured_charts()[chart]
+            parts.append(f"<li><b>{html.escape(name)}</b>: {html.escape(why)}</li>")
         parts.append("</ul></section>")
     parts.append(f"<footer>{html.escape(info.get('trust_line', ''))}</footer>")
     specs = {s.id: s.spec for s in sections}
     parts.append(f"<script>{_BOOT % _script_json(specs)}</script></body></html>\n")
     return "".join(parts)
+
+
+def _measured_charts() -> dict[str, str]:
+    from ztrace.look.measured_panel import CHARTS as MEASURED
+
+    return MEASURED
 
 
 # ---------------------------------------------------------------------------------- api
@@ -716,6 +723,12 @@ def build_dashboard(
     d.info["trust_line"] = _trust_line(results)
     d.info["designs_html"] = designs_html(results)
     sections = build_sections(d)
+    # the capture's own contention beside the replay (look/measured_panel.py)
+    from ztrace.look import measured_panel
+
+    panel = measured_panel.prepare_panel(results)
+    sections += measured_panel.sections(panel, Section)
+    d.absent.update(panel.absent)
     page = render_html(d, sections, title=title or "ztrace dashboard")
     out = Path(out)
     with atomic_file(out, inputs=inputs) as f:

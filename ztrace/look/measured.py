@@ -35,18 +35,11 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.lockflags import lock_type
-from ztrace.look.report import SORT_KEYS, human_ns, perf_table, text_console
+from ztrace.look.report import SORT_COLUMN, SORT_KEYS, human_ns, perf_table, text_console
 
-_SORT_COLUMN = {
-    "contended": "contended",
-    "wait_total": "wait_ns_total",
-    "wait_max": "wait_ns_max",
-    "wait_min": "wait_ns_min",
-    "avg_wait": "wait_ns_avg",
-    # a capture sees contentions, not acquisitions: `acquired` sorts like perf without
-    # lock_stat, by contentions
-    "acquired": "contended",
-}
+# a capture sees contentions, not acquisitions: `acquired` sorts like perf without lock_stat,
+# by contentions
+_SORT_COLUMN = {**SORT_COLUMN, "acquired": "contended"}
 #: log2 wait buckets: bucket b holds waits in [2**b, 2**(b+1)) ns (bucket 0 also holds 0)
 HIST_BUCKETS = 40
 
@@ -453,18 +446,24 @@ def folded(m: Measured) -> str:
     Waits without a stack fold into ``[no stack]``, waits whose stack id is missing from
     stacks.json into ``[unknown stack]``, so the weights always sum to the total wait.
     """
+    weights = folded_weights(m, "wait_ns_total")
+    return "".join(f"{k} {v}\n" for k, v in sorted(weights.items()) if v > 0)
+
+
+def folded_weights(m: Measured, column: str) -> dict[str, int]:
+    """Folded line (root first, ``;``-joined, no weight) -> sum of ``column`` over its rows."""
     weights: dict[str, int] = {}
     for sid, kind, w in zip(
         m.table["stack_id"].to_list(),
         m.table["lock_kind"].to_list(),
-        m.table["wait_ns_total"].to_list(),
+        m.table[column].to_list(),
         strict=True,
     ):
         frames = ["[no stack]"] if sid < 0 else m.stacks.get(int(sid)) or ["[unknown stack]"]
         # the lock kind as the innermost frame: a flame graph then splits by lock too
         line = ";".join([*(f.replace(";", ":") for f in reversed(frames)), f"[{kind}]"])
         weights[line] = weights.get(line, 0) + int(w)
-    return "".join(f"{k} {v}\n" for k, v in sorted(weights.items()) if v > 0)
+    return weights
 
 
 def histogram(m: Measured) -> list[dict[str, Any]]:

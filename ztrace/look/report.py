@@ -38,7 +38,8 @@ SORT_KEYS: tuple[str, ...] = (
 #: perf's default for ``perf lock contention`` is ``wait_total``.
 DEFAULT_SORT_KEY: SortKey = "wait_total"
 
-_SORT_COLUMN = {
+#: the results column each sort key orders by
+SORT_COLUMN = {
     "contended": "contended",
     "wait_total": "wait_ns_total",
     "wait_max": "wait_ns_max",
@@ -152,7 +153,7 @@ def lock_rows(
         pl.col("lock_design")
         .replace_strict({d: i for i, d in enumerate(order)}, return_dtype=pl.Int32)
         .alias("_design_order")
-    ).sort(["_design_order", _SORT_COLUMN[sort_key], "lock"], descending=[False, True, False])
+    ).sort(["_design_order", SORT_COLUMN[sort_key], "lock"], descending=[False, True, False])
     if limit is not None:
         df = df.group_by("_design_order", maintain_order=True).head(limit)
     return df.select(

@@ -22,8 +22,8 @@ sub-lock) and ``front`` (an allocator front such as magazine's per-CPU caches, s
 resolve a user's spec string (``"pools:32"``) with :func:`get_design`. An unknown name raises
 ConfigError listing the names; a name or alias registered twice raises at import time.
 
-A new design is one file here (its factory, decorated with ``@register``, plus its front if
-it has one) and one line in ``_MODULES``.
+A new design is one file here (its factory, decorated with ``@register``, which returns
+:func:`design` of its step table, plus its front if it has one) and one line in ``_MODULES``.
 """
 
 from __future__ import annotations

@@ -115,6 +115,13 @@ COMMON_PARAMS: dict[str, Param] = {
         "0: the shrink worker finishes before the next event; N: it does N steps per "
         "following event (writeback slower than reclaim)",
     ),
+    "worker_timing": Param(
+        p_choice("measured", "off"),
+        "measured",
+        "`measured`: when the workload carries the shrink worker's measured timing "
+        "(worker_timing.py: workqueue delay, time per writeback), run the worker in time; "
+        "`off`: as `worker_steps` says",
+    ),
     "zswap_ns": Param(p_float_pos, Latency.zswap_ns, "latency of a fault served by zswap"),
     "disk_ns": Param(p_float_pos, Latency.disk_ns, "latency of a fault served by disk"),
 }
@@ -333,17 +340,32 @@ class ZswapDesign:
         cfg[K.CF_T0] = rec.t0
         cfg[K.CF_BIN_NS] = rec.bin_ns
         cfg[K.CF_NBINS] = rec.n_bins
-        cfg[K.CF_SHRINKER_TRACE] = p.get("shrinker") == "trace"
+        cfg[K.CF_SHRINKER_TRACE] = p.get("shrinker") in ("trace", "demand")
         return cfg
+
+    def _timing(self, w: Workload) -> tuple[np.ndarray, np.ndarray] | None:
+        """The measured worker timing to replay with, or None (not in time): only when the
+        workload has one, ``worker_timing=measured`` and ``worker_steps=0``."""
+        t = w.worker_timing
+        p = self.params
+        if t is None or self.sync or p["worker_timing"] != "measured" or p["worker_steps"]:
+            return None
+        return t.delay_ns, t.step_ns
 
     def run(self, w: Workload) -> None:
         """Replay every operation of ``w`` in order (compiled); fills the recorder."""
         assert self.STATE is not None, f"{type(self).__name__} has no STATE type"
         pr = w.prepared()
         pool = _new_zspool(str(self.params["kernel"]), self.chain_size, self.page_size)
+        cfg = self._cfg()
+        timing = self._timing(w)
+        empty = np.zeros(0, dtype=np.int64)
+        cfg[K.CF_WTIMED] = timing is not None
+        if w.shrinker_scans and self.params.get("shrinker") == "trace":
+            cfg[K.CF_SHRINKER_TRACE] = 2  # the measured scans, walked in the design's order
         sc, c, bins, pool_bin, gaps, wb, stored, pool_pages = K.run(
             self.STATE,
-            self._cfg(),
+            cfg,
             pr.ev_ts,
             pr.ev_op,
             pr.ev_pidx,
@@ -352,6 +374,8 @@ class ZswapDesign:
             len(pr.uniq),
             pr.n_stores,
             pool,
+            timing[0] if timing else empty,
+            timing[1] if timing else empty,
         )
         self.rec.absorb(sc, bins, pool_bin, gaps)
         if self.wb_log is not None:
@@ -362,6 +386,9 @@ class ZswapDesign:
         out["stored_pages"] = int(stored)
         out["pool_total_pages"] = int(pool_pages)
         out["pool_limit_pages"] = self.max_pages
+        if timing is not None:
+            out["worker_runs"] = int(sc[K.R_WQ_RUNS])
+            out["worker_requeued"] = int(sc[K.R_WQ_REQUEUE])
         self._counters = out
 
     def counters(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ with :func:`hook`::
                           one step of shrink_worker; False when the worker returns
     after_store(st)       after every store attempt (6.12 shrinker approximation)
     shrink_one(st)        the trace shows one shrinker writeback here (OP_SHRINK)
+    shrink_scan(st, n)    the trace shows a shrinker call that may walk n entries here
 
 ``run(T, ...)`` is compiled once per state type ``T``, so each design gets its own machine
 code with its hooks inlined, and numba's disk cache keeps it (keyed by ``T``).
@@ -41,6 +42,8 @@ from numba.core.extending import overload
 from numba.experimental import structref
 
 from ztrace.model import zsmalloc as _zs
+from ztrace.replay import hashing as _hashing
+from ztrace.replay.hashing import splitmix64
 
 # ---------------------------------------------------------------- workload codes (workload.py)
 OP_STORE = 0
@@ -49,6 +52,7 @@ OP_INVALIDATE = 2
 OP_SHRINK = 3
 OP_STORE_ALLOC = 4  # the second half of a store: compress + zpool_malloc (workload.Prepared)
 OP_STORE_CHECK = 5  # the first half of a store whose OP_STORE_ALLOC comes later
+OP_SHRINK_SCAN = 6  # one zswap_shrinker_scan() call; clen = its nr_to_scan (workload.py)
 INCOMPRESSIBLE = -2
 SAME_FILLED = -3
 
@@ -69,8 +73,9 @@ CF_POOL_BYTES = 12
 CF_T0 = 13
 CF_BIN_NS = 14
 CF_NBINS = 15
-CF_SHRINKER_TRACE = 16  # replay the trace's shrinker writebacks (OP_SHRINK rows)
-N_CFG = 17
+CF_SHRINKER_TRACE = 16  # the trace's shrinker: 1 its writebacks (OP_SHRINK), 2 its scans
+CF_WTIMED = 17  # 1: the shrink worker runs in time (measured delays, worker_timing.py)
+N_CFG = 18
 
 QUEUE_FULL = 0
 QUEUE_LIMIT = 1
@@ -137,7 +142,16 @@ S_BYTES_NEXT = 24
 R_AVOID = 25  # avoidable disk faults
 H_N = 26  # entries in the next-fault heap
 S_IN_NF = 27  # next fault of the page being stored (event index, NEVER if none)
-N_SC = 28
+# the shrink worker in time (CF_WTIMED): see queue_worker / advance_timed
+S_NOW = 28  # time of the event being replayed (ns)
+S_WQ_PEND = 29  # zswap_shrink_work is queued (WORK_STRUCT_PENDING) and starts at S_WQ_START
+S_WQ_START = 30
+S_WQ_RUN = 31  # shrink_worker() is running; its next step is at S_WQ_NEXT
+S_WQ_NEXT = 32
+S_WQ_K = 33  # samples drawn (the sampling hash's counter)
+R_WQ_RUNS = 34  # shrink_worker() executions
+R_WQ_REQUEUE = 35  # queued while running (starts when the running one returns)
+N_SC = 36
 
 #: "no next fault": the page is freed or stored again before it is faulted (or the trace ends)
 NEVER = np.int64(1) << np.int64(62)
@@ -198,6 +212,9 @@ FIELDS = [
     ("hk", _I64),  # max-heap of (next fault, page, version) over entries that take pool space
     ("hp", _I64),
     ("hv", _I64),
+    # measured shrink-worker timing (worker_timing.WorkerTiming; empty unless CF_WTIMED)
+    ("wq_delay", _I64),  # queue_work → execute_start, queued while idle (ns)
+    ("wq_step", _I64),  # worker time per writeback (ns)
 ]
 
 
@@ -218,6 +235,7 @@ HOOK_NAMES = (
     "worker_step",
     "after_store",
     "shrink_one",
+    "shrink_scan",
 )
 
 
@@ -272,6 +290,10 @@ def shrink_one(st: Any) -> None:  # pragma: no cover
     raise NotImplementedError
 
 
+def shrink_scan(st: Any, n: int) -> None:  # pragma: no cover
+    raise NotImplementedError
+
+
 def _bind1(generic: Any, name: str) -> None:
     @overload(generic)
     def _ol(st):  # type: ignore[no-untyped-def]
@@ -297,6 +319,7 @@ _bind1(evict_one, "evict_one")
 _bind1(worker_step, "worker_step")
 _bind1(after_store, "after_store")
 _bind1(shrink_one, "shrink_one")
+_bind2(shrink_scan, "shrink_scan")
 
 
 @njit(cache=True)
@@ -322,15 +345,17 @@ hook(LruStateType, "evict_one")(no_evict)
 hook(LruStateType, "worker_step")(no_evict)
 hook(LruStateType, "after_store")(noop)
 hook(LruStateType, "shrink_one")(noop)  # designs without a memory-pressure shrinker
+hook(LruStateType, "shrink_scan")(noop_p)
 
 
 # ---------------------------------------------------------------- construction
 
 
 @njit(cache=True)
-def init_state(st, cfg, n_pages, n_stores, zs, nf):  # type: ignore[no-untyped-def]
+def init_state(st, cfg, n_pages, n_stores, zs, nf, wq_delay, wq_step):  # type: ignore[no-untyped-def]
     """Fill a fresh ``structref.new(T)`` for ``n_pages`` distinct pages and ``n_stores``;
-    ``nf`` is the next-fault index of every event (workload.Prepared.nf)."""
+    ``nf`` is the next-fault index of every event (workload.Prepared.nf); ``wq_delay`` and
+    ``wq_step`` the measured shrink-worker timing (empty: not in time)."""
     st.cfg = cfg
     st.sc = np.zeros(N_SC, dtype=np.int64)
     st.sc[S_OLD] = -1
@@ -369,6 +394,8 @@ def init_state(st, cfg, n_pages, n_stores, zs, nf):  # type: ignore[no-untyped-d
     st.hk = np.zeros(nh, dtype=np.int64)
     st.hp = np.zeros(nh, dtype=np.int64)
     st.hv = np.zeros(nh, dtype=np.int64)
+    st.wq_delay = wq_delay
+    st.wq_step = wq_step
 
 
 # ---------------------------------------------------------------- intrusive LRU list
@@ -460,6 +487,14 @@ def pool_fits(st, need):  # type: ignore[no-untyped-def]
     if st.cfg[CF_POOL_BYTES]:
         return st.sc[S_BYTES_USED] + need <= st.cfg[CF_MAX_PAGES] * st.cfg[CF_PAGE_SIZE]
     return _zs._m_total_pages(st.zs) < st.cfg[CF_MAX_PAGES]
+
+
+@njit(cache=True)
+def slot_of(st, h):  # type: ignore[no-untyped-def]
+    """Handle h's object index in its zspage: address order (bytes pool: 0)."""
+    if st.cfg[CF_POOL_BYTES]:
+        return np.int64(0)
+    return _zs._m_zspage_of(st.zs, h)[1]
 
 
 @njit(cache=True)
@@ -629,12 +664,80 @@ def _reject(st, seq, p, cause):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _sample(st, arr):  # type: ignore[no-untyped-def]
+    """One draw from a measured distribution (the empirical sample ``arr``): a fixed hash of
+    the draw number picks the element, so a replay is deterministic."""
+    k = st.sc[S_WQ_K]
+    st.sc[S_WQ_K] = k + 1
+    return arr[
+        np.int64(splitmix64(np.uint64(k) + np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(1))
+        % arr.shape[0]
+    ]
+
+
+@njit(cache=True)
+def queue_worker_timed(st):  # type: ignore[no-untyped-def]
+    """queue_work(shrink_wq, &zswap_shrink_work) in time. A no-op while the work is pending
+    (kernel/workqueue.c: queue_work_on tests and sets WORK_STRUCT_PENDING). Queued while idle,
+    it starts after a measured workqueue delay; queued while running (process_one_work clears
+    PENDING before calling shrink_worker), it runs again as soon as the running one returns
+    (the work is non-reentrant: __queue_work puts it on the pool that runs it)."""
+    if st.sc[S_WQ_PEND]:
+        return
+    st.sc[S_WQ_PEND] = 1
+    if st.sc[S_WQ_RUN]:
+        st.sc[R_WQ_REQUEUE] += 1
+        st.sc[S_WQ_START] = st.sc[S_NOW]  # moved to the running one's end in advance_timed
+    else:
+        st.sc[S_WQ_START] = st.sc[S_NOW] + _sample(st, st.wq_delay)
+
+
+@njit(cache=True)
+def advance_timed(st, t):  # type: ignore[no-untyped-def]
+    """Run the shrink worker's steps due by time ``t``: one shrink_memcg() per step, each
+    step that wrote back taking a measured worker time per writeback; the worker returns when
+    its ``worker_step`` hook says so (6.12 shrink_worker: the pool is at the threshold, or
+    MAX_RECLAIM_RETRIES failures)."""
+    while True:
+        if st.sc[S_WQ_RUN]:
+            tw = st.sc[S_WQ_NEXT]
+            if tw > t:
+                return
+            nwb = st.sc[R_NWB]
+            cont = worker_step(st)
+            if st.sc[R_NWB] != nwb:  # wrote back: the next step (or the return) comes later
+                tw += _sample(st, st.wq_step)
+            if cont:
+                st.sc[S_WQ_NEXT] = tw
+            else:
+                st.sc[S_WQ_RUN] = 0
+                if st.sc[S_WQ_PEND] and st.sc[S_WQ_START] < tw:
+                    st.sc[S_WQ_START] = tw
+        elif st.sc[S_WQ_PEND]:
+            if st.sc[S_WQ_START] > t:
+                return
+            st.sc[S_WQ_PEND] = 0
+            st.sc[S_WQ_RUN] = 1
+            # its first writeback completes one measured step after it starts
+            st.sc[S_WQ_NEXT] = st.sc[S_WQ_START] + _sample(st, st.wq_step)
+            st.sc[S_WORK_PHASE] = 0
+            st.sc[S_WORK_FAIL] = 0
+            st.sc[R_WQ_RUNS] += 1
+        else:
+            return
+
+
+@njit(cache=True)
 def queue_worker(st):  # type: ignore[no-untyped-def]
     """queue_work(shrink_wq): start the worker unless it is pending (then a no-op).
 
     ``worker_steps=0``: the worker runs to completion before the next event; N > 0: it does
-    N steps per following event (see _base.ZswapDesign._queue).
+    N steps per following event (see _base.ZswapDesign._queue); in time (CF_WTIMED):
+    :func:`queue_worker_timed`.
     """
+    if st.cfg[CF_WTIMED]:
+        queue_worker_timed(st)
+        return
     if st.sc[S_WORK_ACTIVE]:
         return
     st.sc[S_WORK_PHASE] = 0
@@ -844,6 +947,9 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
     for i in range(ts.shape[0]):
         b = (ts[i] - t0) // bin_ns
         st.sc[R_BIN] = min(max(b, 0), last)
+        st.sc[S_NOW] = ts[i]
+        if st.cfg[CF_WTIMED]:
+            advance_timed(st, ts[i])
         o = op[i]
         if o == OP_STORE_ALLOC:  # the second half of a store: not a trace event of its own
             store_alloc(st, pidx[i])
@@ -862,8 +968,10 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
             load(st, pidx[i], st.nf[i])
         elif o == OP_INVALIDATE:
             invalidate(st, pidx[i])
-        elif o == OP_SHRINK and st.cfg[CF_SHRINKER_TRACE]:
+        elif o == OP_SHRINK and st.cfg[CF_SHRINKER_TRACE] == 1:
             shrink_one(st)
+        elif o == OP_SHRINK_SCAN and st.cfg[CF_SHRINKER_TRACE] == 2:
+            shrink_scan(st, clen[i])
         st.pool_bin[st.sc[R_BIN]] = pool_pages(st)
 
 
@@ -888,11 +996,11 @@ def results(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool):  # type: ignore[no-untyped-def]
+def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool, wq_delay, wq_step):  # type: ignore[no-untyped-def]
     """Replay a workload under the design whose state type is ``T`` (compiled once per
     design: ``T`` selects the hooks)."""
     st = structref.new(T)
-    init_state(st, cfg, n_pages, n_stores, pool, nf)
+    init_state(st, cfg, n_pages, n_stores, pool, nf, wq_delay, wq_step)
     replay(st, ts, op, pidx, clen)
     return results(st)
 
@@ -907,6 +1015,7 @@ def own_dispatchers() -> list[Any]:
 #: hooks (all modules of this package), so an edit to any of them invalidates numba's cache
 DEPENDS = (
     _zs.__file__,
+    _hashing.__file__,
     _zs._classes_module.__file__,
     *sorted(str(f) for f in Path(__file__).parent.glob("*.py")),
 )

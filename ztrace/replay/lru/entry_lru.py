@@ -12,6 +12,15 @@ are exclusive (the entry is freed), which is the default here (``exclusive_loads
 6.5–6.7 default). 6.8 made the LRU a per-memcg ``list_lru``; with one cgroup the order is the
 same.
 
+A writeback fails with -EEXIST when the entry's page is already in the swap cache
+(``zswap_writeback_entry``: ``__read_swap_cache_async`` found a folio; 6.5–6.7 with
+non-exclusive loads, that is an entry that was loaded and kept); ``zswap_reclaim_entry`` then
+puts the entry back at the head (``list_move(&entry->lru, &pool->lru)``) and returns -EAGAIN,
+and ``shrink_worker`` counts ``reject_reclaim_fail`` and gives up after
+``MAX_RECLAIM_RETRIES`` (16) failures (6.6 mm/zswap.c: zswap_reclaim_entry, shrink_worker).
+Every loaded entry counts as in the swap cache (a clean page leaves it on reclaim without a
+trace event).
+
 ``shrink=sync`` writes back *before* storing instead of rejecting (no hysteresis): the
 eviction order of a plain LRU cache, which tests compare with libCacheSim's LRU.
 """
@@ -24,6 +33,9 @@ from numba import njit
 
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru._base import Param, ZswapDesign, p_choice
+
+#: include/linux/swap.h MAX_RECLAIM_RETRIES: shrink_worker's failure budget (6.5+)
+MAX_RECLAIM_RETRIES = 16
 
 
 class EntryLruState(K.LruStateType):
@@ -68,6 +80,16 @@ def _evict_one(st):  # type: ignore[no-untyped-def]
 def _worker_step(st):  # type: ignore[no-untyped-def]
     # shrink_worker: do { zswap_reclaim_entry() } while (!zswap_can_accept());
     # queued on both reject paths since 6.5 (`goto shrink`)
+    p = st.sc[K.S_OLD]
+    if p >= 0 and st.e_loaded[p]:
+        # -EEXIST: the page is in the swap cache; the entry goes back to the head, and the
+        # failure counts toward MAX_RECLAIM_RETRIES
+        K.ll_push_new(st, p)
+        st.c[K.K_RECLAIM_FAIL] += 1
+        st.sc[K.S_WORK_FAIL] += 1
+        if st.sc[K.S_WORK_FAIL] == MAX_RECLAIM_RETRIES:
+            return False
+        return not st.cfg[K.CF_THR_PAGES] > K.pool_pages(st)
     if not K.evict_one(st):
         st.c[K.K_RECLAIM_FAIL] += 1  # -EINVAL: empty LRU
         return False

@@ -24,10 +24,8 @@ from numba import njit
 
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru._base import Param, p_choice, p_int
-from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
+from ztrace.replay.lru.entry_lru import MAX_RECLAIM_RETRIES, EntryLru, EntryLruState
 
-#: include/linux/swap.h / mm/internal.h MAX_RECLAIM_RETRIES
-MAX_RECLAIM_RETRIES = 16
 K_ROTATIONS = K.K_EXTRA0
 K_GAVE_UP = K.K_EXTRA1
 
@@ -39,9 +37,13 @@ class SecondChanceState(EntryLruState):
 _T = K.state_type(SecondChanceState)
 
 
+EEXIST = -2
+
+
 @njit(cache=True)
 def _step(st):  # type: ignore[no-untyped-def]
-    """One shrink_memcg_cb() on the oldest entry: 1 written back, 0 rotated, -1 empty."""
+    """One shrink_memcg_cb() on the oldest entry: 1 written back, 0 rotated, -1 empty,
+    EEXIST the writeback failed (the page is in the swap cache)."""
     p = st.sc[K.S_OLD]
     if p < 0:
         return -1
@@ -50,6 +52,14 @@ def _step(st):  # type: ignore[no-untyped-def]
         K.ll_push_new(st, p)  # LRU_ROTATE: list_move_tail → newest end
         st.c[K_ROTATIONS] += 1
         return 0
+    if st.e_loaded[p]:
+        # 6.12 shrink_memcg_cb: list_move_tail first, then zswap_writeback_entry fails with
+        # -EEXIST (__read_swap_cache_async found the folio): reject_reclaim_fail++, LRU_RETRY
+        # (worker: shrink_memcg returns -EAGAIN, a failure) or LRU_STOP (shrinker). Only with
+        # exclusive_loads=no: 6.12 swapcache loads free the entry (zswap_load).
+        K.ll_push_new(st, p)
+        st.c[K.K_RECLAIM_FAIL] += 1
+        return EEXIST
     K.ll_unlink(st, p)
     K.writeback(st, p)
     return 1
@@ -58,7 +68,8 @@ def _step(st):  # type: ignore[no-untyped-def]
 @K.hook(SecondChanceState, "evict_one")
 @njit(cache=True)
 def _evict_one(st):  # type: ignore[no-untyped-def]
-    # sync mode: CLOCK — rotate referenced entries until one is written back
+    # sync mode: CLOCK — rotate referenced entries until one is written back; the shrinker
+    # stops at an -EEXIST (LRU_STOP, zswap_shrinker_scan returns SHRINK_STOP)
     while True:
         r = _step(st)
         if r != 0:
@@ -74,7 +85,7 @@ def _worker_step(st):  # type: ignore[no-untyped-def]
     if r < 0:
         st.c[K_GAVE_UP] += 1
         return False
-    if r == 0:
+    if r == 0 or r == EEXIST:  # shrink_memcg(): nothing written back → -EAGAIN
         st.sc[K.S_WORK_FAIL] += 1
         if st.sc[K.S_WORK_FAIL] == st.cfg[K.CF_MAX_FAIL]:
             st.c[K_GAVE_UP] += 1
@@ -100,6 +111,20 @@ def _shrink_one(st):  # type: ignore[no-untyped-def]
     _evict_one(st)
 
 
+@K.hook(SecondChanceState, "shrink_scan")
+@njit(cache=True)
+def _shrink_scan(st, n):  # type: ignore[no-untyped-def]
+    # zswap_shrinker_scan → list_lru_shrink_walk(nr_to_walk = sc->nr_to_scan): every visited
+    # entry costs one (__list_lru_walk_one decrements nr_to_walk first): referenced ones
+    # rotate, the others are written back; -EEXIST stops the walk (LRU_STOP). How many
+    # (nr_to_scan, after zswap_shrinker_count's nr_disk_swapins protection, 6.8+) is what
+    # the guest measured; which entries, and so how many are written back, is the design's.
+    for _ in range(n):
+        r = _step(st)
+        if r == -1 or r == EEXIST:
+            return
+
+
 class EntryLru2ndChance(EntryLru):
     """6.12+: entry LRU whose walk rotates referenced entries once."""
 
@@ -115,10 +140,12 @@ class EntryLru2ndChance(EntryLru):
             "shrink_worker gives up after this many walks that wrote nothing back",
         ),
         "shrinker": Param(
-            p_choice("trace", "off"),
+            p_choice("trace", "demand", "off"),
             "trace",
-            "`trace`: at each writeback the trace shows the kernel's memory-pressure shrinker "
-            "doing (not the kworker's), write back one entry in this design's order; `off`",
+            "`trace`: the kernel's memory-pressure shrinker as the trace records it: its "
+            "measured scans when the workload has them (walk nr_to_scan entries in this "
+            "design's order), else `demand`: at each writeback the shrinker did (not the "
+            "kworker), write back one entry in this design's order; `off`",
         ),
         "shrinker_walk": Param(
             p_int(0),

@@ -17,13 +17,15 @@ from typing import Any
 
 from ztrace.errors import TraceFormatError
 from ztrace.replay.lru import canonical_name, run_design, split_design_spec
-from ztrace.replay.lru.workload import Workload, load_workload
+from ztrace.replay.lru.worker_timing import measure, parse_scans
+from ztrace.replay.lru.workload import Workload, load_workload, with_scans
 
 #: (label, kernel counter source, key, how the replay predicts it)
 ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("stores accepted (zswpout)", "vmstat", "zswpout", "zswpout"),
     ("pool_limit_hit", "debugfs", "pool_limit_hit", "pool_limit_hit"),
     ("rejects on the limit", "trace", "zswap_store:reject_pool_limit", "reject_pool_limit"),
+    ("limit rejects (6.5+: derived)", "derived", "limit_rejects_derived", "reject_pool_limit"),
     ("reject_reclaim_fail", "debugfs", "reject_reclaim_fail", "reject_reclaim_fail"),
     (
         "reject_compress_fail + _poor",
@@ -82,8 +84,48 @@ def kernel_values(before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
     return out
 
 
-def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
-    """Replay ``vmdir``'s capture under ``designs``; return kernel, recorded and predicted."""
+def kernel_pool_hits(trace: str | Path, limit: int, kernel: str) -> dict[str, int]:
+    """The kernel's own ``zs_malloc``/``zs_free`` stream (capture) through the zsmalloc
+    model: at how many ``zswap_store`` entries the pool was at or above ``limit`` (6.10+
+    ``zswap_check_limits``: ``cur_pages >= max_pages`` counts ``pool_limit_hit``). Equal to
+    the kernel's counter, it shows the pool model and the limit check exact, so a replay's
+    difference lies in which entries left the pool and when."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from ztrace.format import read_trace
+    from ztrace.replay.lru._base import _new_zspool
+
+    t = read_trace(Path(trace)).table
+    ev = np.asarray(t.column("event").cast("string").to_numpy(zero_copy_only=False), object)
+    keep = np.flatnonzero(np.isin(ev, ["zs_malloc", "zs_free", "zswap_store"]))
+    ts = np.asarray(t.column("ts_ns").to_numpy())[keep]
+    h = np.asarray(pc.fill_null(t.column("handle"), 0).to_numpy())[keep]
+    sz = np.asarray(pc.fill_null(t.column("size_bytes"), 0).to_numpy())[keep]
+    ev = ev[keep]
+    chain = int(t.schema.metadata.get(b"ztrace.zsmalloc_chain_size", b"8"))
+    pool = _new_zspool(kernel, chain, 4096)
+    objs: dict[int, Any] = {}
+    hits = checks = peak = 0
+    for i in np.argsort(ts, kind="stable").tolist():
+        e = ev[i]
+        if e == "zs_malloc":
+            objs[int(h[i])] = pool.malloc(int(sz[i]))
+        elif e == "zs_free":
+            o = objs.pop(int(h[i]), None)
+            if o is not None:
+                pool.free(o)
+        else:
+            checks += 1
+            cur = int(pool.total_pages())
+            peak = max(peak, cur)
+            hits += cur >= limit
+    return {"store_checks": checks, "pool_limit_hit": hits, "peak_pages": peak}
+
+
+def check(vmdir: str | Path, designs: list[str], *, pool_check: bool = False) -> dict[str, Any]:
+    """Replay ``vmdir``'s capture under ``designs``; return kernel, recorded and predicted.
+    ``pool_check``: also :func:`kernel_pool_hits` (a pass over the allocator rows)."""
     d = Path(vmdir)
     before = _load(d / "counters" / "before.json")
     after = _load(d / "counters" / "after.json")
@@ -94,7 +136,22 @@ def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
     # zswap_is_full(): totalram_pages() * zswap_max_pool_percent / 100
     limit = ram_pages * pct // 100
     w: Workload = load_workload(d / "trace")
+    # the zswap-lru scenario's ftrace of the shrink worker: replay the worker in time
+    timing = None
+    scans: dict[str, Any] | None = None
+    if (d / "shrink_wq.trace").is_file():
+        timing = measure(d / "shrink_wq.trace", w.worker_wb_ts, w.worker_wb_dur)
+        w.worker_timing = timing
+        s_ts, s_n, scans = parse_scans(d / "shrink_wq.trace")
+        if len(s_ts):  # the shrinker's measured calls replace its writebacks as demand
+            w = with_scans(w, s_ts, s_n)
     kern = kernel_values(before, after)
+    stores = int((w.op == 0).sum())
+    if kern.get("zswpout") is not None and not w.recorded.get("zswap_store:reject_pool_limit"):
+        # 6.5+ zswap_store returns bool (the capture sees `reject_other`): the kernel's limit
+        # rejects are what is neither stored nor a compression failure
+        cf = kern.get("reject_compress_fail+reject_compress_poor") or 0
+        kern["limit_rejects_derived"] = stores - int(kern["zswpout"] or 0) - int(cf)
     rec = w.recorded
     result: dict[str, Any] = {
         "vmdir": str(d),
@@ -105,8 +162,10 @@ def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
         "lost_events": w.meta.lost_events if w.meta is not None else 0,
         "pool_limit_pages": limit,
         "accept_threshold": thr,
+        "worker_timing": None if timing is None else timing.summary,
+        "shrinker_scans": scans,
         "trace_ops": {
-            "stores": int((w.op == 0).sum()),
+            "stores": stores,
             "loads": int((w.op == 1).sum()),
             "invalidates": int((w.op == 2).sum()),
             # writebacks of the kernel's memory-pressure shrinker (6.8+), replayed as demand
@@ -116,6 +175,9 @@ def check(vmdir: str | Path, designs: list[str]) -> dict[str, Any]:
         "kernel": kern,
         "designs": {},
     }
+    if pool_check:
+        rel = str(after.get("uname_r") or "6.12")
+        result["kernel_pool_hits"] = kernel_pool_hits(d / "trace", limit, rel.split("-")[0])
     for spec in designs:
         name, extra = split_design_spec(spec)
         params = f"accept_threshold={thr}" + (f",{extra}" if extra else "")
@@ -147,4 +209,11 @@ def markdown(res: dict[str, Any]) -> str:
             c = res["designs"][n]["counters"]
             cells.append(str(c.get(pred, "–")) if pred != "-" else "not modelled")
         lines.append("| " + " | ".join(cells) + " |")
+    for key, what in (
+        ("worker_timing", "shrink worker timing (measured, replayed)"),
+        ("shrinker_scans", "memory-pressure shrinker calls (measured, replayed)"),
+        ("kernel_pool_hits", "the kernel's own allocations through the pool model"),
+    ):
+        if res.get(key):
+            lines.append(f"\n{what}: {json.dumps(res[key])}")
     return "\n".join(lines) + "\n"

@@ -40,6 +40,10 @@ OP_SHRINK = 3
 #: only in ``Prepared``'s replay stream, for stores with a recorded duration
 OP_STORE_CHECK = 5
 OP_STORE_ALLOC = 4
+#: one call of the memory-pressure shrinker (6.8+ ``zswap_shrinker_scan``), measured on the
+#: guest (``zswap-lru`` scenario, worker_timing.parse_scans); ``clen`` = its ``nr_to_scan``,
+#: ``page`` 0 (swap offset 0 is the swap header: never a page). Added by :func:`with_scans`.
+OP_SHRINK_SCAN = 6
 
 #: ``clen`` of a page the compressor could not shrink below a page (kernel: compress
 #: failure, or ``zpool_malloc`` -ENOSPC for a length above PAGE_SIZE).
@@ -82,6 +86,15 @@ class Workload:
     #: per row: how long the operation took (``duration_ns``; 0 = unknown or atomic). A store
     #: checks the pool limit at its entry (``ts``) and allocates at ``ts + dur``.
     dur: np.ndarray | None = None
+    #: the pool-limit shrink worker's own writebacks (``zswap_writeback`` rows in a
+    #: ``kworker``; not replayed, a design decides its own): entry time and duration (ns)
+    worker_wb_ts: np.ndarray | None = None
+    worker_wb_dur: np.ndarray | None = None
+    #: measured shrink-worker timing (worker_timing.WorkerTiming) to replay the worker in
+    #: time; set by the caller that has it (check lru-kernel, from the guest's ftrace)
+    worker_timing: Any = None
+    #: how many OP_SHRINK_SCAN rows it has (:func:`with_scans`)
+    shrinker_scans: int = 0
     _prep: Prepared | None = field(default=None, repr=False, compare=False)
     #: results derived from this workload alone, shared by the runs on it (optimal's faults)
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -175,7 +188,8 @@ def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
     nxt_op = np.full(n_pages, -1, dtype=np.int64)
     nxt_i = np.zeros(n_pages, dtype=np.int64)
     for i in range(op.shape[0] - 1, -1, -1):
-        if op[i] == OP_SHRINK or op[i] == OP_STORE_ALLOC:  # not a new operation on the page
+        if op[i] == OP_SHRINK or op[i] == OP_STORE_ALLOC or op[i] == OP_SHRINK_SCAN:
+            # not a new operation on the page
             continue
         p = pidx[i]
         if nxt_op[p] == OP_LOAD:
@@ -227,6 +241,33 @@ def from_arrays(
         clen=np.asarray(clen, dtype=np.int64),
         page_size=page_size,
         ram_pages=ram_pages,
+    )
+
+
+def with_scans(w: Workload, ts: np.ndarray, nr_to_scan: np.ndarray) -> Workload:
+    """``w`` with one OP_SHRINK_SCAN row per measured shrinker call (time ``ts``, walk
+    length ``nr_to_scan``), merged in time order (a scan after the rows of the same time)."""
+    n = len(ts)
+    o = np.argsort(ts, kind="stable")
+    ts = np.asarray(ts, np.int64)[o]
+    # insert before the first later row; the workload's own rows keep their order
+    at = np.searchsorted(np.maximum.accumulate(w.ts), ts, side="right")
+    dur = None if w.dur is None else np.insert(w.dur, at, 0)
+    return Workload(
+        ts=np.insert(w.ts, at, ts),
+        op=np.insert(w.op, at, OP_SHRINK_SCAN).astype(np.int8),
+        page=np.insert(w.page, at, 0).astype(np.uint64),
+        clen=np.insert(w.clen, at, np.asarray(nr_to_scan, np.int64)[o]),
+        page_size=w.page_size,
+        ram_pages=w.ram_pages,
+        source=w.source,
+        meta=w.meta,
+        recorded=dict(w.recorded),
+        dur=dur,
+        worker_wb_ts=w.worker_wb_ts,
+        worker_wb_dur=w.worker_wb_dur,
+        worker_timing=w.worker_timing,
+        shrinker_scans=w.shrinker_scans + n,
     )
 
 
@@ -347,6 +388,14 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
     for e in ("zswap_writeback", "swap_out", "swap_in", "zswap_store", "zswap_load"):
         recorded[e] = int((evs == e).sum())
     recorded["shrinker_writebacks"] = int(is_shrink.sum())
+    is_worker = (evs == "zswap_writeback") & ~is_shrink if "comm" in names else None
+    wts = wdur = None
+    if is_worker is not None and is_worker.any():
+        wts = np.asarray(table.column("ts_ns").to_numpy(), dtype=np.int64)[is_worker]
+        if "duration_ns" in names:
+            wdur = np.asarray(pc.fill_null(table.column("duration_ns"), 0).to_numpy(), np.int64)[
+                is_worker
+            ]
     return Workload(
         ts=ts,
         op=op.astype(np.int8),
@@ -358,4 +407,6 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
         meta=t.meta,
         recorded=recorded,
         dur=dur,
+        worker_wb_ts=wts,
+        worker_wb_dur=wdur,
     )
