@@ -15,6 +15,7 @@ configuration.
     .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
     .venv/bin/python -m benchmarks.bench_replay --runs 1 --no-anchor --startup  # start time
     .venv/bin/python -m benchmarks.bench_replay --ab-against /tmp/ab-old --rounds 7  # A/B
+    .venv/bin/python -m benchmarks.bench_replay --threads-ab --locks class,pool,magazine  # threads
 
 ``--ab-against DIR`` compares this checkout with another one (e.g. ``git worktree add
 /tmp/ab-old <commit>``): it runs ``--runs 1 --no-anchor`` in a fresh process of each tree,
@@ -214,6 +215,105 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _stages(trace: Path, n: int, locks: list[str]) -> dict[str, float]:
+    """CPU ns/event of each stage of one serial replay (``threads=1``, thread CPU time):
+    allocator ingest, compaction split, lock core, results tables, and the rest (Parquet
+    decode, column conversion, prescan)."""
+    import ztrace.replay.engine as engine
+    import ztrace.replay.pipeline as pipeline
+
+    acc: dict[str, float] = {}
+    saved = {}
+
+    def timed(mod: object, name: str, key: str) -> None:
+        f = getattr(mod, name)
+        saved[(mod, name)] = f
+
+        def w(*a: object, **k: object) -> object:
+            t = time.thread_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[key] = acc.get(key, 0.0) + time.thread_time() - t
+
+        setattr(mod, name, w)
+
+    timed(pipeline.AllocGroup, "ingest", "ingest")
+    timed(pipeline, "split_compactions", "split")
+    timed(pipeline, "feed", "lock_core")
+    timed(engine, "build_tables", "tables")
+    try:
+        c = time.thread_time()
+        engine.replay(trace, locks=locks, threads=1)
+        total = time.thread_time() - c
+    finally:
+        for (mod, name), f in saved.items():
+            setattr(mod, name, f)
+    acc["rest"] = total - sum(acc.values())
+    return {f"stage_{k}_cpu_ns_per_event": round(v / n * 1e9) for k, v in acc.items()}
+
+
+def _threads_ab(args: argparse.Namespace) -> int:
+    """Serial (``threads=1``) against parallel (``threads=--threads``) replays of the same
+    trace and designs, alternating S P P S ... for ``--rounds`` pairs in this process (numba
+    warmed first). Wall time is the number this measures; each run also reports its process
+    CPU time, the CPU time of every worker thread's tasks, and the load average."""
+    import ztrace.replay.engine as engine
+    from ztrace.replay.pipeline import DesignPipeline
+
+    seen: list[DesignPipeline] = []
+
+    class Recorded(DesignPipeline):
+        def __init__(self, *a, **k):  # type: ignore[no-untyped-def]
+            super().__init__(*a, **k)
+            seen.append(self)
+
+    engine.DesignPipeline = Recorded  # type: ignore[misc]
+    work = Path(args.work)
+    trace = _trace(args.events, work)
+    locks = args.locks.split(",")
+    engine.replay(_trace(10_000, work), locks=locks, threads=args.threads)  # compile
+    runs: dict[str, list[dict[str, object]]] = {"serial": [], "parallel": []}
+    for r in range(args.rounds):
+        for name in ("serial", "parallel") if r % 2 == 0 else ("parallel", "serial"):
+            load = os.getloadavg()[0]
+            t, c = time.perf_counter(), time.process_time()
+            engine.replay(trace, locks=locks, threads=1 if name == "serial" else args.threads)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            th = {k: round(v, 2) for k, v in sorted(seen[-1].thread_cpu_s.items())}
+            runs[name].append(
+                {
+                    "wall_s": round(wall, 2),
+                    "cpu_s": round(cpu, 2),
+                    "load_avg_1m_before": load,
+                    "thread_cpu_s": th,
+                }
+            )
+    walls = {k: [float(x["wall_s"]) for x in v] for k, v in runs.items()}  # type: ignore[arg-type]
+    pairs = [p / s for s, p in zip(walls["serial"], walls["parallel"], strict=True)]
+    print(
+        json.dumps(
+            {
+                "bench": "replay-threads",
+                "machine": _machine(),
+                "command": f"python -m benchmarks.bench_replay --threads-ab --threads "
+                f"{args.threads} --rounds {args.rounds} --events {args.events} "
+                f"--locks {args.locks}",
+                "runs": runs,
+                "median_wall_s": {k: statistics.median(v) for k, v in walls.items()},
+                "wall_parallel_over_serial_per_pair": [round(x, 3) for x in pairs],
+                "median_ratio": round(statistics.median(pairs), 3),
+                "ratio_of_medians": round(
+                    statistics.median(walls["parallel"]) / statistics.median(walls["serial"]), 3
+                ),
+                "load_avg_1m_end": os.getloadavg()[0],
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
 def _ab(args: argparse.Namespace) -> int:
     """Alternate single-run processes of this tree (B, "new") and ``--ab-against`` (A)."""
     import subprocess
@@ -275,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         help="Also time the pool model and handle table alone (CPU ns/event).",
     )
     ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="Also split one serial replay's CPU time by stage (ns/event).",
+    )
+    ap.add_argument(
         "--startup",
         action="store_true",
         help="Also time fresh processes: cold (empty numba cache) and warm.",
@@ -285,11 +390,19 @@ def main(argv: list[str] | None = None) -> int:
         help="A/B: alternate fresh runs of this checkout and the checkout in DIR.",
     )
     ap.add_argument("--rounds", type=int, default=7, help="A/B rounds (default 7).")
+    ap.add_argument(
+        "--threads-ab",
+        action="store_true",
+        help="A/B in this process: threads=1 against threads=--threads (wall time).",
+    )
+    ap.add_argument("--threads", type=int, default=2, help="Parallel side of --threads-ab.")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.ab_against:
         return _ab(args)
+    if args.threads_ab:
+        return _threads_ab(args)
 
     from ztrace.replay.engine import replay
 
@@ -337,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         out["ours_over_theirs_cpu_time"] = round(cmed / lmed, 2)
     if args.startup:
         out.update(_startup(work))
+    if args.stages:
+        out.update(_stages(trace, args.events, locks))
     if args.breakdown:
         out.update(_breakdown(trace))
         out["replay_cpu_ns_per_event"] = round(cmed / args.events * 1e9)

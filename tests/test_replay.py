@@ -182,6 +182,41 @@ def test_same_trace_and_seed_give_identical_files(
     assert pool1[0]["wait_ns_total"] != res3.summary[0]["wait_ns_total"]
 
 
+def test_threads_give_the_same_files_as_one_thread(
+    synth_traces: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 15: designs and allocator groups on threads, small batches so that a design's
+    batch k runs while the groups ingest batch k + 1; the files must not change by a byte."""
+    tr = synth_traces["spread-classes"]
+    designs = ["class", "pool", "pools:4", "striped:4", "magazine:8"]
+    for th in (1, 2, 7):
+        res = replay(tr, locks=designs, seed=3, cpus=6, threads=th, batch_rows=4096)
+        write_results(res, tmp_path / f"t{th}")
+    assert _hashes(tmp_path / "t1") == _hashes(tmp_path / "t2") == _hashes(tmp_path / "t7")
+
+
+def test_threads_option_and_worker_errors(
+    synth_traces: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tr = synth_traces["hot-class"]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="--threads"):
+            replay(tr, locks=["class"], threads=bad)  # type: ignore[arg-type]
+
+    # an error inside a worker thread reaches the caller, and no worker is left running
+    import threading
+
+    from ztrace.replay.locks._state import SimState
+
+    def broken(self: SimState, *a: object, **k: object) -> None:
+        raise RuntimeError("lock core failed")
+
+    monkeypatch.setattr(SimState, "feed", broken)
+    with pytest.raises(RuntimeError, match="lock core failed"):
+        replay(tr, locks=["class", "pool"], threads=2, batch_rows=4096)
+    assert not [t for t in threading.enumerate() if t.name.startswith("ztrace-")]
+
+
 # ------------------------------------------------------------------ design comparisons
 
 

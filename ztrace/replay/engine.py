@@ -21,6 +21,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,6 @@ from ztrace.format import TraceMeta, iter_batches, read_meta
 from ztrace.format.events import READ_EVENTS
 from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
-from ztrace.replay.compaction import OP_ARRAYS, split_compactions
 from ztrace.replay.costs import CostModel, probe_cost
 from ztrace.replay.hashing import splitmix64_array
 from ztrace.replay.ingest import (
@@ -49,6 +49,7 @@ from ztrace.replay.ingest import (
 )
 from ztrace.replay.locks import parse_designs
 from ztrace.replay.locks._state import SimState
+from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_sizes, impute, reference_sizes
 from ztrace.replay.stops import (
@@ -64,6 +65,12 @@ from ztrace.replay.tables import ReplayResult, build_tables, write_results
 
 __all__ = ["ReplayResult", "replay", "write_results"]
 
+#: rows per trace batch. Results do not depend on it (the replay streams: tested). Peak
+#: memory does: each batch row costs ~500 bytes of transient arrays (Arrow decode, int64
+#: columns, ingest outputs, the ops), and with threads two batches are alive. Measured on
+#: 10 M events (benchmarks/README.md, issue 15): peak RSS 729 MB at 2^20 rows, 431 MB at
+#: 2^18 (import + numba: 224 MB), for ~the same CPU time.
+BATCH_ROWS = 1 << 18
 #: most time bins a run may produce (keeps timeline memory bounded)
 MAX_BINS = 1_000_000
 #: most time bins in classes.parquet (coarser bins, multiples of the timeline's, beyond)
@@ -82,13 +89,17 @@ def _nice_bin(span: int) -> int:
     return 10 * exp
 
 
-def _check_options(speedup: float, cpus: int | None, bin_ns: int | None) -> None:
+def _check_options(
+    speedup: float, cpus: int | None, bin_ns: int | None, threads: int | None = None
+) -> None:
     if not (isinstance(speedup, int | float) and math.isfinite(speedup) and speedup > 0):
         raise ConfigError(f"--speedup must be a positive number, got {speedup!r}")
     if cpus is not None and not (isinstance(cpus, int) and 1 <= cpus <= 4096):
         raise ConfigError(f"--cpus must be between 1 and 4096, got {cpus!r}")
     if bin_ns is not None and not (isinstance(bin_ns, int) and bin_ns >= 1):
         raise ConfigError(f"--bin-ms must be positive, got {bin_ns!r} ns")
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
 
 
 def replay(
@@ -101,10 +112,11 @@ def replay(
     cost_model: CostModel | None = None,
     bin_ns: int | None = None,
     progress: bool = False,
-    batch_rows: int = 1 << 20,
+    batch_rows: int = BATCH_ROWS,
     sizes_from: str | os.PathLike[str] | None = None,
     jitter_ns: int = 0,
     resample_holds: bool = False,
+    threads: int | None = None,
     stop_gap_ns: int = STOP_GAP_NS,
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
@@ -130,6 +142,8 @@ def replay(
         Timeline bin width (replay clock). ``None``: a 1-2-5 width giving ~500 bins.
     progress
         Show a progress bar on stderr.
+    batch_rows
+        Trace rows per batch: bounds the transient memory; results do not depend on it.
     sizes_from
         A capture whose zs_malloc sizes stand in for a trace that has none (the kmem
         tracepoint fallback); without it such a trace is refused. See
@@ -138,6 +152,10 @@ def replay(
         One replica of the prediction's uncertainty (see :mod:`ztrace.replay.interval`):
         delay each arrival by a seeded 0..``jitter_ns`` (trace order kept), and draw each
         measured duration from the trace's distribution of its event kind. Defaults: off.
+    threads
+        Run the allocator groups and the lock designs on up to this many threads at once
+        (:mod:`ztrace.replay.pipeline`); results are the same bytes for any value. ``None``:
+        the CPUs this process may run on; ``1``: everything in the calling thread.
     stop_gap_ns
         Silences longer than this with a measured call in flight (a stopped guest) are
         removed from the replay clock and from the durations across them
@@ -149,7 +167,7 @@ def replay(
     """
     from ztrace.model.classes import build_classes, kernel_profile
 
-    _check_options(speedup, cpus, bin_ns)
+    _check_options(speedup, cpus, bin_ns, threads)
     lock_specs = list(locks) if not isinstance(locks, str) else locks
     parse_designs(lock_specs)  # fail on a bad name before reading the trace
     meta: TraceMeta = read_meta(trace)
@@ -251,7 +269,11 @@ def replay(
     jitter_mix = np.uint64((seed * 0x9FB21C651E98DF25 + 0x2D358DCCAA6C78A5) % 2**64)
     offset = 0
     seed_mix = np.uint64((seed * 0x2545F4914F6CDD1D + 0x1B873593) % 2**64)
-    with progress_bar(pre.n_events, desc="replay", quiet=not progress, unit="events") as bar:
+    pipe = DesignPipeline(groups, sims, cm, _threads(threads, len(groups) + len(sims)))
+    with (
+        progress_bar(pre.n_events, desc="replay", quiet=not progress, unit="events") as bar,
+        contextlib.closing(pipe),
+    ):
         for batch in iter_batches(trace, columns=cols, batch_rows=batch_rows):
             n = batch.num_rows
             if n == 0:
@@ -323,30 +345,10 @@ def replay(
             }
             if order is not None:
                 b["order"] = order
-            outs = {k: g.ingest(b, cm) for k, g in groups.items()}
-            # each zs_compact becomes its per-class, per-source-zspage phases
-            ops = {
-                k: split_compactions(
-                    {"arr": arr, "cpu": cpu, **{c: o[c] for c in OP_ARRAYS[2:-1]}, "bin": b["bin"]},
-                    o["compact"],
-                )
-                for k, o in outs.items()
-            }
-            for s in sims:
-                o = ops[s.design.allocator_key]
-                s.feed(
-                    o["arr"],
-                    o["cpu"],
-                    o["kind"],
-                    o["cls"],
-                    o["pool"],
-                    o["cost"],
-                    o["cost2"],
-                    o["cost3"],
-                    o["bin"],
-                )
+            pipe.submit(b, arr)
             offset += n
             bar.advance(n)
+        pipe.close()  # every batch done (an error in a worker is raised here)
     for s in sims:
         s.finish()
     for g in groups.values():
@@ -388,6 +390,11 @@ def replay(
         cost_model=cm_model,
         cost_provenance=provenance,
     )
+
+
+def _threads(threads: int | None, work: int) -> int:
+    """Threads worth using for ``work`` independent states (one thread: no pool at all)."""
+    return min(threads if threads is not None else len(os.sched_getaffinity(0)), work)
 
 
 def _column_max(trace: str | os.PathLike[str], column: str) -> int | None:

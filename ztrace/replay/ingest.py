@@ -176,7 +176,7 @@ def handle_order(
     return np.argsort(key, kind="stable") if moved else None
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # engine threads run allocator groups in parallel
 def _ingest(
     model,
     idx,

@@ -1,8 +1,8 @@
 """Generate ``_sim_core.py`` from ``_sim.py``: the lock core's one written body, inlined.
 
-``_sim._phase`` is the one written body of a lock phase. ``_sim._drain`` and
-``_sim.sim_batch`` call it as ``end = _phase(c, T, <the other parameters, by name>)``. This
-script copies those two functions into ``_sim_core.py`` with each such call replaced by the
+``_sim._phase`` is the one written body of a lock phase. ``_sim.sim_batch`` calls it as
+``end = _phase(c, T, <the other parameters, by name>)``. This script copies that function
+into ``_sim_core.py`` with each such call replaced by the
 body (``ph_t = T`` before, ``end = ph_t`` after), because numba would otherwise pay a
 reference-count round trip per array argument per call (see ``_phase``). Like CPython's
 ``make regen-all``: the output is checked in, and tests/test_locks.py regenerates it and
@@ -24,11 +24,11 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE / "_sim.py"
 OUT = HERE / "_sim_core.py"
 INLINE = "_phase"
-FUNCS = ("_drain", "sim_batch")
+FUNCS = ("sim_batch",)
 
 HEADER = '''"""GENERATED from _sim.py by ``python -m ztrace.replay.locks._gen_core``: DO NOT EDIT.
 
-Instead: change ``_phase``, ``_drain`` or ``sim_batch`` in _sim.py and regenerate
+Instead: change ``_phase`` or ``sim_batch`` in _sim.py and regenerate
 (``make regen``). tests/test_locks.py fails when this file is stale. Every ``_phase`` call
 of _sim.py is replaced here by its body (see ``_sim._phase`` for why).
 """
@@ -106,7 +106,7 @@ def generate(src: str) -> str:
             target = ast.get_source_segment(src, n.targets[0])
             t_expr = ast.get_source_segment(src, args[1])
             sites.append((n.lineno, n.end_lineno or n.lineno, n.col_offset, target, t_expr))
-        if not sites and name != "_drain":
+        if not sites:
             raise SystemExit(f"{name}: no `{INLINE}` call to inline")
         for a, b, col, target, t_expr in sorted(sites, reverse=True):
             pad = " " * col

@@ -152,10 +152,11 @@ def _phase(
     """Run CPU ``c``'s active op from its current step, starting at ``ph_t``, up to the next
     point where it holds no lock; return the time it gets there.
 
-    **The one written body of the lock core.** ``sim_batch`` and ``_drain`` below call it at
-    three sites; ``python -m ztrace.replay.locks._gen_core`` writes ``_sim_core.py``, where
-    each call ``end = _phase(c, T, ...)`` is replaced by this body (``ph_t = T`` before it,
-    ``end = ph_t`` after it). Passing the dozen arrays to a function, inlined by numba or
+    **The one written body of the lock core.** ``sim_batch`` below calls it at three sites
+    (the queued-op drain, an op started at once, its later phases);
+    ``python -m ztrace.replay.locks._gen_core`` writes ``_sim_core.py``, where each call
+    ``end = _phase(c, T, ...)`` is replaced by this body (``ph_t = T`` before it, ``end =
+    ph_t`` after it). Passing the dozen arrays to a function, inlined by numba or
     not, costs a reference-count increment and decrement per array per call (measured: 220
     -> 150 ns per op on the 10 M-event trace), hence the generated copies; the locals carry
     the ``ph_`` prefix so that they cannot collide with the caller's. The engine runs the
@@ -322,82 +323,7 @@ def _heap_pop_top(sc, heap, hpos, hk_t, hk_s):
         _sift_down(heap, hpos, hk_t, hk_s, n - 1, 0)
 
 
-@njit(cache=True, inline="always")
-def _drain(
-    horizon,
-    store,
-    mask,
-    sc,
-    qhead,
-    qtail,
-    cpu_free,
-    act,
-    heap,
-    hpos,
-    hk_t,
-    hk_s,
-    steps,
-    nsteps,
-    n_sub,
-    sub_of_class,
-    lock_free,
-    lstats,
-    cstats,
-    hist,
-    l2h,
-    tl,
-    cm,
-    prog_of,
-):
-    """Run every CPU action (op start or next phase) due at or before ``horizon``, in
-    (time, op order)."""
-    while sc[SC_HEAPN] > 0:
-        c = heap[0]
-        s = hk_t[c]
-        if s > horizon:
-            break
-        if act[c, A_STEP] < 0:  # idle CPU: start its next queued op
-            seq = qhead[c]
-            r = seq & mask
-            act[c, A_KIND] = prog_of[store[r, F_KIND]]
-            act[c, A_CLS] = store[r, F_CLS]
-            act[c, A_POOL] = store[r, F_POOL]
-            act[c, A_COST] = store[r, F_COST]
-            act[c, A_COST2] = store[r, F_COST2]
-            act[c, A_COST3] = store[r, F_COST3]
-            act[c, A_BIN] = store[r, F_BIN]
-            act[c, A_ORD] = store[r, F_ORD]
-            act[c, A_STEP] = 0
-            act[c, A_LOOKUP] = cm[C_LOOKUP]
-            act[c, A_MAGHIT] = cm[C_MAG_HIT]
-            store[r, F_KIND] = -1  # taken
-            nxt = store[r, F_NEXT]
-            qhead[c] = nxt
-            if nxt == -1:
-                qtail[c] = -1
-            h = sc[SC_HEAD]
-            while h < sc[SC_TAIL] and store[h & mask, F_KIND] == -1:
-                h += 1
-            sc[SC_HEAD] = h
-        end = _phase(
-            c, s, act, steps, nsteps, n_sub, sub_of_class, lock_free, lstats, cstats, hist, l2h, tl
-        )
-        if act[c, A_STEP] >= 0:  # more phases: come back when this one ends
-            hk_t[c] = end
-            _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
-            continue
-        cpu_free[c] = end
-        nxt = qhead[c]
-        if nxt == -1:
-            _heap_pop_top(sc, heap, hpos, hk_t, hk_s)
-        else:
-            a = store[nxt & mask, F_ARR]
-            hk_t[c] = a if a > end else end
-            hk_s[c] = store[nxt & mask, F_ORD]
-            _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # designs run on engine threads in parallel
 def sim_batch(
     arr,
     cpu,
@@ -438,26 +364,52 @@ def sim_batch(
     ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
     """
     mask = store.shape[0] - 1
-    for i in range(arr.shape[0]):
-        k = kind[i]
-        if k < 0:
-            continue
-        a = arr[i]
-        # (the guard repeats _drain's own first test: saves the call when nothing is due)
-        if sc[SC_HEAPN] > 0 and hk_t[heap[0]] <= a:
-            _drain(
-                a,
-                store,
-                mask,
-                sc,
-                qhead,
-                qtail,
-                cpu_free,
+    n = arr.shape[0]
+    # i == n is one more pass with horizon INF when ``final``: it runs every queued op
+    for i in range(n + 1):
+        if i < n:
+            k = kind[i]
+            if k < 0:
+                continue
+            a = arr[i]
+        elif final:
+            a = INF
+        else:
+            break
+        # Run every CPU action (op start or next phase) due at or before ``a``, in (time,
+        # op order): the heap's top is the earliest.
+        while sc[SC_HEAPN] > 0:
+            c = heap[0]
+            s = hk_t[c]
+            if s > a:
+                break
+            if act[c, A_STEP] < 0:  # idle CPU: start its next queued op
+                seq = qhead[c]
+                r = seq & mask
+                act[c, A_KIND] = prog_of[store[r, F_KIND]]
+                act[c, A_CLS] = store[r, F_CLS]
+                act[c, A_POOL] = store[r, F_POOL]
+                act[c, A_COST] = store[r, F_COST]
+                act[c, A_COST2] = store[r, F_COST2]
+                act[c, A_COST3] = store[r, F_COST3]
+                act[c, A_BIN] = store[r, F_BIN]
+                act[c, A_ORD] = store[r, F_ORD]
+                act[c, A_STEP] = 0
+                act[c, A_LOOKUP] = cm[C_LOOKUP]
+                act[c, A_MAGHIT] = cm[C_MAG_HIT]
+                store[r, F_KIND] = -1  # taken
+                nxt = store[r, F_NEXT]
+                qhead[c] = nxt
+                if nxt == -1:
+                    qtail[c] = -1
+                h = sc[SC_HEAD]
+                while h < sc[SC_TAIL] and store[h & mask, F_KIND] == -1:
+                    h += 1
+                sc[SC_HEAD] = h
+            end = _phase(
+                c,
+                s,
                 act,
-                heap,
-                hpos,
-                hk_t,
-                hk_s,
                 steps,
                 nsteps,
                 n_sub,
@@ -468,9 +420,22 @@ def sim_batch(
                 hist,
                 l2h,
                 tl,
-                cm,
-                prog_of,
             )
+            if act[c, A_STEP] >= 0:  # more phases: come back when this one ends
+                hk_t[c] = end
+                _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
+                continue
+            cpu_free[c] = end
+            nxt = qhead[c]
+            if nxt == -1:
+                _heap_pop_top(sc, heap, hpos, hk_t, hk_s)
+            else:
+                na = store[nxt & mask, F_ARR]  # (``a`` is the horizon)
+                hk_t[c] = na if na > end else end
+                hk_s[c] = store[nxt & mask, F_ORD]
+                _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)
+        if i == n:
+            break
         c = cpu[i]
         o = sc[SC_OPS]
         sc[SC_OPS] = o + 1
@@ -556,30 +521,3 @@ def sim_batch(
             qtail[c] = seq
         if hpos[c] < 0:  # idle but busy until cpu_free > a: wake it then
             _heap_push(sc, heap, hpos, hk_t, hk_s, c, cpu_free[c] if cpu_free[c] > a else a, o)
-    if final:
-        _drain(
-            INF,
-            store,
-            mask,
-            sc,
-            qhead,
-            qtail,
-            cpu_free,
-            act,
-            heap,
-            hpos,
-            hk_t,
-            hk_s,
-            steps,
-            nsteps,
-            n_sub,
-            sub_of_class,
-            lock_free,
-            lstats,
-            cstats,
-            hist,
-            l2h,
-            tl,
-            cm,
-            prog_of,
-        )
