@@ -56,6 +56,9 @@ def _locks_row(task: Task) -> dict[str, Any]:
         seed=task.seed,
         cpus=task.cpus,
         speedup=task.speedup or 1.0,
+        # one thread per task: a sweep's parallelism is its tasks (`-j N` processes), so a
+        # task never competes with its siblings for cores, and `-j 1` means one core
+        threads=1,
     )
     (row,) = res.summary
     return dict(row)
