@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.guest_run import guest_run
+from ztrace.format import read_meta
 from ztrace.replay.lru.kernel_check import check
 
 pytestmark = [pytest.mark.vm, pytest.mark.vm_long, pytest.mark.slow]
@@ -32,8 +33,6 @@ def test_612_worker_in_time_counters(vm612: Path) -> None:
     # the worker lies inside one of its executions
     assert t["worker_writebacks_inside_executions"] == t["worker_writebacks"]
     k = res["kernel"]
-    # the pool model and the limit check are exact on the kernel's own allocations
-    assert res["kernel_pool_hits"]["pool_limit_hit"] == k["pool_limit_hit"] > 0
     got = res["designs"]["entry-lru-2nd-chance"]["counters"]
     assert "worker_runs" in got  # the worker ran in time
     for ours, theirs in (
@@ -42,3 +41,11 @@ def test_612_worker_in_time_counters(vm612: Path) -> None:
         ("disk_swapin", "pswpin"),
     ):
         assert abs(got[ours] - k[theirs]) <= 0.10 * k[theirs], (ours, got[ours], k[theirs])
+    # the pool model and the limit check are exact on the kernel's own allocations, which
+    # needs every one of them: a capture that lost events (the TCG consumer falling behind a
+    # burst; the footer says how many) cannot be held to exactness
+    lost = read_meta(vm612 / "trace").lost_events
+    if lost:
+        hits = res["kernel_pool_hits"]["pool_limit_hit"]
+        pytest.xfail(f"capture lost {lost} events: pool check {hits} vs {k['pool_limit_hit']}")
+    assert res["kernel_pool_hits"]["pool_limit_hit"] == k["pool_limit_hit"] > 0
