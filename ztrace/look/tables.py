@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ztrace.format import Results
-from ztrace.look.report import human_ns
+from ztrace.look.units import human_ns
 
 
 def stderr_console(width: int | None = None) -> Console:
