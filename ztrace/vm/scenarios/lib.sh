@@ -105,6 +105,24 @@ zram_on() {
   echo "$1" >/sys/block/zram0/disksize
 }
 
+# zswap_on SWAP_MB POOL_PERCENT: a swapfile of SWAP_MB and zswap on zsmalloc with lzo, the
+# pool limit at POOL_PERCENT of RAM and the shrinker on where the kernel has one. The rootfs
+# is the snapshot=on image, so the swapfile never reaches the cached image.
+zswap_on() {
+  local z=/sys/module/zswap/parameters
+  [ -d $z ] || die "no zswap in this kernel"
+  swapoff -a 2>/dev/null
+  fallocate -l "$1M" /swapfile 2>/dev/null || dd if=/dev/zero of=/swapfile bs=1M count="$1" status=none
+  chmod 600 /swapfile; mkswap /swapfile >/dev/null; swapon /swapfile || die "swapon"
+  echo lzo >$z/compressor
+  # 6.1 defaults to zbud; the whole point is zsmalloc.
+  echo zsmalloc >$z/zpool || die "zpool zsmalloc"
+  echo "$2" >$z/max_pool_percent
+  [ -w $z/shrinker_enabled ] && echo Y >$z/shrinker_enabled
+  echo Y >$z/enabled
+  grep -H . $z/*
+}
+
 # zs_pool_layout: byte offsets of struct zs_pool's locks from this kernel's BTF, so the host can
 # tell the pool lock (6.1: pool->lock) and the migrate rwlock (6.9+: pool->lock is an rwlock,
 # older 6.x: pool->migrate_lock) from per-class locks by address (lock_addr - pool).

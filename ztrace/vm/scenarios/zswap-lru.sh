@@ -23,17 +23,7 @@ common_start
 PROBES=$(karg probes zsmalloc,zswap)
 GROUPS_SPEC=$(karg groups 64M:300)
 POOL=$(karg max_pool_percent 3)
-Z=/sys/module/zswap/parameters
-[ -d $Z ] || die "no zswap in this kernel"
-swapoff -a 2>/dev/null
-fallocate -l 768M /swapfile 2>/dev/null || dd if=/dev/zero of=/swapfile bs=1M count=768 status=none
-chmod 600 /swapfile; mkswap /swapfile >/dev/null; swapon /swapfile || die "swapon"
-echo lzo >$Z/compressor
-echo zsmalloc >$Z/zpool || die "zpool zsmalloc"
-echo "$POOL" >$Z/max_pool_percent
-[ -w $Z/shrinker_enabled ] && echo Y >$Z/shrinker_enabled
-echo Y >$Z/enabled
-grep -H . $Z/*
+zswap_on 768 "$POOL"
 
 # ftrace of the shrink worker, filtered to its function (a kernel text address)
 T=/sys/kernel/tracing

@@ -8,19 +8,7 @@ MB=$(karg mb 160)
 JOBS=$(karg jobs 1)  # concurrent allocators in the cgroup, MB split between them
 LIMIT=$(karg memory_max 64M)
 POOL=$(karg max_pool_percent 3)
-Z=/sys/module/zswap/parameters
-[ -d $Z ] || die "no zswap in this kernel"
-swapoff -a 2>/dev/null
-# The rootfs is the snapshot=on image, so the swapfile never reaches the cached image.
-fallocate -l 512M /swapfile 2>/dev/null || dd if=/dev/zero of=/swapfile bs=1M count=512 status=none
-chmod 600 /swapfile; mkswap /swapfile >/dev/null; swapon /swapfile || die "swapon"
-echo lzo >$Z/compressor
-# 6.1 defaults to zbud; the whole point is zsmalloc.
-echo zsmalloc >$Z/zpool || die "zpool zsmalloc"
-echo "$POOL" >$Z/max_pool_percent
-[ -w $Z/shrinker_enabled ] && echo Y >$Z/shrinker_enabled
-echo Y >$Z/enabled
-grep -H . $Z/*
+zswap_on 512 "$POOL"
 make_cgroup ztrace-zswap "$LIMIT"
 snap before
 AL="python3 $VM/scenarios/alloc.py --mb $((MB / JOBS)) --passes 2"
