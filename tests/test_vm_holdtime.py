@@ -31,8 +31,9 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
     for kind in ("malloc", "free"):
         k = res["kinds"][kind]
         assert k["family"] == "_raw_spin_lock"
-        # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free)
-        assert all(r[kind]["lock_addresses"] == 1 for r in b_rounds)
+        # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free), in nearly every
+        # call (an interrupt's lock taken first in the call is the rare exception)
+        assert all(r[kind]["top_lock_share"] > 0.99 for r in b_rounds)
         lo, hi = k["share"]
         # zs_malloc allocates its handle before spin_lock(), zs_free frees it after
         # spin_unlock(): the hold is a part of the call, never all of it

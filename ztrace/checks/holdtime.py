@@ -32,13 +32,13 @@ D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pur
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 PROGRAM = "zs_hold.bpf.c"
@@ -114,7 +114,11 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             row["family"] = FAMILIES[fam][0]
             row["hold_ns"] = _median([r["hold"][fam] for r in held])
             row["held_calls"] = len(held)
-            row["lock_addresses"] = len({r["lock"][fam] for r in held})
+            addrs = Counter(r["lock"][fam] for r in held)
+            row["lock_addresses"] = len(addrs)
+            # share of the calls on the most common address (6.1: pool->lock; a foreign
+            # lock first, e.g. an interrupt's, shows here)
+            row["top_lock_share"] = max(addrs.values()) / len(held) if held else None
             if config == "B":
                 row["samples"] = [[r["hold"][fam], r["dur"]] for r in held[:MAX_SAMPLES]]
         out[kind] = row
@@ -276,19 +280,14 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
-    ap = argparse.ArgumentParser(prog="python3 -m ztrace.checks.holdtime")
-    ap.add_argument("--rounds", type=int, default=3, help="A/B/C cycles (default 3)")
-    ap.add_argument("-o", "--output", help="write the JSON result to this file")
-    ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- workload command")
-    a = ap.parse_args(argv)
-    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
-    if not cmd:
-        print("ztrace: error: holdtime: give a workload command after --", file=sys.stderr)
+    from ztrace.checks.probecost import workload_args, write_result
+
+    got = workload_args("holdtime", 3, "A/B/C cycles (default 3)", argv)
+    if got is None:
         return 2
+    a, cmd = got
     res = measure(cmd, a.rounds)
-    if a.output:
-        with open(a.output, "w") as f:
-            json.dump(res, f, indent=1)
+    write_result(a, res)
     for kind, s in res["kinds"].items():
         print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}")
     return 0
