@@ -73,13 +73,16 @@ def test_the_measured_share_of_the_traces_kernel_is_the_default(tmp_path: Path) 
     tr = _trace(tmp_path)
     side = Path(str(tr) + ".kernel")
     side.mkdir()
-    # low end 0.6 for malloc (and malloc_grow, which the file lacks), 0.5 for free;
-    # high end 0.8 / 0.9
+    # bracket [0.6, 0.8] for malloc (and malloc_grow, which the file lacks), [0.5, 0.9]
+    # for free
     _calibration(side / "holdtime.json", K61, [0.6, 0.8], [0.5, 0.9])
-    # low: malloc to 10,600 (wait 100); free 500 - 20 = 480, to 20,480 (wait 180)
-    assert _pool(tr) == (2, 280)
+    # default, the middle (0.7 both): malloc to 10,700 (wait 200); free 700 - 20 = 680, to
+    # 20,680 (wait 380)
+    assert _pool(tr) == (2, 580)
     prov = replay(tr, locks=["pool"], cost_model=BARE).cost_provenance
     assert prov["hold_share"].startswith(f"measured on {K61}")
+    # low: malloc to 10,600 (wait 100); free 500 - 20 = 480, to 20,480 (wait 180)
+    assert _pool(tr, hold_end="low") == (2, 280)
     # high: malloc to 10,800 (wait 300); free 900 - 20 = 880, to 20,880 (wait 580)
     assert _pool(tr, hold_end="high") == (2, 880)
     # an explicit experiment wins over the measurement
@@ -97,8 +100,10 @@ def test_a_share_measured_on_another_kernel_is_refused(tmp_path: Path) -> None:
 
 def test_shipped_calibration_is_found_by_release(tmp_path: Path) -> None:
     _calibration(tmp_path / f"holdtime-{K61}.json", K61, [0.25, 0.5], [0.125, 0.5])
-    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path)
+    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path, end="low")
     assert (got.malloc_pm, got.grow_pm, got.free_pm) == (250, 250, 125)
+    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path)  # mid
+    assert (got.malloc_pm, got.free_pm) == (375, 312)  # 0.375, 0.3125 (rounded to even)
     assert holds.find(tmp_path / "x", "6.1.0-99-amd64", search=tmp_path).whole
     with pytest.raises(ConfigError, match="within"):
         holds.experiment(1.5)

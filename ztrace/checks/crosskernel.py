@@ -143,7 +143,7 @@ def cross_kernel(
     seed: int = 0,
     probe_cost_bound: bool = True,
     hold_share: float | None = None,
-    hold_end: str = "low",
+    hold_end: str = "mid",
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
     from ztrace.replay.engine import replay
@@ -158,22 +158,21 @@ def cross_kernel(
     pred = {
         k: replay_interval(t, locks=designs, runs=runs, seed=seed, **hk) for k, t in traces.items()
     }
-    # the other end of the hold bracket (H, issue 10): where the hold share was measured on
-    # the trace's kernel (ztrace.replay.holds), the raw measured hold (``high``) against the
-    # default with the lock probes' in-window cost taken out; the zs_* probes' own cost is
-    # inside the share's denominator, so the probe-pair subtraction below is not applied
-    # on top of a measured share (it would count it twice)
+    # the ends of the hold bracket (H, issue 10): where the hold share was measured on the
+    # trace's kernel (ztrace.replay.holds), the prediction at the bracket's low and high
+    # ends beside the default (mid). The zs_* probes' own cost is inside the share's
+    # denominator, so the probe-pair subtraction below is not applied on top of a
+    # measured share (it would count it twice)
     measured_holds = {
-        k: not find_holds(t, kernel[k], share=hold_share).whole and hold_share is None
-        for k, t in traces.items()
+        k: hold_share is None and not find_holds(t, kernel[k]).whole for k, t in traces.items()
     }
-    high = {
-        k: {
-            r["lock_design"]: r
-            for r in replay(t, locks=designs, seed=seed, hold_end="high").summary
+    ends = {
+        (k, end): {
+            r["lock_design"]: r for r in replay(t, locks=designs, seed=seed, hold_end=end).summary
         }
         for k, t in traces.items()
         if probe_cost_bound and measured_holds[k]
+        for end in ("low", "high")
     }
     # the other end of the probe-cost bracket: the measured whole-pair cost subtracted from
     # every duration (plain replay; the part inside a duration lies between 0 and this)
@@ -217,11 +216,14 @@ def cross_kernel(
                 if src in bound:
                     row["probe_cost_ns"] = pc[src][0]  # type: ignore[index]
                     row["predicted_probe_cost_subtracted"] = bound[src][d][metric]
-                if src in high:
+                if (src, "low") in ends:
                     # the hold bracket is part of the prediction's uncertainty
-                    h = high[src][d][metric]
-                    row["predicted_hold_share_high"] = h
-                    row["interval"] = [min(p["interval"][0], h), max(p["interval"][1], h)]
+                    lo_hi = [ends[(src, e)][d][metric] for e in ("low", "high")]
+                    row["predicted_hold_share_low"], row["predicted_hold_share_high"] = lo_hi
+                    row["interval"] = [
+                        min(p["interval"][0], *lo_hi),
+                        max(p["interval"][1], *lo_hi),
+                    ]
                 if src != tgt:
                     # direction: the other design vs the trace's own design, on this trace
                     own = pred[src].designs[design[src]][metric]["value"]
@@ -244,8 +246,8 @@ def cross_kernel(
         got = pc.get(k)
         if measured_holds[k]:
             notes.append(
-                f"{k}: predicted = the measured hold share (low end: lock probes' in-window "
-                "cost out); predicted_hold_share_high = the raw measured hold (high end)"
+                f"{k}: predicted = the measured hold share (mid of its bracket); "
+                "predicted_hold_share_low/_high = its ends, inside the interval"
             )
             continue
         notes.append(

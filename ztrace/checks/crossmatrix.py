@@ -138,7 +138,7 @@ def matrix_pairs(
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
     hold_share: float | None = None,
-    hold_end: str = "low",
+    hold_end: str = "mid",
 ) -> dict[str, Any]:
     """``{"pairs": [...], "notes": [...]}`` over every cell of the matrix at ``root``.
 

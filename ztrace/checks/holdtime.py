@@ -85,13 +85,17 @@ def kind_of(rec: dict[str, Any]) -> str | None:
 
 
 def family_of(recs: list[dict[str, Any]]) -> int | None:
-    """The lock family whose holds a kind's calls show: spin (0) if any call took the
-    tracked spinlock (6.1 pool->lock, 6.12 class->lock), else rwlock read (1: 6.12
-    pool->migrate_lock in zs_map_object), None if neither."""
-    for fam in (0, 1):
-        if any(r["n"][fam] for r in recs):
-            return fam
-    return None
+    """The lock family whose holds most of a kind's calls show: spin (0: 6.1 pool->lock,
+    6.12 class->lock; preferred on a tie, 6.12 zs_free takes both) or rwlock read (1: 6.12
+    pool->migrate_lock in zs_map_object); None if neither.
+
+    >>> family_of([{"n": [0, 1]}, {"n": [1, 1]}, {"n": [0, 1]}])
+    1
+    """
+    counts = [sum(1 for r in recs if r["n"][fam]) for fam in (0, 1)]
+    if not any(counts):
+        return None
+    return 0 if counts[0] >= counts[1] else 1
 
 
 def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -283,11 +283,11 @@ Examples:
 )
 @click.option(
     "--hold-end",
-    type=click.Choice(["low", "high"]),
-    default="low",
+    type=click.Choice(["low", "mid", "high"]),
+    default="mid",
     show_default=True,
-    help="End of the measured hold-share bracket: low = the lock probes' in-window cost "
-    "taken out, high = the raw measured hold.",
+    help="Where in the measured hold-share bracket: high = the raw measured hold, low = "
+    "less the lock probes' in-window cost as extra handlers measure it, mid = halfway.",
 )
 def cross_kernel(
     from_trace: str | None,
@@ -351,7 +351,7 @@ def _cross_matrix(
     markdown: bool,
     as_json: bool,
     hold_share: float | None = None,
-    hold_end: str = "low",
+    hold_end: str = "mid",
 ) -> None:
     from ztrace.checks.crossmatrix import markdown as md
     from ztrace.checks.crossmatrix import matrix_pairs

@@ -121,7 +121,7 @@ def replay(
     threads: int | None = None,
     stop_gap_ns: int = STOP_GAP_NS,
     hold_share: float | None = None,
-    hold_end: str = "low",
+    hold_end: str = "mid",
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -169,7 +169,8 @@ def replay(
         The share of a measured zs_malloc/zs_free duration that holds the lock
         (:mod:`ztrace.replay.holds`): ``None`` = measured on the trace's kernel (calibration
         file), else the whole duration; a number is an *experiment* (labelled in the
-        results). ``hold_end``: ``low`` (default) or ``high`` end of the measured bracket.
+        results). ``hold_end``: ``mid`` (default), ``low`` or ``high`` in the measured
+        bracket.
 
     Returns
     -------

@@ -17,9 +17,12 @@ Where the share comes from, first match:
 An explicit ``hold_share`` (``--hold-share F``) is an **experiment**, labelled as such in
 the results: every kind's share set to ``F``, whatever was measured.
 
-The share used is the low end of the measured bracket (``share[0]``: the hold with the lock
-probes' measured in-window handler cost taken out; their trap/trampoline cost is still in it,
-so it is an upper bound on the kernel's own hold); ``share[1]`` (the raw hold) is the other end.
+The calibration gives each share as a bracket ``[low, high]``: ``high`` = the raw measured
+hold (the lock probes' own dispatch inside the window is in it), ``low`` = that less what
+extra handlers inside the window add (at least as much as the recording probes put there,
+whose own work is kept outside: an over-subtraction). Where between the two the kernel's
+hold lies is not measured, so the default is the middle (``mid``), and
+:mod:`ztrace.checks.crosskernel` widens each prediction's interval to both ends.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from ztrace.errors import ConfigError
 WHOLE = 1000
 #: calibration kinds -> the replay's share slots (ztrace.replay.costs C_HOLD_*)
 KINDS = ("malloc", "malloc_grow", "free")
-#: bracket ends: "low" (probe in-window cost taken out; the default) or "high" (raw hold)
-ENDS = ("low", "high")
+#: where in the measured bracket: "low" (the lock probes' in-window cost, as the dummy
+#: handlers measure it, taken out), "high" (the raw hold), "mid" (halfway: the default)
+ENDS = ("low", "mid", "high")
 
 
 def calibration_dir() -> Path:
@@ -83,7 +87,7 @@ def experiment(share: float) -> HoldShares:
     )
 
 
-def from_file(path: Path, release: str, end: str = "low") -> HoldShares:
+def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
     """The shares of a ``holdtime.json`` (:mod:`ztrace.checks.holdtime`) measured on ``release``.
 
     A kind the calibration did not see (e.g. no zspage grew) takes ``malloc``'s share.
@@ -97,13 +101,14 @@ def from_file(path: Path, release: str, end: str = "low") -> HoldShares:
         raise ConfigError(f"{path}: not a holdtime.json ({exc})") from None
     if d.get("kernel") != release:
         raise ConfigError(f"{path}: measured on {d.get('kernel')}, not on {release}")
-    i = ENDS.index(end)
     pm: dict[str, int] = {}
     for k in KINDS:
         got = kinds.get(k) or kinds.get("malloc")
         if got is None:
             raise ConfigError(f"{path}: no `{k}` or `malloc` share")
-        pm[k] = min(WHOLE, max(1, round(float(got["share"][i]) * WHOLE)))
+        lo, hi = (float(x) for x in got["share"])
+        share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
+        pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
     desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
     return HoldShares(
         pm["malloc"],
@@ -118,7 +123,7 @@ def find(
     release: str,
     *,
     share: float | None = None,
-    end: str = "low",
+    end: str = "mid",
     search: Path | None = None,
 ) -> HoldShares:
     """The hold shares for ``trace`` (see the module docstring for the order)."""
