@@ -28,6 +28,7 @@ hold bracket is [median H_B - in-window cost, median H_B] and the share is that 
 D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pure.
 
     python3 -m ztrace.checks.holdtime --rounds 4 -o holdtime.json -- sh -c 'insmod ...'
+    python3 -m ztrace.checks.holdtime --slim holdtime.json replays/calibration/holdtime-REL.json
 """
 
 from __future__ import annotations
@@ -283,8 +284,33 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     }
 
 
+def slim(res: dict[str, Any]) -> dict[str, Any]:
+    """``res`` without the per-call samples and raw example records (what ships in
+    ``replays/calibration/``: the summary and every round's medians stay).
+
+    >>> slim({"kinds": {}, "rounds": [{"malloc": {"samples": [[1, 2]], "hold_ns": 1}}]})
+    {'kinds': {}, 'rounds': [{'malloc': {'hold_ns': 1}}]}
+    """
+    rounds = []
+    for r in res.get("rounds", []):
+        r = {k: v for k, v in r.items() if k != "example_records"}
+        for kind in KINDS:
+            if kind in r:
+                r[kind] = {k: v for k, v in r[kind].items() if k not in ("samples", "dur_pct")}
+        rounds.append(r)
+    return {**res, "rounds": rounds}
+
+
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
     from ztrace.checks.probecost import workload_args, write_result
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--slim"] and len(args) == 3:  # --slim IN OUT (host side)
+        with open(args[1]) as f:
+            res = slim(json.load(f))
+        with open(args[2], "w") as f:
+            json.dump(res, f, indent=1)
+        return 0
 
     got = workload_args("holdtime", 3, "A/B/C cycles (default 3)", argv)
     if got is None:
