@@ -154,7 +154,7 @@ def cross_kernel(
     design = {k: design_for_kernel(r) for k, r in kernel.items()}
     meas = {k: measured(t) for k, t in traces.items()}
     designs = list(dict.fromkeys(design.values()))
-    hk = {"hold_share": hold_share, "hold_end": hold_end}
+    hk: dict[str, Any] = {"hold_share": hold_share, "hold_end": hold_end}
     pred = {
         k: replay_interval(t, locks=designs, runs=runs, seed=seed, **hk) for k, t in traces.items()
     }
