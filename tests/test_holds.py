@@ -20,6 +20,8 @@ from ztrace.replay.engine import replay
 
 BARE = CostModel(write_after_malloc=False, alloc_zspage_ns=0, lookup_ns=20)
 K61 = "6.1.0-57-amd64"
+#: a release no calibration names (6.1.0-57 has a shipped one, replays/calibration)
+KNONE = "6.1.0-0-test-amd64"
 
 
 def _trace(tmp_path: Path, release: str = K61) -> Path:
@@ -47,14 +49,14 @@ def _pool(tr: Path, **kw: object) -> tuple[int, int]:
 def test_the_whole_call_is_held_when_no_share_was_measured(tmp_path: Path) -> None:
     # malloc at 10,000 holds 1,000: CPU1 at 10,500 waits 500. The free at 20,000 holds
     # 1,000 - 20 (the pool design has no lookup step) = 980: CPU1 at 20,300 waits 680.
-    tr = _trace(tmp_path)
+    tr = _trace(tmp_path, KNONE)
     assert _pool(tr) == (2, 1180)
     prov = replay(tr, locks=["pool"], cost_model=BARE).cost_provenance
     assert prov["hold_share"].startswith("not measured")
 
 
 def test_an_experiment_share_shortens_every_hold_and_says_so(tmp_path: Path) -> None:
-    tr = _trace(tmp_path)
+    tr = _trace(tmp_path, KNONE)
     # 0.6: malloc holds 600 (to 10,600): CPU1 waits 100; free holds 600 - 20 = 580 (to
     # 20,580): CPU1 waits 280
     assert _pool(tr, hold_share=0.6) == (2, 380)
@@ -104,6 +106,52 @@ def test_shipped_calibration_is_found_by_release(tmp_path: Path) -> None:
     assert (got.malloc_pm, got.grow_pm, got.free_pm) == (250, 250, 125)
     got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path)  # mid
     assert (got.malloc_pm, got.free_pm) == (375, 312)  # 0.375, 0.3125 (rounded to even)
-    assert holds.find(tmp_path / "x", "6.1.0-99-amd64", search=tmp_path).whole
+    assert holds.find(tmp_path / "x", KNONE, search=tmp_path).whole
     with pytest.raises(ConfigError, match="within"):
         holds.experiment(1.5)
+
+
+def test_the_shipped_calibrations_are_the_middle_of_their_measured_bracket() -> None:
+    for release in (K61, "6.12.95+deb12-amd64"):
+        f = holds.calibration_dir() / f"holdtime-{release}.json"
+        kinds = json.loads(f.read_text())["kinds"]
+        got = holds.find(Path("no-such-trace"), release)
+        assert got.source.startswith(f"measured on {release}: {f}")
+        for k, pm in (
+            ("malloc", got.malloc_pm),
+            ("malloc_grow", got.grow_pm),
+            ("free", got.free_pm),
+        ):
+            lo, hi = kinds[k]["share"]
+            assert 0 <= lo <= hi and pm == max(1, round((lo + hi) / 2 * 1000))
+            assert 0 < pm < 1000  # a part of the call, never all of it
+
+
+def test_calibration_summary_by_hand() -> None:
+    from ztrace.checks.holdtime import summarize
+
+    # round A: 100 zs_malloc calls, durations 1000 + 10 i at percentile i; round B: 80
+    # plain (hold 500, call 2000 with the lock probes) and 20 that grew (hold 1000, call
+    # 20,000); round C: every hold 200 longer (the extra handlers inside the window)
+    a = {
+        "config": "A",
+        "malloc": {"calls": 100, "dur_ns": 1500.0, "dur_pct": [1000 + 10 * i for i in range(101)]},
+    }
+    b = {
+        "config": "B",
+        "malloc": {"calls": 80, "dur_ns": 2000.0, "hold_ns": 500.0},
+        "malloc_grow": {"calls": 20, "dur_ns": 20000.0, "hold_ns": 1000.0},
+    }
+    c = {
+        "config": "C",
+        "malloc": {"calls": 80, "dur_ns": 2300.0, "hold_ns": 700.0},
+        "malloc_grow": {"calls": 20, "dur_ns": 20400.0, "hold_ns": 1200.0},
+    }
+    s = summarize([a, b, c])
+    # a plain malloc's call: the median of the fastest 80 % of round A = percentile 40 = 1400
+    assert s["malloc"]["dur_ns"] == 1400
+    assert s["malloc"]["share"] == [round(300 / 1400, 4), round(500 / 1400, 4)]
+    # a grow's call: its round-B duration less two holds' worth of lock probes, which a
+    # plain malloc shows as 2000 - 1400 = 600: 20,000 - 1,200 = 18,800
+    assert s["malloc_grow"]["dur_ns"] == 18800
+    assert s["malloc_grow"]["share"] == [round(800 / 18800, 4), round(1000 / 18800, 4)]
