@@ -116,7 +116,8 @@ def test_the_shipped_calibrations_are_the_middle_of_their_measured_bracket() -> 
         f = holds.calibration_dir() / f"holdtime-{release}.json"
         kinds = json.loads(f.read_text())["kinds"]
         got = holds.find(Path("no-such-trace"), release)
-        assert got.source.startswith(f"measured on {release}: {f}")
+        name = f"replays/calibration/holdtime-{release}.json"
+        assert got.source.startswith(f"measured on {release}: {name} (mid of the bracket")
         for k, pm in (
             ("malloc", got.malloc_pm),
             ("malloc_grow", got.grow_pm),

@@ -110,11 +110,16 @@ def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
         share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
         pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
     desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
+    # a shipped file is named from the source tree, so results do not depend on where the
+    # checkout lives
+    shown = path
+    if path.is_relative_to(calibration_dir()):
+        shown = Path("replays/calibration") / path.relative_to(calibration_dir())
     return HoldShares(
         pm["malloc"],
         pm["malloc_grow"],
         pm["free"],
-        f"measured on {release}: {path} ({end} end of the bracket: {desc})",
+        f"measured on {release}: {shown} ({end} of the bracket: {desc})",
     )
 
 
