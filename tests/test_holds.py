@@ -156,3 +156,8 @@ def test_calibration_summary_by_hand() -> None:
     # plain malloc shows as 2000 - 1400 = 600: 20,000 - 1,200 = 18,800
     assert s["malloc_grow"]["dur_ns"] == 18800
     assert s["malloc_grow"]["share"] == [round(800 / 18800, 4), round(1000 / 18800, 4)]
+    # a round-B call held only 150 ns: the probes' in-window cost is at most that, not 200
+    b["malloc"]["hold_min_ns"] = 150.0
+    s = summarize([a, b, c])
+    assert s["malloc"]["probe_in_window_ns"] == 150
+    assert s["malloc"]["share"] == [round(350 / 1400, 4), round(500 / 1400, 4)]

@@ -20,8 +20,9 @@ the call would count as call time, not hold), rounds A, B, C repeated:
   reported (6.1: one, pool->lock).
 * **C**: B plus handlers doing the recording handlers' work inside the hold window; the
   growth of the median hold (C - B, adjacent rounds) stands for the lock probes' own
-  in-window cost. The recording handlers keep their work outside the window (timestamp
-  last at lock return, first at unlock), so this over-states it: the low end is low.
+  in-window cost, capped by the shortest hold of the round B (no hold is negative, so the
+  probes' in-window cost cannot exceed it). The recording handlers keep their work outside
+  the window (timestamp last at lock return, first at unlock), so C - B over-states it.
 
 Per op kind (malloc with one hold, malloc that grew a zspage = two holds, free, map): the
 hold bracket is [median H_B - in-window cost, median H_B] and the share is that over median
@@ -118,6 +119,9 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             held = [r for r in rs if r["n"][fam] and not (r["open"] >> fam) & 1]
             row["family"] = FAMILIES[fam][0]
             row["hold_ns"] = _median([r["hold"][fam] for r in held])
+            # no call's hold is below the probes' own in-window cost: the shortest one
+            # bounds it (summarize() caps the C - B estimate with it)
+            row["hold_min_ns"] = min((r["hold"][fam] for r in held), default=None)
             row["held_calls"] = len(held)
             addrs = Counter(r["lock"][fam] for r in held)
             row["lock_addresses"] = len(addrs)
@@ -175,6 +179,13 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             family = rb.get("family", family)
             cost = (rc["hold_ns"] - rb["hold_ns"]) if rc.get("hold_ns") is not None else 0.0
+            floor = rb.get("hold_min_ns")
+            if floor is None and rb.get("samples"):
+                floor = min(h for h, _ in rb["samples"])
+            if floor is not None:
+                # a hold is never negative, so the in-window cost is at most the shortest
+                # hold seen in the round (C - B, two whole extra handlers, can exceed it)
+                cost = min(cost, floor)
             inwin.append(cost)
             hb.append(rb["hold_ns"])
             da.append(d)
