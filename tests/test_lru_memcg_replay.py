@@ -147,3 +147,27 @@ def test_shrinker_scan_walks_the_reclaimed_memcgs_list() -> None:
         assert (ws.op == OP_SHRINK_SCAN).sum() == 1
         r = run_design(ws, D, 100, P)
         assert {int(k): v["written_back"] for k, v in r.memcg.items()} == wb, scan_mc
+
+
+def test_report_and_dashboard_show_each_memcg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ztrace.format import results_from_tables
+    from ztrace.look.dashboard import MEMCG_CHART, build_sections, prepare
+    from ztrace.look.report import build_report, render_terminal
+
+    res = results_from_tables(run_lru(stream(), [D], pool_limit=3, params=P))
+    rep = build_report(res)
+    assert [(r["memcg_id"], r["cross_memcg_avoidable_disk_faults"]) for r in rep["lru_memcg"]] == [
+        (A, 0),
+        (B, 2),
+    ]
+    text = render_terminal(rep)
+    assert "LRU per memory cgroup" in text and "cross-memcg" in text
+    d = prepare(res)
+    assert d.lru_memcg is not None
+    # one bar per design x memcg x measure
+    assert d.lru_memcg.height == 2 * 5
+    lru = [s for s in build_sections(d) if s.id == "lru"]
+    assert lru and "lru_memcg" in lru[0].charts and MEMCG_CHART in str(lru[0].spec)
+    # one memcg: no per-memcg part anywhere
+    one = results_from_tables(run_lru(stream(False), [D], pool_limit=3, params=P))
+    assert "lru_memcg" not in build_report(one) and prepare(one).lru_memcg is None

@@ -372,7 +372,7 @@ class ZswapDesign:
             cfg[K.CF_SHRINKER_TRACE] = 2  # the measured scans, walked in the design's order
         ev_mc, mh_cap, ids = pr.ev_mc, pr.mh_cap, pr.memcg_ids
         if self.params.get("memcgs") == "one" and len(ids) > 1:
-            ev_mc, mh_cap, ids = np.zeros_like(ev_mc), np.ones(1, np.int64), ids[:1] * 0
+            ev_mc, mh_cap, ids = np.zeros(1, np.int64), np.ones(1, np.int64), ids[:1] * 0
         cfg[K.CF_NMC] = len(ids)
         sc, c, bins, pool_bin, gaps, wb, stored, pool_pages, mcc = K.run(
             self.STATE,

@@ -244,7 +244,7 @@ FIELDS = [
     ("wq_delay", _I64),  # queue_work → execute_start, queued while idle (ns)
     ("wq_step", _I64),  # worker time per writeback (ns)
     # memory cgroups (issue 13 item 3): dense memcg indices 0..CF_NMC-1 (workload.Prepared)
-    ("ev_mc", _I64),  # per event: its memcg (a store's folio memcg)
+    ("ev_mc", _I64),  # per event: its memcg (a store's folio memcg); [0] with one memcg
     ("e_mc", _I64),  # per page: the memcg of its last store
     ("l_mc", _I64),  # per list node: whose list it is on (0 for the designs with one list)
     ("lend", types.int64[:, ::1]),  # per memcg: list ends (LE_OLD, LE_NEW)
@@ -1093,7 +1093,7 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
             continue
         if st.sc[S_WORK_ACTIVE]:
             advance_worker(st)
-        if o != OP_LOAD and o != OP_INVALIDATE:
+        if st.cfg[CF_NMC] > 1 and o != OP_LOAD and o != OP_INVALIDATE:
             # the memcg under reclaim: the store's folio memcg, or the shrinker's (a scan's
             # measured memcg, else the last store's: workload.Prepared.ev_mc)
             st.sc[S_CUR_MC] = st.ev_mc[i]

@@ -140,7 +140,8 @@ class Workload:
             ts = np.ascontiguousarray(self.ts, dtype=np.int64)
             ev_ts, ev_op, ev_pidx, ev_clen = ts, op, pidx, clen
             ids = self.memcg_ids()
-            mc = np.zeros(len(ts), np.int64)
+            # one memcg: no per-event array (8 bytes an event), the replay never reads it
+            mc = np.zeros(len(ts) if len(ids) > 1 else 1, np.int64)
             if len(ids) > 1:
                 assert self.memcg is not None
                 mc = _memcg_index(np.asarray(self.memcg, np.uint64), ids, op)
@@ -162,7 +163,8 @@ class Workload:
                 ev_op[sub == 1] = OP_STORE_ALLOC
                 ev_pidx = np.ascontiguousarray(pidx[idx])
                 ev_clen = np.ascontiguousarray(clen[idx])
-                ev_mc = np.ascontiguousarray(mc[idx])
+                if len(ids) > 1:
+                    ev_mc = np.ascontiguousarray(mc[idx])
             self._prep = Prepared(
                 uniq=uniq,
                 pidx=pidx,
@@ -175,7 +177,11 @@ class Workload:
                 nf=_next_faults(ev_op, ev_pidx, len(uniq)),
                 ev_mc=np.ascontiguousarray(ev_mc, dtype=np.int64),
                 memcg_ids=ids if len(ids) > 1 else np.zeros(1, np.uint64),
-                mh_cap=_heap_caps(ev_op, ev_pidx, ev_mc, len(uniq), max(len(ids), 1)),
+                mh_cap=(
+                    _heap_caps(ev_op, ev_pidx, ev_mc, len(uniq), len(ids))
+                    if len(ids) > 1
+                    else np.ones(1, np.int64)
+                ),
             )
         return self._prep
 
@@ -197,8 +203,8 @@ class Prepared:
     #: per event: the index of the same page's next fault (a load) if no store or
     #: invalidate of that page comes first, else NEVER: what Belady's MIN looks at
     nf: np.ndarray
-    #: per event: its memcg as an index into ``memcg_ids`` (all 0 with one memcg); a
-    #: shrinker row without a known memcg takes the last store's (the memcg under reclaim)
+    #: per event: its memcg as an index into ``memcg_ids`` (one memcg: ``[0]``, not per
+    #: event); a shrinker row without a known memcg takes the last store's
     ev_mc: np.ndarray
     #: the memcg ids, index order (one memcg: ``[0]``)
     memcg_ids: np.ndarray
