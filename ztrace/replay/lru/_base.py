@@ -391,10 +391,14 @@ class ZswapDesign:
             mh_cap,
         )
         #: per memcg (``memcg_ids`` order): the MC_* counters (_core), one row per memcg
-        self.memcg_counters = {
-            int(ids[m]): {k: int(mcc[m, i]) for i, k in enumerate(K.MC_NAMES)}
-            for m in range(len(ids))
-        }
+        self.memcg_counters = (
+            {
+                int(ids[m]): {k: int(mcc[m, i]) for i, k in enumerate(K.MC_NAMES)}
+                for m in range(len(ids))
+            }
+            if len(ids) > 1
+            else {}
+        )
         self.rec.absorb(sc, bins, pool_bin, gaps)
         if self.wb_log is not None:
             self.wb_log.extend(pr.uniq[wb].tolist())

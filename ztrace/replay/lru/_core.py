@@ -467,7 +467,7 @@ def ll_unlink(st, x):  # type: ignore[no-untyped-def]
         return
     pv = st.l_prev[x]
     nx = st.l_next[x]
-    m = st.l_mc[x]
+    m = st.l_mc[x] if st.cfg[CF_NMC] > 1 else 0  # one memcg: no load of l_mc (hot path)
     if pv >= 0:
         st.l_next[pv] = nx
     else:
@@ -486,7 +486,7 @@ def _ll_push(st, x, back, fwd, end, other):  # type: ignore[no-untyped-def]
     # put x at the `end` side of its memcg's list: new end with (l_prev, l_next, LE_NEW,
     # LE_OLD), old end mirrored
     ll_unlink(st, x)
-    m = st.l_mc[x]
+    m = st.l_mc[x] if st.cfg[CF_NMC] > 1 else 0
     t = st.lend[m, end]
     back[x] = t
     fwd[x] = -1
@@ -714,12 +714,21 @@ def mheap_top(st, m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def mc_count(st, p, k):  # type: ignore[no-untyped-def]
+    """Per-memcg counter k of page p's memcg, with several memcgs only (one memcg: the
+    results have no per-memcg rows, and the hot path no extra writes)."""
+    if st.cfg[CF_NMC] > 1:
+        st.mcc[st.e_mc[p], k] += 1
+
+
+@njit(cache=True)
 def judge_disk_copy(st, p, nf_p):  # type: ignore[no-untyped-def]
     """Page p goes to disk now with next fault ``nf_p``: its next disk fault is *avoidable*
     if zswap holds a page (taking pool space) faulted later than p, or never; with several
     memcgs, a *cross-memcg* inversion if that page can be another memcg's."""
     st.e_avoid[p] = 0
-    st.e_xav[p] = 0
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
     if nf_p == NEVER:
         return
     q = heap_top(st)
@@ -758,7 +767,7 @@ def to_disk(st, p):  # type: ignore[no-untyped-def]
     st.wb_log[st.sc[R_NWB]] = p
     st.sc[R_NWB] += 1
     st.c[K_WB_PAGES] += 1
-    st.mcc[st.e_mc[p], MC_WB] += 1
+    mc_count(st, p, MC_WB)
     st.sc[R_WB] += 1
     st.sc[R_WB_BYTES] += st.e_clen[p]
     st.bins[st.sc[R_BIN], T_WB] += 1
@@ -779,7 +788,7 @@ def _reject(st, seq, p, cause):  # type: ignore[no-untyped-def]
     st.on_disk[p] = 1
     judge_disk_copy(st, p, st.sc[S_IN_NF])
     st.c[K_DISK_SWAPOUT] += 1
-    st.mcc[st.e_mc[p], MC_REJECTS] += 1
+    mc_count(st, p, MC_REJECTS)
     rec_disk_write(st, seq, cause)
 
 
@@ -932,7 +941,7 @@ def _new_entry(st, p, seq, clen, h):  # type: ignore[no-untyped-def]
     st.e_ref[p] = 1  # 6.12 second chance: zswap_store sets entry->referenced
     st.sc[R_STORES] += 1
     st.c[K_ZSWPOUT] += 1
-    st.mcc[st.e_mc[p], MC_ZSWPOUT] += 1
+    mc_count(st, p, MC_ZSWPOUT)
 
 
 @njit(cache=True)
@@ -952,8 +961,9 @@ def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
         free_entry(st, p)
     st.on_disk[p] = 0  # a disk copy of an older version is stale now
     st.e_avoid[p] = 0
-    st.e_xav[p] = 0
-    st.e_mc[p] = st.sc[S_CUR_MC]  # the folio's memcg (zswap_store charges its objcg)
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
+        st.e_mc[p] = st.sc[S_CUR_MC]  # the folio's memcg (zswap_store charges its objcg)
     if not st.cfg[CF_SYNC]:
         reject, hit = check_limits(st)
         if reject:
@@ -1029,7 +1039,7 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
         st.sc[R_HITS] += 1
         st.bins[st.sc[R_BIN], T_HIT] += 1
         st.c[K_ZSWPIN] += 1
-        st.mcc[st.e_mc[p], MC_ZSWPIN] += 1
+        mc_count(st, p, MC_ZSWPIN)
         if st.cfg[CF_EXCL]:
             st.e_in[p] = 0
             lru_del(st, p)
@@ -1048,14 +1058,13 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
         st.sc[R_DISK_IN] += 1
         st.bins[st.sc[R_BIN], T_DISK] += 1
         st.c[K_DISK_SWAPIN] += 1
-        m = st.e_mc[p]
-        st.mcc[m, MC_DISK_IN] += 1
+        mc_count(st, p, MC_DISK_IN)
         if st.e_avoid[p]:
             st.sc[R_AVOID] += 1
-            st.mcc[m, MC_AVOID] += 1
+            mc_count(st, p, MC_AVOID)
             st.e_avoid[p] = 0
-        if st.e_xav[p]:
-            st.mcc[m, MC_XAVOID] += 1
+        if st.cfg[CF_NMC] > 1 and st.e_xav[p]:
+            mc_count(st, p, MC_XAVOID)
             st.e_xav[p] = 0
         return
     st.c[K_UNKNOWN] += 1
@@ -1070,7 +1079,8 @@ def invalidate(st, p):  # type: ignore[no-untyped-def]
         free_entry(st, p)
     st.on_disk[p] = 0
     st.e_avoid[p] = 0
-    st.e_xav[p] = 0
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
 
 
 @njit(cache=True)

@@ -45,7 +45,8 @@ EEXIST = -2
 def _lru_add(st, p):  # type: ignore[no-untyped-def]
     # 6.12 zswap_store → zswap_lru_add: list_lru_add(list_lru, &entry->lru, nid, memcg) on
     # the list of the entry's memcg (mm/zswap.c: zswap_lru_add, obj_cgroup memcg)
-    st.l_mc[p] = st.e_mc[p]
+    if st.cfg[K.CF_NMC] > 1:
+        st.l_mc[p] = st.e_mc[p]
     K.ll_push_new(st, p)
 
 
