@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.format.safeio import atomic_dir
+from ztrace.errors import TraceFormatError
+from ztrace.format.safeio import atomic_dir, check_capture_dir
 
 SCHEMA_VERSION = 1
 #: Versions this reader understands. v2 adds swap events (docs/trace-format.md).
@@ -385,12 +385,7 @@ class TraceWriter:
         rotate_bytes: int = 64 << 20,
         rotate_seconds: float | None = None,
     ) -> None:
-        self.out = Path(out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"-o {self.out}: exists and is not a directory")
-        if self.out.is_dir() and any(self.out.glob("*.parquet")):
-            # files of another capture would be read as part of this one
-            raise ConfigError(f"-o {self.out}: already holds a trace; write to a new directory")
+        self.out = check_capture_dir(out)  # files of another capture would mix with these
         self.out.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.schema = schema_for(list(columns))
