@@ -9,12 +9,15 @@ standing beside a manifest that no longer describes it, never a traceback on a b
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.safety_util import assert_usage_error, cli, part, synth, tree_hash
+from tests.safety_util import SAMPLES, assert_usage_error, cli, part, synth, tree_hash
 from tests.support.fleet import synthetic_fleet_dataset, write_host_trace
 
 
@@ -132,8 +135,6 @@ def test_capture_writers_never_follow_a_planted_temp_link(tmp_path: Path) -> Non
     """capture runs as root and wrote summary-NNNNN.parquet and stacks.json through fixed
     temporary names (``.NAME.tmp``): a link planted there was followed. Driven directly: the
     always-on capture itself needs BPF (tests/test_capture_kernel.py)."""
-    import pyarrow as pa
-
     from ztrace.capture import summary as summary_mod
 
     victim, h = _victim(tmp_path)
@@ -196,3 +197,54 @@ def test_fleet_sweep_duplicate_or_impossible_axes_are_refused(
     p = cli("fleet", "sweep", t, *args, "-j", "1", "-q", "-o", tmp_path / "f")
     assert_usage_error(p, name)
     assert not (tmp_path / "f").exists()
+
+
+# ------------------------------------------- a capture's lock rows (found by the fuzz test)
+
+
+def _capture_slice(out: Path, change: Callable[[pa.Table], pa.Table]) -> Path:
+    """The first 3000 rows of the bundled host lock capture, changed by ``change(table)``,
+    with its stacks.json."""
+    src = SAMPLES / "host-6.18-locks"
+    t = pq.read_table(src / "part-00000.parquet").slice(0, 3000)
+    out.mkdir(parents=True)
+    pq.write_table(change(t), out / "part-00000.parquet", compression="zstd")
+    shutil.copy(src / "stacks.json", out / "stacks.json")
+    return out
+
+
+@pytest.mark.parametrize("column", ["stack_id", "lock_flags", "lock_kind"])
+def test_capture_without_an_optional_lock_column_reports(tmp_path: Path, column: str) -> None:
+    """Before: ``report CAPTURE`` (and --csv, --folded) raised polars' ColumnNotFoundError on
+    a capture without one of these optional columns, which validate-trace accepts."""
+    cap = _capture_slice(tmp_path / "c", lambda t: t.drop_columns([column]))
+    assert cli("validate-trace", cap).returncode == 0
+    before = tree_hash(cap)
+    for extra in ([], ["--csv", "-l"], ["--folded"]):
+        p = cli("report", cap, *extra)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert p.stdout.strip()
+    assert tree_hash(cap) == before
+
+
+def test_capture_without_wait_ns_is_one_line(tmp_path: Path) -> None:
+    cap = _capture_slice(tmp_path / "c", lambda t: t.drop_columns(["wait_ns"]))
+    assert_usage_error(cli("report", cap, "--csv", "-l"), "wait_ns")
+
+
+def test_null_wait_in_a_lock_row_is_refused_naming_file_and_row(tmp_path: Path) -> None:
+    """Before: validate-trace accepted it and ``report --csv -l`` cast NaN to an integer
+    (RuntimeWarning on stderr, a wrong wait in the histogram)."""
+
+    def null_wait(t: pa.Table) -> pa.Table:
+        waits = t.column("wait_ns").to_pylist()
+        row = t.column("event").cast(pa.string()).to_pylist().index("lock_contention")
+        waits[row] = None
+        i = t.schema.get_field_index("wait_ns")
+        return t.set_column(i, pa.field("wait_ns", pa.uint64()), pa.array(waits, pa.uint64()))
+
+    cap = _capture_slice(tmp_path / "c", null_wait)
+    row = pq.read_table(cap / "part-00000.parquet").column("wait_ns").to_pylist().index(None)
+    for cmd in (["validate-trace", cap], ["report", cap, "--csv", "-l"]):
+        line = assert_usage_error(cli(*cmd), "part-00000.parquet", "wait_ns")
+        assert f"row {row}" in line, line

@@ -230,6 +230,15 @@ def check_rows(f: Path, batch: pa.RecordBatch, first_row: int, meta: TraceMeta) 
     for name, (limit, why) in _ROW_LIMITS.items():
         if name in names:
             _check_max(f, batch.column(name), first_row, name, limit, why)
+    if "wait_ns" in names and "event" in names and batch.column("wait_ns").null_count:
+        # wait_ns is optional, but a lock_contention row is its wait (what report and the
+        # dashboard's measured side read); other rows leave it null
+        ev = batch.column("event")
+        ev = ev.cast(pa.string()) if pa.types.is_dictionary(ev.type) else ev
+        bad = pc.and_(pc.equal(ev, "lock_contention"), batch.column("wait_ns").is_null())
+        if pc.any(bad).as_py():
+            row = first_row + int(pc.index(bad, True).as_py())
+            raise TraceFormatError(f, f"row {row}: null `wait_ns` in a lock_contention row")
     if "cpu" in names:
         # the kernel's ceiling, not ztrace.nr_cpus: traces built by hand often leave nr_cpus
         # at its default; per-CPU replay state is sized from the CPUs the rows hold
