@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tests.fuzz_cases import BASES, COMMANDS, OUT_MODES, build_bases, load_corpus, run_case
 
 CORPUS = Path(__file__).parent / "corpus" / "fuzz_cases.jsonl"
-EXAMPLES = int(os.environ.get("ZTRACE_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("ZTRACE_FUZZ_EXAMPLES", "300"))
 #: discovery mode (not for make test): append failing cases to this file instead of failing
 COLLECT = os.environ.get("ZTRACE_FUZZ_COLLECT")
 
