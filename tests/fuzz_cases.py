@@ -374,8 +374,10 @@ def run_case(case: dict[str, Any], bases: dict[str, Path], work: Path) -> tuple[
         # a trace that cannot be replayed is that task's failure and the others go on
         # (docs/fleet.md): exit 1, a line per failed task and the summary, never a traceback
         lines = err.splitlines()
-        assert any(x.startswith("ztrace: task failed: ") for x in lines), where
-        assert all(x.startswith(("ztrace: ", "fleet: ")) for x in lines), where
+        failed = [x for x in lines if x.startswith("ztrace: task failed: ")]
+        assert failed and all(x.startswith(("ztrace: ", "fleet: ")) for x in lines), where
+        # the task's own error is ztrace's one-line kind, never a crash inside the replay
+        assert all(": TraceFormatError: " in x or ": ConfigError: " in x for x in failed), where
     elif code != 0:
         lines = err.splitlines()
         assert code == 2, f"exit {code}\n{where}"

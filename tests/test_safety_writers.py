@@ -248,3 +248,29 @@ def test_null_wait_in_a_lock_row_is_refused_naming_file_and_row(tmp_path: Path) 
     for cmd in (["validate-trace", cap], ["report", cap, "--csv", "-l"]):
         line = assert_usage_error(cli(*cmd), "part-00000.parquet", "wait_ns")
         assert f"row {row}" in line, line
+
+
+_HUGE_RAM = "ram=" + "9" * 23 + "p"  # pages
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "--lru", "entry-lru", "--pool-limit", "18446744073709551616", "-q"],
+        ["sweep", "--lru", "entry-lru", "--pool-limits", "9223372036854775808", "-q", "-o"],
+        ["sweep", "--lru", "entry-lru", "--pool-limits", "100", "--param", _HUGE_RAM, "-q", "-o"],
+    ],
+)
+def test_page_counts_beyond_int64_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    """Found by the fuzz test: a pool limit (or RAM size) of 2^63 pages or more raised
+    OverflowError in the LRU replay's int64 config; limits parse to at most 2^62 pages."""
+    sw = tmp_path / "sw"
+    sw.mkdir()
+    pq.write_table(
+        pq.read_table(SAMPLES / "guest-6.12-zswap" / "part-00000.parquet").slice(0, 4000),
+        sw / "part-00000.parquet",
+    )
+    cmd, *rest = args
+    argv = [cmd, sw, *rest] + ([tmp_path / "out"] if rest[-1] == "-o" else [])
+    assert_usage_error(cli(*argv), "2^62 pages")
+    assert not (tmp_path / "out").exists()
