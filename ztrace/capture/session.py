@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import signal
@@ -888,10 +887,7 @@ class Capture:
             return
         self.summary.stacks = dict(self.attrib.frames)
         self._live.stacks_written = len(self.attrib.frames)
-        path = Path(self.opts.out) / "stacks.json"
-        tmp = path.with_name(".stacks.json.tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(self.attrib.frames.items())}))
-        os.replace(tmp, path)
+        summary_mod.write_stacks(Path(self.opts.out), self.attrib.frames)
 
 
 def capture(opts: CaptureOptions, *, quiet: bool = False) -> CaptureSummary:

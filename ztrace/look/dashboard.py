@@ -774,6 +774,9 @@ def build_dashboard(
         inputs = (*inputs, source)
     check_output(out, inputs)
     results = source if isinstance(source, Results) else results_for_input(source, quiet=quiet)
+    if results.trace_path:  # the trace the results came from is an input too (issue 11)
+        inputs = (*inputs, results.trace_path)
+        check_output(out, inputs)
     if not results.tables:
         raise TraceFormatError(results.path or "<results>", "no results tables to draw")
     d = prepare(results, max_bins=max_bins, max_class_bins=max_class_bins)

@@ -177,6 +177,10 @@ _PCT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _PAGES_RE = re.compile(r"^\s*(\d+)\s*(p|pages)?\s*$")
 
 
+#: page counts live in the replay's int64 config; 2^62 leaves room for sums
+MAX_PAGES = 1 << 62
+
+
 def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int = PAGE_SIZE) -> int:
     """Pool limit in pages from ``N`` / ``Np`` (pages), ``64M`` (bytes) or ``20%`` (of RAM).
 
@@ -218,6 +222,8 @@ def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int =
             )
     if pages <= 0:
         raise ConfigError(f"pool limit {text!r} is {pages} pages; it must be at least 1 page")
+    if pages > MAX_PAGES:  # the replay holds it in an int64 (issue 11: one line, no overflow)
+        raise ConfigError(f"pool limit {text!r} ({pages} pages) is beyond 2^62 pages")
     if ram_pages is not None and pages > ram_pages:
         raise ConfigError(
             f"pool limit {text!r} ({pages} pages) is larger than RAM ({ram_pages} pages)"
@@ -229,14 +235,16 @@ def parse_size_pages(text: str, page_size: int = PAGE_SIZE) -> int:
     """``ram=`` value: bytes with a unit (``2G``) or pages (``524288p``)."""
     t = text.strip()
     if t.endswith(("p", "pages")) and (m := _PAGES_RE.match(t)):
-        return int(m.group(1))
-    m = _SIZE_RE.match(t)
-    if not m:
+        pages = int(m.group(1))
+    elif m := _SIZE_RE.match(t):
+        mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+        pages = int(float(m.group(1)) * mult[m.group(2).lower()] // page_size)
+    else:
         raise ConfigError(f"cannot parse RAM size {text!r} (want e.g. 2G or 524288p)")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    pages = int(float(m.group(1)) * mult[m.group(2).lower()] // page_size)
     if pages <= 0:
         raise ConfigError(f"RAM size {text!r} is less than a page")
+    if pages > MAX_PAGES:
+        raise ConfigError(f"RAM size {text!r} ({pages} pages) is beyond 2^62 pages")
     return pages
 
 
