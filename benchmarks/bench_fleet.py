@@ -54,6 +54,8 @@ def _run(traces: Path, out: Path, jobs: int) -> dict[str, float]:
         "wall_s": wall,
         "ran": doc["ran"],
         "ray_startup_s": doc["timing_s"]["startup"],
+        "ray_startup_idle_s": doc["timing_s"].get("startup_idle", 0.0),
+        "tasks_in_driver": doc.get("tasks_in_driver", 0),
         "tasks_s": doc["timing_s"]["tasks"],
         "load1_before": la0,
         "load1_after": os.getloadavg()[0],
