@@ -28,7 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.safety_util import cli, swap_trace, synth, tree_hash
+from tests.safety_util import SAMPLES, cli, swap_trace, synth, tree_hash
+
+#: a real host capture (locks with stack ids, and its stacks.json): report --folded reads it
+CAPTURE_SAMPLE = SAMPLES / "host-6.18-locks"
 
 #: input kind -> is it a trace (else a results directory)
 BASES: dict[str, bool] = {
@@ -37,6 +40,8 @@ BASES: dict[str, bool] = {
     "locks": False,
     "lru": False,
     "sweep": False,
+    "capture": True,  # a slice of the bundled host capture, with its stacks.json
+    "fleet": False,  # a fleet sweep's directory (fleet.parquet, fleet.json, tasks/)
 }
 
 #: command name -> (input kinds it takes, argv template). IN = input, OUT = output path.
@@ -67,7 +72,29 @@ COMMANDS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "report-csv": (("locks", "lru", "sweep"), ["report", "IN", "--csv"]),
     "dashboard": (("locks", "lru", "sweep"), ["dashboard", "IN", "-q", "-o", "OUT"]),
     "synth": ((), ["synth", "--events", "O0", "--cpus", "O1", "--seed", "O2", "-o", "OUT"]),
+    # writers and readers added after session 2
+    "export-libcachesim": (
+        ("swap", "trace"),
+        ["export", "libcachesim", "IN", "-o", "OUT", "--stream", "swap"],
+    ),
+    "export-libcachesim-alloc": (
+        ("trace", "capture"),
+        ["export", "libcachesim", "IN", "-o", "OUT", "--stream", "alloc"],
+    ),
+    "report-folded": (("capture",), ["report", "IN", "--folded"]),
+    "report-capture-csv": (("capture",), ["report", "IN", "--csv", "-l"]),
+    "dashboard-capture": (("capture",), ["dashboard", "IN", "--locks", "class", "-q", "-o", "OUT"]),
+    "fleet-sweep": (
+        ("trace", "capture"),
+        ["fleet", "sweep", "IN", "--locks", "class", "--cpus", "O0", "-j", "1", "-q", "-o", "OUT"],
+    ),
+    "fleet-dashboard": (("fleet",), ["fleet", "dashboard", "IN", "-o", "OUT", "--top", "O0"]),
+    "compare-fleet": (("fleet",), ["compare", "IN", "IN", "--json", "--resamples", "50"]),
+    "compare-results": (("locks",), ["compare", "IN", "IN", "--csv", "--resamples", "50"]),
 }
+
+#: commands whose contract has a third outcome: exit 1 with one line per failed task
+PER_TASK_FAILURES = ("fleet-sweep",)
 
 OUT_MODES = ("fresh", "fresh", "fresh", "input", "inside", "existing-dir", "existing-file")
 
@@ -76,10 +103,16 @@ def build_bases(root: Path) -> dict[str, Path]:
     """The valid inputs every case starts from (small, so a case runs in well under 1 s)."""
     t = synth(root / "trace", events=600, cpus=4)
     sw = swap_trace(root / "swap", rows=4000)
+    cap = root / "capture"
+    cap.mkdir()
+    pq.write_table(pq.read_table(CAPTURE_SAMPLE / "part-00000.parquet").slice(0, 3000),
+                   cap / "part-00000.parquet", compression="zstd")  # fmt: skip
+    shutil.copy(CAPTURE_SAMPLE / "stacks.json", cap / "stacks.json")
     for name, args in (
         ("locks", ["replay", t, "--locks", "class,pool", "-q", "-o", root / "locks"]),
         ("lru", ["replay", sw, "--lru", "entry-lru", "--pool-limit", "100", "-q", "-o"]),
         ("sweep", ["sweep", sw, "--lru", "none,entry-lru", "--pool-limits", "50,100", "-q", "-o"]),
+        ("fleet", ["fleet", "sweep", t, "--locks", "class,pool", "-j", "1", "-q", "-o"]),
     ):
         if name != "locks":
             args = [*args, root / name]
@@ -337,7 +370,15 @@ def run_case(case: dict[str, Any], bases: dict[str, Path], work: Path) -> tuple[
             argv.append(a)
     code, _, err = run_main(argv)
     where = f"case {json.dumps(case)}\nargv: {argv}\nstderr:\n{err[-3000:]}"
-    if code != 0:
+    if code == 1 and case["cmd"] in PER_TASK_FAILURES:
+        # a trace that cannot be replayed is that task's failure and the others go on
+        # (docs/fleet.md): exit 1, a line per failed task and the summary, never a traceback
+        lines = err.splitlines()
+        failed = [x for x in lines if x.startswith("ztrace: task failed: ")]
+        assert failed and all(x.startswith(("ztrace: ", "fleet: ")) for x in lines), where
+        # the task's own error is ztrace's one-line kind, never a crash inside the replay
+        assert all(": TraceFormatError: " in x or ": ConfigError: " in x for x in failed), where
+    elif code != 0:
         lines = err.splitlines()
         assert code == 2, f"exit {code}\n{where}"
         assert len(lines) == 1 and lines[0].startswith("ztrace: error: "), where

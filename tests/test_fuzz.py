@@ -1,7 +1,8 @@
 """Issue 11: fuzz every command with mutated traces and results directories (Hypothesis).
 
 Each example copies a valid input (a synthetic lock trace, a slice of the bundled real zswap
-capture, a lock replay, an LRU replay or a sweep), mutates it (types, nulls, extremes,
+capture, a slice of the bundled host lock capture with its stacks.json, a lock replay, an LRU
+replay, a sweep or a fleet sweep's directory), mutates it (types, nulls, extremes,
 metadata including non-UTF-8 bytes, files of different captures mixed, truncation, junk),
 runs one command on it in-process, and asserts: exit 0, or exit 2 with exactly one stderr
 line ``ztrace: error: ...``; never a traceback; the input is byte-for-byte unchanged.
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from tests.fuzz_cases import BASES, COMMANDS, OUT_MODES, build_bases, load_corpus, run_case
 
 CORPUS = Path(__file__).parent / "corpus" / "fuzz_cases.jsonl"
-EXAMPLES = int(os.environ.get("ZTRACE_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("ZTRACE_FUZZ_EXAMPLES", "300"))
 #: discovery mode (not for make test): append failing cases to this file instead of failing
 COLLECT = os.environ.get("ZTRACE_FUZZ_COLLECT")
 
@@ -86,7 +87,16 @@ _META_VALUES = st.one_of(
     st.binary(max_size=12).map(bytes.hex),
 )
 _JUNK_NAMES = st.sampled_from(
-    ["part-00009.parquet", "summary.json", "locks_summary.parquet", "zz.parquet", ".hidden"]
+    [
+        "part-00009.parquet",
+        "summary.json",
+        "locks_summary.parquet",
+        "zz.parquet",
+        ".hidden",
+        "stacks.json",  # a capture's stack names (report --folded, the measured panel)
+        "fleet.json",  # a fleet sweep's manifest
+        "summary-00000.parquet",  # an always-on capture's interval
+    ]
 )
 
 _OP = st.one_of(

@@ -138,3 +138,42 @@ def test_kill_9_sweep(inputs: dict[str, Path], tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     killed = _run_kills([*args, "--force"], out, old=True)
     assert killed >= 1
+
+
+def test_kill_9_fleet_sweep(tmp_path: Path) -> None:
+    """``fleet sweep`` (a resumable writer: one file per task, then the dataset). Killed while
+    it writes, at several moments: every visible file is complete (tasks and fleet.parquet
+    read whole; temporaries are hidden), a rerun resumes to the same bytes as an unkilled run,
+    and a killed rerun over a finished sweep leaves its dataset as it was."""
+    import pyarrow.parquet as pq
+
+    from tests.support.fleet import write_fleet
+
+    traces = write_fleet(tmp_path / "traces", 2, events=3000, scale=0.05)
+    args = ["fleet", "sweep", traces, "--locks", "class,pool", "--lru", "entry-lru",
+            "--pool-limits", "10%", "-j", "1", "-q", "-o"]  # fmt: skip
+    clean = tmp_path / "clean"
+    p = cli(*args, clean)
+    assert p.returncode == 0, p.stderr
+    want = (clean / "fleet.parquet").read_bytes()
+
+    def visible_complete(out: Path) -> None:
+        for f in [*(out / "tasks").glob("*.parquet"), *out.glob("fleet.parquet")]:
+            assert not f.name.startswith(".")
+            pq.read_table(f)  # raises on a partial file
+
+    out = tmp_path / "o" / "f"
+    out.parent.mkdir()
+    killed = 0
+    for delay in (0.0, 0.003, 0.015, 0.05):
+        killed += _kill_while_writing([*args, out], out, delay) == "killed"
+        visible_complete(out)
+    assert killed >= 1
+    p = cli(*args, out)
+    assert p.returncode == 0, p.stderr
+    assert (out / "fleet.parquet").read_bytes() == want
+    assert not [f for f in out.rglob(".*") if f.name.endswith(".tmp")]
+    for delay in (0.0, 0.003):  # a rerun over the finished sweep rewrites the same dataset
+        _kill_while_writing([*args, out], out, delay)
+        visible_complete(out)
+        assert (out / "fleet.parquet").read_bytes() == want

@@ -18,7 +18,6 @@ interval): ``record`` (``lock`` | ``op``), ``interval_start_ns``, ``interval_end
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from ztrace.capture import attribute
 from ztrace.format.events import EVENT_NAMES
+from ztrace.format.safeio import atomic_file
 
 HIST_BUCKETS = 40  # ZT_HIST_BUCKETS in probes/zs_events.h
 SUMMARY_VERSION = "1"
@@ -140,21 +140,22 @@ def interval_rows(
 
 
 def write_summary(table: pa.Table, path: Path, meta: dict[str, str]) -> None:
-    """One interval's file, atomically: a reader never sees a half-written summary."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(
-        table.replace_schema_metadata({f"ztrace.{k}": v for k, v in meta.items()}),
-        tmp,
-        compression="zstd",
-    )
-    os.replace(tmp, path)
+    """One interval's file, atomically: a reader never sees a half-written summary. The
+    temporary is a fresh ``mkstemp`` file (safeio.atomic_file), never a fixed name: capture
+    runs as root, and a link planted at a guessable name would be followed (issue 11)."""
+    with atomic_file(path, mode="wb", encoding=None) as f:
+        pq.write_table(
+            table.replace_schema_metadata({f"ztrace.{k}": v for k, v in meta.items()}),
+            f,
+            compression="zstd",
+        )
 
 
 def write_stacks(out: Path, frames: dict[int, list[str]]) -> None:
-    path = out / "stacks.json"
-    tmp = path.with_name(".stacks.json.tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(frames.items())}))
-    os.replace(tmp, path)
+    """``stacks.json`` (stack_id -> symbolised frames) beside the parts, atomically and
+    through a fresh temporary, as :func:`write_summary`."""
+    with atomic_file(out / "stacks.json") as f:
+        f.write(json.dumps({str(k): v for k, v in sorted(frames.items())}))
 
 
 def now_ns() -> int:

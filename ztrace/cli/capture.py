@@ -200,6 +200,9 @@ def command(
     cpus = parse_cpu_list(cpu_list) if cpu_list is not None else None
     if cgroup is not None and not (Path(cgroup) / "cgroup.procs").exists():
         raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
+    from ztrace.format.safeio import check_capture_dir
+
+    check_capture_dir(out)  # before any probe: never mixed with (or over) an earlier capture
     require_privileges()  # before bcc is even imported
 
     from ztrace.capture.session import CaptureOptions, capture

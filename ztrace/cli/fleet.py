@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from ztrace.cli._options import unique_designs
 from ztrace.errors import ConfigError
 from ztrace.progress import quiet_option
 
@@ -39,6 +40,7 @@ def _numbers(s: str, conv: type, what: str) -> tuple:  # type: ignore[type-arg]
         raise ConfigError(f"{what}: cannot parse {s!r} (want N,N,...)") from None
     if not vals:
         raise ConfigError(f"{what}: no values given")
+    unique_designs(what, [repr(v) for v in vals])  # 4,4 would run every task twice
     return vals
 
 
@@ -94,15 +96,21 @@ def sweep_command(
     lock_names = _csv(locks)
     if lock_names:
         parse_designs(list(lock_names))  # unknown design → one-line error before any work
-    lru_names = tuple(design_list(lru)) if lru else ()
+    lru_names = tuple(unique_designs("--lru", design_list(lru))) if lru else ()
+    limits = unique_designs("--pool-limits", expand_limits(pool_limits)) if pool_limits else []
     axes = Axes(
         locks=lock_names,
         cpus=_numbers(cpus, int, "--cpus") if cpus else (None,),
         speedup=_numbers(speedup, float, "--speedup"),
         lru=lru_names,
-        pool_limits=tuple(expand_limits(pool_limits)) if pool_limits else (),
+        pool_limits=tuple(limits),
         seed=seed,
     )
+    from ztrace.replay.engine import _check_options
+
+    for c in axes.cpus:  # a bad option is one line before any work, not a failed task each
+        for k in axes.speedup:
+            _check_options(k, c, None)
     n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
 
     def failed(task, err):  # type: ignore[no-untyped-def]
@@ -151,11 +159,13 @@ def dashboard_command(dataset: str, out: str, top: int) -> None:
     from pathlib import Path
 
     from ztrace.fleet import read_fleet
-    from ztrace.fleet.task import write_atomic
+    from ztrace.format.safeio import atomic_file, check_file_target
     from ztrace.look.fleet import build_page
 
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
+    check_file_target(out, (dataset,))  # never onto (or into) the dataset; not a directory
     page = build_page(read_fleet(dataset), source=str(Path(dataset).resolve()), top=top)
-    write_atomic(Path(out), lambda f: f.write(page), text=True)
+    with atomic_file(out, inputs=(dataset,)) as f:
+        f.write(page)
     click.echo(f"wrote {out}", err=True)

@@ -171,6 +171,9 @@ def matrix_cmd(
             timeout=timeout,
             on_run=lambda c, k, r, s: click.echo(f"{c.name} {k} r{r:02d}: {s}", err=True),
         )
+    from ztrace.format.safeio import atomic_file
+
     summary = summarize_matrix(outdir)
-    Path(outdir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    with atomic_file(Path(outdir, "summary.json")) as f:  # whole or not at all; no link followed
+        f.write(json.dumps(summary, indent=1) + "\n")
     click.echo(json.dumps(summary, indent=1) if as_json else markdown_table(summary))

@@ -107,6 +107,10 @@ def assemble(
         table = table.replace_schema_metadata(kv)
         path = o / DATASET
         write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+    else:
+        # nothing finished this time: an earlier run's dataset must not stand beside a
+        # manifest that no longer describes it (issue 11: never mixed)
+        (o / DATASET).unlink(missing_ok=True)
     write_atomic(o / MANIFEST, lambda f: f.write(text), text=True)
     return path
 
@@ -117,7 +121,10 @@ def read_fleet(path: str | os.PathLike[str]) -> pa.Table:
     f = p / DATASET if p.is_dir() else p
     if not f.exists():
         raise ConfigError(f"{path}: no {DATASET} (not a fleet sweep's output)")
-    table = pq.read_table(f)
+    try:
+        table = pq.read_table(f)
+    except (pa.ArrowInvalid, OSError) as exc:  # not Parquet (or cut short): one line, no trace
+        raise ConfigError(f"{f}: not a readable fleet dataset ({exc})") from None
     if b"ztrace.fleet_version" not in (table.schema.metadata or {}):
         raise ConfigError(f"{f}: not a fleet dataset (no ztrace.fleet_version metadata)")
     return table

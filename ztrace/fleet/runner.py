@@ -234,8 +234,8 @@ def sweep(
         ran=0,
         not_applicable=the_plan.not_applicable,
     )
-    for d in (o / "tasks", o / "failed"):  # temporaries of a killed run (never complete)
-        for f in d.glob(".*.tmp") if d.is_dir() else ():
+    for d, pattern in ((o / "tasks", ".*.tmp"), (o / "failed", ".*.tmp"), (o, ".fleet.*.tmp")):
+        for f in d.glob(pattern) if d.is_dir() else ():  # temporaries of a killed run
             f.unlink(missing_ok=True)
     by_id = {t.task_id: t for t in pending}
     # one pending task is not worth starting Ray for (its start-up costs seconds)

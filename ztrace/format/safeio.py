@@ -96,6 +96,18 @@ def check_file_target(
     return target
 
 
+def check_capture_dir(target: str | os.PathLike[str], *, option: str = "-o") -> Path:
+    """A live capture's output directory (its files appear one by one, each complete): new,
+    or a directory holding no ``*.parquet`` of an earlier capture, which would be read as part
+    of this one or, for ``summary-NNNNN.parquet``, overwritten by it."""
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ConfigError(f"{option} {target}: exists and is not a directory")
+    if target.is_dir() and any(target.glob("*.parquet")):
+        raise ConfigError(f"{option} {target}: already holds a trace; write to a new directory")
+    return target
+
+
 def _parent_dir(target: Path, option: str) -> Path:
     parent = target.parent
     try:

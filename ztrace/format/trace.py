@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.format.safeio import atomic_dir
+from ztrace.errors import TraceFormatError
+from ztrace.format.safeio import atomic_dir, check_capture_dir
 
 SCHEMA_VERSION = 1
 #: Versions this reader understands. v2 adds swap events (docs/trace-format.md).
@@ -230,6 +230,15 @@ def check_rows(f: Path, batch: pa.RecordBatch, first_row: int, meta: TraceMeta) 
     for name, (limit, why) in _ROW_LIMITS.items():
         if name in names:
             _check_max(f, batch.column(name), first_row, name, limit, why)
+    if "wait_ns" in names and "event" in names and batch.column("wait_ns").null_count:
+        # wait_ns is optional, but a lock_contention row is its wait (what report and the
+        # dashboard's measured side read); other rows leave it null
+        ev = batch.column("event")
+        ev = ev.cast(pa.string()) if pa.types.is_dictionary(ev.type) else ev
+        bad = pc.and_(pc.equal(ev, "lock_contention"), batch.column("wait_ns").is_null())
+        if pc.any(bad).as_py():
+            row = first_row + int(pc.index(bad, True).as_py())
+            raise TraceFormatError(f, f"row {row}: null `wait_ns` in a lock_contention row")
     if "cpu" in names:
         # the kernel's ceiling, not ztrace.nr_cpus: traces built by hand often leave nr_cpus
         # at its default; per-CPU replay state is sized from the CPUs the rows hold
@@ -385,12 +394,7 @@ class TraceWriter:
         rotate_bytes: int = 64 << 20,
         rotate_seconds: float | None = None,
     ) -> None:
-        self.out = Path(out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"-o {self.out}: exists and is not a directory")
-        if self.out.is_dir() and any(self.out.glob("*.parquet")):
-            # files of another capture would be read as part of this one
-            raise ConfigError(f"-o {self.out}: already holds a trace; write to a new directory")
+        self.out = check_capture_dir(out)  # files of another capture would mix with these
         self.out.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.schema = schema_for(list(columns))

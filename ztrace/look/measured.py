@@ -241,8 +241,12 @@ def load_measured(path: str | Path) -> Measured:
         raise TraceFormatError(
             p, "no lock columns: captured without the `locks` probe (capture --probes ...,locks)"
         )
+    if "wait_ns" not in names:
+        raise TraceFormatError(files[0], "lock rows without a wait_ns column: nothing to measure")
     cols = ["ts_ns", "tid", "event", "size_bytes", "handle", "lock_addr", "lock_kind"]
     cols += ["wait_ns", "lock_flags", "stack_id"]
+    # optional columns (docs/trace-format.md) a file may lack: null, as a row without them
+    absent_ok = {"lock_kind": pl.Utf8, "lock_flags": pl.UInt32, "stack_id": pl.Int32}
     has_hold = "hold_ns" in names
     if has_hold:
         cols.append("hold_ns")
@@ -251,7 +255,8 @@ def load_measured(path: str | Path) -> Measured:
         events += batch.num_rows
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        df = df.with_columns(pl.col("event").cast(pl.Utf8))
+        missing = [pl.lit(None, dtype=t).alias(c) for c, t in absent_ok.items() if c not in df]
+        df = df.with_columns(pl.col("event").cast(pl.Utf8), *missing)
         lock_parts.append(df.filter(pl.col("event") == "lock_contention"))
         op_parts.append(
             df.filter(pl.col("event").is_in(["zs_malloc", "zs_free"])).select(

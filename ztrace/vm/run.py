@@ -265,7 +265,10 @@ def run_scenario(
         accel=accel,
     )
     t0 = time.monotonic()
-    with console.open("wb") as log:
+    # OUTDIR is mode 0777 from here on: O_EXCL|O_NOFOLLOW, so a link another user planted at
+    # console.log is refused, never followed (issue 11)
+    fd = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
             qrc = proc.wait(timeout=timeout)
@@ -296,7 +299,10 @@ def run_scenario(
         image_key=image.manifest["key"],
         params=dict(params or {}),
     )
-    (out / "vm.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    from ztrace.format.safeio import atomic_file
+
+    with atomic_file(out / "vm.json") as f:  # a fresh temporary, renamed: no link followed
+        f.write(json.dumps(result.to_json(), indent=1) + "\n")
     shutil.rmtree(out / "wheels", ignore_errors=True)  # install media, not a result
     if rc == 0 and (out / "trace").is_dir():
         # Measured zsmalloc contention (by stack and lock address) beside the trace.

@@ -122,6 +122,12 @@ COMMON_PARAMS: dict[str, Param] = {
         "(worker_timing.py: workqueue delay, time per writeback), run the worker in time; "
         "`off`: as `worker_steps` says",
     ),
+    "memcgs": Param(
+        p_choice("trace", "one"),
+        "trace",
+        "`trace`: the memory cgroups of the trace's memcg_id (per-memcg lists where the "
+        "design has them, per-memcg counters); `one`: replay as one memcg",
+    ),
     "zswap_ns": Param(p_float_pos, Latency.zswap_ns, "latency of a fault served by zswap"),
     "disk_ns": Param(p_float_pos, Latency.disk_ns, "latency of a fault served by disk"),
 }
@@ -171,6 +177,10 @@ _PCT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _PAGES_RE = re.compile(r"^\s*(\d+)\s*(p|pages)?\s*$")
 
 
+#: page counts live in the replay's int64 config; 2^62 leaves room for sums
+MAX_PAGES = 1 << 62
+
+
 def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int = PAGE_SIZE) -> int:
     """Pool limit in pages from ``N`` / ``Np`` (pages), ``64M`` (bytes) or ``20%`` (of RAM).
 
@@ -212,6 +222,8 @@ def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int =
             )
     if pages <= 0:
         raise ConfigError(f"pool limit {text!r} is {pages} pages; it must be at least 1 page")
+    if pages > MAX_PAGES:  # the replay holds it in an int64 (issue 11: one line, no overflow)
+        raise ConfigError(f"pool limit {text!r} ({pages} pages) is beyond 2^62 pages")
     if ram_pages is not None and pages > ram_pages:
         raise ConfigError(
             f"pool limit {text!r} ({pages} pages) is larger than RAM ({ram_pages} pages)"
@@ -223,14 +235,16 @@ def parse_size_pages(text: str, page_size: int = PAGE_SIZE) -> int:
     """``ram=`` value: bytes with a unit (``2G``) or pages (``524288p``)."""
     t = text.strip()
     if t.endswith(("p", "pages")) and (m := _PAGES_RE.match(t)):
-        return int(m.group(1))
-    m = _SIZE_RE.match(t)
-    if not m:
+        pages = int(m.group(1))
+    elif m := _SIZE_RE.match(t):
+        mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+        pages = int(float(m.group(1)) * mult[m.group(2).lower()] // page_size)
+    else:
         raise ConfigError(f"cannot parse RAM size {text!r} (want e.g. 2G or 524288p)")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    pages = int(float(m.group(1)) * mult[m.group(2).lower()] // page_size)
     if pages <= 0:
         raise ConfigError(f"RAM size {text!r} is less than a page")
+    if pages > MAX_PAGES:
+        raise ConfigError(f"RAM size {text!r} ({pages} pages) is beyond 2^62 pages")
     return pages
 
 
@@ -319,6 +333,7 @@ class ZswapDesign:
         #: pages in writeback order, when a caller sets it to a list (peer comparisons)
         self.wb_log: list[int] | None = None
         self._counters: dict[str, int] | None = None
+        self.memcg_counters: dict[int, dict[str, int]] = {}
 
     def _cfg(self) -> np.ndarray:
         p = self.params
@@ -363,7 +378,11 @@ class ZswapDesign:
         cfg[K.CF_WTIMED] = timing is not None
         if w.shrinker_scans and self.params.get("shrinker") == "trace":
             cfg[K.CF_SHRINKER_TRACE] = 2  # the measured scans, walked in the design's order
-        sc, c, bins, pool_bin, gaps, wb, stored, pool_pages = K.run(
+        ev_mc, mh_cap, ids = pr.ev_mc, pr.mh_cap, pr.memcg_ids
+        if self.params.get("memcgs") == "one" and len(ids) > 1:
+            ev_mc, mh_cap, ids = np.zeros(1, np.int64), np.ones(1, np.int64), ids[:1] * 0
+        cfg[K.CF_NMC] = len(ids)
+        sc, c, bins, pool_bin, gaps, wb, stored, pool_pages, mcc = K.run(
             self.STATE,
             cfg,
             pr.ev_ts,
@@ -376,6 +395,17 @@ class ZswapDesign:
             pool,
             timing[0] if timing else empty,
             timing[1] if timing else empty,
+            ev_mc,
+            mh_cap,
+        )
+        #: per memcg (``memcg_ids`` order): the MC_* counters (_core), one row per memcg
+        self.memcg_counters = (
+            {
+                int(ids[m]): {k: int(mcc[m, i]) for i, k in enumerate(K.MC_NAMES)}
+                for m in range(len(ids))
+            }
+            if len(ids) > 1
+            else {}
         )
         self.rec.absorb(sc, bins, pool_bin, gaps)
         if self.wb_log is not None:
