@@ -34,7 +34,15 @@ from ztrace.replay.costs import (
     C_WRITE_BASE,
     C_WRITE_KIB,
 )
-from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, hm_find
+from ztrace.replay.handles import (
+    HM_CLS_MASK,
+    HM_KEY,
+    HM_SHIFT,
+    HM_VAL,
+    HandleMap,
+    hm_delete,
+    hm_find,
+)
 from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
@@ -246,7 +254,7 @@ def _ingest(
             s = hm_find(htab, h)
             if s >= 0:  # a live handle again: its zs_free was lost; drop the old object
                 counters[K_DUP_MALLOC] += 1
-                zsm.free(model, htab[s, HM_OBJ])
+                zsm.free(model, htab[s, HM_VAL] >> HM_SHIFT)
                 hm_delete(htab, s)
                 hn[0] -= 1
                 s = hm_find(htab, h)
@@ -272,8 +280,7 @@ def _ingest(
             out_cls[i] = c
             s = -1 - s
             htab[s, HM_KEY] = h
-            htab[s, HM_OBJ] = obj
-            htab[s, HM_CLS] = c
+            htab[s, HM_VAL] = obj << HM_SHIFT | c
             hn[0] += 1
         elif ev == EV_FREE:
             counters[K_FREE] += 1
@@ -282,8 +289,9 @@ def _ingest(
                 counters[K_UNMATCHED_FREE] += 1
                 pages_bin[b] = model.pages_allocated
                 continue
-            obj = htab[s, HM_OBJ]
-            c = htab[s, HM_CLS]
+            v = htab[s, HM_VAL]
+            obj = v >> HM_SHIFT
+            c = v & HM_CLS_MASK
             hm_delete(htab, s)
             hn[0] -= 1
             out_cls[i] = c
@@ -298,7 +306,7 @@ def _ingest(
             if s < 0:  # its zs_malloc was before the capture (or lost)
                 counters[K_UNMATCHED_READ] += 1
             else:
-                c = htab[s, HM_CLS]
+                c = htab[s, HM_VAL] & HM_CLS_MASK
                 out_kind[i] = OP_READ
                 out_cls[i] = c
                 # held under the zspage lock only: the copy of the object (class size);
@@ -312,14 +320,15 @@ def _ingest(
                 s = -1 - s
                 sn[0] += 1
             stab[s, HM_KEY] = swap_key[i]
-            stab[s, HM_CLS] = zsm.class_index(model, size[i])
+            # the class alone (object 0); -1 (no class) leaves the row free, as it always did
+            stab[s, HM_VAL] = zsm.class_index(model, size[i])
         elif ev == IN_SWAP_READ:
             counters[K_READ] += 1
             s = hm_find(stab, swap_key[i])
             if s < 0:
                 counters[K_UNMATCHED_READ] += 1
             else:
-                c = stab[s, HM_CLS]
+                c = stab[s, HM_VAL]
                 out_kind[i] = OP_READ
                 out_cls[i] = c
                 out_cost[i] = cm[C_WRITE_BASE] + model.cls_size[c] * cm[C_WRITE_KIB] // 1024
