@@ -107,8 +107,10 @@ _fields = [
     ("slot", types.int32[:, ::1]),
     ("arena_used", types.int64),
     # ---- objects: obj[o, 0] = zspage id (-1 = not live), obj[o, 1] = slot (or the next id
-    # on the free-id stack while not live)
-    ("obj", types.int64[:, ::1]),
+    # on the free-id stack while not live). int32, like the slot arena: 8 bytes per object
+    # id instead of 16 (ids, zspage ids and slots stay far below 2^31; issue 15: memory
+    # follows live objects, 2.5 M of them in a 100 M-event replay)
+    ("obj", types.int32[:, ::1]),
     ("obj_free_head", types.int64),
     ("obj_count", types.int64),
     # ---- totals
@@ -164,7 +166,7 @@ def _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
     p.cls_free_zp = np.full(p.n_classes, -1, dtype=np.int64)
     p.slot = np.full((1024, 2), -1, dtype=np.int32)
     p.arena_used = 0
-    p.obj = np.full((64, 2), -1, dtype=np.int64)
+    p.obj = np.full((64, 2), -1, dtype=np.int32)
     p.obj_free_head = -1
     p.obj_count = 0
     p.pages_allocated = 0
@@ -384,12 +386,12 @@ def _m_malloc(zs, size):
         return -1  # -EINVAL / -ENOSPC in the kernel
     if zs.obj_free_head != -1:
         o = zs.obj_free_head
-        zs.obj_free_head = zs.obj[o, 1]
+        zs.obj_free_head = np.int64(zs.obj[o, 1])
     else:
         o = zs.obj_count
         zs.obj_count += 1
         if zs.obj_count > zs.obj.shape[0]:
-            zs.obj = _grow_rows64(zs.obj, zs.obj_count)
+            zs.obj = _grow_rows32(zs.obj, zs.obj_count)
     c = _m_class_index(zs, size)
     z = _m_find_get_zspage(zs, c)
     if z != -1:
@@ -415,10 +417,10 @@ def _m_free(zs, o):
     obj = zs.obj
     if o < 0 or o >= zs.obj_count or obj[o, 0] == -1:
         return False
-    z = obj[o, 0]
+    z = np.int64(obj[o, 0])
     c = zs.zp[z, ZP_CLASS]
     zs.obj_used[c] -= 1
-    _m_obj_free(zs, z, obj[o, 1])
+    _m_obj_free(zs, z, np.int64(obj[o, 1]))
     obj[o, 0] = -1
     obj[o, 1] = zs.obj_free_head
     zs.obj_free_head = o
@@ -671,7 +673,7 @@ def _m_zspage_of(zs, o):
     """(zspage id, slot index) of a live object, (-1, -1) otherwise."""
     if not _m_is_live(zs, o):
         return (np.int64(-1), np.int64(-1))
-    return (zs.obj[o, 0], zs.obj[o, 1])
+    return (np.int64(zs.obj[o, 0]), np.int64(zs.obj[o, 1]))
 
 
 @njit(cache=True)
