@@ -1,13 +1,15 @@
 """Kernel handle -> (model object id, class index): an open-addressing table in numpy.
 
-Linear probing without tombstones (backward-shift deletion), kept at most half full. One
+Linear probing without tombstones (backward-shift deletion), kept at most 3/4 full. One
 row is two int64 (16 bytes: four rows per cache line, so a probe sequence usually stays in
 one line): the key (the handle's bits) and a value packing the object id and the class
 index, ``obj << HM_SHIFT | cls``; a negative value marks a free row. 16 bytes instead of
 the four-column 32 bytes halves the table, which is the largest live-object state of a long
-replay (issue 15: 2^23 rows at 2.49 M live handles, 134 MB instead of 268 MB, and 201 MB
-instead of 402 MB while it doubles). Memory is proportional to the live objects; numba code
-calls the ``hm_*`` functions.
+replay. Filling to 3/4 rather than 1/2 halves it again: 2.49 M live handles (issue 15's
+100 M-event replay) fit 2^22 rows, 67 MB and 100 MB while it doubles, against 2^23 rows of
+32 bytes, 268 MB and 402 MB. With four rows to a cache line, a probe at 3/4 still reads
+one or two lines. Memory is proportional to the live objects; numba code calls the ``hm_*``
+functions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ HM_COLS = 2
 #: 6.1 mm/zsmalloc.c ZS_SIZE_CLASSES; CLASS_BITS = 8), the object id the bits above
 HM_SHIFT = 16
 HM_CLS_MASK = (1 << HM_SHIFT) - 1
+
+
+@njit(cache=True)
+def hm_full(n, cap):
+    """Whether one more key would take a table of ``cap`` rows holding ``n`` past 3/4 full
+    (the caller grows it first: linear probing needs free rows to end a search)."""
+    return 4 * (n + 1) > 3 * cap
 
 
 @njit(cache=True)
@@ -67,7 +76,7 @@ def _hm_rehash(tab, new):
 
 
 class HandleMap:
-    """The table and its live count (``n[0]``); doubles when half full."""
+    """The table and its live count (``n[0]``); doubles when 3/4 full (:func:`hm_full`)."""
 
     def __init__(self, cap: int = 1 << 12) -> None:
         self.tab = np.full((cap, HM_COLS), -1, dtype=np.int64)

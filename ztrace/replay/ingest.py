@@ -42,6 +42,7 @@ from ztrace.replay.handles import (
     HandleMap,
     hm_delete,
     hm_find,
+    hm_full,
 )
 from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
@@ -222,7 +223,7 @@ def _ingest(
     """Run the events ``idx[start:]`` of a batch through one pool model; fill the op arrays.
 
     Returns ``len(idx)`` when done, or the position to resume from after the caller has
-    grown the handle table (it is kept at most half full) or, when ``clog_n[1]`` is set,
+    grown the handle table (it is kept at most 3/4 full) or, when ``clog_n[1]`` is set,
     the compaction log to that many rows. Cached: the pool model is a numba
     ``structref`` (ztrace.model.zsmalloc) and the front a NamedTuple, so a new process loads
     this from disk.
@@ -230,7 +231,7 @@ def _ingest(
     cap = htab.shape[0]
     scap = stab.shape[0]
     for j in range(start, idx.shape[0]):
-        if 2 * (hn[0] + 1) > cap or 2 * (sn[0] + 1) > scap:
+        if hm_full(hn[0], cap) or hm_full(sn[0], scap):
             return j
         i = idx[j]
         b = binidx[i]
@@ -496,7 +497,7 @@ class AllocGroup:
                     clog_n[1] = 0
                 if pos < len(idx):
                     for m in (hm, sm):
-                        if 2 * (int(m.n[0]) + 1) > m.tab.shape[0]:
+                        if hm_full(int(m.n[0]), m.tab.shape[0]):
                             m.grow()
             if snap_on and snap_n[0]:
                 self.snaps.append(snap[: snap_n[0]].copy())
