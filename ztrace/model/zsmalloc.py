@@ -57,8 +57,10 @@ ZS_ALMOST_EMPTY = 1
 ZS_ALMOST_FULL = 2
 ZS_FULL = 3
 
-# Column layout of the per-zspage record ``zp[z, :]`` (one 64-byte row per zspage, so one
-# cache line holds everything an operation touches; replay is memory-bound).
+# Column layout of the per-zspage record ``zp[z, :]`` (one 32-byte row of int32 per zspage,
+# two to an aligned cache line, so one line holds everything an operation touches; replay
+# is memory-bound. int32: every field is a class, a count, a slot or a zspage id, far
+# below 2^31 (issue 15: half the bytes of the int64 rows for the same accesses)).
 ZP_CLASS = 0  # class index (representative)
 ZP_INUSE = 1  # objects in use
 ZP_FG = 2  # fullness group it is listed in; -1 while isolated or released
@@ -100,7 +102,7 @@ _fields = [
     ("obj_used", _A64),
     # ---- zspages: rows of _ZP_COLS; ids are recycled per class (a recycled id keeps its
     # slot block, which has the class's objs_per_zspage slots)
-    ("zp", types.int64[:, ::1]),
+    ("zp", types.int32[:, ::1]),
     ("zp_count", types.int64),  # zspage ids handed out so far (high-water mark)
     ("cls_free_zp", _A64),  # per class: stack (via ZP_NEXT) of released zspage ids
     # ---- slot arena: slot[k, 0] = free-stack link, slot[k, 1] = object id or -1
@@ -125,20 +127,12 @@ _ARRAYS = tuple(n for n, t in _fields if isinstance(t, types.Array))
 
 
 @njit(cache=True)
-def _grow_rows64(a: np.ndarray, need: int) -> np.ndarray:
-    n = a.shape[0]
-    if need <= n:
-        return a
-    b = np.full((max(need, 2 * n, 64), a.shape[1]), -1, dtype=np.int64)
-    b[:n] = a
-    return b
-
-
-@njit(cache=True)
 def _grow_rows32(a: np.ndarray, need: int) -> np.ndarray:
     n = a.shape[0]
     if need <= n:
         return a
+    if need > 2**31 - 1:  # ids, slots and zspage ids are stored as int32
+        raise OverflowError("zsmalloc model: more than 2^31 objects, slots or zspages")
     b = np.full((max(need, 2 * n, 64), a.shape[1]), -1, dtype=np.int32)
     b[:n] = a
     return b
@@ -161,7 +155,7 @@ def _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
     p.grp_count = np.zeros(p.n_classes * p.ngroups, dtype=np.int64)
     p.obj_allocated = np.zeros(p.n_classes, dtype=np.int64)
     p.obj_used = np.zeros(p.n_classes, dtype=np.int64)
-    p.zp = np.full((64, _ZP_COLS), -1, dtype=np.int64)
+    p.zp = np.full((64, _ZP_COLS), -1, dtype=np.int32)
     p.zp_count = 0
     p.cls_free_zp = np.full(p.n_classes, -1, dtype=np.int64)
     p.slot = np.full((1024, 2), -1, dtype=np.int32)
@@ -314,7 +308,7 @@ def _m_alloc_zspage(zs, c):
         z = zs.zp_count
         zs.zp_count += 1
         if zs.zp_count > zs.zp.shape[0]:
-            zs.zp = _grow_rows64(zs.zp, zs.zp_count)
+            zs.zp = _grow_rows32(zs.zp, zs.zp_count)
         zs.zp[z, ZP_BASE] = zs.arena_used
         zs.arena_used += zs.cls_objs[c]
         if zs.arena_used > zs.slot.shape[0]:
