@@ -49,7 +49,6 @@ from ztrace.replay.ingest import (
 )
 from ztrace.replay.locks import parse_designs
 from ztrace.replay.locks._state import SimState
-from ztrace.replay.malloc import fix_mmap_threshold
 from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_sizes, impute, reference_sizes
@@ -171,7 +170,6 @@ def replay(
     from ztrace.model.classes import build_classes, kernel_profile
 
     _check_options(speedup, cpus, bin_ns, threads)
-    fix_mmap_threshold()  # per-batch arrays back to the OS when freed (issue 15: peak RSS)
     lock_specs = list(locks) if not isinstance(locks, str) else locks
     parse_designs(lock_specs)  # fail on a bad name before reading the trace
     meta: TraceMeta = read_meta(trace)
