@@ -29,6 +29,7 @@ import pyarrow as pa
 from ztrace.errors import ConfigError
 from ztrace.format import open_trace, read_meta
 from ztrace.replay.costs import CostModel, probe_cost
+from ztrace.replay.holds import find as find_holds
 
 METRICS = ("contended", "wait_ns_total")
 #: lock_kind values the capture gives zsmalloc's own locks
@@ -141,6 +142,8 @@ def cross_kernel(
     runs: int = 5,
     seed: int = 0,
     probe_cost_bound: bool = True,
+    hold_share: float | None = None,
+    hold_end: str = "mid",
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
     from ztrace.replay.engine import replay
@@ -151,14 +154,39 @@ def cross_kernel(
     design = {k: design_for_kernel(r) for k, r in kernel.items()}
     meas = {k: measured(t) for k, t in traces.items()}
     designs = list(dict.fromkeys(design.values()))
-    pred = {k: replay_interval(t, locks=designs, runs=runs, seed=seed) for k, t in traces.items()}
+    hk: dict[str, Any] = {"hold_share": hold_share, "hold_end": hold_end}
+    pred = {
+        k: replay_interval(t, locks=designs, runs=runs, seed=seed, **hk) for k, t in traces.items()
+    }
+    # the ends of the hold bracket (H, issue 10): where the hold share was measured on the
+    # trace's kernel (ztrace.replay.holds), the prediction at the bracket's low and high
+    # ends beside the default (mid). The zs_* probes' own cost is inside the share's
+    # denominator, so the probe-pair subtraction below is not applied on top of a
+    # measured share (it would count it twice)
+    measured_holds = {
+        k: hold_share is None and not find_holds(t, kernel[k]).whole for k, t in traces.items()
+    }
+    ends = {
+        (k, end): {
+            r["lock_design"]: r for r in replay(t, locks=designs, seed=seed, hold_end=end).summary
+        }
+        for k, t in traces.items()
+        if probe_cost_bound and measured_holds[k]
+        for end in ("low", "high")
+    }
     # the other end of the probe-cost bracket: the measured whole-pair cost subtracted from
     # every duration (plain replay; the part inside a duration lies between 0 and this)
-    pc = {k: probe_cost(t) for k, t in traces.items()} if probe_cost_bound else {}
+    pc = (
+        {k: probe_cost(t) for k, t in traces.items() if not measured_holds[k]}
+        if probe_cost_bound
+        else {}
+    )
     bound = {
         k: {
             r["lock_design"]: r
-            for r in replay(t, locks=designs, seed=seed, cost_model=_with_probe_cost(got)).summary
+            for r in replay(
+                t, locks=designs, seed=seed, cost_model=_with_probe_cost(got), **hk
+            ).summary
         }
         for k, t in traces.items()
         if (got := pc.get(k))
@@ -188,6 +216,14 @@ def cross_kernel(
                 if src in bound:
                     row["probe_cost_ns"] = pc[src][0]  # type: ignore[index]
                     row["predicted_probe_cost_subtracted"] = bound[src][d][metric]
+                if (src, "low") in ends:
+                    # the hold bracket is part of the prediction's uncertainty
+                    lo_hi = [ends[(src, e)][d][metric] for e in ("low", "high")]
+                    row["predicted_hold_share_low"], row["predicted_hold_share_high"] = lo_hi
+                    row["interval"] = [
+                        min(p["interval"][0], *lo_hi),
+                        max(p["interval"][1], *lo_hi),
+                    ]
                 if src != tgt:
                     # direction: the other design vs the trace's own design, on this trace
                     own = pred[src].designs[design[src]][metric]["value"]
@@ -208,6 +244,12 @@ def cross_kernel(
             "measures little contention whatever its lock design)"
         )
         got = pc.get(k)
+        if measured_holds[k]:
+            notes.append(
+                f"{k}: predicted = the measured hold share (mid of its bracket); "
+                "predicted_hold_share_low/_high = its ends, inside the interval"
+            )
+            continue
         notes.append(
             f"{k}: predicted = probe cost kept; predicted_probe_cost_subtracted = one whole "
             f"probe pair ({got[0]} ns, {got[1]}) taken from every measured duration: the "
@@ -216,5 +258,8 @@ def cross_kernel(
             else f"{k}: probe cost not measured for this trace's kernel (kept in the durations)"
         )
     for k in ("from", "to"):
+        held = pred[k].first.cost_provenance.get("hold_share")
+        if held:
+            notes.append(f"{k}: hold share: {held}")
         notes += [f"{k}: {n}" for n in pred[k].notes]
     return {"pairs": pairs, "notes": notes}

@@ -87,7 +87,12 @@ def find_runs(root: str | Path, cells: Sequence[str] | None = None) -> list[Run]
 
 
 def _predict(
-    runs: list[Run], designs: list[str], replicas: int, seed: int, log: Callable[[str], None]
+    runs: list[Run],
+    designs: list[str],
+    replicas: int,
+    seed: int,
+    log: Callable[[str], None],
+    **kw: Any,
 ) -> tuple[dict[Path, dict[str, dict[str, Any]]], list[str]]:
     from ztrace.replay.interval import replay_interval
 
@@ -96,11 +101,14 @@ def _predict(
     for i, r in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] replay {r.cell} {r.kernel} r{r.rep:02d} under {','.join(designs)}")
         try:
-            res = replay_interval(r.trace, locks=designs, runs=replicas, seed=seed)
+            res = replay_interval(r.trace, locks=designs, runs=replicas, seed=seed, **kw)
         except ZtraceError as exc:
             notes.append(f"{r.cell} {r.kernel} r{r.rep:02d}: not replayed: {exc}")
             continue
         pred[r.trace] = res.designs
+        held = res.first.cost_provenance.get("hold_share")
+        if held and held not in notes:
+            notes.append(held)
     return pred, notes
 
 
@@ -129,14 +137,21 @@ def matrix_pairs(
     replicas: int = 1,
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
+    hold_share: float | None = None,
+    hold_end: str = "mid",
 ) -> dict[str, Any]:
-    """``{"pairs": [...], "notes": [...]}`` over every cell of the matrix at ``root``."""
+    """``{"pairs": [...], "notes": [...]}`` over every cell of the matrix at ``root``.
+
+    ``hold_share``/``hold_end``: see :func:`ztrace.replay.engine.replay` (a ``hold_share``
+    is an experiment, labelled in the notes)."""
     runs = find_runs(root, cells)
     kernels = sorted({r.kernel for r in runs}, key=lambda k: tuple(map(int, k.split("."))))
     release = {k: next(r.release for r in runs if r.kernel == k) for k in kernels}
     design = {k: design_for_kernel(release[k]) for k in kernels}
     designs = list(dict.fromkeys(design.values()))
-    pred, notes = _predict(runs, designs, replicas, seed, log)
+    pred, notes = _predict(
+        runs, designs, replicas, seed, log, hold_share=hold_share, hold_end=hold_end
+    )
     by: dict[tuple[str, str], dict[int, Run]] = {}
     for r in runs:
         if r.trace in pred:

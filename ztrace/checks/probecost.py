@@ -136,24 +136,41 @@ def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no co
     }
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
-    ap = argparse.ArgumentParser(prog="python3 -m ztrace.checks.probecost")
-    ap.add_argument("--rounds", type=int, default=2, help="A/B round pairs (default 2)")
+def workload_args(
+    name: str, rounds: int, rounds_help: str, argv: list[str] | None
+) -> tuple[argparse.Namespace, list[str]] | None:
+    """The guest checks' command line: ``--rounds``, ``--json``, ``-o``, ``-- CMD``; None
+    (after the one-line error) when no workload command was given."""
+    ap = argparse.ArgumentParser(prog=f"python3 -m ztrace.checks.{name}")
+    ap.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("-o", "--output", help="also write the JSON result to this file")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- workload command")
     a = ap.parse_args(argv)
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
-        print("ztrace: error: probecost: give a workload command after --", file=sys.stderr)
-        return 2
-    res = measure(cmd, a.rounds)
+        print(f"ztrace: error: {name}: give a workload command after --", file=sys.stderr)
+        return None
+    return a, cmd
+
+
+def write_result(a: argparse.Namespace, res: dict[str, Any]) -> None:
+    """``-o``: the JSON result to a file; ``--json``: to stdout."""
     if a.output:
         with open(a.output, "w") as f:
             json.dump(res, f, indent=1)
     if a.json:
         print(json.dumps(res, indent=1))
-    else:
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
+    got = workload_args("probecost", 2, "A/B round pairs (default 2)", argv)
+    if got is None:
+        return 2
+    a, cmd = got
+    res = measure(cmd, a.rounds)
+    write_result(a, res)
+    if not a.json:
         for fn, c in res["cost"].items():
             print(
                 f"{fn}: one probe pair = {c['pair_cost_ns']} ns (range {c['pair_cost_range_ns']})"

@@ -273,6 +273,22 @@ Examples:
     "<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) taken from every duration "
     "(--from/--to only).",
 )
+@click.option(
+    "--hold-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="EXPERIMENT: hold this share of every measured zs_malloc/zs_free duration instead of "
+    "the share measured on the trace's kernel (ztrace vm run -s holdtime); labelled in the "
+    "output, never a default.",
+)
+@click.option(
+    "--hold-end",
+    type=click.Choice(["low", "mid", "high"]),
+    default="mid",
+    show_default=True,
+    help="Where in the measured hold-share bracket: high = the raw measured hold, low = "
+    "less the lock probes' in-window cost as extra handlers measure it, mid = halfway.",
+)
 def cross_kernel(
     from_trace: str | None,
     to_trace: str | None,
@@ -284,6 +300,8 @@ def cross_kernel(
     markdown: bool,
     as_json: bool,
     probe_cost: bool,
+    hold_share: float | None,
+    hold_end: str,
 ) -> None:
     """Replay two captures (two kernels) under both kernels' lock designs and compare each
     prediction, with its interval, against the contention each kernel measured (no VM);
@@ -291,7 +309,9 @@ def cross_kernel(
     if matrix is not None:
         if from_trace or to_trace:
             raise click.UsageError("--matrix and --from/--to: choose one")
-        _cross_matrix(matrix, cells, drive, reps, runs or 1, markdown, as_json)
+        _cross_matrix(
+            matrix, cells, drive, reps, runs or 1, markdown, as_json, hold_share, hold_end
+        )
         return
     if drive or cells or markdown:
         raise click.UsageError("--run, --cell and --markdown need --matrix DIR")
@@ -299,7 +319,14 @@ def cross_kernel(
         raise click.UsageError("give --from A --to B, or --matrix DIR")
     from ztrace.checks.crosskernel import cross_kernel as run
 
-    out = run(from_trace, to_trace, runs=runs or 5, probe_cost_bound=probe_cost)
+    out = run(
+        from_trace,
+        to_trace,
+        runs=runs or 5,
+        probe_cost_bound=probe_cost,
+        hold_share=hold_share,
+        hold_end=hold_end,
+    )
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -323,6 +350,8 @@ def _cross_matrix(
     replicas: int,
     markdown: bool,
     as_json: bool,
+    hold_share: float | None = None,
+    hold_end: str = "mid",
 ) -> None:
     from ztrace.checks.crossmatrix import markdown as md
     from ztrace.checks.crossmatrix import matrix_pairs
@@ -337,7 +366,12 @@ def _cross_matrix(
             on_run=lambda c, k, r, s: click.echo(f"{c.name} {k} r{r:02d}: {s}", err=True),
         )
     out = matrix_pairs(
-        root, cells=list(cells) or None, replicas=replicas, log=lambda s: click.echo(s, err=True)
+        root,
+        cells=list(cells) or None,
+        replicas=replicas,
+        log=lambda s: click.echo(s, err=True),
+        hold_share=hold_share,
+        hold_end=hold_end,
     )
     if as_json:
         click.echo(json.dumps(out))

@@ -37,6 +37,8 @@ from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.costs import CostModel, probe_cost
 from ztrace.replay.hashing import splitmix64_array
+from ztrace.replay.holds import HoldShares
+from ztrace.replay.holds import find as find_holds
 from ztrace.replay.ingest import (
     COUNTER_NAMES,
     EV_MALLOC,
@@ -120,6 +122,8 @@ def replay(
     resample_holds: bool = False,
     threads: int | None = None,
     stop_gap_ns: int = STOP_GAP_NS,
+    hold_share: float | None = None,
+    hold_end: str = "mid",
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -163,6 +167,13 @@ def replay(
         removed from the replay clock and from the durations across them
         (:mod:`ztrace.replay.stops`); 0 = keep them.
 
+    hold_share, hold_end
+        The share of a measured zs_malloc/zs_free duration that holds the lock
+        (:mod:`ztrace.replay.holds`): ``None`` = measured on the trace's kernel (calibration
+        file), else the whole duration; a number is an *experiment* (labelled in the
+        results). ``hold_end``: ``mid`` (default), ``low`` or ``high`` in the measured
+        bracket.
+
     Returns
     -------
     ReplayResult
@@ -193,8 +204,13 @@ def replay(
     )
     designs = parse_designs(lock_specs, table.n_classes)
     cm_model = cost_model if cost_model is not None else CostModel().fit(pre.medians)
-    cm = cm_model.as_array()
     provenance = cm_model.provenance(pre.measured, pre.counts)
+    # (H, issue 10) the share of a measured call that holds the lock (ztrace.replay.holds)
+    holds = HoldShares()
+    if pre.measured:
+        holds = find_holds(trace, meta.kernel_release, share=hold_share, end=hold_end)
+        provenance["hold_share"] = holds.source
+    cm = np.concatenate([cm_model.as_array(), holds.as_array()])
     pc = probe_cost(trace) if pre.measured else None
     if pc is not None and not cm_model.probe_overhead_ns:
         provenance["probe_overhead_ns"] = (

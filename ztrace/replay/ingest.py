@@ -29,6 +29,9 @@ from ztrace.replay.compaction import N_R
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
     C_COMPACT,
+    C_HOLD_FREE,
+    C_HOLD_GROW,
+    C_HOLD_MALLOC,
     C_LOOKUP,
     C_MIGRATE,
     C_WRITE_BASE,
@@ -262,13 +265,23 @@ def _ingest(
             # s = -1 - (the free row for h); the model does not touch the table meanwhile
             c = zsm.class_index(model, sz)
             p0 = model.pages_allocated
-            obj, kind, cost = front_malloc(front, model, cpu[i], c, sz, dur[i], cm)
+            # (H, issue 10) the lock is held for the measured hold share of the call only
+            # (6.1/6.12 mm/zsmalloc.c: zs_malloc calls cache_alloc_handle() before
+            # spin_lock(); ztrace.replay.holds); 1000 permille = the whole call
+            held = _held(dur[i], cm[C_HOLD_MALLOC])
+            obj, kind, cost = front_malloc(front, model, cpu[i], c, sz, held, cm)
             if obj < 0:
                 counters[K_BAD_ALLOC] += 1
                 pages_bin[b] = model.pages_allocated
                 continue
             alloc = (model.pages_allocated - p0) * cm[C_ALLOC_ZSPAGE]
-            if kind == OP_MALLOC_GROW and dur[i] > 0:
+            if kind == OP_MALLOC_GROW and dur[i] > 0 and cm[C_HOLD_GROW] < 1000:
+                # measured holds (two: before and after alloc_zspage()) are the grow share
+                # of the call; alloc_zspage() runs in the rest of it, outside the lock
+                held = _held(dur[i], cm[C_HOLD_GROW])
+                cost = held - cm[C_LOOKUP] if held > cm[C_LOOKUP] else 0
+                alloc = alloc if alloc < dur[i] - held else dur[i] - held
+            elif kind == OP_MALLOC_GROW and dur[i] > 0:
                 # the measured duration already contains the lookup and alloc_zspage():
                 # split it over the three steps instead of adding to it
                 rest = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else 0
@@ -299,7 +312,10 @@ def _ingest(
             # a measured zs_free contains its handle lookup, which the per-class designs
             # replay as a step of its own (pool read lock): hand the rest to the front.
             # (The pool design has no such step, so its free holds lookup_ns less.)
-            d = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else dur[i]
+            # (H, issue 10) only the hold share: zs_free calls cache_free_handle() after
+            # spin_unlock() (6.1/6.12 mm/zsmalloc.c: zs_free)
+            d = _held(dur[i], cm[C_HOLD_FREE])
+            d = d - cm[C_LOOKUP] if d > cm[C_LOOKUP] else d
             out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, d, cm)
         elif ev == IN_READ:
             counters[K_READ] += 1
@@ -367,6 +383,16 @@ def _ingest(
             counters[K_OTHER] += 1
         pages_bin[b] = model.pages_allocated
     return idx.shape[0]
+
+
+@njit(cache=True, nogil=True)
+def _held(dur, permille):
+    """The held part of a measured duration: ``dur * permille / 1000``, at least 1 ns when
+    there is a duration (0 = none measured: the model's constants apply)."""
+    if dur <= 0 or permille >= 1000:
+        return dur
+    h = dur * permille // 1000
+    return h if h > 0 else 1
 
 
 @njit(cache=True)

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+/* How long zsmalloc's lock is really held inside zs_malloc/zs_free/zs_map_object (issue 10,
+ * engineer H; loaded by ztrace/checks/holdtime.py, never by the capture).
+ *
+ * A capture's duration_ns runs from the zs_* kprobe to its kretprobe: the whole call. The lock
+ * is held for part of it only: 6.1/6.12 zs_malloc calls cache_alloc_handle() before
+ * spin_lock() and alloc_zspage() between two holds; zs_free calls cache_free_handle() after
+ * spin_unlock() (mm/zsmalloc.c: zs_malloc, zs_free). Debian's amd64 builds have
+ * CONFIG_UNINLINE_SPIN_UNLOCK=y and PREEMPTION (PREEMPT_DYNAMIC), so _raw_spin_lock,
+ * _raw_spin_unlock, _raw_read_lock and _raw_read_unlock are out of line and can be probed.
+ *
+ * Per thread inside a zs_* call: the first lock of each family (S: spin, R: rwlock read) is
+ * the tracked lock, and its address is recorded with the call. That is zsmalloc's own lock:
+ * nothing zs_malloc runs before spin_lock() takes a _raw_spin_lock on its fast path
+ * (cache_alloc_handle: kmem_cache_alloc), zs_free takes pool->lock (6.1) / the
+ * migrate_lock rwlock then class->lock (6.12) first; ztrace/checks/holdtime.py reports the
+ * distinct addresses per kind (6.1: one, the pool lock). Each hold runs from the lock
+ * function's *return* to the unlock function's *entry* (same lock address), summed per
+ * call. Locks still held at return (zs_map_object's zspage read lock, released in
+ * zs_unmap_object) are not counted.
+ *
+ * ZH_DUMMY adds handlers that do the recording handlers' work without recording, attached
+ * after them so they run inside the hold window (kprobes on one address run newest-first;
+ * kretprobe instances unwind newest-first: 6.1 kernel/kprobes.c add_new_kprobe): the growth
+ * of the measured hold is the probes' own in-window cost (ztrace/checks/holdtime.py).
+ */
+#include <uapi/linux/ptrace.h>
+
+#define ZH_FN_MALLOC 0
+#define ZH_FN_FREE 1
+#define ZH_FN_MAP 2
+
+struct zh_call {
+	u64 t0;
+	u64 size;
+	u64 lock[2];    /* tracked lock per family (0 = none yet) */
+	u64 pending[2]; /* lock address of the lock call in flight */
+	u64 t_acq[2];   /* start of the current hold (0 = not holding) */
+	u64 hold[2];    /* completed holds, ns */
+	u32 n[2];       /* completed holds */
+	u32 fn;
+};
+
+struct zh_rec {
+	u64 dur;
+	u64 size;
+	u64 hold[2];
+	u64 lock[2];
+	u32 n[2];
+	u32 fn;
+	u32 open; /* a tracked lock still held at return (bit per family) */
+};
+
+BPF_HASH(zh_calls, u32, struct zh_call, 4096);
+BPF_PERF_OUTPUT(zh_out);
+BPF_PERCPU_ARRAY(zh_sink, u64, 1);
+
+static __always_inline int zh_enter(u32 fn, u64 size)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call c = {};
+	c.fn = fn;
+	c.size = size;
+	c.t0 = bpf_ktime_get_ns();
+	zh_calls.update(&tid, &c);
+	return 0;
+}
+
+static __always_inline int zh_return(struct pt_regs *ctx)
+{
+	u64 t = bpf_ktime_get_ns();
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c)
+		return 0;
+	struct zh_rec r = {};
+	r.dur = t - c->t0;
+	r.size = c->size;
+	r.fn = c->fn;
+	r.hold[0] = c->hold[0];
+	r.hold[1] = c->hold[1];
+	r.n[0] = c->n[0];
+	r.n[1] = c->n[1];
+	r.lock[0] = c->lock[0];
+	r.lock[1] = c->lock[1];
+	r.open = (c->t_acq[0] ? 1 : 0) | (c->t_acq[1] ? 2 : 0);
+	zh_calls.delete(&tid);
+	zh_out.perf_submit(ctx, &r, sizeof(r));
+	return 0;
+}
+
+int zh_malloc_entry(struct pt_regs *ctx) { return zh_enter(ZH_FN_MALLOC, PT_REGS_PARM2(ctx)); }
+int zh_free_entry(struct pt_regs *ctx) { return zh_enter(ZH_FN_FREE, 0); }
+int zh_map_entry(struct pt_regs *ctx) { return zh_enter(ZH_FN_MAP, 0); }
+int zh_zs_return(struct pt_regs *ctx) { return zh_return(ctx); }
+
+static __always_inline int zh_lock_entry(struct pt_regs *ctx, int fam)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c)
+		return 0;
+	u64 a = PT_REGS_PARM1(ctx);
+	if (c->lock[fam] == 0)
+		c->lock[fam] = a;
+	if (c->lock[fam] == a)
+		c->pending[fam] = a;
+	return 0;
+}
+
+/* the timestamp is taken last here and first in zh_unlock_entry, so the handlers' own work
+ * stays outside the hold window as far as it can (the probe dispatch cannot) */
+static __always_inline int zh_lock_return(int fam)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c || !c->pending[fam])
+		return 0;
+	c->pending[fam] = 0;
+	c->t_acq[fam] = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline int zh_unlock_entry(struct pt_regs *ctx, int fam)
+{
+	u64 t = bpf_ktime_get_ns();
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c || !c->t_acq[fam] || PT_REGS_PARM1(ctx) != c->lock[fam])
+		return 0;
+	c->hold[fam] += t - c->t_acq[fam];
+	c->n[fam] += 1;
+	c->t_acq[fam] = 0;
+	return 0;
+}
+
+int zh_spin_lock(struct pt_regs *ctx) { return zh_lock_entry(ctx, 0); }
+int zh_spin_lock_ret(struct pt_regs *ctx) { return zh_lock_return(0); }
+int zh_spin_unlock(struct pt_regs *ctx) { return zh_unlock_entry(ctx, 0); }
+int zh_read_lock(struct pt_regs *ctx) { return zh_lock_entry(ctx, 1); }
+int zh_read_lock_ret(struct pt_regs *ctx) { return zh_lock_return(1); }
+int zh_read_unlock(struct pt_regs *ctx) { return zh_unlock_entry(ctx, 1); }
+
+/* the recording handlers' work (timestamp, lookup, compare, store) into a per-CPU sink */
+static __always_inline int zh_dummy(struct pt_regs *ctx, int fam)
+{
+	u64 t = bpf_ktime_get_ns();
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c)
+		return 0;
+	u32 z = 0;
+	u64 *s = zh_sink.lookup(&z);
+	if (s)
+		*s += t + c->lock[fam] + c->t_acq[fam] + PT_REGS_PARM1(ctx);
+	return 0;
+}
+
+int zh_dummy_spin_lock_ret(struct pt_regs *ctx) { return zh_dummy(ctx, 0); }
+int zh_dummy_spin_unlock(struct pt_regs *ctx) { return zh_dummy(ctx, 0); }
+int zh_dummy_read_lock_ret(struct pt_regs *ctx) { return zh_dummy(ctx, 1); }
+int zh_dummy_read_unlock(struct pt_regs *ctx) { return zh_dummy(ctx, 1); }

@@ -1,0 +1,41 @@
+"""The hold-time calibration scenario in a real guest (issue 10: ``ztrace vm run -s holdtime``).
+
+Boots the 6.1 guest under TCG and measures how long zsmalloc's pool lock is held inside
+zs_malloc/zs_free/zs_map_object (ztrace/checks/holdtime.py). ~10 min under load (boot, BCC's
+compile, 3 x 3 probe rounds), hence ``vm_long``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_vm import _REASON
+from ztrace.vm import run as vmrun
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.vm_long
+def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
+    if _REASON:
+        pytest.skip(_REASON)
+    vmrun.build_image()
+    out = tmp_path / "hold"
+    vmrun.run_scenario("6.1", "holdtime", out, params={"rounds": "3", "ops": "3000"}, timeout=1500)
+    res = json.loads((out / "holdtime.json").read_text())
+    assert res["kernel"].startswith("6.1.")
+    b_rounds = [r for r in res["rounds"] if r["config"] == "B"]
+    for kind in ("malloc", "free"):
+        k = res["kinds"][kind]
+        assert k["family"] == "_raw_spin_lock"
+        # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free), in nearly every
+        # call (an interrupt's lock taken first in the call is the rare exception)
+        assert all(r[kind]["top_lock_share"] > 0.99 for r in b_rounds)
+        lo, hi = k["share"]
+        # zs_malloc allocates its handle before spin_lock(), zs_free frees it after
+        # spin_unlock(): the hold is a part of the call, never all of it
+        assert 0 < hi < 1 and lo <= hi
+        assert k["hold_ns"][1] < k["dur_ns"]

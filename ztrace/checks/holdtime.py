@@ -1,0 +1,338 @@
+"""How long zsmalloc's lock is really held inside a zs_malloc/zs_free/zs_map_object call.
+
+A capture's ``duration_ns`` is the whole call (kprobe entry to kretprobe). The kernel holds
+the lock for part of it only (6.1 and 6.12 mm/zsmalloc.c: zs_malloc allocates the handle
+with cache_alloc_handle() before ``spin_lock()`` and runs alloc_zspage() between two holds;
+zs_free frees the handle after ``spin_unlock()``). The replay holds the lock for a call's
+*hold share* of its duration (:mod:`ztrace.replay.holds`); this module measures that share on
+the guest kernel, independently of any validation run (``ztrace vm run -s holdtime``).
+
+Method (``probes/zs_hold.bpf.c``), over one zsstress thread (no contention: a wait inside
+the call would count as call time, not hold), rounds A, B, C repeated:
+
+* **A**: a kprobe/kretprobe pair on zs_malloc/zs_free/zs_map_object alone: the call
+  duration ``D`` as a capture measures it.
+* **B**: A plus probes on the out-of-line lock functions (kprobe + kretprobe on
+  ``_raw_spin_lock`` / ``_raw_read_lock``, kprobe on ``_raw_spin_unlock`` /
+  ``_raw_read_unlock``; Debian's amd64 builds: CONFIG_UNINLINE_SPIN_UNLOCK=y, PREEMPTION),
+  per thread: the first lock of each family inside the zs_* call, matched by lock address:
+  the hold ``H`` = lock return to unlock entry, summed per call. The distinct addresses are
+  reported (6.1: one, pool->lock).
+* **C**: B plus handlers doing the recording handlers' work inside the hold window; the
+  growth of the median hold (C - B, adjacent rounds) stands for the lock probes' own
+  in-window cost, capped by the shortest hold of the round B (no hold is negative, so the
+  probes' in-window cost cannot exceed it). The recording handlers keep their work outside
+  the window (timestamp last at lock return, first at unlock), so C - B over-states it.
+
+Per op kind (malloc with one hold, malloc that grew a zspage = two holds, free, map): the
+hold bracket is [median H_B - in-window cost, median H_B] and the share is that over median
+D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pure.
+
+    python3 -m ztrace.checks.holdtime --rounds 4 -o holdtime.json -- sh -c 'insmod ...'
+    python3 -m ztrace.checks.holdtime --slim holdtime.json replays/calibration/holdtime-REL.json
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+PROGRAM = "zs_hold.bpf.c"
+#: traced zs_* functions, in the BPF program's ZH_FN_* order
+FUNCS = ("zs_malloc", "zs_free", "zs_map_object")
+#: lock families: (lock function, unlock function), the BPF program's index 0 and 1
+FAMILIES = (("_raw_spin_lock", "_raw_spin_unlock"), ("_raw_read_lock", "_raw_read_unlock"))
+#: op kinds summarized: name -> (zs function index, number of spin holds or None = any)
+KINDS = {"malloc": (0, 1), "malloc_grow": (0, 2), "free": (1, None), "map": (2, None)}
+#: per-call samples kept per kind and round (the distribution's quantiles come from them)
+MAX_SAMPLES = 20000
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def quantiles(xs: list[float]) -> dict[str, float] | None:
+    """Nearest-rank quantiles ``QUANTILES`` of ``xs``.
+
+    >>> quantiles([5, 1, 3, 2, 4])["q50"]
+    3
+    """
+    if not xs:
+        return None
+    s = sorted(xs)
+    return {f"q{round(q * 100)}": s[min(len(s) - 1, int(q * len(s)))] for q in QUANTILES}
+
+
+def kind_of(rec: dict[str, Any]) -> str | None:
+    """The op kind of one call record (``fn``, ``n`` = holds per family). Without lock
+    probes (rounds A: no holds seen) every zs_malloc counts as ``malloc``.
+
+    >>> kind_of({"fn": 0, "n": [0, 0]}), kind_of({"fn": 0, "n": [2, 0]})
+    ('malloc', 'malloc_grow')
+    """
+    if rec["fn"] == 0:
+        return "malloc_grow" if rec["n"][0] >= 2 else "malloc"
+    for kind, (fn, _) in KINDS.items():
+        if rec["fn"] == fn:
+            return kind
+    return None
+
+
+def family_of(recs: list[dict[str, Any]]) -> int | None:
+    """The lock family whose holds most of a kind's calls show: spin (0: 6.1 pool->lock,
+    6.12 class->lock; preferred on a tie, 6.12 zs_free takes both) or rwlock read (1: 6.12
+    pool->migrate_lock in zs_map_object); None if neither.
+
+    >>> family_of([{"n": [0, 1]}, {"n": [1, 1]}, {"n": [0, 1]}])
+    1
+    """
+    counts = [sum(1 for r in recs if r["n"][fam]) for fam in (0, 1)]
+    if not any(counts):
+        return None
+    return 0 if counts[0] >= counts[1] else 1
+
+
+def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind: calls, median duration and (B, C) median hold of the calls that completed
+    a hold of the kind's family, the number of distinct tracked lock addresses (6.1: one,
+    pool->lock; 6.12: one per size class used), plus per-call (hold, duration) samples of
+    B rounds."""
+    out: dict[str, Any] = {"config": config}
+    for kind in KINDS:
+        rs = [r for r in recs if kind_of(r) == kind]
+        fam = family_of(rs) if config != "A" else None
+        row: dict[str, Any] = {"calls": len(rs), "dur_ns": _median([r["dur"] for r in rs])}
+        if config == "A" and kind == "malloc" and rs:
+            # rounds A mix plain and growing mallocs: percentiles, so that summarize() can
+            # take the plain ones' median (the grows are the slow tail)
+            ds = sorted(r["dur"] for r in rs)
+            row["dur_pct"] = [ds[min(len(ds) - 1, len(ds) * q // 100)] for q in range(101)]
+        if fam is not None:
+            held = [r for r in rs if r["n"][fam] and not (r["open"] >> fam) & 1]
+            row["family"] = FAMILIES[fam][0]
+            row["hold_ns"] = _median([r["hold"][fam] for r in held])
+            # no call's hold is below the probes' own in-window cost: the shortest one
+            # bounds it (summarize() caps the C - B estimate with it)
+            row["hold_min_ns"] = min((r["hold"][fam] for r in held), default=None)
+            row["held_calls"] = len(held)
+            addrs = Counter(r["lock"][fam] for r in held)
+            row["lock_addresses"] = len(addrs)
+            # share of the calls on the most common address (6.1: pool->lock; a foreign
+            # lock first, e.g. an interrupt's, shows here)
+            row["top_lock_share"] = max(addrs.values()) / len(held) if held else None
+            if config == "B":
+                row["samples"] = [[r["hold"][fam], r["dur"]] for r in held[:MAX_SAMPLES]]
+        out[kind] = row
+    return out
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind, from rounds in the order A, B, C, A, B, C, ...: the in-window probe cost
+    (median over cycles of median hold C - B), the hold bracket [H_B - cost, H_B] and the
+    share of the call duration D_A (medians over cycles), with the per-call hold quantiles.
+
+    >>> a = {"config": "A", "malloc": {"calls": 9, "dur_ns": 1000.0}}
+    >>> b = {"config": "B", "malloc": {"calls": 9, "dur_ns": 2400.0, "hold_ns": 600.0,
+    ...      "family": "_raw_spin_lock", "samples": [[600, 2400]]}}
+    >>> c = {"config": "C", "malloc": {"calls": 9, "dur_ns": 2900.0, "hold_ns": 800.0}}
+    >>> s = summarize([a, b, c])["malloc"]
+    >>> s["probe_in_window_ns"], s["hold_ns"], s["share"]
+    (200.0, [400.0, 600.0], [0.4, 0.6])
+    """
+    out: dict[str, Any] = {}
+    cycles = [rounds[i : i + 3] for i in range(0, len(rounds) - 2, 3)]
+    for kind in KINDS:
+        inwin: list[float] = []
+        hb: list[float] = []
+        da: list[float] = []
+        sh_lo: list[float] = []
+        sh_hi: list[float] = []
+        samples: list[float] = []
+        family = None
+        for cyc in cycles:
+            ra, rb, rc = (r.get(kind, {}) for r in cyc)
+            d = ra.get("dur_ns")
+            grows = cyc[1].get("malloc_grow", {}).get("calls", 0)
+            if kind == "malloc" and ra.get("dur_pct") and grows:
+                # D_A of a plain malloc: the median of the fastest (1 - g) of rounds A's
+                # mallocs, g = the share that grew in the adjacent round B (same workload)
+                g = grows / (grows + rb.get("calls", 0))
+                d = ra["dur_pct"][round(50 * (1 - g))]
+            if kind == "malloc_grow":
+                # rounds A cannot tell a grow from a plain malloc (no holds seen): D_A of a
+                # grow = its D_B less two holds' worth of lock probes (D_B - D_A of malloc)
+                ma, mb = cyc[0].get("malloc", {}), cyc[1].get("malloc", {})
+                if rb.get("dur_ns") and ma.get("dur_ns") and mb.get("dur_ns"):
+                    g = rb.get("calls", 0) / max(1, rb.get("calls", 0) + mb.get("calls", 0))
+                    pct = ma.get("dur_pct")
+                    plain = pct[round(50 * (1 - g))] if pct else ma["dur_ns"]
+                    d = rb["dur_ns"] - 2 * (mb["dur_ns"] - plain)
+            if rb.get("hold_ns") is None or not d or d <= 0:
+                continue
+            family = rb.get("family", family)
+            cost = (rc["hold_ns"] - rb["hold_ns"]) if rc.get("hold_ns") is not None else 0.0
+            floor = rb.get("hold_min_ns")
+            if floor is None and rb.get("samples"):
+                floor = min(h for h, _ in rb["samples"])
+            if floor is not None:
+                # a hold is never negative, so the in-window cost is at most the shortest
+                # hold seen in the round (C - B, two whole extra handlers, can exceed it)
+                cost = min(cost, floor)
+            inwin.append(cost)
+            hb.append(rb["hold_ns"])
+            da.append(d)
+            sh_hi.append(rb["hold_ns"] / d)
+            sh_lo.append(max(0.0, rb["hold_ns"] - max(cost, 0.0)) / d)
+            samples += [h for h, _ in rb.get("samples", [])]
+        if not hb:
+            continue
+        cost = max(0.0, statistics.median(inwin))
+        h = statistics.median(hb)
+        d = statistics.median(da)
+        out[kind] = {
+            "family": family,
+            "cycles": len(hb),
+            "dur_ns": d,
+            "probe_in_window_ns": statistics.median(inwin),
+            "probe_in_window_range_ns": [min(inwin), max(inwin)],
+            "hold_ns": [max(0.0, h - cost), h],
+            "share": [round(max(0.0, h - cost) / d, 4), round(h / d, 4)],
+            "share_range": [round(min(sh_lo), 4), round(max(sh_hi), 4)],
+            "hold_quantiles_ns": quantiles(samples),
+            "samples": len(samples),
+        }
+    return out
+
+
+def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no cover - kprobes
+    """Run ``cmd`` ``3 * rounds`` times (A, B, C, A, B, C, ...) under the probes."""
+    from bcc import BPF
+
+    from ztrace.capture.loader import probes_dir
+
+    bpf = BPF(text=(probes_dir() / PROGRAM).read_bytes())
+    recs: list[dict[str, Any]] = []
+
+    def on_event(_cpu: int, data: Any, _size: int) -> None:
+        e = bpf["zh_out"].event(data)
+        recs.append(
+            {
+                "fn": e.fn,
+                "dur": e.dur,
+                "size": e.size,
+                "hold": [e.hold[0], e.hold[1]],
+                "n": [e.n[0], e.n[1]],
+                "lock": [e.lock[0], e.lock[1]],
+                "open": e.open,
+            }
+        )
+
+    bpf["zh_out"].open_perf_buffer(on_event, page_cnt=256)
+    zs = [("zh_malloc_entry", FUNCS[0]), ("zh_free_entry", FUNCS[1]), ("zh_map_entry", FUNCS[2])]
+    out_rounds: list[dict[str, Any]] = []
+    try:
+        for r in range(3 * rounds):
+            config = "ABC"[r % 3]
+            att: list[tuple[str, str, bool]] = []
+            for prog, fn in zs:
+                bpf.attach_kprobe(event=fn, fn_name=prog)
+                bpf.attach_kretprobe(event=fn, fn_name="zh_zs_return")
+                att += [(fn, prog, False), (fn, "zh_zs_return", True)]
+            if config in "BC":
+                for fam, (lk, ul) in zip(("spin", "read"), FAMILIES, strict=True):
+                    bpf.attach_kprobe(event=lk, fn_name=f"zh_{fam}_lock")
+                    bpf.attach_kretprobe(event=lk, fn_name=f"zh_{fam}_lock_ret")
+                    bpf.attach_kprobe(event=ul, fn_name=f"zh_{fam}_unlock")
+                    att += [(lk, f"zh_{fam}_lock", False), (lk, f"zh_{fam}_lock_ret", True)]
+                    att += [(ul, f"zh_{fam}_unlock", False)]
+            if config == "C":  # attached last: runs inside the recording handlers' window
+                for fam, (lk, ul) in zip(("spin", "read"), FAMILIES, strict=True):
+                    bpf.attach_kretprobe(event=lk, fn_name=f"zh_dummy_{fam}_lock_ret")
+                    bpf.attach_kprobe(event=ul, fn_name=f"zh_dummy_{fam}_unlock")
+                    att += [(lk, f"zh_dummy_{fam}_lock_ret", True)]
+                    att += [(ul, f"zh_dummy_{fam}_unlock", False)]
+            recs.clear()
+            t0 = time.monotonic()
+            p = subprocess.Popen(cmd)
+            while p.poll() is None:
+                bpf.perf_buffer_poll(timeout=100)
+            bpf.perf_buffer_poll(timeout=100)
+            wall = time.monotonic() - t0
+            for fn, name, ret in reversed(att):
+                if ret:
+                    bpf.detach_kretprobe(event=fn, fn_name=name)
+                else:
+                    bpf.detach_kprobe(event=fn, fn_name=name)
+            bpf.perf_buffer_poll(timeout=100)
+            row = round_stats(config, recs)
+            out_rounds.append(row)
+            row["round"], row["rc"], row["wall_s"] = r, p.returncode, wall
+            row["records"] = len(recs)
+            if r < 3:  # a few raw records, for the caller check by hand
+                row["example_records"] = recs[:: max(1, len(recs) // 8)][:8]
+            brief = {k: v for k, v in row.items() if k not in KINDS}
+            brief.update({k: {x: y for x, y in row[k].items() if x != "samples"} for k in KINDS})
+            print(json.dumps(brief), file=sys.stderr, flush=True)
+    finally:
+        bpf.cleanup()
+    return {
+        "kernel": platform.release(),
+        "method": "rounds A (zs_* pair alone: D), B (+ lock/unlock probes, hold = lock return "
+        "to unlock entry of the lock the zs_* function takes), C (+ handlers inside the hold "
+        "window: in-window probe cost = hold C - hold B); hold bracket [H_B - cost, H_B], "
+        "share = hold / D_A, medians over A,B,C cycles",
+        "cmd": cmd,
+        "rounds": out_rounds,
+        "kinds": summarize(out_rounds),
+    }
+
+
+def slim(res: dict[str, Any]) -> dict[str, Any]:
+    """``res`` without the per-call samples and raw example records (what ships in
+    ``replays/calibration/``: the summary and every round's medians stay).
+
+    >>> slim({"kinds": {}, "rounds": [{"malloc": {"samples": [[1, 2]], "hold_ns": 1}}]})
+    {'kinds': {}, 'rounds': [{'malloc': {'hold_ns': 1}}]}
+    """
+    rounds = []
+    for r in res.get("rounds", []):
+        r = {k: v for k, v in r.items() if k != "example_records"}
+        for kind in KINDS:
+            if kind in r:
+                r[kind] = {k: v for k, v in r[kind].items() if k not in ("samples", "dur_pct")}
+        rounds.append(r)
+    return {**res, "rounds": rounds}
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
+    from ztrace.checks.probecost import workload_args, write_result
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--slim"] and len(args) == 3:  # --slim IN OUT (host side)
+        with open(args[1]) as f:
+            res = slim(json.load(f))
+        with open(args[2], "w") as f:
+            json.dump(res, f, indent=1)
+        return 0
+
+    got = workload_args("holdtime", 3, "A/B/C cycles (default 3)", argv)
+    if got is None:
+        return 2
+    a, cmd = got
+    res = measure(cmd, a.rounds)
+    write_result(a, res)
+    for kind, s in res["kinds"].items():
+        print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Lock hold share: the part of a measured zs_malloc/zs_free call that holds the lock.
+
+A kprobe capture's ``duration_ns`` is the whole call. The kernel holds zsmalloc's lock for
+part of it only (6.1 and 6.12 mm/zsmalloc.c: zs_malloc runs cache_alloc_handle() before
+``spin_lock()``, and alloc_zspage() between the two holds of a call that grows; zs_free runs
+cache_free_handle() after ``spin_unlock()``), and the probes' own work sits in the duration
+too. The replay therefore holds the lock for ``share * duration``, with the share measured
+per op kind on the trace's kernel by the calibration scenario (``ztrace vm run -s
+holdtime``, :mod:`ztrace.checks.holdtime`), never fitted to a validation run.
+
+Where the share comes from, first match:
+
+1. ``<trace>.kernel/holdtime.json``, measured on the trace's own kernel release;
+2. ``replays/calibration/holdtime-<release>.json`` shipped with ztrace, same release;
+3. none: the whole duration is held (share 1), and the provenance says "not measured".
+
+An explicit ``hold_share`` (``--hold-share F``) is an **experiment**, labelled as such in
+the results: every kind's share set to ``F``, whatever was measured.
+
+The calibration gives each share as a bracket ``[low, high]``: ``high`` = the raw measured
+hold (the lock probes' own dispatch inside the window is in it), ``low`` = that less what
+extra handlers inside the window add (at least as much as the recording probes put there,
+whose own work is kept outside: an over-subtraction). Where between the two the kernel's
+hold lies is not measured, so the default is the middle (``mid``), and
+:mod:`ztrace.checks.crosskernel` widens each prediction's interval to both ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ztrace.errors import ConfigError
+
+#: permille = whole duration held (no share applied: results as before this module)
+WHOLE = 1000
+#: calibration kinds -> the replay's share slots (ztrace.replay.costs C_HOLD_*)
+KINDS = ("malloc", "malloc_grow", "free")
+#: where in the measured bracket: "low" (the lock probes' in-window cost, as the dummy
+#: handlers measure it, taken out), "high" (the raw hold), "mid" (halfway: the default)
+ENDS = ("low", "mid", "high")
+
+
+def calibration_dir() -> Path:
+    """``replays/calibration`` of the source tree (shipped measurements)."""
+    return Path(__file__).resolve().parent.parent.parent / "replays" / "calibration"
+
+
+@dataclass(frozen=True)
+class HoldShares:
+    """Share of a measured duration that holds the lock, per op kind, in permille."""
+
+    malloc_pm: int = WHOLE
+    grow_pm: int = WHOLE
+    free_pm: int = WHOLE
+    source: str = "not measured: the whole measured duration is held"
+
+    def __post_init__(self) -> None:
+        for v in (self.malloc_pm, self.grow_pm, self.free_pm):
+            if not 0 <= v <= WHOLE:
+                raise ConfigError(f"hold share must be within 0..1, got {v / WHOLE}")
+
+    def as_array(self) -> np.ndarray:
+        """The share slots appended to the cost array (order of costs.C_HOLD_*)."""
+        return np.array([self.malloc_pm, self.grow_pm, self.free_pm], dtype=np.int64)
+
+    @property
+    def whole(self) -> bool:
+        return self.malloc_pm == self.grow_pm == self.free_pm == WHOLE
+
+
+def experiment(share: float) -> HoldShares:
+    """Every kind's share set to ``share`` (``--hold-share``): an experiment, not a model."""
+    if not (isinstance(share, int | float) and 0 < share <= 1):
+        raise ConfigError(f"--hold-share must be within (0, 1], got {share!r}")
+    pm = round(share * WHOLE)
+    return HoldShares(
+        pm,
+        pm,
+        pm,
+        f"experiment: fixed share {share:g} of every duration "
+        "(--hold-share; not measured, not a model default)",
+    )
+
+
+def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
+    """The shares of a ``holdtime.json`` (:mod:`ztrace.checks.holdtime`) measured on ``release``.
+
+    A kind the calibration did not see (e.g. no zspage grew) takes ``malloc``'s share.
+    """
+    if end not in ENDS:
+        raise ConfigError(f"hold share end `{end}`: expected one of {', '.join(ENDS)}")
+    try:
+        d = json.loads(path.read_text())
+        kinds = d["kinds"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path}: not a holdtime.json ({exc})") from None
+    if d.get("kernel") != release:
+        raise ConfigError(f"{path}: measured on {d.get('kernel')}, not on {release}")
+    pm: dict[str, int] = {}
+    for k in KINDS:
+        got = kinds.get(k) or kinds.get("malloc")
+        if got is None:
+            raise ConfigError(f"{path}: no `{k}` or `malloc` share")
+        lo, hi = (float(x) for x in got["share"])
+        share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
+        pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
+    desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
+    # a shipped file is named from the source tree, so results do not depend on where the
+    # checkout lives
+    shown = path
+    if path.is_relative_to(calibration_dir()):
+        shown = Path("replays/calibration") / path.relative_to(calibration_dir())
+    return HoldShares(
+        pm["malloc"],
+        pm["malloc_grow"],
+        pm["free"],
+        f"measured on {release}: {shown} ({end} of the bracket: {desc})",
+    )
+
+
+def find(
+    trace: str | os.PathLike[str],
+    release: str,
+    *,
+    share: float | None = None,
+    end: str = "mid",
+    search: Path | None = None,
+) -> HoldShares:
+    """The hold shares for ``trace`` (see the module docstring for the order)."""
+    if share is not None:
+        return experiment(share)
+    side = Path(str(trace) + ".kernel") / "holdtime.json"
+    if side.is_file():
+        return from_file(side, release, end)
+    shipped = (search or calibration_dir()) / f"holdtime-{release}.json"
+    if shipped.is_file():
+        return from_file(shipped, release, end)
+    return HoldShares()
