@@ -911,13 +911,55 @@ static __always_inline u64 zt_folio_entry(struct pt_regs *ctx)
 	bpf_probe_read_kernel(&val, sizeof(val), &folio->private);
 	return val;
 }
+/*
+ * The folio's memory cgroup (issue 13), as its cgroup id: the kernfs node id, which is what
+ * bpf_get_current_cgroup_id() returns and what `stat -c %i` of the cgroup directory prints.
+ * 6.12 include/linux/memcontrol.h: __folio_memcg() = memcg_data & ~OBJEXTS_FLAGS_MASK (bits
+ * MEMCG_DATA_OBJEXTS, MEMCG_DATA_KMEM); an anon or swap-cache folio is charged to a
+ * mem_cgroup, not an obj_cgroup (zswap_store: VM_WARN_ON_ONCE(!folio_test_swapcache);
+ * mm/memcontrol.c: mem_cgroup_swapin_charge_folio charges a swap-in folio to the entry's
+ * memcg before swap_read_folio → zswap_load). The store's entry is charged to this memcg
+ * (mm/zswap.c: zswap_store → get_obj_cgroup_from_folio). A folio with no memcg (memcg
+ * disabled) gives the current task's cgroup instead, flagged in bit 63 for user space.
+ * Kept in the call's `pool` slot (zswap rows have no pool) and moved to the memcg_id column
+ * by ztrace/capture/session.py. Not in --summary (its aggregates are keyed by pool).
+ */
+#include <linux/memcontrol.h>
+#define ZT_MEMCG_TASK (1ULL << 63)
+static __always_inline void zt_zswap_memcg(u8 type, struct pt_regs *ctx)
+{
+#ifndef ZT_SUMMARY
+	struct zt_call_key k = {.tid = (u32)bpf_get_current_pid_tgid(), .type = type};
+	struct zt_call *c = calls.lookup(&k);
+	if (!c)
+		return;  /* the task is filtered out */
+	struct folio *folio = (struct folio *)PT_REGS_PARM1(ctx);
+	u64 md = 0, id = 0;
+	struct cgroup *cg = 0;
+	struct kernfs_node *kn = 0;
+	bpf_probe_read_kernel(&md, sizeof(md), &folio->memcg_data);
+	struct mem_cgroup *m = (struct mem_cgroup *)(md & ~3ULL);
+	if (m && !(md & 2)) {  /* not MEMCG_DATA_KMEM (an obj_cgroup) */
+		bpf_probe_read_kernel(&cg, sizeof(cg), &m->css.cgroup);
+		if (cg)
+			bpf_probe_read_kernel(&kn, sizeof(kn), &cg->kn);
+		if (kn)
+			bpf_probe_read_kernel(&id, sizeof(id), &kn->id);
+	}
+	c->pool = id ? id : (bpf_get_current_cgroup_id() | ZT_MEMCG_TASK);
+#endif
+}
 int zt_zswap_store_entry(struct pt_regs *ctx)
 {
-	return zt_enter(ZT_EV_ZSWAP_STORE, 0, zt_folio_entry(ctx), 0);
+	zt_enter(ZT_EV_ZSWAP_STORE, 0, zt_folio_entry(ctx), 0);
+	zt_zswap_memcg(ZT_EV_ZSWAP_STORE, ctx);
+	return 0;
 }
 int zt_zswap_load_entry(struct pt_regs *ctx)
 {
-	return zt_enter(ZT_EV_ZSWAP_LOAD, 0, zt_folio_entry(ctx), 0);
+	zt_enter(ZT_EV_ZSWAP_LOAD, 0, zt_folio_entry(ctx), 0);
+	zt_zswap_memcg(ZT_EV_ZSWAP_LOAD, ctx);
+	return 0;
 }
 /* zswap_invalidate(swp_entry_t) passes the entry by value in the first register. */
 int zt_zswap_inval_entry(struct pt_regs *ctx)

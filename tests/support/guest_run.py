@@ -10,7 +10,12 @@ import pytest
 
 
 def guest_run(
-    factory: pytest.TempPathFactory, env: str, kernel: str, scenario: str, timeout: float
+    factory: pytest.TempPathFactory,
+    env: str,
+    kernel: str,
+    scenario: str,
+    timeout: float,
+    params: dict[str, str] | None = None,
 ) -> Path:
     """The output directory of ``scenario`` on ``kernel``: ``$env`` if set (an earlier run),
     else a fresh run; skips, saying why, where no guest can boot here."""
@@ -24,5 +29,5 @@ def guest_run(
     if not shutil.which(vmrun.QEMU) and not shutil.which("apt-get"):
         pytest.skip(f"{vmrun.QEMU} is missing and cannot be installed")
     out = factory.mktemp(f"vm-{scenario}-{kernel}")
-    vmrun.run_scenario(kernel, scenario, out, timeout=timeout)
+    vmrun.run_scenario(kernel, scenario, out, params=params, timeout=timeout)
     return out

@@ -446,7 +446,8 @@ def _zswap_report(ks: Kallsyms, kprobes: bool, version: tuple[int, int]) -> Prob
         "invalidate": "zswap_frontswap_invalidate_page" if frontswap else "zswap_invalidate",
     }
     events = ["zswap_store", "zswap_load", "zswap_invalidate"]
-    missing = ["memcg_id"]
+    # the folio's memcg needs the folio: zswap_store/zswap_load(folio), 6.5+ (zt_zswap_memcg)
+    missing = ["memcg_id"] if frontswap else []
     wb = ks.variant("zswap_writeback_entry")
     if wb:
         attach["writeback"] = wb

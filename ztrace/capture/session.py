@@ -421,6 +421,10 @@ class Capture:
             self.columns = [*lock_cols, *self.columns]
         if "zswap" in opts.probes:
             self.columns = [*self.columns, "swap_entry", "outcome", "compressed_bytes"]
+            # the folio's memcg (probes/zs_capture.bpf.c: zt_zswap_memcg; folio probes only)
+            if not opts.summary and not self._frontswap():
+                self.columns = [*self.columns, "memcg_id"]
+        self._memcg_task_rows = 0
         if self.plan.modes.get("zsmalloc") == "kprobe":
             self.columns = ["class_idx", *self.columns]  # zs_migrate's class
         self._anon = _Anonymizer() if opts.anonymize else None
@@ -748,6 +752,16 @@ class Capture:
         else:
             self._pools.update(self.loaded.pool_names())
         extra = dict(self.writer.meta.extra)
+        if "memcg_id" in self.columns:
+            swap = (ev["type"] == EV_ZSWAP_STORE) | (ev["type"] == EV_ZSWAP_LOAD)
+            self._memcg_task_rows += int(
+                np.count_nonzero(swap & (ev["pool"] >> np.uint64(63) != 0))
+            )
+            extra["memcg_id"] = (
+                "cgroup id (kernfs id, = stat -c %i of the cgroup dir) of the folio's memcg at "
+                "zswap_store/zswap_load; the task's cgroup where the folio had none"
+            )
+            extra["memcg_id_task_rows"] = str(self._memcg_task_rows)
         if self._pools:
             extra["pools"] = ";".join(f"{k:#x}={v}" for k, v in sorted(self._pools.items()))
         return extra
@@ -816,6 +830,11 @@ class Capture:
             cols["outcome"] = self._outcomes(ev, is_swap)
             is_store = typ == EV_ZSWAP_STORE
             cols["compressed_bytes"] = pa.array(ev["size"], mask=~(is_store & (ev["size"] > 0)))
+        if "memcg_id" in self.columns:  # zt_zswap_memcg: the memcg in the pool slot
+            has = ((typ == EV_ZSWAP_STORE) | (typ == EV_ZSWAP_LOAD)) & (ev["pool"] != 0)
+            mc = ev["pool"] & np.uint64((1 << 63) - 1)
+            cols["memcg_id"] = pa.array(mc, mask=~has)
+            cols["pool"] = pa.array(np.where(has, np.uint64(0), ev["pool"]))
         pid = ev["pid"]
         cols["pid"] = pa.array(self._anon.ids(pid) if self._anon else pid)
         cols["comm"] = self._comms.encode(ev, self._anon)
@@ -823,6 +842,10 @@ class Capture:
         return pa.Table.from_arrays(
             [cols[k] for k in self._all_columns()], schema=self.writer.schema
         )
+
+    def _frontswap(self) -> bool:
+        """≤6.4 zswap_frontswap_* probes: no folio, so no memcg id."""
+        return any(fn.startswith("zswap_frontswap") for fn, _, _ in self.plan.kprobes)
 
     def _outcomes(self, ev: np.ndarray, is_swap: np.ndarray) -> pa.Array:
         """Return codes -> LRU-engineer outcome names (docs/capture.md has the table)."""
@@ -840,7 +863,7 @@ class Capture:
         ]
         typ, ret = ev["type"], ev["ret"]
         out = np.full(len(ev), labels.index("reject_other"), np.int32)
-        frontswap = any(fn.startswith("zswap_frontswap") for fn, _, _ in self.plan.kprobes)
+        frontswap = self._frontswap()
         st = typ == EV_ZSWAP_STORE
         if frontswap:  # int: 0 stored, -ENOMEM pool limit, -EINVAL compress, -ENOSPC poor
             out[st & (ret == 0)] = labels.index("stored")

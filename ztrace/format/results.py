@@ -133,6 +133,21 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "writebacks": _U64,
     },
     "sweep": _LRU_COLS,
+    # issue 13: per design x memory cgroup, written only for a workload with several memcgs
+    "lru_memcg": {
+        "lru_design": _STR,
+        "pool_limit_pages": _U64,
+        "memcg_id": _U64,
+        "stored": _U64,
+        "zswap_hits": _U64,
+        "written_back": _U64,
+        "rejects": _U64,
+        "disk_faults": _U64,
+        "avoidable_disk_faults": _U64,
+        "cross_memcg_inversions": _U64,
+        "cross_memcg_avoidable_disk_faults": _U64,
+        "expected_fault_latency_ns": _F64,
+    },
 }
 REQUIRED_META = ("ztrace.results_version", "ztrace.trace", "ztrace.seed")
 

@@ -43,6 +43,19 @@ CHARTS: dict[str, str] = {
     "tiers": "tier hits: zswap vs disk at the selected pool limit (dashed line)",
     "lru_time": "zswap pool pages over time per LRU design",
 }
+#: drawn only for results with several memory cgroups (``lru_memcg``; issue 13), so not one
+#: of CHARTS, which every full results directory draws
+MEMCG_CHART = "per memory cgroup: where each cgroup's faults went, and cross-cgroup harm"
+
+
+#: lru_memcg columns charted per cgroup, and their labels
+_MEMCG_MEASURES = {
+    "stored": "stored",
+    "written_back": "written back",
+    "disk_faults": "disk faults",
+    "avoidable_disk_faults": "avoidable disk faults",
+    "cross_memcg_avoidable_disk_faults": "cross-cgroup avoidable",
+}
 
 
 @dataclass
@@ -56,6 +69,7 @@ class DashData:
     sweep: pl.DataFrame | None = None
     tiers: pl.DataFrame | None = None
     lru_time: pl.DataFrame | None = None
+    lru_memcg: pl.DataFrame | None = None  # several memcgs only (issue 13)
     absent: dict[str, str] = field(default_factory=dict)  # chart id -> why absent
     info: dict[str, Any] = field(default_factory=dict)  # header facts (source, events, ...)
 
@@ -227,7 +241,24 @@ def prepare(
         d.info["tiers_from"] = f"{tier_src}.parquet"
     else:
         d.absent["tiers"] = "no lru_summary.parquet or sweep.parquet"
-    for name in ("timeline", "wait_cdf", "classes", "sweep", "tiers", "lru_time"):
+    if results.has("lru_memcg"):  # no note when absent: most traces have one memcg
+        d.lru_memcg = (
+            results["lru_memcg"]
+            .with_columns(
+                (pl.col("lru_design") + " · memcg " + pl.col("memcg_id").cast(pl.String)).alias(
+                    "row"
+                )
+            )
+            .unpivot(
+                index=["row", "lru_design", "memcg_id", "pool_limit_pages"],
+                on=list(_MEMCG_MEASURES),
+                variable_name="measure",
+                value_name="pages",
+            )
+            .with_columns(pl.col("measure").replace(_MEMCG_MEASURES))
+            .sort("row", "measure")
+        )
+    for name in ("timeline", "wait_cdf", "classes", "sweep", "tiers", "lru_time", "lru_memcg"):
         df = getattr(d, name)
         if df is not None:
             setattr(d, name, _json_safe(df))
@@ -538,6 +569,33 @@ def build_sections(d: DashData) -> list[Section]:
             .properties(name="lru_time", width=width * 2 + 60, height=160, title=CHARTS["lru_time"])
         )
         lru_charts.append("lru_time")
+    if d.lru_memcg is not None:
+        rows_lru.append(
+            alt.Chart(d.lru_memcg)
+            .mark_bar()
+            .encode(
+                y=alt.Y("row:N", title=None),
+                yOffset=alt.YOffset("measure:N", sort=list(_MEMCG_MEASURES.values())),
+                x=alt.X("pages:Q", title="pages"),
+                color=alt.Color(
+                    "measure:N", title="per cgroup", sort=list(_MEMCG_MEASURES.values())
+                ),
+                tooltip=[
+                    "lru_design:N",
+                    alt.Tooltip("memcg_id:Q", title="memcg (cgroup id)"),
+                    alt.Tooltip("pool_limit_pages:Q", title="pool limit", format=","),
+                    "measure:N",
+                    alt.Tooltip("pages:Q", format=","),
+                ],
+            )
+            .properties(
+                name="lru_memcg",
+                width=width * 2 + 60,
+                height=alt.Step(8),
+                title=MEMCG_CHART,
+            )
+        )
+        lru_charts.append("lru_memcg")
     if rows_lru:
         spec = (
             alt.vconcat(*rows_lru).resolve_scale(color="independent")

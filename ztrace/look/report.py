@@ -162,6 +162,10 @@ def build_report(
     for name in ("lru_summary", "sweep"):
         if results.has(name):
             out[name] = results[name].sort(["lru_design", "pool_limit_pages"]).to_dicts()
+    if results.has("lru_memcg"):  # several memory cgroups (issue 13): per design x memcg
+        out["lru_memcg"] = (
+            results["lru_memcg"].sort(["lru_design", "pool_limit_pages", "memcg_id"]).to_dicts()
+        )
     out["absent"] = [
         n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
     ]
@@ -230,7 +234,11 @@ def render_csv(report: dict[str, Any], sep: str = ",") -> str:
     buf = io.StringIO()
     # lock rows when there are any (perf's shape); otherwise the LRU rows of an LRU-only
     # replay or a sweep, so such a directory does not print a lock header and no rows
-    lru_blocks = [] if report["locks"] else [n for n in ("lru_summary", "sweep") if report.get(n)]
+    lru_blocks = (
+        []
+        if report["locks"]
+        else [n for n in ("lru_summary", "sweep", "lru_memcg") if report.get(n)]
+    )
     if not lru_blocks:
         buf.write("# output: " + f"{sep} ".join(CSV_FIELDS) + "\n")
     for r in report["locks"]:
@@ -367,6 +375,8 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
                 f"faults × {human_ns(lat['latency_disk_ns'])} (disk), per fault (assumed)"
             )
         console.print(t)
+    if report.get("lru_memcg"):
+        console.print(_memcg_table(report["lru_memcg"]))
     if not designs and not any(k in report for k in ("locks_summary", "lru_summary", "sweep")):
         console.print("no lock or LRU results in this directory")
     footer = _footer_text(report)
@@ -374,6 +384,44 @@ def render_terminal(report: dict[str, Any], console: Console | None = None) -> s
         return console.file.getvalue() + footer  # type: ignore[attr-defined]
     console.print(footer, end="", highlight=False, markup=False)
     return ""
+
+
+def _memcg_table(rows: list[dict[str, Any]]) -> Table:
+    """Per design x memory cgroup: harm first, then the cross-memcg inversion (a page of
+    one cgroup sent to disk while another cgroup's entry is faulted later, or never)."""
+    t = perf_table(
+        "LRU per memory cgroup",
+        [
+            ("design", "left"),
+            ("memcg", "right"),
+            ("stored", "right"),
+            ("written back", "right"),
+            ("rejects", "right"),
+            ("disk faults", "right"),
+            ("avoidable", "right"),
+            ("fault latency", "right"),
+            ("cross-memcg inv.", "right"),
+            ("cross-memcg avoidable", "right"),
+        ],
+    )
+    for r in rows:
+        t.add_row(
+            r["lru_design"],
+            str(r["memcg_id"]),
+            _human_count(r["stored"]),
+            _human_count(r["written_back"]),
+            _human_count(r["rejects"]),
+            _human_count(r["disk_faults"]),
+            _human_count(r["avoidable_disk_faults"]),
+            human_ns(r["expected_fault_latency_ns"]),
+            _human_count(r["cross_memcg_inversions"]),
+            _human_count(r["cross_memcg_avoidable_disk_faults"]),
+        )
+    t.caption = (
+        "memcg = cgroup id (the capture's memcg_id); a page's memcg is its last store's; "
+        "cross-memcg: sent to disk while another memcg's entry is faulted later, or never"
+    )
+    return t
 
 
 def _ivl(e: dict[str, Any] | None, fmt: Any) -> tuple[str, str]:

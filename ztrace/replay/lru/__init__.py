@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -41,7 +41,13 @@ from ztrace.replay.lru._base import (
     parse_pool_limit,
     parse_size_pages,
 )
-from ztrace.replay.lru.metrics import Latency, Recorder, summary_table, timeline_table
+from ztrace.replay.lru.metrics import (
+    MEMCG_SCHEMA,
+    Latency,
+    Recorder,
+    summary_table,
+    timeline_table,
+)
 from ztrace.replay.lru.workload import Workload, load_workload
 
 
@@ -252,6 +258,9 @@ class LruRun:
     summary: dict[str, object]
     timeline: dict[str, list[object]]
     counters: dict[str, int]
+    #: per memory cgroup (str(memcg id) → counters, :func:`memcg_rows`), only for a
+    #: workload with several memcgs
+    memcg: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _workload(trace: str | os.PathLike[str] | Trace | Workload) -> Workload:
@@ -308,6 +317,17 @@ def run_design(
     d = cls(pool_limit_pages, parsed, rec, chain_size=chain, page_size=w.page_size)
     d.run(w)
     opt = optimal_disk_faults(w, pool_limit_pages)
+    per_memcg: dict[str, dict[str, Any]] = {}
+    if len(d.memcg_counters) > 1:
+        for mid, mc in d.memcg_counters.items():
+            faults = mc["zswap_hits"] + mc["disk_faults"]
+            per_memcg[str(mid)] = mc | {
+                "expected_fault_latency_ns": (
+                    (mc["zswap_hits"] * lat.zswap_ns + mc["disk_faults"] * lat.disk_ns) / faults
+                    if faults
+                    else 0.0
+                )
+            }
     return LruRun(
         design=cls.NAME,
         pool_limit_pages=pool_limit_pages,
@@ -319,7 +339,21 @@ def run_design(
             f"inversions_{c}": rec.inversions_by_cause.get(c, 0)
             for c in ("reject_pool_limit", "reject_compress", "writeback")
         },
+        memcg=per_memcg,
     )
+
+
+def memcg_table(runs: Sequence[LruRun]) -> pa.Table | None:
+    """``lru_memcg``: one row per design × memory cgroup (docs/results-format.md); None when
+    the workload has one memcg (then no such table is written)."""
+    rows = [
+        {"lru_design": r.design, "pool_limit_pages": r.pool_limit_pages, "memcg_id": int(k), **v}
+        for r in runs
+        for k, v in r.memcg.items()
+    ]
+    if not rows:
+        return None
+    return pa.Table.from_pylist(rows, schema=MEMCG_SCHEMA)
 
 
 def run_lru_detailed(
@@ -396,10 +430,14 @@ def run_lru(
     runs = run_lru_detailed(
         trace, designs, pool_limit=pool_limit, params=params, ram=ram, bin_ns=bin_ns
     )
-    return {
+    out = {
         "lru_summary": summary_table([r.summary for r in runs]),
         "lru_timeline": timeline_table([r.timeline for r in runs]),
     }
+    mt = memcg_table(runs)
+    if mt is not None:  # several memcgs only: a one-memcg replay writes what it always did
+        out["lru_memcg"] = mt
+    return out
 
 
 __all__ = [
@@ -413,6 +451,7 @@ __all__ = [
     "design_names",
     "load_workload",
     "make_design",
+    "memcg_table",
     "params_for",
     "parse_pool_limit",
     "resolve_ram",

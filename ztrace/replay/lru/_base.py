@@ -122,6 +122,12 @@ COMMON_PARAMS: dict[str, Param] = {
         "(worker_timing.py: workqueue delay, time per writeback), run the worker in time; "
         "`off`: as `worker_steps` says",
     ),
+    "memcgs": Param(
+        p_choice("trace", "one"),
+        "trace",
+        "`trace`: the memory cgroups of the trace's memcg_id (per-memcg lists where the "
+        "design has them, per-memcg counters); `one`: replay as one memcg",
+    ),
     "zswap_ns": Param(p_float_pos, Latency.zswap_ns, "latency of a fault served by zswap"),
     "disk_ns": Param(p_float_pos, Latency.disk_ns, "latency of a fault served by disk"),
 }
@@ -319,6 +325,7 @@ class ZswapDesign:
         #: pages in writeback order, when a caller sets it to a list (peer comparisons)
         self.wb_log: list[int] | None = None
         self._counters: dict[str, int] | None = None
+        self.memcg_counters: dict[int, dict[str, int]] = {}
 
     def _cfg(self) -> np.ndarray:
         p = self.params
@@ -363,7 +370,11 @@ class ZswapDesign:
         cfg[K.CF_WTIMED] = timing is not None
         if w.shrinker_scans and self.params.get("shrinker") == "trace":
             cfg[K.CF_SHRINKER_TRACE] = 2  # the measured scans, walked in the design's order
-        sc, c, bins, pool_bin, gaps, wb, stored, pool_pages = K.run(
+        ev_mc, mh_cap, ids = pr.ev_mc, pr.mh_cap, pr.memcg_ids
+        if self.params.get("memcgs") == "one" and len(ids) > 1:
+            ev_mc, mh_cap, ids = np.zeros(1, np.int64), np.ones(1, np.int64), ids[:1] * 0
+        cfg[K.CF_NMC] = len(ids)
+        sc, c, bins, pool_bin, gaps, wb, stored, pool_pages, mcc = K.run(
             self.STATE,
             cfg,
             pr.ev_ts,
@@ -376,6 +387,17 @@ class ZswapDesign:
             pool,
             timing[0] if timing else empty,
             timing[1] if timing else empty,
+            ev_mc,
+            mh_cap,
+        )
+        #: per memcg (``memcg_ids`` order): the MC_* counters (_core), one row per memcg
+        self.memcg_counters = (
+            {
+                int(ids[m]): {k: int(mcc[m, i]) for i, k in enumerate(K.MC_NAMES)}
+                for m in range(len(ids))
+            }
+            if len(ids) > 1
+            else {}
         )
         self.rec.absorb(sc, bins, pool_bin, gaps)
         if self.wb_log is not None:

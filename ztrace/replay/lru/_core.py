@@ -75,7 +75,8 @@ CF_BIN_NS = 14
 CF_NBINS = 15
 CF_SHRINKER_TRACE = 16  # the trace's shrinker: 1 its writebacks (OP_SHRINK), 2 its scans
 CF_WTIMED = 17  # 1: the shrink worker runs in time (measured delays, worker_timing.py)
-N_CFG = 18
+CF_NMC = 18  # memory cgroups in the workload (1: one LRU, exactly as before issue 13 item 3)
+N_CFG = 19
 
 QUEUE_FULL = 0
 QUEUE_LIMIT = 1
@@ -135,8 +136,8 @@ S_REACHED_FULL = 17
 S_WORK_ACTIVE = 18
 S_WORK_PHASE = 19
 S_WORK_FAIL = 20
-S_OLD = 21
-S_NEW = 22
+S_CUR_MC = 21  # the memcg under reclaim: the current store's, or a measured scan's
+S_RR = 22  # shrink_worker's memcg cursor (zswap_next_shrink); CF_NMC = NULL (end of the walk)
 S_BYTES_USED = 23
 S_BYTES_NEXT = 24
 R_AVOID = 25  # avoidable disk faults
@@ -151,7 +152,34 @@ S_WQ_NEXT = 32
 S_WQ_K = 33  # samples drawn (the sampling hash's counter)
 R_WQ_RUNS = 34  # shrink_worker() executions
 R_WQ_REQUEUE = 35  # queued while running (starts when the running one returns)
-N_SC = 36
+S_RR_ATT = 36  # shrink_worker's `attempts` in the current memcg tree walk
+N_SC = 37
+
+# lend[m, ·]: the ends of memcg m's list (node x is on the list of memcg l_mc[x])
+LE_OLD = 0  # the kernel's list tail (oldest, written back first)
+LE_NEW = 1  # its head
+
+# mcc[m, ·]: per-memcg counters (a page's memcg is the one of its last store)
+MC_ZSWPOUT = 0
+MC_ZSWPIN = 1
+MC_WB = 2
+MC_REJECTS = 3
+MC_DISK_IN = 4
+MC_AVOID = 5
+MC_XINV = 6  # disk copies made while another memcg's entry is faulted later (or never)
+MC_XAVOID = 7  # disk faults on pages whose disk copy was such a cross-memcg inversion
+N_MCC = 8
+#: names of the MC_* columns (the lru_memcg results table)
+MC_NAMES = (
+    "stored",
+    "zswap_hits",
+    "written_back",
+    "rejects",
+    "disk_faults",
+    "avoidable_disk_faults",
+    "cross_memcg_inversions",
+    "cross_memcg_avoidable_disk_faults",
+)
 
 #: "no next fault": the page is freed or stored again before it is faulted (or the trace ends)
 NEVER = np.int64(1) << np.int64(62)
@@ -215,6 +243,20 @@ FIELDS = [
     # measured shrink-worker timing (worker_timing.WorkerTiming; empty unless CF_WTIMED)
     ("wq_delay", _I64),  # queue_work → execute_start, queued while idle (ns)
     ("wq_step", _I64),  # worker time per writeback (ns)
+    # memory cgroups (issue 13 item 3): dense memcg indices 0..CF_NMC-1 (workload.Prepared)
+    ("ev_mc", _I64),  # per event: its memcg (a store's folio memcg); [0] with one memcg
+    ("e_mc", _I64),  # per page: the memcg of its last store
+    ("l_mc", _I64),  # per list node: whose list it is on (0 for the designs with one list)
+    ("lend", types.int64[:, ::1]),  # per memcg: list ends (LE_OLD, LE_NEW)
+    ("mcc", types.int64[:, ::1]),  # per memcg: MC_* counters
+    ("e_xav", _I8),  # per page: its disk copy was a cross-memcg inversion
+    # per-memcg max-heaps of (next fault, page, version), only with CF_NMC > 1: memcg m's
+    # rows are mh*[mh_off[m] : mh_off[m] + mh_n[m]]
+    ("mh_off", _I64),
+    ("mh_n", _I64),
+    ("mhk", _I64),
+    ("mhp", _I64),
+    ("mhv", _I64),
 ]
 
 
@@ -352,14 +394,15 @@ hook(LruStateType, "shrink_scan")(noop_p)
 
 
 @njit(cache=True)
-def init_state(st, cfg, n_pages, n_stores, zs, nf, wq_delay, wq_step):  # type: ignore[no-untyped-def]
+def init_state(st, cfg, n_pages, n_stores, zs, nf, wq_delay, wq_step, ev_mc, mh_cap):  # type: ignore[no-untyped-def]
     """Fill a fresh ``structref.new(T)`` for ``n_pages`` distinct pages and ``n_stores``;
     ``nf`` is the next-fault index of every event (workload.Prepared.nf); ``wq_delay`` and
-    ``wq_step`` the measured shrink-worker timing (empty: not in time)."""
+    ``wq_step`` the measured shrink-worker timing (empty: not in time); ``ev_mc`` each
+    event's memcg index and ``mh_cap`` each memcg's heap capacity (workload.Prepared)."""
     st.cfg = cfg
     st.sc = np.zeros(N_SC, dtype=np.int64)
-    st.sc[S_OLD] = -1
-    st.sc[S_NEW] = -1
+    n_mc = cfg[CF_NMC]
+    st.sc[S_RR] = n_mc  # zswap_next_shrink = NULL: the first walk starts at the first memcg
     st.c = np.zeros(N_COUNTERS, dtype=np.int64)
     st.zs = zs
     st.e_in = np.zeros(n_pages, dtype=np.int8)
@@ -396,6 +439,22 @@ def init_state(st, cfg, n_pages, n_stores, zs, nf, wq_delay, wq_step):  # type: 
     st.hv = np.zeros(nh, dtype=np.int64)
     st.wq_delay = wq_delay
     st.wq_step = wq_step
+    st.ev_mc = ev_mc
+    st.e_mc = np.zeros(n_pages, dtype=np.int64)
+    st.l_mc = np.zeros(nn, dtype=np.int64)
+    st.lend = np.full((n_mc, 2), -1, dtype=np.int64)
+    st.mcc = np.zeros((n_mc, N_MCC), dtype=np.int64)
+    st.e_xav = np.zeros(n_pages, dtype=np.int8)
+    st.mh_off = np.zeros(n_mc, dtype=np.int64)
+    st.mh_n = np.zeros(n_mc, dtype=np.int64)
+    tot = 0
+    if n_mc > 1:
+        for m in range(n_mc):
+            st.mh_off[m] = tot
+            tot += mh_cap[m]
+    st.mhk = np.zeros(tot, dtype=np.int64)
+    st.mhp = np.zeros(tot, dtype=np.int64)
+    st.mhv = np.zeros(tot, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- intrusive LRU list
@@ -403,19 +462,20 @@ def init_state(st, cfg, n_pages, n_stores, zs, nf, wq_delay, wq_step):  # type: 
 
 @njit(cache=True)
 def ll_unlink(st, x):  # type: ignore[no-untyped-def]
-    """Take node x off the list (no-op if it is not on it)."""
+    """Take node x off its memcg's list (no-op if it is not on it)."""
     if not st.l_on[x]:
         return
     pv = st.l_prev[x]
     nx = st.l_next[x]
+    m = st.l_mc[x] if st.cfg[CF_NMC] > 1 else 0  # one memcg: no load of l_mc (hot path)
     if pv >= 0:
         st.l_next[pv] = nx
     else:
-        st.sc[S_OLD] = nx
+        st.lend[m, LE_OLD] = nx
     if nx >= 0:
         st.l_prev[nx] = pv
     else:
-        st.sc[S_NEW] = pv
+        st.lend[m, LE_NEW] = pv
     st.l_prev[x] = -1
     st.l_next[x] = -1
     st.l_on[x] = 0
@@ -423,29 +483,37 @@ def ll_unlink(st, x):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _ll_push(st, x, back, fwd, end, other):  # type: ignore[no-untyped-def]
-    # put x at the `end` side: new end with (l_prev, l_next, S_NEW, S_OLD), old end mirrored
+    # put x at the `end` side of its memcg's list: new end with (l_prev, l_next, LE_NEW,
+    # LE_OLD), old end mirrored
     ll_unlink(st, x)
-    t = st.sc[end]
+    m = st.l_mc[x] if st.cfg[CF_NMC] > 1 else 0
+    t = st.lend[m, end]
     back[x] = t
     fwd[x] = -1
     if t >= 0:
         fwd[t] = x
     else:
-        st.sc[other] = x
-    st.sc[end] = x
+        st.lend[m, other] = x
+    st.lend[m, end] = x
     st.l_on[x] = 1
 
 
 @njit(cache=True)
 def ll_push_new(st, x):  # type: ignore[no-untyped-def]
     """Put node x at the newest end (kernel: list_add at the head)."""
-    _ll_push(st, x, st.l_prev, st.l_next, S_NEW, S_OLD)
+    _ll_push(st, x, st.l_prev, st.l_next, LE_NEW, LE_OLD)
 
 
 @njit(cache=True)
 def ll_push_old(st, x):  # type: ignore[no-untyped-def]
     """Put node x at the oldest end (the next to be written back)."""
-    _ll_push(st, x, st.l_next, st.l_prev, S_OLD, S_NEW)
+    _ll_push(st, x, st.l_next, st.l_prev, LE_OLD, LE_NEW)
+
+
+@njit(cache=True)
+def oldest(st, m):  # type: ignore[no-untyped-def]
+    """The oldest node on memcg m's list (-1: empty); designs with one list use m = 0."""
+    return st.lend[m, LE_OLD]
 
 
 # ---------------------------------------------------------------- pool
@@ -554,10 +622,38 @@ def rec_disk_write(st, seq, cause):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _h_swap(st, i, j):  # type: ignore[no-untyped-def]
-    st.hk[i], st.hk[j] = st.hk[j], st.hk[i]
-    st.hp[i], st.hp[j] = st.hp[j], st.hp[i]
-    st.hv[i], st.hv[j] = st.hv[j], st.hv[i]
+def _hswap(k, pg, v, i, j):  # type: ignore[no-untyped-def]
+    k[i], k[j] = k[j], k[i]
+    pg[i], pg[j] = pg[j], pg[i]
+    v[i], v[j] = v[j], v[i]
+
+
+@njit(cache=True)
+def _sift_up(k, pg, v, o, i):  # type: ignore[no-untyped-def]
+    """Max-heap rows k/pg/v[o : ...]: move row o + i up to its place."""
+    while i > 0:
+        up = (i - 1) >> 1
+        if k[o + up] >= k[o + i]:
+            break
+        _hswap(k, pg, v, o + i, o + up)
+        i = up
+
+
+@njit(cache=True)
+def _pop(k, pg, v, o, n):  # type: ignore[no-untyped-def]
+    """Remove the top of the max-heap rows k/pg/v[o : o + n + 1] (n rows stay)."""
+    _hswap(k, pg, v, o, o + n)
+    i = 0
+    while True:
+        a = 2 * i + 1
+        if a >= n:
+            break
+        if a + 1 < n and k[o + a + 1] > k[o + a]:
+            a += 1
+        if k[o + i] >= k[o + a]:
+            break
+        _hswap(k, pg, v, o + i, o + a)
+        i = a
 
 
 @njit(cache=True)
@@ -569,30 +665,14 @@ def heap_push(st, p):  # type: ignore[no-untyped-def]
     st.hk[i] = st.e_nf[p]
     st.hp[i] = p
     st.hv[i] = st.e_ver[p]
-    while i > 0:
-        up = (i - 1) >> 1
-        if st.hk[up] >= st.hk[i]:
-            break
-        _h_swap(st, i, up)
-        i = up
+    _sift_up(st.hk, st.hp, st.hv, 0, i)
 
 
 @njit(cache=True)
 def heap_pop(st):  # type: ignore[no-untyped-def]
     n = st.sc[H_N] - 1
     st.sc[H_N] = n
-    _h_swap(st, 0, n)
-    i = 0
-    while True:
-        a = 2 * i + 1
-        if a >= n:
-            break
-        if a + 1 < n and st.hk[a + 1] > st.hk[a]:
-            a += 1
-        if st.hk[i] >= st.hk[a]:
-            break
-        _h_swap(st, i, a)
-        i = a
+    _pop(st.hk, st.hp, st.hv, 0, n)
 
 
 @njit(cache=True)
@@ -608,15 +688,62 @@ def heap_top(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def mheap_push(st, p):  # type: ignore[no-untyped-def]
+    """heap_push's row (same version) also in the heap of p's memcg (CF_NMC > 1 only)."""
+    m = st.e_mc[p]
+    o = st.mh_off[m]
+    i = st.mh_n[m]
+    st.mh_n[m] = i + 1
+    st.mhk[o + i] = st.e_nf[p]
+    st.mhp[o + i] = p
+    st.mhv[o + i] = st.e_ver[p]
+    _sift_up(st.mhk, st.mhp, st.mhv, o, i)
+
+
+@njit(cache=True)
+def mheap_top(st, m):  # type: ignore[no-untyped-def]
+    """heap_top over memcg m's entries (-1: none)."""
+    o = st.mh_off[m]
+    while st.mh_n[m] > 0:
+        p = st.mhp[o]
+        if st.e_in[p] and st.e_handle[p] >= 0 and st.e_ver[p] == st.mhv[o]:
+            return p
+        st.mh_n[m] -= 1  # a stale top
+        _pop(st.mhk, st.mhp, st.mhv, o, st.mh_n[m])
+    return -1
+
+
+@njit(cache=True)
+def mc_count(st, p, k):  # type: ignore[no-untyped-def]
+    """Per-memcg counter k of page p's memcg, with several memcgs only (one memcg: the
+    results have no per-memcg rows, and the hot path no extra writes)."""
+    if st.cfg[CF_NMC] > 1:
+        st.mcc[st.e_mc[p], k] += 1
+
+
+@njit(cache=True)
 def judge_disk_copy(st, p, nf_p):  # type: ignore[no-untyped-def]
     """Page p goes to disk now with next fault ``nf_p``: its next disk fault is *avoidable*
-    if zswap holds a page (taking pool space) faulted later than p, or never."""
+    if zswap holds a page (taking pool space) faulted later than p, or never; with several
+    memcgs, a *cross-memcg* inversion if that page can be another memcg's."""
     st.e_avoid[p] = 0
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
     if nf_p == NEVER:
         return
     q = heap_top(st)
     if q >= 0 and st.e_nf[q] > nf_p:
         st.e_avoid[p] = 1
+        if st.cfg[CF_NMC] > 1:
+            mp = st.e_mc[p]
+            for m in range(st.cfg[CF_NMC]):
+                if m == mp:
+                    continue
+                r = mheap_top(st, m)
+                if r >= 0 and st.e_nf[r] > nf_p:
+                    st.e_xav[p] = 1
+                    st.mcc[mp, MC_XINV] += 1
+                    break
 
 
 # ---------------------------------------------------------------- zswap operations
@@ -640,6 +767,7 @@ def to_disk(st, p):  # type: ignore[no-untyped-def]
     st.wb_log[st.sc[R_NWB]] = p
     st.sc[R_NWB] += 1
     st.c[K_WB_PAGES] += 1
+    mc_count(st, p, MC_WB)
     st.sc[R_WB] += 1
     st.sc[R_WB_BYTES] += st.e_clen[p]
     st.bins[st.sc[R_BIN], T_WB] += 1
@@ -660,6 +788,7 @@ def _reject(st, seq, p, cause):  # type: ignore[no-untyped-def]
     st.on_disk[p] = 1
     judge_disk_copy(st, p, st.sc[S_IN_NF])
     st.c[K_DISK_SWAPOUT] += 1
+    mc_count(st, p, MC_REJECTS)
     rec_disk_write(st, seq, cause)
 
 
@@ -812,6 +941,7 @@ def _new_entry(st, p, seq, clen, h):  # type: ignore[no-untyped-def]
     st.e_ref[p] = 1  # 6.12 second chance: zswap_store sets entry->referenced
     st.sc[R_STORES] += 1
     st.c[K_ZSWPOUT] += 1
+    mc_count(st, p, MC_ZSWPOUT)
 
 
 @njit(cache=True)
@@ -831,6 +961,9 @@ def store(st, ts, p, clen, nf_i):  # type: ignore[no-untyped-def]
         free_entry(st, p)
     st.on_disk[p] = 0  # a disk copy of an older version is stale now
     st.e_avoid[p] = 0
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
+        st.e_mc[p] = st.sc[S_CUR_MC]  # the folio's memcg (zswap_store charges its objcg)
     if not st.cfg[CF_SYNC]:
         reject, hit = check_limits(st)
         if reject:
@@ -890,6 +1023,8 @@ def store_alloc(st, p):  # type: ignore[no-untyped-def]
         return _reject_compress(st, seq, p)
     _new_entry(st, p, seq, clen, h)
     heap_push(st, p)
+    if st.cfg[CF_NMC] > 1:
+        mheap_push(st, p)
     rec_hold(st, seq)
     lru_add(st, p)
     return True
@@ -904,6 +1039,7 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
         st.sc[R_HITS] += 1
         st.bins[st.sc[R_BIN], T_HIT] += 1
         st.c[K_ZSWPIN] += 1
+        mc_count(st, p, MC_ZSWPIN)
         if st.cfg[CF_EXCL]:
             st.e_in[p] = 0
             lru_del(st, p)
@@ -914,15 +1050,22 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
             if st.e_handle[p] >= 0:
                 st.e_nf[p] = nf_i
                 heap_push(st, p)
+                if st.cfg[CF_NMC] > 1:
+                    mheap_push(st, p)
             lru_loaded(st, p)
         return
     if st.on_disk[p]:
         st.sc[R_DISK_IN] += 1
         st.bins[st.sc[R_BIN], T_DISK] += 1
         st.c[K_DISK_SWAPIN] += 1
+        mc_count(st, p, MC_DISK_IN)
         if st.e_avoid[p]:
             st.sc[R_AVOID] += 1
+            mc_count(st, p, MC_AVOID)
             st.e_avoid[p] = 0
+        if st.cfg[CF_NMC] > 1 and st.e_xav[p]:
+            mc_count(st, p, MC_XAVOID)
+            st.e_xav[p] = 0
         return
     st.c[K_UNKNOWN] += 1
 
@@ -936,6 +1079,8 @@ def invalidate(st, p):  # type: ignore[no-untyped-def]
         free_entry(st, p)
     st.on_disk[p] = 0
     st.e_avoid[p] = 0
+    if st.cfg[CF_NMC] > 1:
+        st.e_xav[p] = 0
 
 
 @njit(cache=True)
@@ -958,6 +1103,10 @@ def replay(st, ts, op, pidx, clen):  # type: ignore[no-untyped-def]
             continue
         if st.sc[S_WORK_ACTIVE]:
             advance_worker(st)
+        if st.cfg[CF_NMC] > 1 and o != OP_LOAD and o != OP_INVALIDATE:
+            # the memcg under reclaim: the store's folio memcg, or the shrinker's (a scan's
+            # measured memcg, else the last store's: workload.Prepared.ev_mc)
+            st.sc[S_CUR_MC] = st.ev_mc[i]
         if o == OP_STORE:  # no recorded duration: both halves at once
             store(st, ts[i], pidx[i], clen[i], st.nf[i])
             store_alloc(st, pidx[i])
@@ -992,15 +1141,16 @@ def results(st):  # type: ignore[no-untyped-def]
         st.wb_log[: st.sc[R_NWB]].copy(),
         stored_pages(st),
         pool_pages(st),
+        st.mcc.copy(),
     )
 
 
 @njit(cache=True)
-def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool, wq_delay, wq_step):  # type: ignore[no-untyped-def]
+def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool, wq_delay, wq_step, ev_mc, mh_cap):  # type: ignore[no-untyped-def]
     """Replay a workload under the design whose state type is ``T`` (compiled once per
     design: ``T`` selects the hooks)."""
     st = structref.new(T)
-    init_state(st, cfg, n_pages, n_stores, pool, nf, wq_delay, wq_step)
+    init_state(st, cfg, n_pages, n_stores, pool, nf, wq_delay, wq_step, ev_mc, mh_cap)
     replay(st, ts, op, pidx, clen)
     return results(st)
 

@@ -67,7 +67,7 @@ def _lru_loaded(st, p):  # type: ignore[no-untyped-def]
 @K.hook(EntryLruState, "evict_one")
 @njit(cache=True)
 def _evict_one(st):  # type: ignore[no-untyped-def]
-    p = st.sc[K.S_OLD]  # zswap_reclaim_entry: list_last_entry (the tail, oldest)
+    p = K.oldest(st, 0)  # zswap_reclaim_entry: list_last_entry (the tail, oldest)
     if p < 0:
         return False
     K.ll_unlink(st, p)
@@ -80,7 +80,7 @@ def _evict_one(st):  # type: ignore[no-untyped-def]
 def _worker_step(st):  # type: ignore[no-untyped-def]
     # shrink_worker: do { zswap_reclaim_entry() } while (!zswap_can_accept());
     # queued on both reject paths since 6.5 (`goto shrink`)
-    p = st.sc[K.S_OLD]
+    p = K.oldest(st, 0)
     if p >= 0 and st.e_loaded[p]:
         # -EEXIST: the page is in the swap cache; the entry goes back to the head, and the
         # failure counts toward MAX_RECLAIM_RETRIES

@@ -40,11 +40,21 @@ _T = K.state_type(SecondChanceState)
 EEXIST = -2
 
 
+@K.hook(SecondChanceState, "lru_add")
 @njit(cache=True)
-def _step(st):  # type: ignore[no-untyped-def]
-    """One shrink_memcg_cb() on the oldest entry: 1 written back, 0 rotated, -1 empty,
-    EEXIST the writeback failed (the page is in the swap cache)."""
-    p = st.sc[K.S_OLD]
+def _lru_add(st, p):  # type: ignore[no-untyped-def]
+    # 6.12 zswap_store → zswap_lru_add: list_lru_add(list_lru, &entry->lru, nid, memcg) on
+    # the list of the entry's memcg (mm/zswap.c: zswap_lru_add, obj_cgroup memcg)
+    if st.cfg[K.CF_NMC] > 1:
+        st.l_mc[p] = st.e_mc[p]
+    K.ll_push_new(st, p)
+
+
+@njit(cache=True)
+def _step(st, m):  # type: ignore[no-untyped-def]
+    """One shrink_memcg_cb() on the oldest entry of memcg m's list: 1 written back,
+    0 rotated, -1 empty, EEXIST the writeback failed (the page is in the swap cache)."""
+    p = K.oldest(st, m)
     if p < 0:
         return -1
     if st.e_ref[p]:
@@ -71,7 +81,7 @@ def _evict_one(st):  # type: ignore[no-untyped-def]
     # sync mode: CLOCK — rotate referenced entries until one is written back; the shrinker
     # stops at an -EEXIST (LRU_STOP, zswap_shrinker_scan returns SHRINK_STOP)
     while True:
-        r = _step(st)
+        r = _step(st, st.sc[K.S_CUR_MC])
         if r != 0:
             return r == 1
 
@@ -81,7 +91,9 @@ def _evict_one(st):  # type: ignore[no-untyped-def]
 def _worker_step(st):  # type: ignore[no-untyped-def]
     # do { shrink_memcg() } while (zswap_total_pages() > thr); 6.12 does not count giving
     # up in reject_reclaim_fail (the guest's counter stays 0)
-    r = _step(st)
+    if st.cfg[K.CF_NMC] > 1:
+        return _worker_step_memcgs(st)
+    r = _step(st, 0)
     if r < 0:
         st.c[K_GAVE_UP] += 1
         return False
@@ -93,11 +105,47 @@ def _worker_step(st):  # type: ignore[no-untyped-def]
     return K.pool_pages(st) > st.cfg[K.CF_THR_PAGES]
 
 
+@njit(cache=True)
+def _worker_step_memcgs(st):  # type: ignore[no-untyped-def]
+    """One iteration of 6.12 shrink_worker's loop over several memcgs (mm/zswap.c:
+    shrink_worker): the cursor zswap_next_shrink moves to the next memcg of the tree walk
+    (mem_cgroup_iter; here the memcgs in cgroup id order, then NULL at the end of the walk)
+    and persists across worker runs; NULL counts a failure only when the walk found no memcg
+    with entries (``!attempts``); an empty memcg is -ENOENT (skipped, no attempt);
+    shrink_memcg() walks one entry of that memcg's list (nr_to_walk = 1), and nothing
+    written back (-EAGAIN) is a failure; MAX_RECLAIM_RETRIES failures end the run."""
+    n = st.cfg[K.CF_NMC]
+    if K.first_step(st):  # a new run: `attempts` is a local of shrink_worker
+        st.sc[K.S_RR_ATT] = 0
+    c = st.sc[K.S_RR] + 1
+    if c > n:
+        c = 0
+    st.sc[K.S_RR] = c
+    more = K.pool_pages(st) > st.cfg[K.CF_THR_PAGES]
+    if c == n:  # mem_cgroup_iter() returned NULL: the walk is over
+        if st.sc[K.S_RR_ATT] == 0:
+            st.sc[K.S_WORK_FAIL] += 1
+            if st.sc[K.S_WORK_FAIL] == st.cfg[K.CF_MAX_FAIL]:
+                st.c[K_GAVE_UP] += 1
+                return False
+        st.sc[K.S_RR_ATT] = 0
+        return more
+    if K.oldest(st, c) < 0:  # shrink_memcg: -ENOENT (nothing scanned)
+        return more
+    st.sc[K.S_RR_ATT] += 1
+    if _step(st, c) != 1:  # rotated or -EEXIST: nothing written back → -EAGAIN
+        st.sc[K.S_WORK_FAIL] += 1
+        if st.sc[K.S_WORK_FAIL] == st.cfg[K.CF_MAX_FAIL]:
+            st.c[K_GAVE_UP] += 1
+            return False
+    return K.pool_pages(st) > st.cfg[K.CF_THR_PAGES]
+
+
 @K.hook(SecondChanceState, "after_store")
 @njit(cache=True)
 def _after_store(st):  # type: ignore[no-untyped-def]
     for _ in range(st.cfg[K.CF_SHRINKER_WALK]):  # the shrinker approximation (default off)
-        if _step(st) < 0:
+        if _step(st, st.sc[K.S_CUR_MC]) < 0:
             break
 
 
@@ -119,8 +167,10 @@ def _shrink_scan(st, n):  # type: ignore[no-untyped-def]
     # rotate, the others are written back; -EEXIST stops the walk (LRU_STOP). How many
     # (nr_to_scan, after zswap_shrinker_count's nr_disk_swapins protection, 6.8+) is what
     # the guest measured; which entries, and so how many are written back, is the design's.
+    # the walk is over sc->memcg's list: the memcg under reclaim (S_CUR_MC)
+    m = st.sc[K.S_CUR_MC]
     for _ in range(n):
-        r = _step(st)
+        r = _step(st, m)
         if r == -1 or r == EEXIST:
             return
 

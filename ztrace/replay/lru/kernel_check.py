@@ -17,7 +17,7 @@ from typing import Any
 
 from ztrace.errors import TraceFormatError
 from ztrace.replay.lru import canonical_name, run_design, split_design_spec
-from ztrace.replay.lru.worker_timing import measure, parse_scans
+from ztrace.replay.lru.worker_timing import measure, parse_scan_memcgs, parse_scans
 from ztrace.replay.lru.workload import Workload, load_workload, with_scans
 
 #: (label, kernel counter source, key, how the replay predicts it)
@@ -144,7 +144,7 @@ def check(vmdir: str | Path, designs: list[str], *, pool_check: bool = False) ->
         w.worker_timing = timing
         s_ts, s_n, scans = parse_scans(d / "shrink_wq.trace")
         if len(s_ts):  # the shrinker's measured calls replace its writebacks as demand
-            w = with_scans(w, s_ts, s_n)
+            w = with_scans(w, s_ts, s_n, parse_scan_memcgs(d / "shrink_wq.trace"))
     kern = kernel_values(before, after)
     stores = int((w.op == 0).sum())
     if kern.get("zswpout") is not None and not w.recorded.get("zswap_store:reject_pool_limit"):
@@ -184,7 +184,51 @@ def check(vmdir: str | Path, designs: list[str], *, pool_check: bool = False) ->
         r = run_design(w, canonical_name(name), limit, params)
         label = r.design + (f" ({extra})" if extra else "")
         result["designs"][label] = {"summary": r.summary, "counters": r.counters}
+        if r.memcg:
+            result["designs"][label]["memcg"] = r.memcg
+    if (d / "memcg.tsv").is_file() and len(w.memcg_ids()) > 1:
+        result["memcg"] = memcg_kernel(d)
     return result
+
+
+def memcg_kernel(d: Path) -> dict[str, dict[str, Any]]:
+    """Per cgroup of the ``zswap-lru`` scenario (memcg.tsv): its cgroup id (the capture's
+    ``memcg_id``), ``memory.max`` and memory.stat deltas (zswpout, zswpin, zswpwb; 6.12
+    counts them per memcg: mm/zswap.c count_objcg_events in zswap_store, zswap_load,
+    zswap_writeback_entry)."""
+    from ztrace.replay.lru.memcg import kernel_counts
+
+    out: dict[str, dict[str, Any]] = {}
+    for ln in (d / "memcg.tsv").read_text().splitlines():
+        parts = ln.split("\t")
+        if len(parts) >= 4 and parts[2].isdigit():
+            out[parts[1]] = {"memcg_id": int(parts[2]), "memory_max": parts[3]}
+    for name, kc in kernel_counts(d, list(out)).items():
+        out[name].update(kc)
+    return out
+
+
+#: memory.stat key → the replay's per-memcg counter (_core.MC_NAMES)
+MEMCG_ROWS = (("zswpout", "stored"), ("zswpwb", "written_back"), ("zswpin", "zswap_hits"))
+
+
+def memcg_markdown(res: dict[str, Any]) -> str:
+    """Per cgroup: the kernel's memory.stat against each design's replay."""
+    if not res.get("memcg"):
+        return ""
+    names = [n for n in res["designs"] if res["designs"][n].get("memcg")]
+    head = ["cgroup", "counter", "kernel (memory.stat)", *names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cg, kc in res["memcg"].items():
+        for key, pred in MEMCG_ROWS:
+            cells = [f"{cg} ({kc['memory_max']})", key, str(kc.get(key, "–"))]
+            for n in names:
+                row = res["designs"][n]["memcg"].get(str(kc["memcg_id"]), {})
+                v, k = row.get(pred), kc.get(key)
+                pct = f" ({(v - k) / k:+.1%})" if v is not None and k else ""
+                cells.append("–" if v is None else f"{v}{pct}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -209,6 +253,8 @@ def markdown(res: dict[str, Any]) -> str:
             c = res["designs"][n]["counters"]
             cells.append(str(c.get(pred, "–")) if pred != "-" else "not modelled")
         lines.append("| " + " | ".join(cells) + " |")
+    if res.get("memcg"):
+        lines.append("\nper memory cgroup:\n\n" + memcg_markdown(res))
     for key, what in (
         ("worker_timing", "shrink worker timing (measured, replayed)"),
         ("shrinker_scans", "memory-pressure shrinker calls (measured, replayed)"),

@@ -9,8 +9,9 @@ per cgroup and writes ``memcg.tsv`` (pid, cgroup, cgroup id, memory.max), so a c
 direct, in the charging task), a load in the faulting task, and for anonymous pages the
 folio's memcg is that task's. A load or a writeback is the entry's: the cgroup of the page's
 last store (swap readahead faults other cgroups' pages in). Stores done by other tasks
-(khugepaged, the memory.high kworker) cannot be placed this way: they are "other", and the
-folio's memcg id would need a capture field.
+(khugepaged, the memory.high kworker) cannot be placed this way: they are "other". A capture
+with the folio's memcg id (``memcg_id``, 6.5+ folio probes, issue 13) places every store and
+load by that id instead (memcg.tsv's third column is the cgroup id).
 
     python -m ztrace.replay.lru.memcg VMDIR
 """
@@ -47,6 +48,16 @@ def pid_memcg(vmdir: Path) -> dict[int, str]:
     return out
 
 
+def id_memcg(vmdir: Path) -> dict[int, str]:
+    """``memcg.tsv`` as {cgroup id: cgroup name} (the capture's ``memcg_id``)."""
+    out: dict[int, str] = {}
+    for ln in (vmdir / "memcg.tsv").read_text().splitlines():
+        parts = ln.split("\t")
+        if len(parts) >= 3 and parts[2].isdigit():
+            out[int(parts[2])] = parts[1]
+    return out
+
+
 def _stat(f: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     for ln in f.read_text().splitlines():
@@ -69,8 +80,15 @@ def kernel_counts(vmdir: Path, names: list[str]) -> dict[str, dict[str, int]]:
 
 def capture_counts(vmdir: Path, pids: dict[int, str]) -> dict[str, dict[str, int]]:
     """Per cgroup: stores zswap kept, loads it served, entries written back (by the page's
-    cgroup at its last store), as the capture records them."""
+    cgroup at its last store), as the capture records them: by the row's ``memcg_id`` when
+    the capture has it, else by the task's pid."""
     t = read_trace(vmdir / "trace").table
+    ids = id_memcg(vmdir) if "memcg_id" in t.column_names else {}
+    mc = (
+        np.asarray(pc.fill_null(t.column("memcg_id"), 0).to_numpy(), np.uint64)
+        if ids
+        else np.zeros(t.num_rows, np.uint64)
+    )
     ev = np.asarray(t.column("event").cast("string").to_numpy(zero_copy_only=False), object)
     out_c = pc.fill_null(t.column("outcome").cast("string"), "")
     outcome = np.asarray(out_c.to_numpy(zero_copy_only=False), object)
@@ -83,12 +101,12 @@ def capture_counts(vmdir: Path, pids: dict[int, str]) -> dict[str, dict[str, int
     for i in order.tolist():
         e = ev[i]
         if e == "zswap_store" and outcome[i] == "stored":
-            g = pids.get(int(pid[i]), "other")
+            g = ids.get(int(mc[i])) or ("other" if ids else pids.get(int(pid[i]), "other"))
             owner[int(page[i])] = g
             res[g]["zswpout"] += 1
         elif e == "zswap_load" and outcome[i] == "hit":
             # the entry's memcg (swap readahead loads other cgroups' pages too)
-            g = owner.get(int(page[i])) or pids.get(int(pid[i]), "other")
+            g = ids.get(int(mc[i])) or owner.get(int(page[i])) or pids.get(int(pid[i]), "other")
             res[g]["zswpin"] += 1
         elif e == "zswap_writeback":
             res[owner.get(int(page[i]), "other")]["zswpwb"] += 1

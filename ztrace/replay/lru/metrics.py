@@ -28,6 +28,7 @@ from ztrace.format.results import SCHEMAS
 #: Column order of lru_summary.parquet / sweep.parquet and of lru_timeline.parquet: the one
 #: results schema (ztrace.format.results, docs/results-format.md).
 SUMMARY_SCHEMA = pa.schema(list(SCHEMAS["lru_summary"].items()))
+MEMCG_SCHEMA = pa.schema(list(SCHEMAS["lru_memcg"].items()))
 TIMELINE_SCHEMA = pa.schema(list(SCHEMAS["lru_timeline"].items()))
 
 # timeline counter columns (index into Recorder._bins rows)
@@ -272,6 +273,7 @@ def rate(n: int, d: int) -> float:
 
 
 __all__ = [
+    "MEMCG_SCHEMA",
     "SUMMARY_SCHEMA",
     "TIMELINE_SCHEMA",
     "Latency",

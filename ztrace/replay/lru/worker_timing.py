@@ -98,6 +98,16 @@ def parse_scans(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any
     return np.asarray(ts, np.int64), np.asarray(n, np.int64), summary
 
 
+_SCAN_CG = re.compile(r"\s(\d+)\.(\d+):\s+zt_scan:.*?nr_to_scan=\d+(?:.*?\scg=(\d+))?")
+
+
+def parse_scan_memcgs(path: str | Path) -> np.ndarray:
+    """Per shrinker call of :func:`parse_scans` (same order): ``sc->memcg`` as a cgroup id
+    (the ``zswap-lru`` scenario's BTF argument ``cg``, 6.7+), 0 where the dump has none."""
+    text = Path(path).read_text(errors="replace")
+    return np.asarray([int(m.group(3) or 0) for m in _SCAN_CG.finditer(text)], np.uint64)
+
+
 def executions(ts: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """(delays of works queued while idle, [(start, end)] of every execution).
 

@@ -95,6 +95,10 @@ class Workload:
     worker_timing: Any = None
     #: how many OP_SHRINK_SCAN rows it has (:func:`with_scans`)
     shrinker_scans: int = 0
+    #: per row: the memory cgroup (``memcg_id``; 0 = not known). A store's is its folio's
+    #: memcg; a load's or an invalidate's is not used (a page's memcg is its last store's).
+    #: None, or fewer than two distinct ids on stores: one memcg, replayed as before.
+    memcg: np.ndarray | None = None
     _prep: Prepared | None = field(default=None, repr=False, compare=False)
     #: results derived from this workload alone, shared by the runs on it (optimal's faults)
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -112,6 +116,13 @@ class Workload:
         """
         return self.prepared().clen.copy()
 
+    def memcg_ids(self) -> np.ndarray:
+        """The distinct memcg ids of the stores, sorted (0 = not known); one id or none
+        means one memcg."""
+        if self.memcg is None:
+            return np.zeros(0, np.uint64)
+        return np.unique(np.asarray(self.memcg, np.uint64)[self.op == OP_STORE])
+
     def prepared(self) -> Prepared:
         """Dense page indices and resolved lengths, computed once and shared by every design
         replayed on this workload."""
@@ -128,6 +139,13 @@ class Workload:
             op = np.ascontiguousarray(self.op, dtype=np.int8)
             ts = np.ascontiguousarray(self.ts, dtype=np.int64)
             ev_ts, ev_op, ev_pidx, ev_clen = ts, op, pidx, clen
+            ids = self.memcg_ids()
+            # one memcg: no per-event array (8 bytes an event), the replay never reads it
+            mc = np.zeros(len(ts) if len(ids) > 1 else 1, np.int64)
+            if len(ids) > 1:
+                assert self.memcg is not None
+                mc = _memcg_index(np.asarray(self.memcg, np.uint64), ids, op)
+            ev_mc = mc
             dur = self.dur
             split = stores & (dur > 0) if dur is not None else None
             if dur is not None and split is not None and split.any():
@@ -145,6 +163,8 @@ class Workload:
                 ev_op[sub == 1] = OP_STORE_ALLOC
                 ev_pidx = np.ascontiguousarray(pidx[idx])
                 ev_clen = np.ascontiguousarray(clen[idx])
+                if len(ids) > 1:
+                    ev_mc = np.ascontiguousarray(mc[idx])
             self._prep = Prepared(
                 uniq=uniq,
                 pidx=pidx,
@@ -155,6 +175,13 @@ class Workload:
                 ev_pidx=ev_pidx,
                 ev_clen=ev_clen,
                 nf=_next_faults(ev_op, ev_pidx, len(uniq)),
+                ev_mc=np.ascontiguousarray(ev_mc, dtype=np.int64),
+                memcg_ids=ids if len(ids) > 1 else np.zeros(1, np.uint64),
+                mh_cap=(
+                    _heap_caps(ev_op, ev_pidx, ev_mc, len(uniq), len(ids))
+                    if len(ids) > 1
+                    else np.ones(1, np.int64)
+                ),
             )
         return self._prep
 
@@ -176,6 +203,13 @@ class Prepared:
     #: per event: the index of the same page's next fault (a load) if no store or
     #: invalidate of that page comes first, else NEVER: what Belady's MIN looks at
     nf: np.ndarray
+    #: per event: its memcg as an index into ``memcg_ids`` (one memcg: ``[0]``, not per
+    #: event); a shrinker row without a known memcg takes the last store's
+    ev_mc: np.ndarray
+    #: the memcg ids, index order (one memcg: ``[0]``)
+    memcg_ids: np.ndarray
+    #: per memcg: the most next-fault heap rows it can need (_core.mheap_push)
+    mh_cap: np.ndarray
 
 
 #: ``Prepared.nf`` of an event whose page is not faulted again (freed or stored first)
@@ -197,6 +231,36 @@ def _next_faults(op, pidx, n_pages):  # type: ignore[no-untyped-def]
         nxt_op[p] = OP_STORE if op[i] == OP_STORE_CHECK else op[i]
         nxt_i[p] = i
     return nf
+
+
+def _memcg_index(memcg: np.ndarray, ids: np.ndarray, op: np.ndarray) -> np.ndarray:
+    """Per row: the index of its memcg in ``ids``; a shrinker row (OP_SHRINK, OP_SHRINK_SCAN)
+    with no memcg of its own, and a load or invalidate (whose memcg is its page's, not its
+    row's), take the last store's."""
+    idx = np.searchsorted(ids, memcg).clip(0, len(ids) - 1)
+    known = (ids[idx] == memcg) & (memcg != 0)
+    stores = op == OP_STORE
+    own = stores | ((op == OP_SHRINK_SCAN) | (op == OP_SHRINK)) & known
+    # forward fill: rows without their own memcg take the last row that has one
+    src = np.where(own, np.arange(len(op)), -1)
+    np.maximum.accumulate(src, out=src)
+    out = np.where(src >= 0, idx[np.maximum(src, 0)], 0)
+    return np.ascontiguousarray(out, dtype=np.int64)
+
+
+@njit(cache=True)
+def _heap_caps(op, pidx, mc, n_pages, n_mc):  # type: ignore[no-untyped-def]
+    """Per memcg: its stores plus the loads of pages last stored by it (each can push one
+    row into that memcg's next-fault heap), plus one."""
+    cap = np.ones(n_mc, dtype=np.int64)
+    last = np.zeros(n_pages, dtype=np.int64)
+    for i in range(op.shape[0]):
+        if op[i] == OP_STORE or op[i] == OP_STORE_CHECK:
+            last[pidx[i]] = mc[i]
+            cap[mc[i]] += 1
+        elif op[i] == OP_LOAD:
+            cap[last[pidx[i]]] += 1
+    return cap
 
 
 @njit(cache=True)
@@ -232,8 +296,10 @@ def from_arrays(
     *,
     page_size: int = 4096,
     ram_pages: int | None = None,
+    memcg: np.ndarray | list[int] | None = None,
 ) -> Workload:
-    """Build a :class:`Workload` directly (tests, hand-built streams)."""
+    """Build a :class:`Workload` directly (tests, hand-built streams); ``memcg``: each
+    row's memcg id (stores: the folio's), None for one memcg."""
     return Workload(
         ts=np.asarray(ts, dtype=np.int64),
         op=np.asarray(op, dtype=np.int8),
@@ -241,12 +307,16 @@ def from_arrays(
         clen=np.asarray(clen, dtype=np.int64),
         page_size=page_size,
         ram_pages=ram_pages,
+        memcg=None if memcg is None else np.asarray(memcg, dtype=np.uint64),
     )
 
 
-def with_scans(w: Workload, ts: np.ndarray, nr_to_scan: np.ndarray) -> Workload:
+def with_scans(
+    w: Workload, ts: np.ndarray, nr_to_scan: np.ndarray, memcg: np.ndarray | None = None
+) -> Workload:
     """``w`` with one OP_SHRINK_SCAN row per measured shrinker call (time ``ts``, walk
-    length ``nr_to_scan``), merged in time order (a scan after the rows of the same time)."""
+    length ``nr_to_scan``, ``sc->memcg`` as a cgroup id when measured, else 0), merged in
+    time order (a scan after the rows of the same time)."""
     n = len(ts)
     o = np.argsort(ts, kind="stable")
     ts = np.asarray(ts, np.int64)[o]
@@ -268,6 +338,11 @@ def with_scans(w: Workload, ts: np.ndarray, nr_to_scan: np.ndarray) -> Workload:
         worker_wb_dur=w.worker_wb_dur,
         worker_timing=w.worker_timing,
         shrinker_scans=w.shrinker_scans + n,
+        memcg=None
+        if w.memcg is None
+        else np.insert(
+            w.memcg, at, np.zeros(n, np.uint64) if memcg is None else np.asarray(memcg)[o]
+        ).astype(np.uint64),
     )
 
 
@@ -359,6 +434,9 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
         clen = np.where(op == OP_STORE, np.where(cb[idx] > 0, cb[idx], UNKNOWN), 0)
     else:
         clen = np.where(op == OP_STORE, UNKNOWN, 0).astype(np.int64)
+    memcg = None
+    if "memcg_id" in names:  # the folio's memcg (capture/session.py), null where unknown
+        memcg = np.asarray(pc.fill_null(table.column("memcg_id"), 0).to_numpy(), np.uint64)[idx]
     recorded: dict[str, int] = {}
     if "outcome" in names:
         out = np.asarray(
@@ -409,4 +487,5 @@ def load_workload(trace: str | os.PathLike[str] | Trace) -> Workload:
         dur=dur,
         worker_wb_ts=wts,
         worker_wb_dur=wdur,
+        memcg=memcg,
     )

@@ -139,7 +139,7 @@ def _reclaim_zspage(st):  # type: ignore[no-untyped-def]
     """zs_reclaim_page(pool, 8): write back the tail zspage; on an -EEXIST put it back at the
     head (the ``reject_reclaim_fail`` counter is the caller's) and try the next tail."""
     for _ in range(RECLAIM_RETRIES):
-        z = st.sc[K.S_OLD]
+        z = K.oldest(st, 0)
         if z < 0:
             return False  # -EINVAL: empty LRU
         K.ll_unlink(st, z)

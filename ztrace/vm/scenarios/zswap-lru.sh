@@ -42,9 +42,13 @@ if [ -n "$FN" ] && [ -d $T/events/workqueue ]; then
   # 6.12 struct shrink_control: gfp_mask, nid, nr_to_scan (+8), nr_scanned, memcg (+24)
   # (include/linux/shrinker.h); zswap_shrinker_scan walks nr_to_scan entries of sc->memcg's
   # list_lru (mm/zswap.c: zswap_shrinker_scan → list_lru_shrink_walk).
+  # The memcg as its cgroup id (issue 13: the capture's memcg_id) through a BTF argument
+  # (CONFIG_PROBE_EVENTS_BTF_ARGS, 6.6+; field access 6.7+), else the pointer only.
   if grep -qx zswap_shrinker_scan $T/available_filter_functions 2>/dev/null; then
-    echo 'p:zt_scan zswap_shrinker_scan nr_to_scan=+8(%si):u64 memcg=+24(%si):u64' \
-      >>$T/kprobe_events && echo 'r:zt_scan_ret zswap_shrinker_scan ret=$retval:u64' \
+    { echo 'p:zt_scan zswap_shrinker_scan nr_to_scan=+8(%si):u64 memcg=+24(%si):u64'\
+' cg=sc->memcg->css.cgroup->kn->id:u64' >>$T/kprobe_events 2>/dev/null \
+      || echo 'p:zt_scan zswap_shrinker_scan nr_to_scan=+8(%si):u64 memcg=+24(%si):u64' \
+      >>$T/kprobe_events; } && echo 'r:zt_scan_ret zswap_shrinker_scan ret=$retval:u64' \
       >>$T/kprobe_events && echo 1 >$T/events/kprobes/enable \
       || log "kprobe events on zswap_shrinker_scan failed"
   fi
