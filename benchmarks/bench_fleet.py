@@ -54,6 +54,8 @@ def _run(traces: Path, out: Path, jobs: int) -> dict[str, float]:
         "wall_s": wall,
         "ran": doc["ran"],
         "ray_startup_s": doc["timing_s"]["startup"],
+        "ray_startup_idle_s": doc["timing_s"].get("startup_idle", 0.0),
+        "tasks_in_driver": doc.get("tasks_in_driver", 0),
         "tasks_s": doc["timing_s"]["tasks"],
         "load1_before": la0,
         "load1_after": os.getloadavg()[0],
@@ -66,6 +68,13 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--scale", type=float, default=1.0, help="swap stream length")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--traces",
+        type=Path,
+        default=None,
+        help="reuse a fleet written earlier by tests/support/fleet.py:write_fleet with the "
+        "same --hosts/--events/--scale (kept; not deleted)",
+    )
     ap.add_argument("--cluster-hosts", type=int, default=1000)
     ap.add_argument("--cluster-designs", type=int, default=10)
     ap.add_argument("--cluster-cores", type=int, default=64)
@@ -75,7 +84,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     try:
-        traces = write_fleet(work / "traces", args.hosts, events=args.events, scale=args.scale)
+        if args.traces is not None:
+            traces = args.traces
+        else:
+            traces = write_fleet(work / "traces", args.hosts, events=args.events, scale=args.scale)
         tasks = args.hosts * TASKS_PER_HOST
         # warm numba's cache and the page cache once (not timed)
         _run(traces, work / "warm", 1)

@@ -130,12 +130,11 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
         for i in range(code.shape[0]):
             if code[i] == 0:
                 s = -1 - E.hm_find(tab, handle[i])
-                tab[s, 0] = handle[i]
-                tab[s, 1] = zs_malloc(pool, size[i])
-                tab[s, 2] = 0
+                tab[s, E.HM_KEY] = handle[i]
+                tab[s, E.HM_VAL] = zs_malloc(pool, size[i]) << E.HM_SHIFT
             elif code[i] == 1:
                 s = E.hm_find(tab, handle[i])
-                zs_free(pool, tab[s, 1])
+                zs_free(pool, tab[s, E.HM_VAL] >> E.HM_SHIFT)
                 E.hm_delete(tab, s)
 
     @njit
@@ -143,8 +142,8 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
         for i in range(code.shape[0]):
             if code[i] == 0:
                 s = -1 - E.hm_find(tab, handle[i])
-                tab[s, 0] = handle[i]
-                tab[s, 2] = 0
+                tab[s, E.HM_KEY] = handle[i]
+                tab[s, E.HM_VAL] = 0
             elif code[i] == 1:
                 E.hm_delete(tab, E.hm_find(tab, handle[i]))
 
@@ -159,10 +158,10 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
                 code,
                 size,
                 handle,
-                np.full((cap, 4), -1, np.int64),
+                np.full((cap, E.HM_COLS), -1, np.int64),
             ),
         ),
-        ("table_only", table_only, lambda: (code, handle, np.full((cap, 4), -1, np.int64))),
+        ("table_only", table_only, lambda: (code, handle, np.full((cap, E.HM_COLS), -1, np.int64))),
     ):
         a = args()
         fn(*[x[:10] if isinstance(x, np.ndarray) and x.ndim == 1 else x for x in a])

@@ -86,9 +86,30 @@ def test_ray_two_workers_equals_serial_byte_for_byte(
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["backend"] == "ray" and doc["ran"] == 12
+    # the driver may run the shortest tasks while Ray starts, never the last two
+    assert 0 <= doc["tasks_in_driver"] <= 12 - 2
     for name in ("fleet.parquet", "fleet.json"):
         assert (out / name).read_bytes() == (serial / name).read_bytes(), name
     assert sorted(os.listdir(out / "tasks")) == sorted(os.listdir(serial / "tasks"))
+
+
+def test_longest_tasks_are_started_first(fleet: Path) -> None:
+    from ztrace.fleet import Axes, discover, plan
+    from ztrace.fleet.runner import estimated_cost, longest_first
+
+    big = write_host_trace(fleet.parent / "big" / "host=big", seed=7, events=40_000)
+    traces = discover([str(fleet), str(big)])
+    tasks = plan(
+        traces, Axes(locks=("class", "pool"), lru=("entry-lru",), pool_limits=("10%",))
+    ).tasks
+    order = longest_first(tasks)
+    costs = [estimated_cost(t) for t in order]
+    assert costs == sorted(costs, reverse=True) and sorted(map(id, order)) == sorted(map(id, tasks))
+    # the trace with the most allocator events has the longest lock tasks
+    assert [t.trace.host for t in order if t.kind == "locks"][:2] == ["big", "big"]
+    # ties keep plan order (stable)
+    ties = [t for t in order if t.trace.host == "big" and t.kind == "locks"]
+    assert [t.design for t in ties] == ["class", "pool"]
 
 
 def _snapshot(tasks: Path) -> dict[str, tuple[int, int]]:

@@ -128,7 +128,12 @@ def sweep_command(
         "not_applicable": [{"trace": p, "reason": r} for p, r in rep.not_applicable],
         "dataset": str(rep.dataset) if rep.dataset else None,
         "backend": rep.backend,
-        "timing_s": {"startup": round(rep.startup_s, 3), "tasks": round(rep.tasks_s, 3)},
+        "timing_s": {
+            "startup": round(rep.startup_s, 3),
+            "startup_idle": round(rep.startup_idle_s, 3),
+            "tasks": round(rep.tasks_s, 3),
+        },
+        "tasks_in_driver": rep.in_driver,
     }
     if as_json:
         click.echo(json.dumps(doc))

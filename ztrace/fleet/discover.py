@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ztrace.errors import ConfigError, TraceFormatError
@@ -38,6 +39,9 @@ class TraceRef:
     kernel_release: str
     has_alloc: bool  # zs_malloc/zs_free events: lock tasks apply
     has_swap: bool  # zswap events: LRU tasks apply
+    #: event counts, for the runner's longest-first order only (never in a task's row)
+    alloc_events: int = 0
+    swap_events: int = 0
 
 
 def content_hash(files: list[Path]) -> str:
@@ -59,12 +63,15 @@ def _hive(path: Path) -> dict[str, str]:
     return out
 
 
-def _events(files: list[Path]) -> set[str]:
-    names: set[str] = set()
+def _event_counts(files: list[Path]) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for f in files:
         col = pq.read_table(f, columns=["event"]).column("event")
-        names.update(str(x) for x in col.unique().to_pylist() if x is not None)
-    return names
+        for vc in pc.value_counts(col).to_pylist():
+            if vc["values"] is not None:
+                name = str(vc["values"])
+                counts[name] = counts.get(name, 0) + int(vc["counts"])
+    return counts
 
 
 def identify(path: str | os.PathLike[str]) -> TraceRef:
@@ -77,15 +84,19 @@ def identify(path: str | os.PathLike[str]) -> TraceRef:
     host = host or meta.extra.get("host") or (p.parent.name if p.is_file() else p.name)
     capture = next((hive[k] for k in _CAPTURE_KEYS if k in hive), None)
     capture = capture or meta.extra.get("capture_id")
-    events = _events(handle.files)
+    counts = _event_counts(handle.files)
+    n_alloc = sum(counts.get(e, 0) for e in _ALLOC_EVENTS)
+    n_swap = sum(counts.get(e, 0) for e in _SWAP_EVENTS)
     return TraceRef(
         path=str(p),
         sha256=content_hash(handle.files),
         host=host,
         capture_id=capture,
         kernel_release=meta.kernel_release,
-        has_alloc=bool(events & _ALLOC_EVENTS),
-        has_swap=bool(events & _SWAP_EVENTS) and handle.has_column("swap_entry"),
+        has_alloc=n_alloc > 0,
+        has_swap=n_swap > 0 and handle.has_column("swap_entry"),
+        alloc_events=n_alloc,
+        swap_events=n_swap,
     )
 
 

@@ -622,7 +622,7 @@ class TraceHandle:
         for f, pf in zip(self.files, self._parquet, strict=True):
             row = 0
             try:
-                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                for batch in _file_batches(pf, batch_rows, columns):
                     check_rows(f, batch, row, self.meta)
                     row += batch.num_rows
                     if "ts_ns" in batch.schema.names and batch.num_rows:
@@ -672,6 +672,17 @@ def open_trace(
 def read_meta(path: str | os.PathLike[str]) -> TraceMeta:
     """Validated, merged metadata of a trace (``open_trace(path).meta``)."""
     return open_trace(path).meta
+
+
+def _file_batches(
+    pf: pq.ParquetFile, batch_rows: int, columns: list[str] | None
+) -> Iterator[pa.RecordBatch]:
+    """One file's rows in batches, one reader per row group: pyarrow 26's single reader over
+    a whole file keeps allocating as it goes (a 30 M-event trace in row groups of 2^20 rows:
+    ~6 bytes per row read, 179 MB by its end, 600 MB for 100 M events; issue 15), while a
+    reader per row group stays at one row group's buffers (14 MB)."""
+    for rg in range(pf.num_row_groups):
+        yield from pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[rg])
 
 
 def iter_batches(

@@ -57,8 +57,10 @@ ZS_ALMOST_EMPTY = 1
 ZS_ALMOST_FULL = 2
 ZS_FULL = 3
 
-# Column layout of the per-zspage record ``zp[z, :]`` (one 64-byte row per zspage, so one
-# cache line holds everything an operation touches; replay is memory-bound).
+# Column layout of the per-zspage record ``zp[z, :]`` (one 32-byte row of int32 per zspage,
+# two to an aligned cache line, so one line holds everything an operation touches; replay
+# is memory-bound. int32: every field is a class, a count, a slot or a zspage id, far
+# below 2^31 (issue 15: half the bytes of the int64 rows for the same accesses)).
 ZP_CLASS = 0  # class index (representative)
 ZP_INUSE = 1  # objects in use
 ZP_FG = 2  # fullness group it is listed in; -1 while isolated or released
@@ -100,15 +102,17 @@ _fields = [
     ("obj_used", _A64),
     # ---- zspages: rows of _ZP_COLS; ids are recycled per class (a recycled id keeps its
     # slot block, which has the class's objs_per_zspage slots)
-    ("zp", types.int64[:, ::1]),
+    ("zp", types.int32[:, ::1]),
     ("zp_count", types.int64),  # zspage ids handed out so far (high-water mark)
     ("cls_free_zp", _A64),  # per class: stack (via ZP_NEXT) of released zspage ids
     # ---- slot arena: slot[k, 0] = free-stack link, slot[k, 1] = object id or -1
     ("slot", types.int32[:, ::1]),
     ("arena_used", types.int64),
     # ---- objects: obj[o, 0] = zspage id (-1 = not live), obj[o, 1] = slot (or the next id
-    # on the free-id stack while not live)
-    ("obj", types.int64[:, ::1]),
+    # on the free-id stack while not live). int32, like the slot arena: 8 bytes per object
+    # id instead of 16 (ids, zspage ids and slots stay far below 2^31; issue 15: memory
+    # follows live objects, 2.5 M of them in a 100 M-event replay)
+    ("obj", types.int32[:, ::1]),
     ("obj_free_head", types.int64),
     ("obj_count", types.int64),
     # ---- totals
@@ -123,20 +127,12 @@ _ARRAYS = tuple(n for n, t in _fields if isinstance(t, types.Array))
 
 
 @njit(cache=True)
-def _grow_rows64(a: np.ndarray, need: int) -> np.ndarray:
-    n = a.shape[0]
-    if need <= n:
-        return a
-    b = np.full((max(need, 2 * n, 64), a.shape[1]), -1, dtype=np.int64)
-    b[:n] = a
-    return b
-
-
-@njit(cache=True)
 def _grow_rows32(a: np.ndarray, need: int) -> np.ndarray:
     n = a.shape[0]
     if need <= n:
         return a
+    if need > 2**31 - 1:  # ids, slots and zspage ids are stored as int32
+        raise OverflowError("zsmalloc model: more than 2^31 objects, slots or zspages")
     b = np.full((max(need, 2 * n, 64), a.shape[1]), -1, dtype=np.int32)
     b[:n] = a
     return b
@@ -159,12 +155,12 @@ def _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
     p.grp_count = np.zeros(p.n_classes * p.ngroups, dtype=np.int64)
     p.obj_allocated = np.zeros(p.n_classes, dtype=np.int64)
     p.obj_used = np.zeros(p.n_classes, dtype=np.int64)
-    p.zp = np.full((64, _ZP_COLS), -1, dtype=np.int64)
+    p.zp = np.full((64, _ZP_COLS), -1, dtype=np.int32)
     p.zp_count = 0
     p.cls_free_zp = np.full(p.n_classes, -1, dtype=np.int64)
     p.slot = np.full((1024, 2), -1, dtype=np.int32)
     p.arena_used = 0
-    p.obj = np.full((64, 2), -1, dtype=np.int64)
+    p.obj = np.full((64, 2), -1, dtype=np.int32)
     p.obj_free_head = -1
     p.obj_count = 0
     p.pages_allocated = 0
@@ -312,7 +308,7 @@ def _m_alloc_zspage(zs, c):
         z = zs.zp_count
         zs.zp_count += 1
         if zs.zp_count > zs.zp.shape[0]:
-            zs.zp = _grow_rows64(zs.zp, zs.zp_count)
+            zs.zp = _grow_rows32(zs.zp, zs.zp_count)
         zs.zp[z, ZP_BASE] = zs.arena_used
         zs.arena_used += zs.cls_objs[c]
         if zs.arena_used > zs.slot.shape[0]:
@@ -384,12 +380,12 @@ def _m_malloc(zs, size):
         return -1  # -EINVAL / -ENOSPC in the kernel
     if zs.obj_free_head != -1:
         o = zs.obj_free_head
-        zs.obj_free_head = zs.obj[o, 1]
+        zs.obj_free_head = np.int64(zs.obj[o, 1])
     else:
         o = zs.obj_count
         zs.obj_count += 1
         if zs.obj_count > zs.obj.shape[0]:
-            zs.obj = _grow_rows64(zs.obj, zs.obj_count)
+            zs.obj = _grow_rows32(zs.obj, zs.obj_count)
     c = _m_class_index(zs, size)
     z = _m_find_get_zspage(zs, c)
     if z != -1:
@@ -415,10 +411,10 @@ def _m_free(zs, o):
     obj = zs.obj
     if o < 0 or o >= zs.obj_count or obj[o, 0] == -1:
         return False
-    z = obj[o, 0]
+    z = np.int64(obj[o, 0])
     c = zs.zp[z, ZP_CLASS]
     zs.obj_used[c] -= 1
-    _m_obj_free(zs, z, obj[o, 1])
+    _m_obj_free(zs, z, np.int64(obj[o, 1]))
     obj[o, 0] = -1
     obj[o, 1] = zs.obj_free_head
     zs.obj_free_head = o
@@ -671,7 +667,7 @@ def _m_zspage_of(zs, o):
     """(zspage id, slot index) of a live object, (-1, -1) otherwise."""
     if not _m_is_live(zs, o):
         return (np.int64(-1), np.int64(-1))
-    return (zs.obj[o, 0], zs.obj[o, 1])
+    return (np.int64(zs.obj[o, 0]), np.int64(zs.obj[o, 1]))
 
 
 @njit(cache=True)

@@ -37,7 +37,16 @@ from ztrace.replay.costs import (
     C_WRITE_BASE,
     C_WRITE_KIB,
 )
-from ztrace.replay.handles import HM_CLS, HM_KEY, HM_OBJ, HandleMap, hm_delete, hm_find
+from ztrace.replay.handles import (
+    HM_CLS_MASK,
+    HM_KEY,
+    HM_SHIFT,
+    HM_VAL,
+    HandleMap,
+    hm_delete,
+    hm_find,
+    hm_full,
+)
 from ztrace.replay.locks import OP_COMPACT, OP_MALLOC_GROW, OP_MIGRATE, OP_READ, LockDesign
 from ztrace.replay.locks._front import front_free, front_malloc, plain_front
 
@@ -217,7 +226,7 @@ def _ingest(
     """Run the events ``idx[start:]`` of a batch through one pool model; fill the op arrays.
 
     Returns ``len(idx)`` when done, or the position to resume from after the caller has
-    grown the handle table (it is kept at most half full) or, when ``clog_n[1]`` is set,
+    grown the handle table (it is kept at most 3/4 full) or, when ``clog_n[1]`` is set,
     the compaction log to that many rows. Cached: the pool model is a numba
     ``structref`` (ztrace.model.zsmalloc) and the front a NamedTuple, so a new process loads
     this from disk.
@@ -225,7 +234,7 @@ def _ingest(
     cap = htab.shape[0]
     scap = stab.shape[0]
     for j in range(start, idx.shape[0]):
-        if 2 * (hn[0] + 1) > cap or 2 * (sn[0] + 1) > scap:
+        if hm_full(hn[0], cap) or hm_full(sn[0], scap):
             return j
         i = idx[j]
         b = binidx[i]
@@ -249,7 +258,7 @@ def _ingest(
             s = hm_find(htab, h)
             if s >= 0:  # a live handle again: its zs_free was lost; drop the old object
                 counters[K_DUP_MALLOC] += 1
-                zsm.free(model, htab[s, HM_OBJ])
+                zsm.free(model, htab[s, HM_VAL] >> HM_SHIFT)
                 hm_delete(htab, s)
                 hn[0] -= 1
                 s = hm_find(htab, h)
@@ -285,8 +294,7 @@ def _ingest(
             out_cls[i] = c
             s = -1 - s
             htab[s, HM_KEY] = h
-            htab[s, HM_OBJ] = obj
-            htab[s, HM_CLS] = c
+            htab[s, HM_VAL] = obj << HM_SHIFT | c
             hn[0] += 1
         elif ev == EV_FREE:
             counters[K_FREE] += 1
@@ -295,8 +303,9 @@ def _ingest(
                 counters[K_UNMATCHED_FREE] += 1
                 pages_bin[b] = model.pages_allocated
                 continue
-            obj = htab[s, HM_OBJ]
-            c = htab[s, HM_CLS]
+            v = htab[s, HM_VAL]
+            obj = v >> HM_SHIFT
+            c = v & HM_CLS_MASK
             hm_delete(htab, s)
             hn[0] -= 1
             out_cls[i] = c
@@ -314,7 +323,7 @@ def _ingest(
             if s < 0:  # its zs_malloc was before the capture (or lost)
                 counters[K_UNMATCHED_READ] += 1
             else:
-                c = htab[s, HM_CLS]
+                c = htab[s, HM_VAL] & HM_CLS_MASK
                 out_kind[i] = OP_READ
                 out_cls[i] = c
                 # held under the zspage lock only: the copy of the object (class size);
@@ -328,14 +337,15 @@ def _ingest(
                 s = -1 - s
                 sn[0] += 1
             stab[s, HM_KEY] = swap_key[i]
-            stab[s, HM_CLS] = zsm.class_index(model, size[i])
+            # the class alone (object 0); -1 (no class) leaves the row free, as it always did
+            stab[s, HM_VAL] = zsm.class_index(model, size[i])
         elif ev == IN_SWAP_READ:
             counters[K_READ] += 1
             s = hm_find(stab, swap_key[i])
             if s < 0:
                 counters[K_UNMATCHED_READ] += 1
             else:
-                c = stab[s, HM_CLS]
+                c = stab[s, HM_VAL]
                 out_kind[i] = OP_READ
                 out_cls[i] = c
                 out_cost[i] = cm[C_WRITE_BASE] + model.cls_size[c] * cm[C_WRITE_KIB] // 1024
@@ -513,7 +523,7 @@ class AllocGroup:
                     clog_n[1] = 0
                 if pos < len(idx):
                     for m in (hm, sm):
-                        if 2 * (int(m.n[0]) + 1) > m.tab.shape[0]:
+                        if hm_full(int(m.n[0]), m.tab.shape[0]):
                             m.grow()
             if snap_on and snap_n[0]:
                 self.snaps.append(snap[: snap_n[0]].copy())

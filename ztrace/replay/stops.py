@@ -170,7 +170,7 @@ def find_stops(path: str | os.PathLike[str], gap_ns: int = STOP_GAP_NS) -> Stops
             heap = grown
         out = np.zeros((2 * len(ts) + int(st[1]) + 1, 2), dtype=np.int64)
         on = _scan(ts, dur, heap, st, np.int64(gap_ns), out, nxt is None)
-        parts.append(out[:on])
+        parts.append(out[:on].copy())  # a view would keep every batch's whole `out` alive
         pending = nxt
     rows = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
     return Stops(rows[:, 0].copy(), rows[:, 1].copy(), gap_ns)
