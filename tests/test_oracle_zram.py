@@ -104,6 +104,11 @@ def test_oracle_cli_json(tmp_path: Path) -> None:
     assert d["mismatches_before_compaction"] == 0 and d["mismatches_after_compaction"] == 0
     assert d["kernel_release"] == os.uname().release
     assert "mismatches before compaction" in p.stderr
+    # the host kernel (>= 6.4) is modelled with the chain-size table and in-use-ratio groups,
+    # and the result says so, with the config file the chain size was read from
+    assert not d["legacy_classes"] and d["ratio_groups"]
+    assert d["chain_size_source"] != "default" or not Path("/proc/config.gz").exists()
+    assert "modelled generation" in p.stderr
 
 
 def test_device_settings_restored() -> None:

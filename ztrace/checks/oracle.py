@@ -102,6 +102,12 @@ class OracleResult:
     seed: int
     chain_size: int
     alloc_before_free: bool
+    #: where chain_size came from: the kernel config file read, or "default"
+    chain_size_source: str = "default"
+    #: the modelled generation (model/classes.py: kernel_profile): the <= 6.2 class table,
+    #: and the >= 6.4 in-use-ratio fullness groups (else the <= 6.3 four groups)
+    legacy_classes: bool = False
+    ratio_groups: bool = True
     ops: int = 0
     ops_before_compaction: int = 0
     ops_after_compaction: int = 0
@@ -141,6 +147,9 @@ class OracleResult:
             "comp_algorithm": self.comp_algorithm,
             "seed": self.seed,
             "chain_size": self.chain_size,
+            "chain_size_source": self.chain_size_source,
+            "legacy_classes": self.legacy_classes,
+            "ratio_groups": self.ratio_groups,
             "huge_class_size": self.huge_class_size,
             "alloc_before_free": self.alloc_before_free,
             "ops": self.ops,
@@ -303,7 +312,7 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
         raise CaptureError("the zram oracle needs root")
     release = os.uname().release
     prof = kernel_profile(release)
-    chain = _chain_size_of_running_kernel()
+    chain, chain_src = _chain_size_of_running_kernel(release)
     table = build_classes(None if prof.legacy_classes else chain, legacy=prof.legacy_classes)
     alloc_first = prof.alloc_before_free if cfg.alloc_before_free is None else cfg.alloc_before_free
     res = OracleResult(
@@ -313,6 +322,11 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
         seed=cfg.seed,
         chain_size=table.chain_size,
         alloc_before_free=alloc_first,
+        chain_size_source="legacy table (no chain size before 6.3)"
+        if prof.legacy_classes
+        else chain_src,
+        legacy_classes=prof.legacy_classes,
+        ratio_groups=prof.ratio_groups,
         huge_class_size=table.huge_class_size,
     )
     live = new_pool(table, ratio_groups=prof.ratio_groups)
@@ -358,18 +372,21 @@ def run_oracle(cfg: OracleConfig) -> OracleResult:
     return res
 
 
-def _chain_size_of_running_kernel() -> int:
-    """CONFIG_ZSMALLOC_CHAIN_SIZE from /proc/config.gz (8, the default, when unavailable)."""
+def _chain_size_of_running_kernel(release: str) -> tuple[int, str]:
+    """CONFIG_ZSMALLOC_CHAIN_SIZE and the file it came from: /proc/config.gz, else
+    /boot/config-RELEASE (Debian kernels have no CONFIG_IKCONFIG_PROC, but ship this file),
+    else (8, "default"), the Kconfig default since 6.3 (mm/Kconfig: ZSMALLOC_CHAIN_SIZE)."""
     import gzip
 
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            for line in f:
-                if line.startswith("CONFIG_ZSMALLOC_CHAIN_SIZE="):
-                    return int(line.split("=", 1)[1])
-    except OSError:
-        pass
-    return 8
+    for path in ("/proc/config.gz", f"/boot/config-{release}"):
+        try:
+            with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as f:
+                for line in f:
+                    if line.startswith("CONFIG_ZSMALLOC_CHAIN_SIZE="):
+                        return int(line.split("=", 1)[1]), path
+        except OSError:
+            continue
+    return 8, "default"
 
 
 def _drive(

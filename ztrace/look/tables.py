@@ -238,7 +238,10 @@ def render_oracle(d: Mapping[str, Any], compactions: Sequence[Mapping[str, Any]]
     )
     t.add_column("metric")
     t.add_column("value", justify="right")
+    table = "<= 6.2 legacy class table" if d["legacy_classes"] else f"chain size {d['chain_size']}"
+    groups = ">= 6.4 in-use-ratio groups" if d["ratio_groups"] else "<= 6.3 fullness groups"
     rows = [
+        ("modelled generation", f"{table} ({d['chain_size_source']}), {groups}"),
         (
             "ops (before / after compaction)",
             f"{d['ops']} ({d['ops_before_compaction']} / {d['ops_after_compaction']})",
