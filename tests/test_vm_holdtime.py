@@ -36,6 +36,9 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
         assert all(r[kind]["top_lock_share"] > 0.99 for r in b_rounds)
         lo, hi = k["share"]
         # zs_malloc allocates its handle before spin_lock(), zs_free frees it after
-        # spin_unlock(): the hold is a part of the call, never all of it
-        assert 0 < hi < 1 and lo <= hi
-        assert k["hold_ns"][1] < k["dur_ns"]
+        # spin_unlock(): the hold is a part of the call, never all of it. That holds for
+        # the hold without the probes' own in-window cost (the bracket's low end); the high
+        # end keeps that cost (~0.9 us, a third of a call) and is measured in another round
+        # than the call, so it may pass 1 (a CI run gave 1.0077 for one kind)
+        assert 0 <= lo < 1 and lo <= hi
+        assert k["hold_ns"][0] < k["dur_ns"] and k["hold_ns"][0] <= k["hold_ns"][1]
