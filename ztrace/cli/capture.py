@@ -202,8 +202,8 @@ def command(
         raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
     from ztrace.format.safeio import check_capture_dir
 
+    require_privileges()  # before bcc is even imported, and before -o is looked at
     check_capture_dir(out)  # before any probe: never mixed with (or over) an earlier capture
-    require_privileges()  # before bcc is even imported
 
     from ztrace.capture.session import CaptureOptions, capture
 

@@ -101,10 +101,13 @@ def check_capture_dir(target: str | os.PathLike[str], *, option: str = "-o") -> 
     or a directory holding no ``*.parquet`` of an earlier capture, which would be read as part
     of this one or, for ``summary-NNNNN.parquet``, overwritten by it."""
     target = Path(target)
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ConfigError(f"{option} {target}: exists and is not a directory")
-    if target.is_dir() and any(target.glob("*.parquet")):
-        raise ConfigError(f"{option} {target}: already holds a trace; write to a new directory")
+    try:
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise ConfigError(f"{option} {target}: exists and is not a directory")
+        if target.is_dir() and any(target.glob("*.parquet")):
+            raise ConfigError(f"{option} {target}: already holds a trace; write to a new directory")
+    except OSError as exc:  # e.g. a parent this user may not search
+        raise ConfigError(f"{option} {target}: cannot check it ({exc.strerror})") from None
     return target
 
 
