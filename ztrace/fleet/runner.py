@@ -110,19 +110,19 @@ class _RayStart:
         self._stop = threading.Event()
         self.seconds = 0.0
         self._old_sigterm: Any = None
-        self._args = (out, jobs, address)
+        self._out, self._jobs, self._address = out, jobs, address
         self._thread = threading.Thread(target=self._run, name="ztrace-ray-start", daemon=True)
 
     def start(self) -> None:
         # Ray's driver installs a SIGTERM handler that exits (so its atexit shutdown runs),
         # but only from the main thread: do the same here, and drop its warning about it
-        logging.getLogger("ray._private.worker").addFilter(_NotMainThreadWarning())
+        logging.getLogger("ray._private.worker").addFilter(_NOT_MAIN_THREAD_WARNING)
         if threading.current_thread() is threading.main_thread():
             self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self._thread.start()
 
     def _run(self) -> None:
-        out, jobs, address = self._args
+        out, jobs, address = self._out, self._jobs, self._address
         t0 = time.perf_counter()
         try:
             if not self.ray.is_initialized():
@@ -159,7 +159,7 @@ class _RayStart:
         """The shortest queued task, while Ray is not up yet; None once it is. The last
         ``jobs`` tasks are always left to Ray, so every Ray sweep runs on Ray's workers."""
         with self.lock:
-            if self.submitted.is_set() or len(self.queue) <= self._args[1]:
+            if self.submitted.is_set() or len(self.queue) <= self._jobs:
                 return None
             return self.queue.pop()
 
@@ -179,6 +179,11 @@ class _RayStart:
 class _NotMainThreadWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "not the main thread" not in record.getMessage()
+
+
+#: one instance, so that a process running many sweeps adds the filter once (addFilter skips
+#: a filter it already has)
+_NOT_MAIN_THREAD_WARNING = _NotMainThreadWarning()
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
