@@ -11,7 +11,7 @@ WARM_STAMP := $(VENV)/.ztrace-warm
 DEMO_OUT ?= build/demo
 PYTEST_ARGS ?=
 
-.PHONY: all setup system demo test lint regen bench vm-image vm-test vm-test-long clean
+.PHONY: all setup system demo test lint bench vm-image vm-test vm-test-long clean
 
 all: test
 
@@ -53,10 +53,6 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-
-# Generated sources (checked in; tests fail when they are stale): the lock core.
-regen: $(STAMP)
-	$(VPY) -m ztrace.replay.locks._gen_core
 
 # The VM image (stock Debian 6.1 and 6.12 kernels) is cached in /var/cache/ztrace-vm.
 vm-image: $(STAMP)

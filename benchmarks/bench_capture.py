@@ -11,9 +11,12 @@ Each workload runs in turn without capture (``off``), with the probes attached b
 consumer only copying the ring (``probes``: the kernel-side cost), under ``ztrace capture
 --probes zsmalloc,locks`` (``on``: the CLI exactly as a user runs it, writing Parquet) and,
 with ``--base DIR``, under the same CLI from another source tree (``base``: e.g. an export of
-the previous commit, so before and after are measured side by side in one run). Modes are
-interleaved within each run. Prints one JSON line per run, then one summary line per
-workload with medians:
+the previous commit, so before and after are measured side by side in one run; with
+``probes`` also ``probes-base``, the other tree's probes alone). Modes are interleaved within
+each run. ``--consumer-rates`` drives each tree's consumer in a child process with the
+synthetic in-kernel producer. ``--targets`` runs issue 12's must-shows (about 8 minutes on
+two idle vCPUs) and ends with one verdict line per target. Prints one JSON line per run,
+then one summary line per workload with medians:
 
 * ``events_per_s``: rows written per second of workload, with ``lost`` (kernel-counted ring
   buffer drops + reorder drops) -- the consumer keeps up when ``lost`` is 0;
@@ -23,11 +26,13 @@ workload with medians:
     sudo .venv/bin/python -m benchmarks.bench_capture --runs 5 --writers 2 --seconds 4
     git archive HEAD~3 | tar -x -C /tmp/base    # the "before" tree
     sudo .venv/bin/python -m benchmarks.bench_capture --base /tmp/base --workloads write,fio
+    sudo .venv/bin/python -m benchmarks.bench_capture --targets        # the must-shows
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -129,26 +135,40 @@ def _generate(fd: int, rate: float, seconds: float) -> None:
 def _consumer_run(rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     """The capture consumer (ring -> Parquet, in process, as `ztrace capture` runs it) fed
     by the synthetic producer at ``rate`` events/s, with the real probes attached too."""
-    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.capture.session import CaptureOptions, start_with_selftest
     from ztrace.format import read_meta, trace_files
 
     out = tmp / f"c-{time.monotonic_ns()}"
-    cap = Capture(
+    cap, fd = start_with_selftest(
         CaptureOptions(out=out, probes=["zsmalloc", "locks"], ringbuf_pages=args.ringbuf_pages)
     )
-    cap.plan.cflags.append("-DZT_SELFTEST")
-    cap.start()
-    from bcc import BPF
-
     assert cap.loaded is not None
-    fd = cap.loaded.bpf.load_func(b"zt_selftest", BPF.RAW_TRACEPOINT).fd
+    # when the ring-draining thread reads, and how full the ring is then: the consumer loses
+    # events when a gap between reads outlasts the ring (64 MiB: ~0.8 s at 1 M events/s)
+    loaded, reads = cap.loaded, []
+    read_ring = loaded.read
+
+    def timed_read(n: int) -> object:
+        reads.append((time.monotonic(), loaded.reader.pending_bytes()))
+        return read_ring(n)
+
+    loaded.read = timed_read  # type: ignore[method-assign]
     code = (
         f"from benchmarks.bench_capture import _generate; _generate({fd}, {rate}, {args.seconds})"
     )
     gen = subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, pass_fds=[fd], stdout=subprocess.PIPE, text=True
     )
-    summary = cap.run(until=lambda: gen.poll() is not None)
+    # memory of the consumer over the run: does its heap plateau, or does it keep faulting in
+    # fresh pages (session 3's profile: half the consumer's samples zeroed fresh memory)?
+    samples: list[tuple[float, int, int]] = []
+    t_start = time.monotonic()
+
+    def done() -> bool:
+        samples.append((time.monotonic() - t_start, *_mem()))
+        return gen.poll() is not None
+
+    summary = cap.run(until=done)
     g = json.loads(gen.communicate()[0])
     files = trace_files(out)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
@@ -163,9 +183,44 @@ def _consumer_run(rate: float, args: argparse.Namespace, tmp: Path) -> dict[str,
         "events_written": rows,
         "events_per_s": round(rows / g["seconds"]),
         "lost": lost,
+        "lost_by": {**summary.lost, "late_for_reorder": summary.late_dropped},
         "consumer_cpu_s": round(summary.consumer_cpu_s, 3),
         "consumer_cpu_us_per_event": round(1e6 * summary.consumer_cpu_s / max(rows, 1), 3),
         "seconds": round(g["seconds"], 3),
+        "max_read_gap_ms": round(
+            1e3 * max((b[0] - a[0] for a, b in itertools.pairwise(reads)), default=0), 1
+        ),
+        "max_ring_fill_mb": round(max((r[1] for r in reads), default=0) / 1e6, 1),
+        **_mem_profile(samples, g["seconds"]),
+    }
+
+
+def _mem() -> tuple[int, int]:
+    """(minor page faults so far, resident set in KiB) of this process."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        rss_pages = int(f.read().split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt, rss_pages * os.sysconf(
+        "SC_PAGE_SIZE"
+    ) // 1024
+
+
+def _mem_profile(samples: list[tuple[float, int, int]], seconds: float) -> dict[str, object]:
+    """Minor faults and RSS growth per quarter of the run: a consumer that reuses its memory
+    faults in its first quarter (warm-up) and hardly at all afterwards."""
+    if len(samples) < 8:
+        return {}
+    out_faults, out_rss = [], []
+    for q in range(4):
+        lo, hi = q * seconds / 4, (q + 1) * seconds / 4
+        part = [s for s in samples if lo <= s[0] < hi] or [samples[-1]]
+        out_faults.append(part[-1][1] - part[0][1])
+        out_rss.append(round((part[-1][2] - part[0][2]) / 1024, 1))
+    return {
+        "minor_faults_by_quarter": out_faults,
+        "rss_growth_mib_by_quarter": out_rss,
+        "rss_mib_end": round(samples[-1][2] / 1024, 1),
     }
 
 
@@ -174,7 +229,8 @@ def _consumer_run_in(tree: Path, rate: float, args: argparse.Namespace, tmp: Pat
     code = (
         "import argparse, json, sys; from pathlib import Path; "
         "from benchmarks.bench_capture import _consumer_run; "
-        f"a = argparse.Namespace(ringbuf_pages={args.ringbuf_pages}, seconds={args.seconds}); "
+        f"a = argparse.Namespace(ringbuf_pages={args.ringbuf_pages}, "
+        f"seconds={args.consumer_seconds or args.seconds}); "
         f"print(json.dumps(_consumer_run({rate}, a, Path({str(tmp)!r}))))"
     )
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
@@ -191,33 +247,52 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _attach_probes(ringbuf_pages: int) -> tuple[object, object, object]:
-    """Probes attached, consumer only copying the ring: the kernel-side cost alone."""
-    import threading
+#: a child process that attaches the probes of the tree it runs in (``PYTHONPATH``) with a
+#: thread only copying the ring: the kernel side alone, for this tree or ``--base``'s
+_PROBES_CHILD = """
+import sys, threading
+from ztrace.capture.features import detect
+from ztrace.capture.loader import Loaded, make_plan
+loaded = Loaded(make_plan(detect(), ["zsmalloc", "locks"], ringbuf_pages=int(sys.argv[1])))
+stop, n = threading.Event(), [0]
+def consume():
+    while not stop.is_set():
+        stop.wait(0.05)
+        n[0] += len(loaded.reader.read(1 << 20))
+th = threading.Thread(target=consume, daemon=True)
+th.start()
+print("ready", flush=True)
+sys.stdin.read()
+stop.set()
+th.join()
+n[0] += len(loaded.reader.read(1 << 20))
+loaded.close()
+print(n[0], flush=True)
+"""
 
-    from ztrace.capture.features import detect
-    from ztrace.capture.loader import Loaded, make_plan
 
-    loaded = Loaded(make_plan(detect(), ["zsmalloc", "locks"], ringbuf_pages=ringbuf_pages))
-    stop = threading.Event()
-    count = [0]
-
-    def consume() -> None:
-        while not stop.is_set():
-            stop.wait(0.05)
-            count[0] += len(loaded.reader.read(1 << 20))
-
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
+def _attach_probes(ringbuf_pages: int, tree: Path = ROOT) -> Callable[[], int]:
+    """Probes of ``tree`` attached, consumer only copying the ring: the kernel-side cost
+    alone. Returns the function that detaches them and gives the events read."""
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PROBES_CHILD, str(ringbuf_pages)],
+        cwd=tree,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    if child.stdout.readline().strip() != "ready":
+        child.kill()
+        raise SystemExit(f"probes of {tree} did not attach")
 
     def finish() -> int:
-        stop.set()
-        th.join()
-        count[0] += len(loaded.reader.read(1 << 20))
-        loaded.close()
-        return count[0]
+        out, _ = child.communicate("")
+        return int(out.strip().splitlines()[-1])
 
-    return loaded, th, finish
+    return finish
 
 
 def _run(
@@ -253,17 +328,18 @@ def _run(
             "--",
             *cmd,
         ]
-    loaded = None
-    if mode == "probes":
-        loaded = _attach_probes(args.ringbuf_pages)
+    finish = None
+    if mode in ("probes", "probes-base"):
+        tree = ROOT if mode == "probes" else Path(args.base)
+        finish = _attach_probes(args.ringbuf_pages, tree)
     t0 = time.monotonic()
     p = subprocess.run(
         cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=args.seconds + 300
     )
     wall = time.monotonic() - t0
     probe_events = 0
-    if loaded is not None:
-        probe_events = loaded[2]()
+    if finish is not None:
+        probe_events = finish()
     if p.returncode != 0:
         raise SystemExit(f"{mode} run failed: {p.stderr.strip().splitlines()[-3:]}")
     if workload == "write":
@@ -285,7 +361,7 @@ def _run(
         "wall_s": round(wall, 2),
         "workload_cpu_s": round(wl_cpu, 3),
     }
-    if mode == "probes":
+    if finish is not None:
         row.update(events=probe_events, events_per_s=round(probe_events / secs))
     if mode == "summary":
         m = re.search(r"consumer CPU: ([0-9.]+) s", p.stderr)
@@ -320,12 +396,13 @@ def _run(
 def _perf_profile(args: argparse.Namespace, tmp: Path) -> None:
     """`perf record` of the write workload with the probes attached (kernel side only):
     prints the top symbols by sample share of the workload's own CPU."""
-    loaded = _attach_probes(args.ringbuf_pages)
+    tree = Path(args.base) if args.base else ROOT
+    finish = _attach_probes(args.ringbuf_pages, tree)
     data = tmp / "perf.data"
     cmd = _workload_cmd(args.writers, args.seconds, args.pages_per_writer)
     perf = ["perf", "record", "-e", "cpu-clock", "-F", "2999", "-g", "-o", str(data), "--"]
     subprocess.run([*perf, *cmd], capture_output=True, cwd=ROOT, check=True)
-    events = loaded[2]()
+    events = finish()
     opts = ["--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "1", "--stdio"]
     rep = subprocess.run(
         ["perf", "report", "-i", str(data), *opts],
@@ -338,7 +415,8 @@ def _perf_profile(args: argparse.Namespace, tmp: Path) -> None:
         for line in rep.stdout.splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    print(json.dumps({"perf": "probes attached, write workload", "events": events, "top": top}))
+    head = {"perf": f"probes of {tree} attached, write workload", "events": events}
+    print(json.dumps({**head, "top": top}))
 
 
 def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namespace) -> dict:
@@ -409,7 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--modes", default="off,probes,on", help="comma list of off, probes, on, summary"
     )
-    ap.add_argument("--base", default=None, help="source tree to run as mode `base` too")
+    ap.add_argument(
+        "--base",
+        default=None,
+        help="another source tree, run as mode `base` (its CLI, with `on`) and `probes-base` "
+        "(its probes, with `probes`); with --perf, profile its probes instead",
+    )
     ap.add_argument(
         "--perf", action="store_true", help="only: perf profile of the write workload + probes"
     )
@@ -418,7 +501,24 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma list of events/s to drive the consumer at with the synthetic producer",
     )
+    ap.add_argument(
+        "--consumer-seconds",
+        type=float,
+        default=None,
+        help="length of each consumer run (default: --seconds)",
+    )
+    ap.add_argument(
+        "--targets",
+        action="store_true",
+        help="issue 12's must-shows in one go (~8 min on 2 idle vCPUs): --runs 5 --seconds 4 "
+        "--workloads write,fio --modes off,probes,on,summary --consumer-rates 1000000, then "
+        "one verdict line per target",
+    )
     args = ap.parse_args(argv)
+    if args.targets:
+        args.runs, args.seconds = 5, 4.0
+        args.workloads, args.modes = "write,fio", "off,probes,on,summary"
+        args.consumer_rates = "1000000"
     if os.geteuid() != 0:
         print("bench_capture: needs root (BPF, /dev/zram0)", file=sys.stderr)
         return 2
@@ -427,7 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     workloads = [w for w in args.workloads.split(",") if w and w != "none"]
     modes = [m for m in args.modes.split(",") if m]
     if args.base:
-        modes.append("base")
+        if "probes" in modes:
+            modes.append("probes-base")
+        if "on" in modes:
+            modes.append("base")
     if "off" not in modes:
         modes.insert(0, "off")
     if "fio" in workloads and shutil.which("fio") is None:
@@ -451,10 +554,9 @@ def main(argv: list[str] | None = None) -> int:
                     # with --base, the old consumer too, in turn (order alternating by run)
                     which = ["consumer", "consumer-base"] if args.base else ["consumer"]
                     for mode in which[i % len(which) :] + which[: i % len(which)]:
-                        if mode == "consumer":
-                            got = _consumer_run(rate, args, tmp)
-                        else:
-                            got = _consumer_run_in(Path(args.base), rate, args, tmp)
+                        # both sides in a fresh child process of their own tree
+                        tree = ROOT if mode == "consumer" else Path(args.base)
+                        got = _consumer_run_in(tree, rate, args, tmp)
                         row = {"run": i, **got, "mode": mode, "load_avg_1m": _load()}
                         rows.append(row)
                         print(json.dumps(row), flush=True)
@@ -490,7 +592,64 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(s), flush=True)
+    if args.targets:
+        for line in _verdicts(rows):
+            print(json.dumps(line), flush=True)
     return 0
+
+
+def _verdicts(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Issue 12's throughput must-shows, each met or missed, from this run's rows."""
+
+    def paired(workload: str, key: str) -> list[float]:
+        by = {(r["run"], r["mode"]): r for r in rows if r.get("workload") == workload}
+        return [
+            float(str(by[(i, "on")][key])) / float(str(by[(i, "off")][key]))
+            for (i, m) in by
+            if m == "on" and (i, "off") in by
+        ]
+
+    out: list[dict[str, object]] = []
+    cons = [r for r in rows if r["mode"] == "consumer"]
+    if cons:
+        # a run carries the rate when the producer was paced at >= 1 M/s (it measures
+        # ~999.7 k/s over its own slightly longer run) and every offered event was written
+        ok = [
+            r
+            for r in cons
+            if float(str(r["target_events_per_s"])) >= 1e6
+            and int(str(r["lost"])) == 0
+            and int(str(r["events_written"])) >= int(str(r["offered_events"]))
+        ]
+        out.append(
+            {
+                "target": "consumer >= 1 M events/s with 0 lost",
+                "runs_meeting": f"{len(ok)}/{len(cons)}",
+                "median_offered_events_per_s": statistics.median(
+                    float(str(r["offered_events_per_s"])) for r in cons
+                ),
+                "verdict": "met" if len(ok) == len(cons) else "missed",
+            }
+        )
+    for workload, key, target, cmp in (
+        ("write", "ops_per_s", "write throughput with capture >= 80 % of off", 0.80),
+        ("fio", "cpu_us_per_op", "fio randrw 4 jobs: CPU per IO with capture <= +2 %", 1.02),
+    ):
+        ratios = paired(workload, key)
+        if not ratios:
+            continue
+        med = statistics.median(ratios)
+        met = med >= cmp if key == "ops_per_s" else med <= cmp
+        out.append(
+            {
+                "target": target,
+                "paired_median_pct": round(100 * med, 1),
+                "range_pct": [round(100 * min(ratios), 1), round(100 * max(ratios), 1)],
+                "verdict": "met" if met else "missed",
+                "load_avg_1m": _load(),
+            }
+        )
+    return out
 
 
 def _commit() -> str:

@@ -1,4 +1,4 @@
-"""Fleet sweep wall time: ``-j 1`` (serial, in-process) against ``-j 2`` (local Ray, 2 workers).
+"""Fleet sweep wall time: ``-j 1`` (serial, in-process) against ``-j 2`` (driver + 1 Ray worker).
 
 Pipeline measured: the whole ``ztrace fleet sweep`` command in a fresh process (discovery
 and hashing, Ray start-up for ``-j 2``, the tasks, assembling ``fleet.parquet``) on a
@@ -54,7 +54,8 @@ def _run(traces: Path, out: Path, jobs: int) -> dict[str, float]:
         "wall_s": wall,
         "ran": doc["ran"],
         "ray_startup_s": doc["timing_s"]["startup"],
-        "ray_startup_idle_s": doc["timing_s"].get("startup_idle", 0.0),
+        "driver_idle_s": doc["timing_s"].get("driver_idle", 0.0),
+        "ray_workers": doc.get("ray_workers", 0),
         "tasks_in_driver": doc.get("tasks_in_driver", 0),
         "tasks_s": doc["timing_s"]["tasks"],
         "load1_before": la0,

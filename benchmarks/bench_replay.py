@@ -15,12 +15,19 @@ configuration.
     .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
     .venv/bin/python -m benchmarks.bench_replay --runs 1 --no-anchor --startup  # start time
     .venv/bin/python -m benchmarks.bench_replay --ab-against /tmp/ab-old --rounds 7  # A/B
+    .venv/bin/python -m benchmarks.bench_replay --core --ab-against /tmp/ab-old  # lock core A/B
     .venv/bin/python -m benchmarks.bench_replay --threads-ab --locks class,pool,magazine  # threads
 
 ``--ab-against DIR`` compares this checkout with another one (e.g. ``git worktree add
 /tmp/ab-old <commit>``): it runs ``--runs 1 --no-anchor`` in a fresh process of each tree,
 alternating A B A B ... ``--rounds`` times so that host load hits both alike, and prints one
 JSON line with both trees' median CPU throughput, their spread (min, max) and the ratio.
+
+``--core`` times the lock core alone: the ops that one replay of the trace's first
+``--core-events`` events hands to each design (saved once under ``--work``), fed batch by
+batch into a fresh ``SimState`` per design, thread CPU ns per op (median of ``--runs``). With
+``--ab-against`` both trees run the same saved ops (the input of ``SimState.feed``, which
+both must accept), alternating fresh processes.
 """
 
 from __future__ import annotations
@@ -113,6 +120,7 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     from numba import njit
 
     from ztrace.format import read_trace
+    from ztrace.format.events import EV_FREE, EV_MALLOC
     from ztrace.model.classes import build_classes
     from ztrace.model.zsmalloc import free as zs_free
     from ztrace.model.zsmalloc import malloc as zs_malloc
@@ -128,11 +136,11 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     @njit
     def model_only(pool, code, size, handle, tab):  # type: ignore[no-untyped-def]
         for i in range(code.shape[0]):
-            if code[i] == 0:
+            if code[i] == EV_MALLOC:
                 s = -1 - E.hm_find(tab, handle[i])
                 tab[s, E.HM_KEY] = handle[i]
                 tab[s, E.HM_VAL] = zs_malloc(pool, size[i]) << E.HM_SHIFT
-            elif code[i] == 1:
+            elif code[i] == EV_FREE:
                 s = E.hm_find(tab, handle[i])
                 zs_free(pool, tab[s, E.HM_VAL] >> E.HM_SHIFT)
                 E.hm_delete(tab, s)
@@ -140,11 +148,11 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
     @njit
     def table_only(code, handle, tab):  # type: ignore[no-untyped-def]
         for i in range(code.shape[0]):
-            if code[i] == 0:
+            if code[i] == EV_MALLOC:
                 s = -1 - E.hm_find(tab, handle[i])
                 tab[s, E.HM_KEY] = handle[i]
                 tab[s, E.HM_VAL] = 0
-            elif code[i] == 1:
+            elif code[i] == EV_FREE:
                 E.hm_delete(tab, E.hm_find(tab, handle[i]))
 
     out = {}
@@ -313,11 +321,89 @@ def _threads_ab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _core_ops(trace: Path, events: int, work: Path, locks: list[str]) -> Path:
+    """Save the ops each design's lock core gets in one serial replay of the trace's first
+    ``events`` events (``SimState.feed``'s arguments, batch by batch, and its set-up)."""
+    import ztrace.replay.pipeline as pipeline
+    from ztrace.replay.engine import replay
+
+    out = work / f"core-ops-{trace.name}-{events}-{'_'.join(locks).replace(':', '-')}.npz"
+    if out.exists():
+        return out
+    part = work / f"core-trace-{events}"
+    if not (part / "part-00000.parquet").exists():
+        from ztrace.format import read_trace, write_trace
+
+        t = read_trace(trace)
+        write_trace(part, t.table.slice(0, events), t.meta)
+    saved: dict[str, np.ndarray] = {}
+    feed = pipeline.feed
+
+    def record(s: object, ops: dict[str, np.ndarray]) -> None:
+        d = s.design.name  # type: ignore[attr-defined]
+        k = sum(1 for x in saved if x.startswith(f"{d}/arr/"))
+        for name in ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin"):
+            saved[f"{d}/{name}/{k}"] = np.ascontiguousarray(ops[name], dtype=np.int64)
+        if k == 0:
+            saved[f"{d}/setup"] = np.array(
+                [len(s.qhead), s.cstats.shape[0], int(s.write_after)]  # type: ignore[attr-defined]
+            )
+            saved[f"{d}/cm"] = s.cm  # type: ignore[attr-defined]
+        feed(s, ops)  # type: ignore[arg-type]
+
+    pipeline.feed = record  # type: ignore[assignment]
+    try:
+        replay(part, locks=locks, threads=1)
+    finally:
+        pipeline.feed = feed
+    np.savez(out, **saved)
+    return out
+
+
+def _core(args: argparse.Namespace) -> int:
+    """CPU ns per op of the lock core alone, per design (see the module docstring)."""
+    from ztrace.replay.locks import get_design
+    from ztrace.replay.locks._state import SimState
+
+    work = Path(args.work)
+    locks = args.locks.split(",")
+    ops_file = Path(args.core_ops) if args.core_ops else None
+    if ops_file is None:
+        ops_file = _core_ops(_trace(args.events, work), args.core_events, work, locks)
+    z = np.load(ops_file)
+    out: dict[str, object] = {"bench": "replay-core", "ops_file": str(ops_file), "locks": locks}
+    for d in locks:
+        key = get_design(d).name  # the ops are saved by design name ("magazine:16")
+        n_cpus, n_classes, write_after = (int(x) for x in z[f"{key}/setup"])
+        cm = z[f"{key}/cm"]
+        nb = sum(1 for x in z.files if x.startswith(f"{key}/arr/"))
+        names = ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin")
+        batches = [[z[f"{key}/{c}/{k}"] for c in names] for k in range(nb)]
+        n_ops = sum(len(b[0]) for b in batches)
+        warm = SimState(get_design(d), n_cpus, n_classes, cm, bool(write_after))
+        warm.feed(*[x[:100] for x in batches[0]], final=True)  # compile or load the cache
+        ns = []
+        for _ in range(args.runs):
+            s = SimState(get_design(d), n_cpus, n_classes, cm, bool(write_after))
+            t = time.thread_time()
+            for b in batches:
+                s.feed(*b)
+            s.finish()
+            ns.append((time.thread_time() - t) / n_ops * 1e9)
+        out[d] = {"ops": n_ops, "cpu_ns_per_op": [round(x, 1) for x in ns]}
+        out[f"{d}_median_cpu_ns_per_op"] = round(statistics.median(ns), 1)
+    out["load_avg_1m"] = os.getloadavg()[0]
+    print(json.dumps(out), flush=True)
+    return 0
+
+
 def _ab(args: argparse.Namespace) -> int:
     """Alternate single-run processes of this tree (B, "new") and ``--ab-against`` (A)."""
     import subprocess
 
     trees = {"old": Path(args.ab_against).resolve(), "new": Path(__file__).resolve().parents[1]}
+    if args.core:
+        return _core_ab(args, trees)
     cmd = [
         sys.executable,
         "-m",
@@ -361,6 +447,50 @@ def _ab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _core_ab(args: argparse.Namespace, trees: dict[str, Path]) -> int:
+    """``--core --ab-against``: the lock core alone, both trees on the same saved ops."""
+    import subprocess
+
+    work = Path(args.work)
+    locks = args.locks.split(",")
+    ops_file = _core_ops(_trace(args.events, work), args.core_events, work, locks)
+    # this script in both trees' processes; each imports ztrace from its tree (PYTHONPATH)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--core", "--runs", str(args.runs)]
+    cmd += ["--locks", args.locks, "--work", args.work, "--core-ops", str(ops_file)]
+    got: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
+    loads = []
+    for r in range(args.rounds):
+        for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+            env = dict(os.environ, PYTHONPATH=str(trees[name]))
+            out = subprocess.run(
+                cmd, cwd=trees[name], env=env, capture_output=True, text=True, check=True
+            )
+            res = json.loads(out.stdout.splitlines()[-1])
+            loads.append(res["load_avg_1m"])
+            for d in locks:
+                got[name].setdefault(d, []).append(res[f"{d}_median_cpu_ns_per_op"])
+    med = {k: {d: statistics.median(v) for d, v in g.items()} for k, g in got.items()}
+    print(
+        json.dumps(
+            {
+                "bench": "replay-core-ab",
+                "machine": _machine(),
+                "command": f"python -m benchmarks.bench_replay --core --ab-against "
+                f"{args.ab_against} --rounds {args.rounds} --runs {args.runs} "
+                f"--core-events {args.core_events} --locks {args.locks}",
+                "trees": {k: str(v) for k, v in trees.items()},
+                "cpu_ns_per_op": got,
+                "median_cpu_ns_per_op": med,
+                "spread": {k: {d: [min(v), max(v)] for d, v in g.items()} for k, g in got.items()},
+                "ratio_new_over_old": {d: round(med["new"][d] / med["old"][d], 3) for d in locks},
+                "load_avg_1m": [min(loads), max(loads)],
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -395,11 +525,25 @@ def main(argv: list[str] | None = None) -> int:
         help="A/B in this process: threads=1 against threads=--threads (wall time).",
     )
     ap.add_argument("--threads", type=int, default=2, help="Parallel side of --threads-ab.")
+    ap.add_argument(
+        "--core",
+        action="store_true",
+        help="Time the lock core alone (CPU ns/op per design); with --ab-against: A/B.",
+    )
+    ap.add_argument(
+        "--core-events",
+        type=int,
+        default=2_000_000,
+        help="--core: replay the trace's first N events for the ops (default 2 M).",
+    )
+    ap.add_argument("--core-ops", metavar="NPZ", help=argparse.SUPPRESS)  # --core-ab's children
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.ab_against:
         return _ab(args)
+    if args.core:
+        return _core(args)
     if args.threads_ab:
         return _threads_ab(args)
 

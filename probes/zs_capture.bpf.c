@@ -104,28 +104,30 @@ static __always_inline int zt_skip_task(u64 pid_tgid)
 
 /* ------------------------------------------------------------------ the emit path
  *
- * Every probe builds its event on its own stack and hands it to zt_emit():
+ * Every probe fills its event in place, between zt_begin() and zt_end():
  *
- *     struct zs_event e;
- *     zt_init(&e, ZT_EV_..., ZT_SRC_..., ts, pid_tgid);
- *     e.handle = ...;               // the fields this probe knows
- *     zt_emit(&e);
+ *     struct zt_cpu *zc;
+ *     struct zs_event spare, *e = zt_begin(&zc, &spare, ZT_EV_..., ZT_SRC_..., ts, pid_tgid);
+ *     e->handle = ...;              // the fields this probe knows
+ *     zt_end(zc, e);
  *
- * zt_emit appends the event to this CPU's batch and writes the batch to the ring buffer as
- * one record (struct zs_batch_hdr + n events) when it holds ZT_BATCH events or its first
- * event is older than ZT_BATCH_AGE_NS. Batches that stopped growing are flushed by the
- * consumer: before it reads the ring it runs zt_flush_cpu on every CPU (BPF_PROG_TEST_RUN with
- * BPF_F_TEST_RUN_ON_CPU, an IPI to that CPU: net/bpf/test_run.c, bpf_prog_test_run_raw_tp), so
- * an idle CPU's tail is never held back and a read after the flush has every event stamped
- * before it. (A cpu-clock perf event was tried first: it does not tick on an idle NO_HZ CPU,
- * so a quiet host kept its tails until the end.) One ring reserve/commit (a
- * spinlock shared by all CPUs, kernel/bpf/ringbuf.c: __bpf_ringbuf_reserve) per batch
- * instead of per event is what makes this cheaper; events stay in per-CPU order inside a
- * record and the writer orders them across CPUs as before.
+ * zt_begin returns this CPU's next batch slot, so the event is written once, straight into
+ * the batch (session 3 built it on the stack and copied it in: one 80-byte memcpy per event).
+ * zt_end writes the batch to the ring buffer as one record (struct zs_batch_hdr + n events)
+ * when it holds ZT_BATCH events or its first event is older than ZT_BATCH_AGE_NS. Batches
+ * that stopped growing are flushed by the consumer: before it reads the ring it runs
+ * zt_flush_cpu on every CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, an IPI to that CPU:
+ * net/bpf/test_run.c, bpf_prog_test_run_raw_tp), so an idle CPU's tail is never held back
+ * and a read after the flush has every event stamped before it. (A cpu-clock perf event was
+ * tried first: it does not tick on an idle NO_HZ CPU, so a quiet host kept its tails until
+ * the end.) One ring reserve/commit (a spinlock shared by all CPUs, kernel/bpf/ringbuf.c:
+ * __bpf_ringbuf_reserve) per batch instead of per event is what makes this cheaper; events
+ * stay in per-CPU order inside a record and the writer orders them across CPUs as before.
  *
  * Tracepoint and kprobe programs run with preemption disabled, so a batch can only be
  * interrupted by a probe in an interrupt on the same CPU (or by zt_flush_cpu's IPI): `busy`
- * marks the batch in use and the nested event goes straight to the ring as a batch of one.
+ * marks the batch in use, and the nested probe fills `spare` on its own stack, which goes
+ * straight to the ring as a batch of one.
  */
 #ifndef ZT_BATCH
 #define ZT_BATCH 64
@@ -138,15 +140,135 @@ struct zt_batch {
 	struct zs_batch_hdr h;
 	struct zs_event ev[ZT_BATCH];
 };
-BPF_PERCPU_ARRAY(batch, struct zt_batch, 1);
+
+/*
+ * The comm of the last task that emitted on this CPU, so that a run of events from one task
+ * (a zram writer: every event) copies 16 bytes instead of calling bpf_get_current_comm
+ * (1.1-1.5 % of a zram writer's samples in session 3's profile). The record still carries
+ * the comm of every event, as read at that event:
+ *  - a comm changes only in __set_task_comm (exec, prctl(PR_SET_NAME), /proc/PID/comm;
+ *    6.12 fs/exec.c), which fires task:task_rename first: a program there bumps a global
+ *    generation and every CPU's cached comm is stale from then on;
+ *  - a tid names another task only after the task that had it exited (tid reuse, whatever
+ *    created the new task: kernel_clone, or copy_process alone for vhost/io_uring workers;
+ *    and exec by a non-leader thread, which takes the leader's tid once the leader is a
+ *    zombie: 6.12 fs/exec.c de_thread waits for leader->exit_state, set in exit_notify
+ *    after do_exit fires sched:sched_process_exit): a program on sched_process_exit bumps
+ *    the generation too;
+ *  - task_rename fires *before* the new name is copied (strscpy_pad under task_lock), so a
+ *    comm read within ZT_COMM_SETTLE_NS of the last rename is used for that event (as
+ *    bpf_get_current_comm would) but not kept.
+ */
+#ifndef ZT_COMM_SETTLE_NS
+#define ZT_COMM_SETTLE_NS 20000000ULL
+#endif
+struct zt_cpu {
+	struct zt_batch b;     /* first: the ring record is &b */
+	u64 comm_gen;          /* 1 + the generation the cached comm was read in; 0 = none */
+	u32 comm_tid;
+	u32 in_ring;           /* ring writes in progress on this CPU (zt_ring_enter, below) */
+	u64 comm[2];
+};
+BPF_PERCPU_ARRAY(batch, struct zt_cpu, 1);
+
+/*
+ * A ring write takes a spinlock shared by all CPUs, with interrupts off (6.1 and 6.12
+ * kernel/bpf/ringbuf.c: __bpf_ringbuf_reserve, raw_spin_lock_irqsave(&rb->spinlock)). Contended,
+ * it enters queued_spin_lock_slowpath, where the ZT_SPIN_SLOWPATH kprobe pair sits. From a
+ * kprobe program the kernel skips that pair (bpf_prog_active), but tracepoint programs (the
+ * lock:contention_* ones) do not hold bpf_prog_active: the pair's return program then ran with
+ * the ring lock held by its own CPU and wrote its event into the same ring, an AA deadlock with
+ * interrupts off (CI, session 6: both vCPUs of the 6.1 guest spun at one `pause` on one lock,
+ * RFLAGS.IF clear, for 24 min; ztrace/vm/hang.py found it). The lock tracepoints can do the
+ * same without kprobes: with three CPUs on the ring lock the queued slowpath fires
+ * lock:contention_end once it holds the lock (6.1 kernel/locking/qspinlock.c, `release:`),
+ * and that program writes its event. So each ring write marks its CPU, and the slowpath pair
+ * and the lock programs leave alone a wait that begins inside one: it is the capture's own
+ * wait, not the workload's, and is counted (ZT_DROP_OWN_RING), not lost.
+ */
+static __always_inline u32 *zt_ring_enter(void)
+{
+	int zero = 0;
+	struct zt_cpu *c = batch.lookup(&zero);
+	if (!c)
+		return 0;
+	c->in_ring++;
+	return &c->in_ring;
+}
+
+static __always_inline void zt_ring_exit(u32 *mark)
+{
+	if (mark)
+		(*mark)--;
+}
+
+/* Nonzero while this CPU writes in the ring: a lock wait that begins now is on the ring's own
+ * lock, and one that ends now ends with it held, so no event may be written (see above). */
+static __always_inline int zt_in_ring(void)
+{
+	int zero = 0;
+	struct zt_cpu *c = batch.lookup(&zero);
+	return c && c->in_ring;
+}
 
 struct zt_single {
 	struct zs_batch_hdr h;
 	struct zs_event ev;
 };
 
-/* Fill the common fields of an event on the caller's stack. */
-static __always_inline void zt_init(struct zs_event *e, u8 type, u8 src, u64 ts, u64 pid_tgid)
+#ifndef ZT_SUMMARY
+struct zt_comm_gen {
+	u64 gen;               /* bumped on every rename and task exit */
+	u64 ts;                /* bpf_ktime_get_ns of the last rename */
+};
+BPF_ARRAY(comm_gen, struct zt_comm_gen, 1);
+
+RAW_TRACEPOINT_PROBE(task_rename)
+{
+	int zero = 0;
+	struct zt_comm_gen *g = comm_gen.lookup(&zero);
+	if (g) {
+		g->ts = bpf_ktime_get_ns();  /* before gen: a reader that sees the new gen sees it */
+		__sync_fetch_and_add(&g->gen, 1);
+	}
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+	int zero = 0;
+	struct zt_comm_gen *g = comm_gen.lookup(&zero);
+	if (g)
+		__sync_fetch_and_add(&g->gen, 1);
+	return 0;
+}
+
+static __always_inline void zt_comm(struct zt_cpu *c, struct zs_event *e, u32 tid)
+{
+	int zero = 0;
+	u64 *dst = (u64 *)e->comm;
+	struct zt_comm_gen *g = comm_gen.lookup(&zero);
+	if (!g) {
+		bpf_get_current_comm(&e->comm, sizeof(e->comm));
+		return;
+	}
+	u64 gen = g->gen;
+	if (c->comm_tid == tid && c->comm_gen == gen + 1) {
+		dst[0] = c->comm[0];
+		dst[1] = c->comm[1];
+		return;
+	}
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	c->comm_tid = tid;
+	c->comm[0] = dst[0];
+	c->comm[1] = dst[1];
+	c->comm_gen = (s64)(bpf_ktime_get_ns() - g->ts) > (s64)ZT_COMM_SETTLE_NS ? gen + 1 : 0;
+}
+#endif
+
+/* Fill the common fields of an event; `c` is this CPU's state when `e` is its batch slot. */
+static __always_inline void zt_init(struct zt_cpu *c, struct zs_event *e, u8 type, u8 src,
+				    u64 ts, u64 pid_tgid)
 {
 	e->ts_ns = ts;
 	e->pool = 0;
@@ -162,7 +284,10 @@ static __always_inline void zt_init(struct zs_event *e, u8 type, u8 src, u64 ts,
 	e->type = type;
 	e->src = src;
 #ifndef ZT_SUMMARY
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	if (c)
+		zt_comm(c, e, (u32)pid_tgid);
+	else
+		bpf_get_current_comm(&e->comm, sizeof(e->comm));
 #endif
 }
 
@@ -178,14 +303,18 @@ static __always_inline void zt_flush(struct zt_batch *b)
 	if (n > ZT_BATCH)
 		return;
 	u64 sz = sizeof(struct zs_batch_hdr) + (u64)n * sizeof(struct zs_event);
+	u32 *mark = zt_ring_enter();
 	if (events.ringbuf_output(b, sz, ZT_SUBMIT_FLAGS))
 		zt_drop_n(ZT_DROP_RINGBUF, n);
+	zt_ring_exit(mark);
 	b->h.n = 0;
 }
 
 static __always_inline void zt_emit_single(struct zs_event *e)
 {
+	u32 *mark = zt_ring_enter();
 	struct zt_single *s = events.ringbuf_reserve(sizeof(struct zt_single));
+	zt_ring_exit(mark);
 	if (!s) {
 		zt_drop(ZT_DROP_RINGBUF);
 		return;
@@ -198,9 +327,10 @@ static __always_inline void zt_emit_single(struct zs_event *e)
 	events.ringbuf_submit(s, ZT_SUBMIT_FLAGS);
 }
 
+
 #ifdef ZT_SUMMARY
 /*
- * --summary: no event stream. zt_emit() folds each event into per-CPU aggregates, like
+ * --summary: no event stream. zt_end() folds each event into per-CPU aggregates, like
  * `perf lock contention -b`: lock waits by (lock address, flags, stack id), operations by
  * (type, pool), each with count, total, max, min and a log2 histogram. User space reads the
  * maps every interval and writes the differences.
@@ -251,7 +381,7 @@ static __always_inline void zt_agg_add(struct zs_agg *a, u64 v)
 	a->hist[b & 63]++;
 }
 
-static __always_inline void zt_emit(struct zs_event *e)
+static __always_inline void zt_agg(struct zs_event *e)
 {
 	int zero = 0;
 	struct zs_agg *a;
@@ -285,29 +415,57 @@ static __always_inline void zt_emit(struct zs_event *e)
 	}
 	zt_agg_add(a, e->duration_ns);
 }
+
+/* --summary: the event is built on the caller's stack and only aggregated */
+static __always_inline struct zs_event *zt_begin(struct zt_cpu **cp, struct zs_event *spare,
+						 u8 type, u8 src, u64 ts, u64 pid_tgid)
+{
+	*cp = 0;
+	zt_init(0, spare, type, src, ts, pid_tgid);
+	return spare;
+}
+
+static __always_inline void zt_end(struct zt_cpu *c, struct zs_event *e)
+{
+	zt_agg(e);
+}
 #else
-/* Queue one event (see the comment above). */
-static __always_inline void zt_emit(struct zs_event *e)
+/* Start an event: this CPU's next batch slot (and *cp = this CPU's state), or `spare` (and
+ * *cp = 0) when a probe this one interrupted is filling the batch. Common fields are set. */
+static __always_inline struct zs_event *zt_begin(struct zt_cpu **cp, struct zs_event *spare,
+						 u8 type, u8 src, u64 ts, u64 pid_tgid)
 {
 	int zero = 0;
-	struct zt_batch *b = batch.lookup(&zero);
-	if (!b)
-		return;
-	if (b->h.busy) {
+	struct zt_cpu *c = batch.lookup(&zero);
+	struct zs_event *e = spare;
+	*cp = 0;
+	if (c && !c->b.h.busy) {
+		c->b.h.busy = 1;
+		u32 i = c->b.h.n;
+		if (i >= ZT_BATCH) {  /* cannot happen: a full batch is flushed at once */
+			zt_flush(&c->b);
+			i = 0;
+		}
+		e = &c->b.ev[i & (ZT_BATCH - 1)];
+		*cp = c;
+	}
+	zt_init(*cp, e, type, src, ts, pid_tgid);
+	return e;
+}
+
+/* Queue the event zt_begin() started (see the comment above). */
+static __always_inline void zt_end(struct zt_cpu *c, struct zs_event *e)
+{
+	if (!c) {
 		zt_emit_single(e);
 		return;
 	}
-	b->h.busy = 1;
+	struct zt_batch *b = &c->b;
 	u32 i = b->h.n;
-	if (i >= ZT_BATCH) {  /* cannot happen: a full batch is flushed at once */
-		zt_flush(b);
-		i = 0;
-	}
 	if (i == 0) {
 		b->h.first_ts = e->ts_ns;
 		b->h.cpu = e->cpu;
 	}
-	__builtin_memcpy(&b->ev[i & (ZT_BATCH - 1)], e, sizeof(*e));
 	b->h.n = i + 1;
 	if (i + 1 >= ZT_BATCH || e->ts_ns - b->h.first_ts > ZT_BATCH_AGE_NS)
 		zt_flush(b);
@@ -322,12 +480,12 @@ static __always_inline void zt_emit(struct zs_event *e)
 int zt_flush_cpu(struct bpf_raw_tracepoint_args *ctx)
 {
 	int zero = 0;
-	struct zt_batch *b = batch.lookup(&zero);
-	if (!b || b->h.busy || !b->h.n)
+	struct zt_cpu *c = batch.lookup(&zero);
+	if (!c || c->b.h.busy || !c->b.h.n)
 		return 0;
-	b->h.busy = 1;
-	zt_flush(b);
-	b->h.busy = 0;
+	c->b.h.busy = 1;
+	zt_flush(&c->b);
+	c->b.h.busy = 0;
 	return 0;
 }
 
@@ -335,7 +493,7 @@ int zt_flush_cpu(struct bpf_raw_tracepoint_args *ctx)
 /*
  * A synthetic producer for benchmarks/bench_capture.py (--consumer-rates), never compiled
  * into a capture: run with BPF_PROG_TEST_RUN, each call emits ZT_BATCH events (zs_malloc /
- * zs_free pairs of fresh handles) through the same zt_emit path as the probes, so the
+ * zs_free pairs of fresh handles) through the same zt_begin/zt_end path as the probes, so the
  * consumer can be driven past the rate real zsmalloc traffic reaches on a small host.
  */
 BPF_ARRAY(selftest_seq, u64, 1);
@@ -349,12 +507,13 @@ int zt_selftest(struct bpf_raw_tracepoint_args *ctx)
 	u64 base = *seq;
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	for (int i = 0; i < ZT_BATCH; i++) {
-		struct zs_event e;
-		zt_init(&e, (i & 1) ? ZT_EV_FREE : ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(),
-			pid_tgid);
-		e.pool = 0x306d61727aULL;  /* "zram0" */
-		e.handle = 0x1000 + 8 * (base + (i >> 1));
-		zt_emit(&e);
+		struct zt_cpu *zc;
+		u8 type = (i & 1) ? ZT_EV_FREE : ZT_EV_MALLOC;
+		struct zs_event spare, *e =
+			zt_begin(&zc, &spare, type, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
+		e->pool = 0x306d61727aULL;  /* "zram0" */
+		e->handle = 0x1000 + 8 * (base + (i >> 1));
+		zt_end(zc, e);
 	}
 	*seq = base + ZT_BATCH / 2;
 	return 0;
@@ -364,6 +523,20 @@ int zt_selftest(struct bpf_raw_tracepoint_args *ctx)
 /* ------------------------------------------------------------------ lock contention */
 #ifdef ZT_LOCKS
 BPF_STACK_TRACE(stacks, ZT_STACKS);
+
+/* One lock wait: from `ts` (begin) to `now` on lock `addr`; `ret` = the lock flags. */
+static __always_inline void zt_emit_wait(u8 type, u8 src, u64 pid_tgid, u64 ts, u64 now,
+					 u64 addr, s32 stack_id, s32 ret, u64 aux)
+{
+	struct zt_cpu *zc;
+	struct zs_event spare, *e = zt_begin(&zc, &spare, type, src, ts, pid_tgid);
+	e->handle = addr;
+	e->duration_ns = now - ts;
+	e->stack_id = stack_id;
+	e->ret = ret;
+	e->aux = aux;
+	zt_end(zc, e);
+}
 
 struct zt_lock_begin {
 	u64 ts;
@@ -394,6 +567,10 @@ BPF_HASH(lock_begin, u32, struct zt_lock_begin, ZT_INFLIGHT);
 
 ZT_LOCK_BEGIN
 {
+	if (zt_in_ring()) {  /* the ring's own lock (zt_ring_enter) */
+		zt_drop(ZT_DROP_OWN_RING);
+		return 0;
+	}
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (zt_skip_task(pid_tgid))
 		return 0;
@@ -420,6 +597,8 @@ ZT_LOCK_BEGIN
 
 ZT_LOCK_END
 {
+	if (zt_in_ring())  /* holding the ring's lock: never write an event (zt_ring_enter) */
+		return 0;
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (zt_skip_task(pid_tgid))
 		return 0;
@@ -430,15 +609,9 @@ ZT_LOCK_END
 		return 0;
 	}
 	u64 now = bpf_ktime_get_ns();
-	struct zs_event e;
-	zt_init(&e, ZT_EV_LOCK, ZT_SRC_LOCK_TP, b->ts, pid_tgid);
-	e.handle = b->addr;
-	e.duration_ns = now - b->ts;
-	e.stack_id = b->stack_id;
-	e.ret = (s32)b->flags;
-	e.aux = (u64)(s64)ZT_ARG_RET;
+	zt_emit_wait(ZT_EV_LOCK, ZT_SRC_LOCK_TP, pid_tgid, b->ts, now, b->addr, b->stack_id,
+		     (s32)b->flags, (u64)(s64)ZT_ARG_RET);
 	lock_begin.delete(&tid);
-	zt_emit(&e);
 	return 0;
 }
 
@@ -461,6 +634,10 @@ BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
 
 int zt_spin_slow_entry(struct pt_regs *ctx)
 {
+	if (zt_in_ring()) {
+		zt_drop(ZT_DROP_OWN_RING);
+		return 0;
+	}
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (zt_skip_task(pid_tgid))
 		return 0;
@@ -476,20 +653,19 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 
 int zt_spin_slow_return(struct pt_regs *ctx)
 {
+	/* never write an event with the ring's lock held; an outer slowpath this one interrupted
+	 * keeps its entry for its own return */
+	if (zt_in_ring())
+		return 0;
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
 	struct zt_spin_begin *b = spin_begin.lookup(&tid);
 	if (!b)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
-	struct zs_event e;
-	zt_init(&e, ZT_EV_SPIN, ZT_SRC_KPROBE, b->ts, pid_tgid);
-	e.handle = b->addr;
-	e.duration_ns = now - b->ts;
-	e.stack_id = b->stack_id;
-	e.ret = 1;  /* LCB_F_SPIN */
+	/* ret = 1: LCB_F_SPIN */
+	zt_emit_wait(ZT_EV_SPIN, ZT_SRC_KPROBE, pid_tgid, b->ts, now, b->addr, b->stack_id, 1, 0);
 	spin_begin.delete(&tid);
-	zt_emit(&e);
 	return 0;
 }
 #endif
@@ -590,12 +766,13 @@ RAW_TRACEPOINT_PROBE(kmem_cache_alloc)
 	u64 pool = 0;
 	if (!zt_kc_pool(ctx->args[2], &pool))
 		return 0;
-	struct zs_event e;
-	zt_init(&e, ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
-	e.pool = pool;
-	e.handle = ctx->args[1];
-	e.aux = cs;
-	zt_emit(&e);
+	struct zt_cpu *zc;
+	struct zs_event spare, *e =
+		zt_begin(&zc, &spare, ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
+	e->pool = pool;
+	e->handle = ctx->args[1];
+	e->aux = cs;
+	zt_end(zc, e);
 	return 0;
 }
 
@@ -607,12 +784,13 @@ RAW_TRACEPOINT_PROBE(kmem_cache_free)
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (zt_skip_task(pid_tgid))
 		return 0;
-	struct zs_event e;
-	zt_init(&e, ZT_EV_FREE, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
-	e.pool = pool;
-	e.handle = ctx->args[1];
-	e.aux = ctx->args[0];
-	zt_emit(&e);
+	struct zt_cpu *zc;
+	struct zs_event spare, *e =
+		zt_begin(&zc, &spare, ZT_EV_FREE, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
+	e->pool = pool;
+	e->handle = ctx->args[1];
+	e->aux = ctx->args[0];
+	zt_end(zc, e);
 	return 0;
 }
 #else
@@ -631,12 +809,13 @@ TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
 	u64 pool = 0;
 	if (!zt_handle_cache(name, &pool))
 		return 0;
-	struct zs_event e;
-	zt_init(&e, ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
-	e.pool = pool;
-	e.handle = (u64)args->ptr;
-	e.aux = cs;
-	zt_emit(&e);
+	struct zt_cpu *zc;
+	struct zs_event spare, *e =
+		zt_begin(&zc, &spare, ZT_EV_MALLOC, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
+	e->pool = pool;
+	e->handle = (u64)args->ptr;
+	e->aux = cs;
+	zt_end(zc, e);
 	return 0;
 }
 
@@ -650,12 +829,13 @@ TRACEPOINT_PROBE(kmem, kmem_cache_free)
 	u64 pool = 0;
 	if (!zt_handle_cache(name, &pool))
 		return 0;
-	struct zs_event e;
-	zt_init(&e, ZT_EV_FREE, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
-	e.pool = pool;
-	e.handle = (u64)args->ptr;
-	e.aux = args->call_site;
-	zt_emit(&e);
+	struct zt_cpu *zc;
+	struct zs_event spare, *e =
+		zt_begin(&zc, &spare, ZT_EV_FREE, ZT_SRC_KMEM_TP, bpf_ktime_get_ns(), pid_tgid);
+	e->pool = pool;
+	e->handle = (u64)args->ptr;
+	e->aux = args->call_site;
+	zt_end(zc, e);
 	return 0;
 }
 #endif  /* ZT_KC_NAME_OFF */
@@ -668,14 +848,30 @@ struct zt_call {
 	u64 pool;
 	u64 arg;     /* handle (zs_free), swap entry (zswap) */
 	u32 size;    /* requested size; for zswap_store, the zs_malloc size seen inside it */
-	u32 pad;
+	u32 displaced;  /* this entry replaced another call's (see zt_enter): leave a tombstone */
 };
-/* Keyed by (tid, event type): one call per thread per function is in flight. */
+/* Keyed by (tid, event type): one call per thread per function is in flight (a nested call
+ * of the same function -- the shrink worker's writeback reclaiming into the zswap shrinker --
+ * displaces the outer one, whose event is then lost and counted). ts = 0: a tombstone. */
 struct zt_call_key {
 	u32 tid;
 	u32 type;
 };
 BPF_HASH(calls, struct zt_call_key, struct zt_call, ZT_INFLIGHT);
+/* CLOCK_MONOTONIC (= bpf_ktime_get_ns) at which user space had attached every probe; 0 before */
+BPF_ARRAY(zt_armed, u64, 1);
+/* which functions the two pair counters come from: [type] return_missed, [16 + type]
+ * entry_missed (for the footer and extra.probe_misses) */
+BPF_PERCPU_ARRAY(pair_misses, u64, 32);
+
+static __always_inline void zt_pair_miss(int slot, u32 type)
+{
+	u32 i = (slot == ZT_DROP_NO_ENTRY ? 16 : 0) + (type & 15);
+	u64 *v = pair_misses.lookup(&i);
+	if (v)
+		*v += 1;
+	zt_drop(slot);
+}
 
 #ifdef ZT_KPROBE_ZS
 /*
@@ -726,9 +922,54 @@ static __always_inline int zt_enter(u8 type, u64 pool, u64 arg, u32 size)
 	c.pool = pool;
 	c.arg = arg;
 	c.size = size;
-	if (calls.update(&k, &c))
+	/*
+	 * BPF_NOEXIST first: an entry already there for this thread and function is a call whose
+	 * event will not be emitted: its return handler never ran -- the kretprobe had no free
+	 * instance (6.12 kernel/kprobes.c: pre_handler_kretprobe, rp->nmissed++) or its program
+	 * was skipped (kernel/trace/bpf_trace.c: trace_call_bpf, bpf_prog_active held on this
+	 * CPU) -- or it is still running and this call is nested in it (6.12 mm/zswap.c:
+	 * shrink_worker → zswap_writeback_entry allocates with GFP_KERNEL, and direct reclaim
+	 * can call zswap_shrinker_scan → zswap_writeback_entry again, for several entries in a
+	 * row: seen in the 6.12 guest, 9-12 times a zswap-lru run). Count that event as lost
+	 * and take the slot; `displaced` makes this call's return leave a tombstone, which the
+	 * next sibling keeps standing, so that the outer return is not counted a second time
+	 * (as a missing entry). Costs
+	 * nothing when the slot is free (the common case: one hash update either way).
+	 */
+	int err = calls.insert(&k, &c);
+	if (err == -EEXIST) {
+		int zero = 0;
+		u64 *armed = zt_armed.lookup(&zero);
+		struct zt_call *old = calls.lookup(&k);
+		/* a tombstone (ts 0) was counted when it was made; calls that entered before user
+		 * space had attached every probe (zt_armed) may lack their return probe: start-up
+		 * leftovers, not losses */
+		/* a tombstone: the call it stands for is still running (this is a second call
+		 * nested in it, after a sibling): keep it standing through this call too */
+		if (old && !old->ts)
+			c.displaced = 1;
+		if (old && old->ts && armed && *armed && old->ts >= *armed) {
+			c.displaced = 1;
+#ifndef ZT_CPU_MASK0  /* --cpu: a call can enter on a kept CPU and return on a skipped one */
+			zt_pair_miss(ZT_DROP_RET_MISSED, type);
+#endif
+		}
+		err = calls.update(&k, &c);
+	}
+	if (err)
 		zt_drop(ZT_DROP_INFLIGHT);
 	return 0;
+}
+
+/* A call's event is out: free its slot, or leave a tombstone if it displaced another call. */
+static __always_inline void zt_call_done(struct zt_call_key *k, struct zt_call *c)
+{
+	if (c->displaced) {
+		c->ts = 0;
+		c->displaced = 0;
+	} else {
+		calls.delete(k);
+	}
 }
 
 /* Emit the record for a returning call; `handle`/`ret` come from the return value. */
@@ -739,19 +980,34 @@ static __always_inline int zt_return(u8 type, u64 handle, s32 ret)
 		return 0;
 	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = type};
 	struct zt_call *c = calls.lookup(&k);
-	if (!c)
-		return 0;  /* filtered at entry, or the call began before capture */
-	struct zs_event e;
-	zt_init(&e, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
-	e.pool = c->pool;
-	e.handle = handle ? handle : c->arg;
-	e.duration_ns = bpf_ktime_get_ns() - c->ts;
-	e.size = c->size;
-	e.ret = ret;
+	if (!c) {
+		/*
+		 * The kretprobe hooked this call at its entry, after both probes were attached
+		 * (BCC attaches the entry kprobe first), so the entry program should have run too:
+		 * it was skipped, or its map update failed (counted there). Only a pool filter
+		 * drops calls at entry on purpose (a zswap call has no pool).
+		 */
+#ifndef ZT_CPU_MASK0
+		if ((!ZT_POOL && !ZT_POOL_NAME) || type >= ZT_EV_ZSWAP_STORE)
+			zt_pair_miss(ZT_DROP_NO_ENTRY, type);
+#endif
+		return 0;
+	}
+	if (!c->ts) {  /* the outer call a nested one displaced: counted at displacement */
+		calls.delete(&k);
+		return 0;
+	}
+	struct zt_cpu *zc;
+	struct zs_event spare, *e = zt_begin(&zc, &spare, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
+	e->pool = c->pool;
+	e->handle = handle ? handle : c->arg;
+	e->duration_ns = bpf_ktime_get_ns() - c->ts;
+	e->size = c->size;
+	e->ret = ret;
 	if (type >= ZT_EV_ZSWAP_STORE)
-		e.aux = c->arg;
-	calls.delete(&k);
-	zt_emit(&e);
+		e->aux = c->arg;
+	zt_end(zc, e);
+	zt_call_done(&k, c);
 	return 0;
 }
 #endif
@@ -864,17 +1120,21 @@ int zt_access_return(struct pt_regs *ctx)
 	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = ZT_EV_READ};
 	struct zt_call *c = calls.lookup(&k);
 	if (!c)
+		return 0;  /* a map before the capture (entry and return are two functions) */
+	if (!c->ts) {
+		calls.delete(&k);
 		return 0;
+	}
 	u8 type = c->size == ZT_MM_WO ? ZT_EV_WRITE : ZT_EV_READ;
-	struct zs_event e;
-	zt_init(&e, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
-	e.pool = c->pool;
-	e.handle = c->arg;
-	e.duration_ns = bpf_ktime_get_ns() - c->ts;
-	e.size = 0;
-	e.ret = (s32)c->size;  /* the map mode */
-	calls.delete(&k);
-	zt_emit(&e);
+	struct zt_cpu *zc;
+	struct zs_event spare, *e = zt_begin(&zc, &spare, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
+	e->pool = c->pool;
+	e->handle = c->arg;
+	e->duration_ns = bpf_ktime_get_ns() - c->ts;
+	e->size = 0;
+	e->ret = (s32)c->size;  /* the map mode */
+	zt_end(zc, e);
+	zt_call_done(&k, c);
 	return 0;
 }
 #endif
@@ -997,7 +1257,7 @@ int zt_zswap_wb_return(struct pt_regs *ctx)
  * (A) and with a *nested* pair (B) that does the capture pair's work: zt_enter() (task
  * filter, pool name, timestamp, calls.update) and zt_return() up to its second timestamp
  * (calls.lookup, zt_init) plus its calls.delete. The nested pair does not emit: the
- * capture's zt_emit() runs after the second timestamp, outside every measured duration, so
+ * capture's zt_end() runs after the second timestamp, outside every measured duration, so
  * B - A is one pair's full handler cost (an upper bound on what a duration contains).
  * Nesting: probes on one address run newest-first at entry (6.1 kernel/kprobes.c:
  * add_new_kprobe() does list_add_rcu() at the head of the aggregate's list) and the
@@ -1042,7 +1302,9 @@ int zt_pc_outer_free_entry(struct pt_regs *ctx) { return zt_pc_outer_enter(1); }
 int zt_pc_outer_free_return(struct pt_regs *ctx) { return zt_pc_outer_ret(1); }
 
 /* zt_return() without the emit; the event is folded into a per-CPU sink so the compiler
- * keeps zt_init()'s work */
+ * keeps zt_init()'s work. Built on the stack with bpf_get_current_comm, as the capture did
+ * before it wrote into the batch with a per-CPU comm cache (session 5): slightly more work
+ * than the capture pair now does, so B - A stays an upper bound. */
 static __always_inline int zt_pc_inner_ret(u8 type)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -1053,7 +1315,7 @@ static __always_inline int zt_pc_inner_ret(u8 type)
 	if (!c)
 		return 0;
 	struct zs_event e;
-	zt_init(&e, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
+	zt_init(0, &e, type, ZT_SRC_KPROBE, c->ts, pid_tgid);
 	e.pool = c->pool;
 	e.handle = c->arg;
 	e.duration_ns = bpf_ktime_get_ns() - c->ts;

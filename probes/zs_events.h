@@ -61,7 +61,14 @@ struct zs_batch_hdr {
 #define ZT_DROP_INFLIGHT    1   /* entry map full: a begin/entry had no room for its state */
 #define ZT_DROP_NO_BEGIN    2   /* end/return without a recorded begin/entry (started mid-call) */
 #define ZT_DROP_AGG         3   /* --summary: aggregate map full, event not counted */
-#define ZT_DROP_SLOTS       4
+#define ZT_DROP_RET_MISSED  4   /* kprobe pair: an entry still in `calls` when the same thread
+				 * entered the same function again: its return never ran (a
+				 * kretprobe miss, or its program skipped), its event is lost */
+#define ZT_DROP_NO_ENTRY    5   /* kprobe pair: a return with no entry in `calls` although no
+				 * filter can have dropped it: the entry program did not run */
+#define ZT_DROP_OWN_RING    6   /* not lost: a spinlock slowpath entered inside our own ring
+				 * write (its lock), left alone (zs_capture.bpf.c: zt_ring_enter) */
+#define ZT_DROP_SLOTS       7
 
 /* --summary (ZT_SUMMARY): in-kernel aggregates instead of the event stream */
 #define ZT_HIST_BUCKETS     40  /* log2 buckets: b holds [2^b, 2^(b+1)) ns; 0 also holds 0 */

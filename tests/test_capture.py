@@ -192,6 +192,52 @@ def test_ring_reader_parses_a_fake_ring(tmp_path) -> None:  # type: ignore[no-un
     os.close(fd)
 
 
+def test_ring_reader_reads_runs_of_full_batches_at_once() -> None:
+    """Runs of full batches are found and copied with numpy (RingReader._full_records), the
+    rest record by record; the events come out in ring order either way, a discarded record
+    is skipped, and a busy full batch stops the read."""
+    import mmap
+    import os
+    import struct
+
+    from ztrace.capture.events import RingReader
+
+    page = mmap.PAGESIZE
+    size = 8 * page
+    fd = os.memfd_create("ring")
+    os.ftruncate(fd, page + page + 2 * size)
+    ev = np.zeros(16, EVENT_DTYPE)
+    ev["ts_ns"] = np.arange(16) * 10
+    ev["handle"] = np.arange(16) + 100
+    b = 2  # events per full record
+    recs = [
+        _fake_record(ev[0:2]),
+        _fake_record(ev[2:4]),
+        _fake_record(ev[4:6]),  # three full ones: one vectorised copy
+        _fake_record(ev[6:7]),  # a short batch: record by record
+        _fake_record(ev[7:9], discard=True),  # full but discarded: skipped
+        _fake_record(ev[9:11]),
+        _fake_record(ev[11:13]),
+        _fake_record(ev[13:15], busy=True),  # full but still being written: stop
+    ]
+    os.pwrite(fd, b"".join(recs), 2 * page)
+    os.pwrite(fd, struct.pack("<Q", sum(len(r) for r in recs)), page)
+    r = RingReader(fd, size, batch=b)
+    runs: list[int] = []
+    copy_full = r._copy_full
+    r._copy_full = lambda pos, k: runs.append(k) or copy_full(pos, k)  # type: ignore[method-assign]
+    out = r.read()
+    assert runs == [3, 2]
+    want = [*range(0, 7), *range(9, 13)]
+    assert out["ts_ns"].tolist() == [10 * i for i in want]
+    assert out["handle"].tolist() == [100 + i for i in want]
+    assert r.records == 6
+    assert struct.unpack("<Q", os.pread(fd, 8, 0))[0] == sum(len(x) for x in recs[:7])
+    assert len(r.read(max_events=4)) == 0  # the busy record again
+    r.close()
+    os.close(fd)
+
+
 def test_ring_reader_refuses_a_record_it_does_not_understand() -> None:
     import mmap
     import os
@@ -307,6 +353,8 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     import pyarrow.parquet as pq
 
     from ztrace.capture import session as s
+    from ztrace.capture.background import BackgroundWorker
+    from ztrace.capture.loader import ProbeMisses
     from ztrace.format import TraceMeta, open_trace, read_trace
 
     def events(ts: list[int]) -> np.ndarray:
@@ -327,6 +375,11 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
         def drops(self) -> dict[str, int]:
             return {}
 
+        def probe_misses(self, *, pair_seen: bool = True) -> ProbeMisses:
+            return ProbeMisses({}, {}, set())
+
+        maxactive = 0
+
     cap = object.__new__(s.Capture)
     cap.opts = s.CaptureOptions(out=tmp_path / "t", probes=["zsmalloc"])
     cap.plan = type("Plan", (), {"modes": {"zsmalloc": "kmem-tracepoint"}})()
@@ -337,11 +390,15 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
         kernel_release="6.18.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0
     )
     cap.writer = s._CaptureWriter(cap.opts.out, meta, columns=cap._all_columns())
+    cap._meta, cap._misses, cap._misses_at = meta, None, 0.0
+    # the writes go through the worker thread, as in a capture
+    cap._bg = BackgroundWorker(cap._write_out)
     cap._drain()  # one read of 3 (_drain stops at a short read)
     cap._drain()
     cap._flush(final=False, drained_at_ns=40 + int(cap.opts.reorder_window_ms * 1e6))
     cap._drain()
     cap._flush(final=True)
+    cap._bg.close()
     cap.writer.close(lost_events=cap.summary.late_dropped)
     assert cap.summary.late_dropped == 1
     assert read_trace(cap.opts.out).table.column("ts_ns").to_pylist() == [10, 20, 25, 30, 40, 50]
@@ -352,3 +409,31 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     with_stats = {n for n, c in cols.items() if c.is_stats_set}
     assert with_stats == {"ts_ns", "duration_ns", "size_bytes"}
     assert tr.column_max("size_bytes") == 100 and tr.column_max("duration_ns") == 7
+
+
+def test_probe_misses_count_lost_pairs_and_report_reentries() -> None:
+    """Which kernel miss counters are lost events: kprobe pairs' kretprobe misses and skipped
+    runs are; the spinlock slowpath's misses, the lock programs' and the kmem/comm programs'
+    skipped runs are only reported (re-entries, or runs that record nothing)."""
+    from ztrace.capture.loader import ProbeMisses
+    from ztrace.capture.session import lost_total
+
+    m = ProbeMisses(
+        {"r_native_queued_spin_lock_slowpath": 4, "r_zswap_store": 2},
+        {
+            "zt_spin_slow_entry": 1,
+            "zt_spin_slow_return": 1,
+            "zt_zswap_store_return": 3,
+            "raw_tracepoint__contention_begin": 7,
+            "raw_tracepoint__kmem_cache_alloc": 9,
+        },
+        {"zt_spin_slow_entry", "zt_spin_slow_return", "zt_zswap_store_entry"}
+        | {"zt_zswap_store_return"},
+        {"return_missed:zswap_store": 2},
+    )
+    assert (m.pair_nmissed, m.pair_lost, m.spin_reentry) == (2, 5, 6)
+    assert (m.lock_lost, m.other_skipped) == (7, 9)
+    assert m.describe().startswith("return_missed:zswap_store=2,kprobe_profile:")
+    # probe_missed is part of lost_events; the reported-only counters are not
+    lost = {"ringbuf_full": 1, "end_without_begin": 5, "spin_reentry": 6, "probe_missed": 5}
+    assert lost_total(lost) == 6

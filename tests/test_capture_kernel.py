@@ -44,7 +44,7 @@ def test_tracepoint_capture_counts_match_the_workload(tmp_path: Path) -> None:
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
     from ztrace.format import read_trace
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
     feats = detect()
     if feats.probes["zsmalloc"].status == "missing":
@@ -64,8 +64,7 @@ def test_tracepoint_capture_counts_match_the_workload(tmp_path: Path) -> None:
         cap.start()
         th = threading.Thread(target=cap.run, daemon=True)
         th.start()
-        res = run_writers(
-            dev,
+        workload = WritersConfig(
             writers=writers,
             seconds=120,
             pages_per_writer=region,
@@ -73,6 +72,7 @@ def test_tracepoint_capture_counts_match_the_workload(tmp_path: Path) -> None:
             max_passes=passes,
             pin=True,
         )
+        res = run_writers(dev, workload)
         mm = dev.mm_stat()
         time.sleep(0.3)
         cap.stop()
@@ -136,12 +136,15 @@ def test_kprobe_programs_compile_and_load_through_the_verifier() -> None:
         "zt_zswap_inval_return",
         "zt_zswap_wb_entry",
         "zt_zswap_wb_return",
+        "zt_map_entry",
+        "zt_access_return",
     ]
     for variant in ([], ["-DZT_ZSWAP_FRONTSWAP"], ["-DZT_ZSWAP_LOAD_INT"]):
         flags = [
             f"-I{probes_dir()}",
             "-DZT_KPROBE_ZS",
             "-DZT_ZSWAP",
+            "-DZT_READS",
             "-DZT_RINGBUF_PAGES=64",
             *variant,
         ]
@@ -294,7 +297,7 @@ def test_pool_filter_by_name(tmp_path: Path) -> None:
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
     from ztrace.format import read_trace
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
     if detect().probes["zsmalloc"].status == "missing":
         pytest.skip("zsmalloc probe missing here")
@@ -308,7 +311,9 @@ def test_pool_filter_by_name(tmp_path: Path) -> None:
             cap.start()
             th = threading.Thread(target=cap.run, daemon=True)
             th.start()
-            res = run_writers(dev, writers=2, seconds=60, pages_per_writer=256, max_passes=2)
+            res = run_writers(
+                dev, WritersConfig(writers=2, seconds=60, pages_per_writer=256, max_passes=2)
+            )
             time.sleep(0.6)
             cap.stop()
             th.join()
@@ -326,7 +331,7 @@ def test_batched_tail_reaches_the_ring_without_more_events() -> None:
     _require_bpf()
     from ztrace.capture.features import detect
     from ztrace.capture.loader import TICK_NS, Loaded, make_plan
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
     feats = detect()
     if feats.probes["zsmalloc"].status == "missing":
@@ -335,9 +340,10 @@ def test_batched_tail_reaches_the_ring_without_more_events() -> None:
     try:
         assert loaded.plan.batch == 64, loaded.notes
         with zram_device(disksize=16 << 20) as dev:
-            res = run_writers(
-                dev, writers=1, seconds=30, pages_per_writer=8, batch_pages=8, max_passes=1
+            one_batch = WritersConfig(
+                writers=1, seconds=30, pages_per_writer=8, batch_pages=8, max_passes=1
             )
+            res = run_writers(dev, one_batch)
             assert res.pages_written == 8
             got: list[np.ndarray] = []
             # Loaded.read() flushes every CPU's partial batch first (zt_flush_cpu): the first
@@ -377,7 +383,7 @@ def test_summary_mode_counts_match_the_workload(tmp_path: Path) -> None:
 
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
     from ztrace.look.measured import build_measured_report, load_measured
 
     feats = detect()
@@ -397,7 +403,9 @@ def test_summary_mode_counts_match_the_workload(tmp_path: Path) -> None:
         cap.start()
         th = threading.Thread(target=cap.run, daemon=True)
         th.start()
-        res = run_writers(dev, writers=2, seconds=120, pages_per_writer=1024, max_passes=3)
+        res = run_writers(
+            dev, WritersConfig(writers=2, seconds=120, pages_per_writer=1024, max_passes=3)
+        )
         time.sleep(0.6)
         cap.stop()
         th.join()
@@ -459,7 +467,7 @@ def test_cpu_filter_keeps_only_the_listed_cpus(tmp_path: Path) -> None:
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
     from ztrace.format import read_trace
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
     if detect().probes["zsmalloc"].status == "missing":
         pytest.skip("zsmalloc probe missing here")
@@ -471,7 +479,9 @@ def test_cpu_filter_keeps_only_the_listed_cpus(tmp_path: Path) -> None:
         th = threading.Thread(target=cap.run, daemon=True)
         th.start()
         # writer i is pinned to CPU i: only writer 1's pages may show up
-        res = run_writers(dev, writers=2, seconds=60, pages_per_writer=512, max_passes=2, pin=True)
+        res = run_writers(
+            dev, WritersConfig(writers=2, seconds=60, pages_per_writer=512, max_passes=2, pin=True)
+        )
         time.sleep(0.3)
         cap.stop()
         th.join()
@@ -540,7 +550,7 @@ def test_max_files_keeps_the_newest_parts_and_says_so(tmp_path: Path) -> None:
     from ztrace.capture.features import detect
     from ztrace.capture.session import Capture, CaptureOptions
     from ztrace.format import read_trace
-    from ztrace.host.zram import run_writers, zram_device
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
     if detect().probes["zsmalloc"].status == "missing":
         pytest.skip("zsmalloc probe missing here")
@@ -560,7 +570,7 @@ def test_max_files_keeps_the_newest_parts_and_says_so(tmp_path: Path) -> None:
         th = threading.Thread(target=cap.run, daemon=True)
         th.start()
         # writing for 2 s, flushed every 50 ms: many small writes, many 0.25 MB parts
-        run_writers(dev, writers=2, seconds=2, pages_per_writer=2048)
+        run_writers(dev, WritersConfig(writers=2, seconds=2, pages_per_writer=2048))
         time.sleep(0.3)
         cap.stop()
         th.join()
@@ -587,3 +597,65 @@ def test_cli_pid_alias_and_interval_line(tmp_path: Path) -> None:
     rows = [line.split() for line in lines[head[0] + 1 :] if line.strip()[:1].isdigit()]
     assert len(rows) >= 2 and all(len(r) == 5 for r in rows)
     assert "-DZT_TARGET_TGID" not in p.stderr
+
+
+def test_comm_follows_a_rename_between_events_on_one_cpu() -> None:
+    """Events carry the comm the task had at each event, although the probes cache the last
+    comm per CPU (probes/zs_capture.bpf.c: zt_comm): a writer thread pinned to one CPU writes
+    pages as `zt-before`, renames itself (prctl PR_SET_NAME) and writes more as `zt-after`.
+    Every zs_malloc before the rename must say `zt-before`, every one after it `zt-after`
+    (a cache without the task_rename invalidation keeps `zt-before`)."""
+    _require_bpf()
+    import ctypes
+    import mmap
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import TICK_NS, Loaded, make_plan
+    from ztrace.host.zram import PAGE, zram_device
+
+    feats = detect()
+    if feats.probes["zsmalloc"].status == "missing":
+        pytest.skip(f"zsmalloc probe missing here ({feats.probes['zsmalloc'].detail})")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_name, n = 15, 16
+    loaded = Loaded(make_plan(feats, ["zsmalloc"], target_tgid=os.getpid()))
+    marks: dict[str, int] = {}
+
+    def writer(path: str) -> None:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        os.sched_setaffinity(0, {cpu})  # one CPU: every event meets that CPU's cached comm
+        marks["tid"] = threading.get_native_id()
+        buf = mmap.mmap(-1, PAGE)
+        fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+        try:
+            for k, name in enumerate((b"zt-before", b"zt-after")):
+                assert libc.prctl(pr_set_name, name, 0, 0, 0) == 0
+                marks[name.decode()] = time.monotonic_ns()  # CLOCK_MONOTONIC, as ts_ns
+                for i in range(n):
+                    buf[:] = os.urandom(PAGE)  # incompressible and never same-filled
+                    os.pwrite(fd, buf, (k * n + i) * PAGE)
+        finally:
+            os.close(fd)
+            buf.close()
+
+    try:
+        with zram_device(disksize=16 << 20) as dev:
+            th = threading.Thread(target=writer, args=(dev.path,))
+            th.start()
+            th.join()
+            got: list[np.ndarray] = []
+            deadline = time.monotonic() + 100 * TICK_NS / 1e9
+            while sum(int((g["type"] == 1).sum()) for g in got) < 2 * n:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(TICK_NS / 1e9)
+                got.append(loaded.read())
+    finally:
+        loaded.close()
+    ev = np.concatenate(got)
+    ev = ev[(ev["type"] == 1) & (ev["tid"] == marks["tid"])]  # the writer's zs_malloc
+    assert len(ev) == 2 * n
+    after = ev["ts_ns"] >= marks["zt-after"]
+    assert int(after.sum()) == n
+    assert set(ev["comm"][~after].tolist()) == {b"zt-before"}
+    assert set(ev["comm"][after].tolist()) == {b"zt-after"}

@@ -37,8 +37,10 @@ def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         request.param,
         "zram",
         out,
-        params={"jobs": str(JOBS), "mb_per_job": str(MB_PER_JOB), "probes": "zsmalloc,locks"},
-        timeout=1200,
+        vmrun.GuestOptions(
+            params={"jobs": str(JOBS), "mb_per_job": str(MB_PER_JOB), "probes": "zsmalloc,locks"},
+            timeout=1200,
+        ),
     )
     return out
 
@@ -52,6 +54,11 @@ def test_guest_capture_is_batched_complete_and_reportable(guest: Path) -> None:
     assert meta.lost_events == 0
     assert meta.extra["batch"] == "64", meta.extra  # the flush timer attached in the guest
     assert "kprobe:" in meta.extra["attached"]
+    # every kretprobe was made through tracefs with 1024 instances, so that tracefs
+    # kprobe_profile counts its misses (and the capture reads them into lost_events)
+    n_ret = sum(a.startswith("kprobe:r_") for a in meta.extra["attached"].split(","))
+    assert meta.extra["kretprobe_maxactive"] == "1024"
+    assert int(meta.extra["kprobe_profile_probes"]) == n_ret > 0, meta.extra
     events = trace.table.column("event").cast(pa.string())
     assert pc.sum(pc.equal(events, "zs_malloc")).as_py() == PAGES
     assert pc.sum(pc.equal(events, "zs_free")).as_py() == PAGES

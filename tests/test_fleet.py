@@ -82,11 +82,12 @@ def test_ray_two_workers_equals_serial_byte_for_byte(
 ) -> None:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'ztrace[ray]')")
     out = tmp_path / "ray"
-    r = run_cli("fleet", "sweep", str(fleet), *SWEEP, "-j", "2", "-o", str(out), "--json")
+    # -j 3: this process and a local Ray with two workers
+    r = run_cli("fleet", "sweep", str(fleet), *SWEEP, "-j", "3", "-o", str(out), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout.strip().splitlines()[-1])
-    assert doc["backend"] == "ray" and doc["ran"] == 12
-    # the driver may run the shortest tasks while Ray starts, never the last two
+    assert doc["backend"] == "ray" and doc["ran"] == 12 and doc["ray_workers"] == 2
+    # the driver runs the shortest tasks; the last two always wait for Ray's workers
     assert 0 <= doc["tasks_in_driver"] <= 12 - 2
     for name in ("fleet.parquet", "fleet.json"):
         assert (out / name).read_bytes() == (serial / name).read_bytes(), name

@@ -58,15 +58,13 @@ def row(run) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- registry
 
 
+#: the designs before plug-ins, in their order ("all designs" runs and sweeps)
+BUILT_IN = ["none", "zspage-lru", "entry-lru", "entry-lru-2nd-chance", "swap-lru", "optimal"]
+
+
 def test_registry_names_aliases_and_unknown():
-    assert design_names() == [
-        "none",
-        "zspage-lru",
-        "entry-lru",
-        "entry-lru-2nd-chance",
-        "swap-lru",
-        "optimal",
-    ]
+    # found by the package itself (each row is in its design's file), in the order of before
+    assert [n for n in design_names() if n in BUILT_IN] == BUILT_IN
     assert canonical_name("6.1") == "none"
     assert canonical_name("belady") == "optimal"
     assert canonical_name("6.3") == "zspage-lru"
@@ -82,14 +80,53 @@ def test_registry_names_aliases_and_unknown():
 
 
 def test_registry_refuses_a_name_or_alias_used_twice():
-    from ztrace.replay.lru import REGISTRY, Registered, _index
+    import ztrace.replay.lru as pkg
+    from ztrace.replay.lru import REGISTRY, _index, register
+    from ztrace.replay.lru.none import NoLru
 
     assert len(_index(REGISTRY)) == sum(1 + len(r.aliases) for r in REGISTRY)
-    clash = Registered("lfu", "lfu", ("6.12",), "a design reusing 6.12's alias")
+
+    class Lfu(NoLru):
+        NAME = "lfu"
+
     with pytest.raises(ValueError, match=r"`6\.12` of `lfu` is already taken by `entry-lru-2nd"):
-        _index((*REGISTRY, clash))
-    with pytest.raises(ValueError, match="`entry-lru` of `entry-lru` is already taken"):
-        _index((*REGISTRY, REGISTRY[2]))
+        register(Lfu, "6.12", rank=999)
+    with pytest.raises(ValueError, match="`none` of `none` is already taken"):
+        register(NoLru, rank=999)
+    with pytest.raises(ValueError, match="LRU design `lfu`: rank 30 already taken by `entry-lru`"):
+        register(Lfu, rank=30)
+    assert len(pkg._ROWS) == len(REGISTRY)  # nothing refused was kept
+
+
+def test_a_design_file_dropped_into_the_package_is_found(tmp_path, monkeypatch):
+    # The package imports every public module on its path: a design registers itself in its
+    # rank's place; a module defining a design class without registering it is refused.
+    import ztrace.replay.lru as pkg
+    from tests.support.dropin import drop_in, forget
+
+    monkeypatch.setattr(pkg, "_ROWS", list(pkg._ROWS))
+    write = drop_in(monkeypatch, pkg, tmp_path)
+    write(
+        "zz_dropped",
+        "from ztrace.replay.lru import register\n"
+        "from ztrace.replay.lru.none import NoLru\n"
+        "class Dropped(NoLru):\n"
+        '    """A design in one file.\n\n    More."""\n'
+        "    NAME = 'dropped'\n"
+        "register(Dropped, 'dr', rank=15)\n",
+    )
+    try:
+        rows = pkg._discover()
+        assert [r.name for r in rows][:3] == ["none", "dropped", "zspage-lru"]
+        assert (rows[1].aliases, rows[1].summary) == (("dr",), "A design in one file.")
+        write(
+            "zz_unregistered",
+            "from ztrace.replay.lru.none import NoLru\nclass Forgot(NoLru):\n    NAME = 'forgot'\n",
+        )
+        with pytest.raises(ValueError, match="zz_unregistered defines an LRU design but does not"):
+            pkg._discover()
+    finally:
+        forget(pkg, "zz_dropped", "zz_unregistered")
 
 
 def test_each_design_parses_its_own_params():

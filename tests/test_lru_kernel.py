@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def vm61(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return guest_run(tmp_path_factory, "ZTRACE_LRU_VM61", "6.1", "zswap", timeout=1500)
+    return guest_run(tmp_path_factory, "ZTRACE_LRU_VM61", "6.1", "zswap", timeout=900)
 
 
 def test_none_design_reproduces_61_counters(vm61: Path) -> None:

@@ -8,6 +8,7 @@ directory instead of booting.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,32 @@ def test_612_worker_in_time_counters(vm612: Path) -> None:
     ):
         assert abs(got[ours] - k[theirs]) <= 0.10 * k[theirs], (ours, got[ours], k[theirs])
     # the pool model and the limit check are exact on the kernel's own allocations, which
-    # needs every one of them: a capture that lost events (the TCG consumer falling behind a
-    # burst; the footer says how many) cannot be held to exactness
-    lost = read_meta(vm612 / "trace").lost_events
-    if lost:
+    # needs every one of them: a capture that lost events that can hide a zs_malloc/zs_free
+    # (the TCG consumer falling behind a burst; the footer says how many) cannot be held to
+    # exactness
+    touching = losses_touching_allocations(read_meta(vm612 / "trace").extra)
+    if touching:
         hits = res["kernel_pool_hits"]["pool_limit_hit"]
-        pytest.xfail(f"capture lost {lost} events: pool check {hits} vs {k['pool_limit_hit']}")
+        pytest.xfail(f"capture lost {touching}: pool check {hits} vs {k['pool_limit_hit']}")
     assert res["kernel_pool_hits"]["pool_limit_hit"] == k["pool_limit_hit"] > 0
+
+
+def losses_touching_allocations(extra: dict[str, str]) -> list[str]:
+    """The capture's losses (trace metadata ``lost_detail``, ``probe_misses``) that can hide
+    an allocation: all but the zswap writeback pair's. The shrink worker's writeback reclaims
+    into the zswap shrinker, which writes back from inside the outer call, so the outer
+    call's event is lost (session 6, 6.12 mm/zswap.c: zswap_writeback_entry); the object it
+    frees is a zs_free of its own, traced by the zsmalloc probes.
+
+    >>> losses_touching_allocations({"lost_detail": "ringbuf_full=0,late_for_reorder=0",
+    ...     "probe_misses": "return_missed:zswap_writeback=11,prog:zt_zswap_wb_return=2"})
+    []
+    >>> losses_touching_allocations({"lost_detail": "ringbuf_full=64,inflight_full=0",
+    ...     "probe_misses": "return_missed:zs_free=1"})
+    ['ringbuf_full=64', 'return_missed:zs_free=1']
+    """
+    detail = dict(kv.split("=", 1) for kv in extra.get("lost_detail", "").split(",") if kv)
+    drops = ("ringbuf_full", "inflight_full", "summary_map_full", "late_for_reorder")
+    bad = [f"{k}={detail[k]}" for k in drops if int(detail.get(k, 0))]
+    misses = extra.get("probe_misses", "").split(",")
+    return bad + [m for m in misses if m and not re.search(r"writeback|_wb_", m)]

@@ -17,7 +17,7 @@ def test_breakdown_by_task_and_by_entry(tmp_path: Path) -> None:
     # pid 10 is in cg-a, 20 in cg-b, 30 (khugepaged) in none. Page 1: stored by 10 (a),
     # loaded by 20 (readahead in b's task: still a's entry → a's zswpin). Page 2: stored by
     # 20 (b), written back by a kworker (b's zswpwb). Page 3: stored by 30 → "other".
-    # A rejected store counts nothing.
+    # A rejected store counts nothing, nor does a failed writeback (page 1's).
     rows = [
         ("zswap_store", 10, 1, "stored"),
         ("zswap_store", 20, 2, "stored"),
@@ -25,6 +25,7 @@ def test_breakdown_by_task_and_by_entry(tmp_path: Path) -> None:
         ("zswap_store", 10, 4, "reject_other"),
         ("zswap_load", 20, 1, "hit"),
         ("zswap_writeback", 99, 2, "written"),
+        ("zswap_writeback", 99, 1, "failed"),
     ]
     n = len(rows)
     t = make_events(

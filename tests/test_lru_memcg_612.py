@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.support.guest_run import guest_run
-from ztrace.format import read_trace
+from ztrace.format import read_meta, read_trace
 from ztrace.replay.lru.kernel_check import check
 
 pytestmark = [pytest.mark.vm, pytest.mark.vm_long, pytest.mark.slow]
@@ -56,12 +56,34 @@ def test_capture_per_memcg_equals_memory_stat(vm2: Path) -> None:
     from ztrace.replay.lru.memcg import breakdown
 
     r = breakdown(vm2)
+    meta = read_meta(vm2 / "trace")
+    lost = meta.lost_events
+    # every counter behind lost_events (ring, maps, kprobe misses, skipped programs): the
+    # message names them, so a mismatch is never unexplained (session 5's CI failure was not)
+    why = (
+        f"capture reported {lost} lost events ({meta.extra.get('lost_detail', '?')}; "
+        f"probe misses: {meta.extra.get('probe_misses') or 'none'})"
+    )
+    short = []
     for name, kc in r["kernel"].items():
         got = r["capture"][name]
-        # stores and loads by their folio's memcg: exactly the kernel's per-memcg counts
-        assert (got["zswpout"], got["zswpin"]) == (kc["zswpout"], kc["zswpin"]), name
+        pair, want = (got["zswpout"], got["zswpin"]), (kc["zswpout"], kc["zswpin"])
+        if pair != want:
+            short.append(f"{name}: capture (zswpout, zswpin) = {pair}, memory.stat {want}")
         # writebacks by the page's last store (a page stored before the capture is missed)
-        assert abs(got["zswpwb"] - kc["zswpwb"]) <= 0.01 * kc["zswpwb"] + 10, name
+        assert abs(got["zswpwb"] - kc["zswpwb"]) <= 0.01 * kc["zswpwb"] + 10 + lost, name
+    if short and lost:
+        # a capture that says it lost events cannot be held to exact counts; it must not
+        # have lost more than it says
+        gap = sum(max(0, kc[k] - r["capture"][n][k]) for n, kc in r["kernel"].items() for k in STAT)
+        assert gap <= lost, f"{why}, but the counts are {gap} short: {'; '.join(short)}"
+        pytest.xfail(f"{why}: {'; '.join(short)}")
+    # stores and loads by their folio's memcg: exactly the kernel's per-memcg counts
+    assert not short, f"{'; '.join(short)}; the capture reported no loss"
+
+
+#: memory.stat counters the capture must reproduce exactly
+STAT = ("zswpout", "zswpin")
 
 
 def test_per_memcg_replay_against_memory_stat(vm2: Path) -> None:

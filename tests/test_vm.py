@@ -63,8 +63,7 @@ def zram_run(
         kernel,
         "zram",
         out,
-        params={"jobs": str(JOBS), "mb_per_job": str(MB_PER_JOB)},
-        timeout=900,
+        vmrun.GuestOptions(params={"jobs": str(JOBS), "mb_per_job": str(MB_PER_JOB)}, timeout=900),
     )
 
 
@@ -151,7 +150,9 @@ def zsstress_heavy(
     out = tmp_path_factory.mktemp(f"vm-zsstress-{request.param}")
     # 4 threads on 2 vCPUs, back to back, one size class: ~1-2 min per kernel under TCG
     params = {"level": "heavy", "ops": "5000"}
-    return vmrun.run_scenario(request.param, "zsstress", out, params=params, timeout=900)
+    return vmrun.run_scenario(
+        request.param, "zsstress", out, vmrun.GuestOptions(params=params, timeout=900)
+    )
 
 
 @pytest.mark.vm
@@ -217,7 +218,9 @@ def test_several_zsstress_loads_in_one_boot_split_per_load(
 def test_numpy_sorts_right_in_the_tcg_guest(image: vmrun.VmImage, tmp_path: Path) -> None:
     """The capture segfault's cause and fix (docs/vm.md): under qemu's TCG numpy's AVX2 int64
     argsort is wrong; with lib.sh's NPY_DISABLE_CPU_FEATURES every round is right."""
-    run = vmrun.run_scenario("6.1", "npsort", tmp_path / "np", params={"rounds": "60"})
+    run = vmrun.run_scenario(
+        "6.1", "npsort", tmp_path / "np", vmrun.GuestOptions(params={"rounds": "60"})
+    )
     lines = (run.outdir / "npsort-baseline.jsonl").read_text().splitlines()
     head, last = json.loads(lines[0]), json.loads(lines[-2])
     assert head["dispatch_on"] == [] and last == {"rounds": 60, "bad": 0}
@@ -248,7 +251,9 @@ def _oracle_in_guest(
     page-exact before and after compaction, and per op. numba's JIT under TCG, not the ops,
     dominates the ~6-7 min oracle phase (2,400 ops: 445 s on 6.12; 4,800: 440 s on 6.1)."""
     out = tmp_path_factory.mktemp(f"vm-oracle-{kernel}")
-    vmrun.run_scenario(kernel, "oracle", out, params={"ops": str(ops)}, timeout=1500)
+    vmrun.run_scenario(
+        kernel, "oracle", out, vmrun.GuestOptions(params={"ops": str(ops)}, timeout=1500)
+    )
     res: dict[str, Any] = json.loads((out / "oracle.json").read_text())
     assert res["kernel_release"].startswith(kernel + ".")
     assert res["checkpoints"] > 0 and res["zs_malloc_events"] > 0
@@ -607,17 +612,20 @@ def test_qemu_command_shares_tree_read_only_and_keeps_image_clean(tmp_path: Path
         "kernels": {"6.1": {"release": "6.1.0-1-amd64", "vmlinuz": "v", "initrd": "i"}},
     }
     img = vmrun.VmImage(tmp_path, manifest)
-    cmd = vmrun.qemu_command(img, "6.1", "zram", tmp_path / "out", params={"mb_per_job": "8"})
+    cmd = vmrun.qemu_command(
+        img, "6.1", "zram", tmp_path / "out", vmrun.GuestOptions(params={"mb_per_job": "8"})
+    )
     argv = " ".join(cmd)
     assert "snapshot=on" in argv
     assert f"path={vmrun.SRC_ROOT},mount_tag=ztsrc,security_model=none,readonly=on" in argv
     assert "ztrace.scenario=zram" in argv and "ztrace.mb_per_job=8" in argv
     # the guest learns its accelerator: under TCG lib.sh turns numpy's AVX2 sorts off
     assert "ztrace.accel=tcg" in argv and "-accel tcg,thread=multi" in argv
-    kvm = " ".join(vmrun.qemu_command(img, "6.1", "zram", tmp_path / "out", accel="kvm"))
+    kvm_guest = vmrun.GuestOptions(accel="kvm")
+    kvm = " ".join(vmrun.qemu_command(img, "6.1", "zram", tmp_path / "out", kvm_guest))
     assert "ztrace.accel=kvm" in kvm and "-cpu host" in kvm
     with pytest.raises(vmrun.VmError, match="no spaces"):
-        vmrun.qemu_command(img, "6.1", "zram", tmp_path, params={"x": "a b"})
+        vmrun.qemu_command(img, "6.1", "zram", tmp_path, vmrun.GuestOptions(params={"x": "a b"}))
 
 
 def test_counters_snapshot_runs_on_this_kernel(tmp_path: Path) -> None:

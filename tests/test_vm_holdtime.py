@@ -24,7 +24,8 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
         pytest.skip(_REASON)
     vmrun.build_image()
     out = tmp_path / "hold"
-    vmrun.run_scenario("6.1", "holdtime", out, params={"rounds": "3", "ops": "3000"}, timeout=1500)
+    guest = vmrun.GuestOptions(params={"rounds": "3", "ops": "3000"}, timeout=1500)
+    vmrun.run_scenario("6.1", "holdtime", out, guest)
     res = json.loads((out / "holdtime.json").read_text())
     assert res["kernel"].startswith("6.1.")
     b_rounds = [r for r in res["rounds"] if r["config"] == "B"]

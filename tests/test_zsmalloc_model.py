@@ -238,6 +238,27 @@ def test_callable_from_njit(t8) -> None:
     assert p.check() == 0
 
 
+def test_methods_are_the_functions_in_python_and_njit(t8) -> None:
+    """``ZsPool``'s methods are the model's functions themselves (one list: the class), and
+    the same names are methods inside ``@njit`` code (overloads made from the class)."""
+    from numba import njit
+
+    from ztrace.model import zsmalloc as Z
+
+    assert Z.ZsPool.malloc is Z.malloc and Z.ZsPool.compact is Z.compact
+
+    @njit
+    def run(pool):
+        a = pool.malloc(100)  # class 5: a zspage of 7 pages
+        b = pool.malloc(OBJ9)  # class 225: 8 pages
+        pool.free(a)  # class 5's zspage is released at once
+        return pool.is_live(a), pool.is_live(b), pool.class_index(100), pool.total_pages()
+
+    p = new_pool(t8)
+    assert run(p) == (False, True, 5, 8)
+    assert p.check() == 0
+
+
 def test_model_and_replay_core_are_disk_cached() -> None:
     """Every model function and the replay ingest are ``cache=True`` (the pool is a
     structref, not a jitclass): a new process loads them instead of compiling ~20 s."""

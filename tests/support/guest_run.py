@@ -29,5 +29,7 @@ def guest_run(
     if not shutil.which(vmrun.QEMU) and not shutil.which("apt-get"):
         pytest.skip(f"{vmrun.QEMU} is missing and cannot be installed")
     out = factory.mktemp(f"vm-{scenario}-{kernel}")
-    vmrun.run_scenario(kernel, scenario, out, params=params, timeout=timeout)
+    vmrun.run_scenario(
+        kernel, scenario, out, vmrun.GuestOptions(params=params or {}, timeout=timeout)
+    )
     return out

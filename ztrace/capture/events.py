@@ -34,7 +34,16 @@ EVENT_DTYPE = np.dtype(
 assert EVENT_DTYPE.itemsize == 80
 
 SRC_KPROBE, SRC_KMEM_TP, SRC_LOCK_TP = 1, 2, 3
-DROP_SLOTS = ("ringbuf_full", "inflight_full", "end_without_begin", "summary_map_full")
+#: the kernel's drop counters (probes/zs_events.h, ZT_DROP_*), in slot order
+DROP_SLOTS = (
+    "ringbuf_full",
+    "inflight_full",
+    "end_without_begin",
+    "summary_map_full",
+    "return_missed",
+    "entry_missed",
+    "spin_own_ring",
+)
 
 # The kernel's ring buffer: each record is an 8-byte header (u32 len | BUSY | DISCARD,
 # u32 page offset) and the data, rounded up to 8 bytes (kernel/bpf/ringbuf.c). Our data is a
@@ -45,6 +54,10 @@ _HDR = 8
 BATCH_HDR_BYTES = 16
 BATCH_HDR_DTYPE = np.dtype([("n", "<u4"), ("cpu", "<u2"), ("busy", "<u2"), ("first_ts", "<u8")])
 assert BATCH_HDR_DTYPE.itemsize == BATCH_HDR_BYTES
+
+
+#: one event as 80 opaque bytes, for copies (numpy copies structured arrays field by field)
+RECORD_DTYPE = np.dtype((np.void, EVENT_DTYPE.itemsize))
 
 
 def record_bytes(n_events: int) -> int:
@@ -64,9 +77,13 @@ class RingReader:
     ``np.concatenate``.
     """
 
-    def __init__(self, map_fd: int, size_bytes: int) -> None:
+    def __init__(self, map_fd: int, size_bytes: int, batch: int = 64) -> None:
         if size_bytes & (size_bytes - 1):
             raise ValueError(f"ring buffer size {size_bytes} is not a power of two")
+        #: a full record (``batch`` events): its ring header word and its stride in the ring
+        self._batch = batch
+        self._full_len = BATCH_HDR_BYTES + batch * EVENT_DTYPE.itemsize
+        self._full_stride = record_bytes(batch)
         self._page = mmap.PAGESIZE
         self.size = size_bytes
         self._mask = size_bytes - 1
@@ -99,9 +116,28 @@ class RingReader:
         page, mask = self._page, self._mask
         view, words = self._view, self._words  # words: the ring as u32, for the headers
         itemsize = EVENT_DTYPE.itemsize
-        parts: list[memoryview] = []
+        chunks: list[np.ndarray] = []  # copies out of the ring, in ring order
+        views: list[memoryview] = []  # records read one by one, not yet copied
+
+        def copy_views() -> None:
+            # one copy for many records (bytes.join is a memcpy per record; a structured
+            # np.concatenate of thousands of views costs ~100x more in dtype promotion)
+            if views:
+                chunks.append(np.frombuffer(b"".join(views), EVENT_DTYPE))
+                for v in views:
+                    v.release()
+                views.clear()
+
         pos, nev, nrec = cons, 0, 0
         while pos < prod and nev < max_events:
+            k = self._full_records(pos, prod, max_events - nev)
+            if k:
+                copy_views()
+                chunks.append(self._copy_full(pos, k))
+                pos += k * self._full_stride
+                nev += k * self._batch
+                nrec += k
+                continue
             off = page + (pos & mask)
             # ring header (u32 len | flags, u32 pg_off), then the batch's u32 n; records are
             # 8-byte aligned. Indexing a u32 memoryview costs half a struct.unpack_from.
@@ -113,24 +149,49 @@ class RingReader:
                 if size != BATCH_HDR_BYTES + n * itemsize:
                     # Every record this program writes is a batch; anything else means the
                     # ring holds something we do not understand. Refuse rather than misparse.
+                    copy_views()
                     raise RuntimeError(
                         f"ring buffer record of {size} bytes is not a batch of {n} events"
                     )
                 start = off + _HDR + BATCH_HDR_BYTES
-                parts.append(view[start : start + n * itemsize])
+                views.append(view[start : start + n * itemsize])
                 nev += n
                 nrec += 1
             pos += (_HDR + size + 7) & ~7
-        # one copy out of the ring (bytes.join is a memcpy per record; a structured
-        # np.concatenate of thousands of views costs ~100x more in dtype promotion)
-        out = np.frombuffer(b"".join(parts), EVENT_DTYPE) if parts else np.empty(0, EVENT_DTYPE)
-        for v in parts:
-            v.release()
+        copy_views()
+        if len(chunks) == 1:
+            out = chunks[0]
+        elif chunks:  # as opaque 80-byte records: a structured concatenate copies per field
+            out = np.concatenate([c.view(RECORD_DTYPE) for c in chunks]).view(EVENT_DTYPE)
+        else:
+            out = np.empty(0, EVENT_DTYPE)
         # release the space to the kernel (libbpf: smp_store_release(consumer_pos))
         struct.pack_into("<Q", self._cons, 0, pos)
         self.records += nrec
         self.bytes += pos - cons
         return out
+
+    def _full_records(self, pos: int, prod: int, room: int) -> int:
+        """How many records from ``pos`` on are committed, full batches (the common case at a
+        high rate), found with one vectorised look at their headers instead of a Python
+        step per record (~1 µs each: a fifth of the consumer's CPU at 1 M events/s)."""
+        stride = self._full_stride
+        # a run spans at most the ring's size: the kernel maps the data area twice in a
+        # row, so such a run is contiguous in our mapping wherever it starts
+        k = min((prod - pos) // stride, room // self._batch, self.size // stride)
+        if k < 2:
+            return 0
+        words = np.frombuffer(self._data, np.uint32)
+        offs = (self._page + ((pos + stride * np.arange(k, dtype=np.int64)) & self._mask)) >> 2
+        ok = (words[offs] == self._full_len) & (words[offs + 2] == self._batch)
+        return k if ok.all() else int(np.argmin(ok))
+
+    def _copy_full(self, pos: int, k: int) -> np.ndarray:
+        """The events of ``k`` full records from ``pos`` on, in one strided copy."""
+        stride, start = self._full_stride, self._page + (pos & self._mask)
+        region = np.frombuffer(self._data, np.uint8, count=k * stride, offset=start)
+        body = region.reshape(k, stride)[:, _HDR + BATCH_HDR_BYTES : self._full_len + _HDR]
+        return np.ascontiguousarray(body).view(EVENT_DTYPE).reshape(-1)
 
     def close(self) -> None:
         self._words.release()

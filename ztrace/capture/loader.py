@@ -26,11 +26,23 @@ HANDLE_SIZE = 8  # ZS_HANDLE_SIZE = sizeof(unsigned long)
 #: second of a 1 M events/s burst while the consumer is descheduled on a loaded host (the CLI
 #: and docs/capture.md quote this constant)
 DEFAULT_RINGBUF_PAGES = 16384
-#: events per ring record: one ring reserve/commit per 64 events (zs_capture.bpf.c: zt_emit)
+#: events per ring record: one ring reserve/commit per 64 events (zs_capture.bpf.c: zt_end)
 DEFAULT_BATCH = 64
 #: how often the consumer flushes every CPU's partial batch (zt_flush_cpu) before a read: a
 #: batch that stopped growing waits at most about this long (plus the poll interval)
 TICK_NS = 40_000_000
+#: kretprobe instances per probed function: how many calls of it may be in flight at once
+#: (all tasks, all CPUs). The kernel's default is max(10, 2 * possible CPUs) (6.12
+#: kernel/kprobes.c: register_kretprobe); a call entered while all are in use is not hooked
+#: (pre_handler_kretprobe: rp->nmissed++) and its event is lost. Given, BCC creates the probe
+#: through tracefs ("r1024:..."), whose kprobe_profile shows that miss count. The tracefs
+#: limit is 4096 (kernel/trace/trace_kprobe.c: KRETPROBE_MAXACTIVE_MAX).
+KRETPROBE_MAXACTIVE = 1024
+#: the lock tracepoint programs (their skipped runs are reported on their own line)
+_EVENT_PROG_MARK = "contention_"
+#: the spinlock slowpath probe (loader: ZT_SPIN_SLOWPATH), whose misses are re-entries
+_SPIN_SLOWPATH = "queued_spin_lock_slowpath"
+_SPIN_PROGS = "zt_spin_slow_"
 
 
 def probes_dir() -> Path:
@@ -306,22 +318,40 @@ class Loaded:
                 self.bpf.cleanup()
                 raise CaptureError(f"`--cgroup` {plan.cgroup}: cannot use it ({exc})") from None
         self.skipped: list[str] = []
+        self.maxactive = KRETPROBE_MAXACTIVE
         for fn, entry, ret in plan.kprobes:
+            # entry before return, always: a call the kretprobe hooks entered after its entry
+            # probe was attached, so a return without an entry is a skipped entry program
+            # (zs_capture.bpf.c: zt_return, ZT_DROP_NO_ENTRY)
+            done: list[str] = []
             try:
                 # "" = no probe on that side (the read probes pair one function's entry
                 # with another's return: zs_map_object .. zs_unmap_object)
                 if entry:
                     self.bpf.attach_kprobe(event=fn.encode(), fn_name=entry.encode())
+                    done.append("entry")
                 if ret:
-                    self.bpf.attach_kretprobe(event=fn.encode(), fn_name=ret.encode())
+                    self.bpf.attach_kretprobe(
+                        event=fn.encode(), fn_name=ret.encode(), maxactive=self.maxactive
+                    )
             except Exception as exc:
                 if fn in plan.optional_kprobes:
+                    # an entry without its return would leave every call's state behind
+                    if done:
+                        self.bpf.detach_kprobe(event=fn.encode(), fn_name=entry.encode())
                     self.skipped.append(f"{fn} ({exc})")
                     continue
                 self.close()
                 raise FeatureMissingError(f"cannot attach kprobe to `{fn}` ({exc})") from None
+        if "-DZT_KPROBE_ZS" in plan.cflags or "-DZT_ZSWAP" in plan.cflags:
+            # from now on an entry left in `calls` by the same thread is a missed return;
+            # before, it may be a call that entered while its return probe was not attached
+            import time
+
+            armed = self.bpf.get_table("zt_armed")
+            armed[armed.Key(0)] = armed.Leaf(time.monotonic_ns())
         table = self.bpf.get_table("events")
-        self.reader = RingReader(table.map_fd, plan.ringbuf_bytes)
+        self.reader = RingReader(table.map_fd, plan.ringbuf_bytes, plan.batch)
         self.map_fd = table.map_fd
         self._stacks = self.bpf.get_table("stacks") if "-DZT_LOCKS" in plan.cflags else None
 
@@ -391,6 +421,36 @@ class Loaded:
         t = self.bpf.get_table("drops")
         return {name: int(t.sum(i).value) for i, name in enumerate(DROP_SLOTS)}
 
+    def probe_misses(self, *, pair_seen: bool = True) -> ProbeMisses:
+        """What the kernel says our probes missed: kprobe/kretprobe ``nmissed`` (tracefs
+        kprobe_profile, for the probes made through tracefs) and each program's skipped runs
+        (bpf_prog_info.recursion_misses); with ``pair_seen``, which functions the probes'
+        own pair counters come from."""
+        pid_tag = f"_bcc_{os.getpid()}"
+        nmissed = {
+            name[: -len(pid_tag)]: miss
+            for name, miss in kprobe_profile().items()
+            if name.endswith(pid_tag)
+        }
+        kprobe_progs = {p for _, e, r in self.plan.kprobes for p in (e, r) if p}
+        seen: dict[str, int] = {}
+        kprobes = "-DZT_KPROBE_ZS" in self.plan.cflags or "-DZT_ZSWAP" in self.plan.cflags
+        if pair_seen and kprobes:  # 32 lookups: only when the drop counters say there is any
+            from ztrace.format.events import EVENT_NAMES
+
+            t = self.bpf.get_table("pair_misses")
+            for i in range(32):
+                n = int(t.sum(i).value)
+                if n:
+                    what = "return_missed" if i < 16 else "entry_missed"
+                    seen[f"{what}:{EVENT_NAMES.get(i % 16, i % 16)}"] = n
+        skipped: dict[str, int] = {}
+        for name, fn in getattr(self.bpf, "funcs", {}).items():
+            n = prog_recursion_misses(fn.fd)
+            if n:
+                skipped[name.decode() if isinstance(name, bytes) else str(name)] = n
+        return ProbeMisses(nmissed, skipped, kprobe_progs, seen)
+
     def walk_stack(self, stack_id: int) -> list[int]:
         if self._stacks is None:
             return []
@@ -403,6 +463,118 @@ class Loaded:
         self.bpf.cleanup()
 
 
+@dataclass
+class ProbeMisses:
+    """Probe runs the kernel did not make, by probe (kprobe_profile name) and by program."""
+
+    #: kprobe_profile ``missed`` of our tracefs probes (kretprobes: no free instance, or
+    #: re-entered), by event name without its ``_bcc_PID`` suffix
+    nmissed: dict[str, int]
+    #: bpf_prog_info.recursion_misses by program name: runs skipped because a BPF program
+    #: was already running on that CPU (6.12 kernel/trace/bpf_trace.c: trace_call_bpf,
+    #: bpf_prog_active; raw tracepoints: the program's own `active` counter)
+    skipped: dict[str, int]
+    #: names of the kprobe-pair programs (each skipped run of one is one lost event)
+    kprobe_progs: set[str]
+    #: the probes' own pair counters by function: ``return_missed:zswap_store`` ...
+    seen: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pair_nmissed(self) -> int:
+        """kprobe_profile misses of the kprobe pairs (the spinlock slowpath's are re-entries)."""
+        return sum(v for k, v in self.nmissed.items() if _SPIN_SLOWPATH not in k)
+
+    @property
+    def pair_lost(self) -> int:
+        """Events of kprobe pairs that these counters say were lost (an upper bound: with
+        --pid/--cgroup a miss may be for a task the capture would have skipped)."""
+        progs = (k for k in self.kprobe_progs if not k.startswith(_SPIN_PROGS))
+        return self.pair_nmissed + sum(self.skipped.get(k, 0) for k in progs)
+
+    @property
+    def spin_reentry(self) -> int:
+        """Misses of the spinlock slowpath probe: re-entries, not losses. The slowpath cannot
+        sleep, so at most one call per CPU and context (task, softirq, hardirq, NMI) is in
+        flight, far below the kretprobe's instances; what it misses is a contended spinlock
+        taken inside a probe handler (6.12 kernel/kprobes.c: a probe hit while
+        kprobe_running() only counts nmissed), e.g. the ring buffer's or a hash map
+        bucket's lock in our own programs: waits the capture itself caused, which no probe
+        can observe. Its programs' skipped runs likewise: a BPF program or a map syscall
+        (which holds bpf_prog_active: kernel/bpf/syscall.c, bpf_disable_instrumentation)
+        was running on that CPU when the lock it took was contended."""
+        nmissed = sum(v for k, v in self.nmissed.items() if _SPIN_SLOWPATH in k)
+        return nmissed + sum(v for k, v in self.skipped.items() if k.startswith(_SPIN_PROGS))
+
+    @property
+    def lock_lost(self) -> int:
+        """Skipped runs of the lock tracepoint programs: mostly re-entries (a lock contended
+        inside one of our programs fires the tracepoint again), reported, not counted."""
+        return sum(v for k, v in self.skipped.items() if _EVENT_PROG_MARK in k)
+
+    @property
+    def other_skipped(self) -> int:
+        """Skipped runs that lose no event we record (kmem tracepoints fire for every slab
+        cache; the comm-cache programs only bump a generation)."""
+        return sum(
+            v
+            for k, v in self.skipped.items()
+            if k not in self.kprobe_progs and _EVENT_PROG_MARK not in k
+        )
+
+    def describe(self) -> str:
+        """One line for the trace metadata: every non-zero counter by name."""
+        parts = [f"{k}={v}" for k, v in sorted(self.seen.items()) if v]
+        parts += [f"kprobe_profile:{k}={v}" for k, v in sorted(self.nmissed.items()) if v]
+        parts += [f"prog:{k}={v}" for k, v in sorted(self.skipped.items()) if v]
+        return ",".join(parts)
+
+
+def kprobe_profile() -> dict[str, int]:
+    """tracefs ``kprobe_profile``: event name -> missed (6.12 kernel/trace/trace_kprobe.c:
+    probes_profile_seq_show prints name, hits, kp.nmissed + rp.nmissed)."""
+    for base in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        try:
+            text = Path(base, "kprobe_profile").read_text()
+        except OSError:
+            continue
+        out = {}
+        for line in text.splitlines():
+            f = line.split()
+            if len(f) == 3 and f[2].isdigit():
+                out[f[0]] = int(f[2])
+        return out
+    return {}
+
+
+_NR_BPF: dict[str, int] = {"x86_64": 321, "aarch64": 280}
+_BPF_OBJ_GET_INFO_BY_FD = 15
+#: struct bpf_prog_info up to and including recursion_misses (5.12+), and its offset
+#: (include/uapi/linux/bpf.h; the same layout in 6.1, 6.12 and 6.18)
+_PROG_INFO_LEN = 216
+_RECURSION_MISSES_OFF = 208
+
+
+def prog_recursion_misses(prog_fd: int) -> int:
+    """``bpf_prog_info.recursion_misses`` of a loaded program (0 where unknown)."""
+    import ctypes
+    import platform
+    import struct
+
+    nr = _NR_BPF.get(platform.machine())
+    if nr is None or prog_fd < 0:
+        return 0
+    info = (ctypes.c_uint8 * _PROG_INFO_LEN)()
+    attr = (ctypes.c_uint8 * 16)()
+    struct.pack_into("<IIQ", attr, 0, prog_fd, _PROG_INFO_LEN, ctypes.addressof(info))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, len(attr)):
+        return 0
+    (info_len,) = struct.unpack_from("<I", attr, 4)
+    if info_len < _RECURSION_MISSES_OFF + 8:
+        return 0
+    return int(struct.unpack_from("<Q", info, _RECURSION_MISSES_OFF)[0])
+
+
 class BatchFlusher:
     """Runs ``zt_flush_cpu`` on each online CPU through ``BPF_PROG_TEST_RUN`` with
     ``BPF_F_TEST_RUN_ON_CPU`` (Linux 5.10+; net/bpf/test_run.c: bpf_prog_test_run_raw_tp runs
@@ -410,7 +582,7 @@ class BatchFlusher:
     CPU (6.7+) and a cpu-clock perf event does not tick on idle CPUs; the consumer is awake
     whenever it reads, so it is the one clock that always runs when a flush matters."""
 
-    _NR_BPF: ClassVar[dict[str, int]] = {"x86_64": 321, "aarch64": 280}
+    _NR_BPF: ClassVar[dict[str, int]] = _NR_BPF
     _PROG_TEST_RUN = 10
     _F_TEST_RUN_ON_CPU = 1
 

@@ -28,12 +28,14 @@ import pyarrow as pa
 
 from ztrace.capture import attribute
 from ztrace.capture import summary as summary_mod
-from ztrace.capture.events import EVENT_DTYPE
+from ztrace.capture.background import BackgroundWorker
+from ztrace.capture.events import EVENT_DTYPE, RECORD_DTYPE
 from ztrace.capture.features import Features, Kallsyms, detect, require_privileges
 from ztrace.capture.loader import (
     DEFAULT_BATCH,
     DEFAULT_RINGBUF_PAGES,
     Loaded,
+    ProbeMisses,
     make_plan,
     pool_name,
 )
@@ -115,9 +117,7 @@ class CaptureSummary:
 
     @property
     def lost_events(self) -> int:
-        return sum(
-            self.lost.get(k, 0) for k in ("ringbuf_full", "inflight_full", "summary_map_full")
-        )
+        return lost_total(self.lost)
 
     def footer(self) -> str:
         """perf-style trust footer: what was written and what was lost."""
@@ -145,18 +145,54 @@ class CaptureSummary:
         for s in self.skipped_kprobes:
             lines.append(f"skipped kprobe: {s}")
         bad = self.lost_events + self.late_dropped
+        g = self.lost.get
         lines.append(
             f"lost: {bad}, total: {self.events + bad} "
-            f"(ringbuf_full {self.lost.get('ringbuf_full', 0)}, "
-            f"inflight_full {self.lost.get('inflight_full', 0)}, "
+            f"(ringbuf_full {g('ringbuf_full', 0)}, "
+            f"inflight_full {g('inflight_full', 0)}, "
+            f"probe_missed {g('probe_missed', 0)}, "
             f"late_for_reorder {self.late_dropped}; "
-            f"end_without_begin {self.lost.get('end_without_begin', 0)} not counted as lost)"
+            f"end_without_begin {g('end_without_begin', 0)} not counted as lost)"
         )
+        if any(
+            g(k, 0) for k in ("probe_missed", "other_prog_skipped", "spin_reentry", "spin_own_ring")
+        ):
+            lines.append(
+                "probe misses: "
+                f"returns missed {g('return_missed', 0)}, entries missed {g('entry_missed', 0)}"
+                f" (seen by the probes); kprobe nmissed {g('kprobe_nmissed', 0)}, programs "
+                f"skipped {g('prog_skipped', 0)} (kernel counters); lock programs skipped "
+                f"{g('lock_prog_skipped', 0)} (re-entries, not counted); other programs skipped "
+                f"{g('other_prog_skipped', 0)}, spinlock slowpath re-entered "
+                f"{g('spin_reentry', 0)}, entered in our own ring write "
+                f"{g('spin_own_ring', 0)} (no event lost)"
+            )
         if self.lost.get("ringbuf_full", 0):
             lines.append("Consider increasing --ringbuf-pages.")
         if self.command_rc is not None:
             lines.append(f"command exit status: {self.command_rc}")
         return "\n".join(lines)
+
+
+def lost_total(lost: dict[str, int]) -> int:
+    """Events lost, from :meth:`Capture.lost_counts`: the ring and map drops, and
+    ``probe_missed`` (kprobe pairs whose runs the kernel skipped)."""
+    keys = ("ringbuf_full", "inflight_full", "summary_map_full", "probe_missed")
+    return sum(lost.get(k, 0) for k in keys)
+
+
+def start_with_selftest(opts: CaptureOptions) -> tuple[Capture, int]:
+    """Start a capture whose BPF program also holds the synthetic producer ``zt_selftest``
+    (probes/zs_capture.bpf.c, ZT_SELFTEST: 64 events through the probes' own emit path per
+    run); return it and the producer's program fd, to run with BPF_PROG_TEST_RUN. For
+    benchmarks/bench_capture.py and ztrace/checks/ringlock.py, never for a user's capture."""
+    from bcc import BPF
+
+    cap = Capture(opts)
+    cap.plan.cflags.append("-DZT_SELFTEST")
+    cap.start()
+    assert cap.loaded is not None
+    return cap, cap.loaded.bpf.load_func(b"zt_selftest", BPF.RAW_TRACEPOINT).fd
 
 
 class _Anonymizer:
@@ -372,6 +408,50 @@ def _keep_freed_memory() -> None:
         multiarray._set_madvise_hugepage(False)  # type: ignore[attr-defined]
 
 
+@dataclass
+class _Run:
+    """One ring read waiting in the reorder window: the events as read (``ev``), the order
+    that sorts them by time (``order``; None when they already are) and their timestamps in
+    that order (``ts``). A flush takes a prefix of ``ts`` (:meth:`head`) and keeps the rest."""
+
+    ev: np.ndarray
+    order: np.ndarray | None
+    ts: np.ndarray
+
+    def head(self, k: int) -> _Run:
+        return _Run(self.ev, None if self.order is None else self.order[:k], self.ts[:k])
+
+    def tail(self, k: int) -> _Run:
+        if self.order is None:
+            return _Run(self.ev[k:], None, self.ts[k:])
+        return _Run(self.ev, self.order[k:], self.ts[k:])
+
+    def rows(self) -> np.ndarray:
+        """The events of this run in ts order, as opaque :data:`RECORD_DTYPE` records (a
+        view when no reordering is needed). numpy copies a *structured* array field by
+        field: a slice assignment, np.concatenate or take(out=) of 64 Ki events cost 3-6 ms,
+        against 0.13-0.2 ms for the same bytes as void records (numpy 2 on the project
+        host), so every record copy in the consumer goes through this view."""
+        ev = self.ev.view(RECORD_DTYPE)
+        if self.order is None:
+            return ev[: len(self.ts)]
+        return ev.take(self.order)
+
+
+def _gather(parts: list[_Run]) -> tuple[np.ndarray, np.ndarray]:
+    """The events of several sorted runs merged in ts order, and their timestamps: each
+    run's rows in order, concatenated, then (if the runs overlap in time) one take in the
+    merged order (the stable argsort of sorted runs is a merge)."""
+    if len(parts) == 1:
+        return parts[0].rows().view(EVENT_DTYPE), parts[0].ts
+    ts = np.concatenate([r.ts for r in parts])
+    buf = np.concatenate([r.rows() for r in parts])
+    if np.any(ts[1:] < ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        buf, ts = buf.take(order), ts[order]
+    return buf.view(EVENT_DTYPE), ts
+
+
 def _distinct(a: np.ndarray) -> list[int]:
     """The distinct values of an array holding a few (pools): one pass per value, no sort."""
     out: list[int] = []
@@ -424,13 +504,19 @@ class Capture:
             if not opts.summary and not self._frontswap():
                 self.columns = [*self.columns, "memcg_id"]
         self._memcg_task_rows = 0
+        self._misses: ProbeMisses | None = None
+        self._misses_at = 0.0
+        #: encodes and writes each flush's rows beside the ring-draining thread (events mode)
+        self._bg: BackgroundWorker[tuple[np.ndarray, TraceMeta]] | None = None
+        #: the metadata the next written rows carry (the worker sets it on the writer)
+        self._meta: TraceMeta | None = None
         if self.plan.modes.get("zsmalloc") == "kprobe":
             self.columns = ["class_idx", *self.columns]  # zs_migrate's class
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
-        #: sorted runs, one per ring read: (events, their ts_ns as a contiguous array)
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        #: one run per ring read: its events in ring order and its sorted timestamps
+        self._pending: list[_Run] = []
         self._pending_rows = 0
         self._last_written = 0
         self._stop = threading.Event()
@@ -493,6 +579,8 @@ class Capture:
         )
         self.writer.max_size_bytes = self.opts.max_size_bytes
         self.writer.max_files = self.opts.max_files
+        self._meta = meta
+        self._bg = BackgroundWorker(self._write_out, name="ztrace-writer")
 
     def _rotate_bytes(self) -> int:
         """Part size: --rotate-mb, but at most a quarter of --max-size so the ring holds
@@ -562,7 +650,7 @@ class Capture:
             return
         if self.opts.summary:
             self._write_interval()
-            self.summary.lost = self.loaded.drops()
+            self.summary.lost = self.lost_counts(fresh=True)
             self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
             self.summary.seconds = time.monotonic() - self._t0
             self._write_stacks()
@@ -574,11 +662,16 @@ class Capture:
         self.loaded.final_flush()
         self._drain()
         self._flush(final=True)
-        self.summary.lost = self.loaded.drops()
-        # CPU of the consumer thread itself (the workload may share the process in tests)
-        self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
+        worker_cpu = 0.0
+        if self._bg is not None:
+            self._bg.close()
+            worker_cpu = self._bg.cpu_s
+        self.summary.lost = self.lost_counts(fresh=True)
+        # CPU of the consumer's own threads (the workload may share the process in tests)
+        self.summary.consumer_cpu_s = time.thread_time() - self._cpu0 + worker_cpu
         extra = dict(self.writer.meta.extra)
         extra["consumer_cpu_s"] = f"{self.summary.consumer_cpu_s:.3f}"
+        extra.update(self._lost_extra())
         self.writer.meta = self.writer.meta.replace(extra=extra)
         self.writer.close(lost_events=self.summary.lost_events + self.summary.late_dropped)
         self.summary.files = list(self.writer.files)
@@ -612,13 +705,13 @@ class Capture:
             self._sum_t0,
             t1,
         )
-        lost = self.loaded.drops()
+        lost = self.lost_counts()
         meta = {
             "summary_version": summary_mod.SUMMARY_VERSION,
             "kernel_release": self.feats.release,
             "nr_cpus": str(os.cpu_count() or 1),
             "page_size": str(os.sysconf("SC_PAGE_SIZE")),
-            "lost_events": str(lost.get("inflight_full", 0) + lost.get("summary_map_full", 0)),
+            "lost_events": str(lost_total({**lost, "ringbuf_full": 0})),
             "interval_index": str(self._sum_index),
             **{f"extra.{k}": v for k, v in self._extra.items()},
         }
@@ -649,9 +742,7 @@ class Capture:
     def _live_line(self) -> None:
         """bcc-style one line per interval on stderr: events, lost, contended, MB written."""
         assert self.loaded is not None
-        lost = self.loaded.drops()
-        lost_n = sum(v for k, v in lost.items() if k != "end_without_begin")
-        lost_n += self.summary.late_dropped
+        lost_n = lost_total(self.lost_counts()) + self.summary.late_dropped
         written = self.writer.rows_written if self.writer is not None else self.summary.events
         mb = (
             sum(f.stat().st_size for f in self.writer.files if f.exists()) / 1e6
@@ -675,14 +766,17 @@ class Capture:
             batch = self.loaded.read(_READ_EVENTS)
             if not len(batch):
                 return
-            # sort each read on arrival (small, cache-warm arrays); flushes then merge the
-            # runs' old ends instead of re-sorting everything pending
+            # sort each read's timestamps on arrival (small, cache-warm arrays); flushes then
+            # merge the runs' old ends instead of re-sorting everything pending. The records
+            # themselves stay where the read put them until a flush gathers them in order
+            # (_gather: void-record copies, ~3 ns per event each, instead of structured
+            # copies at ~45 ns).
             ts = np.ascontiguousarray(batch["ts_ns"])  # argsort on a strided field: 10x slower
+            order = None
             if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
                 order = np.argsort(ts, kind="stable")
-                # take(), not batch[order]: fancy indexing a structured array is 10x slower
-                batch, ts = batch.take(order), ts[order]
-            self._pending.append((batch, ts))
+                ts = ts[order]
+            self._pending.append(_Run(batch, order, ts))
             self._pending_rows += len(batch)
             if len(batch) < _READ_EVENTS:
                 return
@@ -699,28 +793,22 @@ class Capture:
             watermark = now_ns - int(self.opts.reorder_window_ms * 1e6)
             if self._pending_rows > self.opts.max_pending:
                 # bound memory: give up some order slack, write the older half
-                all_ts = np.concatenate([t for _, t in self._pending])
+                all_ts = np.concatenate([r.ts for r in self._pending])
                 watermark = max(watermark, int(np.median(all_ts)))
         # each run is sorted: its part up to the watermark is a prefix
         parts, keep = [], []
-        for ev, ts in self._pending:
+        for run in self._pending:
+            ts = run.ts
             k = len(ts) if watermark is None else int(np.searchsorted(ts, watermark, "right"))
             if k:
-                parts.append((ev[:k], ts[:k]))
+                parts.append(run.head(k))
             if k < len(ts):
-                keep.append((ev[k:], ts[k:]))
+                keep.append(run.tail(k))
         self._pending = keep
-        self._pending_rows = sum(len(t) for _, t in keep)
+        self._pending_rows = sum(len(r.ts) for r in keep)
         if not parts:
             return
-        if len(parts) == 1:
-            out, ts = parts[0]
-        else:
-            out = np.concatenate([e for e, _ in parts])
-            ts = np.concatenate([t for _, t in parts])
-            if np.any(ts[1:] < ts[:-1]):
-                order = np.argsort(ts, kind="stable")  # merge of sorted runs
-                out, ts = out.take(order), ts[order]
+        out, ts = _gather(parts)
         # rows that arrived after later rows were written are a prefix (ts is sorted): the
         # format needs ts order, so drop them
         late = int(np.searchsorted(ts, self._last_written, "left"))
@@ -730,16 +818,70 @@ class Capture:
         if not len(out):
             return
         self._last_written = int(ts[-1])
-        lost_now = sum(v for k, v in self.loaded.drops().items() if k != "end_without_begin")
-        self.writer.meta = self.writer.meta.replace(
-            lost_events=lost_now + self.summary.late_dropped, extra=self._pool_extra(out)
+        lost_now = lost_total(self.lost_counts())
+        extra = {**self._pool_extra(out), **self._lost_extra()}
+        assert self._meta is not None
+        self._meta = self._meta.replace(
+            lost_events=lost_now + self.summary.late_dropped, extra=extra
         )
-        self.writer.write(self._table(out))
+        if self._bg is not None:
+            self._bg.submit((out, self._meta))
+        else:
+            self._write_out((out, self._meta))
         self.summary.events += len(out)
         counts = np.bincount(out["type"], minlength=256)
         for t in np.flatnonzero(counts).tolist():
             name = EVENT_NAMES.get(int(t), f"type{t}")
             self.summary.by_event[name] = self.summary.by_event.get(name, 0) + int(counts[t])
+
+    def _write_out(self, item: tuple[np.ndarray, TraceMeta]) -> None:
+        """Encode and write one flush's rows (on the worker thread: :mod:`.background`).
+        Everything it touches past this point (comm and lock-kind dictionaries, the writer)
+        is used by this thread alone until :meth:`finish` has closed the worker."""
+        ev, meta = item
+        assert self.writer is not None
+        self.writer.meta = meta
+        self.writer.write(self._table(ev))
+
+    def lost_counts(self, *, fresh: bool = False) -> dict[str, int]:
+        """The kernel's drop counters and the probes' misses, with ``probe_missed`` (events
+        lost because a probe or its program did not run): the larger of what the probe pairs
+        saw (``return_missed`` + ``entry_missed``: exact, but blind to a missed return whose
+        thread never calls again) and what the kernel counted (``kprobe_nmissed`` +
+        ``prog_skipped``: every miss, but with --pid/--cgroup also those of filtered tasks),
+        The kernel counters are read at most once a
+        second (a few syscalls per program) unless ``fresh``."""
+        assert self.loaded is not None
+        lost = self.loaded.drops()
+        now = time.monotonic()
+        if fresh or self._misses is None or now - self._misses_at >= 1.0:
+            any_seen = bool(lost.get("return_missed", 0) or lost.get("entry_missed", 0))
+            self._misses, self._misses_at = self.loaded.probe_misses(pair_seen=any_seen), now
+        m = self._misses
+        lost["kprobe_nmissed"] = m.pair_nmissed
+        lost["prog_skipped"] = m.pair_lost - lost["kprobe_nmissed"]
+        lost["spin_reentry"] = m.spin_reentry
+        lost["lock_prog_skipped"] = m.lock_lost
+        lost["other_prog_skipped"] = m.other_skipped
+        seen = lost.get("return_missed", 0) + lost.get("entry_missed", 0)
+        # lock programs' skipped runs are reported, not counted: like the spinlock
+        # slowpath's misses they are mostly a contended lock taken inside our own programs
+        # (a map bucket's, the stack map's), re-entering the contention tracepoint
+        lost["probe_missed"] = max(seen, m.pair_lost)
+        return lost
+
+    def _lost_extra(self) -> dict[str, str]:
+        """Trace metadata: every loss counter by name, and the probes that missed."""
+        assert self.loaded is not None
+        lost = self.lost_counts()
+        out = {"lost_detail": ",".join(f"{k}={v}" for k, v in sorted(lost.items()))}
+        out["lost_detail"] += f",late_for_reorder={self.summary.late_dropped}"
+        if self._misses is not None and self._misses.describe():
+            out["probe_misses"] = self._misses.describe()
+        out["kretprobe_maxactive"] = str(self.loaded.maxactive)
+        if self._misses is not None:  # our probes found in kprobe_profile (misses visible)
+            out["kprobe_profile_probes"] = str(len(self._misses.nmissed))
+        return out
 
     def _pool_extra(self, ev: np.ndarray) -> dict[str, str]:
         """Metadata ``pools`` = "pool column value=name;..." for the pools seen so far."""
@@ -750,7 +892,8 @@ class Capture:
                     self._pools[pid] = pool_name(pid)
         else:
             self._pools.update(self.loaded.pool_names())
-        extra = dict(self.writer.meta.extra)
+        assert self._meta is not None
+        extra = dict(self._meta.extra)
         if "memcg_id" in self.columns:
             swap = (ev["type"] == EV_ZSWAP_STORE) | (ev["type"] == EV_ZSWAP_LOAD)
             self._memcg_task_rows += int(

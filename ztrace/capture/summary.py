@@ -1,7 +1,7 @@
 """``ztrace capture --summary``: always-on mode, aggregated in the kernel.
 
 Like ``perf lock contention -b``: no per-event stream. The probes compile with
-``-DZT_SUMMARY``, so ``zt_emit()`` folds each event into per-CPU maps (lock waits by lock
+``-DZT_SUMMARY``, so ``zt_end()`` folds each event into per-CPU maps (lock waits by lock
 address, flags and stack; operations by type and pool; count, total, max, min and a log2
 histogram each). Every interval this module reads the maps, subtracts the previous reading and
 writes one small ``summary-NNNNN.parquet`` (written under a hidden name, then renamed), plus

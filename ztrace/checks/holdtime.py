@@ -35,7 +35,6 @@ D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pur
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,13 @@ KINDS = {"malloc": (0, 1), "malloc_grow": (0, 2), "free": (1, None), "map": (2, 
 #: per-call samples kept per kind and round (the distribution's quantiles come from them)
 MAX_SAMPLES = 20000
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+#: what the result's "method" says
+METHOD = (
+    "rounds A (zs_* pair alone: D), B (+ lock/unlock probes, hold = lock return to unlock "
+    "entry of the lock the zs_* function takes), C (+ handlers inside the hold window: "
+    "in-window probe cost = hold C - hold B); hold bracket [H_B - cost, H_B], share = "
+    "hold / D_A, medians over A,B,C cycles"
+)
 
 
 def _median(xs: list[float]) -> float | None:
@@ -217,6 +223,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     from bcc import BPF
 
     from ztrace.capture.loader import probes_dir
+    from ztrace.checks.probecost import check_result, detach_all
 
     bpf = BPF(text=(probes_dir() / PROGRAM).read_bytes())
     recs: list[dict[str, Any]] = []
@@ -266,11 +273,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 bpf.perf_buffer_poll(timeout=100)
             bpf.perf_buffer_poll(timeout=100)
             wall = time.monotonic() - t0
-            for fn, name, ret in reversed(att):
-                if ret:
-                    bpf.detach_kretprobe(event=fn, fn_name=name)
-                else:
-                    bpf.detach_kprobe(event=fn, fn_name=name)
+            detach_all(bpf, att)
             bpf.perf_buffer_poll(timeout=100)
             row = round_stats(config, recs)
             out_rounds.append(row)
@@ -283,16 +286,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
             print(json.dumps(brief), file=sys.stderr, flush=True)
     finally:
         bpf.cleanup()
-    return {
-        "kernel": platform.release(),
-        "method": "rounds A (zs_* pair alone: D), B (+ lock/unlock probes, hold = lock return "
-        "to unlock entry of the lock the zs_* function takes), C (+ handlers inside the hold "
-        "window: in-window probe cost = hold C - hold B); hold bracket [H_B - cost, H_B], "
-        "share = hold / D_A, medians over A,B,C cycles",
-        "cmd": cmd,
-        "rounds": out_rounds,
-        "kinds": summarize(out_rounds),
-    }
+    return check_result(METHOD, cmd, out_rounds, kinds=summarize(out_rounds))
 
 
 def slim(res: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +307,7 @@ def slim(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
-    from ztrace.checks.probecost import workload_args, write_result
+    from ztrace.checks.probecost import run_check
 
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--slim"] and len(args) == 3:  # --slim IN OUT (host side)
@@ -323,13 +317,10 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
             json.dump(res, f, indent=1)
         return 0
 
-    got = workload_args("holdtime", 3, "A/B/C cycles (default 3)", argv)
+    got = run_check("holdtime", 3, "A/B/C cycles (default 3)", measure, argv)
     if got is None:
         return 2
-    a, cmd = got
-    res = measure(cmd, a.rounds)
-    write_result(a, res)
-    for kind, s in res["kinds"].items():
+    for kind, s in got[1]["kinds"].items():
         print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}")
     return 0
 

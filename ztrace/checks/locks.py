@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from ztrace.capture.session import Capture, CaptureOptions
 from ztrace.format import TraceMeta, read_trace, write_trace
-from ztrace.host.zram import run_writers, zram_device
+from ztrace.host.zram import WritersConfig, run_writers, zram_device
 
 
 @dataclass
@@ -81,25 +81,25 @@ def _ratio(p: float, m: float) -> float:
     return float("inf") if p else 1.0
 
 
+#: The workload every run of ``validate`` shares: 16 MiB per writer, writers pinned one per
+#: CPU at nice -10 so both CPUs run them at once on a shared host (``validate``'s notes).
+WORKLOAD = WritersConfig(pages_per_writer=4096, nice=-10, pin=True)
+
+
 def measure(
+    workload: WritersConfig = WORKLOAD,
     *,
-    writers: int = 4,
-    seconds: float = 2.0,
-    payload: int = 48,
-    discard_every: int = 0,
-    pages_per_writer: int = 4096,
     # 256 MiB: the consumer thread shares this process with writers pinned at nice -10 and
     # can be starved for a whole run on a quiet host (64 MiB once lost 62 k events), so the
     # ring must hold every event of a run by itself. Production captures size it by option.
     ringbuf_pages: int = 65536,
-    nice: int | None = -10,
     work: Path | None = None,
 ) -> Measured:
     """Run the workload under capture and return what the kernel did. Needs root, zram0."""
     tmp = Path(tempfile.mkdtemp(prefix="ztrace-validate-")) if work is None else work
     cap_dir = tmp / "capture"
     shutil.rmtree(cap_dir, ignore_errors=True)
-    disksize = max(64 << 20, writers * pages_per_writer * 4096 * 2)
+    disksize = max(64 << 20, workload.writers * workload.pages_per_writer * 4096 * 2)
     cap = Capture(
         CaptureOptions(
             out=cap_dir,
@@ -116,16 +116,7 @@ def measure(
         th = threading.Thread(target=cap.run, daemon=True)
         th.start()
         t_start = time.monotonic_ns()
-        res = run_writers(
-            dev,
-            writers=writers,
-            seconds=seconds,
-            pages_per_writer=pages_per_writer,
-            payload=payload,
-            discard_every=discard_every,
-            nice=nice,
-            pin=True,
-        )
+        res = run_writers(dev, workload)
         t_end = time.monotonic_ns()
         mm = dev.mm_stat()
         stored = mm["orig_data_size"] // 4096 - mm.get("same_pages", 0)
@@ -150,12 +141,12 @@ def measure(
         caller = next((f for f in frames.get(int(s), []) if f in ("zs_malloc", "zs_free")), "?")
         by_caller[caller] = by_caller.get(caller, 0) + 1
     # every object is one such compressed page (zram passes comp_len to zs_malloc)
-    obj_bytes = int(mm["compr_data_size"] // stored) if stored else payload
+    obj_bytes = int(mm["compr_data_size"] // stored) if stored else workload.payload
     ops = tr.filter(pa.array(is_op))
     return Measured(
-        writers=writers,
-        seconds=seconds,
-        discard_every=discard_every,
+        writers=workload.writers,
+        seconds=workload.seconds,
+        discard_every=workload.discard_every,
         pages_written=res.pages_written,
         pages_discarded=res.pages_discarded,
         object_bytes=obj_bytes,
@@ -261,7 +252,7 @@ def validate(
     ]
     scale = 1.0
     for role, w, d in configs:
-        m = measure(writers=w, seconds=seconds, discard_every=d, payload=payload)
+        m = measure(replace(WORKLOAD, writers=w, seconds=seconds, discard_every=d, payload=payload))
         row: dict[str, Any] = {"role": role, **m.to_json()}
         row["default"] = asdict(predict(m, 1.0))
         if role == "calibration":

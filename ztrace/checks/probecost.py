@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ztrace.capture.loader import PROGRAM, probes_dir
@@ -39,6 +40,11 @@ FUNCS = ("zs_malloc", "zs_free")
 #: histogram bucket width and buckets per function (zs_capture.bpf.c: ZT_PC_NS, ZT_PC_BUCKETS)
 BUCKET_NS = 20
 BUCKETS = 2048
+#: what the result's "method" says
+METHOD = (
+    "outer kprobe/kretprobe pair alone (A) vs with a nested pair doing the capture pair's "
+    "work without the emit (B), ABAB; pair cost = median(B) - median(A)"
+)
 
 
 def median_of_hist(counts: list[int]) -> float | None:
@@ -83,6 +89,16 @@ def cost_from_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def detach_all(bpf: Any, attached: list[tuple[str, str, bool]]) -> None:
+    """Detach one round's probes, newest first: ``attached`` lists ``(function, program,
+    is_kretprobe)`` in the order they were attached (shared with ``holdtime``)."""
+    for fn, name, ret in reversed(attached):
+        if ret:
+            bpf.detach_kretprobe(event=fn, fn_name=name)
+        else:
+            bpf.detach_kprobe(event=fn, fn_name=name)
+
+
 def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no cover - kprobes
     """Run ``cmd`` ``2 * rounds`` times (A, B, A, B, ...) under the outer (and nested) pair."""
     from bcc import BPF
@@ -110,11 +126,7 @@ def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no co
             rc = subprocess.run(cmd, check=False).returncode
             wall = time.monotonic() - t0
             vals = [sum(v) for v in hist.values()]  # per-CPU arrays: sum over CPUs
-            for fn, name, ret in reversed(attached):
-                if ret:
-                    bpf.detach_kretprobe(event=fn, fn_name=name)
-                else:
-                    bpf.detach_kprobe(event=fn, fn_name=name)
+            detach_all(bpf, attached)
             row: dict[str, Any] = {"round": r, "config": config, "rc": rc, "wall_s": wall}
             for k, fn in enumerate(FUNCS):
                 counts = vals[k * BUCKETS : (k + 1) * BUCKETS]
@@ -125,22 +137,30 @@ def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no co
             print(json.dumps(row), file=sys.stderr, flush=True)
     finally:
         bpf.cleanup()
-    return {
-        "kernel": platform.release(),
-        "method": "outer kprobe/kretprobe pair alone (A) vs with a nested pair doing the "
-        "capture pair's work without the emit (B), ABAB; pair cost = median(B) - median(A)",
-        "bucket_ns": BUCKET_NS,
-        "cmd": cmd,
-        "rounds": out_rounds,
-        "cost": cost_from_rounds(out_rounds),
-    }
+    return check_result(
+        METHOD, cmd, out_rounds, bucket_ns=BUCKET_NS, cost=cost_from_rounds(out_rounds)
+    )
 
 
-def workload_args(
-    name: str, rounds: int, rounds_help: str, argv: list[str] | None
-) -> tuple[argparse.Namespace, list[str]] | None:
-    """The guest checks' command line: ``--rounds``, ``--json``, ``-o``, ``-- CMD``; None
-    (after the one-line error) when no workload command was given."""
+def check_result(
+    method: str, cmd: list[str], rounds: list[dict[str, Any]], **summary: Any
+) -> dict[str, Any]:
+    """The JSON a guest check ships (shared with ``holdtime``): the kernel, the method, the
+    workload command and every round, then the check's own summary fields."""
+    return {"kernel": platform.release(), "method": method, "cmd": cmd, "rounds": rounds, **summary}
+
+
+def run_check(
+    name: str,
+    rounds: int,
+    rounds_help: str,
+    measure: Callable[[list[str], int], dict[str, Any]],
+    argv: list[str] | None,
+) -> tuple[argparse.Namespace, dict[str, Any]] | None:
+    """A guest check's command line (``--rounds``, ``--json``, ``-o``, ``-- CMD``; shared with
+    ``holdtime``): ``measure(CMD, rounds)``, the result written to ``-o`` and, with
+    ``--json``, to stdout. None (after the one-line error) when no workload command was given.
+    """
     ap = argparse.ArgumentParser(prog=f"python3 -m ztrace.checks.{name}")
     ap.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -151,25 +171,20 @@ def workload_args(
     if not cmd:
         print(f"ztrace: error: {name}: give a workload command after --", file=sys.stderr)
         return None
-    return a, cmd
-
-
-def write_result(a: argparse.Namespace, res: dict[str, Any]) -> None:
-    """``-o``: the JSON result to a file; ``--json``: to stdout."""
+    res = measure(cmd, a.rounds)
     if a.output:
         with open(a.output, "w") as f:
             json.dump(res, f, indent=1)
     if a.json:
         print(json.dumps(res, indent=1))
+    return a, res
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
-    got = workload_args("probecost", 2, "A/B round pairs (default 2)", argv)
+    got = run_check("probecost", 2, "A/B round pairs (default 2)", measure, argv)
     if got is None:
         return 2
-    a, cmd = got
-    res = measure(cmd, a.rounds)
-    write_result(a, res)
+    a, res = got
     if not a.json:
         for fn, c in res["cost"].items():
             print(

@@ -17,6 +17,16 @@ def output_file_option(help: str) -> Callable[[Callable[..., Any]], Callable[...
     )
 
 
+def output_dir_option(
+    help: str | None = None, *, required: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--output DIR`` (not an existing file), passed to the command as ``out``: the
+    trace or results directory that synth, sweep and replay write."""
+    return click.option(
+        "-o", "--output", "out", required=required, type=click.Path(file_okay=False), help=help
+    )
+
+
 #: ``--force`` for commands that write a directory: check_dir_target(out, force=force) then
 #: replaces an existing non-empty -o directory whole instead of refusing it.
 force_option = click.option(

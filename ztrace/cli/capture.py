@@ -81,12 +81,7 @@ def parse_cpu_list(text: str) -> list[int]:
     default=None,
     help="Stop after this long (30s, 5m). Default: until Ctrl-C, or until COMMAND exits.",
 )
-@click.option(
-    "--probes",
-    default="zsmalloc,locks",
-    show_default=True,
-    help="Comma list of zsmalloc, locks, zswap.",
-)
+@click.option("--probes", default="zsmalloc,locks", help="Comma list of zsmalloc, locks, zswap.")
 @click.option(
     "--pool",
     default=None,
@@ -96,14 +91,12 @@ def parse_cpu_list(text: str) -> list[int]:
 @click.option(
     "--ringbuf-pages",
     default=DEFAULT_RINGBUF_PAGES,
-    show_default=True,
     type=int,
     help="BPF ring buffer size in pages (power of two).",
 )
 @click.option(
     "--rotate-mb",
     default=64.0,
-    show_default=True,
     type=float,
     help="Start a new part file after this many MB of rows.",
 )
@@ -130,7 +123,13 @@ def parse_cpu_list(text: str) -> list[int]:
     help="Only tasks in this cgroup v2 directory or below it (/sys/fs/cgroup/...).",
 )
 @click.option(
-    "-p", "--pid", "target_tgid", default=0, type=int, help="Only events of this process (tgid)."
+    "-p",
+    "--pid",
+    "target_tgid",
+    default=0,
+    type=int,
+    show_default=False,  # 0: every process, not a process to name
+    help="Only events of this process (tgid).",
 )
 @click.option(
     "--summary",

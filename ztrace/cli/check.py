@@ -30,31 +30,22 @@ def command() -> None:
 
 
 @click.command(name="oracle")
-@click.option(
-    "--ops",
-    type=int,
-    default=50_000,
-    show_default=True,
-    help="Operations before the first compaction.",
-)
+@click.option("--ops", type=int, default=50_000, help="Operations before the first compaction.")
 @click.option(
     "--ops-after",
     type=int,
     default=None,
     help="Operations after it (default ops/5), then a final compaction.",
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1)
 @click.option(
     "--slots",
     type=int,
     default=8192,
-    show_default=True,
     help="Device size in 4 KiB pages (the working set).",
 )
-@click.option("--device", default="/dev/zram0", show_default=True)
-@click.option(
-    "--comp", "comp", default="lzo-rle", show_default=True, help="zram compression algorithm."
-)
+@click.option("--device", default="/dev/zram0")
+@click.option("--comp", "comp", default="lzo-rle", help="zram compression algorithm.")
 @click.option(
     "-o",
     "--out",
@@ -68,7 +59,6 @@ def command() -> None:
     "--order",
     type=click.Choice(["kernel", "alloc-first", "free-first"]),
     default="kernel",
-    show_default=True,
     help="Overwrite order to emit (experiments only; 'kernel' is the truth).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -142,21 +132,18 @@ Examples:
 @click.option(
     "--writers",
     default=4,
-    show_default=True,
     type=click.IntRange(2, 64),
     help="Writer threads in the calibration run (pinned round-robin to CPUs).",
 )
 @click.option(
     "--seconds",
     default=2.0,
-    show_default=True,
     type=click.FloatRange(0.2, 120),
     help="Length of each workload run.",
 )
 @click.option(
     "--discard-every",
     default=4,
-    show_default=True,
     type=click.IntRange(1, 1000),
     help="Validation runs discard each writer's region every K passes.",
 )
@@ -252,7 +239,6 @@ Examples:
 @click.option(
     "--reps",
     default=5,
-    show_default=True,
     type=click.IntRange(1, 100),
     help="With --run: runs per cell and kernel, interleaved ABAB.",
 )
@@ -268,7 +254,6 @@ Examples:
 @click.option(
     "--probe-cost/--no-probe-cost",
     default=True,
-    show_default=True,
     help="Also predict with one whole probe pair's cost (measured on each trace's kernel: "
     "<trace>.kernel/probecost.json, `ztrace vm run -s probecost`) taken from every duration "
     "(--from/--to only).",
@@ -285,7 +270,6 @@ Examples:
     "--hold-end",
     type=click.Choice(["low", "mid", "high"]),
     default="mid",
-    show_default=True,
     help="Where in the measured hold-share bracket: high = the raw measured hold, low = "
     "less the lock probes' in-window cost as extra handlers measure it, mid = halfway.",
 )

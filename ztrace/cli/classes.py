@@ -25,7 +25,7 @@ from ztrace.model.classes import build_classes, check_chain_size, kernel_profile
     metavar="VERSION",
     help="Pick the rule from a kernel version, e.g. 6.1 (legacy) or 6.18.",
 )
-@click.option("--page-size", type=int, default=4096, show_default=True)
+@click.option("--page-size", type=int, default=4096)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def command(
     chain_size: int | None, legacy: bool, kernel: str | None, page_size: int, as_json: bool

@@ -75,7 +75,6 @@ Examples:
     "--max-bins",
     type=click.IntRange(min=10),
     default=400,
-    show_default=True,
     help="Timeline bins per design (bounds the file size).",
 )
 @click.option("--title", default=None, help="Page title.")

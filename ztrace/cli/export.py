@@ -86,7 +86,6 @@ Examples:
     "--stream",
     type=click.Choice(["swap", "alloc"]),
     default="swap",
-    show_default=True,
     help="swap: zswap stores and loads by swap entry; alloc: zs_malloc/zs_free by handle.",
 )
 def libcachesim(trace: str, out: str, stream: str) -> None:

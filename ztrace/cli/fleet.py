@@ -48,17 +48,18 @@ def _numbers(s: str, conv: type, what: str) -> tuple:  # type: ignore[type-arg]
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--locks", default=None, help="Lock designs, comma-separated.")
 @click.option("--cpus", default=None, help="CPU counts for lock tasks, N,N,... (trace's own).")
-@click.option("--speedup", default="1", show_default=True, help="Speedups K,K,... (locks).")
+@click.option("--speedup", default="1", help="Speedups K,K,... (locks).")
 @click.option("--lru", default=None, help="LRU designs, comma-separated (swap traces).")
 @click.option("--pool-limits", default=None, help="A,B,C or A:B:step (pages, 64M, 20%).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0)
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str))
 @click.option(
     "-j",
     "--jobs",
     type=int,
     default=None,
-    help="Parallel tasks on a local Ray started on demand [default: CPUs]; 1 runs serially.",
+    help="Processes running tasks: this one and N-1 workers of a local Ray started on demand "
+    "[default: CPUs]; 1 runs serially.",
 )
 @click.option("--ray-address", default=None, help="Run on this existing Ray cluster instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep's report as JSON.")
@@ -130,10 +131,11 @@ def sweep_command(
         "backend": rep.backend,
         "timing_s": {
             "startup": round(rep.startup_s, 3),
-            "startup_idle": round(rep.startup_idle_s, 3),
+            "driver_idle": round(rep.driver_idle_s, 3),
             "tasks": round(rep.tasks_s, 3),
         },
         "tasks_in_driver": rep.in_driver,
+        "ray_workers": rep.ray_workers,
     }
     if as_json:
         click.echo(json.dumps(doc))
@@ -151,7 +153,7 @@ def sweep_command(
 @command.command("dashboard")
 @click.argument("dataset", type=click.Path(path_type=str))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str))
-@click.option("--top", type=int, default=20, show_default=True, help="Worst hosts per design.")
+@click.option("--top", type=int, default=20, help="Worst hosts per design.")
 def dashboard_command(dataset: str, out: str, top: int) -> None:
     """One offline HTML page over a fleet sweep: per design, the distribution across hosts
     of the predicted change (design ÷ baseline: the first design of its kind), how many

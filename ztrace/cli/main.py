@@ -62,7 +62,11 @@ class _LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# show_default: every subcommand's --help shows each option's default (its context inherits
+# this one's); an option whose default stands for "none" (capture --pid 0) opts out.
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True}
+)
 @click.version_option(__version__, prog_name="ztrace")
 def cli() -> None:
     """Capture, replay and look at zsmalloc allocator traces.

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from ztrace.cli._options import force_option, unique_designs
+from ztrace.cli._designs import DesignsHelp
+from ztrace.cli._options import force_option, output_dir_option, unique_designs
 from ztrace.errors import ConfigError
 from ztrace.format.safeio import check_dir_target
 from ztrace.format.trace import MAX_TS_NS
@@ -37,28 +38,18 @@ Examples:
   ztrace replay /tmp/t --locks class,pools:32,striped:8,magazine:16 --json
   ztrace replay /tmp/t --locks class,pool --speedup 8 --cpus 16 --seed 3
   ztrace replay /tmp/swap --lru entry-lru,swap-lru --pool-limit 20% -o /tmp/r
-\b
-Designs: class (5.17-6.1, >=6.11), pool (6.2-6.10), pools:N (zswap 6.6-6.10: 32),
-striped:N, magazine:C (per-CPU magazines; not in any kernel).
 """,
+    cls=DesignsHelp,
 )
 @click.argument("trace", type=click.Path(path_type=str))
 @click.option("--locks", "locks", default=None, help="Lock designs, comma-separated.")
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Write the results directory here (docs/results-format.md).",
-)
+@output_dir_option("Write the results directory here (docs/results-format.md).", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print per-design results as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0)
 @click.option(
     "--speedup",
     type=float,
     default=1.0,
-    show_default=True,
     help="Divide inter-arrival times by K (what-if: more load).",
 )
 @click.option(
@@ -80,7 +71,6 @@ striped:N, magazine:C (per-CPU magazines; not in any kernel).
     "--replicas",
     type=click.IntRange(min=0, max=64),
     default=DEFAULT_REPLICAS,
-    show_default=True,
     help="Perturbed replays besides the plain one (arrival jitter + hold-time redraws): each "
     "design's total wait, wait per op, p99 wait and contended get a [min, max] interval over "
     "all of them (locks_interval.parquet). 0: no intervals. Costs N more replays.",

@@ -27,16 +27,13 @@ Examples:
     is_flag=True,
     help="Print CSV like `perf lock contention -x ,` (raw ns, `# output:` header).",
 )
-@click.option(
-    "-x", "--field-separator", "sep", default=",", show_default=True, help="Separator for --csv."
-)
+@click.option("-x", "--field-separator", "sep", default=",", help="Separator for --csv.")
 @click.option(
     "-k",
     "--key",
     "sort_key",
     type=click.Choice(SORT_KEYS),
     default=DEFAULT_SORT_KEY,
-    show_default=True,
     help="Sort locks by this key.",
 )
 @click.option(

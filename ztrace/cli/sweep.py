@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ztrace.cli._options import unique_designs
+from ztrace.cli._options import force_option, output_dir_option, unique_designs
 from ztrace.errors import ConfigError
 from ztrace.format.safeio import check_dir_target
 from ztrace.progress import quiet_option, track
@@ -73,8 +73,8 @@ def _design_params(values: tuple[str, ...]) -> dict[str, str]:
     required=True,
     help="A,B,C or A:B:step; pages (4096), bytes (64M) or percent of RAM (20%).",
 )
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Replace an existing non-empty -o directory whole.")
+@output_dir_option()
+@force_option
 @click.option(
     "--param",
     "params",
@@ -82,7 +82,7 @@ def _design_params(values: tuple[str, ...]) -> dict[str, str]:
     help="k=v,... for every design that has the key, or DESIGN:k=v,... (repeatable); "
     "ram=SIZE sets RAM for percent limits.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Recorded in metadata.")
+@click.option("--seed", type=int, default=0, help="Recorded in metadata.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep rows as JSON on stdout.")
 @quiet_option
 def command(

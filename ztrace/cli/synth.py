@@ -7,7 +7,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from ztrace.cli._options import force_option
+from ztrace.cli._options import force_option, output_dir_option
 from ztrace.errors import ConfigError
 from ztrace.format import write_trace
 from ztrace.format.safeio import check_dir_target
@@ -32,7 +32,6 @@ MAX_SYNTH_SCALE = 1000.0
     "--profile",
     type=click.Choice(sorted(PROFILE_KINDS)),
     default="zram-parallel",
-    show_default=True,
     help="Workload profile (see docs/trace-format.md#synthetic-profiles).",
 )
 @click.option(
@@ -41,25 +40,17 @@ MAX_SYNTH_SCALE = 1000.0
     # allocation attempt)
     type=click.IntRange(1, MAX_SYNTH_EVENTS),
     default=100_000,
-    show_default=True,
     help="About this many (allocator).",
 )
-@click.option(
-    "--cpus",
-    type=click.IntRange(1, MAX_CPUS),
-    default=4,
-    show_default=True,
-    help="CPUs (allocator).",
-)
+@click.option("--cpus", type=click.IntRange(1, MAX_CPUS), default=4, help="CPUs (allocator).")
 @click.option(
     "--scale",
     type=click.FloatRange(0, MAX_SYNTH_SCALE, min_open=True),
     default=1.0,
-    show_default=True,
     help="Length multiplier (swap).",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=click.IntRange(min=0), default=0)
+@output_dir_option()
 @force_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.pass_context

@@ -74,15 +74,9 @@ def list_cmd() -> None:
     metavar="KEY=VALUE",
     help="Scenario parameter, passed as ztrace.KEY=VALUE on the kernel command line.",
 )
-@click.option(
-    "--timeout",
-    type=float,
-    default=1200.0,
-    show_default=True,
-    help="Seconds before the guest is killed.",
-)
-@click.option("--smp", type=int, default=2, show_default=True)
-@click.option("--mem", "mem_mb", type=int, default=2048, show_default=True, help="MiB.")
+@click.option("--timeout", type=float, default=1200.0, help="Seconds before the guest is killed.")
+@click.option("--smp", type=int, default=2)
+@click.option("--mem", "mem_mb", type=int, default=2048, help="MiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run_cmd(
     kernel: str,
@@ -95,11 +89,10 @@ def run_cmd(
     as_json: bool,
 ) -> None:
     """Boot KERNEL, run SCENARIO inside, and leave its output in OUTDIR."""
-    from ztrace.vm import run_scenario
+    from ztrace.vm import GuestOptions, run_scenario
 
-    res = run_scenario(
-        kernel, scenario, outdir, params=_params(params), timeout=timeout, smp=smp, mem_mb=mem_mb
-    )
+    guest = GuestOptions(params=_params(params), timeout=timeout, smp=smp, mem_mb=mem_mb)
+    res = run_scenario(kernel, scenario, outdir, guest)
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=1))
     else:
@@ -111,14 +104,14 @@ def run_cmd(
 
 @command.command("matrix")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True)
-@click.option("--reps", type=int, default=5, show_default=True, help="Runs per cell and kernel.")
+@click.option("--reps", type=int, default=5, help="Runs per cell and kernel.")
 @click.option(
     "--cell",
     "cells",
     multiple=True,
     help="Cell name or scenario prefix (default: all; see ztrace/vm/matrix.py CELLS).",
 )
-@click.option("--timeout", type=float, default=900.0, show_default=True)
+@click.option("--timeout", type=float, default=900.0)
 @click.option(
     "--loads-per-boot",
     type=click.IntRange(1, 20),
@@ -127,7 +120,11 @@ def run_cmd(
     "(one BCC compile), and split the capture per load (ztrace/vm/split.py).",
 )
 @click.option(
-    "--first-rep", type=click.IntRange(0, 99), default=0, help="Number runs from here (rNN)."
+    "--first-rep",
+    type=click.IntRange(0, 99),
+    default=0,
+    show_default=False,
+    help="Number runs from here (rNN).",
 )
 @click.option("--summary-only", is_flag=True, help="Only summarise the runs already in OUTDIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

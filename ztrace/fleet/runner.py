@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any
 
 from ztrace.errors import ConfigError
@@ -44,13 +45,16 @@ class SweepReport:
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
     dataset: Path | None = None
     backend: str = "serial"
-    #: seconds: starting (or joining) Ray, on its own thread; the driver idle, waiting for
-    #: it; running the pending tasks (first start to last result, less that idle wait)
+    #: seconds: starting (or joining) Ray, on its own thread (the driver works meanwhile);
+    #: the driver idle at the end, waiting for Ray's last tasks; running the pending tasks
+    #: (first start to last result)
     startup_s: float = 0.0
-    startup_idle_s: float = 0.0
+    driver_idle_s: float = 0.0
     tasks_s: float = 0.0
-    #: tasks the driver ran itself while a local Ray was starting
+    #: tasks the driver ran itself (``-j N``: it is one of the N processes)
     in_driver: int = 0
+    #: Ray's CPUs (local: ``N - 1`` workers)
+    ray_workers: int = 0
 
 
 def _ray() -> Any | None:
@@ -89,13 +93,25 @@ def longest_first(tasks: list[Task]) -> list[Task]:
 
 
 class _RayStart:
-    """``ray.init`` on a background thread, then every task still queued submitted at once.
+    """A local Ray (or a cluster) fed from the shared queue on its own thread.
 
-    A local Ray takes ~2 s to start (GCS, raylet, two prestarted workers; more on a busy
-    host). Meanwhile the driver runs the *shortest* queued tasks itself (:func:`_on_ray`),
-    so its core is not idle; the moment Ray is up, this thread takes all the rest, longest
-    first. A task runs in exactly one place, through the same :func:`run_and_store`, so the
-    files are the same wherever it ran.
+    ``-j N`` means N processes run tasks: this one (the driver) and ``N - 1`` local Ray
+    workers. A local Ray takes seconds to start (GCS, raylet, agents; ~2.3 s on an idle
+    2-core host, 5 s and more while the driver works), and every worker process imports Ray,
+    ztrace and the cached replay before its first task. The driver does not wait for any of
+    that: it runs the *shortest* queued tasks itself from the start to the end of the sweep
+    (:meth:`next_for_driver`), while this thread hands the *longest* to Ray, one per worker
+    as each finishes (nothing queued at the raylet that the driver could have run at the
+    end; the replay cores are compiled ``nogil``, so this thread runs while the driver
+    replays). Session
+    5 measured the old split (every task to ``N`` Ray workers, the driver idle once Ray was
+    up) at 1.49× on 2 cores: one more process to start and feed than there are cores, and
+    the driver's core idle while Ray's workers warmed up (benchmarks/README.md, "fleet").
+    A task runs in exactly one place, through the same :func:`run_and_store`, so the files
+    are the same wherever it ran.
+
+    On a cluster (``address``) the driver only submits and collects: every task goes to
+    Ray at once, and the cluster schedules them.
     """
 
     def __init__(self, ray: Any, queue: deque[Task], out: str, jobs: int,
@@ -103,15 +119,19 @@ class _RayStart:
         self.ray = ray
         self.queue = queue
         self.lock = threading.Lock()
-        self.refs: list[Any] = []
+        #: finished Ray tasks' object refs, for the driver to ``ray.get``; None = no more
+        self.done: Queue[Any] = Queue()
         self.error: BaseException | None = None
         self.started = False  # we started a local Ray (and so shut it down)
-        self.submitted = threading.Event()
+        self.workers = 0  # Ray's CPUs once it is up
+        self.submitted = 0  # tasks handed to Ray so far
         self._stop = threading.Event()
         self.seconds = 0.0
         self._old_sigterm: Any = None
-        self._out, self._jobs, self._address = out, jobs, address
-        self._thread = threading.Thread(target=self._run, name="ztrace-ray-start", daemon=True)
+        self._out, self._address = out, address
+        #: local Ray workers: the driver is the N-th process
+        self._ray_workers = max(1, jobs - 1)
+        self._thread = threading.Thread(target=self._run, name="ztrace-ray", daemon=True)
 
     def start(self) -> None:
         # Ray's driver installs a SIGTERM handler that exits (so its atexit shutdown runs),
@@ -121,31 +141,64 @@ class _RayStart:
             self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self._thread.start()
 
-    def _run(self) -> None:
-        out, jobs, address = self._out, self._jobs, self._address
+    def _init(self) -> None:
         t0 = time.perf_counter()
+        if not self.ray.is_initialized():
+            if self._address:
+                self.ray.init(address=self._address, logging_level="WARNING", log_to_driver=True)
+            else:
+                self.ray.init(
+                    num_cpus=self._ray_workers,
+                    object_store_memory=OBJECT_STORE_BYTES,
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    # Ray starts workers at nice 15 (its worker_niceness default), so on a
+                    # busy box they lose the CPU to everything, this driver included: at load
+                    # 7 here one Ray worker ran 3 of 24 tasks while the driver ran 21. The
+                    # driver and its workers share the work, so they share the priority.
+                    _system_config={"worker_niceness": 0},
+                )
+            self.started = True
+        self.workers = int(self.ray.cluster_resources().get("CPU", 0))
+        self.seconds = time.perf_counter() - t0
+
+    def _pop(self) -> Task | None:
+        with self.lock:
+            if not self.queue:
+                return None
+            self.submitted += 1
+            return self.queue.popleft()
+
+    def _feed(self) -> None:
+        """Keep Ray's workers busy until the queue is empty, then pass on the last results."""
+        remote = self.ray.remote(num_cpus=1, max_retries=0)(run_and_store)
+        # a cluster takes everything at once; a local Ray one task per worker, so that the
+        # driver keeps the rest (the replay cores release the GIL, so this thread hands a
+        # worker its next task within milliseconds even while the driver replays)
+        limit = None if self._address else self._ray_workers
+        running: list[Any] = []
+        while True:
+            while limit is None or len(running) < limit:
+                task = self._pop()
+                if task is None:
+                    break
+                running.append(remote.remote(task, self._out))
+            if not running:
+                return
+            finished, running = self.ray.wait(running, num_returns=1)
+            for ref in finished:
+                self.done.put(ref)
+
+    def _run(self) -> None:
         try:
-            if not self.ray.is_initialized():
-                if address:
-                    self.ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-                else:
-                    self.ray.init(
-                        num_cpus=jobs,
-                        object_store_memory=OBJECT_STORE_BYTES,
-                        include_dashboard=False,
-                        logging_level="WARNING",
-                    )
-                self.started = True
-            self.seconds = time.perf_counter() - t0
-            remote = self.ray.remote(num_cpus=1, max_retries=0)(run_and_store)
-            with self.lock:
-                while self.queue:
-                    self.refs.append(remote.remote(self.queue.popleft(), out))
-        except BaseException as exc:  # reported by join() in the driver's thread
+            self._init()
+            self._feed()
+        except BaseException as exc:  # reported in the driver's thread
             self.error = exc
-            self.seconds = time.perf_counter() - t0
+            with self.lock:
+                self.queue.clear()  # the driver stops taking tasks too
         finally:
-            self.submitted.set()
+            self.done.put(None)
         # Ray's own processes (GCS, raylet) die with the *thread* that started them: they
         # are spawned with PR_SET_PDEATHSIG (ray/_private/services.py: start_ray_process ->
         # utils.set_kill_on_parent_death_linux), and Linux sends that signal when the
@@ -156,18 +209,20 @@ class _RayStart:
             self.ray.shutdown()
 
     def next_for_driver(self) -> Task | None:
-        """The shortest queued task, while Ray is not up yet; None once it is. The last
-        ``jobs`` tasks are always left to Ray, so every Ray sweep runs on Ray's workers."""
+        """The shortest queued task for the driver to run itself, or None. Never on a
+        cluster, and the last ``N - 1`` tasks wait for Ray until Ray has had one, so that
+        every Ray sweep runs tasks on Ray's workers."""
         with self.lock:
-            if self.submitted.is_set() or len(self.queue) <= self._jobs:
+            if self._address or not self.queue:
+                return None
+            if self.submitted == 0 and len(self.queue) <= self._ray_workers:
                 return None
             return self.queue.pop()
 
-    def join(self) -> None:
-        """Wait until Ray is up and has every remaining task (or failed to start)."""
-        self.submitted.wait()
-        if self.error is not None:
-            raise self.error
+    def begin_shutdown(self) -> None:
+        """Let the thread shut Ray down (if it started it), without waiting: the driver
+        assembles the dataset meanwhile (``ray.shutdown`` takes ~0.5-1 s of wall)."""
+        self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -190,27 +245,36 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-def _on_ray(
-    ray: Any, pending: list[Task], out: str, jobs: int, address: str | None, rep: SweepReport
-) -> Iterator[tuple[str, str | None]]:
-    starter = _RayStart(ray, deque(longest_first(pending)), out, jobs, address)
-    starter.start()
-    try:
-        # a local Ray is started for this sweep: until it is up, the driver's core works
-        # too (an existing cluster is joined in well under a second: just wait for it)
-        while address is None and (task := starter.next_for_driver()) is not None:
-            rep.in_driver += 1
-            yield run_and_store(task, out)
-        t0 = time.perf_counter()
-        starter.join()
-        rep.startup_idle_s = time.perf_counter() - t0
-        rep.startup_s = starter.seconds
-        refs = starter.refs
-        while refs:
-            done, refs = ray.wait(refs, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        starter.close()
+def _on_ray(starter: _RayStart, out: str, rep: SweepReport) -> Iterator[tuple[str, str | None]]:
+    """The results of every pending task, run on Ray and in this process. The caller closes
+    ``starter``: after the last result it only begins Ray's shutdown, which then overlaps
+    the assembly of the dataset."""
+
+    def finished(block: bool) -> Iterator[Any]:
+        while True:
+            try:
+                ref = starter.done.get(block=block)
+            except Empty:
+                return
+            if ref is None:
+                starter.done.put(None)  # stays the last item for the next call
+                return
+            yield ref
+
+    while (task := starter.next_for_driver()) is not None:
+        rep.in_driver += 1
+        yield run_and_store(task, out)
+        for ref in finished(block=False):
+            yield starter.ray.get(ref)
+    t0 = time.perf_counter()
+    for ref in finished(block=True):
+        yield starter.ray.get(ref)
+    rep.driver_idle_s = time.perf_counter() - t0
+    if starter.error is not None:
+        raise starter.error
+    rep.startup_s = starter.seconds
+    rep.ray_workers = starter.workers
+    starter.begin_shutdown()
 
 
 def sweep(
@@ -250,25 +314,30 @@ def sweep(
         if ray_address:
             raise ConfigError("--ray-address: Ray is not installed (pip install 'ztrace[ray]')")
         print("ztrace: Ray is not installed: running the sweep serially", file=sys.stderr)
-    results = (
-        _on_ray(ray, pending, str(o), jobs, ray_address, report)
-        if ray
-        else _serial(pending, str(o))
+    starter = (
+        _RayStart(ray, deque(longest_first(pending)), str(o), jobs, ray_address) if ray else None
     )
+    results = _on_ray(starter, str(o), report) if starter else _serial(pending, str(o))
     report.backend = "ray" if ray else "serial"
     failed: dict[str, str] = {}
     desc = f"fleet ({report.already_done} done before)" if report.already_done else "fleet"
-    with progress(len(pending), desc=desc, quiet=quiet, unit="tasks") as bar:
-        t0 = time.perf_counter()
-        for task_id, err in results:
-            report.ran += 1
-            if err is not None:
-                failed[task_id] = err
-                report.failed.append((by_id[task_id], err))
-                if on_failure:
-                    on_failure(by_id[task_id], err)
-            bar.advance()
-        report.tasks_s = time.perf_counter() - t0 - report.startup_idle_s
-    report.failed.sort(key=lambda te: the_plan.tasks.index(te[0]))
-    report.dataset = assemble(o, traces, axes, the_plan, failed)
+    if starter:
+        starter.start()
+    try:
+        with progress(len(pending), desc=desc, quiet=quiet, unit="tasks") as bar:
+            t0 = time.perf_counter()
+            for task_id, err in results:
+                report.ran += 1
+                if err is not None:
+                    failed[task_id] = err
+                    report.failed.append((by_id[task_id], err))
+                    if on_failure:
+                        on_failure(by_id[task_id], err)
+                bar.advance()
+            report.tasks_s = time.perf_counter() - t0
+        report.failed.sort(key=lambda te: the_plan.tasks.index(te[0]))
+        report.dataset = assemble(o, traces, axes, the_plan, failed)
+    finally:
+        if starter:  # Ray's shutdown began after the last result, on its own thread
+            starter.close()
     return report

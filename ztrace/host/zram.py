@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ztrace.errors import CaptureError, ConfigError
@@ -255,30 +255,36 @@ def make_page(seed: int, payload: int) -> bytes:
     return head + bytes(PAGE - payload)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkloadResult:
     """What the workload did, counted in user space (the ground truth for capture tests)."""
 
-    pages_written: int = 0
-    discards: int = 0
-    pages_discarded: int = 0
-    seconds: float = 0.0
-    per_thread_pages: list[int] = field(default_factory=list)
+    pages_written: int
+    discards: int
+    pages_discarded: int
+    seconds: float
+    per_thread_pages: list[int]
 
 
-def run_writers(
-    dev: ZramDevice,
-    *,
-    writers: int = 4,
-    seconds: float = 2.0,
-    pages_per_writer: int = 2048,
-    batch_pages: int = 64,
-    payload: int = 48,
-    discard_every: int = 0,
-    max_passes: int | None = None,
-    nice: int | None = None,
-    pin: bool = False,
-) -> WorkloadResult:
+@dataclass(frozen=True, kw_only=True)
+class WritersConfig:
+    """The writer workload of :func:`run_writers`, built once by the caller and passed down
+    (``ztrace host writers``, ``checks.locks.measure``, the capture tests); the defaults live
+    here only. The fields are described in :func:`run_writers`.
+    """
+
+    writers: int = 4
+    seconds: float = 2.0
+    pages_per_writer: int = 2048
+    batch_pages: int = 64
+    payload: int = 48
+    discard_every: int = 0
+    max_passes: int | None = None
+    nice: int | None = None
+    pin: bool = False
+
+
+def run_writers(dev: ZramDevice, cfg: WritersConfig = WritersConfig()) -> WorkloadResult:
     """Parallel O_DIRECT writers, each cycling over its own region of the device.
 
     Every write after the first pass overwrites stored pages, so zram frees the old object
@@ -290,25 +296,27 @@ def run_writers(
     actually run on all CPUs at once for their locks to contend; ``pin`` puts writer i on
     CPU i mod ncpu for the same reason.
     """
-    region = pages_per_writer * PAGE
-    if writers * region > dev.disksize:
-        raise CaptureError(f"workload needs {writers * region} bytes, device has {dev.disksize}")
-    res = WorkloadResult(per_thread_pages=[0] * writers)
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
+    region = cfg.pages_per_writer * PAGE
+    if cfg.writers * region > dev.disksize:
+        raise CaptureError(
+            f"workload needs {cfg.writers * region} bytes, device has {dev.disksize}"
+        )
+    #: per writer: (pages written, discards, pages discarded); each thread sets its own row
+    tally = [(0, 0, 0)] * cfg.writers
+    stop_at = time.monotonic() + cfg.seconds
     errors: list[BaseException] = []
 
     def worker(i: int) -> None:
-        if nice is not None:
+        if cfg.nice is not None:
             # not allowed (unprivileged): run at the inherited priority
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        if pin:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), cfg.nice)
+        if cfg.pin:
             cpus = sorted(os.sched_getaffinity(0))
             os.sched_setaffinity(threading.get_native_id(), {cpus[i % len(cpus)]})
         # O_DIRECT needs page-aligned buffers: an anonymous mmap is.
-        buf = mmap.mmap(-1, batch_pages * PAGE)
-        pages = [make_page(i * 7919 + k, payload) for k in range(batch_pages)]
+        buf = mmap.mmap(-1, cfg.batch_pages * PAGE)
+        pages = [make_page(i * 7919 + k, cfg.payload) for k in range(cfg.batch_pages)]
         for k, p in enumerate(pages):
             buf[k * PAGE : (k + 1) * PAGE] = p
         fd = os.open(dev.path, os.O_RDWR | os.O_DIRECT)
@@ -316,34 +324,39 @@ def run_writers(
         passes = 0
         try:
             base = i * region
-            while time.monotonic() < stop_at and (max_passes is None or passes < max_passes):
-                for off in range(0, region, batch_pages * PAGE):
+            while time.monotonic() < stop_at and (
+                cfg.max_passes is None or passes < cfg.max_passes
+            ):
+                for off in range(0, region, cfg.batch_pages * PAGE):
                     # vary one word per page so no two writes are the same-filled page
                     os.pwrite(fd, buf, base + off)
-                    written += batch_pages
+                    written += cfg.batch_pages
                 passes += 1
-                if discard_every and passes % discard_every == 0:
+                if cfg.discard_every and passes % cfg.discard_every == 0:
                     fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", base, region))
                     discards += 1
-                    discarded += pages_per_writer
+                    discarded += cfg.pages_per_writer
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
         finally:
             os.close(fd)
             buf.close()
-        with lock:
-            res.pages_written += written
-            res.discards += discards
-            res.pages_discarded += discarded
-            res.per_thread_pages[i] = written
+        tally[i] = (written, discards, discarded)
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(writers)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(cfg.writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    res.seconds = time.monotonic() - t0
+    seconds = time.monotonic() - t0
     if errors:
         raise CaptureError(f"zram workload failed ({errors[0]})")
-    return res
+    per_thread = [t[0] for t in tally]
+    return WorkloadResult(
+        pages_written=sum(per_thread),
+        discards=sum(t[1] for t in tally),
+        pages_discarded=sum(t[2] for t in tally),
+        seconds=seconds,
+        per_thread_pages=per_thread,
+    )

@@ -298,6 +298,10 @@ def build_sections(d: DashData) -> list[Section]:
     """Vega-Lite specs: one linked "locks & memory" view and one "LRU & tiers" view."""
     import altair as alt
 
+    def counts(*fields: str) -> list[Any]:
+        """Tooltips of integer counts, with thousands separators."""
+        return [alt.Tooltip(f"{f}:Q", format=",") for f in fields]
+
     alt.data_transformers.disable_max_rows()
     sections: list[Section] = []
     u = d.time_unit
@@ -309,6 +313,8 @@ def build_sections(d: DashData) -> list[Section]:
     rows: list[Any] = []
     charts: list[str] = []
     color = alt.Color("lock_design:N", title="lock design")
+    #: the designs not picked in the legend fade out
+    dimmed = alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15))
     if d.timeline is not None:
         base = alt.Chart(d.timeline)
         timeline = (
@@ -317,12 +323,11 @@ def build_sections(d: DashData) -> list[Section]:
                 x=alt.X("t:Q", title=f"time ({u})"),
                 y=alt.Y("rate_pct:Q", title="contended acquisitions (%)"),
                 color=color,
-                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                opacity=dimmed,
                 tooltip=[
                     alt.Tooltip("lock_design:N", title="design"),
                     alt.Tooltip("t:Q", title=f"bin start ({u})"),
-                    alt.Tooltip("contended:Q", format=","),
-                    alt.Tooltip("acquisitions:Q", format=","),
+                    *counts("contended", "acquisitions"),
                     alt.Tooltip("rate_pct:Q", title="rate %", format=".3f"),
                 ],
             )
@@ -356,8 +361,7 @@ def build_sections(d: DashData) -> list[Section]:
                     alt.Tooltip("lock_design:N", title="design"),
                     alt.Tooltip("wait_ms:Q", title="total wait (ms)", format=",.3f"),
                     alt.Tooltip("wait_per_op_us:Q", title="wait per op (us)", format=".3f"),
-                    alt.Tooltip("contended:Q", format=","),
-                    alt.Tooltip("acquisitions:Q", format=","),
+                    *counts("contended", "acquisitions"),
                     alt.Tooltip("rate_pct:Q", title="rate %", format=".3f"),
                     alt.Tooltip("avg_wait_us:Q", title="avg wait (us)", format=".3f"),
                 ],
@@ -371,11 +375,11 @@ def build_sections(d: DashData) -> list[Section]:
                 x=alt.X("t:Q", title=f"time ({u})"),
                 y=alt.Y("pages_used:Q", title="pages used"),
                 color=alt.Color("lock_design:N", legend=None),
-                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                opacity=dimmed,
                 tooltip=[
                     "lock_design:N",
                     alt.Tooltip("t:Q", title=f"time ({u})"),
-                    alt.Tooltip("pages_used:Q", format=","),
+                    *counts("pages_used"),
                 ],
             )
             .properties(name="memory", width=width, height=160, title=CHARTS["memory"])
@@ -396,12 +400,12 @@ def build_sections(d: DashData) -> list[Section]:
                     "cdf:Q", title="fraction of contended waits", scale=alt.Scale(domain=[0, 1])
                 ),
                 color=color,
-                opacity=alt.when(design).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                opacity=dimmed,
                 tooltip=[
                     "lock_design:N",
                     alt.Tooltip("wait_us:Q", title="wait ≤ us"),
                     alt.Tooltip("cdf:Q", format=".3f"),
-                    alt.Tooltip("count:Q", format=","),
+                    *counts("count"),
                 ],
             )
             .properties(name="wait_cdf", width=width, height=200, title=CHARTS["wait_cdf"])
@@ -435,9 +439,7 @@ def build_sections(d: DashData) -> list[Section]:
                     alt.Tooltip("t:Q", title=f"time ({u})"),
                     "class_idx:Q",
                     "class_size:Q",
-                    alt.Tooltip("obj_used:Q", format=","),
-                    alt.Tooltip("obj_allocated:Q", format=","),
-                    alt.Tooltip("pages_used:Q", format=","),
+                    *counts("obj_used", "obj_allocated", "pages_used"),
                     alt.Tooltip("occupancy_pct:Q", title="used %", format=".1f"),
                 ],
             )
@@ -496,14 +498,12 @@ def build_sections(d: DashData) -> list[Section]:
                 size=alt.when(limit).then(alt.value(160)).otherwise(alt.value(50)),
                 tooltip=[
                     "lru_design:N",
-                    alt.Tooltip("pool_limit_pages:Q", format=","),
-                    alt.Tooltip("disk_faults:Q", format=","),
-                    alt.Tooltip("avoidable_disk_faults:Q", format=","),
+                    *counts("pool_limit_pages", "disk_faults", "avoidable_disk_faults"),
                     alt.Tooltip("optimal_gap:Q", title="gap to optimal", format=","),
                     alt.Tooltip("expected_fault_latency_ns:Q", title="fault ns", format=",.0f"),
-                    alt.Tooltip("inversions:Q", format=","),
+                    *counts("inversions"),
                     alt.Tooltip("inversion_pct:Q", format=".3f"),
-                    alt.Tooltip("writebacks:Q", format=","),
+                    *counts("writebacks"),
                 ],
             )
             .add_params(limit)
@@ -535,7 +535,7 @@ def build_sections(d: DashData) -> list[Section]:
                     "lru_design:N",
                     "tier:N",
                     alt.Tooltip("pool_limit_pages:Q", title="pool limit", format=","),
-                    alt.Tooltip("hits:Q", format=","),
+                    *counts("hits"),
                 ],
             )
             .properties(name="tiers", width=width, height=160, title=title)
@@ -559,11 +559,7 @@ def build_sections(d: DashData) -> list[Section]:
                 tooltip=[
                     "lru_design:N",
                     alt.Tooltip("t:Q", title=f"time ({u})"),
-                    alt.Tooltip("pool_pages:Q", format=","),
-                    alt.Tooltip("inversions:Q", format=","),
-                    alt.Tooltip("zswap_hits:Q", format=","),
-                    alt.Tooltip("disk_swapins:Q", format=","),
-                    alt.Tooltip("writebacks:Q", format=","),
+                    *counts("pool_pages", "inversions", "zswap_hits", "disk_swapins", "writebacks"),
                 ],
             )
             .properties(name="lru_time", width=width * 2 + 60, height=160, title=CHARTS["lru_time"])
@@ -585,7 +581,7 @@ def build_sections(d: DashData) -> list[Section]:
                     alt.Tooltip("memcg_id:Q", title="memcg (cgroup id)"),
                     alt.Tooltip("pool_limit_pages:Q", title="pool limit", format=","),
                     "measure:N",
-                    alt.Tooltip("pages:Q", format=","),
+                    *counts("pages"),
                 ],
             )
             .properties(

@@ -42,10 +42,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 from numba.core.extending import overload_method
+from numba.core.registry import CPUDispatcher
 from numba.experimental import structref
 
 from ztrace.model import classes as _classes_module
 from ztrace.model.classes import ZS_HANDLE_SIZE, ClassTable
+from ztrace.model.prefetch import prefetch
+from ztrace.model.structs import A32, A64, UnliteralStructRef
 
 #: Fullness group numbers of the ≥6.4 generation (enum fullness_group in mm/zsmalloc.c).
 ZS_INUSE_RATIO_0 = 0
@@ -73,38 +76,35 @@ _ZP_COLS = 8
 
 
 @structref.register
-class ZsPoolType(types.StructRef):
+class ZsPoolType(UnliteralStructRef):
     """numba type of :class:`ZsPool` (a ``structref``: cacheable, unlike a ``jitclass``)."""
 
-    def preprocess_fields(self, fields):
-        return tuple((n, types.unliteral(t)) for n, t in fields)
+
+def _i64(*names: str) -> list[tuple[str, types.Type]]:
+    """int64 scalar fields, in order."""
+    return [(n, types.int64) for n in names]
 
 
-_A32 = types.int32[::1]
-_A64 = types.int64[::1]
 _fields = [
     # ---- class table (index = class index; merged indices point at their representative)
-    ("cls_size", _A32),
-    ("cls_pages", _A32),
-    ("cls_objs", _A32),
-    ("cls_rep", _A32),
-    ("n_classes", types.int64),
-    ("min_alloc", types.int64),
-    ("delta", types.int64),
-    ("max_alloc", types.int64),
+    ("cls_size", A32),
+    ("cls_pages", A32),
+    ("cls_objs", A32),
+    ("cls_rep", A32),
+    *_i64("n_classes", "min_alloc", "delta", "max_alloc"),
     ("ratio_groups", types.boolean),
     ("ngroups", types.int64),
     # ---- fullness lists: head zspage per (class, group), doubly linked through zp rows
-    ("list_head", _A64),
-    ("grp_count", _A64),
+    ("list_head", A64),
+    ("grp_count", A64),
     # ---- per-class stats (class->stats: ZS_OBJS_ALLOCATED, ZS_OBJS_INUSE)
-    ("obj_allocated", _A64),
-    ("obj_used", _A64),
+    ("obj_allocated", A64),
+    ("obj_used", A64),
     # ---- zspages: rows of _ZP_COLS; ids are recycled per class (a recycled id keeps its
     # slot block, which has the class's objs_per_zspage slots)
     ("zp", types.int32[:, ::1]),
     ("zp_count", types.int64),  # zspage ids handed out so far (high-water mark)
-    ("cls_free_zp", _A64),  # per class: stack (via ZP_NEXT) of released zspage ids
+    ("cls_free_zp", A64),  # per class: stack (via ZP_NEXT) of released zspage ids
     # ---- slot arena: slot[k, 0] = free-stack link, slot[k, 1] = object id or -1
     ("slot", types.int32[:, ::1]),
     ("arena_used", types.int64),
@@ -113,13 +113,9 @@ _fields = [
     # id instead of 16 (ids, zspage ids and slots stay far below 2^31; issue 15: memory
     # follows live objects, 2.5 M of them in a 100 M-event replay)
     ("obj", types.int32[:, ::1]),
-    ("obj_free_head", types.int64),
-    ("obj_count", types.int64),
+    *_i64("obj_free_head", "obj_count"),
     # ---- totals
-    ("pages_allocated", types.int64),
-    ("live_objects", types.int64),
-    ("live_zspages", types.int64),
-    ("pages_compacted", types.int64),
+    *_i64("pages_allocated", "live_objects", "live_zspages", "pages_compacted"),
 ]
 _pool_t = ZsPoolType(_fields)
 _SCALARS = tuple(n for n, t in _fields if not isinstance(t, types.Array))
@@ -368,6 +364,44 @@ def _m_obj_free(zs, z, s):
     slot[base + s, 1] = -1
     zp[z, ZP_FREE] = s
     zp[z, ZP_INUSE] -= 1
+
+
+# ------------------------------------------------------------------ prefetch hints
+# A caller that knows which object it will free a few operations ahead asks for its rows
+# early (issue 15: the replay is latency-bound; see ztrace.model.prefetch). The arrays are
+# the pool's ``obj``, ``zp`` and ``slot`` as read once by the caller: after the pool grows
+# one of them, a stale array only makes the hint useless, never a value wrong.
+
+
+@njit(cache=True)
+def prefetch_object(obj, o):
+    """Prefetch object ``o``'s row (zs_free's first read)."""
+    if 0 <= o < obj.shape[0]:
+        prefetch(obj, o * 2)
+
+
+@njit(cache=True)
+def prefetch_zspage_of(obj, zp, o):
+    """Prefetch the zspage row of live object ``o`` (read after its object row)."""
+    if 0 <= o < obj.shape[0]:
+        z = obj[o, 0]
+        if 0 <= z < zp.shape[0]:
+            prefetch(zp, z * _ZP_COLS)
+
+
+@njit(cache=True)
+def prefetch_free_rest(obj, zp, slot, o):
+    """Prefetch what freeing live object ``o`` touches after its zspage row: its slot and
+    the zspage's fullness-list neighbours (remove_zspage() when the group changes)."""
+    if 0 <= o < obj.shape[0]:
+        z = obj[o, 0]
+        if 0 <= z < zp.shape[0]:
+            k = zp[z, ZP_BASE] + obj[o, 1]
+            if 0 <= k < slot.shape[0]:
+                prefetch(slot, k * 2)
+            for nb in (zp[z, ZP_NEXT], zp[z, ZP_PREV]):
+                if 0 <= nb < zp.shape[0]:
+                    prefetch(zp, nb * _ZP_COLS)
 
 
 # ------------------------------------------------------------------ public API
@@ -756,37 +790,17 @@ def _m_arrays(p):
     )
 
 
-_SCALAR_ORDER = (
-    "n_classes",
-    "min_alloc",
-    "delta",
-    "max_alloc",
-    "ratio_groups",
-    "ngroups",
-    "zp_count",
-    "arena_used",
-    "obj_free_head",
-    "obj_count",
-    "pages_allocated",
-    "live_objects",
-    "live_zspages",
-    "pages_compacted",
-)
-_ARRAY_ORDER = (
-    "cls_size",
-    "cls_pages",
-    "cls_objs",
-    "cls_rep",
-    "list_head",
-    "grp_count",
-    "obj_allocated",
-    "obj_used",
-    "zp",
-    "cls_free_zp",
-    "slot",
-    "obj",
-)
-assert set(_SCALAR_ORDER) == set(_SCALARS) and set(_ARRAY_ORDER) == set(_ARRAYS)
+def _returned_fields(fn) -> tuple[str, ...]:
+    """The ``p.<field>`` names ``fn`` returns, in order (read from its source)."""
+    import inspect
+    import re
+
+    return tuple(re.findall(r"\bp\.(\w+)", inspect.getsource(fn.py_func)))
+
+
+# the proxy's attributes index these tuples by the order of _fields: a field added to the
+# struct but not returned, or returned out of order, fails here at import
+assert _returned_fields(_m_scalars) == _SCALARS and _returned_fields(_m_arrays) == _ARRAYS
 
 
 def _scalar_prop(k: int) -> property:
@@ -801,58 +815,34 @@ class ZsPool(structref.StructRefProxy):
     """State of one modelled zs_pool (Python handle of a :class:`ZsPoolType` struct).
 
     Build it with :func:`new_pool`. Methods and attributes mirror the free functions and
-    struct fields; inside ``@njit`` code use the same methods or the free functions.
+    struct fields; inside ``@njit`` code use the same methods or the free functions. Each
+    method *is* its ``_m_*`` function: a numba dispatcher binds to an instance as a function
+    does (``Dispatcher.__get__``), and the loop after the class makes the same names methods
+    inside ``@njit`` code.
     """
 
     def __new__(cls, size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups):
         return _m_new(size, pages, objs, rep, min_alloc, delta, max_alloc, ratio_groups)
 
-    def class_index(self, size):
-        return _m_class_index(self, size)
-
-    def fullness_of(self, c, inuse):
-        return _m_fullness_of(self, c, inuse)
-
-    def malloc(self, size):
-        return _m_malloc(self, size)
-
-    def free(self, o):
-        return _m_free(self, o)
-
-    def is_live(self, o):
-        return _m_is_live(self, o)
-
-    def total_pages(self):
-        return _m_total_pages(self)
-
-    def can_compact(self, c):
-        return _m_can_compact(self, c)
-
-    def compact(self):
-        return _m_compact(self)
-
-    def class_stats(self):
-        return _m_class_stats(self)
-
-    def list_zspages(self, c, fg):
-        return _m_list_zspages(self, c, fg)
-
-    def list_inuse(self, c, fg):
-        return _m_list_inuse(self, c, fg)
-
-    def zspage_of(self, o):
-        return _m_zspage_of(self, o)
-
-    def zspage_inuse(self, z):
-        return _m_zspage_inuse(self, z)
-
-    def check(self):
-        return _m_check(self)
+    class_index = _m_class_index
+    fullness_of = _m_fullness_of
+    malloc = _m_malloc
+    free = _m_free
+    is_live = _m_is_live
+    total_pages = _m_total_pages
+    can_compact = _m_can_compact
+    compact = _m_compact
+    class_stats = _m_class_stats
+    list_zspages = _m_list_zspages
+    list_inuse = _m_list_inuse
+    zspage_of = _m_zspage_of
+    zspage_inuse = _m_zspage_inuse
+    check = _m_check
 
 
-for _k, _n in enumerate(_SCALAR_ORDER):
+for _k, _n in enumerate(_SCALARS):
     setattr(ZsPool, _n, _scalar_prop(_k))
-for _k, _n in enumerate(_ARRAY_ORDER):
+for _k, _n in enumerate(_ARRAYS):
     setattr(ZsPool, _n, _array_prop(_k))
 
 structref.define_boxing(ZsPoolType, ZsPool)
@@ -880,23 +870,9 @@ def _njit_method(name, impl_fn):
             return lambda p, a, b: impl_fn(p, a, b)
 
 
-for _name, _fn in (
-    ("class_index", _m_class_index),
-    ("fullness_of", _m_fullness_of),
-    ("malloc", _m_malloc),
-    ("free", _m_free),
-    ("is_live", _m_is_live),
-    ("total_pages", _m_total_pages),
-    ("can_compact", _m_can_compact),
-    ("compact", _m_compact),
-    ("class_stats", _m_class_stats),
-    ("list_zspages", _m_list_zspages),
-    ("list_inuse", _m_list_inuse),
-    ("zspage_of", _m_zspage_of),
-    ("zspage_inuse", _m_zspage_inuse),
-    ("check", _m_check),
-):
-    _njit_method(_name, _fn)
+for _name, _fn in list(vars(ZsPool).items()):
+    if isinstance(_fn, CPUDispatcher):
+        _njit_method(_name, _fn)
 
 
 def cache_depends_on(dispatchers, *files) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from numba.core.registry import CPUDispatcher
 
 from ztrace.model import zsmalloc as zsm
+from ztrace.replay.locks._front import FRONT_FILES
 
 _ROOT = Path(__file__).resolve().parents[1]  # the ztrace package
 #: modules whose numba functions read each other's code and constants
@@ -25,7 +26,6 @@ MODULES = (
     "ztrace.replay.ingest",
     "ztrace.replay.prescan",
     "ztrace.replay.locks._sim",
-    "ztrace.replay.locks._sim_core",
 )
 
 
@@ -35,7 +35,14 @@ def source_files() -> list[Path]:
     files.append(_ROOT / "format" / "events.py")  # ingest compiles in the event codes
     files += [_ROOT / "replay" / f for f in ("costs.py", "hashing.py", "handles.py")]
     files += [_ROOT / "replay" / f for f in ("ingest.py", "prescan.py")]
-    files += sorted((_ROOT / "replay" / "locks").glob("*.py"))
+    # the lock package's own modules (constants, core, fronts' interface) and the design
+    # files that bring a front; a design without one is data (step tables read at run time),
+    # so adding or editing it must not recompile the core (tests/test_locks.py)
+    locks = _ROOT / "replay" / "locks"
+    fronts = {Path(f).resolve() for f in FRONT_FILES}
+    files += sorted(
+        f for f in locks.glob("*.py") if f.name.startswith("_") or f.resolve() in fronts
+    )
     return files
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ztrace.model.prefetch import prefetch
 from ztrace.replay.hashing import splitmix64
 
 #: columns of the handle table rows: the key, and the packed value (``-1``: a free row)
@@ -45,6 +46,13 @@ def hm_find(tab, key):
             return i
         i = (i + 1) & mask
     return -1 - i
+
+
+@njit(cache=True)
+def hm_prefetch(tab, key):
+    """Prefetch the row where :func:`hm_find` starts looking for ``key`` (a hint only)."""
+    mask = tab.shape[0] - 1
+    prefetch(tab, np.int64(splitmix64(np.uint64(key)) & np.uint64(mask)) * HM_COLS)
 
 
 @njit(cache=True)

@@ -65,9 +65,18 @@ def prescan(path: str | os.PathLike[str]) -> Prescan:
         ts_last = int(ts[-1])
         max_cpu = max(max_cpu, int(batch.column("cpu").to_numpy().max()))
         ev = batch.column("event")
-        vc = pc.value_counts(ev.dictionary_decode() if pa.types.is_dictionary(ev.type) else ev)
-        for item in vc.to_pylist():
-            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+        if pa.types.is_dictionary(ev.type) and ev.null_count == 0:
+            # count the dictionary codes and name them once: decoding every row to a string
+            # first took half of the prescan (~25 of ~50 ns/event; engineer H1, session 7)
+            codes = ev.indices.to_numpy(zero_copy_only=False)
+            per_code = np.bincount(codes, minlength=len(ev.dictionary))
+            for name, c in zip(ev.dictionary.to_pylist(), per_code.tolist(), strict=True):
+                if c:
+                    counts[name] = counts.get(name, 0) + c
+        else:
+            vc = pc.value_counts(ev.dictionary_decode() if pa.types.is_dictionary(ev.type) else ev)
+            for item in vc.to_pylist():
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
         if want_dur:
             dur = batch.column("duration_ns").to_numpy().astype(np.int64)
             _dur_hist(event_codes(ev), dur, hist)

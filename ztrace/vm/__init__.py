@@ -6,6 +6,7 @@ at import time, so ``import ztrace.vm`` is cheap.
 
 from ztrace.vm.run import (
     KERNELS,
+    GuestOptions,
     VmError,
     VmImage,
     VmResult,
@@ -19,6 +20,7 @@ from ztrace.vm.run import (
 
 __all__ = [
     "KERNELS",
+    "GuestOptions",
     "VmError",
     "VmImage",
     "VmResult",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ztrace.vm.run import KERNELS, VmError, run_scenario
+from ztrace.vm.run import KERNELS, GuestOptions, VmError, run_scenario
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ def run_matrix(
         if d.exists():
             shutil.rmtree(d)  # a half-finished run: start it over
         try:
-            run_scenario(kernel, cell.scenario, d, params=dict(cell.params), timeout=timeout)
+            run_scenario(
+                kernel, cell.scenario, d, GuestOptions(params=dict(cell.params), timeout=timeout)
+            )
             status = "ok"
             done.append(d)
         except VmError as exc:
@@ -154,7 +156,7 @@ def run_boots(
                 "ops": next(iter(ops)),
             }
             try:
-                run_scenario(kernel, "zsstress", boot, params=params, timeout=timeout)
+                run_scenario(kernel, "zsstress", boot, GuestOptions(params=params, timeout=timeout))
                 # loads run rep by rep, cells interleaved: dests is in the same order
                 from ztrace.vm.split import write_pieces
 

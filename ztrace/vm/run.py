@@ -19,7 +19,9 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,22 @@ class VmResult:
         d = asdict(self)
         d["outdir"], d["console_log"] = str(self.outdir), str(self.console_log)
         return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuestOptions:
+    """How one guest boots and how long the host waits for it, built once by the caller and
+    passed down (``run_scenario`` -> ``qemu_command``); the defaults live here only.
+
+    ``params`` become ``ztrace.KEY=VALUE`` on the guest kernel command line; scenarios read
+    them (e.g. ``probes``, ``mb``). ``accel`` None: ``$ZTRACE_VM_ACCEL``, else tcg.
+    """
+
+    params: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = RUN_TIMEOUT_S
+    smp: int = 2
+    mem_mb: int = 2048
+    accel: str | None = None
 
 
 def cache_dir() -> Path:
@@ -154,41 +172,43 @@ def qemu_command(
     kernel: str,
     scenario: str,
     outdir: Path,
+    guest: GuestOptions = GuestOptions(),
     *,
-    params: dict[str, str] | None = None,
-    timeout: float = RUN_TIMEOUT_S,
-    smp: int = 2,
-    mem_mb: int = 2048,
-    accel: str | None = None,
     src: Path = SRC_ROOT,
+    qmp: Path | None = None,
 ) -> list[str]:
-    """The qemu argv for one scenario run (exposed so docs and tests can show it)."""
+    """The qemu argv for one scenario run (exposed so docs and tests can show it); ``qmp``: a
+    Unix socket for qemu's monitor, which the harness uses to ask a hung guest what it is doing
+    (hang.py)."""
     vmlinuz, initrd, _ = image.kernel_files(kernel)
     # The guest gets less time than the host waits, so a hung scenario still powers off cleanly
     # and leaves its logs.
-    guest_timeout = max(30, int(timeout) - 60)
-    accel = accel or os.environ.get("ZTRACE_VM_ACCEL", "tcg")
+    guest_timeout = max(30, int(guest.timeout) - 60)
+    accel = guest.accel or os.environ.get("ZTRACE_VM_ACCEL", "tcg")
     # ztrace.accel: scenarios/lib.sh turns numpy's AVX2 dispatch off under TCG (docs/vm.md)
     kargs = [
         f"ztrace.scenario={scenario}",
         f"ztrace.timeout={guest_timeout}",
         f"ztrace.accel={accel}",
     ]
-    for k, v in (params or {}).items():
+    for k, v in guest.params.items():
         if not re.fullmatch(r"\w+", k) or not re.fullmatch(r"[\w.,:+=/-]*", v):
             raise VmError(f"bad scenario parameter {k}={v!r}: no spaces or quotes allowed")
         kargs.append(f"ztrace.{k}={v}")
     # no_timer_check: under TCG on a loaded host the 6.1 guest's IO-APIC timer self-test can
     # time out and panic ("IO-APIC + timer doesn't work"); the check proves nothing here.
+    # sysrq_always_enabled: Debian's default (0x1b6) refuses the task dumps a hang needs;
+    # unknown_nmi_panic: the NMI the harness injects into a hung guest prints its stack (hang.py)
     append = (
         "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 loglevel=4 "
-        "no_timer_check " + " ".join(kargs)
+        "no_timer_check sysrq_always_enabled unknown_nmi_panic " + " ".join(kargs)
     )
     return [
         QEMU,
         *_accel_args(accel),
-        "-smp", str(smp), "-m", str(mem_mb),
+        "-smp", str(guest.smp), "-m", str(guest.mem_mb),
         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+        *(["-qmp", f"unix:{qmp},server=on,wait=off"] if qmp else []),
         "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append,
         # snapshot=on: guest writes (swapfile, logs) go to a temp overlay; the cache stays clean.
         "-drive", f"file={image.path / image.manifest['image']},format=raw,if=virtio,"
@@ -198,6 +218,32 @@ def qemu_command(
         "-virtfs", f"local,path={outdir},mount_tag=ztout,security_model=none,"
         "multidevs=remap,id=ztout",
     ]  # fmt: skip
+
+
+def _wait_or_diagnose(
+    cmd: list[str], log: Any, timeout: float, qmp: Path, out: Path, what: str
+) -> int:
+    """Run qemu to its exit and return its rc; past ``timeout``, ask the guest what it is doing
+    (hang.py: vCPU state, SysRq task and CPU dumps into the console log), then kill it."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    from ztrace.format.safeio import atomic_file
+    from ztrace.vm.hang import diagnose
+
+    try:
+        summary, report = diagnose(qmp)
+        with atomic_file(out / "hang.txt") as f:  # OUTDIR is 0777: a fresh file, no link followed
+            f.write(report)
+    finally:
+        proc.kill()
+        proc.wait()
+    raise VmTimeout(
+        f"{what} timed out after {timeout:.0f}s: {summary}; console log (SysRq dumps at its "
+        f"end): {out / 'console.log'}, hang report: {out / 'hang.txt'}"
+    )
 
 
 def _tail(path: Path, n: int = 5) -> str:
@@ -212,20 +258,17 @@ def run_scenario(
     kernel: str,
     scenario: str,
     outdir: str | Path,
+    guest: GuestOptions = GuestOptions(),
     *,
-    params: dict[str, str] | None = None,
-    timeout: float = RUN_TIMEOUT_S,
-    smp: int = 2,
-    mem_mb: int = 2048,
-    accel: str | None = None,
     build: bool = True,
     check: bool = True,
 ) -> VmResult:
     """Boot ``kernel``, run ``scenario`` in it, and return where its output landed.
 
-    ``outdir`` is created (it must not hold an earlier run's files). ``params`` become
-    ``ztrace.KEY=VALUE`` on the guest kernel command line; scenarios read them (e.g. ``probes``,
-    ``mb``). With ``check`` a failed scenario raises :class:`VmError` naming the logs.
+    ``outdir`` is created (it must not hold an earlier run's files). ``guest`` says how the
+    guest boots and how long to wait (:class:`GuestOptions`: scenario parameters, timeout,
+    CPUs, memory, accelerator). With ``check`` a failed scenario raises :class:`VmError`
+    naming the logs.
     """
     if kernel not in KERNELS:
         raise VmError(f"unknown guest kernel {kernel!r}; choose from {', '.join(KERNELS)}")
@@ -253,32 +296,19 @@ def run_scenario(
 
         stage(image, out)
     console = out / "console.log"
-    cmd = qemu_command(
-        image,
-        kernel,
-        scenario,
-        out,
-        params=params,
-        timeout=timeout,
-        smp=smp,
-        mem_mb=mem_mb,
-        accel=accel,
-    )
+    # The monitor socket lives in a private directory, not in the world-writable OUTDIR.
+    qmp_dir = Path(tempfile.mkdtemp(prefix="ztrace-qmp-"))
+    cmd = qemu_command(image, kernel, scenario, out, guest, qmp=qmp_dir / "qmp.sock")
     t0 = time.monotonic()
     # OUTDIR is mode 0777 from here on: O_EXCL|O_NOFOLLOW, so a link another user planted at
     # console.log is refused, never followed (issue 11)
     fd = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            qrc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise VmTimeout(
-                f"guest ({kernel}, {scenario}) timed out after {timeout:.0f}s; "
-                f"console log: {console}"
-            ) from None
+    try:
+        with os.fdopen(fd, "wb") as log:
+            what = f"guest ({kernel}, {scenario})"
+            qrc = _wait_or_diagnose(cmd, log, guest.timeout, qmp_dir / "qmp.sock", out, what)
+    finally:
+        shutil.rmtree(qmp_dir, ignore_errors=True)
     total = time.monotonic() - t0
     text = console.read_text(errors="replace")
     boot = re.search(rf"{_MARK}init up at ([\d.]+)s", text)
@@ -297,7 +327,7 @@ def run_scenario(
         scenario_s=float(done[2]) if done else None,
         total_s=round(total, 1),
         image_key=image.manifest["key"],
-        params=dict(params or {}),
+        params=dict(guest.params),
     )
     from ztrace.format.safeio import atomic_file
 

@@ -34,7 +34,6 @@ class Profile:
     """A workload profile; see ``PROFILES`` for the documented set."""
 
     name: str
-    description: str
     #: mean time between ops on one CPU
     interarrival_ns: float
     #: logical blocks the workload touches (working set); overwrites hit one again
@@ -50,59 +49,28 @@ class Profile:
     partitioned: bool
 
 
+# One row a profile, the columns in Profile's field order, so that the profiles compare at a
+# glance; what each one models is the comment above its row (and docs/trace-format.md).
+# fmt: off
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile(
-            "zram-parallel",
-            "parallel filesystem writers on a zram disk: each CPU writes its own range, "
-            "overwrites are common, a mix of text-like and binary pages",
-            interarrival_ns=4_000,
-            blocks=1 << 18,
-            discard_share=0.05,
-            incompressible_share=0.08,
-            size_median=1400,
-            size_sigma=0.55,
-            partitioned=True,
-        ),
-        Profile(
-            "swap-like",
-            "zram as swap: anonymous pages stored on reclaim and freed on swap-in, "
-            "any CPU touches any slot",
-            interarrival_ns=8_000,
-            blocks=1 << 17,
-            discard_share=0.35,
-            incompressible_share=0.03,
-            size_median=900,
-            size_sigma=0.8,
-            partitioned=False,
-        ),
-        Profile(
-            "hot-class",
-            "every CPU stores pages of nearly the same compressed size, so all ops hit "
-            "one size class: the case where per-class locks cannot spread the load",
-            interarrival_ns=1_500,
-            blocks=1 << 16,
-            discard_share=0.10,
-            incompressible_share=0.0,
-            size_median=1000,
-            size_sigma=0.004,
-            partitioned=True,
-        ),
-        Profile(
-            "spread-classes",
-            "CPUs store pages of widely different compressibility, spreading ops over "
-            "many size classes: the case per-class locks were designed for",
-            interarrival_ns=1_500,
-            blocks=1 << 16,
-            discard_share=0.10,
-            incompressible_share=0.05,
-            size_median=1200,
-            size_sigma=0.9,
-            partitioned=True,
-        ),
+        #       name              interarrival blocks   discard incompr. median sigma  partitioned
+        # parallel filesystem writers on a zram disk: each CPU writes its own range, overwrites
+        # are common, a mix of text-like and binary pages
+        Profile("zram-parallel",  4_000,       1 << 18, 0.05,   0.08,    1400,  0.55,  True),
+        # zram as swap: anonymous pages stored on reclaim and freed on swap-in, any CPU
+        # touches any slot
+        Profile("swap-like",      8_000,       1 << 17, 0.35,   0.03,    900,   0.8,   False),
+        # every CPU stores pages of nearly the same compressed size, so all ops hit one size
+        # class: the case where per-class locks cannot spread the load
+        Profile("hot-class",      1_500,       1 << 16, 0.10,   0.0,     1000,  0.004, True),
+        # CPUs store pages of widely different compressibility, spreading ops over many size
+        # classes: the case per-class locks were designed for
+        Profile("spread-classes", 1_500,       1 << 16, 0.10,   0.05,    1200,  0.9,   True),
     )
 }
+# fmt: on
 
 
 def _profile(name: str) -> Profile:

@@ -2,9 +2,9 @@
 
 A design is *data*, not code: :class:`LockDesign` compiles the locking of every operation
 kind into small integer tables (``steps``), so the single numba core
-(:mod:`ztrace.replay.locks._sim_core`, generated from ``_sim``) runs any design without a
-Python call per event. This is the libCacheSim habit (one interface, one file per
-algorithm, one registry with aliases) applied to locks.
+(:func:`ztrace.replay.locks._sim.sim_batch`) runs any design without a Python call per
+event. This is the libCacheSim habit (one interface, one file per algorithm, one registry
+with aliases) applied to locks.
 
 Interface, in five lines::
 
@@ -20,15 +20,18 @@ plus ``n_pools`` (independent pools, each with its own allocator model) with ``p
 sub-lock) and ``front`` (an allocator front such as magazine's per-CPU caches, see
 :mod:`ztrace.replay.locks._front`; default: none). Register a design with :func:`register`;
 resolve a user's spec string (``"pools:32"``) with :func:`get_design`. An unknown name raises
-ConfigError listing the names; a name or alias registered twice raises at import time.
+ConfigError listing the names; a name, alias or rank registered twice raises at import time.
 
-A new design is one file here (its factory, decorated with ``@register``, which returns
-:func:`design` of its step table, plus its front if it has one) and one line in ``_MODULES``.
+A new design is one file here and nothing else: its factory, decorated with
+``@register(name, *aliases, rank=N)``, returns :func:`design` of its step table (plus its
+front if it has one). Importing this package imports every public module in it
+(:func:`ztrace.replay.plugins.import_public_modules`); each must register a design (helpers
+are ``_private``). ``rank`` orders :func:`available` and so every "all designs" run: a new
+design takes a rank after the last (the one-file proof: docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ztrace.errors import ConfigError
+from ztrace.replay.plugins import check_rank, import_public_modules
 
 # ---------------------------------------------------------------- op kinds (core constants)
 OP_MALLOC = 0  #: zs_malloc served from an existing zspage
@@ -151,15 +155,18 @@ def compile_steps(table: dict[int, list[Step]]) -> tuple[np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------------- registry
 
 Factory = Callable[[int | None, int], LockDesign]
-#: family name -> factory; filled by :func:`register`
+#: family name -> factory; filled by :func:`register` when the design modules are imported
 _REGISTRY: dict[str, Factory] = {}
 _ALIASES: dict[str, str] = {}
-_MODULES = ("classlock", "pool", "pools", "striped", "magazine")
-_loaded = False
+#: family name -> rank: the listing order (:func:`available`, "all designs" runs)
+_RANK: dict[str, int] = {}
 
 
-def register(name: str, *aliases: str) -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory(param, n_classes) -> LockDesign`` under a name."""
+def register(name: str, *aliases: str, rank: int) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory(param, n_classes) -> LockDesign`` under a name.
+
+    ``rank`` places the design in :func:`available` (ascending); a name, alias or rank
+    registered twice raises ValueError (at import: the package imports every design)."""
 
     def deco(factory: Factory) -> Factory:
         if name in _REGISTRY:
@@ -167,7 +174,9 @@ def register(name: str, *aliases: str) -> Callable[[Factory], Factory]:
         for a in (name, *aliases):
             if a in _ALIASES:
                 raise ValueError(f"lock design alias `{a}` already names `{_ALIASES[a]}`")
+        check_rank("lock", name, rank, _RANK)
         _REGISTRY[name] = factory
+        _RANK[name] = rank
         for a in (name, *aliases):
             _ALIASES[a] = name
         return factory
@@ -175,21 +184,33 @@ def register(name: str, *aliases: str) -> Callable[[Factory], Factory]:
     return deco
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        for m in _MODULES:
-            importlib.import_module(f"{__name__}.{m}")
-        _loaded = True
+def _discover() -> None:
+    """Import every public module of this package: each is a design that registers itself.
+    A public module that registers nothing is an error (helpers are ``_private`` here)."""
+    for mod in import_public_modules(__name__, __path__):
+        if not any(f.__module__ == mod.__name__ for f in _REGISTRY.values()):
+            raise ValueError(
+                f"{mod.__name__} registers no lock design (use @register, or name a helper "
+                "module with a leading underscore)"
+            )
 
 
 def available() -> dict[str, list[str]]:
-    """Registered design names with their aliases."""
-    _load()
-    out: dict[str, list[str]] = {n: [] for n in _REGISTRY}
+    """Registered design names with their aliases, in rank order."""
+    out: dict[str, list[str]] = {n: [] for n in sorted(_REGISTRY, key=_RANK.__getitem__)}
     for a, n in _ALIASES.items():
         if a != n:
             out[n].append(a)
+    return out
+
+
+def listing(n_classes: int = 255) -> list[tuple[str, list[str], str]]:
+    """``(spec with default parameter, aliases, description)`` of every design, in rank
+    order: what ``ztrace replay --help`` prints."""
+    out = []
+    for family, aliases in available().items():
+        d = _REGISTRY[family](None, n_classes)
+        out.append((d.name, aliases, d.description))
     return out
 
 
@@ -198,7 +219,6 @@ def get_design(spec: str, n_classes: int = 255) -> LockDesign:
 
     Raises ConfigError naming the valid designs for an unknown name, or a bad parameter.
     """
-    _load()
     spec = spec.strip()
     name, _, arg = spec.partition(":")
     family = _ALIASES.get(name.lower())
@@ -258,4 +278,4 @@ def positive_param(family: str, param: int | None, default: int, lo: int, hi: in
     return value
 
 
-_load()  # register every design now: a duplicate name or alias fails at import time
+_discover()  # register every design now: a duplicate name, alias or rank fails at import time

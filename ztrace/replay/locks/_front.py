@@ -32,6 +32,8 @@ from ztrace.model import zsmalloc as zsm
 from ztrace.replay.costs import C_FREE, C_FREE_ZSPAGE, C_MALLOC
 from ztrace.replay.locks import OP_FREE, OP_MALLOC, OP_MALLOC_GROW
 
+Impl = Callable[..., Any]
+
 
 def front_malloc(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
     """Allocate one object through ``front`` (numba only; each front type overloads it)."""
@@ -49,30 +51,35 @@ def _is_front(numba_type: types.Type, front_type: type) -> bool:
     return isinstance(numba_type, types.BaseNamedTuple) and cls is front_type
 
 
-def malloc_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: the function is :func:`front_malloc` for the NamedTuple ``front_type``."""
+#: source files of every front implementation: the compiled ingest inlines them, so they go
+#: into numba's cache stamp (:mod:`ztrace.replay._cache`); a design without a front does not
+FRONT_FILES: set[str] = set()
 
-    def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
-        @overload(front_malloc)
-        def _typer(front, model, cpu, cls, size, dur, cm):  # type: ignore[no-untyped-def]
+
+def _front_impl(generic: Callable[..., Any], front_type: type) -> Callable[[Impl], Impl]:
+    """Decorator: the function is ``generic`` (:func:`front_malloc` or :func:`front_free`) for
+    the NamedTuple ``front_type``. ``strict=False``: numba then does not require the typer's
+    parameter names to be the implementation's, so one typer (``front, *args``) serves both."""
+
+    def deco(impl: Impl) -> Impl:
+        @overload(generic, strict=False)
+        def typer(front: types.Type, *args: types.Type) -> Impl | None:
             return impl if _is_front(front, front_type) else None
 
+        FRONT_FILES.add(impl.__code__.co_filename)
         return impl
 
     return deco
 
 
-def free_impl(front_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: the function is :func:`front_free` for the NamedTuple ``front_type``."""
+def malloc_impl(front_type: type) -> Callable[[Impl], Impl]:
+    """``@malloc_impl(FrontType)``: the function is :func:`front_malloc` for that NamedTuple."""
+    return _front_impl(front_malloc, front_type)
 
-    def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
-        @overload(front_free)
-        def _typer(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-def]
-            return impl if _is_front(front, front_type) else None
 
-        return impl
-
-    return deco
+def free_impl(front_type: type) -> Callable[[Impl], Impl]:
+    """``@free_impl(FrontType)``: the function is :func:`front_free` for that NamedTuple."""
+    return _front_impl(front_free, front_type)
 
 
 class PlainFront(NamedTuple):

@@ -1,10 +1,5 @@
-"""All mutable state of one design's lock simulation, and the calls into the numba core.
-
-The core itself is :mod:`ztrace.replay.locks._sim_core`, generated from the one written body
-in :mod:`ztrace.replay.locks._sim` (``python -m ztrace.replay.locks._gen_core``).
-``SimState(..., reference=True)`` runs the written module instead (slower; tests compare the
-two).
-"""
+"""All mutable state of one design's lock simulation, and the calls into the numba core
+(:func:`ztrace.replay.locks._sim.sim_batch`)."""
 
 from __future__ import annotations
 
@@ -18,8 +13,6 @@ from ztrace.replay.locks import (
     OP_WRITE,
     ST_HOLD,
     LockDesign,
-    _sim,
-    _sim_core,
 )
 from ztrace.replay.locks._sim import (
     A_STEP,
@@ -35,6 +28,7 @@ from ztrace.replay.locks._sim import (
     S_WMIN,
     SC_HEAD,
     SC_TAIL,
+    sim_batch,
 )
 
 
@@ -48,11 +42,8 @@ class SimState:
         n_classes: int,
         cm: np.ndarray,
         write_after: bool,
-        *,
-        reference: bool = False,
     ) -> None:
         d = design
-        self._sim_batch = _sim.sim_batch if reference else _sim_core.sim_batch
         self.design = d
         nl = d.n_locks
         self.n_sub = np.int64(d.n_sub)
@@ -133,16 +124,8 @@ class SimState:
     ) -> None:
         """Replay a batch of ops (int64 arrays, trace order)."""
         self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
-        self._sim_batch(
-            arr,
-            cpu,
-            kind,
-            cls,
-            pool,
-            cost,
-            cost2,
-            cost3,
-            binidx,
+        sim_batch(
+            (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx),
             final,
             self.store,
             self.sc,

@@ -101,7 +101,7 @@ def class_locks(n_classes: int) -> dict[str, Any]:
     }
 
 
-@register("class", "per-class", "class-lock", "6.11")
+@register("class", "per-class", "class-lock", "6.11", rank=10)
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The per-class design; takes no parameter."""
     no_param("class", param)

@@ -118,7 +118,7 @@ def _mag_free(front, model, cpu, cls, obj, dur, cm):  # type: ignore[no-untyped-
     return OP_MAG_FLUSH, base + (half - 1) * cm[C_BATCH_OBJ] + freed * cm[C_FREE_ZSPAGE]
 
 
-@register("magazine", "mag", "percpu-magazine")
+@register("magazine", "mag", "percpu-magazine", rank=50)
 def make(param: int | None, n_classes: int) -> LockDesign:
     """Magazine capacity C (default 16, even, 2..1024)."""
     c = positive_param("magazine", param, 16, 2, 1024)

@@ -68,7 +68,7 @@ POOL_STEPS: dict[int, list[Step]] = {
 }
 
 
-@register("pool", "pool-lock", "global", "6.2")
+@register("pool", "pool-lock", "global", "6.2", rank=20)
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The single pool spinlock design; takes no parameter."""
     no_param("pool", param, " (did you mean `pools:N`?)")

@@ -12,6 +12,8 @@ pool keeps its own partly-filled zspages per class (``pages_used`` grows with N)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ztrace.replay.hashing import splitmix64_array
@@ -29,7 +31,18 @@ def pool_of(handle: np.ndarray, seed: int, n: int) -> np.ndarray:
     return (splitmix64_array(handle.view(np.uint64) ^ mix) % np.uint64(n)).astype(np.int64)
 
 
-@register("pools", "multi-pool", "zswap-pools")
+def pools_layout(n: int) -> dict[str, Any]:
+    """The pool layout of ``pools:N`` (shared by ``class-pools:N``): ``n`` pools, each object
+    in the one :func:`pool_of` hashes its handle to. Designs with this layout share one
+    allocator model (equal ``allocator_key``), so they must choose pools the same way."""
+    return {
+        "n_pools": n,
+        "params": {"n": n},
+        "pool_of": lambda handle, seed: pool_of(handle, seed, n),
+    }
+
+
+@register("pools", "multi-pool", "zswap-pools", rank=30)
 def make(param: int | None, n_classes: int) -> LockDesign:
     """N pools (default 32, as zswap 6.6–6.10)."""
     n = positive_param("pools", param, 32, 1, 4096)
@@ -37,8 +50,6 @@ def make(param: int | None, n_classes: int) -> LockDesign:
         POOL_STEPS,
         f"pools:{n}",
         f"{n} independent pools, pool spinlock each (zswap 6.6-6.10 used 32)",
-        n_pools=n,
         pool_lock_type="spinlock",
-        params={"n": n},
-        pool_of=lambda handle, seed: pool_of(handle, seed, n),
+        **pools_layout(n),
     )

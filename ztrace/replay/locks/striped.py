@@ -15,7 +15,7 @@ from ztrace.replay.locks import LockDesign, design, positive_param, register
 from ztrace.replay.locks.classlock import CLASS_STEPS
 
 
-@register("striped", "stripes")
+@register("striped", "stripes", rank=40)
 def make(param: int | None, n_classes: int) -> LockDesign:
     """N stripes (default 8)."""
     n = positive_param("striped", param, 8, 1, 4096)

@@ -1,22 +1,16 @@
 """LRU and writeback designs for zswap, replayed on a swap trace (docs/lru-inversion.md).
 
 Every design is one module in this package behind one interface, the hooks of
-:class:`~ztrace.replay.lru._base.ZswapDesign` (the only interface the replay loop calls),
-registered by name with aliases in :data:`REGISTRY` (libCacheSim's ``cache_init.h`` habit).
-A name or alias listed twice is an error when this package is imported:
-
-=========================  =====================================================  =========
-name                       what it models                                         aliases
-=========================  =====================================================  =========
-``none``                   ≤6.1: zsmalloc cannot evict; stores rejected when full  ``6.1``
-``zspage-lru``             6.2–6.4: LRU of zspages, whole-zspage writeback          ``6.2``
-``entry-lru``              6.5–6.11: zswap entry LRU                                ``6.5``
-``entry-lru-2nd-chance``   6.12+: entry LRU with a referenced bit                   ``6.12``
-``swap-lru``               one LRU across zswap and disk (a design)                 ``unified``
-``optimal``                offline reference: Belady's MIN, knows the future       ``belady``
-=========================  =====================================================  =========
-
-Each design parses its own ``k=v`` parameters (``describe(name)`` lists them).
+:class:`~ztrace.replay.lru._base.ZswapDesign` (the only interface the replay loop calls).
+Its last line registers it, ``register(Cls, *aliases, rank=N)``: its row in :data:`REGISTRY`
+(libCacheSim's ``cache_init.h`` habit, the row kept in the design's own file; the summary is
+the class docstring's first paragraph). Importing this package imports every public module
+in it, so a new design is one file dropped here (docs/architecture.md, "Adding a design");
+the modules that register nothing are helpers (workload, metrics, memcg, worker_timing,
+kernel_check). ``rank`` fixes the order of :func:`design_names` and of every "all designs"
+listing. A name, alias or rank used twice is an error when this package is imported.
+``ztrace replay --help`` lists the designs with their summaries; each design parses its own
+``k=v`` parameters (``describe(name)`` lists them).
 
 >>> canonical_name("6.12")
 'entry-lru-2nd-chance'
@@ -24,7 +18,6 @@ Each design parses its own ``k=v`` parameters (``describe(name)`` lists them).
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,57 +42,34 @@ from ztrace.replay.lru.metrics import (
     timeline_table,
 )
 from ztrace.replay.lru.workload import Workload, load_workload
+from ztrace.replay.plugins import check_rank, import_public_modules
 
 
 @dataclass(frozen=True)
 class Registered:
-    """One row of the registry."""
+    """One design's registry row, declared in the design's own file with :func:`register`."""
 
     name: str
-    module: str
     aliases: tuple[str, ...]
-    summary: str
+    summary: str  #: the design class's docstring, first paragraph
+    rank: int  #: listing order (ascending): :func:`design_names`, "all designs" runs
+    cls: type[ZswapDesign]
 
 
-#: name → module; the single place designs are listed.
-REGISTRY: tuple[Registered, ...] = (
-    Registered(
-        "none",
-        "none",
-        ("6.1", "no-lru", "reject"),
-        "≤6.1: no eviction, stores rejected when the pool is full",
-    ),
-    Registered(
-        "zspage-lru",
-        "zspage_lru",
-        ("6.2", "6.3", "6.4", "zsmalloc-lru"),
-        "6.2–6.4: zsmalloc LRU of zspages; writeback evicts a whole zspage",
-    ),
-    Registered(
-        "entry-lru",
-        "entry_lru",
-        ("6.5", "6.8", "zswap-lru", "lru"),
-        "6.5–6.11: zswap LRU of entries",
-    ),
-    Registered(
-        "entry-lru-2nd-chance",
-        "entry_lru_2nd_chance",
-        ("6.12", "6.18", "2nd-chance", "second-chance", "clock"),
-        "6.12+: entry LRU with a referenced bit (second chance)",
-    ),
-    Registered(
-        "swap-lru",
-        "swap_lru",
-        ("unified", "unified-lru", "global-lru"),
-        "one LRU across zswap and disk: write back the coldest instead of rejecting",
-    ),
-    Registered(
-        "optimal",
-        "optimal",
-        ("belady", "min", "opt"),
-        "offline reference (knows the future): write back the page faulted farthest ahead",
-    ),
-)
+#: rows as the design modules register them (import order); :data:`REGISTRY` is by rank
+_ROWS: list[Registered] = []
+
+
+def register(cls: type[ZswapDesign], *aliases: str, rank: int) -> type[ZswapDesign]:
+    """Register the design class ``cls`` under ``cls.NAME`` and ``aliases`` (a design module's
+    last line); its summary is the class docstring's first paragraph. A name, alias or rank
+    used twice raises ValueError at import."""
+    summary = " ".join((cls.__doc__ or cls.NAME).strip().split("\n\n")[0].split())
+    row = Registered(cls.NAME, aliases, summary, rank, cls)
+    _index((*_ROWS, row))
+    check_rank("LRU", row.name, rank, {r.name: r.rank for r in _ROWS})
+    _ROWS.append(row)
+    return cls
 
 
 def _index(registry: Sequence[Registered]) -> dict[str, Registered]:
@@ -117,7 +87,19 @@ def _index(registry: Sequence[Registered]) -> dict[str, Registered]:
     return out
 
 
-_BY_NAME: dict[str, Registered] = _index(REGISTRY)
+def _discover() -> tuple[Registered, ...]:
+    """Import every public module of this package; the designs among them register
+    themselves, the others are helpers (workload, metrics, ...). A module that defines a
+    design class but registers none is an error. Returns the rows in rank order."""
+    for mod in import_public_modules(__name__, __path__):
+        own = [
+            v
+            for v in vars(mod).values()
+            if isinstance(v, type) and issubclass(v, ZswapDesign) and v.__module__ == mod.__name__
+        ]
+        if own and not any(r.cls in own for r in _ROWS):
+            raise ValueError(f"{mod.__name__} defines an LRU design but does not register it")
+    return tuple(sorted(_ROWS, key=lambda r: r.rank))
 
 
 def design_names() -> list[str]:
@@ -137,13 +119,8 @@ def canonical_name(name: str) -> str:
 
 
 def design_class(name: str) -> type[ZswapDesign]:
-    """The class implementing design ``name`` (imports its module on first use)."""
-    r = _BY_NAME[canonical_name(name).lower()]
-    mod = importlib.import_module(f"ztrace.replay.lru.{r.module}")
-    cls: type[ZswapDesign] = mod.DESIGN
-    if r.name != cls.NAME:  # the registry row and the module must agree on the name
-        raise ValueError(f"ztrace.replay.lru.{r.module} defines `{cls.NAME}`, not `{r.name}`")
-    return cls
+    """The class implementing design ``name``."""
+    return _BY_NAME[canonical_name(name).lower()].cls
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -440,6 +417,10 @@ def run_lru(
     return out
 
 
+#: every design, in rank order: the single place designs are listed, filled from their files
+REGISTRY: tuple[Registered, ...] = _discover()
+_BY_NAME: dict[str, Registered] = _index(REGISTRY)
+
 __all__ = [
     "REGISTRY",
     "LruRun",
@@ -454,6 +435,7 @@ __all__ = [
     "memcg_table",
     "params_for",
     "parse_pool_limit",
+    "register",
     "resolve_ram",
     "run_design",
     "run_lru",

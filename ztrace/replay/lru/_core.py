@@ -12,6 +12,7 @@ with :func:`hook`::
     evict_one(st) -> bool write back one entry to make room (sync mode)
     worker_step(st) -> bool
                           one step of shrink_worker; False when the worker returns
+                          (base: ≤6.4's one ``evict_one`` per run, ``shrink_once``)
     after_store(st)       after every store attempt (6.12 shrinker approximation)
     shrink_one(st)        the trace shows one shrinker writeback here (OP_SHRINK)
     shrink_scan(st, n)    the trace shows a shrinker call that may walk n entries here
@@ -42,6 +43,7 @@ from numba.core.extending import overload
 from numba.experimental import structref
 
 from ztrace.model import zsmalloc as _zs
+from ztrace.model.structs import A8, A64, UnliteralStructRef
 from ztrace.replay import hashing as _hashing
 from ztrace.replay.hashing import splitmix64
 
@@ -195,68 +197,63 @@ T_DISK = 2
 T_WB = 3
 
 
-class LruStateType(types.StructRef):
+class LruStateType(UnliteralStructRef):
     """numba type of a replay state; each design subclasses it (its own type = its hooks)."""
 
-    def preprocess_fields(self, fields: Any) -> Any:
-        return tuple((n, types.unliteral(t)) for n, t in fields)
 
-
-_I64 = types.int64[::1]
-_I8 = types.int8[::1]
 FIELDS = [
-    ("cfg", _I64),
-    ("sc", _I64),
-    ("c", _I64),
+    ("cfg", A64),
+    ("sc", A64),
+    ("c", A64),
     ("zs", _zs._pool_t),
-    ("e_in", _I8),
-    ("e_loaded", _I8),
-    ("e_ref", _I8),
-    ("on_disk", _I8),
-    ("e_seq", _I64),
-    ("e_clen", _I64),
-    ("e_handle", _I64),
-    ("e_zp", _I64),
-    ("m_prev", _I64),
-    ("m_next", _I64),
-    ("l_prev", _I64),
-    ("l_next", _I64),
-    ("l_on", _I8),
-    ("z_head", _I64),
-    ("z_count", _I64),
-    ("b_len", _I64),
-    ("seq_ts", _I64),
-    ("held", _I8),
-    ("gaps", _I64),
-    ("wb_log", _I64),
+    ("e_in", A8),
+    ("e_loaded", A8),
+    ("e_ref", A8),
+    ("on_disk", A8),
+    ("e_seq", A64),
+    ("e_clen", A64),
+    ("e_handle", A64),
+    ("e_zp", A64),
+    ("m_prev", A64),
+    ("m_next", A64),
+    ("l_prev", A64),
+    ("l_next", A64),
+    ("l_on", A8),
+    ("z_head", A64),
+    ("z_count", A64),
+    ("b_len", A64),
+    ("seq_ts", A64),
+    ("held", A8),
+    ("gaps", A64),
+    ("wb_log", A64),
     ("bins", types.int64[:, ::1]),
-    ("pool_bin", _I64),
+    ("pool_bin", A64),
     # the future, which an offline replay has (docs/lru-inversion.md, "Harm"):
-    ("nf", _I64),  # per event: index of the page's next fault, NEVER if none
-    ("e_nf", _I64),  # per page: the next fault of its zswap entry
-    ("e_ver", _I64),  # per page: version of its entry (stale heap rows are skipped)
-    ("e_avoid", _I8),  # per page: its disk copy was written while a later-faulted page stayed
-    ("e_pend", _I8),  # per page: a store passed the limit check, its allocation is pending
-    ("hk", _I64),  # max-heap of (next fault, page, version) over entries that take pool space
-    ("hp", _I64),
-    ("hv", _I64),
+    ("nf", A64),  # per event: index of the page's next fault, NEVER if none
+    ("e_nf", A64),  # per page: the next fault of its zswap entry
+    ("e_ver", A64),  # per page: version of its entry (stale heap rows are skipped)
+    ("e_avoid", A8),  # per page: its disk copy was written while a later-faulted page stayed
+    ("e_pend", A8),  # per page: a store passed the limit check, its allocation is pending
+    ("hk", A64),  # max-heap of (next fault, page, version) over entries that take pool space
+    ("hp", A64),
+    ("hv", A64),
     # measured shrink-worker timing (worker_timing.WorkerTiming; empty unless CF_WTIMED)
-    ("wq_delay", _I64),  # queue_work → execute_start, queued while idle (ns)
-    ("wq_step", _I64),  # worker time per writeback (ns)
+    ("wq_delay", A64),  # queue_work → execute_start, queued while idle (ns)
+    ("wq_step", A64),  # worker time per writeback (ns)
     # memory cgroups (issue 13 item 3): dense memcg indices 0..CF_NMC-1 (workload.Prepared)
-    ("ev_mc", _I64),  # per event: its memcg (a store's folio memcg); [0] with one memcg
-    ("e_mc", _I64),  # per page: the memcg of its last store
-    ("l_mc", _I64),  # per list node: whose list it is on (0 for the designs with one list)
+    ("ev_mc", A64),  # per event: its memcg (a store's folio memcg); [0] with one memcg
+    ("e_mc", A64),  # per page: the memcg of its last store
+    ("l_mc", A64),  # per list node: whose list it is on (0 for the designs with one list)
     ("lend", types.int64[:, ::1]),  # per memcg: list ends (LE_OLD, LE_NEW)
     ("mcc", types.int64[:, ::1]),  # per memcg: MC_* counters
-    ("e_xav", _I8),  # per page: its disk copy was a cross-memcg inversion
+    ("e_xav", A8),  # per page: its disk copy was a cross-memcg inversion
     # per-memcg max-heaps of (next fault, page, version), only with CF_NMC > 1: memcg m's
     # rows are mh*[mh_off[m] : mh_off[m] + mh_n[m]]
-    ("mh_off", _I64),
-    ("mh_n", _I64),
-    ("mhk", _I64),
-    ("mhp", _I64),
-    ("mhv", _I64),
+    ("mh_off", A64),
+    ("mh_n", A64),
+    ("mhk", A64),
+    ("mhp", A64),
+    ("mhv", A64),
 ]
 
 
@@ -384,7 +381,6 @@ hook(LruStateType, "lru_add")(noop_p)
 hook(LruStateType, "lru_del")(noop_p)
 hook(LruStateType, "lru_loaded")(noop_p)
 hook(LruStateType, "evict_one")(no_evict)
-hook(LruStateType, "worker_step")(no_evict)
 hook(LruStateType, "after_store")(noop)
 hook(LruStateType, "shrink_one")(noop)  # designs without a memory-pressure shrinker
 hook(LruStateType, "shrink_scan")(noop_p)
@@ -889,6 +885,22 @@ def first_step(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def shrink_once(st):  # type: ignore[no-untyped-def]
+    """The base ``worker_step``, ≤6.4's shrink_worker: one zpool_shrink(pool->zpool, 1, NULL)
+    per run, and a failure counts reject_reclaim_fail (6.1 mm/zswap.c: shrink_worker). The
+    zpool's shrink is the design's ``evict_one``: none for zsmalloc before 6.2 (-EINVAL),
+    zs_reclaim_page in 6.2–6.4."""
+    if not first_step(st):
+        return False
+    if not evict_one(st):
+        st.c[K_RECLAIM_FAIL] += 1
+    return True
+
+
+hook(LruStateType, "worker_step")(shrink_once)
+
+
+@njit(cache=True)
 def advance_worker(st):  # type: ignore[no-untyped-def]
     for _ in range(st.cfg[CF_WSTEPS]):
         if not worker_step(st):
@@ -1031,15 +1043,23 @@ def store_alloc(st, p):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def count_fault(st, p, r, t, k, mc):  # type: ignore[no-untyped-def]
+    """A fault on page p served by zswap or by disk, counted four ways: the replay's scalar
+    ``r`` (R_*), the timeline column ``t`` (T_*), the kernel counter ``k`` (K_*) and its
+    memcg's column ``mc`` (MC_*)."""
+    st.sc[r] += 1
+    st.bins[st.sc[R_BIN], t] += 1
+    st.c[k] += 1
+    mc_count(st, p, mc)
+
+
+@njit(cache=True)
 def load(st, p, nf_i):  # type: ignore[no-untyped-def]
     """zswap_load(): a hit (exclusive: the entry is freed), a disk swap-in, or unknown;
     ``nf_i``: the page's next fault after this one (a kept clean copy's new key)."""
     flush_pending(st, p)
     if st.e_in[p]:
-        st.sc[R_HITS] += 1
-        st.bins[st.sc[R_BIN], T_HIT] += 1
-        st.c[K_ZSWPIN] += 1
-        mc_count(st, p, MC_ZSWPIN)
+        count_fault(st, p, R_HITS, T_HIT, K_ZSWPIN, MC_ZSWPIN)
         if st.cfg[CF_EXCL]:
             st.e_in[p] = 0
             lru_del(st, p)
@@ -1055,10 +1075,7 @@ def load(st, p, nf_i):  # type: ignore[no-untyped-def]
             lru_loaded(st, p)
         return
     if st.on_disk[p]:
-        st.sc[R_DISK_IN] += 1
-        st.bins[st.sc[R_BIN], T_DISK] += 1
-        st.c[K_DISK_SWAPIN] += 1
-        mc_count(st, p, MC_DISK_IN)
+        count_fault(st, p, R_DISK_IN, T_DISK, K_DISK_SWAPIN, MC_DISK_IN)
         if st.e_avoid[p]:
             st.sc[R_AVOID] += 1
             mc_count(st, p, MC_AVOID)
@@ -1145,7 +1162,9 @@ def results(st):  # type: ignore[no-untyped-def]
     )
 
 
-@njit(cache=True)
+# nogil: a fleet sweep's driver runs LRU tasks while its Ray thread feeds the workers
+# (ztrace/fleet/runner.py); the replay touches no Python object
+@njit(cache=True, nogil=True)
 def run(T, cfg, ts, op, pidx, clen, nf, n_pages, n_stores, pool, wq_delay, wq_step, ev_mc, mh_cap):  # type: ignore[no-untyped-def]
     """Replay a workload under the design whose state type is ``T`` (compiled once per
     design: ``T`` selects the hooks)."""

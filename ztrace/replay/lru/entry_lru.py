@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from numba import njit
 
 from ztrace.replay.lru import _core as K
+from ztrace.replay.lru import register
 from ztrace.replay.lru._base import Param, ZswapDesign, p_choice
 
 #: include/linux/swap.h MAX_RECLAIM_RETRIES: shrink_worker's failure budget (6.5+)
@@ -116,4 +117,4 @@ class EntryLru(ZswapDesign):
     STATE = _T
 
 
-DESIGN = EntryLru
+register(EntryLru, "6.5", "6.8", "zswap-lru", "lru", rank=30)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from numba import njit
 
 from ztrace.replay.lru import _core as K
+from ztrace.replay.lru import register
 from ztrace.replay.lru._base import Param, p_choice, p_int
 from ztrace.replay.lru.entry_lru import MAX_RECLAIM_RETRIES, EntryLru, EntryLruState
 
@@ -208,4 +209,4 @@ class EntryLru2ndChance(EntryLru):
     STATE = _T
 
 
-DESIGN = EntryLru2ndChance
+register(EntryLru2ndChance, "6.12", "6.18", "2nd-chance", "second-chance", "clock", rank=40)

@@ -196,11 +196,10 @@ def memcg_kernel(d: Path) -> dict[str, dict[str, Any]]:
     ``memcg_id``), ``memory.max`` and memory.stat deltas (zswpout, zswpin, zswpwb; 6.12
     counts them per memcg: mm/zswap.c count_objcg_events in zswap_store, zswap_load,
     zswap_writeback_entry)."""
-    from ztrace.replay.lru.memcg import kernel_counts
+    from ztrace.replay.lru.memcg import kernel_counts, memcg_rows
 
     out: dict[str, dict[str, Any]] = {}
-    for ln in (d / "memcg.tsv").read_text().splitlines():
-        parts = ln.split("\t")
+    for parts in memcg_rows(d):
         if len(parts) >= 4 and parts[2].isdigit():
             out[parts[1]] = {"memcg_id": int(parts[2]), "memory_max": parts[3]}
     for name, kc in kernel_counts(d, list(out)).items():

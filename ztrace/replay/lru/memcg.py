@@ -33,29 +33,30 @@ from ztrace.format import read_trace
 STAT_KEYS = ("zswpout", "zswpin", "zswpwb")
 
 
-def pid_memcg(vmdir: Path) -> dict[int, str]:
-    """``memcg.tsv`` as {pid: cgroup name}."""
+def memcg_rows(vmdir: Path) -> list[list[str]]:
+    """``memcg.tsv``'s rows, split: pid, cgroup name, cgroup id, memory.max (zswap-lru.sh)."""
     f = vmdir / "memcg.tsv"
     try:
         lines = f.read_text().splitlines()
     except OSError as exc:
         raise TraceFormatError(f, f"cannot read ({exc})") from None
-    out: dict[int, str] = {}
-    for ln in lines:
-        parts = ln.split("\t")
-        if len(parts) >= 2 and parts[0].isdigit():
-            out[int(parts[0])] = parts[1]
-    return out
+    return [ln.split("\t") for ln in lines]
+
+
+def _names_by(vmdir: Path, col: int) -> dict[int, str]:
+    """{the number in column ``col``: cgroup name} over the rows that have one."""
+    rows = memcg_rows(vmdir)
+    return {int(r[col]): r[1] for r in rows if len(r) > max(col, 1) and r[col].isdigit()}
+
+
+def pid_memcg(vmdir: Path) -> dict[int, str]:
+    """``memcg.tsv`` as {pid: cgroup name}."""
+    return _names_by(vmdir, 0)
 
 
 def id_memcg(vmdir: Path) -> dict[int, str]:
     """``memcg.tsv`` as {cgroup id: cgroup name} (the capture's ``memcg_id``)."""
-    out: dict[int, str] = {}
-    for ln in (vmdir / "memcg.tsv").read_text().splitlines():
-        parts = ln.split("\t")
-        if len(parts) >= 3 and parts[2].isdigit():
-            out[int(parts[2])] = parts[1]
-    return out
+    return _names_by(vmdir, 2)
 
 
 def _stat(f: Path) -> dict[str, int]:
@@ -108,7 +109,10 @@ def capture_counts(vmdir: Path, pids: dict[int, str]) -> dict[str, dict[str, int
             # the entry's memcg (swap readahead loads other cgroups' pages too)
             g = ids.get(int(mc[i])) or owner.get(int(page[i])) or pids.get(int(pid[i]), "other")
             res[g]["zswpin"] += 1
-        elif e == "zswap_writeback":
+        elif e == "zswap_writeback" and outcome[i] != "failed":
+            # ZSWPWB counts a writeback that decompressed into the swap cache (6.12
+            # mm/zswap.c: zswap_writeback_entry, count_objcg_events after zswap_decompress);
+            # one that returned an error (-EEXIST, -ENOMEM: outcome `failed`) wrote nothing
             res[owner.get(int(page[i]), "other")]["zswpwb"] += 1
     return res
 

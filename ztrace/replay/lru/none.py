@@ -15,39 +15,27 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from numba import njit
-
 from ztrace.replay.lru import _core as K
-from ztrace.replay.lru._base import Param, ZswapDesign
+from ztrace.replay.lru import register
+from ztrace.replay.lru._base import ZswapDesign
 
 
 class NoLruState(K.LruStateType):
-    """numba state type of ``none`` (no LRU: the base hooks)."""
+    """numba state type of ``none`` (no LRU: the base hooks; the base worker's zpool_shrink,
+    ``evict_one``, fails)."""
 
 
 _T = K.state_type(NoLruState)
 
 
-@K.hook(NoLruState, "worker_step")
-@njit(cache=True)
-def _worker_step(st):  # type: ignore[no-untyped-def]
-    # queued only on the zswap_is_full() path (QUEUE_ON = "full"); zpool_shrink fails
-    # (-EINVAL), then the worker returns
-    if not K.first_step(st):
-        return False
-    st.c[K.K_RECLAIM_FAIL] += 1
-    return True
-
-
 class NoLru(ZswapDesign):
-    """6.1: reject when full, never write back."""
+    """6.1: reject when full, never write back (the base's limits, queueing and worker are
+    6.1's; no parameters of its own)."""
 
     NAME: ClassVar[str] = "none"
     ERA: ClassVar[str] = "6.1"
-    LIMITS: ClassVar[str] = "legacy"
-    PARAMS: ClassVar[dict[str, Param]] = {}
     DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": False, "store_as_is": False}
     STATE = _T
 
 
-DESIGN = NoLru
+register(NoLru, "6.1", "no-lru", "reject", rank=10)

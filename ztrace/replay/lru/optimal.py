@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 from numba import njit
 
 from ztrace.replay.lru import _core as K
+from ztrace.replay.lru import register
 from ztrace.replay.lru._base import Param, ZswapDesign, p_choice
 
 
@@ -80,4 +81,4 @@ class Optimal(ZswapDesign):
     STATE = _T
 
 
-DESIGN = Optimal
+register(Optimal, "belady", "min", "opt", rank=60)

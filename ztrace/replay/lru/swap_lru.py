@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from numba import njit
 
 from ztrace.replay.lru import _core as K
+from ztrace.replay.lru import register
 from ztrace.replay.lru._base import Param
 from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
 
@@ -48,4 +49,4 @@ class SwapLru(EntryLru):
     STATE = _T
 
 
-DESIGN = SwapLru
+register(SwapLru, "unified", "unified-lru", "global-lru", rank=50)

@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from ztrace.replay.lru import _core as K
+from ztrace.replay.lru import register
 from ztrace.replay.lru._base import Param, ZswapDesign
 
 K_ZSPAGES_WB = K.K_EXTRA0
@@ -134,10 +135,12 @@ def _try_zspage(st, z):  # type: ignore[no-untyped-def]
     return st.z_count[z] == 0
 
 
+@K.hook(ZspageLruState, "evict_one")
 @njit(cache=True)
 def _reclaim_zspage(st):  # type: ignore[no-untyped-def]
-    """zs_reclaim_page(pool, 8): write back the tail zspage; on an -EEXIST put it back at the
-    head (the ``reject_reclaim_fail`` counter is the caller's) and try the next tail."""
+    """zs_zpool_shrink → zs_reclaim_page(pool, 8): write back the tail zspage; on an -EEXIST
+    put it back at the head and try the next tail. The worker is the base's (one call per run,
+    ``_core.shrink_once``, which counts ``reject_reclaim_fail``)."""
     for _ in range(RECLAIM_RETRIES):
         z = K.oldest(st, 0)
         if z < 0:
@@ -148,23 +151,6 @@ def _reclaim_zspage(st):  # type: ignore[no-untyped-def]
             return True
         K.ll_push_new(st, z)  # putback_zspage + list_add(&zspage->lru, &pool->lru)
     return False  # -EAGAIN
-
-
-@K.hook(ZspageLruState, "evict_one")
-@njit(cache=True)
-def _evict_one(st):  # type: ignore[no-untyped-def]
-    return _reclaim_zspage(st)
-
-
-@K.hook(ZspageLruState, "worker_step")
-@njit(cache=True)
-def _worker_step(st):  # type: ignore[no-untyped-def]
-    # one zspage per run: zpool_shrink(pool->zpool, 1, NULL); then the worker returns
-    if not K.first_step(st):
-        return False
-    if not _reclaim_zspage(st):
-        st.c[K.K_RECLAIM_FAIL] += 1
-    return True
 
 
 class ZspageLru(ZswapDesign):
@@ -180,4 +166,4 @@ class ZspageLru(ZswapDesign):
     STATE = _T
 
 
-DESIGN = ZspageLru
+register(ZspageLru, "6.2", "6.3", "6.4", "zsmalloc-lru", rank=20)

@@ -70,6 +70,18 @@ capture() {
   esac
 }
 
+# zsstress_check NAME ROUNDS ARGS: the guest check ztrace/checks/NAME.py, its rounds each one
+# insmod/rmmod of zsstress.ko (built by the host: ztrace/vm/kmod.py) with module arguments
+# ARGS; `-p rounds=` overrides ROUNDS. Result in $O/NAME.json, ARGS in $O/zsstress.args.
+zsstress_check() {
+  local name=$1 rounds=$2 args=$3 ko=$O/kmod/zsstress.ko
+  [ -f "$ko" ] || die "no $ko (the host builds it: ztrace/vm/kmod.py)"
+  echo "$args" >"$O/zsstress.args"
+  phase workload python3 -m "ztrace.checks.$name" --rounds "$(karg rounds "$rounds")" \
+    -o "$O/$name.json" -- /bin/sh -c "insmod $ko $args && rmmod zsstress" \
+    || die "$name failed"
+}
+
 doctor() {
   if python3 -m ztrace doctor --help >/dev/null 2>&1; then
     python3 -m ztrace doctor --json >"$O/doctor.json" 2>"$O/doctor.err" \
