@@ -96,8 +96,11 @@ def run_cmd(
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=1))
     else:
+        retried = (
+            f" (boot {res.boots}: the kernel died in the earlier ones)" if res.boots > 1 else ""
+        )
         click.echo(
-            f"{res.scenario} on {res.release}: rc={res.rc}, boot {res.boot_s}s, "
+            f"{res.scenario} on {res.release}: rc={res.rc}, boot {res.boot_s}s{retried}, "
             f"scenario {res.scenario_s}s, total {res.total_s}s -> {res.outdir}"
         )
 
