@@ -8,6 +8,7 @@ with its trace and error; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -55,6 +56,67 @@ class SweepReport:
     in_driver: int = 0
     #: Ray's CPUs (local: ``N - 1`` workers)
     ray_workers: int = 0
+
+
+#: Ray's head-node helper processes that a one-node sweep never uses, by the private
+#: ``ray._private.node.Node`` method that starts each: the autoscaler monitor (a fixed local
+#: node never scales), the log monitor (streams workers' stdout to drivers; we pass
+#: ``log_to_driver=False``) and the API server (with the dashboard off it runs only Ray's
+#: usage-stats reporter). ``ray.init`` has no option for any of them (Ray 2.60; ray-project/ray
+#: issue 46732 asks for one). Each is a Python process that imports Ray first (~0.6 CPU s).
+#: Skipping them, measured here (benchmarks/README.md, "fleet", session 8): a local start to a
+#: worker's first task 4.8 -> 2.9 CPU s (benchmarks/bench_ray_start.py, 5 rounds); a 24-task
+#: ``-j 2`` sweep 2.2-3.9 CPU s and 2.9-5.4 s of wall less (median of 4 and 3 paired rounds at
+#: load 2-4: on 2 cores that CPU is taken from the tasks). Ray's documented knobs
+#: (``RAY_USAGE_STATS_ENABLED=0``, ``enable_metrics_collection``, ``log_to_driver``) saved
+#: nothing measurable. ``ZTRACE_RAY_HELPERS=1`` starts the helpers as usual.
+_UNUSED_HELPERS = ("start_monitor", "start_log_monitor", "start_api_server")
+
+
+@contextlib.contextmanager
+def _without_unused_helpers() -> Iterator[None]:
+    """While a local Ray starts, make :data:`_UNUSED_HELPERS` no-ops (restored after). A Ray
+    without one of these methods (private API: renamed some day) starts as usual."""
+    try:
+        from ray._private.node import Node
+    except ImportError:
+        yield
+        return
+    saved = {n: Node.__dict__.get(n) for n in _UNUSED_HELPERS}
+    if os.environ.get("ZTRACE_RAY_HELPERS") == "1" or None in saved.values():
+        yield
+        return
+
+    def skip(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None  # the API server's URL stays None, as with no dashboard
+
+    try:
+        for n in _UNUSED_HELPERS:
+            setattr(Node, n, skip)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(Node, n, f)
+
+
+def start_local_ray(ray: Any, workers: int) -> None:
+    """``ray.init`` a local Ray with ``workers`` CPUs, as a sweep needs it: no dashboard, none
+    of :data:`_UNUSED_HELPERS`, workers at the driver's priority."""
+    with _without_unused_helpers():
+        ray.init(
+            num_cpus=workers,
+            object_store_memory=OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            # no log monitor to stream workers' output (a task's failure comes back as its
+            # result: failed/<id>.json); workers' logs stay in Ray's session directory
+            log_to_driver=False,
+            logging_level="WARNING",
+            # Ray starts workers at nice 15 (its worker_niceness default), so on a busy box
+            # they lose the CPU to everything, this driver included: at load 7 here one Ray
+            # worker ran 3 of 24 tasks while the driver ran 21. The driver and its workers
+            # share the work, so they share the priority.
+            _system_config={"worker_niceness": 0},
+        )
 
 
 def _ray() -> Any | None:
@@ -147,17 +209,7 @@ class _RayStart:
             if self._address:
                 self.ray.init(address=self._address, logging_level="WARNING", log_to_driver=True)
             else:
-                self.ray.init(
-                    num_cpus=self._ray_workers,
-                    object_store_memory=OBJECT_STORE_BYTES,
-                    include_dashboard=False,
-                    logging_level="WARNING",
-                    # Ray starts workers at nice 15 (its worker_niceness default), so on a
-                    # busy box they lose the CPU to everything, this driver included: at load
-                    # 7 here one Ray worker ran 3 of 24 tasks while the driver ran 21. The
-                    # driver and its workers share the work, so they share the priority.
-                    _system_config={"worker_niceness": 0},
-                )
+                start_local_ray(self.ray, self._ray_workers)
             self.started = True
         self.workers = int(self.ray.cluster_resources().get("CPU", 0))
         self.seconds = time.perf_counter() - t0
