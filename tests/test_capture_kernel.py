@@ -265,11 +265,18 @@ def test_kill_9_leaves_only_valid_files(tmp_path: Path) -> None:
             start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if len(list(out.glob("part-*.parquet"))) >= 3:
-                    break
+            # ~5 s here; session 8's second fresh CI run saw no part at all in 60 s from a
+            # capture that was still running (its stderr was lost): wait longer, and if the
+            # parts still do not come, fail saying what the capture printed and wrote
+            t0 = time.monotonic()
+            while len(parts := list(out.glob("part-*.parquet"))) < 3:
                 assert p.poll() is None, err_path.read_text()
+                if time.monotonic() - t0 > 120:
+                    hidden = sorted(f.name for f in out.glob(".*")) if out.is_dir() else None
+                    pytest.fail(
+                        f"{len(parts)} part files after 120 s of a running capture; "
+                        f"temporaries {hidden}; its stderr: {err_path.read_text()[-2000:]!r}"
+                    )
                 time.sleep(0.1)
             time.sleep(0.2)
             os.kill(p.pid, signal.SIGKILL)
