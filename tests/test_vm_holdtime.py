@@ -33,11 +33,8 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
         k = res["kinds"][kind]
         assert k["family"] == "_raw_spin_lock"
         # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free), in nearly every
-        # call (an interrupt's lock taken first in the call is the rare exception; how rare
-        # follows the host's load: session 8's third fresh CI run had malloc rounds at 0.998,
-        # 0.999 and 0.982 of ~1,060 calls, so the typical round holds 0.99, every round 0.97)
-        shares = sorted(r[kind]["top_lock_share"] for r in b_rounds)
-        assert shares[len(shares) // 2] > 0.99 and shares[0] > 0.97, shares
+        # call (an interrupt's lock taken first in the call is the rare exception)
+        assert all(r[kind]["top_lock_share"] > 0.99 for r in b_rounds)
         lo, hi = k["share"]
         # zs_malloc allocates its handle before spin_lock(), zs_free frees it after
         # spin_unlock(): the hold is a part of the call, never all of it. That holds for
