@@ -16,6 +16,8 @@
  *                         tracepoints
  *   ZT_RAW_TP             lock tracepoints as raw tracepoints (args from BTF prototypes)
  *   ZT_KPROBE_ZS          zs_malloc/zs_free entry+return (and compaction/migration functions)
+ *   ZT_OFFCPU             with ZT_KPROBE_ZS: each call's switched-out time (sched_switch) in
+ *                         `aux` of zs_malloc/zs_free/read/write records
  *   ZT_ZSWAP              zswap store/load/invalidate/writeback entry+return
  *   ZT_ZSWAP_FRONTSWAP    zswap_frontswap_* signatures (<= 6.4): (type, offset, page)
  *   ZT_ZSWAP_LOAD_INT     zswap_load returns int 0 on hit (>= 6.16) instead of bool true
@@ -849,6 +851,7 @@ struct zt_call {
 	u64 arg;     /* handle (zs_free), swap entry (zswap) */
 	u32 size;    /* requested size; for zswap_store, the zs_malloc size seen inside it */
 	u32 displaced;  /* this entry replaced another call's (see zt_enter): leave a tombstone */
+	u64 off0;    /* ZT_OFFCPU: the thread's off-CPU total at entry */
 };
 /* Keyed by (tid, event type): one call per thread per function is in flight (a nested call
  * of the same function -- the shrink worker's writeback reclaiming into the zswap shrinker --
@@ -858,6 +861,67 @@ struct zt_call_key {
 	u32 type;
 };
 BPF_HASH(calls, struct zt_call_key, struct zt_call, ZT_INFLIGHT);
+
+#ifdef ZT_OFFCPU
+/*
+ * Off-CPU time inside a call (issue 10, session 9). A measured zs_malloc/zs_free/map
+ * duration includes the time its thread was switched out (guest preemption outside the lock:
+ * cache_alloc_handle() and alloc_zspage() may sleep, and a PREEMPT_DYNAMIC kernel preempts at
+ * any point the thread holds no spinlock; 6.1/6.12 mm/zsmalloc.c zs_malloc). A spinlock or
+ * rwlock holder is never switched out (preemption is off under it), so no off-CPU time is
+ * ever lock hold: the replay takes it out of the duration before it takes the hold share.
+ * Per thread with a call in flight: total switched-out ns and when it last went out; each
+ * call records the total at entry, its event carries total(return) - total(entry) in `aux`.
+ * sched:sched_switch only looks the two tids up in this small map.
+ */
+struct zt_offcpu {
+	u64 out_ts;  /* switched out at (0: on a CPU) */
+	u64 total;   /* ns switched out while a call was in flight */
+	u32 depth;   /* calls in flight (zswap_store -> zs_malloc nest) */
+	u32 pad;
+};
+BPF_HASH(offcpu, u32, struct zt_offcpu, ZT_INFLIGHT);
+/* the calls whose records carry it; every path that ends one of them calls zt_offcpu_return */
+#define ZT_OFFCPU_TYPE(t) ((t) == ZT_EV_MALLOC || (t) == ZT_EV_FREE || (t) == ZT_EV_READ)
+
+static __always_inline u64 zt_offcpu_enter(u32 tid)
+{
+	struct zt_offcpu z = {};
+	struct zt_offcpu *o = offcpu.lookup_or_try_init(&tid, &z);
+	if (!o)
+		return 0;
+	o->depth += 1;
+	return o->total;
+}
+
+static __always_inline u64 zt_offcpu_return(u32 tid, u64 off0)
+{
+	struct zt_offcpu *o = offcpu.lookup(&tid);
+	if (!o)
+		return 0;
+	u64 off = o->total - off0;
+	if (o->depth <= 1)
+		offcpu.delete(&tid);
+	else
+		o->depth -= 1;
+	return off;
+}
+
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u64 now = bpf_ktime_get_ns();
+	u32 prev = args->prev_pid, next = args->next_pid;
+	struct zt_offcpu *o = offcpu.lookup(&prev);
+	if (o)
+		o->out_ts = now;
+	o = offcpu.lookup(&next);
+	if (o && o->out_ts) {
+		o->total += now - o->out_ts;
+		o->out_ts = 0;
+	}
+	return 0;
+}
+#endif
 /* CLOCK_MONOTONIC (= bpf_ktime_get_ns) at which user space had attached every probe; 0 before */
 BPF_ARRAY(zt_armed, u64, 1);
 /* which functions the two pair counters come from: [type] return_missed, [16 + type]
@@ -918,6 +982,10 @@ static __always_inline int zt_enter(u8 type, u64 pool, u64 arg, u32 size)
 #endif
 	struct zt_call_key k = {.tid = (u32)pid_tgid, .type = type};
 	struct zt_call c = {};
+#ifdef ZT_OFFCPU  /* before the timestamp: its own work stays outside the duration */
+	if (ZT_OFFCPU_TYPE(type))
+		c.off0 = zt_offcpu_enter(k.tid);
+#endif
 	c.ts = bpf_ktime_get_ns();
 	c.pool = pool;
 	c.arg = arg;
@@ -994,6 +1062,10 @@ static __always_inline int zt_return(u8 type, u64 handle, s32 ret)
 		return 0;
 	}
 	if (!c->ts) {  /* the outer call a nested one displaced: counted at displacement */
+#ifdef ZT_OFFCPU
+		if (ZT_OFFCPU_TYPE(type))
+			zt_offcpu_return(k.tid, 0);
+#endif
 		calls.delete(&k);
 		return 0;
 	}
@@ -1006,6 +1078,10 @@ static __always_inline int zt_return(u8 type, u64 handle, s32 ret)
 	e->ret = ret;
 	if (type >= ZT_EV_ZSWAP_STORE)
 		e->aux = c->arg;
+#ifdef ZT_OFFCPU
+	if (ZT_OFFCPU_TYPE(type))
+		e->aux = zt_offcpu_return(k.tid, c->off0);
+#endif
 	zt_end(zc, e);
 	zt_call_done(&k, c);
 	return 0;
@@ -1122,6 +1198,9 @@ int zt_access_return(struct pt_regs *ctx)
 	if (!c)
 		return 0;  /* a map before the capture (entry and return are two functions) */
 	if (!c->ts) {
+#ifdef ZT_OFFCPU
+		zt_offcpu_return(k.tid, 0);
+#endif
 		calls.delete(&k);
 		return 0;
 	}
@@ -1133,6 +1212,9 @@ int zt_access_return(struct pt_regs *ctx)
 	e->duration_ns = bpf_ktime_get_ns() - c->ts;
 	e->size = 0;
 	e->ret = (s32)c->size;  /* the map mode */
+#ifdef ZT_OFFCPU
+	e->aux = zt_offcpu_return(k.tid, c->off0);
+#endif
 	zt_end(zc, e);
 	zt_call_done(&k, c);
 	return 0;
@@ -1320,11 +1402,14 @@ static __always_inline int zt_pc_inner_ret(u8 type)
 	e.handle = c->arg;
 	e.duration_ns = bpf_ktime_get_ns() - c->ts;
 	e.size = c->size;
+#ifdef ZT_OFFCPU
+	e.aux = zt_offcpu_return(k.tid, c->off0);
+#endif
 	calls.delete(&k);
 	u32 z = 0;
 	u64 *s = zt_pc_sink.lookup(&z);
 	if (s)
-		*s += e.duration_ns + e.cpu + e.comm[0] + e.pool + e.handle + e.size;
+		*s += e.duration_ns + e.cpu + e.comm[0] + e.pool + e.handle + e.size + e.aux;
 	return 0;
 }
 

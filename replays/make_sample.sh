@@ -22,6 +22,11 @@ zt vm run -k 6.12 -s zswap -o "$work/g612" -p mb=96 -p memory_max=48M --json >/d
 for k in 6.1 6.12; do
   zt vm run -k $k -s zsstress -o "$work/zs$k" -p level=heavy -p ops=10000 --json >/dev/null
 done
+# the quiet-host spread pair (session 9; bundled from a 12-load boot, one load per boot here):
+# run it with nothing else on the host
+for k in 6.1 6.12; do
+  zt vm run -k $k -s zsstress -o "$work/zsspread$k" -p level=spread -p ops=10000 --json >/dev/null
+done
 
 # Host: configure zram0 under the shared zram lock, capture, then reset the device.
 exec 9>/tmp/ztrace-zram0.lock
@@ -47,14 +52,16 @@ for d in g61 g612; do
   cp -r "$work/$d/counters" "$work/$d/doctor.json" "$out/$name.kernel/" 2>/dev/null || true
 done
 for k in 6.1 6.12; do
-  name=guest-$k-zsstress
-  cp -r "$work/zs$k/trace" "$out/$name"
+ for pair in "zs$k:guest-$k-zsstress" "zsspread$k:guest-$k-zsstress-spread"; do
+  d=${pair%%:*} name=${pair#*:}
+  cp -r "$work/$d/trace" "$out/$name"
   mkdir -p "$out/$name.kernel"
-  cp -r "$work/zs$k/counters" "$work/zs$k/zs_pool_layout.json" "$work/zs$k/zsstress.log" \
-    "$work/zs$k/zsstress.args" "$out/$name.kernel/"
+  cp -r "$work/$d/counters" "$work/$d/zs_pool_layout.json" "$work/$d/zsstress.log" \
+    "$work/$d/zsstress.args" "$out/$name.kernel/"
   .venv/bin/python -c "import json, sys; from ztrace.vm.contention import summarize_trace; \
 print(json.dumps(summarize_trace(sys.argv[1], sys.argv[1] + '.kernel'), indent=1, sort_keys=True))" \
     "$out/$name" > "$out/$name.kernel/contention.json"
+ done
 done
 mkdir -p "$out/host-6.18-locks.kernel"
 cp "$work/host/workload.json" "$work/host/mm_stat" "$out/host-6.18-locks.kernel/"

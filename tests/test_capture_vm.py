@@ -5,7 +5,8 @@ Boots each guest under qemu (``ztrace vm run``), runs the ``zram`` scenario with
 tracepoints with stacks), and checks on the host: the batched emit path lost nothing and
 matches the kernel's counters, the per-CPU flush timer attached (batches of 64), and
 ``ztrace report`` on the guest's trace agrees with its raw lock rows (naming class locks
-``class[i]`` from the sizes where the kernel has per-class locks).
+``class[i]`` from the sizes where the kernel has per-class locks), and every allocator call
+carries its switched-out time (``offcpu_ns``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def test_guest_capture_is_batched_complete_and_reportable(guest: Path) -> None:
     assert pc.sum(pc.equal(events, "zs_free")).as_py() == PAGES
     sizes = trace.table.filter(pc.equal(events, "zs_malloc")).column("size_bytes")
     assert pc.min(sizes).as_py() > 0  # kprobes see the object size
+    # each call's switched-out time (sched:sched_switch, session 9): on every zs_malloc and
+    # zs_free row, a part of its duration (0 where the thread stayed on its CPU)
+    calls = trace.table.filter(pc.is_in(events, pa.array(["zs_malloc", "zs_free"])))
+    off = calls.column("offcpu_ns")
+    assert off.null_count == 0
+    off_ns = off.to_numpy().astype(np.int64)
+    dur_ns = calls.column("duration_ns").to_numpy().astype(np.int64)
+    assert (off_ns <= dur_ns).all()
+    print(json.dumps({"offcpu_calls": int((off_ns > 0).sum()), "offcpu_ns": int(off_ns.sum())}))
     locks = trace.table.filter(pc.equal(events, "lock_contention"))
     rep = build_measured_report(load_measured(guest / "trace"))
     assert rep["totals"]["contended"] == locks.num_rows

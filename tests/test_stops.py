@@ -102,6 +102,63 @@ def test_witnesses_bound_a_hold_by_what_took_the_same_lock_meanwhile(tmp_path: P
     assert (got["contended"], got["wait_ns_total"]) == (1, 500)
 
 
+def test_time_switched_out_inside_a_call_is_no_hold(tmp_path: Path) -> None:
+    # CPU0's zs_malloc spans 0..10,100 (grows: lookup 0..20, relocked 20..end); CPU1's
+    # arrives at 50 and waits for it. The capture says CPU0's thread was switched out for
+    # 10,000 ns of its call (offcpu_ns): no spinlock holder is ever switched out, so the hold
+    # is the 100 ns on a CPU and CPU1 waits 100 - 50 = 50, not 10,100 - 50 = 10,050. One
+    # thread id, so that no witness bounds the hold (test above).
+    cols = dict(
+        ts_ns=[0, 50],
+        event=["zs_malloc", "zs_malloc"],
+        cpu=[0, 1],
+        tid=[1, 1],
+        size_bytes=[100, 100],
+        handle=[1, 2],
+        duration_ns=[10_100, 150],
+    )
+    got = _pool(_trace(tmp_path, "off", K61, offcpu_ns=[10_000, 0], **cols))
+    assert (got["contended"], got["wait_ns_total"]) == (1, 50)
+    # a capture without the column (before session 9), or a row with none: the whole call
+    got = _pool(_trace(tmp_path, "none", K61, **cols))
+    assert (got["contended"], got["wait_ns_total"]) == (1, 10_050)
+    got = _pool(_trace(tmp_path, "null", K61, offcpu_ns=[None, 0], **cols))
+    assert (got["contended"], got["wait_ns_total"]) == (1, 10_050)
+    # the time taken out is said with the results
+    prov = replay(tmp_path / "off", locks=["pool"], cost_model=BARE).cost_provenance
+    assert prov["not_held_time"].startswith("10000 ns taken out of the durations: the time")
+
+
+def _waiting_malloc(tmp_path: Path, name: str, waiter_tid: int) -> Path:
+    # CPU0's zs_malloc spans 0..1,100; a thread waited 1,000 ns for the pool lock at 10..1,010
+    # (a spin_slowpath row, and the tracepoint's row of the same wait, 900 of it); CPU1's
+    # zs_malloc arrives at 50 on the pool lock. All one thread id but the waiter's.
+    return _trace(
+        tmp_path,
+        name,
+        K61,
+        ts_ns=[0, 10, 10, 50],
+        event=["zs_malloc", "spin_slowpath", "lock_contention", "zs_malloc"],
+        cpu=[0, 0, 0, 1],
+        tid=[1, waiter_tid, waiter_tid, 1],
+        size_bytes=[100, 0, 0, 100],
+        handle=[1, 0, 0, 2],
+        duration_ns=[1_100, 1_000, 900, 150],
+        wait_ns=[None, 1_000, 900, None],
+    )
+
+
+def test_a_measured_wait_inside_a_call_is_not_held_again(tmp_path: Path) -> None:
+    # The wait was CPU0's own thread's, inside its call: the replay simulates waits itself,
+    # so CPU0 holds 1,100 - 1,000 = 100 (the larger of the two measured sums taken out, never
+    # both) and CPU1 waits 50, not 1,050.
+    got = _pool(_waiting_malloc(tmp_path, "own", 1))
+    assert (got["contended"], got["wait_ns_total"]) == (1, 50)
+    # another thread's wait (tid 7) is not this call's: the whole 1,100 is held
+    got = _pool(_waiting_malloc(tmp_path, "other", 7))
+    assert (got["contended"], got["wait_ns_total"]) == (1, 1_050)
+
+
 def test_a_malloc_takes_its_handle_when_it_returns(tmp_path: Path) -> None:
     # CPU0's zs_malloc enters at 0 and returns handle 7 at 5000. Meanwhile CPU1 got handle 7
     # (1000) and freed it (2000): the slab then handed 7 to CPU0. By entry time the table

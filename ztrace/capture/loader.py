@@ -201,7 +201,9 @@ def make_plan(
                     "tracepoints carry no pool address"
                 )
         elif name == "zsmalloc":
-            flags.append("-DZT_KPROBE_ZS")
+            # ZT_OFFCPU: each call's switched-out time (sched:sched_switch), which the replay
+            # takes out of the duration before the hold share (issue 10, session 9)
+            flags += ["-DZT_KPROBE_ZS", "-DZT_OFFCPU"]
             plan.kprobes += [
                 ("zs_malloc", "zt_zs_malloc_entry", "zt_zs_malloc_return"),
                 ("zs_free", "zt_zs_free_entry", "zt_zs_free_return"),

@@ -46,7 +46,9 @@ from ztrace.format.events import (
     EV_MALLOC,
     EV_MALLOC_FAIL,
     EV_MIGRATE,
+    EV_READ,
     EV_SPIN,
+    EV_WRITE,
     EV_ZSWAP_INVAL,
     EV_ZSWAP_LOAD,
     EV_ZSWAP_STORE,
@@ -487,8 +489,9 @@ class Capture:
             cpus=opts.cpus,
             cgroup=opts.cgroup,
         )
-        if opts.summary:
+        if opts.summary:  # no records: no off-CPU time to carry either
             self.plan.cflags.append("-DZT_SUMMARY")
+            self.plan.cflags = [f for f in self.plan.cflags if f != "-DZT_OFFCPU"]
         self.summary = CaptureSummary(
             modes=dict(self.plan.modes),
             missing=self.plan.missing,
@@ -512,6 +515,8 @@ class Capture:
         self._meta: TraceMeta | None = None
         if self.plan.modes.get("zsmalloc") == "kprobe":
             self.columns = ["class_idx", *self.columns]  # zs_migrate's class
+            if "-DZT_OFFCPU" in self.plan.cflags:
+                self.columns = [*self.columns, "offcpu_ns"]
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
@@ -963,6 +968,10 @@ class Capture:
             cols["lock_kind"] = pa.DictionaryArray.from_arrays(
                 idx, pa.array(self._lock_kinds, pa.string())
             )
+        if "offcpu_ns" in self.columns:  # ZT_OFFCPU: switched-out time inside the call
+            has_off = (typ == EV_MALLOC) | (typ == EV_MALLOC_FAIL) | (typ == EV_FREE)
+            has_off |= (typ == EV_READ) | (typ == EV_WRITE)
+            cols["offcpu_ns"] = pa.array(ev["aux"], mask=~has_off)
         if "class_idx" in self.columns:  # zt_migrate_entry puts the class in `size`
             ok = is_mig & (ev["size"] < 0x1FF)
             cols["class_idx"] = pa.array(ev["size"].astype(np.int16), mask=~ok)

@@ -104,7 +104,8 @@ def measure(cmd: list[str], rounds: int = 2) -> dict[str, Any]:  # pragma: no co
     from bcc import BPF
 
     d = probes_dir()
-    cflags = [f"-I{d}", "-DZT_KPROBE_ZS", "-DZT_PROBE_COST", "-DZT_RINGBUF_PAGES=8"]
+    # ZT_OFFCPU as the capture has it: the nested pair does the off-CPU bookkeeping too
+    cflags = [f"-I{d}", "-DZT_KPROBE_ZS", "-DZT_OFFCPU", "-DZT_PROBE_COST", "-DZT_RINGBUF_PAGES=8"]
     bpf = BPF(text=(d / PROGRAM).read_bytes(), cflags=cflags)
     hist = bpf.get_table("zt_pc_hist")
     out_rounds: list[dict[str, Any]] = []

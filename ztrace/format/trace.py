@@ -53,6 +53,9 @@ OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
     # allocator
     pa.field("class_idx", pa.int16()),
     pa.field("pool_pages", pa.uint64()),  # pages the kernel reported (oracle checkpoints)
+    # ns the calling thread was switched out inside a measured zs_* call (kprobe captures
+    # since session 9; no lock is held while switched out)
+    pa.field("offcpu_ns", pa.uint64()),
     # lock events (event = lock_contention)
     pa.field("lock_addr", pa.uint64()),
     pa.field("lock_kind", _EVENT_TYPE),  # class | pool | zspage | other

@@ -55,10 +55,13 @@ from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_sizes, impute, reference_sizes
 from ztrace.replay.stops import (
+    NOT_HELD_COLUMNS,
+    NOT_HELD_TEXT,
     STOP_GAP_NS,
     bounded_dur_hist,
     call_rows,
     find_stops,
+    held_durations,
     lock_keys,
     one_pool_lock,
     witness_bound,
@@ -273,6 +276,11 @@ def replay(
         cols.append("class_idx")
     if has_tid:
         cols.append("tid")
+    # (session 9, issue 10) what a capture shows was no hold: switched-out time and the
+    # thread's own lock waits inside each call (ztrace.replay.stops.held_durations)
+    not_held = [c for c in NOT_HELD_COLUMNS if c in names] if pre.measured and has_tid else []
+    cols += [c for c in not_held if c not in cols]
+    not_held_total = 0
     has_ok = "ok" in names  # zs_malloc's outcome, from a return probe
     if has_ok:
         cols.append("ok")
@@ -332,8 +340,13 @@ def replay(
                 else np.zeros(n, np.int64)
             )
             order = handle_order(code, handle.view(np.int64), ts_raw, dur, tid)  # (B, issue 10)
+            held = held_durations(batch, ts_raw, dur, tid) if not_held else None
+            if held is not None:
+                not_held_total += int((dur - held).sum())
             if stops is not None:
                 dur = stops.durations(ts_raw, dur)
+            if held is not None:  # both take out time that is no hold: keep the tighter
+                dur = np.minimum(dur, held)
             if has_tid and pre.measured:  # (B, issue 10: what other threads did meanwhile)
                 calls = call_rows(batch.column("event"))
                 dur, _ = witness_bound(
@@ -372,6 +385,11 @@ def replay(
     for g in groups.values():
         g.finish()
 
+    if not_held_total:
+        provenance["not_held_time"] = (
+            f"{not_held_total} ns taken out of the durations: "
+            + " and ".join(NOT_HELD_TEXT[c] for c in not_held)
+        )
     run_meta = {
         "ztrace.results_version": "1",
         "ztrace.trace": str(trace),

@@ -186,20 +186,24 @@ def _hist(code, dur, hist):
 def bounded_dur_hist(
     path: str | os.PathLike[str], stops: Stops | None, one_pool: bool, table: Any
 ) -> np.ndarray:
-    """Measured durations per ingest event code as the replay holds them: on the warped
-    clock and capped by their witnesses (the hold-time distribution the interval's replicas
-    draw from, replacing ``prescan.Prescan.dur_hist``, so a redraw cannot bring back the
-    stops and the off-CPU time the replay took out)."""
+    """Measured durations per ingest event code as the replay holds them: less switched-out
+    time, on the warped clock and capped by their witnesses (the hold-time distribution the
+    interval's replicas draw from, replacing ``prescan.Prescan.dur_hist``, so a redraw
+    cannot bring back the stops and the off-CPU time the replay took out)."""
     hist = np.zeros((N_EV, HIST_N), dtype=np.int64)
     tr = open_trace(path)
     has_tid = "tid" in tr.schema.names
     cols = ["ts_ns", "duration_ns", "event", "cpu", "size_bytes", "handle"]
     cols += ["tid"] if has_tid else []
+    cols += [c for c in NOT_HELD_COLUMNS if has_tid and c in tr.schema.names]
     for b in tr.iter_batches(columns=cols):
         ts = b.column("ts_ns").to_numpy().astype(np.int64)
         dur = b.column("duration_ns").to_numpy().astype(np.int64)
+        held = held_durations(b, ts, dur, b.column("tid").to_numpy()) if has_tid else None
         if stops is not None:
             ts, dur = stops.warp(ts), stops.durations(ts, dur)
+        if held is not None:  # both take out time that is no hold: keep the tighter
+            dur = np.minimum(dur, held)
         code = event_codes(b.column("event"))
         if has_tid:
             calls = call_rows(b.column("event"))
@@ -373,6 +377,107 @@ def lock_keys(
         ok[ok] &= handle[order[last[ok]]] == handle[order[ok]]
         key[order[ok]] = cls[order[last[ok]]]
     return key
+
+
+#: the optional trace columns :func:`held_durations` reads, where the trace has them, and
+#: what each takes out (said in the results' cost provenance)
+NOT_HELD_COLUMNS = ("offcpu_ns", "wait_ns")
+NOT_HELD_TEXT = {
+    "offcpu_ns": "the time a call's thread was switched out (offcpu_ns; no lock is held then)",
+    "wait_ns": "the thread's own measured lock waits inside its call (the replay simulates them)",
+}
+
+
+def held_durations(
+    batch: pa.RecordBatch, ts: np.ndarray, dur: np.ndarray, tid: np.ndarray
+) -> np.ndarray | None:
+    """Measured durations less what the capture itself shows was no hold (session 9), or
+    ``None`` when the batch has no such column.
+
+    * ``offcpu_ns``: time the calling thread was switched out inside the call (kprobe
+      captures since session 9, ``sched:sched_switch``). A zsmalloc lock holder is never
+      switched out: spin_lock() and read_lock() disable preemption until the unlock, and
+      sleeping under them is a bug (6.1/6.12 mm/zsmalloc.c: zs_malloc, zs_free and
+      zs_map_object take only spinlocks and rwlocks).
+    * the thread's own measured lock waits inside the call (:func:`lock_waits_inside`):
+      the replay simulates a wait itself.
+
+    The hold share (:mod:`ztrace.replay.holds`) is measured on one uncontended thread that
+    is rarely switched out, so it applies to what is left. A measured row stays measured
+    (at least 1 ns); rows without values keep their duration.
+
+    >>> b = pa.record_batch({"event": ["zs_malloc", "zs_free", "zs_free"],
+    ...                      "offcpu_ns": [4000, None, 4000]})
+    >>> held_durations(b, np.array([0, 1, 2]), np.array([5000, 3000, 4000]), np.zeros(3))
+    array([1000, 3000,    1])
+    """
+    names = batch.schema.names
+    taken = None
+    if "offcpu_ns" in names:
+        taken = batch.column("offcpu_ns").fill_null(0).to_numpy(zero_copy_only=False)
+        taken = taken.astype(np.int64)
+    if "wait_ns" in names and batch.column("wait_ns").null_count < batch.num_rows:
+        ev = batch.column("event")
+        w = lock_waits_inside(ev, ts, dur, tid, batch.column("wait_ns"), call_rows(ev))
+        taken = w if taken is None else taken + w
+    if taken is None:
+        return None
+    return np.where(dur > 0, np.maximum(dur - taken, 1), dur)
+
+
+@njit(cache=True)
+def _waits_inside(is_call, kind, ts, dur, tidx, wait, n_tids):
+    out_spin = np.zeros(ts.shape[0], dtype=np.int64)
+    out_tp = np.zeros(ts.shape[0], dtype=np.int64)
+    last = np.full(n_tids, -1, dtype=np.int64)  # the thread's latest call row
+    for j in range(ts.shape[0]):
+        t = tidx[j]
+        if is_call[j]:
+            last[t] = j
+        elif kind[j] > 0:
+            i = last[t]
+            if i >= 0 and dur[i] > 0 and ts[j] + wait[j] <= ts[i] + dur[i]:
+                if kind[j] == 1:
+                    out_spin[i] += wait[j]
+                else:
+                    out_tp[i] += wait[j]
+    return np.maximum(out_spin, out_tp)
+
+
+def lock_waits_inside(
+    event: pa.Array | pa.ChunkedArray,
+    ts: np.ndarray,
+    dur: np.ndarray,
+    tid: np.ndarray,
+    wait_ns: pa.Array | pa.ChunkedArray,
+    is_call: np.ndarray,
+) -> np.ndarray:
+    """Per call row, the measured lock wait of its own thread that lies inside it.
+
+    A contended call's duration contains the time it waited for a lock (the waiter spins in
+    queued_spin_lock_slowpath, 6.1/6.12 kernel/locking/qspinlock.c), and the replay
+    simulates that wait itself: held as part of ``share * duration`` it would be counted
+    twice and lengthen the hold besides. The waits are the capture's ``spin_slowpath``
+    rows (every contended spinlock) and ``lock_contention`` rows (the tracepoint, which also
+    sees rwlock waits); one spinlock wait can show in both, so a call gets the larger of the
+    two sums (never more than was measured). Rows in ts order, one batch; a wait must end
+    inside the call; a call whose wait falls in the next batch keeps it (looser, never
+    tighter).
+
+    >>> ev = pa.array(["zs_malloc", "spin_slowpath", "lock_contention", "zs_free", "spin_slowpath"])
+    >>> lock_waits_inside(ev, np.array([0, 10, 10, 50, 60]), np.array([40, 0, 0, 5, 0]),
+    ...                   np.array([1, 1, 1, 2, 2]), pa.array([None, 20, 25, None, 9]),
+    ...                   np.array([True, False, False, True, False]))
+    array([25,  0,  0,  0,  0])
+    """
+    names = event.cast(pa.string()).to_numpy(zero_copy_only=False)
+    kind = np.where(names == "spin_slowpath", 1, np.where(names == "lock_contention", 2, 0))
+    w = wait_ns.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    kind = np.where(w > 0, kind, 0).astype(np.int64)
+    _, tidx = np.unique(tid, return_inverse=True)
+    tidx = tidx.reshape(-1).astype(np.int64)
+    n_tids = int(tidx.max()) + 1 if len(tidx) else 0
+    return _waits_inside(is_call, kind, ts.astype(np.int64), dur, tidx, w, n_tids)
 
 
 #: the zs_* call rows that can witness (every one takes a zsmalloc lock)

@@ -58,6 +58,11 @@ for k in 6.1 6.12; do
   "$vpy" -m ztrace.vm.contention "$samples/guest-$k-zsstress"
 done
 
+echo >&2
+echo "== ztrace demo: the quiet-host pair (zsstress-spread, switched-out time captured): both designs, both kernels" >&2
+zt check cross-kernel --from "$samples/guest-6.12-zsstress-spread" \
+  --to "$samples/guest-6.1-zsstress-spread" --runs 3
+
 dir=$(cd "$out" && pwd)
 echo >&2
 echo "demo: results in $dir/results, $dir/results-lru and $dir/results-sweep (Parquet), summaries in $dir/summary*.json" >&2
