@@ -79,6 +79,13 @@ def test_parse_duration_rejects_garbage() -> None:
         parse_duration("soon")
 
 
+@pytest.mark.parametrize("text", ["0", "0s", "0.0ms"])
+def test_parse_duration_rejects_zero(text: str) -> None:
+    # both callers (--duration, --interval) need a positive duration: the parser refuses it
+    with pytest.raises(ConfigError, match="`--interval` must be positive"):
+        parse_duration(text, "--interval")
+
+
 def test_pool_id_round_trip() -> None:
     assert pool_id("zram0") == int.from_bytes(b"zram0\0\0\0", "little")
     assert pool_name(pool_id("zram0")) == "zram0"

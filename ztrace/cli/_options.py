@@ -21,10 +21,23 @@ def output_dir_option(
     help: str | None = None, *, required: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``-o/--output DIR`` (not an existing file), passed to the command as ``out``: the
-    trace or results directory that synth, sweep and replay write."""
+    trace or results directory that capture, synth, sweep, replay and check oracle write."""
     return click.option(
         "-o", "--output", "out", required=required, type=click.Path(file_okay=False), help=help
     )
+
+
+def matrix_reps_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--reps N`` (passed as ``reps``): runs of every cell on each kernel of a VM scenario
+    matrix, for ``vm matrix`` and ``check cross-kernel --run``, which both drive
+    ``ztrace.vm.matrix``; 1..100 (runs are numbered rNN)."""
+    return click.option("--reps", default=5, type=click.IntRange(1, 100), help=help)
+
+
+def matrix_cells_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--cell NAME`` (repeatable, passed as ``cells``): a VM scenario matrix's cells by name
+    or scenario prefix (``ztrace.vm.matrix.cells_named``); none given: every cell."""
+    return click.option("--cell", "cells", multiple=True, help=help)
 
 
 #: ``--force`` for commands that write a directory: check_dir_target(out, force=force) then

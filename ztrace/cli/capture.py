@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ztrace.cli._options import output_dir_option
 from ztrace.errors import ConfigError
 
 #: mirrors ztrace.capture.loader.DEFAULT_RINGBUF_PAGES (not imported: the loader pulls in
@@ -26,12 +27,16 @@ Examples:
 
 
 def parse_duration(text: str, option: str = "--duration") -> float:
-    """'30s', '5m', '250ms', '1h' or plain seconds -> seconds."""
+    """'30s', '5m', '250ms', '1h' or plain seconds -> seconds (positive, as every duration
+    option of capture must be)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not m:
         raise ConfigError(f"`{option}` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
     value = float(m.group(1))
-    return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+    secs = value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+    if secs <= 0:
+        raise ConfigError(f"`{option}` must be positive, got {text!r}")
+    return secs
 
 
 def parse_size(text: str, option: str) -> int:
@@ -68,14 +73,7 @@ def parse_cpu_list(text: str) -> list[int]:
     epilog=EXAMPLES,
     context_settings={"ignore_unknown_options": False, "help_option_names": ["-h", "--help"]},
 )
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output directory (part-NNNNN.parquet files).",
-)
+@output_dir_option("Output directory (part-NNNNN.parquet files).")
 @click.option(
     "--duration",
     default=None,
@@ -152,7 +150,7 @@ def parse_cpu_list(text: str) -> list[int]:
 @click.option("--quiet", is_flag=True, help="No start line and no summary footer.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(
-    out: Path,
+    out: str,
     duration: str | None,
     probes: str,
     pool: str | None,
@@ -186,11 +184,7 @@ def command(
     if rotate_mb <= 0:
         raise ConfigError(f"`--rotate-mb` must be positive, got {rotate_mb}")
     secs = parse_duration(duration) if duration else None
-    if secs is not None and secs <= 0:
-        raise ConfigError(f"`--duration` must be positive, got {duration!r}")
     every = parse_duration(interval, "--interval") if interval else None
-    if every is not None and every <= 0:
-        raise ConfigError(f"`--interval` must be positive, got {interval!r}")
     if summary and every is None:
         every = 10.0
     max_bytes = parse_size(max_size, "--max-size") if max_size is not None else None
@@ -208,7 +202,7 @@ def command(
 
     result = capture(
         CaptureOptions(
-            out=out,
+            out=Path(out),
             probes=names,
             duration_s=secs,
             pool=pool,

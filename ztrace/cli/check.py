@@ -10,7 +10,12 @@ import json
 
 import click
 
-from ztrace.cli._options import force_option
+from ztrace.cli._options import (
+    force_option,
+    matrix_cells_option,
+    matrix_reps_option,
+    output_dir_option,
+)
 from ztrace.errors import ConfigError
 
 
@@ -46,14 +51,7 @@ def command() -> None:
 )
 @click.option("--device", default="/dev/zram0")
 @click.option("--comp", "comp", default="lzo-rle", help="zram compression algorithm.")
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    default=None,
-    metavar="TRACE_DIR",
-    help="Write the oracle trace (format v1, source=oracle) here.",
-)
+@output_dir_option("Write the oracle trace (format v1, source=oracle) here.", required=False)
 @force_option
 @click.option(
     "--order",
@@ -227,21 +225,14 @@ Examples:
     type=click.Path(path_type=str, file_okay=False),
     help="A `ztrace vm matrix` directory: every run replayed, median ratios over the runs.",
 )
-@click.option(
-    "--cell", "cells", multiple=True, help="With --matrix: only these cells (default: all)."
-)
+@matrix_cells_option("With --matrix: only these cells (default: all).")
 @click.option(
     "--run",
     "drive",
     is_flag=True,
     help="With --matrix: first run (or resume) the VM matrix into it (ztrace vm matrix).",
 )
-@click.option(
-    "--reps",
-    default=5,
-    type=click.IntRange(1, 100),
-    help="With --run: runs per cell and kernel, interleaved ABAB.",
-)
+@matrix_reps_option("With --run: runs per cell and kernel, interleaved ABAB.")
 @click.option(
     "--runs",
     default=None,

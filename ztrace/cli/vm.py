@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from ztrace.cli._options import matrix_cells_option, matrix_reps_option
+
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -107,13 +109,8 @@ def run_cmd(
 
 @command.command("matrix")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True)
-@click.option("--reps", type=int, default=5, help="Runs per cell and kernel.")
-@click.option(
-    "--cell",
-    "cells",
-    multiple=True,
-    help="Cell name or scenario prefix (default: all; see ztrace/vm/matrix.py CELLS).",
-)
+@matrix_reps_option("Runs per cell and kernel.")
+@matrix_cells_option("Cell name or scenario prefix (default: all; see ztrace/vm/matrix.py CELLS).")
 @click.option("--timeout", type=float, default=900.0)
 @click.option(
     "--loads-per-boot",
@@ -150,8 +147,6 @@ def matrix_cmd(
         summarize_matrix,
     )
 
-    if reps < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--reps")
     chosen = cells_named(list(cells))
     if not summary_only and loads_per_boot:
         run_boots(
