@@ -21,9 +21,16 @@ def output_dir_option(
     help: str | None = None, *, required: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``-o/--output DIR`` (not an existing file), passed to the command as ``out``: the
-    trace or results directory that capture, synth, sweep, replay and check oracle write."""
+    trace or results directory that capture, synth, sweep, replay and check oracle write.
+    ``--out`` stays accepted: capture and check oracle spelled it so before session 9."""
     return click.option(
-        "-o", "--output", "out", required=required, type=click.Path(file_okay=False), help=help
+        "-o",
+        "--output",
+        "--out",
+        "out",
+        required=required,
+        type=click.Path(file_okay=False),
+        help=help,
     )
 
 
