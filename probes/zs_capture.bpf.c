@@ -50,6 +50,13 @@
 
 BPF_RINGBUF_OUTPUT(events, ZT_RINGBUF_PAGES);
 /*
+ * `events` as a map pointer, for the helper BCC 0.26 has no method for (bpf_ringbuf_query:
+ * `&events` stays a null pointer). BCC numbers a program's maps in declaration order,
+ * bpf_pseudo_fd(1, -k) for the k-th, and `events` must stay the first declared. A wrong
+ * number cannot pass silently: the verifier refuses bpf_ringbuf_query on any other map.
+ */
+#define ZT_EVENTS_MAP ((void *)bpf_pseudo_fd(1, -1))
+/*
  * Never wake the consumer: it polls on a timer. With the default (adaptive) wakeup, every
  * record written into an empty ring wakes the reader, and a reader that keeps up keeps the
  * ring empty -- one wakeup and two context switches per event, which tripled the cost of a
@@ -69,6 +76,31 @@ static __always_inline void zt_drop_n(int slot, u64 n)
 static __always_inline void zt_drop(int slot)
 {
 	zt_drop_n(slot, 1);
+}
+
+/* No room for a record of `sz` bytes (8 more: the kernel's record header). */
+static __always_inline int zt_ring_full(u64 sz)
+{
+	return bpf_ringbuf_query(ZT_EVENTS_MAP, BPF_RB_AVAIL_DATA) + sz + 8 >
+	       bpf_ringbuf_query(ZT_EVENTS_MAP, BPF_RB_RING_SIZE);
+}
+
+/*
+ * One ring write of `sz` bytes holding `n` events, counted as lost if it fails, and why: no
+ * room (ringbuf_full: the consumer is behind), or refused with room left (ring_refused). The
+ * kernel refuses when producer_pos - consumer_pos, as it reads them, leaves no room
+ * (kernel/bpf/ringbuf.c __bpf_ringbuf_reserve), and from 6.15 also when the ring's lock, an
+ * rqspinlock there, gives up. Telling the two apart found a reader bug: the consumer wrote
+ * its position non-atomically (ztrace/capture/events.py RingReader), the kernel read 0 for an
+ * instant and refused a batch with the ring 11 of 256 MiB full (6.18 host, about one
+ * 4-writer zram run of five lost 64 events).
+ */
+static __always_inline long zt_ring_write(void *data, u64 sz, u64 n)
+{
+	long err = events.ringbuf_output(data, sz, ZT_SUBMIT_FLAGS);
+	if (err)
+		zt_drop_n(zt_ring_full(sz) ? ZT_DROP_RINGBUF : ZT_DROP_RING_REFUSED, n);
+	return err;
 }
 
 #ifdef ZT_CGROUP
@@ -306,8 +338,7 @@ static __always_inline void zt_flush(struct zt_batch *b)
 		return;
 	u64 sz = sizeof(struct zs_batch_hdr) + (u64)n * sizeof(struct zs_event);
 	u32 *mark = zt_ring_enter();
-	if (events.ringbuf_output(b, sz, ZT_SUBMIT_FLAGS))
-		zt_drop_n(ZT_DROP_RINGBUF, n);
+	zt_ring_write(b, sz, n);
 	zt_ring_exit(mark);
 	b->h.n = 0;
 }
@@ -317,8 +348,9 @@ static __always_inline void zt_emit_single(struct zs_event *e)
 	u32 *mark = zt_ring_enter();
 	struct zt_single *s = events.ringbuf_reserve(sizeof(struct zt_single));
 	zt_ring_exit(mark);
-	if (!s) {
-		zt_drop(ZT_DROP_RINGBUF);
+	if (!s) {  /* see zt_ring_write */
+		zt_drop(zt_ring_full(sizeof(struct zt_single)) ? ZT_DROP_RINGBUF
+							       : ZT_DROP_RING_REFUSED);
 		return;
 	}
 	s->h.n = 1;

@@ -57,7 +57,7 @@ struct zs_batch_hdr {
 };                          /* 16 bytes */
 
 /* slots of the per-CPU `drops` array: why a record did not reach user space */
-#define ZT_DROP_RINGBUF     0   /* ring buffer full (reserve failed) */
+#define ZT_DROP_RINGBUF     0   /* ring buffer full (write refused, no room left) */
 #define ZT_DROP_INFLIGHT    1   /* entry map full: a begin/entry had no room for its state */
 #define ZT_DROP_NO_BEGIN    2   /* end/return without a recorded begin/entry (started mid-call) */
 #define ZT_DROP_AGG         3   /* --summary: aggregate map full, event not counted */
@@ -68,7 +68,9 @@ struct zs_batch_hdr {
 				 * filter can have dropped it: the entry program did not run */
 #define ZT_DROP_OWN_RING    6   /* not lost: a spinlock slowpath entered inside our own ring
 				 * write (its lock), left alone (zs_capture.bpf.c: zt_ring_enter) */
-#define ZT_DROP_SLOTS       7
+#define ZT_DROP_RING_REFUSED 7  /* ring write refused with room left: lost (6.15+: its lock
+				 * gave up; zs_capture.bpf.c: zt_ring_write) */
+#define ZT_DROP_SLOTS       8
 
 /* --summary (ZT_SUMMARY): in-kernel aggregates instead of the event stream */
 #define ZT_HIST_BUCKETS     40  /* log2 buckets: b holds [2^b, 2^(b+1)) ns; 0 also holds 0 */

@@ -8,7 +8,6 @@ with vectorised numpy.
 from __future__ import annotations
 
 import mmap
-import struct
 
 import numpy as np
 
@@ -43,6 +42,7 @@ DROP_SLOTS = (
     "return_missed",
     "entry_missed",
     "spin_own_ring",
+    "ring_refused",
 )
 
 # The kernel's ring buffer: each record is an 8-byte header (u32 len | BUSY | DISCARD,
@@ -98,19 +98,27 @@ class RingReader:
             offset=self._page,
         )
         self._view = memoryview(self._data)
+        # The two positions, each as one aligned u64 that numpy loads and stores with one
+        # 8-byte move (libbpf: smp_load_acquire / smp_store_release; on x86 plain moves are
+        # both). Never struct.pack_into: CPython zero-fills the target before writing it
+        # (_struct.c s_pack_internal), so the kernel could read consumer_pos == 0, find the
+        # ring "full" and refuse a batch (6.18 host: 64 events in about one 4-writer run of
+        # four, with the ring at most 13 of 256 MiB full; bpf_ringbuf_query at the refusal
+        # read AVAIL_DATA == producer_pos). struct.unpack_from reads byte by byte (_struct.c
+        # lu_ulonglong), which may tear a producer_pos the kernel is moving.
+        self._cons_pos = np.ndarray((1,), np.uint64, buffer=self._cons)
+        self._prod_pos = np.ndarray((1,), np.uint64, buffer=self._data)
         self._words = self._view.cast("I")
         self.records = 0
         self.bytes = 0
 
     def pending_bytes(self) -> int:
-        (cons,) = struct.unpack_from("<Q", self._cons, 0)
-        (prod,) = struct.unpack_from("<Q", self._data, 0)
+        cons, prod = int(self._cons_pos[0]), int(self._prod_pos[0])
         return prod - cons
 
     def read(self, max_events: int = 1 << 20) -> np.ndarray:
         """Committed events not yet consumed (about ``max_events`` at most), as ``EVENT_DTYPE``."""
-        (cons,) = struct.unpack_from("<Q", self._cons, 0)
-        (prod,) = struct.unpack_from("<Q", self._data, 0)
+        cons, prod = int(self._cons_pos[0]), int(self._prod_pos[0])
         if prod <= cons:
             return np.empty(0, EVENT_DTYPE)
         page, mask = self._page, self._mask
@@ -166,7 +174,7 @@ class RingReader:
         else:
             out = np.empty(0, EVENT_DTYPE)
         # release the space to the kernel (libbpf: smp_store_release(consumer_pos))
-        struct.pack_into("<Q", self._cons, 0, pos)
+        self._cons_pos[0] = pos
         self.records += nrec
         self.bytes += pos - cons
         return out
@@ -194,6 +202,7 @@ class RingReader:
         return np.ascontiguousarray(body).view(EVENT_DTYPE).reshape(-1)
 
     def close(self) -> None:
+        del self._cons_pos, self._prod_pos  # exports of the maps: close() refuses otherwise
         self._words.release()
         self._view.release()
         self._cons.close()

@@ -151,6 +151,7 @@ class CaptureSummary:
         lines.append(
             f"lost: {bad}, total: {self.events + bad} "
             f"(ringbuf_full {g('ringbuf_full', 0)}, "
+            f"ring_refused {g('ring_refused', 0)}, "
             f"inflight_full {g('inflight_full', 0)}, "
             f"probe_missed {g('probe_missed', 0)}, "
             f"late_for_reorder {self.late_dropped}; "
@@ -179,7 +180,7 @@ class CaptureSummary:
 def lost_total(lost: dict[str, int]) -> int:
     """Events lost, from :meth:`Capture.lost_counts`: the ring and map drops, and
     ``probe_missed`` (kprobe pairs whose runs the kernel skipped)."""
-    keys = ("ringbuf_full", "inflight_full", "summary_map_full", "probe_missed")
+    keys = ("ringbuf_full", "ring_refused", "inflight_full", "summary_map_full", "probe_missed")
     return sum(lost.get(k, 0) for k in keys)
 
 
