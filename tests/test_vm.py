@@ -474,9 +474,37 @@ def test_cross_kernel_matrix_medians_over_runs(
         assert per[1]["measured"] < per[0]["measured"]
         assert p["kind"] == ("same kernel" if tk == gk else "cross kernel")
         assert ("direction_right" in p) == (tk != gk)
+    # wait per contention, same kernel: the replay's and the run's own, raw and less floor
+    waits = {w["kernel"]: w for w in out["wait_per_contention"]}
+    assert set(waits) == {"6.1", "6.12"}
+    for k, w in waits.items():
+        same = {
+            m: got[(p["trace_kernel"][:4], p["target_kernel"][:4], m)]
+            for p in out["pairs"]
+            if p["kind"] == "same kernel" and p["trace_kernel"].startswith(k + ".")
+            for m in ("contended", "wait_ns_total")
+        }
+        for row in w["per_run"]:
+            pr = {m: next(r for r in same[m]["per_run"] if r["rep"] == row["rep"]) for m in same}
+            assert row["predicted_ns"] == pytest.approx(
+                pr["wait_ns_total"]["predicted"] / pr["contended"]["predicted"]
+            )
+            assert row["measured_ns"] == pytest.approx(
+                pr["wait_ns_total"]["measured"] / pr["contended"]["measured"]
+            )
+            run = root / "zsstress-heavy" / k / f"r{row['rep']:02d}"
+            s = summarize(run)
+            assert row["probe_floor_ns"] == s["probe_floor_ns"] > 0
+            assert row["measured_less_floor_ns"] == pytest.approx(
+                s["zsmalloc"]["wait_ns_less_probe_floor"] / s["zsmalloc"]["contended"]
+            )
+            assert row["measured_less_floor_ns"] < row["measured_ns"]
+        assert w["ratio_less_floor"] > w["ratio"]
     main(["validate", "cross-kernel", "--matrix", str(root), "--markdown"])
     table = capsys.readouterr().out
     assert "| zsstress-heavy | contended |" in table and "n=2" in table
+    for row in ("| zsstress-heavy | 6.1 (`pool`) |", "| zsstress-heavy | 6.12 (`class`) |"):
+        assert row in table
 
 
 def test_pool_layout_from_btf_dump() -> None:
@@ -589,6 +617,46 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
     path = write_sidecar(tmp_path)
     assert path == tmp_path / "trace.kernel" / "contention.json"
     assert json.loads(path.read_text())["zsmalloc"]["contended"] == 4
+    # 8 slowpath rows are too few for a probe floor
+    assert s["probe_floor_ns"] is None and zs["wait_ns_less_probe_floor"] is None
+
+
+def test_probe_floor_comes_off_slowpath_waits_only(tmp_path: Path) -> None:
+    """The slowpath probe's floor (1st percentile of the run's slowpath rows) comes off each
+    zsmalloc slowpath wait, never below 0, and not off tracepoint rows."""
+    from ztrace.format import TraceMeta, make_events, write_trace
+    from ztrace.vm.contention import PROBE_FLOOR_MIN_ROWS, summarize
+
+    # event, wait, stack: two zs_malloc waits on pool->lock (5000, and 1000 below the floor),
+    # an rwlock:R tracepoint row (40), and 150 slowpath rows of another lock at 1500 each
+    rows = [("spin_slowpath", 5000, 1), ("spin_slowpath", 1000, 1), ("lock_contention", 40, 4)]
+    rows += [("spin_slowpath", 1500, 5)] * 150
+    assert sum(r[0] == "spin_slowpath" for r in rows) >= PROBE_FLOOR_MIN_ROWS
+    n = len(rows)
+    t = make_events(
+        ts_ns=list(range(n)),
+        event=[r[0] for r in rows],
+        lock_addr=[0x1234 if r[2] == 4 else 0x5678 for r in rows],
+        lock_kind=["pool" if r[2] in (1, 4) else "other" for r in rows],
+        wait_ns=[r[1] for r in rows],
+        lock_flags=[3 if r[2] == 4 else 1 for r in rows],
+        stack_id=[r[2] for r in rows],
+    )
+    write_trace(tmp_path / "trace", t, TraceMeta(kernel_release="6.1.0-57-amd64", source="capture"))
+    (tmp_path / "trace" / "stacks.json").write_text(
+        json.dumps(
+            {
+                "1": ["native_queued_spin_lock_slowpath", "_raw_spin_lock", "zs_malloc"],
+                "4": ["queued_read_lock_slowpath", "zs_free"],
+                "5": ["native_queued_spin_lock_slowpath", "try_to_wake_up"],
+            }
+        )
+    )
+    s = summarize(tmp_path)
+    assert s["probe_floor_ns"] == 1500
+    zs = s["zsmalloc"]
+    assert zs["contended"] == 3 and zs["wait_ns_total"] == 5000 + 1000 + 40
+    assert zs["wait_ns_less_probe_floor"] == (5000 - 1500) + 0 + 40
 
 
 def test_unknown_kernel_and_scenario_are_one_line_errors(tmp_path: Path) -> None:

@@ -50,6 +50,10 @@ class Run:
     release: str
     measured: dict[str, float]
     lost_events: int
+    #: the slowpath probe's own share of each measured wait, and the zsmalloc wait less it
+    #: (ztrace/vm/contention.py probe_floor); None without enough slowpath rows
+    probe_floor_ns: int | None = None
+    wait_less_floor_ns: int | None = None
 
 
 def find_runs(root: str | Path, cells: Sequence[str] | None = None) -> list[Run]:
@@ -79,6 +83,8 @@ def find_runs(root: str | Path, cells: Sequence[str] | None = None) -> list[Run]
                 release=release,
                 measured={m: float(z.get(m, 0)) for m in METRICS},
                 lost_events=int(c.get("lost_events", 0)),
+                probe_floor_ns=c.get("probe_floor_ns"),
+                wait_less_floor_ns=z.get("wait_ns_less_probe_floor"),
             )
         )
     if not runs:
@@ -169,11 +175,75 @@ def matrix_pairs(
                         _pair(cell, metric, a, b, reps, design[src], design[tgt], pred)
                         | {"trace_kernel": release[src], "target_kernel": release[tgt]}
                     )
+    waits = [
+        w
+        for cell in sorted({r.cell for r in runs})
+        for k in kernels
+        if (w := _wait_per_contention(cell, k, by.get((cell, k), {}), design[k], pred))
+    ]
     lost = sum(r.lost_events for r in runs)
     notes.append(
         f"{len(runs)} runs under {root}; {lost} events lost in all (see each run's footer)"
     )
-    return {"pairs": pairs, "notes": notes, "replicas": replicas, "targets": TARGETS}
+    return {
+        "pairs": pairs,
+        "wait_per_contention": waits,
+        "notes": notes,
+        "replicas": replicas,
+        "targets": TARGETS,
+    }
+
+
+def _wait_per_contention(
+    cell: str, kernel: str, a: dict[int, Run], d: str, pred: dict[Path, dict[str, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """Same kernel, one cell: the replay's wait per contended acquisition against the
+    measured one, raw and less the slowpath probe's floor (a diagnosis, not a target: it
+    separates "each wait is too short" from "too many contentions"). Runs where either side
+    has no contention, or the run has no floor, are left out."""
+    rows = []
+    for i, r in sorted(a.items()):
+        p = pred[r.trace][d]
+        pc, pw = p["contended"]["value"], p["wait_ns_total"]["value"]
+        mc = r.measured["contended"]
+        if not (pc and mc) or r.wait_less_floor_ns is None or r.probe_floor_ns is None:
+            continue
+        rows.append(
+            {
+                "rep": i,
+                "predicted_ns": pw / pc,
+                "measured_ns": r.measured["wait_ns_total"] / mc,
+                "measured_less_floor_ns": r.wait_less_floor_ns / mc,
+                "probe_floor_ns": r.probe_floor_ns,
+            }
+        )
+    if not rows:
+        return None
+
+    def med(key: str) -> float:
+        return float(statistics.median(x[key] for x in rows))
+
+    def ratio(key: str) -> tuple[float | None, list[float] | None]:
+        rs = [x["predicted_ns"] / x[key] for x in rows if x[key]]
+        return (statistics.median(rs) if rs else None), _spread(rs)
+
+    raw, raw_spread = ratio("measured_ns")
+    less, less_spread = ratio("measured_less_floor_ns")
+    return {
+        "scenario": cell,
+        "kernel": kernel,
+        "design": d,
+        "runs": len(rows),
+        "predicted_ns": med("predicted_ns"),
+        "measured_ns": med("measured_ns"),
+        "measured_less_floor_ns": med("measured_less_floor_ns"),
+        "probe_floor_ns": med("probe_floor_ns"),
+        "ratio": raw,
+        "ratio_interval": raw_spread,
+        "ratio_less_floor": less,
+        "ratio_less_floor_interval": less_spread,
+        "per_run": rows,
+    }
 
 
 def _pair(
@@ -292,4 +362,31 @@ def markdown(res: dict[str, Any]) -> str:
             ]
             name = "total wait" if metric == "wait_ns_total" else "contended"
             rows.append(f"| {cell} | {name} | " + " | ".join(texts) + " |")
+    waits = res.get("wait_per_contention") or []
+    if waits:
+        rows += [
+            "",
+            "Wait per contended acquisition, same kernel (µs; medians over runs; ratio = "
+            "replay ÷ measured, median [min–max] of the per-run ratios). *Less floor*: each "
+            "slowpath row less the run's probe floor (1st percentile of its slowpath rows).",
+            "",
+            "| cell | kernel (design) | replay | measured | measured less floor (floor) "
+            "| ratio | ratio less floor |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for w in waits:
+            rows.append(
+                f"| {w['scenario']} | {_short(w['kernel'])} (`{w['design']}`) "
+                f"| {w['predicted_ns'] / 1e3:.2f} | {w['measured_ns'] / 1e3:.2f} "
+                f"| {w['measured_less_floor_ns'] / 1e3:.2f} ({w['probe_floor_ns'] / 1e3:.2f}) "
+                f"| {_ratio_text(w['ratio'], w['ratio_interval'])} "
+                f"| {_ratio_text(w['ratio_less_floor'], w['ratio_less_floor_interval'])} "
+                f"n={w['runs']} |"
+            )
     return "\n".join(rows)
+
+
+def _ratio_text(r: float | None, spread: list[float] | None) -> str:
+    if r is None or spread is None:
+        return "—"
+    return f"{_ratio(r)} [{_ratio(spread[0])}–{_ratio(spread[1])}]"
