@@ -331,6 +331,9 @@ def test_parse_cpu_list() -> None:
         (["--max-files", "0"], "--max-files"),
         (["--cpu", "9999"], "--cpu"),
         (["--interval", "soon"], "--interval"),
+        (["--rotate-seconds", "0"], "--rotate-seconds"),
+        (["--rotate-seconds", "-5"], "--rotate-seconds"),
+        (["--rotate-mb", "0"], "--rotate-mb"),
         (["--cgroup", "/nonexistent"], "--cgroup"),
     ],
 )

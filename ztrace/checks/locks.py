@@ -57,6 +57,9 @@ class Measured:
     wait_ns: int
     by_caller: dict[str, int]
     other_contended: int
+    #: the nonzero loss counters by cause (ringbuf_full, ring_refused, late_for_reorder, ...):
+    #: a run that lost events says why (stop 20's CI failure said only "68352")
+    lost_by: dict[str, int]
     ops: pa.Table = field(repr=False)
     meta: TraceMeta = field(repr=False)
 
@@ -171,6 +174,14 @@ def measure(
         wait_ns=int(wait[is_class].sum()),
         by_caller=by_caller,
         other_contended=int((is_lock & ~is_class).sum()),
+        lost_by={
+            k: int(v)
+            for k, v in {
+                **cap.summary.lost,
+                "late_for_reorder": cap.summary.late_dropped,
+            }.items()
+            if v
+        },
         ops=ops,
         meta=trace.meta,
     )

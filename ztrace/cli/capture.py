@@ -101,8 +101,7 @@ def parse_cpu_list(text: str) -> list[int]:
 @click.option(
     "--rotate-seconds",
     default=None,
-    type=float,
-    help="Also start a new part file after this many seconds.",
+    help="Also start a new part file after this long (seconds, or 30s, 5m).",
 )
 @click.option(
     "--max-size",
@@ -156,7 +155,7 @@ def command(
     pool: str | None,
     ringbuf_pages: int,
     rotate_mb: float,
-    rotate_seconds: float | None,
+    rotate_seconds: str | None,
     max_size: str | None,
     max_files: int | None,
     cpu_list: str | None,
@@ -184,6 +183,10 @@ def command(
     if rotate_mb <= 0:
         raise ConfigError(f"`--rotate-mb` must be positive, got {rotate_mb}")
     secs = parse_duration(duration) if duration else None
+    # 0 used to mean "never" and a negative value a new part at every check: both refused
+    rotate_s = (
+        parse_duration(rotate_seconds, "--rotate-seconds") if rotate_seconds is not None else None
+    )
     every = parse_duration(interval, "--interval") if interval else None
     if summary and every is None:
         every = 10.0
@@ -208,7 +211,7 @@ def command(
             pool=pool,
             ringbuf_pages=ringbuf_pages,
             rotate_mb=rotate_mb,
-            rotate_s=rotate_seconds,
+            rotate_s=rotate_s,
             anonymize=anonymize,
             command=list(command) or None,
             target_tgid=target_tgid,
