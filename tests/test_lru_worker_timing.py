@@ -67,6 +67,30 @@ def test_queued_while_running_runs_again_when_it_returns():
     assert (c["worker_runs"], c["worker_requeued"]) == (2, 1)
 
 
+def test_a_run_that_only_rotates_holds_the_worker_for_one_walk():
+    # 2nd chance, pool=bytes, limit 2 pages (full iff >= 2), thr 1 page; delay 5, step 100,
+    # walk 3. S1-S17 (0-160): 17 x 256 B = 4352 B, 2 pages (S17's check saw 1 page).
+    # S18 (170): full → reject, queued, starts at 175; at 178 (one walk) it rotates 1-16
+    # (referenced): 16 failures, it gives up and returns at 178. S19 (180): reject, queued
+    # while idle: starts at 185; at 188 it rotates 17, writes 1 back: 4096 B = 1 page ≤ thr,
+    # it returns. S20 (200): 1 page ≤ thr → reached_full cleared, stored.
+    rows = [(10 * i, S, i + 1, 256) for i in range(17)]
+    rows += [(170, S, 18, 256), (180, S, 19, 256), (200, S, 20, 256)]
+    w = from_arrays(*(list(c) for c in zip(*rows, strict=True)))
+    w.worker_timing = WorkerTiming(np.array([5]), np.array([100]), np.array([3]))
+    r = run_design(w, "entry-lru-2nd-chance", 2, "pool=bytes")
+    s, c = r.summary, r.counters
+    assert (s["stores"], s["rejects"], s["writebacks"]) == (18, 2, 1)
+    assert (c["worker_runs"], c["worker_requeued"], c["shrink_rotations"]) == (2, 0, 17)
+    # without a measured walk the first outcome is one writeback step (100) after the start:
+    # the first run holds the worker until 275, S19 finds it running (requeued), S20 is
+    # rejected too, and nothing is written back before the trace ends
+    w.worker_timing = WorkerTiming(np.array([5]), np.array([100]))
+    r = run_design(w, "entry-lru-2nd-chance", 2, "pool=bytes")
+    assert (r.summary["stores"], r.summary["rejects"], r.summary["writebacks"]) == (17, 3, 0)
+    assert (r.counters["worker_runs"], r.counters["worker_requeued"]) == (1, 1)
+
+
 def test_eexist_puts_a_loaded_entry_back_and_counts_toward_the_retries():
     # entry-lru with non-exclusive loads (6.5-6.7), pool=bytes, limit 2 (full iff > 2),
     # thr 1 (accept again iff < 1 page). S1, L1 (hit: 1 stays, loaded = in the swap cache),
@@ -125,6 +149,7 @@ def test_ftrace_delays_and_steps(tmp_path: Path):
     t = measure(f, wb_ts, np.array([50_000, 50_000]))
     assert t is not None
     assert t.step_ns.tolist() == [100_000, 150_000, 50_000]
+    assert t.walk_ns.tolist() == [90_000]  # the second run wrote nothing back
     assert t.summary["worker_writebacks_inside_executions"] == 2
     assert measure(f, None, None) is None
 

@@ -358,14 +358,14 @@ class ZswapDesign:
         cfg[K.CF_SHRINKER_TRACE] = p.get("shrinker") in ("trace", "demand")
         return cfg
 
-    def _timing(self, w: Workload) -> tuple[np.ndarray, np.ndarray] | None:
+    def _timing(self, w: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The measured worker timing to replay with, or None (not in time): only when the
         workload has one, ``worker_timing=measured`` and ``worker_steps=0``."""
         t = w.worker_timing
         p = self.params
         if t is None or self.sync or p["worker_timing"] != "measured" or p["worker_steps"]:
             return None
-        return t.delay_ns, t.step_ns
+        return t.delay_ns, t.step_ns, t.walk_ns
 
     def run(self, w: Workload) -> None:
         """Replay every operation of ``w`` in order (compiled); fills the recorder."""
@@ -395,6 +395,7 @@ class ZswapDesign:
             pool,
             timing[0] if timing else empty,
             timing[1] if timing else empty,
+            timing[2] if timing else empty,
             ev_mc,
             mh_cap,
         )
