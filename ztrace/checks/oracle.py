@@ -36,12 +36,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ztrace.checks.oracle_config import OracleConfig
 from ztrace.errors import CaptureError, ConfigError
 from ztrace.host.zram import MM_STAT, PAGE, ZramDevice
 from ztrace.model.classes import build_classes, kernel_profile
@@ -54,29 +55,6 @@ CHECKPOINT_EVERY = 1000
 OP_WRITE, OP_DISCARD = 0, 1
 # data kinds of a write
 D_COMPRESSIBLE, D_INCOMPRESSIBLE, D_SAME = 0, 1, 2
-
-
-@dataclass
-class OracleConfig:
-    """Parameters of one oracle run."""
-
-    ops: int = 50_000
-    ops_after: int | None = None  # after the first compaction; default ops // 5
-    seed: int = 1
-    device: str = "/dev/zram0"
-    slots: int = 8192
-    comp_algorithm: str = "lzo-rle"
-    out_dir: str | None = None
-    #: replace an existing non-empty out_dir whole (it is never merged into)
-    force: bool = False
-    lock_timeout_s: float = 600.0
-    #: force an overwrite order (None = the running kernel's, from kernel_profile())
-    alloc_before_free: bool | None = None
-    progress: Callable[[int, int], None] | None = None
-
-    @property
-    def n_after(self) -> int:
-        return self.ops // 5 if self.ops_after is None else self.ops_after
 
 
 @dataclass

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from ztrace.checks.oracle_config import OracleConfig
 from ztrace.cli._options import (
     force_option,
     matrix_cells_option,
@@ -35,22 +36,26 @@ def command() -> None:
 
 
 @click.command(name="oracle")
-@click.option("--ops", type=int, default=50_000, help="Operations before the first compaction.")
+@click.option(
+    "--ops", type=int, default=OracleConfig.ops, help="Operations before the first compaction."
+)
 @click.option(
     "--ops-after",
     type=int,
     default=None,
     help="Operations after it (default ops/5), then a final compaction.",
 )
-@click.option("--seed", type=int, default=1)
+@click.option("--seed", type=int, default=OracleConfig.seed)
 @click.option(
     "--slots",
     type=int,
-    default=8192,
+    default=OracleConfig.slots,
     help="Device size in 4 KiB pages (the working set).",
 )
-@click.option("--device", default="/dev/zram0")
-@click.option("--comp", "comp", default="lzo-rle", help="zram compression algorithm.")
+@click.option("--device", default=OracleConfig.device)
+@click.option(
+    "--comp", "comp", default=OracleConfig.comp_algorithm, help="zram compression algorithm."
+)
 @output_dir_option("Write the oracle trace (format v1, source=oracle) here.", required=False)
 @force_option
 @click.option(
@@ -80,7 +85,7 @@ def oracle(
     """
     from rich.console import Console
 
-    from ztrace.checks.oracle import OracleConfig, run_oracle
+    from ztrace.checks.oracle import run_oracle
     from ztrace.look.tables import render_json, render_oracle
 
     if ops < 1:
