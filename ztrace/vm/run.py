@@ -45,9 +45,22 @@ _MARK = "ZTRACE-VM: "
 #: sched_clock_init_late() flips the __sched_clock_stable static key (6.12 kernel/sched/clock.c;
 #: the int3 is text_poke_bp's, already replaced in memory by the final bytes). Measured here:
 #: 1 boot in 12 (docs/vm.md "Boot panics under TCG"). Nothing of ztrace has run in the guest
-#: by then, so booting again tests the same thing; a guest that reached its init is never
-#: booted again.
+#: by then, so booting again tests the same thing; a guest that reached its init is booted
+#: again only for the race below.
 BOOT_ATTEMPTS = 3
+#: The same race strikes after init when a scenario attaches or detaches a kprobe: the kernel
+#: patches the probed function's ftrace site (kprobes on ftrace) and a vCPU jumps to address 0
+#: ("RIP: 0010:0x0"). The vCPU that dies is the one attaching or detaching
+#: (__do_sys_perf_event_open on 6.12, perf_kprobe_destroy on 6.1: session 11, holdtime, 2 of
+#: 3 runs on a quiet host) or, when the probed function is as hot as _raw_spin_lock, any
+#: vCPU that calls it (session 12: the 6.1 idle task in __schedule, 1 of 6 runs). docs/vm.md
+#: "Oopses while a probe is attached". Such a guest is booted again, within BOOT_ATTEMPTS:
+#: a jump to 0 with the perf syscall on its stack in any scenario, any jump to 0 in a
+#: scenario that declares ``# ztrace-vm: kprobes-on-hot-locks``. Every other oops after init
+#: is the scenario's failure and is never retried.
+_PROBE_PATCH_STACK = re.compile(
+    r"perf_event_open|perf_kprobe_destroy|perf_trace_event_unreg|perf_kprobe_init"
+)
 
 
 class VmError(ZtraceError):
@@ -88,8 +101,9 @@ class VmResult:
     total_s: float  # host wall time from qemu start to exit
     image_key: str
     params: dict[str, str] = field(default_factory=dict)
-    #: boots it took (> 1: the kernel died before init, BOOT_ATTEMPTS); the dead boots'
-    #: consoles are kept as console-boot<N>.log
+    #: boots it took (> 1: a boot died before init, or in a kprobe's patching after it:
+    #: boot_again_because); the dead boots' consoles are kept as console-boot<N>.log, what
+    #: a dead boot's guest wrote after init in dead-boot<N>/
     boots: int = 1
 
     def to_json(self) -> dict[str, Any]:
@@ -218,8 +232,11 @@ def qemu_command(
     # time out and panic ("IO-APIC + timer doesn't work"); the check proves nothing here.
     # sysrq_always_enabled: Debian's default (0x1b6) refuses the task dumps a hang needs;
     # unknown_nmi_panic: the NMI the harness injects into a hung guest prints its stack (hang.py)
+    # oops=panic: an oops ends the guest at once (panic=-1 reboots, -no-reboot exits qemu)
+    # instead of leaving it wedged until the timeout (session 11: a holdtime guest that oopsed
+    # at 59 s was waited on for 1,200 s)
     append = (
-        "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 loglevel=4 "
+        "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 oops=panic loglevel=4 "
         "no_timer_check sysrq_always_enabled unknown_nmi_panic " + " ".join(kargs)
     )
     return [
@@ -288,6 +305,45 @@ def _death(console: str) -> str | None:
     return m[0].strip() if m else None
 
 
+def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
+    """Why a guest whose console is ``console`` is worth booting again (None: it is not).
+
+    Before ztrace's init any death is (nothing of ztrace ran yet); after it, only a jump to
+    address 0, the emulator's stale translation of a site the kernel patched for a kprobe, not
+    the scenario's doing: with the perf syscall that attaches or detaches it on the stack
+    (``_PROBE_PATCH_STACK``), or anywhere when the scenario probes hot lock functions
+    (``hot_locks``: its script declares ``# ztrace-vm: kprobes-on-hot-locks``)."""
+    death = _death(console)
+    if death is None:
+        return None
+    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
+    if init is None:
+        return f"the guest died before its init ({death})"
+    oops = console[init.end() :]
+    end = oops.find("---[ end trace")
+    block = oops if end < 0 else oops[:end]
+    if "RIP: 0010:0x0" not in block:
+        return None
+    if _PROBE_PATCH_STACK.search(block):
+        return f"the guest jumped to address 0 while attaching or detaching a kprobe ({death})"
+    if hot_locks:
+        return (
+            f"the guest jumped to address 0 while the scenario probes hot lock functions ({death})"
+        )
+    return None
+
+
+def _set_aside(out: Path, keep: set[Path], boots: int) -> Path:
+    """Move what a dead boot's guest wrote into ``out/dead-boot<N>/`` (kept, not deleted), so
+    the next boot starts from the output directory the harness staged."""
+    aside = out / f"dead-boot{boots}"
+    aside.mkdir()
+    for p in out.iterdir():
+        if p not in keep and p != aside:
+            p.rename(aside / p.name)
+    return aside
+
+
 def _tail(path: Path, n: int = 5) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -339,18 +395,25 @@ def run_scenario(
         stage(image, out)
     console = out / "console.log"
     t0 = time.monotonic()
+    keep = set(out.iterdir())  # kmod/, wheels/ (the harness's), then the dead boots' files
+    hot_locks = _declares(scenario, "kprobes-on-hot-locks")
     for boots in range(1, BOOT_ATTEMPTS + 1):
         qrc = _boot(image, kernel, scenario, out, guest)
         text = console.read_text(errors="replace")
         boot = re.search(rf"{_MARK}init up at ([\d.]+)s", text)
         death = _death(text)
-        if boot is not None or boots == BOOT_ATTEMPTS or death is None:
+        why = boot_again_because(text, hot_locks)
+        if why is None or boots == BOOT_ATTEMPTS:
             break
         dead = out / f"console-boot{boots}.log"
         console.rename(dead)
+        keep.add(dead)
+        kept = _set_aside(out, keep, boots) if boot is not None else None
+        if kept is not None:
+            keep.add(kept)
         print(
-            f"ztrace-vm: the {kernel} guest died before its init ({death}); booting again "
-            f"({boots + 1}/{BOOT_ATTEMPTS}), that console kept as {dead}",
+            f"ztrace-vm: {why}; booting the {kernel} guest again ({boots + 1}/{BOOT_ATTEMPTS}), "
+            f"that console kept as {dead}{f', its output in {kept}' if kept else ''}",
             file=sys.stderr,
         )
     total = time.monotonic() - t0

@@ -1,4 +1,5 @@
 # ztrace-vm: needs-kmod
+# ztrace-vm: kprobes-on-hot-locks
 # How long zsmalloc's lock is really held inside zs_malloc/zs_free/zs_map_object on this
 # kernel, and what share of the call's measured duration that is (issue 10;
 # ztrace/checks/holdtime.py, probes/zs_hold.bpf.c): rounds A (zs_* pair alone), B (+ lock and
