@@ -20,8 +20,8 @@ Two empirical distributions come out, and the replay draws from them (``_core._s
   process_one_work clears PENDING before calling the function; not part of this sample.)
 * ``step_ns``: the worker's time per writeback. An execution from ``s`` to ``e`` whose
   ``zswap_writeback`` rows (capture, ``kworker``) complete at ``c1 < … < ck`` gives the k + 1
-  intervals ``c1 - s, c2 - c1, …, e - ck``; the replay draws one when a run starts (its first
-  writeback completes then) and one after each writeback (the last is the way out).
+  intervals ``c1 - s, c2 - c1, …, e - ck``; the replay draws one after each writeback (the
+  last is the way out), and, for a workload without ``walk_ns``, one when a run starts.
   Executions without a writeback add nothing to it.
 * ``walk_ns``: start to end of an execution that wrote nothing back. In the 6.12 guests
   almost every execution is one: the walk meets referenced entries, rotates them and gives
