@@ -36,6 +36,11 @@ def test_a_jump_to_zero_anywhere_is_booted_again_only_where_hot_locks_are_probed
     assert boot_again_because(text) is None
     why = boot_again_because(text, hot_locks=True)
     assert why is not None and "probes hot lock functions" in why
+    # the same death after the scenario had finished (powering off): its result stands
+    done = text.replace(
+        "scenario holdtime\n", "scenario holdtime\nZTRACE-VM: scenario holdtime rc=0 in 41.6s\n"
+    )
+    assert done != text and boot_again_because(done, hot_locks=True) is None
     # holdtime is the scenario that declares it; the capture scenarios do not
     assert run._declares("holdtime", "kprobes-on-hot-locks")
     assert not run._declares("zram", "kprobes-on-hot-locks")

@@ -308,17 +308,20 @@ def _death(console: str) -> str | None:
 def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     """Why a guest whose console is ``console`` is worth booting again (None: it is not).
 
-    Before ztrace's init any death is (nothing of ztrace ran yet); after it, only a jump to
-    address 0, the emulator's stale translation of a site the kernel patched for a kprobe, not
-    the scenario's doing: with the perf syscall that attaches or detaches it on the stack
-    (``_PROBE_PATCH_STACK``), or anywhere when the scenario probes hot lock functions
-    (``hot_locks``: its script declares ``# ztrace-vm: kprobes-on-hot-locks``)."""
+    Before ztrace's init any death is (nothing of ztrace ran yet); after it and before the
+    scenario finished, only a jump to address 0, the emulator's stale translation of a site
+    the kernel patched for a kprobe, not the scenario's doing: with the perf syscall that
+    attaches or detaches it on the stack (``_PROBE_PATCH_STACK``), or anywhere when the
+    scenario probes hot lock functions (``hot_locks``: its script declares
+    ``# ztrace-vm: kprobes-on-hot-locks``)."""
     death = _death(console)
     if death is None:
         return None
     init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
     if init is None:
         return f"the guest died before its init ({death})"
+    if re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
+        return None  # the scenario had finished: its result stands
     oops = console[init.end() :]
     end = oops.find("---[ end trace")
     block = oops if end < 0 else oops[:end]
