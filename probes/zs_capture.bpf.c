@@ -325,6 +325,33 @@ static __always_inline void zt_init(struct zt_cpu *c, struct zs_event *e, u8 typ
 #endif
 }
 
+/*
+ * `busy` is a lock against the one kind of concurrency a batch sees: a probe (or zt_flush_cpu)
+ * in an interrupt on the same CPU, which runs to its end before the interrupted program goes
+ * on. Claiming it is therefore a plain test and store, but the batch must be read only after
+ * the store and written only before the release, and clang does not know that: built without
+ * the barriers, zt_flush_cpu loaded `n` for its `!n` test before it stored busy = 1 and sized
+ * the record from that stale `n` (bcc 0.26 / clang 14 bytecode, `r7 = *(u32 *)(r6 + 0)` ahead
+ * of `*(u16 *)(r6 + 6) = 1`). A probe in an interrupt between the two, on the CPU whose flush
+ * runs in process context, then flushed or grew the batch, and the ring got a record of one
+ * size whose header counted another (6.1 TCG guest, 1b3d69a: "ring buffer record of 96 bytes
+ * is not a batch of 0 events", once in session 12; four reruns did not repeat it).
+ */
+static __always_inline int zt_claim(struct zt_batch *b)
+{
+	if (b->h.busy)
+		return 0;
+	b->h.busy = 1;
+	asm volatile("" ::: "memory");
+	return 1;
+}
+
+static __always_inline void zt_release(struct zt_batch *b)
+{
+	asm volatile("" ::: "memory");
+	b->h.busy = 0;
+}
+
 /* Write this CPU's batch as one ring record; its events count as lost if the ring is full. */
 static __always_inline void zt_flush(struct zt_batch *b)
 {
@@ -473,8 +500,7 @@ static __always_inline struct zs_event *zt_begin(struct zt_cpu **cp, struct zs_e
 	struct zt_cpu *c = batch.lookup(&zero);
 	struct zs_event *e = spare;
 	*cp = 0;
-	if (c && !c->b.h.busy) {
-		c->b.h.busy = 1;
+	if (c && zt_claim(&c->b)) {
 		u32 i = c->b.h.n;
 		if (i >= ZT_BATCH) {  /* cannot happen: a full batch is flushed at once */
 			zt_flush(&c->b);
@@ -503,23 +529,25 @@ static __always_inline void zt_end(struct zt_cpu *c, struct zs_event *e)
 	b->h.n = i + 1;
 	if (i + 1 >= ZT_BATCH || e->ts_ns - b->h.first_ts > ZT_BATCH_AGE_NS)
 		zt_flush(b);
-	b->h.busy = 0;
+	zt_release(b);
 }
 
 #endif  /* ZT_SUMMARY */
 
 /* Flush this CPU's partial batch. Never attached: user space runs it on each CPU in turn
- * (BPF_PROG_TEST_RUN, BPF_F_TEST_RUN_ON_CPU) before it reads the ring. Skips a batch that a
- * probe interrupted by the IPI is filling (`busy`); that probe's next event carries it on. */
+ * (BPF_PROG_TEST_RUN, BPF_F_TEST_RUN_ON_CPU) before it reads the ring. On another CPU it runs
+ * in the IPI; on the caller's own CPU directly, in process context with interrupts on (6.1 and
+ * 6.12 net/bpf/test_run.c: bpf_prog_test_run_raw_tp), so there a probe in an interrupt can
+ * run inside it (zt_claim). Skips a batch that a probe interrupted by the IPI is filling
+ * (`busy`); that probe's next event carries it on. */
 int zt_flush_cpu(struct bpf_raw_tracepoint_args *ctx)
 {
 	int zero = 0;
 	struct zt_cpu *c = batch.lookup(&zero);
-	if (!c || c->b.h.busy || !c->b.h.n)
+	if (!c || !zt_claim(&c->b))
 		return 0;
-	c->b.h.busy = 1;
-	zt_flush(&c->b);
-	c->b.h.busy = 0;
+	zt_flush(&c->b);  /* nothing to write if n == 0 */
+	zt_release(&c->b);
 	return 0;
 }
 

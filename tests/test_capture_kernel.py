@@ -666,3 +666,36 @@ def test_comm_follows_a_rename_between_events_on_one_cpu() -> None:
     assert int(after.sum()) == n
     assert set(ev["comm"][~after].tolist()) == {b"zt-before"}
     assert set(ev["comm"][after].tolist()) == {b"zt-after"}
+
+
+def _first(insns: bytes, opcodes: set[int], off: int) -> int:
+    """Index of the first BPF instruction with one of ``opcodes`` and offset ``off``."""
+    import struct
+
+    for i in range(0, len(insns), 8):
+        op, _regs, o = struct.unpack_from("<BBh", insns, i)
+        if op in opcodes and o == off:
+            return i // 8
+    raise AssertionError(f"no instruction {sorted(opcodes)} at offset {off}")
+
+
+def test_a_batch_is_read_only_after_it_is_claimed() -> None:
+    """The compiled programs store ``busy`` (struct zs_batch_hdr offset 6, u16) before they
+    first load ``n`` (offset 0, u32). Built without zt_claim's barrier, clang hoisted the load
+    of ``n`` in zt_flush_cpu above the store, and a probe in an interrupt between the two
+    produced a ring record whose size and count disagreed (session 12's 6.1 guest)."""
+    _require_bpf()
+    from bcc import BPF
+
+    from ztrace.capture.loader import PROGRAM, probes_dir
+
+    src = (probes_dir() / PROGRAM).read_bytes()
+    b = BPF(text=src, cflags=[f"-I{probes_dir()}", "-DZT_SELFTEST"])
+    try:
+        for fn in (b"zt_flush_cpu", b"zt_selftest"):  # zt_selftest: the probes' zt_begin
+            insns = b.dump_func(fn)
+            store_busy = _first(insns, {0x6B, 0x6A}, 6)  # STX/ST, size H
+            load_n = _first(insns, {0x61}, 0)  # LDX, size W
+            assert store_busy < load_n, (fn, store_busy, load_n)
+    finally:
+        b.cleanup()

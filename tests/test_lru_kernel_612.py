@@ -68,7 +68,14 @@ def losses_touching_allocations(extra: dict[str, str]) -> list[str]:
     ['ringbuf_full=64', 'return_missed:zs_free=1']
     """
     detail = dict(kv.split("=", 1) for kv in extra.get("lost_detail", "").split(",") if kv)
-    drops = ("ringbuf_full", "inflight_full", "summary_map_full", "late_for_reorder")
+    drops = (
+        "ringbuf_full",
+        "ring_refused",
+        "ring_malformed",
+        "inflight_full",
+        "summary_map_full",
+        "late_for_reorder",
+    )
     bad = [f"{k}={detail[k]}" for k in drops if int(detail.get(k, 0))]
     misses = extra.get("probe_misses", "").split(",")
     return bad + [m for m in misses if m and not re.search(r"writeback|_wb_", m)]

@@ -421,7 +421,9 @@ class Loaded:
 
     def drops(self) -> dict[str, int]:
         t = self.bpf.get_table("drops")
-        return {name: int(t.sum(i).value) for i, name in enumerate(DROP_SLOTS)}
+        out = {name: int(t.sum(i).value) for i, name in enumerate(DROP_SLOTS)}
+        out["ring_malformed"] = self.reader.malformed_events  # dropped in user space
+        return out
 
     def probe_misses(self, *, pair_seen: bool = True) -> ProbeMisses:
         """What the kernel says our probes missed: kprobe/kretprobe ``nmissed`` (tracefs

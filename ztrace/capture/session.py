@@ -170,6 +170,11 @@ class CaptureSummary:
                 f"{g('spin_reentry', 0)}, entered in our own ring write "
                 f"{g('spin_own_ring', 0)} (no event lost)"
             )
+        if g("ring_malformed", 0):
+            lines.append(
+                f"ring records skipped: {g('ring_malformed', 0)} events in records whose count "
+                "did not match their size (a probe bug: please report it)"
+            )
         if self.lost.get("ringbuf_full", 0):
             lines.append("Consider increasing --ringbuf-pages.")
         if self.command_rc is not None:
@@ -180,7 +185,14 @@ class CaptureSummary:
 def lost_total(lost: dict[str, int]) -> int:
     """Events lost, from :meth:`Capture.lost_counts`: the ring and map drops, and
     ``probe_missed`` (kprobe pairs whose runs the kernel skipped)."""
-    keys = ("ringbuf_full", "ring_refused", "inflight_full", "summary_map_full", "probe_missed")
+    keys = (
+        "ringbuf_full",
+        "ring_refused",
+        "ring_malformed",
+        "inflight_full",
+        "summary_map_full",
+        "probe_missed",
+    )
     return sum(lost.get(k, 0) for k in keys)
 
 
