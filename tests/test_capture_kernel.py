@@ -699,3 +699,38 @@ def test_a_batch_is_read_only_after_it_is_claimed() -> None:
             assert store_busy < load_n, (fn, store_busy, load_n)
     finally:
         b.cleanup()
+
+
+def test_a_failed_last_read_still_writes_what_was_read(tmp_path: Path) -> None:
+    """If the last read fails (here the per-CPU flush syscall is made to fail once the
+    workload's events are read), the capture still writes and closes every event it read,
+    then raises. Before session 13 the error left the output directory empty."""
+    _require_bpf()
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.format import read_trace
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
+
+    cap = Capture(
+        CaptureOptions(
+            out=tmp_path / "t",
+            probes=["zsmalloc"],
+            ringbuf_pages=8192,
+            target_tgid=os.getpid(),
+            reorder_window_ms=100,
+        )
+    )
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        cfg = WritersConfig(writers=2, seconds=60, pages_per_writer=512, max_passes=1)
+        res = run_writers(dev, cfg)
+        assert cap.loaded is not None
+        cap.loaded.final_flush()  # every CPU's partial batch into the ring
+
+        def refuse() -> None:
+            raise OSError(16, "BPF_PROG_TEST_RUN refused (injected)")
+
+        cap.loaded.final_flush = refuse  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="injected"):
+            cap.run(until=lambda: True)  # one read, then finish(), whose flush fails
+    trace = read_trace(tmp_path / "t")
+    assert int((_events(trace.table) == "zs_malloc").sum()) == res.pages_written == 1024

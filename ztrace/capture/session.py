@@ -677,8 +677,15 @@ class Capture:
             return
         if self.writer is None:
             return
-        self.loaded.final_flush()
-        self._drain()
+        # A last read that fails (a flush syscall refused, a reader error) must not take with
+        # it everything read before: write and close what was read, then raise. (Session 12:
+        # a reader error here left a 58-s guest capture with an empty directory.)
+        failure: Exception | None = None
+        try:
+            self.loaded.final_flush()
+            self._drain()
+        except Exception as exc:
+            failure = exc
         self._flush(final=True)
         worker_cpu = 0.0
         if self._bg is not None:
@@ -708,6 +715,8 @@ class Capture:
         self._write_stacks()
         self.loaded.close()
         self.loaded = None
+        if failure is not None:
+            raise failure
 
     # ------------------------------------------------------------------ summary mode
     def _write_interval(self) -> None:
