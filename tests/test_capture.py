@@ -275,6 +275,30 @@ def test_ring_reader_skips_and_counts_a_record_it_does_not_understand() -> None:
     os.close(fd)
 
 
+def test_ring_reader_refuses_a_ring_it_cannot_parse_at_all() -> None:
+    """Records of a layout the reader does not know (every count wrong): an error naming the
+    mismatch, not a capture that reports everything as lost."""
+    import mmap
+    import os
+    import struct
+
+    from ztrace.capture.events import RingReader
+
+    page = mmap.PAGESIZE
+    fd = os.memfd_create("ring")
+    os.ftruncate(fd, page + page + 8 * page)
+    ev = np.zeros(1, EVENT_DTYPE)
+    bad = bytearray(_fake_record(ev))
+    struct.pack_into("<I", bad, 8, 2)  # one event's size, a count of 2
+    os.pwrite(fd, bytes(bad) * 64, 2 * page)
+    os.pwrite(fd, struct.pack("<Q", 64 * len(bad)), page)
+    r = RingReader(fd, 4 * page)
+    with pytest.raises(RuntimeError, match="64 of 64 ring records"):
+        r.read()
+    r.close()
+    os.close(fd)
+
+
 def test_lost_total_counts_malformed_ring_records() -> None:
     from ztrace.capture.session import lost_total
 

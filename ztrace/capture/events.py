@@ -183,6 +183,14 @@ class RingReader:
         self._cons_pos[0] = pos
         self.records += nrec
         self.bytes += pos - cons
+        if self.malformed_records >= 64 and self.malformed_records > self.records:
+            # not a rare bad record but a program whose records this reader cannot parse
+            # (its event layout is not EVENT_DTYPE): refuse rather than report all as lost
+            raise RuntimeError(
+                f"{self.malformed_records} of {self.malformed_records + self.records} ring "
+                f"records do not hold whole {itemsize}-byte events: the BPF program and "
+                "ztrace.capture.events disagree on the event layout"
+            )
         return out
 
     def _full_records(self, pos: int, prod: int, room: int) -> int:
