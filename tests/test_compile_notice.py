@@ -40,3 +40,26 @@ def test_compile_message_only_when_the_numba_cache_is_cold(tmp_path: Path) -> No
     assert any((tmp_path / "cache").rglob("*.nbi"))  # and it did fill the cache
     warm = run()
     assert MESSAGE not in warm.stderr, warm.stderr
+
+
+@pytest.mark.slow  # the set-up warm compiles everything into an empty cache (~3 min on 2 cores)
+def test_the_set_up_warm_covers_a_captures_first_replay(tmp_path: Path) -> None:
+    """`make setup`'s warm step (ztrace.cli.warm) leaves nothing for make demo's first replay
+    to compile: a real capture with lock rows (`wait_ns`), every lock design, replicas.
+    Session 13 found its first replay compiling the measured-wait loop
+    (stops._waits_inside), which only a capture reaches."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [sys.executable, "-m", *args], env=env, cwd=root, capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        return r
+
+    assert MESSAGE in run("ztrace.cli.warm").stderr  # the cache was cold
+    sample = root / "replays" / "samples" / "default"
+    locks = "class,pool,pools:32,striped:8,magazine"
+    first = run("ztrace", "replay", str(sample), "--locks", locks, "--replicas", "3", "--json")
+    assert MESSAGE not in first.stderr, first.stderr
