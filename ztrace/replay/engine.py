@@ -72,11 +72,12 @@ __all__ = ["ReplayResult", "replay", "write_results"]
 
 #: rows per trace batch. Results do not depend on it (the replay streams: tested). Peak
 #: memory does: each batch row costs ~500 bytes of transient arrays (Arrow decode, int64
-#: columns, ingest outputs, the ops), and with threads two batches are alive. Measured on
-#: 10 M events (benchmarks/README.md, issue 15): peak RSS 729 MB at 2^20 rows, 431 MB at
-#: 2^18 (import + numba: 224 MB), for ~the same CPU time. Session 4, 30 M events, 16-byte
-#: handle rows: 2^17 rows 594 MB, 2^16 571 MB (2^18 with 32-byte rows: 705 MB); past the
-#: live state, the transient is most of what stands between 100 M events and 1 GB.
+#: columns, ingest outputs, the ops), and with threads up to 1 + ``pipeline.IN_FLIGHT``
+#: batches are alive. Measured on 10 M events (benchmarks/README.md, issue 15): peak RSS
+#: 729 MB at 2^20 rows, 431 MB at 2^18 (import + numba: 224 MB), for ~the same CPU time.
+#: Session 4, 30 M events, 16-byte handle rows: 2^17 rows 594 MB, 2^16 571 MB (2^18 with
+#: 32-byte rows: 705 MB); past the live state, the transient is most of what stands between
+#: 100 M events and 1 GB.
 BATCH_ROWS = 1 << 16
 #: most time bins a run may produce (keeps timeline memory bounded)
 MAX_BINS = 1_000_000

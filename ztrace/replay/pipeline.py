@@ -9,8 +9,8 @@ the work runs in the calling thread, in the order it always did. With more threa
   same bytes as the serial run (each state is touched by one thread at a time and reads
   only its own inputs);
 * a design's batch waits for its group's ops of that batch, and nothing else: the designs
-  of batch ``k`` run while the groups ingest batch ``k + 1`` (one batch in flight, so
-  memory grows by one batch, not by the trace);
+  of batch ``k`` run while the groups ingest later batches (up to :data:`IN_FLIGHT`
+  batches in flight, so memory grows by a few batches, not by the trace);
 * the numba entry points (``_ingest``, ``sim_batch``) are compiled with ``nogil=True``, so
   the threads really run at once; a semaphore caps how many run at a time at ``threads``.
 """
@@ -30,8 +30,12 @@ from ztrace.replay.compaction import OP_ARRAYS, split_compactions
 from ztrace.replay.ingest import AllocGroup
 from ztrace.replay.locks._state import SimState
 
-#: batches whose work may still run while the engine decodes the next one
-IN_FLIGHT = 1
+#: batches whose work may still run while the engine decodes the next one. More than one lets
+#: an allocator group run ahead of a slower group's designs instead of waiting at every batch
+#: for all of them. Five designs on 2 threads, wall parallel ÷ serial, 18 interleaved pairs
+#: each (benchmarks/README.md, session 13): 1 → median 0.640, 4 → 0.576; 8 was no better.
+#: Each extra batch keeps ~500 bytes per row alive (engine.BATCH_ROWS).
+IN_FLIGHT = 4
 
 
 def group_ops(
