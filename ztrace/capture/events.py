@@ -157,7 +157,9 @@ class RingReader:
             if ln & _BUSY:
                 break  # still being written: stop here, keep order
             size = ln & ~(_BUSY | _DISCARD)
-            if not ln & _DISCARD and size != BATCH_HDR_BYTES + n * itemsize:
+            if ln & _DISCARD:
+                pass  # the program gave the record up: nothing in it
+            elif size != BATCH_HDR_BYTES + n * itemsize:
                 # Every record the program writes is a batch whose count matches its size;
                 # one that does not cannot be parsed, but its length (the kernel's) still
                 # finds the next record. Skip it and count the events its size holds as lost
@@ -166,7 +168,7 @@ class RingReader:
                 # 58-s guest capture, with "96 bytes is not a batch of 0 events").
                 self.malformed_records += 1
                 self.malformed_events += max(size - BATCH_HDR_BYTES, 0) // itemsize
-            elif not ln & _DISCARD:
+            else:
                 start = off + _HDR + BATCH_HDR_BYTES
                 views.append(view[start : start + n * itemsize])
                 nev += n

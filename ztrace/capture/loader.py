@@ -420,6 +420,8 @@ class Loaded:
         }
 
     def drops(self) -> dict[str, int]:
+        """Events dropped before user space got them (the per-CPU ``drops`` map, by slot)
+        and records the reader had to skip (``ring_malformed``)."""
         t = self.bpf.get_table("drops")
         out = {name: int(t.sum(i).value) for i, name in enumerate(DROP_SLOTS)}
         out["ring_malformed"] = self.reader.malformed_events  # dropped in user space
