@@ -61,6 +61,24 @@ BOOT_ATTEMPTS = 3
 _PROBE_PATCH_STACK = re.compile(
     r"perf_event_open|perf_kprobe_destroy|perf_trace_event_unreg|perf_kprobe_init"
 )
+#: The same race can wedge a guest instead of killing it (session 13, 6.1, a zsstress capture
+#: ~80 s after boot): one vCPU loops on the stale ``int3`` with interrupts off (``asm_exc_int3``
+#: in ``__schedule``), and the capture's thread, attaching its next probe, waits for it forever
+#: in ``__do_sys_perf_event_open`` -> ``perf_install_in_context`` ->
+#: ``smp_call_function_single``. No oops: the console shows a soft-lockup report for the
+#: waiting vCPU with the perf syscall on its stack (6.1/6.12 kernel/watchdog.c
+#: watchdog_timer_fn: "BUG: soft lockup - CPU#%d stuck for %us! [%s:%d]", then its registers
+#: and stack) or an RCU stall report (kernel/rcu/tree_stall.h). The harness watches the
+#: console while the guest runs; such a report is the race, so the guest is diagnosed and
+#: stopped at once (not after the run's whole timeout) and booted again like a jump to 0.
+_LOCKUP = re.compile(
+    r"^.*(?:BUG: soft lockup - CPU#\d+ stuck|rcu: INFO: \S+ (?:self-)?detected stall).*$",
+    re.MULTILINE,
+)
+#: lines of a lockup report searched for the perf syscall (registers, then the stack)
+_LOCKUP_LINES = 80
+#: how often the console is read while the guest runs, seconds
+_WATCH_S = 5.0
 
 
 class VmError(ZtraceError):
@@ -256,16 +274,24 @@ def qemu_command(
     ]  # fmt: skip
 
 
-def _wait_or_diagnose(
-    cmd: list[str], log: Any, timeout: float, qmp: Path, out: Path, what: str
-) -> int:
-    """Run qemu to its exit and return its rc; past ``timeout``, ask the guest what it is doing
-    (hang.py: vCPU state, SysRq task and CPU dumps into the console log), then kill it."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
+def probe_patch_lockup(console: str) -> str | None:
+    """The first lockup report in ``console`` after ztrace's init, before the scenario
+    finished, whose stack shows the perf syscall attaching or detaching a kprobe (its first
+    line; None: there is none). See ``_LOCKUP``: the guest is wedged by the emulator."""
+    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
+    if init is None or re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
+        return None
+    for m in _LOCKUP.finditer(console, init.end()):
+        report = "\n".join(console[m.start() :].splitlines()[:_LOCKUP_LINES])
+        if _PROBE_PATCH_STACK.search(report):
+            return m[0].strip()
+    return None
+
+
+def _diagnose_and_kill(proc: subprocess.Popen[bytes], qmp: Path, out: Path) -> str:
+    """Ask the wedged guest what it is doing (hang.py: vCPU state, SysRq task and CPU dumps
+    into the console log, then the NMI), keep qemu's answers in ``out/hang.txt``, kill qemu;
+    the one-line summary."""
     from ztrace.format.safeio import atomic_file
     from ztrace.vm.hang import diagnose
 
@@ -276,6 +302,30 @@ def _wait_or_diagnose(
     finally:
         proc.kill()
         proc.wait()
+    return summary
+
+
+def _wait_or_diagnose(
+    cmd: list[str], log: Any, timeout: float, qmp: Path, out: Path, what: str
+) -> int:
+    """Run qemu to its exit and return its rc. Meanwhile read the console: a lockup report
+    with the perf syscall on its stack (:func:`probe_patch_lockup`) has the guest diagnosed
+    and killed at once (qemu's rc then, the report stays in the console for the caller).
+    Past ``timeout``, the same diagnosis, then :class:`VmTimeout`."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return proc.wait(timeout=min(_WATCH_S, left))
+        except subprocess.TimeoutExpired:
+            pass
+        lockup = probe_patch_lockup((out / "console.log").read_text(errors="replace"))
+        if lockup is not None:
+            time.sleep(_WATCH_S)  # the rest of the report (its stack) reaches the console
+            summary = _diagnose_and_kill(proc, qmp, out)
+            print(f"ztrace-vm: {what}: {lockup}; stopped it ({summary})", file=sys.stderr)
+            return proc.returncode
+    summary = _diagnose_and_kill(proc, qmp, out)
     raise VmTimeout(
         f"{what} timed out after {timeout:.0f}s: {summary}; console log (SysRq dumps at its "
         f"end): {out / 'console.log'}, hang report: {out / 'hang.txt'}"
@@ -313,15 +363,19 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     the kernel patched for a kprobe, not the scenario's doing: with the perf syscall that
     attaches or detaches it on the stack (``_PROBE_PATCH_STACK``), or anywhere when the
     scenario probes hot lock functions (``hot_locks``: its script declares
-    ``# ztrace-vm: kprobes-on-hot-locks``)."""
+    ``# ztrace-vm: kprobes-on-hot-locks``); and a guest the same race wedged instead
+    (:func:`probe_patch_lockup`: a lockup report with the perf syscall on its stack)."""
     death = _death(console)
-    if death is None:
-        return None
     init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
     if init is None:
-        return f"the guest died before its init ({death})"
+        return None if death is None else f"the guest died before its init ({death})"
     if re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
         return None  # the scenario had finished: its result stands
+    lockup = probe_patch_lockup(console)
+    if lockup is not None:
+        return f"the guest locked up while attaching or detaching a kprobe ({lockup})"
+    if death is None:
+        return None
     oops = console[init.end() :]
     end = oops.find("---[ end trace")
     block = oops if end < 0 else oops[:end]
