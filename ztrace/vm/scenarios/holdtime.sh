@@ -14,8 +14,8 @@ grep -wE '_raw_(spin|read)_(un)?lock$' /proc/kallsyms >"$O/lockfuncs.txt"
 ARGS="threads=$(karg threads 1) ops=$(karg ops 6000) live=256 size_min=64 size_max=3072 read_pct=30 think_ns=0 seed=1"
 zsstress_check holdtime 4 "$ARGS"
 # ztrace.trace=1: the same load once more under the real capture (zsmalloc,locks probes), so
-# that the capture's own call durations sit beside round A's in one boot: TCG's speed differs
-# by 2x between boots, so only a ratio within one boot carries over (session 14)
+# that the capture's own call durations sit beside round A's in one boot (session 14: their
+# ratio ran 0.44-2.9 over four boots; docs/validation.md "Session 14")
 if [ "$(karg trace 0)" = 1 ]; then
   phase capture capture trace zsmalloc,locks -- /bin/sh -c \
     "insmod $O/kmod/zsstress.ko $ARGS && rmmod zsstress" || die "capture failed"
