@@ -281,8 +281,14 @@ def probe_patch_lockup(console: str) -> str | None:
     init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
     if init is None or re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
         return None
-    for m in _LOCKUP.finditer(console, init.end()):
-        report = "\n".join(console[m.start() :].splitlines()[:_LOCKUP_LINES])
+    return _probe_patch_report(console[init.end() :])
+
+
+def _probe_patch_report(after_init: str) -> str | None:
+    """The first line of the first lockup report in ``after_init`` with the perf syscall in
+    its next ``_LOCKUP_LINES`` lines."""
+    for m in _LOCKUP.finditer(after_init):
+        report = "\n".join(after_init[m.start() :].splitlines()[:_LOCKUP_LINES])
         if _PROBE_PATCH_STACK.search(report):
             return m[0].strip()
     return None
@@ -371,12 +377,12 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
         return None if death is None else f"the guest died before its init ({death})"
     if re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
         return None  # the scenario had finished: its result stands
-    lockup = probe_patch_lockup(console)
+    oops = console[init.end() :]
+    lockup = _probe_patch_report(oops)
     if lockup is not None:
         return f"the guest locked up while attaching or detaching a kprobe ({lockup})"
     if death is None:
         return None
-    oops = console[init.end() :]
     end = oops.find("---[ end trace")
     block = oops if end < 0 else oops[:end]
     if "RIP: 0010:0x0" not in block:
