@@ -10,6 +10,11 @@ SYS_STAMP := $(VENV)/.ztrace-system
 WARM_STAMP := $(VENV)/.ztrace-warm
 DEMO_OUT ?= build/demo
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` and `make vm-test-long` (CI has 2 cores). The groups
+# that keep a guest boot, a module fixture or the host's zram/BPF tests on one worker are set
+# in tests/conftest.py. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: all setup system demo test lint bench vm-image vm-test vm-test-long clean
 
@@ -44,7 +49,7 @@ demo: $(STAMP) $(WARM_STAMP)
 	@bash ztrace/setup/demo.sh $(VPY) $(DEMO_OUT)
 
 test: $(STAMP) $(WARM_STAMP)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # ruff, the type checker over ztrace/ and the import contracts between rooms
 # (pyproject.toml [tool.mypy], [tool.importlinter]; docs/architecture.md).
@@ -63,7 +68,7 @@ vm-test: $(STAMP)
 
 # Guest tests too long for `make test` (the zram oracle inside the 6.1 guest, ~11 min).
 vm-test-long: $(STAMP)
-	bash ztrace/vm/build.sh && ZTRACE_VM_LONG=1 $(VPY) -m pytest -m vm_long $(PYTEST_ARGS)
+	bash ztrace/vm/build.sh && ZTRACE_VM_LONG=1 $(VPY) -m pytest $(XDIST) -m vm_long $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VPY) -m benchmarks.run_all

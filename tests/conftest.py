@@ -39,9 +39,38 @@ def require_root() -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``vm_long`` tests (a guest run of ten minutes or more) leave ``make test`` so it stays
     well under its 45-minute budget; ``make vm-test-long`` runs them, and so does .ci/run
-    right after ``make test``. ZTRACE_VM_LONG=1 keeps them in any pytest run."""
-    if os.environ.get("ZTRACE_VM_LONG") == "1":
-        return
+    right after ``make test``. ZTRACE_VM_LONG=1 keeps them in any pytest run.
+
+    Then every test gets its pytest-xdist group (``make test`` runs ``-n 2 --dist
+    loadgroup``): see ``_xdist_group``."""
+    if os.environ.get("ZTRACE_VM_LONG") != "1":
+        _leave_vm_long(config, items)
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    # longest first, so the last unit handed out is a short one (xdist takes units in this
+    # order with --no-loadscope-reorder): guests, then the host's zram/BPF tests, then the rest
+    items.sort(key=_cost_rank)
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """The unit a worker runs whole, in order. Every test touching the host's zram or BPF
+    shares one unit: they drive the same /dev/zram0 and the same tracepoints, and two at once
+    would see each other's events. Any other test stays with its module, so a module-scoped
+    fixture (a guest boot, a replay) runs once, not once per worker."""
+    if item.get_closest_marker("kernel"):
+        return "host-kernel"
+    return item.nodeid.split("::")[0]
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    for rank, mark in enumerate(("vm_long", "vm", "kernel", "slow")):
+        if item.get_closest_marker(mark):
+            return rank
+    return 4
+
+
+def _leave_vm_long(config: pytest.Config, items: list[pytest.Item]) -> None:
     long = [i for i in items if i.get_closest_marker("vm_long")]
     if long:
         items[:] = [i for i in items if not i.get_closest_marker("vm_long")]
