@@ -10,11 +10,11 @@ SYS_STAMP := $(VENV)/.ztrace-system
 WARM_STAMP := $(VENV)/.ztrace-warm
 DEMO_OUT ?= build/demo
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` and `make vm-test-long` (CI has 2 cores). The groups
-# that keep a guest boot, a module fixture or the host's zram/BPF tests on one worker are set
-# in tests/conftest.py. TEST_WORKERS=0 runs in one process.
+# pytest-xdist workers for `make test` and `make vm-test-long` (CI has 2 cores). The units
+# that keep a guest boot, a module fixture or the host's zram/BPF tests on one worker are
+# tests/conftest.py's (xdist_unit). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: all setup system demo test lint bench vm-image vm-test vm-test-long clean
 

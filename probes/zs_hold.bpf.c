@@ -39,6 +39,8 @@ struct zh_call {
 	u64 pending[2]; /* lock address of the lock call in flight */
 	u64 t_acq[2];   /* start of the current hold (0 = not holding) */
 	u64 hold[2];    /* completed holds, ns */
+	u64 t_req[2];   /* entry of the first lock call on the tracked lock (0 = none) */
+	u64 t_rel[2];   /* entry of the last unlock of the tracked lock (0 = none) */
 	u32 n[2];       /* completed holds */
 	u32 fn;
 };
@@ -48,6 +50,8 @@ struct zh_rec {
 	u64 size;
 	u64 hold[2];
 	u64 lock[2];
+	u64 req[2]; /* call entry to the first request of the tracked lock, ns (0 = none) */
+	u64 rel[2]; /* the last unlock of it to the call's return, ns (0 = none) */
 	u32 n[2];
 	u32 fn;
 	u32 open; /* a tracked lock still held at return (bit per family) */
@@ -86,6 +90,10 @@ static __always_inline int zh_return(struct pt_regs *ctx)
 	r.lock[0] = c->lock[0];
 	r.lock[1] = c->lock[1];
 	r.open = (c->t_acq[0] ? 1 : 0) | (c->t_acq[1] ? 2 : 0);
+	r.req[0] = c->t_req[0] ? c->t_req[0] - c->t0 : 0;
+	r.req[1] = c->t_req[1] ? c->t_req[1] - c->t0 : 0;
+	r.rel[0] = c->t_rel[0] ? t - c->t_rel[0] : 0;
+	r.rel[1] = c->t_rel[1] ? t - c->t_rel[1] : 0;
 	zh_calls.delete(&tid);
 	zh_out.perf_submit(ctx, &r, sizeof(r));
 	return 0;
@@ -120,8 +128,13 @@ static __always_inline int zh_lock_entry(struct pt_regs *ctx, int fam)
 	u64 a = PT_REGS_PARM1(ctx);
 	if (c->lock[fam] == 0)
 		c->lock[fam] = a;
-	if (c->lock[fam] == a)
+	if (c->lock[fam] == a) {
 		c->pending[fam] = a;
+		/* where in the call the lock is first asked for (issue 10: the replay's request
+		 * point); taken before the lock, so it is outside every hold window */
+		if (!c->t_req[fam])
+			c->t_req[fam] = bpf_ktime_get_ns();
+	}
 	return 0;
 }
 
@@ -149,6 +162,7 @@ static __always_inline int zh_unlock_entry(struct pt_regs *ctx, int fam)
 	c->hold[fam] += t - c->t_acq[fam];
 	c->n[fam] += 1;
 	c->t_acq[fam] = 0;
+	c->t_rel[fam] = t;
 	return 0;
 }
 

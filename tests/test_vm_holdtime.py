@@ -47,6 +47,11 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
         # than the call, so it may pass 1 (a CI run gave 1.0077 for one kind)
         assert 0 <= lo < 1 and lo <= hi
         assert k["hold_ns"][0] < k["dur_ns"] and k["hold_ns"][0] <= k["hold_ns"][1]
+        # where the hold sits (session 15): the lock is asked for after the call's entry and
+        # released before its return, so both gaps are a real part of the call in round B
+        for gap in ("request_share", "release_share"):
+            assert 0 < k[gap] < 1, (kind, gap, k[gap])
+        assert k["request_ns"] > 0 and k["release_ns"] > 0
     # the capture round: the rounds' load once more, under the capture's own probes
     from ztrace.format.trace import open_trace
 

@@ -18,6 +18,9 @@ the call would count as call time, not hold), rounds A, B, C repeated:
   per thread: the first lock of each family inside the zs_* call, matched by lock address:
   the hold ``H`` = lock return to unlock entry, summed per call. The distinct addresses are
   reported (6.1: one, pool->lock).
+  Round B also times where the hold sits: call entry to the first request of the tracked
+  lock, and its last unlock to the call's return (the replay asks for the lock at the call's
+  entry; session 15).
 * **C**: B plus handlers doing the recording handlers' work inside the hold window; the
   growth of the median hold (C - B, adjacent rounds) stands for the lock probes' own
   in-window cost, capped by the shortest hold of the round B (no hold is negative, so the
@@ -52,12 +55,15 @@ KINDS = {"malloc": (0, 1), "malloc_grow": (0, 2), "free": (1, None), "map": (2, 
 #: per-call samples kept per kind and round (the distribution's quantiles come from them)
 MAX_SAMPLES = 20000
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+#: round B's per-kind medians of where the hold sits in the call (_request_and_release)
+PLACEMENT = ("request_ns", "request_share", "release_ns", "release_share")
 #: what the result's "method" says
 METHOD = (
     "rounds A (zs_* pair alone: D), B (+ lock/unlock probes, hold = lock return to unlock "
     "entry of the lock the zs_* function takes), C (+ handlers inside the hold window: "
     "in-window probe cost = hold C - hold B); hold bracket [H_B - cost, H_B], share = "
-    "hold / D_A, medians over A,B,C cycles"
+    "hold / D_A, medians over A,B,C cycles; request/release = round B's call entry to the "
+    "first lock request and last unlock to return (ns and share of that call)"
 )
 
 
@@ -136,8 +142,30 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             row["top_lock_share"] = max(addrs.values()) / len(held) if held else None
             if config == "B":
                 row["samples"] = [[r["hold"][fam], r["dur"]] for r in held[:MAX_SAMPLES]]
+                row.update(_request_and_release(held, fam))
         out[kind] = row
     return out
+
+
+def _request_and_release(held: list[dict[str, Any]], fam: int) -> dict[str, Any]:
+    """Where in a call the lock is first asked for, and how long the call runs on after its
+    last unlock (issue 10: the replay requests the lock at a call's entry): medians of the ns
+    and of their share of the call's duration, over the round's held calls (round B: the lock
+    probes' own time is inside both). Records from a program without them give nothing.
+
+    >>> r = {"dur": 1000, "req": [200, 0], "rel": [300, 0]}
+    >>> _request_and_release([r, r | {"req": [400, 0]}], 0)["request_share"]
+    0.3
+    """
+    got = [r for r in held if r.get("req", [0, 0])[fam] and r.get("rel", [0, 0])[fam]]
+    if not got:
+        return {}
+    return {
+        "request_ns": statistics.median(r["req"][fam] for r in got),
+        "request_share": round(statistics.median(r["req"][fam] / r["dur"] for r in got), 4),
+        "release_ns": statistics.median(r["rel"][fam] for r in got),
+        "release_share": round(statistics.median(r["rel"][fam] / r["dur"] for r in got), 4),
+    }
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -162,6 +190,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         sh_lo: list[float] = []
         sh_hi: list[float] = []
         samples: list[float] = []
+        placed: dict[str, list[float]] = {k: [] for k in PLACEMENT}
         family = None
         for cyc in cycles:
             ra, rb, rc = (r.get(kind, {}) for r in cyc)
@@ -198,6 +227,9 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             sh_hi.append(rb["hold_ns"] / d)
             sh_lo.append(max(0.0, rb["hold_ns"] - max(cost, 0.0)) / d)
             samples += [h for h, _ in rb.get("samples", [])]
+            for k in PLACEMENT:
+                if rb.get(k) is not None:
+                    placed[k].append(rb[k])
         if not hb:
             continue
         cost = max(0.0, statistics.median(inwin))
@@ -215,6 +247,9 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "hold_quantiles_ns": quantiles(samples),
             "samples": len(samples),
         }
+        # where the hold sits in the call (round B medians, median over cycles); absent in
+        # results from before session 15's probe fields
+        out[kind].update({k: statistics.median(v) for k, v in placed.items() if v})
     return out
 
 
@@ -239,6 +274,8 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 "n": [e.n[0], e.n[1]],
                 "lock": [e.lock[0], e.lock[1]],
                 "open": e.open,
+                "req": [e.req[0], e.req[1]],
+                "rel": [e.rel[0], e.rel[1]],
             }
         )
 
@@ -321,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
     if got is None:
         return 2
     for kind, s in got[1]["kinds"].items():
-        print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}")
+        where = ""
+        if "request_share" in s:
+            where = f", asked at {s['request_share']}, released {s['release_share']} before return"
+        print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}{where}")
     return 0
 
 
