@@ -66,7 +66,7 @@ vm-image: $(STAMP)
 vm-test: $(STAMP)
 	bash ztrace/vm/build.sh && $(VPY) -m pytest -m vm $(PYTEST_ARGS)
 
-# Guest tests too long for `make test` (the zram oracle inside the 6.1 guest, ~11 min).
+# Guest tests too long for `make test` (vm_long: twelve guest runs of 2-9 min each).
 vm-test-long: $(STAMP)
 	bash ztrace/vm/build.sh && ZTRACE_VM_LONG=1 $(VPY) -m pytest $(XDIST) -m vm_long $(PYTEST_ARGS)
 

@@ -266,7 +266,6 @@ def _oracle_in_guest(
 @pytest.mark.vm
 @pytest.mark.slow
 @pytest.mark.vm_long
-@pytest.mark.xdist_group("vm-oracle-61")  # its own boot: a worker of its own may take it
 def test_zram_oracle_in_the_61_guest(
     image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -282,7 +281,6 @@ def test_zram_oracle_in_the_61_guest(
 @pytest.mark.vm
 @pytest.mark.slow
 @pytest.mark.vm_long
-@pytest.mark.xdist_group("vm-oracle-612")  # its own boot: a worker of its own may take it
 def test_zram_oracle_in_the_612_guest(
     image: vmrun.VmImage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

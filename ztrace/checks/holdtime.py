@@ -151,13 +151,13 @@ def _request_and_release(held: list[dict[str, Any]], fam: int) -> dict[str, Any]
     """Where in a call the lock is first asked for, and how long the call runs on after its
     last unlock (issue 10: the replay requests the lock at a call's entry): medians of the ns
     and of their share of the call's duration, over the round's held calls (round B: the lock
-    probes' own time is inside both). Records from a program without them give nothing.
+    probes' own time is inside both). Calls that never asked for it give nothing.
 
     >>> r = {"dur": 1000, "req": [200, 0], "rel": [300, 0]}
     >>> _request_and_release([r, r | {"req": [400, 0]}], 0)["request_share"]
     0.3
     """
-    got = [r for r in held if r.get("req", [0, 0])[fam] and r.get("rel", [0, 0])[fam]]
+    got = [r for r in held if r["req"][fam] and r["rel"][fam]]
     if not got:
         return {}
     return {
