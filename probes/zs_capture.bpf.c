@@ -586,6 +586,56 @@ int zt_selftest(struct bpf_raw_tracepoint_args *ctx)
 #ifdef ZT_LOCKS
 BPF_STACK_TRACE(stacks, ZT_STACKS);
 
+/*
+ * A wait's stack names its caller, and so whose lock it is. The walk runs on the waiter's
+ * path before it spins, so two rules (session 16, measured in the 2-vCPU qemu TCG guests):
+ *
+ * - The clock is read *before* the walk: ts_ns is when the waiter asked. A walk took
+ *   3.3-4.6 us there (the slowpath rows' 1st-percentile wait rose from 1.9-3.4 to 6.3-6.7 us
+ *   when the clock moved in front of it), and with the clock after it only 17-21 % of 6.12's
+ *   contended requests fell inside a lock-taking zs_* call of the other vCPU; with the clock
+ *   first, 51-88 %. The walk's own time is kept out of the wait (walk_ns, taken off at the
+ *   end), so wait_ns stays the time spent waiting, and ts_ns + wait_ns falls short of the
+ *   grant by the walk.
+ * - --lock-stacks per-lock (ZT_STACK_REWALK = N): a lock address's stack is walked on its
+ *   first wait and again every N-th, and the waits between reuse it (counted: the
+ *   `stack_reused` slot). Every wait otherwise idles the waiter for a walk the kernel never
+ *   does: on the 6.1 guest (zsstress heavy, three boots of each, interleaved) the walk on
+ *   every wait raised measured zsmalloc contention by 5-35 % per pair (medians 5,006 and
+ *   4,132) and total wait by 13-175 % (34.2 and 21.0 ms). The price: a lock taken from
+ *   several callers gets its waits attributed to the caller of the last walk.
+ */
+#ifndef ZT_STACK_REWALK
+#define ZT_STACK_REWALK 0
+#endif
+#if ZT_STACK_REWALK
+struct zt_lock_stack {
+	s32 stack_id;
+	u32 waits;
+};
+BPF_TABLE("lru_hash", u64, struct zt_lock_stack, lock_stacks, 4096);
+/* The stack id of a wait on `addr` from the lock's last walk, or -2 (walk now). */
+static __always_inline s32 zt_cached_stack(u64 addr)
+{
+	struct zt_lock_stack *s = lock_stacks.lookup(&addr);
+	if (!s || s->stack_id < 0)
+		return -2;
+	u32 n = ++s->waits;  /* racy, harmless: only decides when to re-walk */
+	if (n % ZT_STACK_REWALK == 0)
+		return -2;
+	zt_drop(ZT_DROP_STACK_REUSED);
+	return s->stack_id;
+}
+static __always_inline void zt_remember_stack(u64 addr, s32 stack_id)
+{
+	struct zt_lock_stack s = {.stack_id = stack_id, .waits = 0};
+	lock_stacks.update(&addr, &s);
+}
+#else
+static __always_inline s32 zt_cached_stack(u64 addr) { return -2; }
+static __always_inline void zt_remember_stack(u64 addr, s32 stack_id) {}
+#endif
+
 /* One lock wait: from `ts` (begin) to `now` on lock `addr`; `ret` = the lock flags. */
 static __always_inline void zt_emit_wait(u8 type, u8 src, u64 pid_tgid, u64 ts, u64 now,
 					 u64 addr, s32 stack_id, s32 ret, u64 aux)
@@ -605,6 +655,8 @@ struct zt_lock_begin {
 	u64 addr;
 	u32 flags;
 	s32 stack_id;
+	u32 walk_ns;  /* the stack walk's own time inside [ts, end]: not waiting */
+	u32 pad;
 };
 BPF_HASH(lock_begin, u32, struct zt_lock_begin, ZT_INFLIGHT);
 
@@ -638,20 +690,23 @@ ZT_LOCK_BEGIN
 		return 0;
 	u32 tid = (u32)pid_tgid;
 	struct zt_lock_begin b = {};
+	/* the clock first, then the stack (see zt_cached_stack above) */
+	b.ts = bpf_ktime_get_ns();
 	b.addr = ZT_ARG_LOCK;
 	b.flags = ZT_ARG_FLAGS;
-	/* The stack names the caller (zs_malloc, zs_free, ...): the basis of attribution.
-	 * The clock is read after the stack walk so the walk's own time (~1 us) is not
-	 * counted as waiting. */
+	b.stack_id = zt_cached_stack(b.addr);
+	if (b.stack_id == -2) {
 #ifdef ZT_RAW_TP
-	/* skip this program's frame and bpf_trace_run2(): the stack then starts at the lock
-	 * slow path, as a TRACEPOINT_PROBE's does (kernel/trace/bpf_trace.c:
-	 * bpf_get_stackid_raw_tp walks from here, not from the tracepoint's pt_regs) */
-	b.stack_id = stacks.get_stackid(ctx, 2);
+		/* skip this program's frame and bpf_trace_run2(): the stack then starts at the
+		 * lock slow path, as a TRACEPOINT_PROBE's does (kernel/trace/bpf_trace.c:
+		 * bpf_get_stackid_raw_tp walks from here, not from the tracepoint's pt_regs) */
+		b.stack_id = stacks.get_stackid(ctx, 2);
 #else
-	b.stack_id = stacks.get_stackid(args, 0);
+		b.stack_id = stacks.get_stackid(args, 0);
 #endif
-	b.ts = bpf_ktime_get_ns();
+		zt_remember_stack(b.addr, b.stack_id);
+		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
+	}
 	if (lock_begin.update(&tid, &b))
 		zt_drop(ZT_DROP_INFLIGHT);
 	return 0;
@@ -671,7 +726,8 @@ ZT_LOCK_END
 		return 0;
 	}
 	u64 now = bpf_ktime_get_ns();
-	zt_emit_wait(ZT_EV_LOCK, ZT_SRC_LOCK_TP, pid_tgid, b->ts, now, b->addr, b->stack_id,
+	zt_emit_wait(ZT_EV_LOCK, ZT_SRC_LOCK_TP, pid_tgid, b->ts, now - b->walk_ns, b->addr,
+		     b->stack_id,
 		     (s32)b->flags, (u64)(s64)ZT_ARG_RET);
 	lock_begin.delete(&tid);
 	return 0;
@@ -690,7 +746,7 @@ struct zt_spin_begin {
 	u64 ts;
 	u64 addr;
 	s32 stack_id;
-	u32 pad;
+	u32 walk_ns;  /* the stack walk's own time inside [ts, return]: not waiting */
 };
 BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
 
@@ -705,9 +761,14 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 		return 0;
 	u32 tid = (u32)pid_tgid;
 	struct zt_spin_begin b = {};
+	b.ts = bpf_ktime_get_ns();  /* the clock first (see zt_cached_stack) */
 	b.addr = PT_REGS_PARM1(ctx);
-	b.stack_id = stacks.get_stackid(ctx, 0);
-	b.ts = bpf_ktime_get_ns();
+	b.stack_id = zt_cached_stack(b.addr);
+	if (b.stack_id == -2) {
+		b.stack_id = stacks.get_stackid(ctx, 0);
+		zt_remember_stack(b.addr, b.stack_id);
+		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
+	}
 	if (spin_begin.update(&tid, &b))
 		zt_drop(ZT_DROP_INFLIGHT);
 	return 0;
@@ -726,7 +787,8 @@ int zt_spin_slow_return(struct pt_regs *ctx)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
 	/* ret = 1: LCB_F_SPIN */
-	zt_emit_wait(ZT_EV_SPIN, ZT_SRC_KPROBE, pid_tgid, b->ts, now, b->addr, b->stack_id, 1, 0);
+	zt_emit_wait(ZT_EV_SPIN, ZT_SRC_KPROBE, pid_tgid, b->ts, now - b->walk_ns, b->addr,
+		     b->stack_id, 1, 0);
 	spin_begin.delete(&tid);
 	return 0;
 }

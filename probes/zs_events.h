@@ -70,7 +70,9 @@ struct zs_batch_hdr {
 				 * write (its lock), left alone (zs_capture.bpf.c: zt_ring_enter) */
 #define ZT_DROP_RING_REFUSED 7  /* ring write refused with room left: lost (6.15+: its lock
 				 * gave up; zs_capture.bpf.c: zt_ring_write) */
-#define ZT_DROP_SLOTS       8
+#define ZT_DROP_STACK_REUSED 8  /* not lost: a lock wait that reused its lock's last stack
+				 * (--lock-stacks per-lock; zs_capture.bpf.c: zt_cached_stack) */
+#define ZT_DROP_SLOTS       9
 
 /* --summary (ZT_SUMMARY): in-kernel aggregates instead of the event stream */
 #define ZT_HIST_BUCKETS     40  /* log2 buckets: b holds [2^b, 2^(b+1)) ns; 0 also holds 0 */

@@ -67,6 +67,32 @@ def test_header_event_codes_match_python() -> None:
     assert set(EVENT_NAMES.values()) <= set(EVENTS)
 
 
+def test_drop_slots_match_the_c_header() -> None:
+    """ZT_DROP_* slot numbers and DROP_SLOTS' order agree: a slot added on one side only
+    would shift every counter after it in the footer and in ``extra.lost_detail``."""
+    from ztrace.capture.events import DROP_SLOTS
+
+    text = (probes_dir() / "zs_events.h").read_text()
+    slots = {k: int(v) for k, v in re.findall(r"#define ZT_DROP_(\w+)\s+(\d+)", text)}
+    assert slots.pop("SLOTS") == len(DROP_SLOTS)
+    assert sorted(slots.values()) == list(range(len(DROP_SLOTS)))
+    assert slots["STACK_REUSED"] == DROP_SLOTS.index("stack_reused")
+    assert slots["OWN_RING"] == DROP_SLOTS.index("spin_own_ring")
+    assert slots["RINGBUF"] == DROP_SLOTS.index("ringbuf_full")
+
+
+def test_lock_stacks_choices_are_the_loaders() -> None:
+    """``--lock-stacks`` offers the loader's modes, and the loader refuses any other."""
+    from ztrace.capture.loader import LOCK_STACKS, make_plan
+    from ztrace.cli import capture as cli
+
+    opt = next(p for p in cli.command.params if p.name == "lock_stacks")
+    assert tuple(opt.type.choices) == LOCK_STACKS and opt.default == "each"
+    with pytest.raises(ConfigError, match="--lock-stacks"):
+        # refused before the kernel's features are looked at
+        make_plan(None, ["locks"], lock_stacks="sometimes")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("text", "secs"), [("30s", 30), ("5m", 300), ("250ms", 0.25), ("2", 2), ("1h", 3600)]
 )

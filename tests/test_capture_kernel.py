@@ -734,3 +734,65 @@ def test_a_failed_last_read_still_writes_what_was_read(tmp_path: Path) -> None:
             cap.run(until=lambda: True)  # one read, then finish(), whose flush fails
     trace = read_trace(tmp_path / "t")
     assert int((_events(trace.table) == "zs_malloc").sum()) == res.pages_written == 1024
+
+
+_MMAP_STORM = """
+import mmap, threading, time
+stop = time.time() + 1.5
+def w():
+    while time.time() < stop:
+        m = mmap.mmap(-1, 1 << 16); m[0:1] = b"x"; m.close()
+ts = [threading.Thread(target=w) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+@pytest.mark.parametrize("mode", ["each", "per-lock"])
+def test_lock_stacks_per_lock_reuses_a_locks_last_stack(tmp_path: Path, mode: str) -> None:
+    """--lock-stacks per-lock walks a lock address's stack on its first wait and every 64th;
+    the waits between carry that walk's stack id, and the footer and metadata count them.
+    Four threads mapping and unmapping contend on their process's mmap_lock (an rwsem: the
+    lock:contention_begin tracepoint fires on each wait)."""
+    _require_bpf()
+    import json
+
+    import polars as pl
+
+    from ztrace.format import read_trace
+
+    out = tmp_path / "t"
+    p = subprocess.run(
+        [
+            *(sys.executable, "-m", "ztrace", "capture", "-o", str(out), "--probes", "locks"),
+            *("--lock-stacks", mode, "--", sys.executable, "-c", _MMAP_STORM),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    t = read_trace(out)
+    detail = dict(kv.split("=") for kv in t.meta.extra["lost_detail"].split(","))
+    reused = int(detail["stack_reused"])
+    locks = pl.from_arrow(t.table).filter(pl.col("event").cast(pl.String) == "lock_contention")
+    rows = locks.height
+    assert rows >= 200, f"only {rows} lock waits: the mmap storm did not contend\n{p.stderr}"
+    known = {int(k) for k in json.loads((out / "stacks.json").read_text())}
+    walked = locks.filter(pl.col("stack_id") >= 0)
+    # every wait names a stack the capture symbolised, walked or reused
+    assert set(walked["stack_id"].to_list()) <= known
+    assert walked.height >= 0.99 * rows
+    if mode == "each":
+        assert t.meta.extra["lock_stacks"] == "each"
+        assert reused == 0 and "lock stacks:" not in p.stderr
+        return
+    assert t.meta.extra["lock_stacks"] == "per-lock:64"
+    assert f"lock stacks: per-lock, {reused} waits reused" in p.stderr
+    addresses = locks["lock_addr"].n_unique()
+    # walks: each address's first wait and every 64th (fewer when two CPUs race the count)
+    walks_at_most = addresses + rows // 64 + 1
+    assert 0.9 * (rows - walks_at_most) <= reused <= rows + 64, (reused, rows, addresses)
+    # so an address's waits carry few distinct stacks: one per walk at most
+    pairs = locks.select("lock_addr", "stack_id").unique().height
+    assert pairs <= walks_at_most, (pairs, walks_at_most)

@@ -204,3 +204,34 @@ def test_class_index_is_inferred_from_the_enclosing_operation(tmp_path: Path) ->
     }
     out = report_trace(tmp_path / "t", as_folded=True)
     assert out == "[no stack];[class] 100\n"
+
+
+@pytest.mark.parametrize("mode", ["per-lock:64", "each"])
+def test_report_says_callers_are_sampled_under_per_lock_stacks(tmp_path: Path, mode: str) -> None:
+    """A capture made with ``--lock-stacks per-lock`` gives each lock's waits the stack of its
+    last walk: the report keeps the lock exact and says the callers are sampled."""
+    from ztrace.format import TraceMeta, TraceWriter, make_events
+
+    tb = make_events(
+        ts_ns=np.array([100, 200], np.uint64),
+        event=["lock_contention", "lock_contention"],
+        lock_addr=pa.array([0xFFFF000000001000] * 2, pa.uint64()),
+        lock_kind=pa.array(["class", "class"]),
+        wait_ns=pa.array([40, 60], pa.uint64()),
+        lock_flags=pa.array([1, 1], pa.uint32()),
+        stack_id=pa.array([-1, -1], pa.int32()),
+    )
+    meta = TraceMeta(
+        kernel_release="6.18.0",
+        page_size=4096,
+        nr_cpus=2,
+        source="capture",
+        capture_start_ns=0,
+        extra={"lock_stacks": mode},
+    )
+    with TraceWriter(tmp_path / "t", meta, columns=tb.column_names) as w:
+        w.write(tb)
+    text = report_trace(tmp_path / "t")
+    assert ("callers: sampled (--lock-stacks per-lock" in text) == mode.startswith("per-lock")
+    rep = json.loads(report_trace(tmp_path / "t", as_json=True))
+    assert rep["trust"]["lock_stacks"] == mode and rep["totals"]["contended"] == 2

@@ -621,6 +621,57 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
     assert s["probe_floor_ns"] is None and zs["wait_ns_less_probe_floor"] is None
 
 
+def test_contended_requests_stamped_in_a_holders_call(tmp_path: Path) -> None:
+    """The capture's timing check, by hand: a contended request on one CPU counts as seen
+    when another CPU is inside a zs_* call that takes that lock kind at its stamp (6.12
+    class locks: zs_malloc and zs_free; zs_write's map takes none); the matrix table
+    carries the run's share."""
+    from ztrace.format import TraceMeta, make_events, write_trace
+    from ztrace.vm.contention import summarize, write_sidecar
+    from ztrace.vm.matrix import markdown_table, summarize_matrix
+
+    cls = 0xAAAA0000
+    rows = [
+        # ts, cpu, event, duration, kind, stack
+        (100, 1, "zs_malloc", 100, None, None),  # CPU 1 holds from 100 to 200
+        (120, 0, "spin_slowpath", None, "class", 1),  # inside CPU 1's zs_malloc: seen
+        (300, 1, "zs_write", 100, None, None),  # a map: no class lock
+        (330, 0, "spin_slowpath", None, "class", 1),  # only a zs_write running: not seen
+        (500, 0, "zs_free", 50, None, None),
+        (520, 0, "spin_slowpath", None, "class", 1),  # its own CPU's call: not seen
+        (600, 0, "zs_free", 100, None, None),
+        (650, 1, "spin_slowpath", None, "class", 1),  # inside CPU 0's zs_free: seen
+    ]
+    t = make_events(
+        ts_ns=[r[0] for r in rows],
+        cpu=[r[1] for r in rows],
+        event=[r[2] for r in rows],
+        duration_ns=[r[3] or 0 for r in rows],
+        lock_addr=[cls if r[4] else None for r in rows],
+        lock_kind=[r[4] for r in rows],
+        wait_ns=[10 if r[4] else None for r in rows],
+        lock_flags=[1 if r[4] else None for r in rows],
+        stack_id=[r[5] for r in rows],
+    )
+    run = tmp_path / "zsstress-heavy" / "6.12" / "r00"
+    write_trace(run / "trace", t, TraceMeta(kernel_release="6.12.95+deb12-amd64", source="capture"))
+    (run / "trace" / "stacks.json").write_text(
+        json.dumps({"1": ["native_queued_spin_lock_slowpath", "_raw_spin_lock", "zs_malloc"]})
+    )
+    seen = summarize(run)["zsmalloc"]["request_in_holder_call"]
+    # at 120 of CPU 1's 100..200 (0.2) and at 650 of CPU 0's 600..700 (0.5)
+    assert seen == {
+        "rows": 4,
+        "inside": 2,
+        "share": 0.5,
+        "position_tenths": [0, 0, 1, 0, 0, 1, 0, 0, 0, 0],
+    }
+    write_sidecar(run)
+    table = markdown_table(summarize_matrix(tmp_path))
+    assert table.splitlines()[0].endswith("| requests stamped in a holder's call (median) |")
+    assert table.splitlines()[2].endswith("| 0.50 |")
+
+
 def test_probe_floor_comes_off_slowpath_waits_only(tmp_path: Path) -> None:
     """The slowpath probe's floor (1st percentile of the run's slowpath rows) comes off each
     zsmalloc slowpath wait, never below 0, and not off tracepoint rows."""

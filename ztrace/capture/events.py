@@ -43,6 +43,7 @@ DROP_SLOTS = (
     "entry_missed",
     "spin_own_ring",
     "ring_refused",
+    "stack_reused",
 )
 
 # The kernel's ring buffer: each record is an 8-byte header (u32 len | BUSY | DISCARD,

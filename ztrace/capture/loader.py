@@ -106,6 +106,13 @@ class Plan:
     cgroup: str | None = None
 
 
+#: ``--lock-stacks``: walk the stack of every lock wait (``each``), or of a lock's first wait
+#: and every STACK_REWALK-th after it, the others reusing that lock's last stack
+#: (``per-lock``: the walk idles the waiter before it spins; probes/zs_capture.bpf.c,
+#: zt_cached_stack)
+LOCK_STACKS = ("each", "per-lock")
+STACK_REWALK = 64
+
 #: (attach role, entry function, return function) of the object-access probes
 _READ_ROLES = (
     ("map", "zt_map_entry", ""),
@@ -127,12 +134,17 @@ def make_plan(
     batch: int = DEFAULT_BATCH,
     cpus: list[int] | None = None,
     cgroup: str | None = None,
+    lock_stacks: str = "each",
 ) -> Plan:
     """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
     if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
         raise ConfigError(f"`--ringbuf-pages` must be a power of two, got {ringbuf_pages}")
     if batch <= 0 or batch & (batch - 1) or batch > 256:
         raise ConfigError(f"batch must be a power of two in 1..256, got {batch}")
+    if lock_stacks not in LOCK_STACKS:
+        raise ConfigError(
+            f"`--lock-stacks` must be one of {', '.join(LOCK_STACKS)}, got `{lock_stacks}`"
+        )
     ks = ksyms or Kallsyms()
     flags = [
         f"-I{probes_dir()}",
@@ -168,6 +180,8 @@ def make_plan(
         plan.missing[name] = list(rep.missing)
         if name == "locks":
             flags.append("-DZT_LOCKS")
+            if lock_stacks == "per-lock":
+                flags.append(f"-DZT_STACK_REWALK={STACK_REWALK}")
             if raw_tp_ok(("contention_begin", ["void *", "unsigned int"])) and raw_tp_ok(
                 ("contention_end", ["void *", "int"])
             ):

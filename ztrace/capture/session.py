@@ -34,6 +34,7 @@ from ztrace.capture.features import Features, Kallsyms, detect, require_privileg
 from ztrace.capture.loader import (
     DEFAULT_BATCH,
     DEFAULT_RINGBUF_PAGES,
+    STACK_REWALK,
     Loaded,
     ProbeMisses,
     make_plan,
@@ -96,6 +97,8 @@ class CaptureOptions:
     #: keep at most this many bytes / files of finished parts: the newest, as a ring
     max_size_bytes: int | None = None
     max_files: int | None = None
+    #: ``each`` (walk every lock wait's stack) or ``per-lock`` (loader.LOCK_STACKS)
+    lock_stacks: str = "each"
 
 
 @dataclass
@@ -169,6 +172,11 @@ class CaptureSummary:
                 f"{g('other_prog_skipped', 0)}, spinlock slowpath re-entered "
                 f"{g('spin_reentry', 0)}, entered in our own ring write "
                 f"{g('spin_own_ring', 0)} (no event lost)"
+            )
+        if g("stack_reused", 0):
+            lines.append(
+                f"lock stacks: per-lock, {g('stack_reused', 0)} waits reused their lock's last "
+                f"stack (walked on a lock's first wait and every {STACK_REWALK}th)"
             )
         if g("ring_malformed", 0):
             lines.append(
@@ -501,6 +509,7 @@ class Capture:
             batch=1 if opts.summary else DEFAULT_BATCH,
             cpus=opts.cpus,
             cgroup=opts.cgroup,
+            lock_stacks=opts.lock_stacks,
         )
         if opts.summary:  # no records: no off-CPU time to carry either
             self.plan.cflags.append("-DZT_SUMMARY")
@@ -572,6 +581,10 @@ class Capture:
             "batch": str(self.plan.batch),
             "mode": "summary" if self.opts.summary else "events",
         }
+        if "locks" in self.plan.modes:
+            extra["lock_stacks"] = (
+                f"per-lock:{STACK_REWALK}" if self.opts.lock_stacks == "per-lock" else "each"
+            )
         self._extra = extra
         self._t0 = time.monotonic()
         self._cpu0 = time.thread_time()

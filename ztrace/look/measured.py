@@ -281,6 +281,7 @@ def load_measured(path: str | Path) -> Measured:
             "nr_cpus": meta.nr_cpus,
             "probes": meta.extra.get("probes", ""),
             "host": meta.extra.get("host", ""),
+            "lock_stacks": meta.extra.get("lock_stacks", ""),
         },
         events=events,
         lost_events=meta.lost_events,
@@ -342,6 +343,7 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
             "nr_cpus": int(md.get("ztrace.nr_cpus", "0") or 0),
             "probes": md.get("ztrace.extra.probes", ""),
             "host": md.get("ztrace.extra.host", ""),
+            "lock_stacks": md.get("ztrace.extra.lock_stacks", ""),
             "mode": "summary",
             "intervals": len(files),
         },
@@ -512,6 +514,7 @@ def build_measured_report(
             "source": "capture",
             "not_captured": m.not_captured,
             "stacks": len(m.stacks),
+            "lock_stacks": m.meta.get("lock_stacks", ""),
         },
     }
 
@@ -599,6 +602,12 @@ def render_terminal(report: dict[str, Any]) -> str:
     if tr["not_captured"]:
         lines.append(f"not captured: {tr['not_captured']}")
     lines.append(f"stacks: {tr['stacks']} symbolised (stacks.json)")
+    if str(tr.get("lock_stacks", "")).startswith("per-lock"):
+        # capture --lock-stacks per-lock: the lock and its kind stay exact, the caller not
+        lines.append(
+            "callers: sampled (--lock-stacks per-lock: a lock's waits carry the stack of its "
+            "last walk, every 64th wait)"
+        )
     lines.append(f"source: capture ({tr['trace']})")
     return console.file.getvalue() + "\n".join(lines) + "\n"  # type: ignore[attr-defined]
 

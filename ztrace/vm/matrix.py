@@ -205,6 +205,10 @@ def summarize_matrix(root: str | Path) -> dict[str, Any]:
                 ),
                 "lost_events": c.get("lost_events", 0),
                 "total_s": vm.get("total_s"),
+                # the capture's timing check (contention.requests_in_holder_calls)
+                "request_in_holder_call": (c["zsmalloc"].get("request_in_holder_call") or {}).get(
+                    "share"
+                ),
             }
         )
     for cell in out.values():
@@ -219,8 +223,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
     """docs/validation.md rows: cell, kernel, runs, contended and total wait (median [min-max])."""
     rows = [
         "| cell | kernel | runs | zsmalloc contended, median [min–max] "
-        "| total wait ms, median [min–max] | zs ops/run (median) | lost events |",
-        "|---|---|---|---|---|---|---|",
+        "| total wait ms, median [min–max] | zs ops/run (median) | lost events "
+        "| requests stamped in a holder's call (median) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for cell in sorted(summary):
         for kernel in sorted(summary[cell], key=lambda k: tuple(map(int, k.split(".")))):
@@ -228,9 +233,11 @@ def markdown_table(summary: dict[str, Any]) -> str:
             c, w = d["contended"], d["wait_ns_total"]
             ops = statistics.median([r["zs_ops"] for r in d["runs"]])
             lost = sum(r["lost_events"] for r in d["runs"])
+            inside = [s for r in d["runs"] if (s := r.get("request_in_holder_call")) is not None]
             rows.append(
                 f"| {cell} | {kernel} | {c['n']} | {c['median']:g} [{c['min']:g}–{c['max']:g}] "
                 f"| {w['median'] / 1e6:.2f} [{w['min'] / 1e6:.2f}–{w['max'] / 1e6:.2f}] "
-                f"| {ops:g} | {lost} |"
+                f"| {ops:g} | {lost} "
+                f"| {f'{statistics.median(inside):.2f}' if inside else '—'} |"
             )
     return "\n".join(rows)

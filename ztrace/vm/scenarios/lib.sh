@@ -65,8 +65,12 @@ capture() {
       # frees tens of thousands of objects in a burst (1024 pages lost ~15k of 65k events).
       # -X faulthandler: a crash in a C extension (bcc, pyarrow) prints the Python stack of
       # every thread to guest.log instead of a bare "Segmentation fault" (6.12 zram, rc 139)
+      # --lock-stacks per-lock: a stack walk on every wait idles the waiter 3-5 us under TCG
+      # before it spins, and raised 6.1 zsstress-heavy's measured contention by 5-35 %
+      # (probes/zs_capture.bpf.c, zt_cached_stack); -p lock_stacks=each walks every wait
       python3 -X faulthandler -m ztrace capture -o "$O/$name" --probes "$probes" \
-        --ringbuf-pages "$(karg ringbuf_pages 16384)" -- "$@" ;;
+        --ringbuf-pages "$(karg ringbuf_pages 16384)" \
+        --lock-stacks "$(karg lock_stacks per-lock)" -- "$@" ;;
   esac
 }
 
