@@ -83,9 +83,10 @@ def test_drop_slots_match_the_c_header() -> None:
 
 def test_lock_stacks_choices_are_the_loaders() -> None:
     """``--lock-stacks`` offers the loader's modes, and the loader refuses any other."""
-    from ztrace.capture.loader import LOCK_STACKS, make_plan
+    from ztrace.capture.loader import LOCK_STACKS, STACK_REWALK, make_plan
     from ztrace.cli import capture as cli
 
+    assert (cli.LOCK_STACKS, cli.STACK_REWALK) == (LOCK_STACKS, STACK_REWALK)
     opt = next(p for p in cli.command.params if p.name == "lock_stacks")
     assert tuple(opt.type.choices) == LOCK_STACKS and opt.default == "each"
     with pytest.raises(ConfigError, match="--lock-stacks"):

@@ -13,6 +13,9 @@ from ztrace.errors import ConfigError
 #: mirrors ztrace.capture.loader.DEFAULT_RINGBUF_PAGES (not imported: the loader pulls in
 #: the capture stack, and --help must stay fast); tests/test_capture.py checks they agree
 DEFAULT_RINGBUF_PAGES = 16384
+#: mirror ztrace.capture.loader.LOCK_STACKS and STACK_REWALK (the same reason; the same test)
+LOCK_STACKS = ("each", "per-lock")
+STACK_REWALK = 64
 
 EXAMPLES = """
 \b
@@ -148,12 +151,13 @@ def parse_cpu_list(text: str) -> list[int]:
 )
 @click.option(
     "--lock-stacks",
-    type=click.Choice(["each", "per-lock"]),
+    type=click.Choice(LOCK_STACKS),
     default="each",
     show_default=True,
     help="each: walk the kernel stack of every lock wait (exact callers). per-lock: walk a "
-    "lock's first wait and every 64th, the others reuse its last stack: less time added to "
-    "each waiter before it spins (the walk took 3-5 us in qemu TCG guests), callers sampled.",
+    f"lock's first wait and every {STACK_REWALK}th, the others reuse its last stack: less "
+    "time added to each waiter before it spins (the walk took 3-5 us in qemu TCG guests), "
+    "callers sampled.",
 )
 @click.option("--quiet", is_flag=True, help="No start line and no summary footer.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -602,11 +602,13 @@ def render_terminal(report: dict[str, Any]) -> str:
     if tr["not_captured"]:
         lines.append(f"not captured: {tr['not_captured']}")
     lines.append(f"stacks: {tr['stacks']} symbolised (stacks.json)")
-    if str(tr.get("lock_stacks", "")).startswith("per-lock"):
+    mode, _, rewalk = str(tr.get("lock_stacks", "")).partition(":")
+    if mode == "per-lock":
         # capture --lock-stacks per-lock: the lock and its kind stay exact, the caller not
+        # (extra.lock_stacks = "per-lock:N", N the capture's re-walk interval)
         lines.append(
             "callers: sampled (--lock-stacks per-lock: a lock's waits carry the stack of its "
-            "last walk, every 64th wait)"
+            f"last walk, every {rewalk}th wait)"
         )
     lines.append(f"source: capture ({tr['trace']})")
     return console.file.getvalue() + "\n".join(lines) + "\n"  # type: ignore[attr-defined]

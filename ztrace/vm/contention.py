@@ -114,7 +114,7 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
         not_plain_spin = pa.array(flags != 1)
         both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
         res["probe_floor_ns"] = probe_floor(slow)
-        calls = t.filter(pc.is_in(ev, pa.array(sorted(set(sum(_TAKERS.values(), ()))))))
+        calls = t.filter(pc.is_in(ev, pa.array(_TAKER_EVENTS)))
         res["all_contended"] = _measure(both, addr_name, frames, res["probe_floor_ns"], calls)
         primary, res["source"] = res["all_contended"], "spin_slowpath kprobe + lock tracepoint"
     else:
@@ -238,6 +238,7 @@ _TAKERS = {
     "pool": ("zs_malloc", "zs_free", "zs_write", "zs_read"),
     "class": ("zs_malloc", "zs_free"),
 }
+_TAKER_EVENTS = sorted({e for events in _TAKERS.values() for e in events})
 
 
 def requests_in_holder_calls(
@@ -332,10 +333,13 @@ def _measure(
     zs = is_zs | by_addr_only
     kind = np.where(by_addr_only, "pool", kind)  # pool.* members are the pool's locks
     w = wait[zs]
+    # kprobe rows: only they carry the probe floor and a request stamp to check
+    slowpath = np.asarray(lk.column("event").cast(pa.string()).to_pylist(), dtype=object) == (
+        "spin_slowpath"
+    )
     less_floor = None
     if floor is not None:  # only the kprobe rows carry it (tracepoint rows: no kprobe pair)
-        kp = np.asarray(lk.column("event").cast(pa.string()).to_pylist(), dtype=object)[zs]
-        cut = np.where(kp == "spin_slowpath", floor, 0)
+        cut = np.where(slowpath[zs], floor, 0)
         less_floor = int(np.maximum(w.astype(np.int64) - cut, 0).sum())
     out: dict[str, Any] = {
         "rows": int(n),
@@ -383,8 +387,7 @@ def _measure(
         d["wait_ns_total"] += int(wt)
     out["locks"] = sorted(locks.values(), key=lambda d: -d["contended"])
     if calls is not None and calls.num_rows and n:
-        ev = np.asarray(lk.column("event").cast(pa.string()).to_pylist(), dtype=object)
-        sp = zs & (ev == "spin_slowpath")
+        sp = zs & slowpath
         out["zsmalloc"]["request_in_holder_call"] = requests_in_holder_calls(
             _column(lk, "ts_ns", 0, np.int64)[sp],
             _column(lk, "cpu", 0, np.int64)[sp],
