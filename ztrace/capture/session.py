@@ -709,7 +709,9 @@ class Capture:
         self.summary.consumer_cpu_s = time.thread_time() - self._cpu0 + worker_cpu
         extra = dict(self.writer.meta.extra)
         extra["consumer_cpu_s"] = f"{self.summary.consumer_cpu_s:.3f}"
-        extra.update(self._lost_extra())
+        # the same snapshot as the footer: the programs still run until loaded.close(), so a
+        # second read could count one more (session 16: footer 7618 reused, metadata 7619)
+        extra.update(self._lost_extra(self.summary.lost))
         self.writer.meta = self.writer.meta.replace(extra=extra)
         self.writer.close(lost_events=self.summary.lost_events + self.summary.late_dropped)
         self.summary.files = list(self.writer.files)
@@ -910,10 +912,12 @@ class Capture:
         lost["probe_missed"] = max(seen, m.pair_lost)
         return lost
 
-    def _lost_extra(self) -> dict[str, str]:
-        """Trace metadata: every loss counter by name, and the probes that missed."""
+    def _lost_extra(self, lost: dict[str, int] | None = None) -> dict[str, str]:
+        """Trace metadata: every loss counter by name (``lost``, or read now), and the
+        probes that missed."""
         assert self.loaded is not None
-        lost = self.lost_counts()
+        if lost is None:
+            lost = self.lost_counts()
         out = {"lost_detail": ",".join(f"{k}={v}" for k, v in sorted(lost.items()))}
         out["lost_detail"] += f",late_for_reorder={self.summary.late_dropped}"
         if self._misses is not None and self._misses.describe():
