@@ -44,7 +44,8 @@ import numpy as np
 
 from ztrace.checks.oracle_config import OracleConfig
 from ztrace.errors import CaptureError, ConfigError
-from ztrace.host.zram import MM_STAT, PAGE, ZramDevice
+from ztrace.format.zram_stat import MM_STAT
+from ztrace.host.zram import PAGE, ZramDevice
 from ztrace.model.classes import build_classes, kernel_profile
 from ztrace.model.zsmalloc import ZsPool, new_pool
 

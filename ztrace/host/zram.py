@@ -21,24 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ztrace.errors import CaptureError, ConfigError
+from ztrace.format.zram_stat import MM_STAT
 
 LOCK_PATH = "/tmp/ztrace-zram0.lock"
 PAGE = 4096
 #: BLKDISCARD from <linux/fs.h>: _IO(0x12, 119)
 BLKDISCARD = 0x1277
-
-#: zram mm_stat columns (Documentation/admin-guide/blockdev/zram.rst); newer kernels add more
-MM_STAT: tuple[str, ...] = (
-    "orig_data_size",
-    "compr_data_size",
-    "mem_used_total",
-    "mem_limit",
-    "mem_used_max",
-    "same_pages",
-    "pages_compacted",
-    "huge_pages",
-    "huge_pages_since",
-)
 
 # flock is per open file: a second open in the same process would wait for itself. The
 # process-wide count makes zram_lock re-entrant (a test may hold it around a ZramDevice).

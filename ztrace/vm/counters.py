@@ -13,6 +13,7 @@ kernel: symbols, ftrace-able functions, BTF, tracepoints, bcc version, kernel co
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import platform
@@ -23,40 +24,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Field names of the whitespace-separated sysfs stat files (Documentation/admin-guide/blockdev/
-# zram.rst). Newer kernels append fields; extra values are kept under their index.
-MM_STAT = [
-    "orig_data_size",
-    "compr_data_size",
-    "mem_used_total",
-    "mem_limit",
-    "mem_used_max",
-    "same_pages",
-    "pages_compacted",
-    "huge_pages",
-    "huge_pages_since",
-]
-IO_STAT = ["failed_reads", "failed_writes", "invalid_io", "notify_free"]
-BD_STAT = ["bd_count", "bd_reads", "bd_writes"]
-BLOCK_STAT = [
-    "read_ios",
-    "read_merges",
-    "read_sectors",
-    "read_ticks",
-    "write_ios",
-    "write_merges",
-    "write_sectors",
-    "write_ticks",
-    "in_flight",
-    "io_ticks",
-    "time_in_queue",
-    "discard_ios",
-    "discard_merges",
-    "discard_sectors",
-    "discard_ticks",
-    "flush_ios",
-    "flush_ticks",
-]
+
+def _load_zram_stat() -> Any:
+    """ztrace/format/zram_stat.py, the one definition of the sysfs stat fields, loaded by
+    its path: importing it as ``ztrace.format.zram_stat`` would run ``ztrace.format``'s
+    package imports (pyarrow), which this stdlib-only script must not need."""
+    path = Path(__file__).resolve().parents[1] / "format" / "zram_stat.py"
+    spec = importlib.util.spec_from_file_location("_ztrace_zram_stat", path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_ZRAM_STAT = _load_zram_stat()
+MM_STAT: tuple[str, ...] = _ZRAM_STAT.MM_STAT
+IO_STAT: tuple[str, ...] = _ZRAM_STAT.IO_STAT
+BD_STAT: tuple[str, ...] = _ZRAM_STAT.BD_STAT
+BLOCK_STAT: tuple[str, ...] = _ZRAM_STAT.BLOCK_STAT
 VMSTAT_PREFIXES = ("zswp", "pswp", "swap_ra", "pgmajfault", "pgpgin", "pgpgout")
 MEMINFO_KEYS = ("MemTotal", "MemFree", "SwapTotal", "SwapFree", "Zswap", "Zswapped")
 
@@ -75,7 +60,7 @@ def _num(s: str) -> int | str:
         return s
 
 
-def _fields(text: str | None, names: list[str]) -> dict[str, int | str]:
+def _fields(text: str | None, names: tuple[str, ...]) -> dict[str, int | str]:
     if text is None:
         return {}
     vals = text.split()

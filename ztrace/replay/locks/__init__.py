@@ -94,6 +94,26 @@ MODE_TYPES = ("spinlock", "rwlock:R", "rwlock:W")
 Step = tuple[int, int, int, int]
 
 
+def grow_steps(space: int) -> list[Step]:
+    """zs_malloc() that must allocate a zspage (op ``malloc_grow``), under the lock ``space``
+    of a design: find_get_zspage() fails and the lock is dropped, alloc_zspage() runs
+    unlocked (page allocation), then the lock is re-taken for obj_malloc() +
+    insert_zspage(). The kernel's shape in every generation (mm/zsmalloc.c: zs_malloc, 6.1
+    and 6.12); the designs differ only in which lock that is."""
+    return [
+        (space, M_SPIN, H_LOOKUP, U_OWN),
+        (SP_NONE, 0, H_ALLOCZS, U_OWN),
+        (space, M_SPIN, H_OP, U_OWN),
+    ]
+
+
+def lookup_then(mode: int, hold: int) -> list[Step]:
+    """The pool lock (in ``mode``) for the handle -> zspage lookup, then the copy (cost term
+    ``hold``) under the zspage lock only: zs_map_object() up to 6.14, zs_obj_read_begin() /
+    zs_obj_write() from 6.15. The zspage lock is not simulated (see ``classlock``)."""
+    return [(SP_POOL, mode, H_LOOKUP, U_OWN), (SP_NONE, 0, hold, U_OWN)]
+
+
 @dataclass(frozen=True)
 class LockDesign:
     """One lock design compiled to integer tables (see the module docstring)."""

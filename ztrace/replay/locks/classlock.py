@@ -54,7 +54,6 @@ from ztrace.replay.locks import (
     OP_MIGRATE,
     OP_READ,
     OP_WRITE,
-    SP_NONE,
     SP_POOL,
     SP_SUB,
     U_END,
@@ -63,6 +62,8 @@ from ztrace.replay.locks import (
     LockDesign,
     Step,
     design,
+    grow_steps,
+    lookup_then,
     no_param,
     register,
 )
@@ -70,13 +71,9 @@ from ztrace.replay.locks import (
 #: The per-class table shared by ``class``, ``striped`` and ``magazine`` (sub-lock = SP_SUB).
 CLASS_STEPS: dict[int, list[Step]] = {
     OP_MALLOC: [(SP_SUB, M_SPIN, H_OP, U_OWN)],
-    OP_MALLOC_GROW: [
-        (SP_SUB, M_SPIN, H_LOOKUP, U_OWN),  # find_get_zspage() fails, unlock
-        (SP_NONE, 0, H_ALLOCZS, U_OWN),  # alloc_zspage() outside the lock
-        (SP_SUB, M_SPIN, H_OP, U_OWN),  # relock, obj_malloc + insert_zspage
-    ],
+    OP_MALLOC_GROW: grow_steps(SP_SUB),
     OP_FREE: [(SP_POOL, M_READ, H_LOOKUP, U_NEXT), (SP_SUB, M_SPIN, H_OP, U_OWN)],
-    OP_WRITE: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
+    OP_WRITE: lookup_then(M_READ, H_WRITE),
     OP_COMPACT: [(SP_POOL, M_WRITE, H_OP, U_OWN)],
     # one source zspage of __zs_compact(): write_lock(pool) + spin_lock(class), both held
     # to the end of the zspage. The pool step holds cost2, which ingest leaves 0 for
@@ -86,7 +83,7 @@ CLASS_STEPS: dict[int, list[Step]] = {
     # zs_map_object() (<=6.14): read_lock(&pool->migrate_lock) (6.11+: pool->lock),
     # obj -> zspage, migrate_read_lock(zspage), read_unlock; 6.15+ zs_obj_read_begin():
     # the same with zspage_read_lock(). The copy runs under the zspage lock only.
-    OP_READ: [(SP_POOL, M_READ, H_LOOKUP, U_OWN), (SP_NONE, 0, H_OP, U_OWN)],
+    OP_READ: lookup_then(M_READ, H_OP),
 }
 
 

@@ -26,8 +26,6 @@ here, so the docs say "reported".
 from __future__ import annotations
 
 from ztrace.replay.locks import (
-    H_ALLOCZS,
-    H_LOOKUP,
     H_OP,
     H_WRITE,
     M_SPIN,
@@ -39,32 +37,29 @@ from ztrace.replay.locks import (
     OP_MIGRATE,
     OP_READ,
     OP_WRITE,
-    SP_NONE,
     SP_POOL,
     U_OWN,
     LockDesign,
     Step,
     design,
+    grow_steps,
+    lookup_then,
     no_param,
     register,
 )
 
 POOL_STEPS: dict[int, list[Step]] = {
     OP_MALLOC: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
-    OP_MALLOC_GROW: [
-        (SP_POOL, M_SPIN, H_LOOKUP, U_OWN),
-        (SP_NONE, 0, H_ALLOCZS, U_OWN),
-        (SP_POOL, M_SPIN, H_OP, U_OWN),
-    ],
+    OP_MALLOC_GROW: grow_steps(SP_POOL),
     OP_FREE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
-    OP_WRITE: [(SP_POOL, M_SPIN, H_LOOKUP, U_OWN), (SP_NONE, 0, H_WRITE, U_OWN)],
+    OP_WRITE: lookup_then(M_SPIN, H_WRITE),
     OP_COMPACT: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     OP_COMPACT_SRC: [(SP_POOL, M_SPIN, H_OP, U_OWN)],  # one source zspage of __zs_compact
     OP_MIGRATE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     # 6.2-6.10 zs_map_object(): spin_lock(&pool->lock); obj -> zspage;
     # migrate_read_lock(zspage); spin_unlock(&pool->lock): the copy runs under the zspage
     # lock only (the zspage lock itself is not simulated, see the module docstring)
-    OP_READ: [(SP_POOL, M_SPIN, H_LOOKUP, U_OWN), (SP_NONE, 0, H_OP, U_OWN)],
+    OP_READ: lookup_then(M_SPIN, H_OP),
 }
 
 
