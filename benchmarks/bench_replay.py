@@ -14,6 +14,7 @@ configuration.
     .venv/bin/python -m benchmarks.bench_replay --locks class,pool,pools:32,striped:8,magazine
     .venv/bin/python -m benchmarks.bench_replay --events 100000000 --runs 1   # memory check
     .venv/bin/python -m benchmarks.bench_replay --runs 1 --no-anchor --startup  # start time
+    .venv/bin/python -m benchmarks.bench_replay --events 5000000 --latency      # memory bound
     .venv/bin/python -m benchmarks.bench_replay --ab-against /tmp/ab-old --rounds 7  # A/B
     .venv/bin/python -m benchmarks.bench_replay --core --ab-against /tmp/ab-old  # lock core A/B
     .venv/bin/python -m benchmarks.bench_replay --threads-ab --locks class,pool,magazine  # threads
@@ -177,6 +178,130 @@ def _breakdown(trace: Path, n: int = 2_000_000) -> dict[str, float]:
         c = time.process_time()
         fn(*a)
         out[f"{name}_cpu_ns_per_event"] = round((time.process_time() - c) / len(code) * 1e9)
+    return out
+
+
+def _chase_ns(mb: float, steps: int = 2_000_000, huge: bool = False) -> float:
+    """ns per dependent load of a random pointer chase through ``mb`` MB (one cycle); with
+    ``huge`` in an anonymous mapping advised MADV_HUGEPAGE (transparent huge pages)."""
+    import mmap
+
+    from numba import njit
+
+    @njit(cache=False)
+    def chase(nxt, steps):  # type: ignore[no-untyped-def]
+        i = 0
+        for _ in range(steps):
+            i = nxt[i]
+        return i
+
+    n = int(mb * 2**20 / 8)
+    perm = np.random.default_rng(1).permutation(n)
+    if huge:
+        m = mmap.mmap(-1, n * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+        nxt = np.frombuffer(m, dtype=np.int64)
+    else:
+        nxt = np.empty(n, np.int64)
+    nxt[perm] = np.roll(perm, -1)
+    chase(nxt, 1000)
+    t = time.perf_counter()
+    chase(nxt, steps)
+    return (time.perf_counter() - t) / steps * 1e9
+
+
+def _anon_huge_kb() -> int:
+    """This process's transparent huge pages now (smaps_rollup AnonHugePages, kB)."""
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _latency(trace: Path) -> dict[str, object]:
+    """What bounds the pool model: this machine's dependent-load latency by working-set
+    size, and the model's own working set and cost on the whole trace without a handle
+    table (each free is told the row of its malloc, found beforehand in Python)."""
+    from numba import njit
+
+    from ztrace.format import read_trace
+    from ztrace.format.events import EV_FREE, EV_MALLOC
+    from ztrace.model.classes import build_classes
+    from ztrace.model.zsmalloc import free as zs_free
+    from ztrace.model.zsmalloc import malloc as zs_malloc
+    from ztrace.model.zsmalloc import new_pool
+    from ztrace.replay.handles import HM_COLS
+    from ztrace.replay.ingest import event_codes
+
+    out: dict[str, object] = {
+        "load_ns_by_working_set_mb": {
+            str(mb): round(_chase_ns(mb), 1) for mb in (0.5, 2, 8, 32, 128)
+        },
+        "load_ns_by_working_set_mb_huge_pages": {
+            str(mb): round(_chase_ns(mb, huge=True), 1) for mb in (8, 32, 128)
+        },
+        "anon_huge_pages_kb": _anon_huge_kb(),
+    }
+    t = read_trace(trace, columns=["event", "size_bytes", "handle"]).table
+    code = event_codes(t.column("event"))
+    size = t.column("size_bytes").to_numpy().astype(np.int64)
+    handle = t.column("handle").to_numpy().view(np.int64)
+    ref = np.full(len(code), -1, np.int64)  # a free's malloc row
+    live: dict[int, int] = {}
+    for i in np.flatnonzero((code == EV_MALLOC) | (code == EV_FREE)).tolist():
+        if code[i] == EV_MALLOC:
+            live[int(handle[i])] = i
+        else:
+            ref[i] = live.pop(int(handle[i]), -1)
+
+    @njit(cache=False)
+    def model(pool, code, size, ref, objof, frees):  # type: ignore[no-untyped-def]
+        for i in range(code.shape[0]):
+            if code[i] == EV_MALLOC:
+                objof[i] = zs_malloc(pool, size[i])
+            elif frees and code[i] == EV_FREE and ref[i] >= 0:
+                zs_free(pool, objof[ref[i]])
+
+    for frees, key in ((False, "mallocs_only"), (True, "mallocs_and_frees")):
+        pool = new_pool(build_classes(8))
+        objof = np.full(len(code), -1, np.int64)
+        model(new_pool(build_classes(8)), code[:10], size[:10], ref[:10], objof[:10], frees)
+        c = time.process_time()
+        model(pool, code, size, ref, objof, frees)
+        out[f"model_{key}_cpu_ns_per_event"] = round((time.process_time() - c) / len(code) * 1e9)
+
+    # the same model with a cache-resident pool: 1,000 live objects, each step frees a
+    # random one and allocates a size from the trace (its compute, not its memory)
+    @njit(cache=False)
+    def resident(pool, sizes, live_n, steps):  # type: ignore[no-untyped-def]
+        np.random.seed(1)
+        live = np.empty(live_n, np.int64)
+        for k in range(live_n):
+            live[k] = zs_malloc(pool, sizes[k])
+        for t in range(steps):
+            k = np.random.randint(live_n)
+            zs_free(pool, live[k])
+            live[k] = zs_malloc(pool, sizes[t % sizes.shape[0]])
+
+    sizes = size[code == EV_MALLOC][:65536]
+    resident(new_pool(build_classes(8)), sizes, 10, 10)
+    steps = 2_000_000
+    c = time.process_time()
+    resident(new_pool(build_classes(8)), sizes, 1000, steps)
+    out["model_cache_resident_cpu_ns_per_op"] = round(
+        (time.process_time() - c) / (2 * steps + 1000) * 1e9
+    )
+    # the end state of the run with frees: the pool's arrays, and the handle
+    # table the replay would hold for its live handles (power of two, at most 3/4 full)
+    rows = 1 << int(np.ceil(np.log2(max(4 * len(live) / 3, 1))))
+    out["working_set_mb"] = {
+        "pool_obj": round(pool.obj.nbytes / 2**20, 1),
+        "pool_zspages": round(pool.zp.nbytes / 2**20, 1),
+        "pool_slots": round(pool.slot.nbytes / 2**20, 1),
+        "handle_table": round(rows * HM_COLS * 8 / 2**20, 1),
+    }
+    out["frees"] = int((code == EV_FREE).sum())
+    out["live_handles_end"] = len(live)
     return out
 
 
@@ -504,6 +629,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Also time the pool model and handle table alone (CPU ns/event).",
     )
     ap.add_argument(
+        "--latency",
+        action="store_true",
+        help="Also measure this machine's load latency by working-set size, and the pool "
+        "model's cost and working set without a handle table.",
+    )
+    ap.add_argument(
         "--stages",
         action="store_true",
         help="Also split one serial replay's CPU time by stage (ns/event).",
@@ -595,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         out.update(_startup(work))
     if args.stages:
         out.update(_stages(trace, args.events, locks))
+    if args.latency:
+        out.update(_latency(trace))
     if args.breakdown:
         out.update(_breakdown(trace))
         out["replay_cpu_ns_per_event"] = round(cmed / args.events * 1e9)
