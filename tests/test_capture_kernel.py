@@ -219,6 +219,12 @@ def test_cli_capture_runs_command_and_prints_footer(tmp_path: Path) -> None:
     assert "lost: 0," in p.stderr
     assert "command exit status: 0" in p.stderr
     t = read_trace(tmp_path / "t", allow_empty=True)
+    # the whole process's CPU while consuming, beside the consumer threads' own: every
+    # consumer thread is in the process, so it is at least theirs (the writer thread's
+    # start, before consuming began, is the only CPU of theirs outside the window: < 5 ms)
+    proc = float(t.meta.extra["capture_process_cpu_s"])
+    assert proc >= float(t.meta.extra["consumer_cpu_s"]) - 0.005, t.meta.extra
+    assert f"capture process CPU: {proc:.2f} s while consuming" in p.stderr
     assert t.meta.extra["anonymized"] == "true" and t.meta.extra["host"] == ""
     comms = t.table.column("comm").cast(pa.string()).unique().to_pylist()
     assert all(c.startswith("task-") for c in comms)

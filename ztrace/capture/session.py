@@ -115,6 +115,10 @@ class CaptureSummary:
     command_rc: int | None = None
     stacks: dict[int, list[str]] = field(default_factory=dict)
     consumer_cpu_s: float = 0.0
+    #: CPU of the whole capture process (every thread: ring reads, Parquet writes, Arrow's
+    #: pools) from the start of consuming to the close; a workload started by the capture
+    #: is a child process and not in it
+    process_cpu_s: float = 0.0
     mode: str = "events"
     ring_deleted_files: int = 0
     ring_deleted_rows: int = 0
@@ -141,6 +145,9 @@ class CaptureSummary:
                 f"consumer CPU: {self.consumer_cpu_s:.2f} s "
                 f"({1e6 * self.consumer_cpu_s / self.events:.2f} us/event)"
             )
+        lines.append(
+            f"capture process CPU: {self.process_cpu_s:.2f} s while consuming (all its threads)"
+        )
         lines.append("probes: " + ", ".join(f"{k}={v}" for k, v in self.modes.items()))
         if self.mode == "summary":
             lines.append("mode: summary (aggregated in the kernel; no per-event rows)")
@@ -588,6 +595,7 @@ class Capture:
         self._extra = extra
         self._t0 = time.monotonic()
         self._cpu0 = time.thread_time()
+        self._pcpu0 = time.process_time()
         if self.opts.summary:
             Path(self.opts.out).mkdir(parents=True, exist_ok=True)
             self._sum_t0 = time.monotonic_ns()
@@ -635,6 +643,7 @@ class Capture:
             self.start()
         assert self.loaded is not None
         self._cpu0 = time.thread_time()  # finish() runs in this thread too
+        self._pcpu0 = time.process_time()
         deadline = self._t0 + self.opts.duration_s if self.opts.duration_s else None
         last_flush = last_line = time.monotonic()
         drained = 0  # rows read since the last flush
@@ -683,6 +692,7 @@ class Capture:
             self._write_interval()
             self.summary.lost = self.lost_counts(fresh=True)
             self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
+            self.summary.process_cpu_s = time.process_time() - self._pcpu0
             self.summary.seconds = time.monotonic() - self._t0
             self._write_stacks()
             self.loaded.close()
@@ -707,8 +717,10 @@ class Capture:
         self.summary.lost = self.lost_counts(fresh=True)
         # CPU of the consumer's own threads (the workload may share the process in tests)
         self.summary.consumer_cpu_s = time.thread_time() - self._cpu0 + worker_cpu
+        self.summary.process_cpu_s = time.process_time() - self._pcpu0
         extra = dict(self.writer.meta.extra)
         extra["consumer_cpu_s"] = f"{self.summary.consumer_cpu_s:.3f}"
+        extra["capture_process_cpu_s"] = f"{self.summary.process_cpu_s:.3f}"
         # the same snapshot as the footer: the programs still run until loaded.close(), so a
         # second read could count one more (session 16: footer 7618 reused, metadata 7619)
         extra.update(self._lost_extra(self.summary.lost))
