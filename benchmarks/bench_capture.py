@@ -14,9 +14,12 @@ with ``--base DIR``, under the same CLI from another source tree (``base``: e.g.
 the previous commit, so before and after are measured side by side in one run; with
 ``probes`` also ``probes-base``, the other tree's probes alone). Modes are interleaved within
 each run. ``--consumer-rates`` drives each tree's consumer in a child process with the
-synthetic in-kernel producer. ``--targets`` runs issue 12's must-shows (about 8 minutes on
-two idle vCPUs) and ends with one verdict line per target. Prints one JSON line per run,
-then one summary line per workload with medians:
+synthetic in-kernel producer. ``--targets`` runs issue 12's must-shows (about 6 minutes on
+two idle vCPUs), then three whole-machine profiles of fio under each capture mode (``perf
+record -a`` in the steady state: the capture's CPU per IO from each run's own split, which
+the host's swings between runs do not reach), and ends with one verdict line per target.
+``--perf`` takes one such profile alone (``--perf-workload``, ``--perf-mode``). Prints one
+JSON line per run, then one summary line per workload with medians:
 
 * ``events_per_s``: rows written per second of workload, with ``lost`` (kernel-counted ring
   buffer drops + reorder drops) -- the consumer keeps up when ``lost`` is 0;
@@ -27,6 +30,7 @@ then one summary line per workload with medians:
     git archive HEAD~3 | tar -x -C /tmp/base    # the "before" tree
     sudo .venv/bin/python -m benchmarks.bench_capture --base /tmp/base --workloads write,fio
     sudo .venv/bin/python -m benchmarks.bench_capture --targets        # the must-shows
+    sudo .venv/bin/python -m benchmarks.bench_capture --perf --perf-workload fio --perf-mode on
 """
 
 from __future__ import annotations
@@ -434,9 +438,11 @@ def _perf_profile(
     """``perf record`` of one run of ``--perf-workload`` in ``--perf-mode``.
 
     ``probes`` (the kernel side alone, this process attaches the probes and copies the
-    ring): the workload's own samples, top symbols. ``off``, ``on`` and ``summary``: the
-    whole machine (``perf record -a``) while the run lasts, so that the capture's consumer
-    process counts too: the share of each command and the top symbols.
+    ring): the workload's own samples for its whole run. ``off``, ``on`` and ``summary``:
+    the whole machine (``perf record -a``) in the run's steady state, so that the capture's
+    process counts too. Returns the share of each command, the BPF symbols (self, and the
+    tracepoint dispatchers with their callees), the top symbols and, for fio under a
+    capture, the capture's overhead per IO from this run's own split.
     """
     tree = Path(args.base) if args.base else ROOT
     data = tmp / "perf.data"
@@ -666,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
                         row = {"run": i, **_run(mode, workload, args, tmp), "load_avg_1m": _load()}
                         rows.append(row)
                         print(json.dumps(row), flush=True)
-            if args.targets and shutil.which("perf"):
+            if args.targets and not shutil.which("perf"):
+                print(json.dumps({"skipped": "fio profiles: perf not installed"}), flush=True)
+            elif args.targets:
                 # the fio target once more, from each run's own CPU split (perf), which the
                 # host's swings between runs do not reach; interleaved on / summary
                 for i in range(3):
