@@ -33,12 +33,16 @@ def test_holdtime_measures_a_hold_shorter_than_the_call(tmp_path: Path) -> None:
     for kind in ("malloc", "free"):
         k = res["kinds"][kind]
         assert k["family"] == "_raw_spin_lock"
-        # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free), in nearly every
-        # call. Locks taken by an interrupt inside the call are not tracked (on the IRQ stack,
-        # probes/zs_hold.bpf.c: zh_task_context; session 8 saw a round at 0.982 before that);
-        # a quiet host still showed 1-2 calls of ~1,055 per round with another lock first,
-        # taken in the task's own context before spin_lock()
-        assert all(r[kind]["top_lock_share"] > 0.99 for r in b_rounds)
+        # one lock, 6.1's pool->lock (mm/zsmalloc.c: zs_malloc, zs_free), in every call. The
+        # probes track only a lock the zs_* function itself asks for (its return address in
+        # the function's text; session 18). Before, the first lock of any caller was tracked:
+        # a lock the call's callees took first became the call's lock in 1-3 of ~1,055
+        # mallocs per round on a quiet host, and in over 1 % in one CI run, which failed here.
+        # Interrupts' locks are not tracked either (IRQ stack: zh_task_context, session 8)
+        assert all(r[kind]["lock_addresses"] == 1 for r in b_rounds)
+        assert all(r[kind]["top_lock_share"] == 1.0 for r in b_rounds)
+        # the callees' lock requests are counted instead (0-2 per round in session 18)
+        assert all(0 <= r[kind]["other_lock_calls"] <= r[kind]["calls"] for r in b_rounds)
         lo, hi = k["share"]
         # zs_malloc allocates its handle before spin_lock(), zs_free frees it after
         # spin_unlock(): the hold is a part of the call, never all of it. That holds for

@@ -15,9 +15,11 @@ the call would count as call time, not hold), rounds A, B, C repeated:
 * **B**: A plus probes on the out-of-line lock functions (kprobe + kretprobe on
   ``_raw_spin_lock`` / ``_raw_read_lock``, kprobe on ``_raw_spin_unlock`` /
   ``_raw_read_unlock``; Debian's amd64 builds: CONFIG_UNINLINE_SPIN_UNLOCK=y, PREEMPTION),
-  per thread: the first lock of each family inside the zs_* call, matched by lock address:
-  the hold ``H`` = lock return to unlock entry, summed per call. The distinct addresses are
-  reported (6.1: one, pool->lock).
+  per thread: the first lock of each family that the zs_* function itself asks for (its
+  return address inside the function's own text, :func:`own_text`), matched by lock address:
+  the hold ``H`` = lock return to unlock entry, summed per call. Locks asked for by code the
+  call runs (slab, page allocator, scheduler) are counted per call (``other_lock_calls``),
+  never tracked. The distinct addresses are reported (6.1: one, pool->lock).
   Round B also times where the hold sits: call entry to the first request of the tracked
   lock, and its last unlock to the call's return (the replay asks for the lock at the call's
   entry; session 15).
@@ -37,12 +39,15 @@ D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pur
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 PROGRAM = "zs_hold.bpf.c"
@@ -65,6 +70,74 @@ METHOD = (
     "hold / D_A, medians over A,B,C cycles; request/release = round B's call entry to the "
     "first lock request and last unlock to return (ns and share of that call)"
 )
+
+
+def own_text(kallsyms: str, funcs: tuple[str, ...] = FUNCS) -> list[list[tuple[int, int]]]:
+    r"""Per function of ``funcs``: the address ranges of its own text in ``kallsyms`` (the
+    text of /proc/kallsyms): its symbol and its split-off parts (``zs_malloc.cold``), each up
+    to the next higher symbol's address. zsmalloc is a module on Debian's 6.1 and built in on
+    6.12; either way /proc/kallsyms lists its functions, not where they end.
+
+    >>> ks = "ffffffffc0001000 t zs_malloc\t[zsmalloc]\nffffffffc0001400 T zs_free\t[zsmalloc]\n"
+    >>> [[(hex(a), hex(b)) for a, b in r] for r in own_text(ks + "ffffffffc0001600 t x\n")]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [[('0xffffffffc0001000', '0xffffffffc0001400')],
+     [('0xffffffffc0001400', '0xffffffffc0001600')], []]
+    """
+    syms: list[tuple[int, str]] = []
+    for line in kallsyms.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in "tTwW":
+            syms.append((int(parts[0], 16), parts[2]))
+    addrs = sorted({a for a, _ in syms if a})
+    out: list[list[tuple[int, int]]] = []
+    for fn in funcs:
+        ranges = []
+        for a, name in syms:
+            if a and (name == fn or name.startswith(fn + ".")):
+                i = bisect.bisect_right(addrs, a)
+                ranges.append((a, addrs[i] if i < len(addrs) else a + (1 << 16)))
+        out.append(sorted(set(ranges)))
+    return out
+
+
+#: the kretprobe trampoline's names across kernels (6.1 and 6.12 x86: rethook; older:
+#: kretprobe): a lock call's return address reads as this when a kretprobe took it first
+TRAMPOLINES = ("arch_rethook_trampoline", "__kretprobe_trampoline", "kretprobe_trampoline")
+
+
+def trampolines(kallsyms: str) -> list[int]:
+    r"""Addresses of the ``TRAMPOLINES`` in ``kallsyms``.
+
+    >>> ks = "ffffffff81076930 T arch_rethook_trampoline\nffffffff81000000 T x\n"
+    >>> [hex(a) for a in trampolines(ks)]
+    ['0xffffffff81076930']
+    """
+    out = []
+    for line in kallsyms.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] in TRAMPOLINES and int(parts[0], 16):
+            out.append(int(parts[0], 16))
+    return out
+
+
+def own_text_macro(ranges: list[list[tuple[int, int]]], tramps: Sequence[int] = ()) -> str:
+    r"""The ``ZH_OWN(fn, ret)`` definition for probes/zs_hold.bpf.c: is the return address
+    ``ret`` of a lock call inside the text of zs function number ``fn``? And ``ZH_TRAMP(ret)``:
+    is it the kretprobe trampoline (``tramps``)?
+
+    >>> print(own_text_macro([[(16, 32)], []], [48]).replace(" || ", "\n  || "))
+    #define ZH_OWN(fn, ret) (((fn) == 0 && (((ret) >= 0x10ULL && (ret) < 0x20ULL)))
+      || ((fn) == 1 && (0)))
+    #define ZH_TRAMP(ret) ((ret) == 0x30ULL)
+    <BLANKLINE>
+    """
+    terms = []
+    for i, rs in enumerate(ranges):
+        inside = " || ".join(f"((ret) >= {a:#x}ULL && (ret) < {b:#x}ULL)" for a, b in rs)
+        terms.append(f"((fn) == {i} && ({inside or '0'}))")
+    tramp = " || ".join(f"(ret) == {a:#x}ULL" for a in tramps) or "0"
+    return f"#define ZH_OWN(fn, ret) ({' || '.join(terms)})\n#define ZH_TRAMP(ret) ({tramp})\n"
 
 
 def _median(xs: list[float]) -> float | None:
@@ -140,6 +213,9 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             # share of the calls on the most common address (6.1: pool->lock; a foreign
             # lock first, e.g. an interrupt's, shows here)
             row["top_lock_share"] = max(addrs.values()) / len(held) if held else None
+            # calls in which code the call runs asked for a lock of the family too (not
+            # tracked; absent from records before session 18)
+            row["other_lock_calls"] = sum(1 for r in rs if r.get("other", [0, 0])[fam])
             if config == "B":
                 row["samples"] = [[r["hold"][fam], r["dur"]] for r in held[:MAX_SAMPLES]]
                 row.update(_request_and_release(held, fam))
@@ -260,7 +336,14 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     from ztrace.capture.loader import probes_dir
     from ztrace.checks.probecost import check_result, detach_all
 
-    bpf = BPF(text=(probes_dir() / PROGRAM).read_bytes())
+    kallsyms = Path("/proc/kallsyms").read_text()
+    ranges = own_text(kallsyms)
+    missing = [fn for fn, rs in zip(FUNCS, ranges, strict=True) if not rs]
+    if missing:
+        raise SystemExit(f"ztrace: error: /proc/kallsyms: no symbol for {', '.join(missing)}")
+    defines = own_text_macro(ranges, trampolines(kallsyms))
+    text = defines.encode() + (probes_dir() / PROGRAM).read_bytes()
+    bpf = BPF(text=text)
     recs: list[dict[str, Any]] = []
 
     def on_event(_cpu: int, data: Any, _size: int) -> None:
@@ -272,6 +355,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 "size": e.size,
                 "hold": [e.hold[0], e.hold[1]],
                 "n": [e.n[0], e.n[1]],
+                "other": [e.other[0], e.other[1]],
                 "lock": [e.lock[0], e.lock[1]],
                 "open": e.open,
                 "req": [e.req[0], e.req[1]],
@@ -292,10 +376,12 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 att += [(fn, prog, False), (fn, "zh_zs_return", True)]
             if config in "BC":
                 for fam, (lk, ul) in zip(("spin", "read"), FAMILIES, strict=True):
-                    bpf.attach_kprobe(event=lk, fn_name=f"zh_{fam}_lock")
+                    # the kretprobe first: the entry kprobe, newer, runs before it and reads
+                    # the caller's return address before the kretprobe replaces it
                     bpf.attach_kretprobe(event=lk, fn_name=f"zh_{fam}_lock_ret")
+                    bpf.attach_kprobe(event=lk, fn_name=f"zh_{fam}_lock")
                     bpf.attach_kprobe(event=ul, fn_name=f"zh_{fam}_unlock")
-                    att += [(lk, f"zh_{fam}_lock", False), (lk, f"zh_{fam}_lock_ret", True)]
+                    att += [(lk, f"zh_{fam}_lock_ret", True), (lk, f"zh_{fam}_lock", False)]
                     att += [(ul, f"zh_{fam}_unlock", False)]
             if config == "C":  # attached last: runs inside the recording handlers' window
                 for fam, (lk, ul) in zip(("spin", "read"), FAMILIES, strict=True):
