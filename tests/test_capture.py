@@ -401,6 +401,8 @@ def test_parse_cpu_list() -> None:
         (["--rotate-seconds", "0"], "--rotate-seconds"),
         (["--rotate-seconds", "-5"], "--rotate-seconds"),
         (["--rotate-mb", "0"], "--rotate-mb"),
+        (["--reorder-window", "0s"], "--reorder-window"),
+        (["--reorder-window", "later"], "--reorder-window"),
         (["--cgroup", "/nonexistent"], "--cgroup"),
     ],
 )

@@ -107,6 +107,14 @@ def parse_cpu_list(text: str) -> list[int]:
     help="Also start a new part file after this long (seconds, or 30s, 5m).",
 )
 @click.option(
+    "--reorder-window",
+    default="500ms",
+    help="Hold events this long to write them in time order (500ms, 2s). An event is "
+    "emitted at its call's return or wait's end with its begin time; one that arrives later "
+    "than this after it began is dropped and counted as late_for_reorder. Widen it on a "
+    "starved box; memory stays bounded (the older half is written early past 4 M rows).",
+)
+@click.option(
     "--max-size",
     default=None,
     help="Keep at most this much of finished parts (e.g. 2G, 500M): the newest, as a ring; "
@@ -169,6 +177,7 @@ def command(
     ringbuf_pages: int,
     rotate_mb: float,
     rotate_seconds: str | None,
+    reorder_window: str,
     max_size: str | None,
     max_files: int | None,
     cpu_list: str | None,
@@ -202,6 +211,7 @@ def command(
         parse_duration(rotate_seconds, "--rotate-seconds") if rotate_seconds is not None else None
     )
     every = parse_duration(interval, "--interval") if interval else None
+    reorder_s = parse_duration(reorder_window, "--reorder-window")
     if summary and every is None:
         every = 10.0
     max_bytes = parse_size(max_size, "--max-size") if max_size is not None else None
@@ -226,6 +236,7 @@ def command(
             ringbuf_pages=ringbuf_pages,
             rotate_mb=rotate_mb,
             rotate_s=rotate_s,
+            reorder_window_ms=reorder_s * 1000.0,
             anonymize=anonymize,
             command=list(command) or None,
             target_tgid=target_tgid,

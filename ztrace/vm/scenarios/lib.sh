@@ -68,8 +68,12 @@ capture() {
       # --lock-stacks per-lock: a stack walk on every wait idles the waiter 3-5 us under TCG
       # before it spins, and raised 6.1 zsstress-heavy's measured contention by 5-35 %
       # (probes/zs_capture.bpf.c, zt_cached_stack); -p lock_stacks=each walks every wait
+      # --reorder-window 5s: a starved guest (TCG on a loaded host) emitted an event more
+      # than the default 500 ms after it began, and it was dropped as late (a fresh-clone
+      # CI run, 6.12 zram, session 18); at a guest's event rates 5 s of events is small
       python3 -X faulthandler -m ztrace capture -o "$O/$name" --probes "$probes" \
         --ringbuf-pages "$(karg ringbuf_pages 16384)" \
+        --reorder-window "$(karg reorder_window 5s)" \
         --lock-stacks "$(karg lock_stacks per-lock)" -- "$@" ;;
   esac
 }
