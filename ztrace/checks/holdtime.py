@@ -72,23 +72,36 @@ METHOD = (
 )
 
 
-def own_text(kallsyms: str, funcs: tuple[str, ...] = FUNCS) -> list[list[tuple[int, int]]]:
-    r"""Per function of ``funcs``: the address ranges of its own text in ``kallsyms`` (the
-    text of /proc/kallsyms): its symbol and its split-off parts (``zs_malloc.cold``), each up
-    to the next higher symbol's address. zsmalloc is a module on Debian's 6.1 and built in on
-    6.12; either way /proc/kallsyms lists its functions, not where they end.
+def text_symbols(kallsyms: str) -> list[tuple[int, str]]:
+    r"""The text symbols (types t, T, w, W) of ``kallsyms`` (the text of /proc/kallsyms) as
+    (address, name), in file order; read once for :func:`own_text` and :func:`trampolines`.
 
-    >>> ks = "ffffffffc0001000 t zs_malloc\t[zsmalloc]\nffffffffc0001400 T zs_free\t[zsmalloc]\n"
-    >>> [[(hex(a), hex(b)) for a, b in r] for r in own_text(ks + "ffffffffc0001600 t x\n")]
-    ... # doctest: +NORMALIZE_WHITESPACE
-    [[('0xffffffffc0001000', '0xffffffffc0001400')],
-     [('0xffffffffc0001400', '0xffffffffc0001600')], []]
+    >>> text_symbols("ffffffffc0001000 t zs_malloc\t[zsmalloc]\nffffffff82000000 D data\n")
+    [(18446744072635813888, 'zs_malloc')]
     """
     syms: list[tuple[int, str]] = []
     for line in kallsyms.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[1] in "tTwW":
             syms.append((int(parts[0], 16), parts[2]))
+    return syms
+
+
+def own_text(
+    syms: list[tuple[int, str]], funcs: tuple[str, ...] = FUNCS
+) -> list[list[tuple[int, int]]]:
+    r"""Per function of ``funcs``: the address ranges of its own text among ``syms``
+    (:func:`text_symbols`): its symbol and its split-off parts (``zs_malloc.cold``), each up
+    to the next higher symbol's address. zsmalloc is a module on Debian's 6.1 and built in on
+    6.12; either way /proc/kallsyms lists its functions, not where they end.
+
+    >>> ks = "ffffffffc0001000 t zs_malloc\t[zsmalloc]\nffffffffc0001400 T zs_free\t[zsmalloc]\n"
+    >>> syms = text_symbols(ks + "ffffffffc0001600 t x\n")
+    >>> [[(hex(a), hex(b)) for a, b in r] for r in own_text(syms)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [[('0xffffffffc0001000', '0xffffffffc0001400')],
+     [('0xffffffffc0001400', '0xffffffffc0001600')], []]
+    """
     addrs = sorted({a for a, _ in syms if a})
     out: list[list[tuple[int, int]]] = []
     for fn in funcs:
@@ -106,19 +119,14 @@ def own_text(kallsyms: str, funcs: tuple[str, ...] = FUNCS) -> list[list[tuple[i
 TRAMPOLINES = ("arch_rethook_trampoline", "__kretprobe_trampoline", "kretprobe_trampoline")
 
 
-def trampolines(kallsyms: str) -> list[int]:
-    r"""Addresses of the ``TRAMPOLINES`` in ``kallsyms``.
+def trampolines(syms: list[tuple[int, str]]) -> list[int]:
+    r"""Addresses of the ``TRAMPOLINES`` among ``syms`` (:func:`text_symbols`).
 
-    >>> ks = "ffffffff81076930 T arch_rethook_trampoline\nffffffff81000000 T x\n"
-    >>> [hex(a) for a in trampolines(ks)]
+    >>> syms = text_symbols("ffffffff81076930 T arch_rethook_trampoline\nffffffff81000000 T x\n")
+    >>> [hex(a) for a in trampolines(syms)]
     ['0xffffffff81076930']
     """
-    out = []
-    for line in kallsyms.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] in TRAMPOLINES and int(parts[0], 16):
-            out.append(int(parts[0], 16))
-    return out
+    return [a for a, name in syms if a and name in TRAMPOLINES]
 
 
 def own_text_macro(ranges: list[list[tuple[int, int]]], tramps: Sequence[int] = ()) -> str:
@@ -336,12 +344,14 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     from ztrace.capture.loader import probes_dir
     from ztrace.checks.probecost import check_result, detach_all
 
-    kallsyms = Path("/proc/kallsyms").read_text()
-    ranges = own_text(kallsyms)
+    syms = text_symbols(Path("/proc/kallsyms").read_text())
+    ranges = own_text(syms)
     missing = [fn for fn, rs in zip(FUNCS, ranges, strict=True) if not rs]
     if missing:
-        raise SystemExit(f"ztrace: error: /proc/kallsyms: no symbol for {', '.join(missing)}")
-    defines = own_text_macro(ranges, trampolines(kallsyms))
+        # the project's one-line error and exit status 2 (no traceback)
+        print(f"ztrace: error: /proc/kallsyms: no symbol for {', '.join(missing)}", file=sys.stderr)
+        raise SystemExit(2)
+    defines = own_text_macro(ranges, trampolines(syms))
     text = defines.encode() + (probes_dir() / PROGRAM).read_bytes()
     bpf = BPF(text=text)
     recs: list[dict[str, Any]] = []
