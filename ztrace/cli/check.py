@@ -151,8 +151,21 @@ Examples:
     help="Validation runs discard each writer's region every K passes.",
 )
 @click.option("--no-calibrate", is_flag=True, help="Only the cost model's default hold times.")
+@click.option(
+    "--rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="Interleaved rounds of the three runs; ratios are medians over rounds with their "
+    "min-max spread.",
+)
 def locks(
-    as_json: bool, writers: int, seconds: float, discard_every: int, no_calibrate: bool
+    as_json: bool,
+    writers: int,
+    seconds: float,
+    discard_every: int,
+    no_calibrate: bool,
+    rounds: int,
 ) -> None:
     """Measure real zsmalloc class-lock contention on /dev/zram0, replay the captured op
     stream under `class`, and compare contended acquisitions and total wait."""
@@ -163,7 +176,11 @@ def locks(
     from ztrace.look.tables import render_json, render_lock_check
 
     res = validate(
-        writers=writers, seconds=seconds, discard_every=discard_every, calibrate=not no_calibrate
+        writers=writers,
+        seconds=seconds,
+        discard_every=discard_every,
+        calibrate=not no_calibrate,
+        rounds=rounds,
     )
     if as_json:
         click.echo(render_json(res, indent=2, sort_keys=False))

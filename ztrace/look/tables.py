@@ -200,11 +200,15 @@ def render_sweep(rows: Sequence[Mapping[str, Any]], trace: str, con: Console | N
 
 
 def render_lock_check(res: Mapping[str, Any]) -> str:
-    """``ztrace check locks``: measured vs predicted contention, one line per prediction."""
+    """``ztrace check locks``: measured vs predicted contention, one line per prediction,
+    then the median ratio over the interleaved rounds with its min-max spread."""
+    scales = ", ".join(f"{x:.2f}" for x in res.get("hold_scales", []))
     lines = [
         f"kernel {res['host']['kernel']}, {res['host']['cpus']} CPUs, design `class`, "
-        f"hold-time scale {res['hold_scale']:.2f} x cost-model defaults",
-        f"{'run':<12}{'writers':>8}{'discard':>8}{'ops':>9}{'lost':>6}"
+        f"{res.get('rounds', 1)} interleaved round(s), hold-time scale median "
+        f"{res['hold_scale']:.2f} x cost-model defaults"
+        + (f" (per round {scales})" if scales else ""),
+        f"{'round':<6}{'run':<12}{'writers':>8}{'discard':>8}{'ops':>9}{'lost':>6}"
         f"{'contended':>11}{'total wait':>13}  {'predicted':<10}{'contended':>10}"
         f"{'ratio':>7}{'total wait':>13}{'ratio':>7}",
     ]
@@ -214,16 +218,25 @@ def render_lock_check(res: Mapping[str, Any]) -> str:
         for i, (name, p) in enumerate(preds):
             lead = (
                 (
-                    f"{r['role']:<12}{r['writers']:>8}{r['discard_every'] or '-':>8}"
+                    f"{r.get('round', 0):<6}{r['role']:<12}{r['writers']:>8}"
+                    f"{r['discard_every'] or '-':>8}"
                     f"{r['ops_malloc'] + r['ops_free']:>9}{r['lost_events']:>6}"
                     f"{r['contended']:>11}{human_ns(r['wait_ns']):>13}"
                 )
                 if i == 0
-                else " " * 67
+                else " " * 73
             )
             lines.append(
                 f"{lead}  {name:<10}{p['contended']:>10}{p['ratio_contended']:>7.2f}"
                 f"{human_ns(p['wait_ns']):>13}{p['ratio_wait']:>7.2f}"
+            )
+    if res.get("summary"):
+        lines += ["", "validation, predicted / measured: median over rounds [min, max]"]
+        for x in res["summary"]:
+            lo, hi = x["interval"]
+            lines.append(
+                f"  {x['writers']} writers, discard every {x['discard_every']}: "
+                f"{x['metric']:<14} ({x['prediction']}) {x['ratio']:.2f} [{lo:.2f}, {hi:.2f}]"
             )
     lines.append("")
     lines += [f"note: {n}" for n in res["notes"]]
