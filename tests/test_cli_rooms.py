@@ -26,6 +26,15 @@ def test_check_lru_kernel_bad_dir_is_one_line(cli, tmp_path: Path) -> None:
     assert r.stderr.startswith("ztrace: error: ") and r.stderr.count("\n") == 1
 
 
+def test_check_locks_bad_rounds_is_one_line(cli) -> None:
+    # parsed before the root check and before /dev/zram0 is touched
+    for bad, problem in (("0", "0 is not in the range 1<=x<=50."), ("x", "'x' is not a valid")):
+        r = cli("check", "locks", "--rounds", bad)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"ztrace: error: --rounds: {problem}"), r.stderr
+        assert r.stderr.count("\n") == 1
+
+
 def test_host_writers_refuses_a_missing_device(cli) -> None:
     r = cli("host", "writers", "--device", "zram-no-such", "--seconds", "0")
     assert r.returncode == 2
