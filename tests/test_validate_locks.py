@@ -15,6 +15,10 @@ validation uses the scale fitted on that round's calibration, seconds before) an
 asserts the *median over rounds*, with the bounds the single-run test had before session 18
 widened one of them (contended 0.2-10x, wait 0.02-10x). The must-show ratios of issue 10 are
 not judged by it.
+
+Since session 19 the replayed holds are capped by each CPU's traced gaps (``hold_caps``), and
+the medians reached are ~1.15-1.2x on this machine (benchmarks/README.md); the bounds stay
+where they were, since the test judges robustness on a shared host, not the target.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def test_validate_locks_ratio_band() -> None:
     d = json.loads(p.stdout)
     runs = d["runs"]
     assert d["rounds"] == 3 and len(runs) == 9
+    assert d["hold_caps"] is True  # the default: no hold outlasts its CPU's traced gap
     assert [(r["round"], r["role"]) for r in runs] == [
         (i, role) for i in range(3) for role in ("calibration", "validation", "validation")
     ]
@@ -61,6 +66,9 @@ def test_validate_locks_ratio_band() -> None:
         assert 0.03 <= r["default"]["ratio_contended"] <= 2.0, r["default"]
         if r["role"] == "calibration":
             assert 0.8 <= r["fitted"]["ratio_contended"] <= 1.25  # the fit itself
+        for p in (r.get("fitted"), r.get("calibrated"), r["default"]):
+            if p is not None:
+                assert 0.0 <= p["capped_share"] <= 1.0, p
     assert len(d["hold_scales"]) == 3
     summary = d["summary"]
     assert [(s["writers"], s["metric"]) for s in summary] == [

@@ -17,7 +17,9 @@ On this host (BPF tracepoints, no kprobes) the experiment is:
 The trace has no per-op durations on this kernel (no kprobes), so hold times come from the
 replay's cost model. Two predictions are reported: with the cost model's defaults, and with
 hold times scaled by one factor fitted on a *calibration* run (a different workload: no
-discards) and then applied unchanged to the *validation* run.
+discards) and then applied unchanged to the *validation* run. Either way no op holds the lock
+longer than its own CPU's traced timestamps allow (``hold_caps``; session 19): a spinlock
+holder is not preempted, so the CPU's next traced op begins after the hold ended.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class Prediction:
     ratio_contended: float
     ratio_wait: float
     cost_model: dict[str, Any]
+    #: ops whose hold was cut to the gap to their CPU's neighbouring op (``hold_caps``);
+    #: None when the caps were off
+    capped_share: float | None = None
 
 
 def _ratio(p: float, m: float) -> float:
@@ -201,17 +206,70 @@ def _scaled(scale: float) -> Any:
     )
 
 
-def predict(m: Measured, scale: float = 1.0, *, work: Path | None = None) -> Prediction:
-    """Replay ``m``'s op stream under ``class`` with hold times scaled by ``scale``."""
+def hold_caps(ts: np.ndarray, cpu: np.ndarray, is_free: np.ndarray) -> np.ndarray:
+    """The longest hold each op can have had, from its own CPU's traced timestamps.
+
+    A spinlock holder runs with preemption off (``spin_lock()``), so the next op traced on
+    a CPU begins after that CPU's previous hold ended. zs_malloc's row is stamped before it
+    takes ``class->lock`` (the handle alloc), so its hold ends before the CPU's next row: cap
+    = gap to the next row. zs_free's is stamped after it released the lock (the handle free,
+    6.18 mm/zsmalloc.c: zs_free frees the handle after ``spin_unlock()``), so its hold
+    started after the CPU's previous row: cap = gap to the previous row. The first free and
+    the last malloc of a CPU are uncapped (a large value). Each cap alone is an upper bound:
+    a malloc and the free after it share one gap, which this does not split.
+
+    >>> hold_caps(np.array([0, 400, 560, 2000]), np.array([0, 0, 0, 0]),
+    ...           np.array([False, True, True, False])).tolist()
+    [400, 400, 160, 1099511627776]
+    """
+    big = np.int64(1 << 40)
+    ts = np.asarray(ts, dtype=np.int64)
+    cap = np.full(ts.shape[0], big, dtype=np.int64)
+    for c in np.unique(cpu):
+        idx = np.nonzero(cpu == c)[0]
+        idx = idx[np.argsort(ts[idx], kind="stable")]
+        gap = np.diff(ts[idx])
+        prev_gap = np.concatenate([[big], gap])
+        next_gap = np.concatenate([gap, [big]])
+        cap[idx] = np.where(is_free[idx], prev_gap, next_gap)
+    return cap
+
+
+def predict(
+    m: Measured, scale: float = 1.0, *, cap_holds: bool = True, work: Path | None = None
+) -> Prediction:
+    """Replay ``m``'s op stream under ``class`` with hold times scaled by ``scale``.
+
+    With ``cap_holds`` (the default since session 19) no op holds the lock longer than its
+    CPU's traced timestamps allow (``hold_caps``): the holds go to the replay as the rows'
+    durations, the smaller of the scaled cost model and the cap. Without it every op holds
+    the scaled constant, and a burst of frees that the kernel ran 160 ns apart (a discard)
+    is replayed holding the lock 300 ns per free, which over-predicted the discard runs
+    ~2x (benchmarks/README.md, "validate locks").
+    """
     from ztrace.replay.engine import replay
 
     cm = _scaled(scale)
     ops = m.ops
     ts = ops.column("ts_ns").to_numpy().astype(np.int64)
     ev = ops.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
+    is_free = ev == "zs_free"
+    hold = np.where(is_free, cm.free_ns, cm.malloc_ns).astype(np.int64)
+    capped_share = None
+    if cap_holds:
+        cap = hold_caps(ts, ops.column("cpu").to_numpy(), is_free)
+        capped_share = float((hold > cap).mean()) if len(hold) else 0.0
+        hold = np.maximum(1, np.minimum(hold, cap))
+        # the replay takes a row's duration as what that op holds (a trace without kprobes
+        # has none; on this kernel no hold-share calibration applies: the whole is held)
+        ops = ops.set_column(
+            ops.schema.get_field_index("duration_ns"),
+            "duration_ns",
+            pa.array(hold.astype(np.uint64)),
+        )
     # The handle free is zs_free's *last* step, after class->lock is released; the handle
     # alloc is zs_malloc's first, before it is taken. Put each free's lock hold where it was.
-    ts = np.where(ev == "zs_free", ts - cm.free_ns, ts)
+    ts = np.where(is_free, ts - hold, ts)
     order = np.argsort(ts, kind="stable")
     ops = ops.set_column(
         ops.schema.get_field_index("ts_ns"), "ts_ns", pa.array(ts.astype(np.uint64))
@@ -226,7 +284,8 @@ def predict(m: Measured, scale: float = 1.0, *, work: Path | None = None) -> Pre
     try:
         shutil.rmtree(tmp / "ops", ignore_errors=True)
         write_trace(tmp / "ops", ops, m.meta)
-        s = replay(tmp / "ops", locks=["class"], seed=0, cost_model=cm).summary[0]
+        # stop_gap_ns=0: the durations are modelled, not measured; keep the trace's clock
+        s = replay(tmp / "ops", locks=["class"], seed=0, cost_model=cm, stop_gap_ns=0).summary[0]
     finally:
         if work is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -238,14 +297,22 @@ def predict(m: Measured, scale: float = 1.0, *, work: Path | None = None) -> Pre
         ratio_contended=_ratio(int(s["contended"]), m.contended),
         ratio_wait=_ratio(int(s["wait_ns_total"]), m.wait_ns),
         cost_model=asdict(cm),
+        capped_share=capped_share,
     )
 
 
-def fit_scale(m: Measured, *, lo: float = 0.25, hi: float = 32.0, steps: int = 12) -> float:
+def fit_scale(
+    m: Measured,
+    *,
+    lo: float = 0.25,
+    hi: float = 32.0,
+    steps: int = 12,
+    cap_holds: bool = True,
+) -> float:
     """Hold-time scale whose predicted contended count matches ``m`` (bisection, log scale)."""
     for _ in range(steps):
         mid = (lo * hi) ** 0.5
-        if predict(m, mid).contended < m.contended:
+        if predict(m, mid, cap_holds=cap_holds).contended < m.contended:
             lo = mid
         else:
             hi = mid
@@ -290,6 +357,7 @@ def validate(
     calibrate: bool = True,
     payload: int = 48,
     rounds: int = 3,
+    cap_holds: bool = True,
 ) -> dict[str, Any]:
     """Calibrate the hold-time scale on one workload, then predict two different ones.
 
@@ -303,11 +371,15 @@ def validate(
     shared machine (the brief), so one sequential calibrate-then-validate pair says more
     about the load between its runs than about the model; the summary is the median ratio
     over rounds with its min-max spread.
+
+    ``cap_holds``: no replayed hold outlasts its CPU's traced gap (``hold_caps``; the
+    default). False gives the method of sessions 9-18.
     """
     out: dict[str, Any] = {
         "host": {"kernel": os.uname().release, "cpus": os.cpu_count()},
         "design": "class",
         "rounds": rounds,
+        "hold_caps": cap_holds,
         "runs": [],
     }
     configs = [("calibration", writers, 0)] if calibrate else []
@@ -330,13 +402,13 @@ def validate(
         for c, ((role, _, _), m) in enumerate(zip(configs, measured, strict=True)):
             assert m is not None
             row: dict[str, Any] = {"round": r, "config": c, "role": role, **m.to_json()}
-            row["default"] = asdict(predict(m, 1.0))
+            row["default"] = asdict(predict(m, 1.0, cap_holds=cap_holds))
             if role == "calibration":
-                scale = fit_scale(m)
+                scale = fit_scale(m, cap_holds=cap_holds)
                 scales.append(scale)
-                row["fitted"] = asdict(predict(m, scale))
+                row["fitted"] = asdict(predict(m, scale, cap_holds=cap_holds))
             elif calibrate:
-                row["calibrated"] = asdict(predict(m, scale))
+                row["calibrated"] = asdict(predict(m, scale, cap_holds=cap_holds))
             out["runs"].append(row)
     out["hold_scales"] = scales
     out["hold_scale"] = statistics.median(scales) if scales else 1.0
@@ -354,5 +426,11 @@ def validate(
         "measured wait includes the paravirtual spinlock slow path (this host is a VM: "
         "waiters may halt and be kicked, lock holders may be preempted) and BPF tracepoint "
         "overhead in the waiter; the replay models neither",
+        (
+            "holds capped: no op holds the lock longer than the gap to its CPU's neighbouring "
+            "traced op (a spinlock holder is not preempted); capped_share says how many were cut"
+            if cap_holds
+            else "holds not capped (--no-hold-cap): every op holds the scaled constant"
+        ),
     ]
     return out

@@ -159,6 +159,12 @@ Examples:
     help="Interleaved rounds of the three runs; ratios are medians over rounds with their "
     "min-max spread.",
 )
+@click.option(
+    "--no-hold-cap",
+    is_flag=True,
+    help="Let every op hold the scaled constant, even past the gap to its CPU's next traced "
+    "op (the method before session 19).",
+)
 def locks(
     as_json: bool,
     writers: int,
@@ -166,6 +172,7 @@ def locks(
     discard_every: int,
     no_calibrate: bool,
     rounds: int,
+    no_hold_cap: bool,
 ) -> None:
     """Measure real zsmalloc class-lock contention on /dev/zram0, replay the captured op
     stream under `class`, and compare contended acquisitions and total wait."""
@@ -181,6 +188,7 @@ def locks(
         discard_every=discard_every,
         calibrate=not no_calibrate,
         rounds=rounds,
+        cap_holds=not no_hold_cap,
     )
     if as_json:
         click.echo(render_json(res, indent=2, sort_keys=False))

@@ -207,7 +207,8 @@ def render_lock_check(res: Mapping[str, Any]) -> str:
         f"kernel {res['host']['kernel']}, {res['host']['cpus']} CPUs, design `class`, "
         f"{res.get('rounds', 1)} interleaved round(s), hold-time scale median "
         f"{res['hold_scale']:.2f} x cost-model defaults"
-        + (f" (per round {scales})" if scales else ""),
+        + (f" (per round {scales})" if scales else "")
+        + ("; holds capped by each CPU's traced gap" if res.get("hold_caps") else ""),
         f"{'round':<6}{'run':<12}{'writers':>8}{'discard':>8}{'ops':>9}{'lost':>6}"
         f"{'contended':>11}{'total wait':>13}  {'predicted':<10}{'contended':>10}"
         f"{'ratio':>7}{'total wait':>13}{'ratio':>7}",
