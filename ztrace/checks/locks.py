@@ -284,8 +284,12 @@ def predict(
     try:
         shutil.rmtree(tmp / "ops", ignore_errors=True)
         write_trace(tmp / "ops", ops, m.meta)
-        # stop_gap_ns=0: the durations are modelled, not measured; keep the trace's clock
-        s = replay(tmp / "ops", locks=["class"], seed=0, cost_model=cm, stop_gap_ns=0).summary[0]
+        # the durations are modelled holds, not measured calls: keep the trace's clock
+        # (stop_gap_ns=0) and hold all of each (hold_share=1.0; a shipped hold-share
+        # calibration for this kernel's release would otherwise cut them again)
+        s = replay(
+            tmp / "ops", locks=["class"], seed=0, cost_model=cm, stop_gap_ns=0, hold_share=1.0
+        ).summary[0]
     finally:
         if work is None:
             shutil.rmtree(tmp, ignore_errors=True)
