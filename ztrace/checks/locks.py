@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,15 @@ class Measured:
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("ops", "meta")}
         return d
+
+    @cached_property
+    def hold_cap(self) -> np.ndarray:
+        """``hold_caps`` of the op stream: it depends on the trace only, not on the scale, so
+        it is computed once for all of a run's predictions (the fit replays a run 12 times)."""
+        ev = self.ops.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
+        return hold_caps(
+            self.ops.column("ts_ns").to_numpy(), self.ops.column("cpu").to_numpy(), ev == "zs_free"
+        )
 
 
 @dataclass
@@ -257,7 +267,7 @@ def predict(
     hold = np.where(is_free, cm.free_ns, cm.malloc_ns).astype(np.int64)
     capped_share = None
     if cap_holds:
-        cap = hold_caps(ts, ops.column("cpu").to_numpy(), is_free)
+        cap = m.hold_cap
         capped_share = float((hold > cap).mean()) if len(hold) else 0.0
         hold = np.maximum(1, np.minimum(hold, cap))
         # the replay takes a row's duration as what that op holds (a trace without kprobes
