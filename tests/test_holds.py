@@ -161,3 +161,20 @@ def test_calibration_summary_by_hand() -> None:
     s = summarize([a, b, c])
     assert s["malloc"]["probe_in_window_ns"] == 150
     assert s["malloc"]["share"] == [round(350 / 1400, 4), round(500 / 1400, 4)]
+
+
+def test_a_guest_check_that_finds_what_the_kernel_lacks_says_one_line(capsys) -> None:
+    """holdtime.measure raises FeatureMissingError when /proc/kallsyms lacks a zs_* symbol
+    (it needs kprobes, so it runs in the guests); the shared command line of the guest checks
+    turns that into the project's one line and exit status 2, not a traceback."""
+    from ztrace.checks.holdtime import main
+    from ztrace.checks.probecost import run_check
+    from ztrace.errors import FeatureMissingError
+
+    def measure(cmd: list[str], rounds: int) -> dict[str, object]:
+        raise FeatureMissingError("/proc/kallsyms: no symbol for zs_free")
+
+    assert run_check("holdtime", 3, "cycles", measure, ["--", "true"]) is None
+    assert capsys.readouterr().err == "ztrace: error: /proc/kallsyms: no symbol for zs_free\n"
+    assert main(["--"]) == 2  # no workload: the same one-line path
+    assert capsys.readouterr().err == "ztrace: error: holdtime: give a workload command after --\n"

@@ -50,6 +50,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ztrace.errors import FeatureMissingError
+
 PROGRAM = "zs_hold.bpf.c"
 #: traced zs_* functions, in the BPF program's ZH_FN_* order
 FUNCS = ("zs_malloc", "zs_free", "zs_map_object")
@@ -348,9 +350,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     ranges = own_text(syms)
     missing = [fn for fn, rs in zip(FUNCS, ranges, strict=True) if not rs]
     if missing:
-        # the project's one-line error and exit status 2 (no traceback)
-        print(f"ztrace: error: /proc/kallsyms: no symbol for {', '.join(missing)}", file=sys.stderr)
-        raise SystemExit(2)
+        raise FeatureMissingError(f"/proc/kallsyms: no symbol for {', '.join(missing)}")
     defines = own_text_macro(ranges, trampolines(syms))
     text = defines.encode() + (probes_dir() / PROGRAM).read_bytes()
     bpf = BPF(text=text)

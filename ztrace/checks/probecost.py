@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ztrace.capture.loader import PROGRAM, probes_dir
+from ztrace.errors import ZtraceError
 
 FUNCS = ("zs_malloc", "zs_free")
 #: histogram bucket width and buckets per function (zs_capture.bpf.c: ZT_PC_NS, ZT_PC_BUCKETS)
@@ -172,7 +173,11 @@ def run_check(
     if not cmd:
         print(f"ztrace: error: {name}: give a workload command after --", file=sys.stderr)
         return None
-    res = measure(cmd, a.rounds)
+    try:
+        res = measure(cmd, a.rounds)
+    except ZtraceError as exc:  # what the kernel lacks: one line, exit 2, as the CLI does
+        print(f"ztrace: error: {exc}", file=sys.stderr)
+        return None
     if a.output:
         with open(a.output, "w") as f:
             json.dump(res, f, indent=1)
