@@ -464,6 +464,7 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     cap.plan = type("Plan", (), {"modes": {"zsmalloc": "kmem-tracepoint"}})()
     cap.columns, cap._anon, cap._comms, cap._pools = ["pid", "comm"], None, s._CommCache(), {}
     cap._pending, cap._pending_rows, cap._last_written = [], 0, 0
+    cap._inflight = [None, None]  # nothing in flight in the kernel (reorder_watermark)
     cap.summary, cap.loaded = s.CaptureSummary(), Ring()
     meta = TraceMeta(
         kernel_release="6.18.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0

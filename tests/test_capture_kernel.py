@@ -759,6 +759,23 @@ ts = [threading.Thread(target=w) for _ in range(4)]
 """
 
 
+def _capture_locks(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ztrace capture --probes locks -o OUT ARGS...`` from the source tree."""
+    return subprocess.run(
+        [sys.executable, "-m", "ztrace", "capture", "-o", str(out), "--probes", "locks", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def _lost_detail(trace: object) -> dict[str, str]:
+    """The trace's ``extra.lost_detail`` (``name=count,...``) as a dict."""
+    pairs = trace.meta.extra["lost_detail"].split(",")  # type: ignore[attr-defined]
+    return dict(kv.split("=") for kv in pairs)
+
+
 @pytest.mark.parametrize("mode", ["each", "per-lock"])
 def test_lock_stacks_per_lock_reuses_a_locks_last_stack(tmp_path: Path, mode: str) -> None:
     """--lock-stacks per-lock walks a lock address's stack on its first wait and every 64th;
@@ -773,19 +790,10 @@ def test_lock_stacks_per_lock_reuses_a_locks_last_stack(tmp_path: Path, mode: st
     from ztrace.format import read_trace
 
     out = tmp_path / "t"
-    p = subprocess.run(
-        [
-            *(sys.executable, "-m", "ztrace", "capture", "-o", str(out), "--probes", "locks"),
-            *("--lock-stacks", mode, "--", sys.executable, "-c", _MMAP_STORM),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    p = _capture_locks(out, "--lock-stacks", mode, "--", sys.executable, "-c", _MMAP_STORM)
     assert p.returncode == 0, p.stderr
     t = read_trace(out)
-    detail = dict(kv.split("=") for kv in t.meta.extra["lost_detail"].split(","))
+    detail = _lost_detail(t)
     reused = int(detail["stack_reused"])
     locks = pl.from_arrow(t.table).filter(pl.col("event").cast(pl.String) == "lock_contention")
     rows = locks.height
@@ -808,3 +816,39 @@ def test_lock_stacks_per_lock_reuses_a_locks_last_stack(tmp_path: Path, mode: st
     # so an address's waits carry few distinct stacks: one per walk at most
     pairs = locks.select("lock_addr", "stack_id").unique().height
     assert pairs <= walks_at_most, (pairs, walks_at_most)
+
+
+def test_a_wait_longer_than_the_reorder_window_is_kept_in_order(tmp_path: Path) -> None:
+    """A lock wait is emitted at its end with its begin time. One that lasts 1.5 s, three
+    times the default 500 ms reorder window, while thousands of short waits begin and end
+    around it, used to be dropped as `late_for_reorder`: the writer had already written
+    later rows. The writer now stays behind the oldest wait still in flight in the kernel
+    (lock_begin), so the long wait is written, in time order, and nothing is lost."""
+    _require_bpf()
+    import polars as pl
+
+    from ztrace.format import read_trace
+
+    out = tmp_path / "t"
+    p = _capture_locks(out, "--", sys.executable, "-m", "tests.support.long_wait", "1.5", "3")
+    if p.returncode != 0 and "userfaultfd:" in p.stderr:
+        pytest.skip(f"no userfaultfd here: {p.stderr.strip().splitlines()[-1]}")
+    assert p.returncode == 0, p.stderr
+    waited = float(re.search(r"^waited (\S+)$", p.stdout, re.MULTILINE)[1])  # type: ignore[index]
+    assert waited >= 1.4, p.stdout
+    t = read_trace(out)
+    detail = _lost_detail(t)
+    assert detail["late_for_reorder"] == "0", (detail, p.stderr)
+    assert "late_for_reorder 0" in p.stderr
+    ts = t.table.column("ts_ns").to_numpy()
+    assert np.all(ts[1:] >= ts[:-1]), "rows out of time order"
+    locks = pl.from_arrow(t.table).filter(pl.col("event").cast(pl.String) == "lock_contention")
+    long = locks.filter(pl.col("wait_ns") >= 1_000_000_000)
+    assert long.height == 1, long
+    # the kernel's wait is the one the waiter timed (its write's syscall adds ~nothing)
+    assert abs(long["wait_ns"][0] / 1e9 - waited) < 0.1, (long["wait_ns"][0], waited)
+    # and the short waits really did overtake it: many began after it and ended before it
+    begin = long["ts_ns"][0]
+    end = begin + long["wait_ns"][0]
+    inside = locks.filter((pl.col("ts_ns") > begin) & (pl.col("ts_ns") + pl.col("wait_ns") < end))
+    assert inside.height >= 100, f"only {inside.height} waits inside the long one\n{p.stderr}"

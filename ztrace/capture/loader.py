@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -43,6 +44,16 @@ _EVENT_PROG_MARK = "contention_"
 #: the spinlock slowpath probe (loader: ZT_SPIN_SLOWPATH), whose misses are re-entries
 _SPIN_SLOWPATH = "queued_spin_lock_slowpath"
 _SPIN_PROGS = "zt_spin_slow_"
+#: Maps whose entries are events the kernel has begun and not yet emitted: each is emitted
+#: later, at the wait's end or the call's return, stamped with the entry's ``ts`` (its begin;
+#: zs_capture.bpf.c: ZT_LOCK_BEGIN, zt_spin_slow_entry, zt_enter). Keyed by the cflags that
+#: compile them in. The writer's reorder watermark stays behind the oldest of them
+#: (:meth:`Loaded.oldest_inflight_ns`).
+_INFLIGHT_MAPS = (
+    ("lock_begin", ("-DZT_LOCKS",)),
+    ("spin_begin", ("-DZT_SPIN_SLOWPATH",)),
+    ("calls", ("-DZT_KPROBE_ZS", "-DZT_ZSWAP")),
+)
 
 
 def probes_dir() -> Path:
@@ -359,17 +370,23 @@ class Loaded:
                     continue
                 self.close()
                 raise FeatureMissingError(f"cannot attach kprobe to `{fn}` ({exc})") from None
+        #: CLOCK_MONOTONIC ns when every probe was attached: an in-flight entry older than this
+        #: may be a call whose return probe was not attached yet (never emitted)
+        self.armed_ns = time.monotonic_ns()
         if "-DZT_KPROBE_ZS" in plan.cflags or "-DZT_ZSWAP" in plan.cflags:
             # from now on an entry left in `calls` by the same thread is a missed return;
             # before, it may be a call that entered while its return probe was not attached
-            import time
-
             armed = self.bpf.get_table("zt_armed")
-            armed[armed.Key(0)] = armed.Leaf(time.monotonic_ns())
+            armed[armed.Key(0)] = armed.Leaf(self.armed_ns)
         table = self.bpf.get_table("events")
         self.reader = RingReader(table.map_fd, plan.ringbuf_bytes, plan.batch)
         self.map_fd = table.map_fd
         self._stacks = self.bpf.get_table("stacks") if "-DZT_LOCKS" in plan.cflags else None
+        self._inflight = [
+            self.bpf.get_table(name)
+            for name, flags in _INFLIGHT_MAPS
+            if any(f in plan.cflags for f in flags)
+        ]
 
     @staticmethod
     def _compile(bpf_cls: type, src: bytes, cflags: list[str]):  # type: ignore[no-untyped-def]
@@ -400,6 +417,24 @@ class Loaded:
         if self._flusher is not None:
             self._flusher.flush_if_due()
         return self.reader.read(max_events)
+
+    def oldest_inflight_ns(self, not_before_ns: int) -> int | None:
+        """The earliest begin time of an event the kernel has begun but not emitted (a lock
+        wait, a probed call), among those that began at or after ``not_before_ns``; None if
+        there is none. Entries before it are left out: a call entered while its return probe
+        was not attached, a return the kernel missed (kretprobe instances exhausted, a skipped
+        program), whose events never come. One batch lookup per map (~3 syscalls per read)."""
+        oldest: int | None = None
+        for table in self._inflight:
+            try:
+                values = [v for _, v in table.items_lookup_batch()]
+            except Exception:  # no BPF_MAP_LOOKUP_BATCH (kernels before 5.6): one at a time
+                values = list(table.values())
+            for v in values:
+                ts = int(v.ts)  # 0: a tombstone in `calls`, far below not_before_ns
+                if ts >= not_before_ns and (oldest is None or ts < oldest):
+                    oldest = ts
+        return oldest
 
     def final_flush(self) -> None:
         """Flush every CPU's partial batch before the last read."""

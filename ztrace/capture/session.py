@@ -81,6 +81,9 @@ class CaptureOptions:
     command: list[str] | None = None
     target_tgid: int = 0
     reorder_window_ms: float = 500.0
+    #: how long an event the kernel has begun and not yet emitted (a lock wait, a probed call)
+    #: holds the writer back (:func:`reorder_watermark`); at least the reorder window
+    inflight_max_ms: float = 10_000.0
     max_pending: int = 4_000_000
     #: seconds between writes; None = hold everything until the end (short experiments on
     #: a busy host: the consumer then only copies the ring, the cheapest way to lose nothing)
@@ -311,6 +314,29 @@ class _CaptureWriter(TraceWriter):
             "write_statistics": stats,
             "column_encoding": {"ts_ns": "DELTA_BINARY_PACKED"},
         }
+
+
+def reorder_watermark(drained_at_ns: int, window_ns: int, inflight_ns: list[int | None]) -> int:
+    """The newest begin time the writer may write up to: every event still to come began
+    after it. An event is emitted at its wait's end or its call's return with its begin
+    time, so the watermark is the read's start less the reorder window (what the ring and
+    the per-CPU batches may still hold), and before the oldest event still in flight in the
+    kernel (``inflight_ns``: the oldest begin seen by this read's and the previous read's
+    look at the in-flight maps, None where there was none). The previous read's counts too:
+    an event that ended between the two looks may still sit in a CPU's batch.
+
+    >>> reorder_watermark(10_000, 500, [None, None])
+    9500
+    >>> reorder_watermark(10_000, 500, [7_000, None])  # a wait that began at 7,000 is running
+    6999
+    >>> reorder_watermark(10_000, 500, [9_800, 9_900])  # young in-flight events: the window rules
+    9500
+    """
+    mark = drained_at_ns - window_ns
+    for ts in inflight_ns:
+        if ts is not None:
+            mark = min(mark, ts - 1)
+    return mark
 
 
 #: the record with comm seen as two u64 words, to hash it without copying strings
@@ -553,6 +579,8 @@ class Capture:
         self._pending: list[_Run] = []
         self._pending_rows = 0
         self._last_written = 0
+        #: the oldest in-flight begin time at the previous and at the last read (reorder_watermark)
+        self._inflight: list[int | None] = [None, None]
         self._stop = threading.Event()
         self.loaded: Loaded | None = None
         self.writer: TraceWriter | None = None
@@ -666,6 +694,9 @@ class Capture:
                 # host the thread may sleep between the read and the write, and events that
                 # reach the ring meanwhile must still count as inside the window
                 drained_at = time.monotonic_ns()
+                # the in-flight maps are read before the ring: an event that ended before this
+                # look is in the ring or a CPU's batch by now, one still running is in the map
+                self._inflight = [self._inflight[-1], self._oldest_inflight(drained_at)]
                 before = self._pending_rows
                 self._drain()
                 drained += self._pending_rows - before
@@ -835,6 +866,14 @@ class Capture:
             if len(batch) < _READ_EVENTS:
                 return
 
+    def _oldest_inflight(self, now_ns: int) -> int | None:
+        """The oldest begin time still in flight in the kernel, within ``inflight_max_ms``
+        of ``now_ns`` (older entries are events that will never come: see
+        :meth:`Loaded.oldest_inflight_ns`); None if there is none."""
+        assert self.loaded is not None
+        hold = int(max(self.opts.inflight_max_ms, self.opts.reorder_window_ms) * 1e6)
+        return self.loaded.oldest_inflight_ns(max(self.loaded.armed_ns, now_ns - hold))
+
     def _flush(self, *, final: bool, drained_at_ns: int | None = None) -> None:
         """Write pending events older than the reorder window, in ts order."""
         assert self.writer is not None and self.loaded is not None
@@ -844,7 +883,8 @@ class Capture:
             watermark = None
         else:
             now_ns = drained_at_ns if drained_at_ns is not None else time.monotonic_ns()
-            watermark = now_ns - int(self.opts.reorder_window_ms * 1e6)
+            window = int(self.opts.reorder_window_ms * 1e6)
+            watermark = reorder_watermark(now_ns, window, self._inflight)
             if self._pending_rows > self.opts.max_pending:
                 # bound memory: give up some order slack, write the older half
                 all_ts = np.concatenate([r.ts for r in self._pending])

@@ -110,9 +110,11 @@ def parse_cpu_list(text: str) -> list[int]:
     "--reorder-window",
     default="500ms",
     help="Hold events this long to write them in time order (500ms, 2s). An event is "
-    "emitted at its call's return or wait's end with its begin time; one that arrives later "
-    "than this after it began is dropped and counted as late_for_reorder. Widen it on a "
-    "starved box; memory stays bounded (the older half is written early past 4 M rows).",
+    "emitted at its call's return or wait's end with its begin time; the writer also stays "
+    "behind every wait or call still in flight in the kernel, for up to 10 s, so a long wait "
+    "is written in order. An event that arrives later than that is dropped and counted as "
+    "late_for_reorder. Widen it on a starved box; memory stays bounded (the older half is "
+    "written early past 4 M rows).",
 )
 @click.option(
     "--max-size",
