@@ -1,4 +1,8 @@
-"""The fleet page with 1,000 synthetic hosts in real headless Debian Chromium."""
+"""The fleet page with 1,000 synthetic hosts in real headless Debian Chromium.
+
+What it draws is checked here; how fast it renders is claimed in benchmarks/README.md
+("fleet page", `benchmarks/bench_dashboard.py --fleet-hosts 1000`), not timed in a test.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ pytestmark = [
 ]
 
 
-def test_fleet_page_with_1000_hosts_renders_fast_and_names_the_worst(tmp_path: Path) -> None:
+def test_fleet_page_with_1000_hosts_renders_and_names_the_worst(tmp_path: Path) -> None:
     from tests.support.browser import chromium, marks, serve, severe_logs, wait_ready
 
     data = synthetic_fleet_dataset(tmp_path / "fleet", 1000)
@@ -27,14 +31,12 @@ def test_fleet_page_with_1000_hosts_renders_fast_and_names_the_worst(tmp_path: P
     assert r.returncode == 0, r.stderr
     with serve(site) as served, chromium() as driver:
         driver.get(served.url + "index.html")
-        seconds = wait_ready(driver)
+        wait_ready(driver)
         assert severe_logs(driver) == []
         assert len(served.requests) == 1  # one offline file
         hist = marks(driver, "fleet", "ratio_hist")
         worst = marks(driver, "fleet", "worst")
         gl = marks(driver, "fleet", "gain_lose")
-    print(f"fleet page, 1000 hosts: rendered {seconds:.2f} s after navigation start")
-    assert seconds < 5.0, f"rendered in {seconds:.2f} s"
     # aggregated: every host counted once per design, in 40 bins or fewer per design
     assert hist and sum(m["hosts"] for m in hist) == 2000 and len(hist) <= 80
     assert sum(m["hosts"] for m in gl) == 2000
