@@ -9,7 +9,8 @@ Two workloads on /dev/zram0 (held under the shared flock for the whole run):
 
 Each workload runs in turn without capture (``off``), with the probes attached but the
 consumer only copying the ring (``probes``: the kernel-side cost), under ``ztrace capture
---probes zsmalloc,locks`` (``on``: the CLI exactly as a user runs it, writing Parquet) and,
+--probes zsmalloc,locks`` (``on``: the CLI exactly as a user runs it, writing Parquet;
+``on-per-lock``: the same with ``--lock-stacks per-lock``) and,
 with ``--base DIR``, under the same CLI from another source tree (``base``: e.g. an export of
 the previous commit, so before and after are measured side by side in one run; with
 ``probes`` also ``probes-base``, the other tree's probes alone). Modes are interleaved within
@@ -52,6 +53,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the modes that run the workload under ``ztrace capture`` writing events, and the flags each
+#: adds to the CLI's defaults (``base``: the --base tree's CLI, defaults too)
+EVENT_CAPTURE_FLAGS: dict[str, list[str]] = {
+    "on": [],
+    "base": [],
+    "on-per-lock": ["--lock-stacks", "per-lock"],
+}
 
 
 def _workload_cmd(writers: int, seconds: float, pages: int) -> list[str]:
@@ -310,7 +318,7 @@ def _mode_cmd(
     else:
         cmd = _fio_cmd(args.seconds, args.fio_jobs)
     cwd, env = ROOT, dict(os.environ)
-    if mode in ("on", "base", "summary"):
+    if mode in EVENT_CAPTURE_FLAGS or mode == "summary":
         if mode == "base":
             cwd = Path(args.base).resolve()
             env["PYTHONPATH"] = str(cwd)
@@ -325,7 +333,7 @@ def _mode_cmd(
             "zsmalloc,locks",
             "--ringbuf-pages",
             str(args.ringbuf_pages),
-            *(["--summary"] if mode == "summary" else []),
+            *(["--summary"] if mode == "summary" else EVENT_CAPTURE_FLAGS[mode]),
             "--",
             *cmd,
         ]
@@ -387,7 +395,7 @@ def _run(
         if proc:
             wl_cpu += float(proc.group(1))
         row["summary_files"] = len(list(out.glob("summary-*.parquet")))
-    if mode in ("on", "base"):
+    if mode in EVENT_CAPTURE_FLAGS:
         files = trace_files(out)
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         meta = read_meta(out)
@@ -555,7 +563,7 @@ def _summary(rows: list[dict[str, object]], workload: str, args: argparse.Namesp
             "min": round(100 * min(cpu), 1),
             "max": round(100 * max(cpu), 1),
         }
-    for m in ("on", "base"):
+    for m in EVENT_CAPTURE_FLAGS:
         cap = [r for r in mine if r["mode"] == m]
         if cap:
             out[f"median_events_per_s_{m}"] = statistics.median([r["events_per_s"] for r in cap])
@@ -578,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ringbuf-pages", type=int, default=16384)
     ap.add_argument("--workloads", default="write", help="comma list of write, fio")
     ap.add_argument(
-        "--modes", default="off,probes,on", help="comma list of off, probes, on, summary"
+        "--modes",
+        default="off,probes,on",
+        help="comma list of off, probes, on, on-per-lock (--lock-stacks per-lock), summary",
     )
     ap.add_argument(
         "--base",
