@@ -875,7 +875,9 @@ class Capture:
         return self.loaded.oldest_inflight_ns(max(self.loaded.armed_ns, now_ns - hold))
 
     def _flush(self, *, final: bool, drained_at_ns: int | None = None) -> None:
-        """Write pending events older than the reorder window, in ts order."""
+        """Write pending events, in ts order, up to the watermark: older than the reorder
+        window and than every event still in flight in the kernel (:func:`reorder_watermark`);
+        with ``final``, all of them."""
         assert self.writer is not None and self.loaded is not None
         if not self._pending:
             return
