@@ -819,7 +819,7 @@ def test_lock_stacks_per_lock_reuses_a_locks_last_stack(tmp_path: Path, mode: st
 
 
 def test_a_wait_longer_than_the_reorder_window_is_kept_in_order(tmp_path: Path) -> None:
-    """A lock wait is emitted at its end with its begin time. One that lasts 1.5 s, three
+    """A lock wait is emitted at its end with its begin time. One that lasts ~2 s, four
     times the default 500 ms reorder window, while thousands of short waits begin and end
     around it, used to be dropped as `late_for_reorder`: the writer had already written
     later rows. The writer now stays behind the oldest wait still in flight in the kernel
@@ -830,12 +830,12 @@ def test_a_wait_longer_than_the_reorder_window_is_kept_in_order(tmp_path: Path) 
     from ztrace.format import read_trace
 
     out = tmp_path / "t"
-    p = _capture_locks(out, "--", sys.executable, "-m", "tests.support.long_wait", "1.5", "3")
+    p = _capture_locks(out, "--", sys.executable, "-m", "tests.support.long_wait", "2", "3.5")
     if p.returncode != 0 and "userfaultfd:" in p.stderr:
         pytest.skip(f"no userfaultfd here: {p.stderr.strip().splitlines()[-1]}")
     assert p.returncode == 0, p.stderr
     waited = float(re.search(r"^waited (\S+)$", p.stdout, re.MULTILINE)[1])  # type: ignore[index]
-    assert waited >= 1.4, p.stdout
+    assert waited >= 1.0, p.stdout  # the set-up worked: the waiter really waited
     t = read_trace(out)
     detail = _lost_detail(t)
     assert detail["late_for_reorder"] == "0", (detail, p.stderr)

@@ -29,6 +29,7 @@ _UFFD_API = 0xAA
 _UFFDIO_API = 0xC018AA3F  # _IOWR(0xAA, 0x3F, struct uffdio_api)
 _UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
 _UFFDIO_REGISTER_MODE_MISSING = 1
+_UFFD_MSG_SIZE = 32  # sizeof(struct uffd_msg)
 _PAGE = mmap.PAGESIZE
 
 
@@ -55,8 +56,8 @@ def _storm(until: float) -> None:
 
 
 def main(hold_s: float, storm_s: float) -> float:
-    """Run the storm for ``storm_s`` and, from its start, one mutex wait of about
-    ``hold_s``; return the waiter's measured wait in seconds."""
+    """Run the storm for ``storm_s`` and, once the holder is parked, one mutex wait of
+    about ``hold_s``; return the waiter's measured wait in seconds."""
     uffd, page = _userfault_page()
     r, w = os.pipe()
     waited: list[float] = []
@@ -65,17 +66,21 @@ def main(hold_s: float, storm_s: float) -> float:
         os.write(w, memoryview(page)[:_PAGE])  # faults inside pipe_write, mutex held
 
     def waiter() -> None:
-        time.sleep(0.2)  # the holder is parked in the fault by now
         t = time.monotonic()
         os.write(w, b"x")
         waited.append(time.monotonic() - t)
 
     until = time.monotonic() + storm_s
-    threads = [threading.Thread(target=f) for f in (holder, waiter)]
-    threads += [threading.Thread(target=_storm, args=(until,)) for _ in range(4)]
+    storm = [threading.Thread(target=_storm, args=(until,)) for _ in range(4)]
+    threads = [threading.Thread(target=holder), *storm]
     for t in threads:
         t.start()
-    time.sleep(hold_s + 0.2)
+    # the fault's message: the holder is parked in pipe_write with the mutex held (however
+    # loaded the machine), so the waiter started now waits for it
+    os.read(uffd, _UFFD_MSG_SIZE)
+    threads.append(threading.Thread(target=waiter))
+    threads[-1].start()
+    time.sleep(hold_s)
     os.close(uffd)  # the fault completes, the holder copies and unlocks, the waiter gets it
     for t in threads:
         t.join()
