@@ -424,28 +424,24 @@ def test_capture_cli_bad_operations_options_are_one_line(tmp_path, args, msg) ->
     assert not (tmp_path / "t").exists()  # nothing written on bad input
 
 
-def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The consumer's data path (ring reads -> reorder -> Parquet) without BPF: reads whose
-    events interleave across reads come out in ts order; a row older than what was already
-    written is counted late (a prefix of the sorted batch) and dropped; ts_ns is
-    delta-encoded and only ts_ns/duration_ns/size_bytes carry statistics (column_max)."""
-    import pyarrow.parquet as pq
+def _bare_events(ts: list[int]) -> np.ndarray:
+    """Ring records of zs_malloc events at these times (distinct handles)."""
+    ev = np.zeros(len(ts), EVENT_DTYPE)
+    ev["ts_ns"] = ts
+    ev["type"], ev["src"], ev["pool"] = 1, 2, pool_id("zram0")
+    ev["handle"] = 0x1000 + 8 * np.arange(len(ts))
+    ev["size"], ev["duration_ns"] = 100, 7
+    ev["tid"], ev["pid"], ev["comm"] = 5, 5, b"w"
+    return ev
 
+
+def _bare_capture(tmp_path, reads: list[np.ndarray]):  # type: ignore[no-untyped-def]
+    """A Capture's data path (ring reads -> reorder -> Parquet) without BPF: ``reads`` are
+    what successive ring reads return; nothing is in flight in the kernel."""
     from ztrace.capture import session as s
     from ztrace.capture.background import BackgroundWorker
     from ztrace.capture.loader import ProbeMisses
-    from ztrace.format import TraceMeta, open_trace, read_trace
-
-    def events(ts: list[int]) -> np.ndarray:
-        ev = np.zeros(len(ts), EVENT_DTYPE)
-        ev["ts_ns"] = ts
-        ev["type"], ev["src"], ev["pool"] = 1, 2, pool_id("zram0")
-        ev["handle"] = 0x1000 + 8 * np.arange(len(ts))
-        ev["size"], ev["duration_ns"] = 100, 7
-        ev["tid"], ev["pid"], ev["comm"] = 5, 5, b"w"
-        return ev
-
-    reads = [events([30, 10, 20]), events([25, 40]), events([5, 50])]  # 5: after 40 is written
+    from ztrace.format import TraceMeta
 
     class Ring:
         def read(self, n: int) -> np.ndarray:
@@ -473,15 +469,36 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     cap._meta, cap._misses, cap._misses_at = meta, None, 0.0
     # the writes go through the worker thread, as in a capture
     cap._bg = BackgroundWorker(cap._write_out)
+    return cap
+
+
+def _bare_close(cap) -> list[int]:  # type: ignore[no-untyped-def]
+    """Finish a bare capture; the written ts_ns."""
+    from ztrace.format import read_trace
+
+    cap._flush(final=True)
+    cap._bg.close()
+    cap.writer.close(lost_events=cap.summary.late_dropped)
+    return read_trace(cap.opts.out).table.column("ts_ns").to_pylist()  # type: ignore[no-any-return]
+
+
+def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The consumer's data path (ring reads -> reorder -> Parquet) without BPF: reads whose
+    events interleave across reads come out in ts order; a row older than what was already
+    written is counted late (a prefix of the sorted batch) and dropped; ts_ns is
+    delta-encoded and only ts_ns/duration_ns/size_bytes carry statistics (column_max)."""
+    import pyarrow.parquet as pq
+
+    from ztrace.format import open_trace
+
+    reads = [_bare_events([30, 10, 20]), _bare_events([25, 40]), _bare_events([5, 50])]
+    cap = _bare_capture(tmp_path, reads)  # 5: after 40 is written
     cap._drain()  # one read of 3 (_drain stops at a short read)
     cap._drain()
     cap._flush(final=False, drained_at_ns=40 + int(cap.opts.reorder_window_ms * 1e6))
     cap._drain()
-    cap._flush(final=True)
-    cap._bg.close()
-    cap.writer.close(lost_events=cap.summary.late_dropped)
+    assert _bare_close(cap) == [10, 20, 25, 30, 40, 50]
     assert cap.summary.late_dropped == 1
-    assert read_trace(cap.opts.out).table.column("ts_ns").to_pylist() == [10, 20, 25, 30, 40, 50]
     tr = open_trace(cap.opts.out)
     md = pq.ParquetFile(tr.files[0]).metadata.row_group(0)
     cols = {md.column(j).path_in_schema: md.column(j) for j in range(md.num_columns)}
@@ -489,6 +506,31 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     with_stats = {n for n, c in cols.items() if c.is_stats_set}
     assert with_stats == {"ts_ns", "duration_ns", "size_bytes"}
     assert tr.column_max("size_bytes") == 100 and tr.column_max("duration_ns") == 7
+
+
+def test_consumer_waits_for_an_event_still_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same data path with an event in flight in the kernel (begun at 15, say a lock
+    wait): a flush long after the window writes only what began before it, so when the event
+    arrives (stamped 15, read after 40) it is written in order and nothing is late. One look
+    later the event has ended (no longer in flight) but the previous look still holds the
+    writer back, as a CPU's batch may still hold it; the look after that does not."""
+    reads = [_bare_events([30, 10, 20]), _bare_events([25, 40]), _bare_events([15, 50])]
+    cap = _bare_capture(tmp_path, reads)
+    late = 40 + int(cap.opts.reorder_window_ms * 1e6)  # 40 is well out of the window
+    cap._inflight = [None, 15]
+    cap._drain()
+    cap._drain()
+    cap._flush(final=False, drained_at_ns=late)
+    assert cap._last_written == 10  # only 10 began before the event in flight
+    cap._inflight = [15, None]  # it ended: the previous look still counts
+    cap._flush(final=False, drained_at_ns=late)
+    assert cap._last_written == 10
+    cap._drain()  # now it arrives
+    cap._inflight = [None, None]
+    cap._flush(final=False, drained_at_ns=late)
+    assert cap._last_written == 40
+    assert _bare_close(cap) == [10, 15, 20, 25, 30, 40, 50]
+    assert cap.summary.late_dropped == 0
 
 
 def test_probe_misses_count_lost_pairs_and_report_reentries() -> None:
