@@ -72,12 +72,19 @@ class Measured:
         return d
 
     @cached_property
+    def is_free(self) -> np.ndarray:
+        """Which ops are zs_free (the others zs_malloc). Like ``hold_cap`` it depends on the
+        trace only, so a run's ~14 predictions share one conversion of the event strings
+        (~0.24 s on 3.5 M rows)."""
+        ev = self.ops.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
+        return np.asarray(ev == "zs_free")
+
+    @cached_property
     def hold_cap(self) -> np.ndarray:
         """``hold_caps`` of the op stream: it depends on the trace only, not on the scale, so
         it is computed once for all of a run's predictions (the fit replays a run 12 times)."""
-        ev = self.ops.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
         return hold_caps(
-            self.ops.column("ts_ns").to_numpy(), self.ops.column("cpu").to_numpy(), ev == "zs_free"
+            self.ops.column("ts_ns").to_numpy(), self.ops.column("cpu").to_numpy(), self.is_free
         )
 
 
@@ -262,8 +269,7 @@ def predict(
     cm = _scaled(scale)
     ops = m.ops
     ts = ops.column("ts_ns").to_numpy().astype(np.int64)
-    ev = ops.column("event").cast(pa.string()).to_numpy(zero_copy_only=False)
-    is_free = ev == "zs_free"
+    is_free = m.is_free
     hold = np.where(is_free, cm.free_ns, cm.malloc_ns).astype(np.int64)
     capped_share = None
     if cap_holds:
