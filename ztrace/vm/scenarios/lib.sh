@@ -162,6 +162,13 @@ common_start() {
   : >"$O/phases.tsv"
   log "scenario $ZTRACE_VM_SCENARIO on $(uname -r), nproc=$(nproc)," \
       "mem=$(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
+  # Which spinlock the guest runs. With the CPUID hypervisor bit (qemu sets it, TCG too) and
+  # no PV spinlocks (KVM's kvm_spinlock_init; TCG has none), virt_spin_lock_key stays on and
+  # every contended spinlock is a test-and-set loop, unfair and never queued (6.1 and 6.12
+  # arch/x86/include/asm/qspinlock.h: virt_spin_lock; arch/x86/kernel/paravirt.c:
+  # native_pv_lock_init), so lock:contention_begin, which sits on the queue path, never fires.
+  log "cpu flag hypervisor: $(grep -qw hypervisor /proc/cpuinfo && echo yes || echo no);" \
+      "$(dmesg | grep -m1 -o 'Booting paravirtualized kernel.*' || echo 'no paravirt boot line')"
   # Load zsmalloc (a module on 6.1, built in on 6.12) and zram first, so the inventory and
   # doctor see their symbols; scenarios' later `modprobe zram` calls are then no-ops.
   modprobe zsmalloc 2>/dev/null; modprobe zram num_devices=1 || log "modprobe zram failed"
