@@ -23,14 +23,22 @@ SAMPLES = ROOT / "replays" / "samples"
 SWAP_SAMPLE = SAMPLES / "guest-6.12-zswap" / "part-00000.parquet"
 
 
-def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Any:
-    """Run ``python -m ztrace ARGS`` as a user would; capture stdout and stderr."""
+def cli(
+    *args: str | Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Run ``python -m ztrace ARGS`` as a user would; capture stdout and stderr. In ``cwd``
+    (default: this checkout) it still runs this checkout's ztrace."""
+    if cwd is not None:
+        env = {**(env if env is not None else os.environ), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "ztrace", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=ROOT if cwd is None else cwd,
         env=env,
     )
 

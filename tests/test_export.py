@@ -179,7 +179,8 @@ def test_window_and_limit(tmp_path: Path, cli) -> None:
     doc = json.loads(out.read_text())
     check_trace_event_rules(doc)
     assert doc["otherData"]["exported_trace_events"] == 3
-    r = cli("export", "perfetto", str(trace), "-o", str(out), "--max-events", "2")
+    r = cli("export", "perfetto", str(trace), "-o", str(out), "--max-events", "2", "--force")
+    assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["otherData"]["exported_trace_events"] == 2
     bad = cli("export", "perfetto", str(trace), "-o", str(out), "--start-ns", "5", "--end-ns", "5")
     assert bad.returncode == 2 and "--end-ns" in bad.stderr

@@ -129,13 +129,13 @@ def test_replay_help_lists_every_registered_design() -> None:
 
 
 def test_unknown_design_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"unknown lock design `nope` \(valid: class"):
+    with pytest.raises(ConfigError, match=r"^--locks nope: unknown lock design \(valid: class"):
         get_design("nope")
-    with pytest.raises(ConfigError, match=r"must be 1\.\.4096"):
+    with pytest.raises(ConfigError, match=r"^--locks pools:0: parameter must be 1\.\.4096"):
         get_design("pools:0")
-    with pytest.raises(ConfigError, match="parameter must be an integer"):
+    with pytest.raises(ConfigError, match=r"^--locks striped:x: parameter must be a whole number"):
         get_design("striped:x")
-    with pytest.raises(ConfigError, match="given twice"):
+    with pytest.raises(ConfigError, match=r"^--locks class: given twice"):
         parse_designs("class,per-class")
 
 

@@ -109,7 +109,7 @@ def test_registry_layout_and_memory_of_pools() -> None:
     h = np.arange(1, 1000, dtype=np.int64) * 4096
     assert d.pool_of is not None and (p := get_design("pools:2").pool_of) is not None
     assert np.array_equal(d.pool_of(h, 3), p(h, 3))
-    with pytest.raises(ConfigError, match=r"`class-pools:0`: parameter must be 1\.\.4096"):
+    with pytest.raises(ConfigError, match=r"^--locks class-pools:0: parameter must be 1\.\.4096"):
         get_design("class-pools:0")
 
 

@@ -381,14 +381,14 @@ def test_cli_human_table_on_stderr(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--locks", "nope"], "unknown lock design `nope`"),
+        (["--locks", "nope"], "--locks nope: unknown lock design"),
         (["--locks", "class", "--speedup", "0"], "--speedup must be a positive number"),
         (["--locks", "class", "--speedup", "nan"], "--speedup must be a positive number"),
         (["--locks", "class", "--cpus", "0"], "--cpus must be between 1 and 4096"),
-        (["--locks", "class", "--bin-ms", "-1"], "--bin-ms must be a positive number"),
-        (["--locks", "pools:0"], "parameter must be 1..4096"),
-        ([], "nothing to replay"),
-        (["--locks", "class", "--lru", "entry-lru"], "--lru needs --pool-limit"),
+        (["--locks", "class", "--bin-ms", "-1"], "--bin-ms -1.0: must be a positive number"),
+        (["--locks", "pools:0"], "--locks pools:0: parameter must be 1..4096"),
+        ([], "--locks/--lru: nothing to replay"),
+        (["--locks", "class", "--lru", "entry-lru"], "--pool-limit: needed with --lru"),
     ],
 )
 def test_cli_bad_options_one_line_exit_2(

@@ -270,4 +270,4 @@ def test_bad_results_dir_is_one_line_exit_2(tmp_path: Path, cli, case: str) -> N
 
 def test_json_and_csv_exclusive(tmp_path: Path, cli) -> None:
     r = cli("report", str(make_results(tmp_path / "r")), "--json", "--csv")
-    assert r.returncode == 2 and "together" in r.stderr
+    assert r.returncode == 2 and "--json/--csv: give one of them, not both" in r.stderr

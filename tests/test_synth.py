@@ -67,7 +67,7 @@ def test_cli_writes_a_valid_trace(tmp_path):
 def test_bad_arguments_are_rejected_by_name():
     with pytest.raises(ConfigError, match="unknown profile `nope`"):
         synth("nope")
-    with pytest.raises(ConfigError, match="--events must be positive"):
+    with pytest.raises(ConfigError, match="--events 0: must be positive"):
         synth("swap-like", events=0)
     r = run_cli("synth", "--profile", "nope", "-o", "/tmp/x")
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr

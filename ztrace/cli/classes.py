@@ -7,7 +7,13 @@ import json
 import click
 
 from ztrace.errors import ConfigError
-from ztrace.model.classes import build_classes, check_chain_size, kernel_profile
+from ztrace.model.classes import (
+    MAX_PAGE_SIZE,
+    MIN_PAGE_SIZE,
+    build_classes,
+    check_chain_size,
+    kernel_profile,
+)
 
 
 @click.command(name="classes")
@@ -25,7 +31,12 @@ from ztrace.model.classes import build_classes, check_chain_size, kernel_profile
     metavar="VERSION",
     help="Pick the rule from a kernel version, e.g. 6.1 (legacy) or 6.18.",
 )
-@click.option("--page-size", type=int, default=4096)
+@click.option(
+    "--page-size",
+    type=int,
+    default=4096,
+    help=f"PAGE_SIZE in bytes: a power of two, {MIN_PAGE_SIZE}..{MAX_PAGE_SIZE} (Linux's range).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def command(
     chain_size: int | None, legacy: bool, kernel: str | None, page_size: int, as_json: bool
@@ -35,14 +46,20 @@ def command(
     merged_into is the index of the class actually used for an index (itself when the class
     is distinct); huge_class_size is the zram threshold for storing a page uncompressed.
     """
+    if not (MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE and page_size & (page_size - 1) == 0):
+        # 2^31 passed a bare power-of-two check and overflowed the table's int32 arrays
+        raise ConfigError(
+            f"--page-size {page_size}: want a power of two from {MIN_PAGE_SIZE} to "
+            f"{MAX_PAGE_SIZE} (Linux's 4 KiB..256 KiB)"
+        )
     if chain_size is not None:
         check_chain_size(chain_size)
     if kernel is not None and kernel_profile(kernel).legacy_classes:
         if chain_size is not None:
-            raise ConfigError(f"kernel {kernel} has no configurable chain size (≤6.2)")
+            raise ConfigError(f"--kernel {kernel}: no configurable chain size (≤6.2)")
         legacy = True
     if legacy and chain_size is not None:
-        raise ConfigError("--legacy (≤6.2) has a fixed maximum of 4 pages; drop --chain-size")
+        raise ConfigError("--legacy: ≤6.2 has a fixed maximum of 4 pages; drop --chain-size")
     table = build_classes(None if legacy else (chain_size or 8), legacy=legacy, page_size=page_size)
     data = table.as_dict()
     if as_json:

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ztrace.cli._options import output_file_option
+from ztrace.cli._options import force_file_option, output_file_option
 from ztrace.format import Results
 from ztrace.progress import quiet_option
 
@@ -64,6 +64,7 @@ Examples:
   ztrace dashboard /tmp/t -o t.html --locks class,pool   # replays the trace first
   ztrace dashboard results/ -o r.html --max-bins 200     # smaller file
   ztrace dashboard results-lru/ results-sweep/ -o lru.html  # an LRU replay and its sweep
+  ztrace dashboard results/ -o report.html --force       # replace an existing report.html
 """,
 )
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=str))
@@ -78,6 +79,7 @@ Examples:
     help="Timeline bins per design (bounds the file size).",
 )
 @click.option("--title", default=None, help="Page title.")
+@force_file_option
 @quiet_option
 def command(
     sources: tuple[str, ...],
@@ -85,17 +87,21 @@ def command(
     locks: str | None,
     max_bins: int,
     title: str | None,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Write one HTML file of linked charts for RESULTS_DIR(s) of one trace, or a TRACE.
 
     Charts whose data is absent are listed at the bottom of the page instead of drawn.
+    An existing FILE is replaced only with --force; a device or FIFO (-o /dev/stdout) is
+    written into.
     """
     from ztrace.format import is_results_dir
     from ztrace.format.safeio import check_file_target
     from ztrace.look.dashboard import build_dashboard
 
-    check_file_target(out, sources)  # before replaying: not onto an input, not a directory
+    # before replaying: not onto an input, not a directory, no file replaced without --force
+    check_file_target(out, sources, force=force)
     lock_list = [s.strip() for s in locks.split(",") if s.strip()] if locks else None
     source = sources[0]
     # look reads results only: a trace is replayed here first, then handed over.
@@ -106,7 +112,9 @@ def command(
         data = source
     else:
         data = replayed_results(source, lock_list, quiet=quiet)
-    res = build_dashboard(data, out, max_bins=max_bins, title=title, quiet=quiet, inputs=sources)
+    res = build_dashboard(
+        data, out, max_bins=max_bins, title=title, quiet=quiet, inputs=sources, force=force
+    )
     click.echo(
         f"wrote {res.path} ({res.bytes / 1e6:.2f} MB, {res.seconds:.1f} s): "
         f"{', '.join(res.charts) or 'no charts'}",

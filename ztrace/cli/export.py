@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ztrace.cli._options import output_file_option
+from ztrace.cli._options import force_file_option, output_file_option
 from ztrace.progress import quiet_option
 
 
@@ -26,6 +26,7 @@ Examples:
   ztrace export perfetto /tmp/t -o t.json          # open t.json in ui.perfetto.dev
   ztrace export perfetto /tmp/t -o t.json --max-events 1000000
   ztrace export perfetto /tmp/t -o t.json --start-ns 2000000000 --end-ns 3000000000
+  ztrace export perfetto /tmp/t -o t.json --force  # replace an existing t.json
 """,
 )
 @click.argument("trace", type=click.Path(path_type=str))
@@ -42,6 +43,7 @@ Examples:
     default=None,
     help="Stop after this many trace events (Perfetto's UI slows beyond ~10 M).",
 )
+@force_file_option
 @quiet_option
 def perfetto(
     trace: str,
@@ -49,18 +51,27 @@ def perfetto(
     start_ns: int | None,
     end_ns: int | None,
     max_events: int | None,
+    force: bool,
     quiet: bool,
 ) -> None:
-    """Write TRACE as Chrome trace-event JSON: lock waits, holds and calls per CPU."""
+    """Write TRACE as Chrome trace-event JSON: lock waits, holds and calls per CPU.
+
+    An existing FILE is replaced only with --force; a device or FIFO is written into."""
     from ztrace.errors import ConfigError
     from ztrace.format.safeio import check_file_target
     from ztrace.look.perfetto import export_perfetto
 
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise ConfigError(f"--end-ns ({end_ns}) must be greater than --start-ns ({start_ns})")
-    check_file_target(out, (trace,))  # not onto the trace, not a directory
+    check_file_target(out, (trace,), force=force)  # not onto the trace, nothing replaced
     st = export_perfetto(
-        trace, out, start_ns=start_ns, end_ns=end_ns, max_events=max_events, quiet=quiet
+        trace,
+        out,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        max_events=max_events,
+        quiet=quiet,
+        force=force,
     )
     click.echo(
         f"wrote {st.path}: {st.trace_events:,} trace events as {st.json_events:,} "
@@ -88,9 +99,14 @@ Examples:
     default="swap",
     help="swap: zswap stores and loads by swap entry; alloc: zs_malloc/zs_free by handle.",
 )
-def libcachesim(trace: str, out: str, stream: str) -> None:
-    """Write TRACE's swap (or allocator) stream as libCacheSim oracleGeneral records."""
+@force_file_option
+def libcachesim(trace: str, out: str, stream: str, force: bool) -> None:
+    """Write TRACE's swap (or allocator) stream as libCacheSim oracleGeneral records.
+
+    An existing FILE is replaced only with --force; a device or FIFO is written into."""
+    from ztrace.format.safeio import check_file_target
     from ztrace.look.libcachesim import export_libcachesim
 
-    n = export_libcachesim(trace, out, stream)  # type: ignore[arg-type]
+    check_file_target(out, (trace,), force=force)  # refuse before reading the trace
+    n = export_libcachesim(trace, out, stream, force=force)  # type: ignore[arg-type]
     click.echo(f"wrote {n} requests ({stream} stream) to {out}", err=True)

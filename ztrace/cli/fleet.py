@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from ztrace.cli._options import unique_designs
+from ztrace.cli._options import force_file_option, not_empty, unique_designs
 from ztrace.errors import ConfigError
 from ztrace.progress import quiet_option
 
@@ -52,7 +52,9 @@ def _numbers(s: str, conv: type, what: str) -> tuple:  # type: ignore[type-arg]
 @click.option("--lru", default=None, help="LRU designs, comma-separated (swap traces).")
 @click.option("--pool-limits", default=None, help="A,B,C or A:B:step (pages, 64M, 20%).")
 @click.option("--seed", type=int, default=0)
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(path_type=str), callback=not_empty
+)
 @click.option(
     "-j",
     "--jobs",
@@ -88,12 +90,16 @@ def sweep_command(
     """
     from ztrace.cli.sweep import expand_limits
     from ztrace.fleet import Axes, discover, sweep
+    from ztrace.format.safeio import check_path_usable
     from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.locks import parse_designs
     from ztrace.replay.lru import design_list
 
     announce_compiles()  # a cold numba cache says so on stderr (issue 15)
 
+    for p in paths:  # a name over 255 bytes is one line, not a traceback
+        check_path_usable(p)
+    check_path_usable(out, option="-o")
     lock_names = _csv(locks)
     if lock_names:
         parse_designs(list(lock_names))  # unknown design → one-line error before any work
@@ -152,22 +158,28 @@ def sweep_command(
 
 @command.command("dashboard")
 @click.argument("dataset", type=click.Path(path_type=str))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=str))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(path_type=str), callback=not_empty
+)
 @click.option("--top", type=int, default=20, help="Worst hosts per design.")
-def dashboard_command(dataset: str, out: str, top: int) -> None:
+@force_file_option
+def dashboard_command(dataset: str, out: str, top: int, force: bool) -> None:
     """One offline HTML page over a fleet sweep: per design, the distribution across hosts
     of the predicted change (design ÷ baseline: the first design of its kind), how many
-    hosts gain or lose, and the hosts it hurts most (tooltips name their traces)."""
+    hosts gain or lose, and the hosts it hurts most (tooltips name their traces). An
+    existing -o file is replaced only with --force; a device or FIFO is written into."""
     from pathlib import Path
 
     from ztrace.fleet import read_fleet
-    from ztrace.format.safeio import atomic_file, check_file_target
+    from ztrace.format.safeio import check_file_target, check_path_usable, output_file
     from ztrace.look.fleet import build_page
 
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
-    check_file_target(out, (dataset,))  # never onto (or into) the dataset; not a directory
+    check_path_usable(dataset)  # a name over 255 bytes is one line, not a traceback
+    # never onto (or into) the dataset; not a directory; no file replaced without --force
+    check_file_target(out, (dataset,), force=force)
     page = build_page(read_fleet(dataset), source=str(Path(dataset).resolve()), top=top)
-    with atomic_file(out, inputs=(dataset,)) as f:
+    with output_file(out, force=force, inputs=(dataset,)) as f:
         f.write(page)
     click.echo(f"wrote {out}", err=True)

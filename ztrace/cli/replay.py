@@ -23,10 +23,10 @@ def _parse_bin_ms(bin_ms: float | None) -> int | None:
     if bin_ms is None:
         return None
     if not math.isfinite(bin_ms) or bin_ms <= 0:
-        raise ConfigError(f"--bin-ms must be a positive number, got {bin_ms}")
+        raise ConfigError(f"--bin-ms {bin_ms}: must be a positive number")
     if bin_ms * 1e6 > MAX_TS_NS:
         # the replay clock is int64 ns; no trace spans more than 2^62 ns (format limits)
-        raise ConfigError(f"--bin-ms must be at most {MAX_TS_NS / 1e6:.3g} (2^62 ns), got {bin_ms}")
+        raise ConfigError(f"--bin-ms {bin_ms}: must be at most {MAX_TS_NS / 1e6:.3g} (2^62 ns)")
     return max(1, round(bin_ms * 1e6))
 
 
@@ -95,11 +95,11 @@ def command(
 ) -> None:
     """Replay TRACE under lock designs (perf lock contention vocabulary) in one pass."""
     if not locks and not lru:
-        raise ConfigError("nothing to replay: give --locks D1,D2 and/or --lru D1,D2")
+        raise ConfigError("--locks/--lru: nothing to replay; give --locks D1,D2 and/or --lru D1,D2")
     if lru and pool_limit is None:
-        raise ConfigError("--lru needs --pool-limit (pages, e.g. 64M, or 20%)")
+        raise ConfigError("--pool-limit: needed with --lru (pages, bytes e.g. 64M, or 20%)")
     if pool_limit is not None and not lru:
-        raise ConfigError("--pool-limit only applies with --lru")
+        raise ConfigError("--pool-limit: only applies with --lru")
     bin_ns = _parse_bin_ms(bin_ms)
     if out:
         # refuse before replaying: onto/inside the trace, or an existing directory without --force
@@ -138,6 +138,12 @@ def command(
         interval_tables = {"locks_interval": interval_table(ivl)}
     elif locks:
         result = replay(trace, **kw)
+    if result is not None:
+        from ztrace.replay.sizes import bad_alloc_note
+
+        note = bad_alloc_note(trace, result.counters)  # rows left out say so, even with --json
+        if note:
+            click.echo(note, err=True)
     lru_tables: dict[str, Any] = {}
     if lru:
         from ztrace.replay.lru import run_lru

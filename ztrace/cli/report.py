@@ -86,7 +86,7 @@ def command(
     from ztrace.look.report import build_report, render_csv, render_json, render_terminal
 
     if as_json and as_csv:
-        raise ConfigError("cannot use --json and --csv together")
+        raise ConfigError("--json/--csv: give one of them, not both")
     results = read_results(results_dir)
     report = build_report(results, sort_key=sort_key, limit=entries)
     if as_json:

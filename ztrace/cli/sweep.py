@@ -27,25 +27,25 @@ def expand_limits(spec: str) -> list[str]:
     spec = spec.strip()
     if m := _RANGE.match(spec):
         parts = [p.strip() for p in m.groups()]
-        unit_re = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-zA-Z%]*)$")
+        unit_re = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-zA-Z%]*)$", re.ASCII)
         ms = [unit_re.match(p) for p in parts]
         if not all(ms):
-            raise ConfigError(f"cannot parse pool-limit range {spec!r} (want A:B:step)")
+            raise ConfigError(f"--pool-limits {spec}: cannot parse the range (want A:B:step)")
         units = {x.group(2) for x in ms if x}
         if len(units) != 1:
-            raise ConfigError(f"pool-limit range {spec!r} mixes units ({', '.join(units)})")
+            raise ConfigError(f"--pool-limits {spec}: the range mixes units ({', '.join(units)})")
         unit = units.pop()
         lo, hi, step = (float(x.group(1)) for x in ms if x)
         if step <= 0 or hi < lo:
-            raise ConfigError(f"pool-limit range {spec!r} needs step > 0 and A <= B")
+            raise ConfigError(f"--pool-limits {spec}: the range needs step > 0 and A <= B")
         n = int((hi - lo) / step + 1e-9) + 1
         if n > 10_000:
-            raise ConfigError(f"pool-limit range {spec!r} has {n} points (max 10000)")
+            raise ConfigError(f"--pool-limits {spec}: the range has {n} points (max 10000)")
         vals = [lo + i * step for i in range(n)]
         return [f"{int(v) if v == int(v) else v}{unit}" for v in vals]
     out = [p.strip() for p in spec.split(",") if p.strip()]
     if not out:
-        raise ConfigError("no pool limits given (want A,B,C or A:B:step)")
+        raise ConfigError("--pool-limits: no limits given (want A,B,C or A:B:step)")
     return out
 
 
@@ -106,6 +106,7 @@ def command(
     from ztrace.format import write_results_dir
     from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.lru import (
+        design_class,
         design_list,
         load_workload,
         params_for,
@@ -113,6 +114,7 @@ def command(
         resolve_ram,
         run_design,
     )
+    from ztrace.replay.lru._base import parse_params, split_kv
     from ztrace.replay.lru.metrics import summary_table
 
     announce_compiles()  # a cold numba cache says so on stderr (issue 15)
@@ -124,20 +126,30 @@ def command(
     ram_spec: Any = None
     if "all" in pmap:
         kept = []
-        for part in pmap["all"].split(","):
-            k, _, v = part.partition("=")
-            if k.strip() == "ram":
-                ram_spec = v.strip()
-            elif part.strip():
-                kept.append(part)
+        for k, v in split_kv(pmap["all"]):  # a key given twice (ram too) is an error
+            if k == "ram":
+                ram_spec = v
+            else:
+                kept.append(f"{k}={v}")
         pmap["all"] = ",".join(kept)
+    per_design = {n: params_for(n, pmap) for n in names}
+    for n in names:  # every value checked before the trace is read and any replay runs
+        parse_params(n, per_design[n], design_class(n).param_table())
     w = load_workload(trace)
     ram = resolve_ram(w, ram_spec)
-    pages = [parse_pool_limit(x, ram_pages=ram, page_size=w.page_size) for x in limits]
+    pages = [
+        parse_pool_limit(
+            x,
+            ram_pages=ram,
+            page_size=w.page_size,
+            option="--pool-limits",
+            ram_hint="--param ram=SIZE (e.g. ram=2G)",
+        )
+        for x in limits
+    ]
     if len(set(pages)) != len(pages):  # 64M and 16384 can be the same limit
         dup = next(p for p in pages if pages.count(p) > 1)
         raise ConfigError(f"--pool-limits: {dup} pages is given twice")
-    per_design = {n: params_for(n, pmap) for n in names}
     rows = []
     counters = []
     runs = [(n, lim) for n in names for lim in pages]

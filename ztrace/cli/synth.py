@@ -84,8 +84,15 @@ def command(
         summary["cpus"] = cpus
     else:
         if not scale > 0:
-            raise ConfigError(f"--scale: must be > 0, got {scale}")
+            raise ConfigError(f"--scale {scale}: must be > 0")
         table, meta = synth_swap.synth_swap(profile, seed=seed, scale=scale)
+        if table.num_rows == 0:
+            # a swap profile stores only once its RAM fills: too small a scale never does,
+            # and a 0-event trace is one validate-trace and every replay refuse
+            raise ConfigError(
+                f"--scale {scale}: profile `{profile}` yields no events at this scale "
+                "(try a larger --scale)"
+            )
         what = f"{profile}, scale {scale}, seed {seed}"
         summary["scale"] = scale
     path = write_trace(out, table, meta, force=force)

@@ -1,19 +1,34 @@
 """Safe outputs: nothing the user has is lost, and a reader never sees half an output.
 
-Every writer in ztrace goes through one of two context managers:
+Every writer in ztrace goes through one of these context managers:
 
-* :func:`atomic_file` for one-file outputs (dashboard HTML, Perfetto JSON): the data goes to a
-  fresh temporary file made with ``mkstemp`` (``O_CREAT|O_EXCL``, so a planted symlink is never
-  followed) in the target's own directory, and is renamed over the target when complete.
+* :func:`atomic_file` for one-file outputs: the data goes to a fresh temporary file made with
+  ``mkstemp`` (``O_CREAT|O_EXCL``, so a planted symlink is never followed) in the target's own
+  directory, and is renamed over the target when complete. ztrace's own files (capture summary
+  parts, stacks.json, vm.json, fleet task files, the dashboard's cache) keep the default
+  ``replace=True``: an existing regular file is replaced. A rename never takes the place of a
+  directory, device, FIFO or socket.
+* :func:`output_file` for a user's one-file ``-o`` (dashboard HTML, Perfetto JSON, libCacheSim
+  traces, the fleet dashboard); commands call :func:`check_file_target` before any work, with
+  the same policy, which is checked again just before the rename:
+
+  - nothing at the path: written through :func:`atomic_file`;
+  - a regular file, or a link to one (the link is replaced): only with ``--force``;
+  - a character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe): written
+    straight into, no temporary and no rename, so the node stays what it is;
+  - anything else (directory, block device, socket): refused.
 * :func:`atomic_dir` for directory outputs (results, synthetic traces): a fresh ``mkdtemp``
   directory (mode 0700, so nobody else can plant anything in it) next to the target, filled,
   marked complete by a manifest, then swapped into place in one ``renameat2(RENAME_EXCHANGE)``
   (Linux 3.15+, fs/namei.c: renameat2) or renamed when the target does not exist. An existing
-  non-empty directory is replaced whole only with ``--force``; it is never merged into.
+  non-empty directory is replaced whole only with ``--force``; it is never merged into. The
+  current directory and its parents are refused: Linux will not rename them away (EBUSY).
 
-Both refuse to write onto an input, inside one, or onto a directory that holds one
+All refuse to write onto an input, inside one, or onto a directory that holds one
 (:func:`check_output`). After a ``kill -9`` either the old output or the new complete output
 stands at the target; a hidden ``.NAME.*.tmp`` may be left beside it, and no reader takes it.
+A path the OS will not look up (a component over 255 bytes, a symlink loop) and a failed final
+rename are one-line :class:`ConfigError` s naming the path, never a traceback.
 
 The manifest (``manifest.json``) lists each file of the directory with its size, SHA-256 and,
 for Parquet files, its row count; :func:`verify_manifest` checks a directory against it.
@@ -29,6 +44,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,6 +57,8 @@ MANIFEST_KIND = "ztrace-manifest"
 MANIFEST_VERSION = 1
 
 _RENAME_EXCHANGE = 2  # include/uapi/linux/fs.h
+_NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)
+_TEMP_EXTRA = len("..12345678.tmp")  # what a temporary's name adds to the target's
 
 
 def _umask_mode(base: int) -> int:
@@ -49,8 +67,51 @@ def _umask_mode(base: int) -> int:
     return base & ~mask
 
 
-def _resolve(p: str | os.PathLike[str]) -> Path:
-    return Path(os.path.abspath(p)).resolve(strict=False)
+def unusable_path(
+    path: str | os.PathLike[str], exc: OSError, *, option: str | None = None
+) -> ConfigError:
+    """The one-line error for a path the OS will not even look up: a component longer than
+    NAME_MAX, a symlink loop in a parent, a parent this user may not search."""
+    where = f"{option} {path}" if option else str(path)
+    return ConfigError(f"{where}: cannot use this path ({exc.strerror or exc})")
+
+
+def check_path_usable(path: str | os.PathLike[str], *, option: str | None = None) -> None:
+    """Refuse (one line) a path whose lookup fails for any reason but absence; a missing path
+    passes, so that the caller can say so in its own words."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise unusable_path(path, exc, option=option) from None
+
+
+def _resolve(p: str | os.PathLike[str], *, option: str | None = None) -> Path:
+    where = f"{option} {p}" if option else str(p)
+    # checked by name too: under a parent still to be made, no lookup reports it, and the
+    # parent would be made before the name failed
+    if any(len(os.fsencode(c)) > _NAME_MAX for c in Path(p).parts):
+        raise unusable_path(
+            p, OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG)), option=option
+        )
+    try:
+        return Path(os.path.abspath(p)).resolve(strict=False)
+    except RuntimeError:  # Python 3.11's Path.resolve reports a symlink loop so
+        raise ConfigError(f"{where}: is a symlink loop (or has one in its path)") from None
+    except OSError as exc:
+        raise unusable_path(p, exc, option=option) from None
+
+
+def _check_temp_name(target: Path, option: str) -> None:
+    """The temporary beside ``target`` is ``.NAME.<8 random>.tmp``: 14 bytes longer than the
+    name. Refuse a name that leaves no room for it now, not after the work is done."""
+    room = _NAME_MAX - _TEMP_EXTRA
+    if len(os.fsencode(target.name)) > room:
+        raise ConfigError(
+            f"{option} {target}: name too long (at most {room} bytes, to leave room for the "
+            "temporary written beside it)"
+        )
 
 
 def check_output(
@@ -61,7 +122,7 @@ def check_output(
 ) -> None:
     """Refuse an output that is an input, lies inside one, or would replace a directory that
     holds one. Paths are compared after resolving symlinks."""
-    t = _resolve(target)
+    t = _resolve(target, option=option)
     for i in inputs:
         if not os.path.lexists(i):
             continue
@@ -76,23 +137,76 @@ def check_output(
             )
 
 
+def _check_file_common(
+    target: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], option: str
+) -> Path:
+    """What every one-file output needs: not an input, not inside one, not a directory, and
+    its directory can be made."""
+    target = Path(target)
+    check_output(target, inputs, option=option)
+    try:
+        if target.is_dir() and not target.is_symlink():
+            raise ConfigError(f"{option} {target}: is a directory (give a file name)")
+        p = target.parent
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not p.is_dir():
+            raise ConfigError(f"{option} {target}: cannot create a directory under {p} (a file)")
+    except OSError as exc:
+        raise unusable_path(target, exc, option=option) from None
+    return target
+
+
+def _node_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISFIFO, "a FIFO"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _file_target_kind(target: Path, *, force: bool, option: str) -> str:
+    """``new`` (nothing there), ``replace`` (a file or link, and ``force``) or ``stream`` (a
+    character device or FIFO, written into, never replaced); anything else is refused."""
+    try:
+        os.lstat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return "new"
+    except OSError as exc:
+        raise unusable_path(target, exc, option=option) from None
+    try:
+        mode = os.stat(target).st_mode  # follows a link: /dev/stdout is one
+    except FileNotFoundError:
+        mode = stat.S_IFLNK  # a dangling link: the link is what the user has there
+    except OSError as exc:
+        raise unusable_path(target, exc, option=option) from None
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return "stream"
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise ConfigError(f"{option} {target}: exists and is {_node_kind(mode)}; not replaced")
+    if not force:
+        raise ConfigError(f"{option} {target}: exists; give --force to replace it")
+    return "replace"
+
+
 def check_file_target(
     target: str | os.PathLike[str],
     inputs: Iterable[str | os.PathLike[str]] = (),
     *,
+    force: bool = False,
     option: str = "-o",
 ) -> Path:
-    """The checks :func:`atomic_file` makes before any work (call it early): not an input,
-    not inside one, not a directory, and its directory can be made."""
-    target = Path(target)
-    check_output(target, inputs, option=option)
-    if target.is_dir() and not target.is_symlink():
-        raise ConfigError(f"{option} {target}: is a directory (give a file name)")
-    p = target.parent
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    if not p.is_dir():
-        raise ConfigError(f"{option} {target}: cannot create a directory under {p} (a file)")
+    """The checks :func:`output_file` makes, for a command to call before any work: not an
+    input, not inside one, its directory can be made, and what is at the path may be written
+    (the module docstring gives the policy; an existing file needs ``force``)."""
+    target = _check_file_common(target, inputs, option)
+    if _file_target_kind(target, force=force, option=option) != "stream":
+        _check_temp_name(target, option)
     return target
 
 
@@ -126,6 +240,21 @@ def _parent_dir(target: Path, option: str) -> Path:
     return parent
 
 
+def _check_replaceable(target: Path, *, replace: bool, option: str) -> None:
+    """May a rename land on ``target``? Nothing there, or (with ``replace``) a regular file or
+    a link: a rename never takes the place of a device, FIFO, socket or directory."""
+    try:
+        mode = os.lstat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise unusable_path(target, exc, option=option) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise ConfigError(f"{option} {target}: exists and is {_node_kind(mode)}; not replaced")
+    if not replace:
+        raise ConfigError(f"{option} {target}: exists; give --force to replace it")
+
+
 @contextlib.contextmanager
 def atomic_file(
     target: str | os.PathLike[str],
@@ -134,13 +263,18 @@ def atomic_file(
     option: str = "-o",
     mode: str = "w",
     encoding: str | None = "utf-8",
+    replace: bool = True,
 ) -> Iterator[IO[Any]]:
     """Open a fresh temporary file beside ``target``; rename it over ``target`` on success.
 
-    ``target`` may be an existing regular file (it is replaced) but not a directory. On any
-    exception the temporary file is removed and ``target`` is untouched.
+    An existing regular file (or link) at ``target`` is replaced when ``replace`` (ztrace's
+    own files: the default) and refused otherwise; a directory, device, FIFO or socket is
+    always refused. Checked first and again just before the rename. On any exception the
+    temporary file is removed and ``target`` is untouched.
     """
-    target = check_file_target(target, inputs, option=option)
+    target = _check_file_common(target, inputs, option)
+    _check_replaceable(target, replace=replace, option=option)
+    _check_temp_name(target, option)
     parent = _parent_dir(target, option)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
@@ -153,11 +287,57 @@ def atomic_file(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        # re-check: something may have appeared at the target while we worked
+        _check_replaceable(target, replace=replace, option=option)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ConfigError(f"{option} {target}: cannot replace it ({exc.strerror})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def output_file(
+    target: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    binary: bool = False,
+    force: bool = False,
+    option: str = "-o",
+) -> Iterator[IO[Any]]:
+    """A user's one-file ``-o`` under the policy of the module docstring: a new file or (with
+    ``force``) a replaced one through :func:`atomic_file`, or a device or FIFO written into.
+    Text is UTF-8; ``binary`` writes bytes."""
+    target = check_file_target(target, inputs, force=force, option=option)
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    if _file_target_kind(target, force=force, option=option) == "stream":
+        with _stream(target, option=option, mode=mode, encoding=encoding) as f:
+            yield f
+        return
+    with atomic_file(
+        target, inputs=inputs, option=option, mode=mode, encoding=encoding, replace=force
+    ) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def _stream(target: Path, *, option: str, mode: str, encoding: str | None) -> Iterator[IO[Any]]:
+    """Write straight into a character device or FIFO: no temporary, no rename, so the node
+    stays what it is (``-o /dev/stdout`` works). Opening a FIFO waits for its reader."""
+    try:
+        fd = os.open(target, os.O_WRONLY)
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot open it ({exc.strerror})") from None
+    kind = os.fstat(fd).st_mode
+    if not (stat.S_ISCHR(kind) or stat.S_ISFIFO(kind)):
+        os.close(fd)  # replaced by something else since the check: do not write into that
+        raise ConfigError(f"{option} {target}: changed while ztrace worked; not written")
+    kw: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
+    with os.fdopen(fd, mode, **kw) as f:
+        yield f
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -188,6 +368,21 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
 
 
+def _check_not_cwd(target: Path, option: str) -> None:
+    """The current directory (or a parent of it) is busy: Linux refuses to rename it away
+    (EBUSY), and the shell would be left in the replaced one. Refuse it before any work."""
+    t = _resolve(target, option=option)
+    try:
+        cwd = Path(os.getcwd()).resolve()
+    except OSError:  # the current directory was deleted: nothing can be it
+        return
+    if t == cwd or t in cwd.parents:
+        raise ConfigError(
+            f"{option} {target}: is the current directory or a parent of it, which cannot be "
+            "replaced; write to a new directory"
+        )
+
+
 def check_dir_target(
     target: str | os.PathLike[str],
     *,
@@ -199,14 +394,50 @@ def check_dir_target(
     does not run only to be refused at the end."""
     target = Path(target)
     check_output(target, inputs, option=option)
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ConfigError(f"{option} {target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise ConfigError(
-            f"{option} {target}: exists and is not empty; give --force to replace it whole "
-            "(its files are never merged with new ones)"
-        )
+    _check_not_cwd(target, option)
+    try:
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise ConfigError(f"{option} {target}: exists and is not a directory")
+        if target.is_dir() and any(target.iterdir()) and not force:
+            raise ConfigError(
+                f"{option} {target}: exists and is not empty; give --force to replace it whole "
+                "(its files are never merged with new ones)"
+            )
+    except OSError as exc:
+        raise unusable_path(target, exc, option=option) from None
+    _check_temp_name(target, option)
     return target
+
+
+def _swap_in(tmp: Path, target: Path, parent: Path, option: str) -> None:
+    """Put the finished ``tmp`` at ``target``; the old directory there is deleted. Any
+    failure is one line, with the old target where it was."""
+    try:
+        if not target.is_dir():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
+        else:
+            # no RENAME_EXCHANGE here: move the old one aside, then rename (a kill between
+            # the two leaves the old output complete under the hidden name)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+            try:
+                os.rename(target, old / "d")
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    os.rename(old / "d", target)  # put the old one back
+                    raise
+            except OSError:
+                with contextlib.suppress(OSError):
+                    old.rmdir()  # only if empty: a failed put-back leaves the old one in it
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {target}: cannot put the new output in place ({exc.strerror}); "
+            "the old one is unchanged"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -241,18 +472,7 @@ def atomic_dir(
         os.chmod(tmp, _umask_mode(0o777))
         # re-check: the target may have appeared or changed while we worked
         check_dir_target(target, force=force, inputs=inputs, option=option)
-        if target.is_dir():
-            if not _exchange(tmp, target):
-                # no RENAME_EXCHANGE here: move the old one aside, then rename (a kill between
-                # the two leaves the old output complete under the hidden name)
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-                os.rename(target, old / "d")
-                os.rename(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
-        else:
-            os.rename(tmp, target)
+        _swap_in(tmp, target, parent, option)
         _fsync_dir(parent)
     except BaseException:
         if tmp.exists():

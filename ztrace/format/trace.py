@@ -13,6 +13,7 @@ over it. Every problem is a :class:`~ztrace.errors.TraceFormatError` naming the 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -242,11 +243,31 @@ def check_rows(f: Path, batch: pa.RecordBatch, first_row: int, meta: TraceMeta) 
         if pc.any(bad).as_py():
             row = first_row + int(pc.index(bad, True).as_py())
             raise TraceFormatError(f, f"row {row}: null `wait_ns` in a lock_contention row")
+    if "swap_entry" in names and "event" in names and batch.column("swap_entry").null_count:
+        _check_swap_entry(f, batch, first_row)
     if "cpu" in names:
         # the kernel's ceiling, not ztrace.nr_cpus: traces built by hand often leave nr_cpus
         # at its default; per-CPU replay state is sized from the CPUs the rows hold
         _check_max(
             f, batch.column("cpu"), first_row, "cpu", MAX_CPUS - 1, "beyond CONFIG_NR_CPUS's 8192"
+        )
+
+
+#: Swap events that name a page: the LRU replay (replay/lru/workload.py) takes each as a
+#: store, load or invalidate of its ``swap_entry`` and refuses one without it.
+_PAGE_EVENTS = ("zswap_store", "zswap_load", "zswap_invalidate")
+
+
+def _check_swap_entry(f: Path, batch: pa.RecordBatch, first_row: int) -> None:
+    """Refuse a null ``swap_entry`` (the page's identity) on a zswap store, load or
+    invalidate row, as ``replay --lru`` does, so validation and replay agree."""
+    ev = batch.column("event")
+    ev = ev.cast(pa.string()) if pa.types.is_dictionary(ev.type) else ev
+    bad = pc.and_(pc.is_in(ev, pa.array(_PAGE_EVENTS)), batch.column("swap_entry").is_null())
+    if pc.any(bad).as_py():
+        i = int(pc.index(bad, True).as_py())
+        raise TraceFormatError(
+            f, f"row {first_row + i}: null `swap_entry` in a {ev[i].as_py()} row"
         )
 
 
@@ -500,11 +521,14 @@ class TraceWriter:
 def trace_files(path: str | os.PathLike[str]) -> list[Path]:
     """The Parquet files of a trace, in order. Temporary (in-progress) files are ignored."""
     p = Path(path)
-    if not p.exists():
-        raise TraceFormatError(p, "no such file or directory")
-    if p.is_file():
-        return [p]
-    files = sorted(f for f in p.glob("*.parquet") if not f.name.startswith("."))
+    try:  # a name over 255 bytes, or a parent we may not search: one line, not a traceback
+        if not p.exists():
+            raise TraceFormatError(p, "no such file or directory")
+        if p.is_file():
+            return [p]
+        files = sorted(f for f in p.glob("*.parquet") if not f.name.startswith("."))
+    except OSError as exc:
+        raise TraceFormatError(p, f"cannot use this path ({exc.strerror or exc})") from None
     if not files:
         raise TraceFormatError(p, "empty dataset: no .parquet files")
     return files
@@ -525,10 +549,33 @@ def _check_schema(path: Path, schema: pa.Schema, required: tuple[str, ...]) -> N
             )
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse a listed part that is not a regular file, before anything opens it: opening a
+    FIFO blocks until a writer comes (a hang), opening a device can act on it, and a
+    directory named ``*.parquet`` is no part. A symlink to a regular file is fine."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise TraceFormatError(path, exc.strerror or type(exc).__name__) from None
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS if test(mode)), "a special file")
+        raise TraceFormatError(path, f"not a regular file ({kind})")
+
+
 def inspect_file(
     path: Path, *, required: tuple[str, ...] = REQUIRED_COLUMNS
 ) -> tuple[TraceMeta, pq.ParquetFile]:
     """Open one file, validate its footer, schema and metadata. Reads no row data."""
+    check_regular_file(path)
     try:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
@@ -568,6 +615,59 @@ def _merge_meta(metas: list[TraceMeta], files: list[Path]) -> TraceMeta:
     return first.replace(lost_events=max(m.lost_events for m in metas))
 
 
+def _unify_schemas(files: list[Path], schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for all parts of a trace.
+
+    Parts may differ in column order, in nullability (pyarrow writes the required columns
+    non-null, polars writes every column nullable) and in which optional or extra columns
+    they carry: a part without a column holds nulls there, so the column becomes nullable.
+    The order is the first part's, then columns as later parts add them. One column with two
+    types is refused, naming the second file (required and known optional columns already
+    matched their canonical types in ``_check_schema``; this catches unknown extra ones).
+    """
+    first = schemas[0]
+    if all(s.equals(first) for s in schemas[1:]):
+        return first  # the usual case: parts written by one writer
+    fields: dict[str, pa.Field] = {}
+    origin: dict[str, Path] = {}
+    for f, s in zip(files, schemas, strict=True):
+        for fld in s:
+            have = fields.get(fld.name)
+            if have is None:
+                fields[fld.name], origin[fld.name] = fld, f
+            elif have.type != fld.type:
+                raise TraceFormatError(
+                    f,
+                    f"column `{fld.name}` has type {fld.type}, "
+                    f"but {have.type} in {origin[fld.name]}",
+                )
+            elif fld.nullable and not have.nullable:
+                fields[fld.name] = have.with_nullable(True)
+    everywhere = set.intersection(*(set(s.names) for s in schemas))
+    return pa.schema(
+        [fld if fld.name in everywhere else fld.with_nullable(True) for fld in fields.values()],
+        metadata=first.metadata,
+    )
+
+
+def _fit_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """``batch`` laid out as ``target``: its columns in target order, nulls for a column
+    its part lacks (read exactly as a null optional value)."""
+    if batch.schema.equals(target):
+        return batch
+    have = batch.schema.names
+    arrays = [
+        batch.column(fld.name) if fld.name in have else pa.nulls(batch.num_rows, fld.type)
+        for fld in target
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+#: Columns :func:`check_rows` looks at, read by ``iter_batches(validate_all=True)`` even
+#: when the caller does not ask for them.
+_CHECKED_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, "wait_ns", "hold_ns", "swap_entry")
+
+
 class TraceHandle:
     """An opened trace: its files (listed once), their validated footers and merged metadata.
 
@@ -582,6 +682,7 @@ class TraceHandle:
         self.files = files
         self.meta = meta
         self._parquet = parquet
+        self._schema = _unify_schemas(files, [pf.schema_arrow for pf in parquet])
 
     @property
     def num_rows(self) -> int:
@@ -590,19 +691,24 @@ class TraceHandle:
 
     @property
     def schema(self) -> pa.Schema:
-        """The first file's Arrow schema (every file passed the same column checks)."""
-        return self._parquet[0].schema_arrow
+        """The trace's Arrow schema, unified over its files (column order, nullability and
+        columns only some parts carry; see ``_unify_schemas``). Rows are handed out in it."""
+        return self._schema
 
     def has_column(self, name: str) -> bool:
-        """True when every file has column ``name``."""
-        return all(name in pf.schema_arrow.names for pf in self._parquet)
+        """True when the trace has column ``name`` (a part without it reads as nulls)."""
+        return name in self._schema.names
 
     def column_max(self, column: str) -> int | None:
         """Max of an integer column from the row-group statistics (no data read), or None
         when the column is absent or any row group lacks statistics."""
+        if column not in self._schema.names:
+            return None
         best = 0
         for pf in self._parquet:
             md = pf.metadata
+            if column not in pf.schema_arrow.names:
+                continue  # this part's rows are null there: no value to count
             j = md.schema.to_arrow_schema().get_field_index(column)
             if j < 0:
                 return None
@@ -614,18 +720,37 @@ class TraceHandle:
         return best
 
     def iter_batches(
-        self, *, columns: list[str] | None = None, batch_rows: int = 1 << 20
+        self,
+        *,
+        columns: list[str] | None = None,
+        batch_rows: int = 1 << 20,
+        validate_all: bool = False,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the rows in order; memory stays bounded by ``batch_rows``.
+        """Stream the rows in order, every batch in :attr:`schema` (``columns`` only, when
+        given; names the trace lacks are left out); memory stays bounded by ``batch_rows``.
+
+        Rows are checked (:func:`check_rows`) on the columns read; ``validate_all`` also reads
+        and checks the columns the validator covers that ``columns`` leaves out, as
+        ``validate-trace`` does, and still hands out ``columns`` only.
 
         Raises :class:`TraceFormatError` (naming the file) for unreadable data or rows out of
         ``ts_ns`` order.
         """
+        names = self._schema.names
+        want = list(names) if columns is None else [c for c in columns if c in names]
+        read = list(want)
+        if validate_all:
+            read += [c for c in _CHECKED_COLUMNS if c in names and c not in read]
+        target = pa.schema([self._schema.field(c) for c in read])
         last_ts = -1
         for f, pf in zip(self.files, self._parquet, strict=True):
             row = 0
+            own = pf.schema_arrow.names
+            # a part lacking a column reads the others and gets nulls there (_fit_batch)
+            file_cols = [c for c in read if c in own] or own[:1]
             try:
-                for batch in _file_batches(pf, batch_rows, columns):
+                for raw in _file_batches(pf, batch_rows, file_cols):
+                    batch = _fit_batch(raw, target)
                     check_rows(f, batch, row, self.meta)
                     row += batch.num_rows
                     if "ts_ns" in batch.schema.names and batch.num_rows:
@@ -633,22 +758,29 @@ class TraceHandle:
                         if ts[0] < last_ts or (len(ts) > 1 and np.any(ts[1:] < ts[:-1])):
                             raise TraceFormatError(f, "rows are not in ts_ns order")
                         last_ts = int(ts[-1])
-                    yield batch
+                    yield batch if len(read) == len(want) else batch.select(want)
             except (pa.ArrowInvalid, OSError) as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise TraceFormatError(
                     f, f"unreadable data (truncated or corrupt: {msg})"
                 ) from None
 
-    def read(self, *, columns: list[str] | None = None, allow_empty: bool = False) -> Trace:
-        """The whole trace in memory (``columns`` only, when given)."""
-        batches = list(self.iter_batches(columns=columns))
+    def read(
+        self,
+        *,
+        columns: list[str] | None = None,
+        allow_empty: bool = False,
+        validate_all: bool = False,
+    ) -> Trace:
+        """The whole trace in memory (``columns`` only, when given; ``validate_all`` as in
+        :meth:`iter_batches`)."""
+        batches = list(self.iter_batches(columns=columns, validate_all=validate_all))
         if batches:
             table = pa.Table.from_batches(batches)
         else:
             schema = self.schema
             if columns is not None:
-                schema = pa.schema([schema.field(c) for c in columns])
+                schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
             table = schema.empty_table()
         if table.num_rows == 0 and not allow_empty:
             raise TraceFormatError(self.path, "empty dataset: the trace has no events")

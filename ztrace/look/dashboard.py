@@ -25,7 +25,7 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import Results, is_results_dir, read_results
-from ztrace.format.safeio import atomic_file, check_output
+from ztrace.format.safeio import atomic_file, check_output, output_file
 
 #: Defaults that keep the HTML well under 10 MB and the first render within a second or two.
 MAX_BINS = 400
@@ -761,9 +761,11 @@ def build_dashboard(
     title: str | None = None,
     quiet: bool = True,
     inputs: tuple[str | os.PathLike[str], ...] = (),
+    force: bool = False,
 ) -> DashboardResult:
     """Write the dashboard for a results directory, loaded results, or (observed contention
-    only) a trace. ``out`` is replaced atomically and may not be one of ``inputs`` (the
+    only) a trace. ``out`` is written atomically (an existing file only with ``force``; a
+    device or FIFO is written into: safeio.output_file) and may not be one of ``inputs`` (the
     source is always one) or lie inside one."""
     started = time.perf_counter()
     if not isinstance(source, Results):
@@ -788,11 +790,11 @@ def build_dashboard(
     d.absent.update(panel.absent)
     page = render_html(d, sections, title=title or "ztrace dashboard")
     out = Path(out)
-    with atomic_file(out, inputs=inputs) as f:
+    with output_file(out, force=force, inputs=inputs) as f:
         f.write(page)
     return DashboardResult(
         path=out,
-        bytes=out.stat().st_size,
+        bytes=len(page.encode("utf-8")),  # not stat: a FIFO or /dev/null has no size
         seconds=time.perf_counter() - started,
         charts=[c for s in sections for c in s.charts],
         absent=dict(d.absent),

@@ -86,11 +86,14 @@ def caller_of(frames: list[str]) -> str:
 def is_trace(path: str | Path) -> bool:
     """A capture/trace (Parquet parts, or a summary capture), as opposed to a results dir."""
     p = Path(path)
-    if p.is_file():
-        return p.suffix == ".parquet"
-    if not p.is_dir() or (p / "summary.json").exists():
-        return False
-    parts = (*p.glob("part-*.parquet"), *p.glob("summary-*.parquet"))
+    try:  # a name over 255 bytes, or a parent we may not search: one line, not a traceback
+        if p.is_file():
+            return p.suffix == ".parquet"
+        if not p.is_dir() or (p / "summary.json").exists():
+            return False
+        parts = (*p.glob("part-*.parquet"), *p.glob("summary-*.parquet"))
+    except OSError as exc:
+        raise TraceFormatError(p, f"cannot use this path ({exc.strerror or exc})") from None
     return any(not f.name.startswith(".") for f in parts)
 
 

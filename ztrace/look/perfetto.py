@@ -31,7 +31,7 @@ from typing import IO, Any
 import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.format.safeio import atomic_file
+from ztrace.format.safeio import output_file
 
 OPS_TID_BASE = 1
 LOCK_TID_BASE = 100_001
@@ -219,8 +219,10 @@ def export_perfetto(
     max_events: int | None = None,
     quiet: bool = True,
     batch_rows: int = 1 << 18,
+    force: bool = False,
 ) -> ExportStats:
-    """Write ``trace`` (optionally a time window, or its first ``max_events``) as JSON."""
+    """Write ``trace`` (optionally a time window, or its first ``max_events``) as JSON.
+    An existing ``out`` file is replaced only with ``force`` (safeio.output_file)."""
     from ztrace.format import open_trace
     from ztrace.progress import progress
 
@@ -239,7 +241,7 @@ def export_perfetto(
     # a fresh temporary beside `out`, renamed over it when complete: a half-written file
     # never looks like an export, and a link planted at a guessable name is never followed
     with (
-        atomic_file(out, inputs=(trace,)) as f,
+        output_file(out, force=force, inputs=(trace,)) as f,
         progress(total, desc="export", quiet=quiet, unit="events") as bar,
     ):
         f.write('{"traceEvents":[\n')

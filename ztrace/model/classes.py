@@ -144,6 +144,12 @@ def legacy_pages_per_zspage(class_size: int, page_size: int = 4096) -> int:
     return best
 
 
+#: Linux's page sizes run from 4 KiB to 256 KiB (PAGE_SHIFT 12..18: the 256 KiB pages of
+#: powerpc 44x PPC_256K_PAGES and hexagon HEXAGON_PAGE_SIZE_256KB are the largest; the common
+#: arches stop at 64 KiB). The table's int32 arrays would overflow long before 2^31.
+MIN_PAGE_SIZE, MAX_PAGE_SIZE = 4096, 1 << 18
+
+
 def check_chain_size(chain_size: int) -> int:
     """Reject values outside CONFIG_ZSMALLOC_CHAIN_SIZE's Kconfig range with ConfigError."""
     if not isinstance(chain_size, int) or not CHAIN_SIZE_MIN <= chain_size <= CHAIN_SIZE_MAX:
@@ -167,8 +173,10 @@ def build_classes(
     ``chain_size`` must be None or 4. Otherwise ``chain_size`` (default 8) is the
     CONFIG_ZSMALLOC_CHAIN_SIZE of a ≥6.3 kernel and must be within 4..16.
     """
-    if page_size < 4096 or page_size & (page_size - 1):
-        raise ConfigError(f"page size {page_size} is not a power of two >= 4096")
+    if not (MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE and page_size & (page_size - 1) == 0):
+        raise ConfigError(
+            f"page size {page_size}: want a power of two from {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE}"
+        )
     if legacy:
         if chain_size not in (None, LEGACY_MAX_PAGES):
             raise ConfigError("--legacy (≤6.2) has a fixed maximum of 4 pages per zspage")

@@ -53,7 +53,7 @@ from ztrace.replay.locks import parse_designs
 from ztrace.replay.locks._state import SimState
 from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
-from ztrace.replay.sizes import check_sizes, impute, reference_sizes
+from ztrace.replay.sizes import check_replayed, check_sizes, impute, reference_sizes
 from ztrace.replay.stops import (
     NOT_HELD_COLUMNS,
     NOT_HELD_TEXT,
@@ -417,6 +417,10 @@ def replay(
     counters = {k: int(v) for k, v in zip(COUNTER_NAMES, groups[STD_KEY].counters, strict=True)}
     if ref_sizes is not None:
         counters["sizes_imputed"] = n_imputed
+    # nothing replayed: refuse rather than report "no contention" (sizes imputed from
+    # --sizes-from name that option: its sizes were the ones drawn)
+    where = trace if ref_sizes is None else f"--sizes-from {sizes_from}"
+    check_replayed(where, counters, meta.page_size)
     n_bins = span // bw + 1
     summary, tables = build_tables(designs, sims, groups, table, bw, n_bins)
     return ReplayResult(

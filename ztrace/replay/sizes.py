@@ -6,6 +6,10 @@ sample) records zs_malloc without its size. Replaying such rows would turn every
 them unless the caller names a reference capture: each size-less zs_malloc then gets a size
 drawn (seeded, reproducible) from that capture's zs_malloc sizes. The results say so
 (``ztrace.sizes`` metadata and the ``sizes_imputed`` counter).
+
+After the replay, :func:`check_replayed` refuses a trace of which no allocation could be
+replayed at all (every size out of range, every zs_malloc failed, or frees only): results of
+zero operations would read as "no contention" for every design.
 """
 
 from __future__ import annotations
@@ -59,3 +63,43 @@ def check_sizes(
             "kmem tracepoint fallback records no size), so every one would replay as a failed "
             "allocation; impute sizes from another capture with --sizes-from TRACE",
         )
+
+
+def check_replayed(trace: str | os.PathLike[str], counters: dict[str, int], page_size: int) -> None:
+    """Refuse a replay in which not one zs_malloc allocated an object.
+
+    ``counters`` are the plain pool's (ztrace.replay.ingest.COUNTER_NAMES): ``mallocs``
+    counts the successful zs_malloc rows, ``bad_alloc`` those of them whose size the kernel
+    refuses (0 or over ZS_MAX_ALLOC_SIZE = PAGE_SIZE: zs_malloc returns an error), and
+    ``failed_malloc`` the calls that failed in the kernel (handle 0).
+    """
+    replayed = counters.get("mallocs", 0) - counters.get("bad_alloc", 0)
+    if replayed > 0:
+        return
+    why = []
+    if counters.get("bad_alloc", 0):
+        why.append(
+            f"{counters['bad_alloc']} zs_malloc rows have a size outside 1..{page_size} bytes"
+        )
+    if counters.get("failed_malloc", 0):
+        why.append(f"{counters['failed_malloc']} zs_malloc calls failed in the kernel (handle 0)")
+    if not counters.get("mallocs", 0) and not counters.get("failed_malloc", 0):
+        why.append("there are no zs_malloc rows")
+    if counters.get("unmatched_free", 0):
+        why.append(f"{counters['unmatched_free']} zs_free rows free handles never allocated")
+    raise TraceFormatError(
+        trace, "no allocation could be replayed: " + "; ".join(why) + ", so there is no result"
+    )
+
+
+def bad_alloc_note(trace: str | os.PathLike[str], counters: dict[str, int]) -> str | None:
+    """One line for stderr when some zs_malloc rows could not be replayed for their size
+    (``bad_alloc``), or None. A capture's zs_malloc returned a handle, so the kernel took its
+    size: such rows come from an edited or synthetic trace, and the results leave them out."""
+    bad = counters.get("bad_alloc", 0)
+    if not bad:
+        return None
+    return (
+        f"ztrace: warning: {trace}: {bad} of {counters.get('mallocs', 0)} zs_malloc rows have a "
+        "size the kernel refuses (0 or over the page size): counted as bad_alloc, not replayed"
+    )

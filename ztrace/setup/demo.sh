@@ -20,7 +20,7 @@ zt validate-trace "$samples/default"
 # intervals are apart (issue 10)
 zt replay "$samples/default" --locks "$locks" --replicas 3 -o "$out/results" --json > "$out/summary.json"
 zt report "$out/results"
-zt dashboard "$out/results" -o "$out/report.html"
+zt dashboard "$out/results" -o "$out/report.html" --force  # a rerun replaces it
 
 echo >&2
 echo "== ztrace demo 2/2: LRU designs on $samples/guest-6.12-zswap" >&2
@@ -32,7 +32,7 @@ zt sweep "$samples/guest-6.12-zswap" --lru "$lru" --pool-limits 4M,8M,16M,32M,60
   -o "$out/results-sweep" > /dev/null
 zt report "$out/results-lru"
 zt report "$out/results-sweep"
-zt dashboard "$out/results-lru" "$out/results-sweep" -o "$out/report-lru.html"
+zt dashboard "$out/results-lru" "$out/results-sweep" -o "$out/report-lru.html" --force  # a rerun replaces it
 
 echo >&2
 echo "== ztrace demo: predicted vs measured zsmalloc contention, each sample under its kernel's design" >&2

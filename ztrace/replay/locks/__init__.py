@@ -237,24 +237,28 @@ def listing(n_classes: int = 255) -> list[tuple[str, list[str], str]]:
 def get_design(spec: str, n_classes: int = 255) -> LockDesign:
     """Resolve ``"name"`` or ``"name:N"`` (aliases allowed) to a compiled design.
 
-    Raises ConfigError naming the valid designs for an unknown name, or a bad parameter.
+    Raises ConfigError naming the valid designs for an unknown name, or a bad parameter;
+    every message starts ``--locks SPEC:``, the option all callers take designs from.
     """
     spec = spec.strip()
-    name, _, arg = spec.partition(":")
+    name, sep, arg = spec.partition(":")
     family = _ALIASES.get(name.lower())
     if family is None:
         valid = ", ".join(
             f"{n} ({', '.join(a)})" if a else n for n, a in sorted(available().items())
         )
-        raise ConfigError(f"unknown lock design `{name}` (valid: {valid})")
+        raise ConfigError(f"--locks {spec}: unknown lock design (valid: {valid})")
     param: int | None = None
-    if arg:
-        try:
-            param = int(arg)
-        except ValueError:
+    if sep:
+        # plain ASCII digits only: int() would also take `٣`, `1_0` or `+8`; and `pool:`
+        # (nothing after the colon) is a typo, not the default
+        if not arg:
+            raise ConfigError(f"--locks '{spec}': nothing after the colon (give `{name}`)")
+        if not (arg.isascii() and arg.isdigit()):
             raise ConfigError(
-                f"lock design `{spec}`: parameter must be an integer (e.g. `{family}:8`)"
-            ) from None
+                f"--locks {spec}: parameter must be a whole number (e.g. `{family}:8`)"
+            )
+        param = int(arg)
     return _REGISTRY[family](param, n_classes)
 
 
@@ -265,12 +269,12 @@ def parse_designs(
     items = specs.split(",") if isinstance(specs, str) else list(specs)
     items = [s.strip() for s in items if s.strip()]
     if not items:
-        raise ConfigError("--locks needs at least one design (e.g. `--locks class,pool`)")
+        raise ConfigError("--locks: needs at least one design (e.g. `--locks class,pool`)")
     designs = [get_design(s, n_classes) for s in items]
     names = [d.name for d in designs]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
-        raise ConfigError(f"lock design `{dups[0]}` given twice")
+        raise ConfigError(f"--locks {dups[0]}: given twice")
     return designs
 
 
@@ -287,14 +291,14 @@ def design(table: dict[int, list[Step]], name: str, description: str, **layout: 
 def no_param(family: str, param: int | None, hint: str = "") -> None:
     """Refuse a parameter for a design that takes none (``class:4``)."""
     if param is not None:
-        raise ConfigError(f"lock design `{family}` takes no parameter{hint}")
+        raise ConfigError(f"--locks {family}:{param}: `{family}` takes no parameter{hint}")
 
 
 def positive_param(family: str, param: int | None, default: int, lo: int, hi: int) -> int:
     """Validate a design's integer parameter (``pools:N`` etc.)."""
     value = default if param is None else param
     if not lo <= value <= hi:
-        raise ConfigError(f"lock design `{family}:{value}`: parameter must be {lo}..{hi}")
+        raise ConfigError(f"--locks {family}:{value}: parameter must be {lo}..{hi}")
     return value
 
 

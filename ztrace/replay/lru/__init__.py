@@ -33,6 +33,7 @@ from ztrace.replay.lru._base import (
     parse_params,
     parse_pool_limit,
     parse_size_pages,
+    split_kv,
 )
 from ztrace.replay.lru.metrics import (
     MEMCG_SCHEMA,
@@ -107,14 +108,15 @@ def design_names() -> list[str]:
     return [r.name for r in REGISTRY]
 
 
-def canonical_name(name: str) -> str:
-    """The canonical name of a design or alias; ConfigError listing valid names otherwise."""
+def canonical_name(name: str, option: str = "--lru") -> str:
+    """The canonical name of a design or alias; ConfigError listing valid names otherwise,
+    starting with ``option``, where the name came from."""
     r = _BY_NAME.get(name.strip().lower())
     if r is None:
         valid = ", ".join(
             f"{x.name} ({', '.join(x.aliases)})" if x.aliases else x.name for x in REGISTRY
         )
-        raise ConfigError(f"unknown LRU design `{name}` (valid: {valid})")
+        raise ConfigError(f"{option} {name.strip()}: unknown LRU design (valid: {valid})")
     return r.name
 
 
@@ -148,7 +150,7 @@ def design_list(designs: str | Sequence[str]) -> list[str]:
         designs = [d for d in designs.split(",") if d.strip()]
     out = [canonical_name(d) for d in designs]
     if not out:
-        raise ConfigError("no LRU design given (valid: " + ", ".join(design_names()) + ")")
+        raise ConfigError("--lru: no design given (valid: " + ", ".join(design_names()) + ")")
     return out
 
 
@@ -168,11 +170,12 @@ def params_for(name: str, params: str | Mapping[str, Any] | None) -> dict[str, s
     own = design_class(name).param_table()
     every = _any_table()
     merged: dict[str, str] = {}
+    own_keys: set[str] = set()  # keys the design's own entries set (under any alias)
     for key in sorted(params, key=lambda k: k != "all"):
         val = params[key]
         if key == "ram":
             continue
-        if key != "all" and canonical_name(key) != name:
+        if key != "all" and canonical_name(key, "--param") != name:
             continue
         items = (
             _raw_items(val) if isinstance(val, str) else [(str(k), str(v)) for k, v in val.items()]
@@ -183,24 +186,21 @@ def params_for(name: str, params: str | Mapping[str, Any] | None) -> dict[str, s
                     continue
                 if k not in every:
                     raise ConfigError(
-                        f"no LRU design has a parameter `{k}` (valid: {', '.join(sorted(every))})"
+                        f"--param {k}: no LRU design has this parameter "
+                        f"(valid: {', '.join(sorted(every))})"
                     )
                 if k not in own:
                     continue
+            elif k in own_keys:  # `entry-lru:shrink=sync` and `lru:shrink=async`
+                raise ConfigError(f"--param {name}:{k}: given twice")
+            else:
+                own_keys.add(k)
             merged[k] = v
     return merged
 
 
 def _raw_items(spec: str) -> list[tuple[str, str]]:
-    out = []
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        k, sep, v = part.partition("=")
-        if not sep:
-            raise ConfigError(f"LRU parameter {part.strip()!r} is not key=value")
-        out.append((k.strip(), v.strip()))
-    return out
+    return split_kv(spec)
 
 
 def _any_table() -> dict[str, Any]:
@@ -250,7 +250,7 @@ def resolve_ram(w: Workload, ram: str | int | None) -> int | None:
         return w.ram_pages
     if isinstance(ram, int):
         if ram <= 0:
-            raise ConfigError(f"RAM size {ram} pages must be positive")
+            raise ConfigError(f"--param ram={ram}p: must be positive")
         return ram
     return parse_size_pages(ram, w.page_size)
 

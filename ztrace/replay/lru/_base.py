@@ -21,6 +21,7 @@ the kernel it is a workqueue item that runs a little later).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,20 +57,38 @@ def p_bool(v: str) -> bool:
     raise ValueError(f"{v!r} is not yes/no")
 
 
-def p_int(lo: int, hi: int | None = None) -> Callable[[str], int]:
+#: a design parameter's value in plain ASCII digits: int() would also take ``٣`` and ``1_0``
+_UINT_RE = re.compile(r"[0-9]+", re.ASCII)
+#: a plain decimal, optionally with an exponent (no ``inf``, ``nan``, ``_`` or non-ASCII)
+_FLOAT_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+#: ceiling of the count parameters (worker_steps, max_failures, shrinker_walk): each bounds a
+#: loop of the compiled replay (steps per event, failed walks before the worker gives up) and
+#: lives in its int64 config; a million is far past the kernel's (MAX_RECLAIM_RETRIES is 16)
+#: and keeps a replay finite (fuzz report s21, item 6: 2^63 raised OverflowError)
+MAX_COUNT_PARAM = 1_000_000
+#: ceiling of the latency parameters (zswap_ns, disk_ns): an hour per fault is past any
+#: device, and a finite value keeps the expected latency (and --json) finite (item 13)
+MAX_LATENCY_NS = 3.6e12
+
+
+def p_int(lo: int, hi: int) -> Callable[[str], int]:
     def parse(v: str) -> int:
+        if not _UINT_RE.fullmatch(v):
+            raise ValueError(f"want plain digits in {lo}..{hi}")
         n = int(v)
-        if n < lo or (hi is not None and n > hi):
-            raise ValueError(f"{n} outside {lo}..{hi if hi is not None else '∞'}")
+        if not lo <= n <= hi:
+            raise ValueError(f"outside {lo}..{hi}")
         return n
 
     return parse
 
 
-def p_float_pos(v: str) -> float:
-    x = float(v)
-    if not x >= 0:
-        raise ValueError(f"{v!r} is negative")
+def p_latency_ns(v: str) -> float:
+    """A latency in ns: a finite decimal in 0..MAX_LATENCY_NS."""
+    x = float(v) if _FLOAT_RE.fullmatch(v) else math.nan
+    if not 0 <= x <= MAX_LATENCY_NS:
+        raise ValueError(f"want a number of ns in 0..{MAX_LATENCY_NS:.1e}")
     return x
 
 
@@ -110,7 +129,7 @@ COMMON_PARAMS: dict[str, Param] = {
         "`no` keeps it as a clean copy (≤6.7 default)",
     ),
     "worker_steps": Param(
-        p_int(0),
+        p_int(0, MAX_COUNT_PARAM),
         0,
         "0: the shrink worker finishes before the next event; N: it does N steps per "
         "following event (writeback slower than reclaim)",
@@ -128,8 +147,8 @@ COMMON_PARAMS: dict[str, Param] = {
         "`trace`: the memory cgroups of the trace's memcg_id (per-memcg lists where the "
         "design has them, per-memcg counters); `one`: replay as one memcg",
     ),
-    "zswap_ns": Param(p_float_pos, Latency.zswap_ns, "latency of a fault served by zswap"),
-    "disk_ns": Param(p_float_pos, Latency.disk_ns, "latency of a fault served by disk"),
+    "zswap_ns": Param(p_latency_ns, Latency.zswap_ns, "latency of a fault served by zswap"),
+    "disk_ns": Param(p_latency_ns, Latency.disk_ns, "latency of a fault served by disk"),
 }
 
 
@@ -138,54 +157,75 @@ def parse_params(
 ) -> dict[str, Any]:
     """Parse ``k=v,k=v`` (or a mapping) against ``table``; fill defaults.
 
-    An unknown key or a bad value raises ConfigError naming the design, the key, the valid
-    keys and an example (libCacheSim's ``Clock.c`` parameter parser does the same).
+    An unknown key, a key given twice or a bad value raises ConfigError naming ``--param``,
+    the key, the design, and the valid keys (libCacheSim's ``Clock.c`` parameter parser does
+    the same).
     """
     items: list[tuple[str, str]] = []
     if isinstance(spec, str):
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            k, sep, v = part.partition("=")
-            if not sep:
-                raise ConfigError(
-                    f"`{design}` parameter {part!r} is not key=value "
-                    f"(example: {design}:accept_threshold=90)"
-                )
-            items.append((k.strip(), v.strip()))
+        items = split_kv(spec, example=f"{design}:accept_threshold=90")
     elif spec:
         items = [(str(k), str(v)) for k, v in spec.items()]
     out = {k: p.default for k, p in table.items()}
     for k, v in items:
         if k not in table:
             raise ConfigError(
-                f"`{design}` has no parameter `{k}` (valid: {', '.join(sorted(table))}; "
-                f"example: {design}:accept_threshold=90)"
+                f"--param {k}: `{design}` has no such parameter (valid: {', '.join(sorted(table))})"
             )
         try:
             out[k] = table[k].parse(v)
         except ValueError as exc:
-            raise ConfigError(f"`{design}` parameter `{k}={v}` is invalid ({exc})") from None
+            raise ConfigError(f"--param {k}={v}: invalid for `{design}` ({exc})") from None
+    return out
+
+
+def split_kv(spec: str, *, example: str = "shrink=sync") -> list[tuple[str, str]]:
+    """``k=v,k=v`` → pairs, in order. A part without ``=`` or a key given twice is an error:
+    the last one silently winning hid typos such as ``shrink=sync,shrink=async``."""
+    out: list[tuple[str, str]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        k, sep, v = part.partition("=")
+        k = k.strip()
+        if not sep:
+            raise ConfigError(f"--param {part}: not key=value (example: {example})")
+        if any(k == seen for seen, _ in out):
+            raise ConfigError(f"--param {k}: given twice")
+        out.append((k, v.strip()))
     return out
 
 
 # ----------------------------------------------------------------------------- pool limit
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
-_PCT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-_PAGES_RE = re.compile(r"^\s*(\d+)\s*(p|pages)?\s*$")
+# re.ASCII: a bare \d also matches other scripts' digits (``٣``), which no one means here
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$", re.ASCII)
+_PCT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
+_PAGES_RE = re.compile(r"^\s*(\d+)\s*(p|pages)?\s*$", re.ASCII)
+#: a plain number with a fraction and no unit: documented as pages, so not a whole count
+_FRACTION_RE = re.compile(r"^\s*\d+\.\d+\s*$", re.ASCII)
 
 
 #: page counts live in the replay's int64 config; 2^62 leaves room for sums
 MAX_PAGES = 1 << 62
 
 
-def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int = PAGE_SIZE) -> int:
+def parse_pool_limit(
+    spec: str | int,
+    *,
+    ram_pages: int | None,
+    page_size: int = PAGE_SIZE,
+    option: str = "--pool-limit",
+    ram_hint: str | None = None,
+) -> int:
     """Pool limit in pages from ``N`` / ``Np`` (pages), ``64M`` (bytes) or ``20%`` (of RAM).
 
     A percent is zswap's ``max_pool_percent``: ``totalram_pages * percent / 100``
-    (6.1 ``zswap_is_full``; 6.10+ ``zswap_max_pages``).
+    (6.1 ``zswap_is_full``; 6.10+ ``zswap_max_pages``). ``option`` starts every error
+    message (the option the limit came from); ``ram_hint`` is how the caller's command sets
+    the RAM size (sweep: ``--param ram=2G``), shown when a percent needs it: a command
+    without such a way is told to give an absolute limit instead (fuzz report s21, item 14).
 
     Raises
     ------
@@ -193,58 +233,58 @@ def parse_pool_limit(spec: str | int, *, ram_pages: int | None, page_size: int =
         Unparsable, not positive, a percent without a known RAM size, or larger than RAM.
     """
     if isinstance(spec, bool):
-        raise ConfigError(f"pool limit {spec!r} is not a size")
+        raise ConfigError(f"{option} {spec!r}: not a size")
+    text = str(spec).strip()
+    where = f"{option} {text}"
     if isinstance(spec, int):
         pages = spec
-        text = str(spec)
-    else:
-        text = str(spec).strip()
-        if m := _PCT_RE.match(text):
-            pct = float(m.group(1))
-            if ram_pages is None:
-                raise ConfigError(
-                    f"pool limit {text!r} is a percent of RAM, but the RAM size is unknown "
-                    "(give ram=SIZE, e.g. --param ram=2G, or a limit in pages or bytes)"
-                )
-            if pct <= 0 or pct > 100:
-                raise ConfigError(f"pool limit {text!r} must be a percent in (0, 100]")
-            pages = int(ram_pages * pct / 100)
-        elif m := _PAGES_RE.match(text):
-            pages = int(m.group(1))
-        elif m := _SIZE_RE.match(text):
-            mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-            nbytes = float(m.group(1)) * mult[m.group(2).lower()]
-            pages = int(nbytes // page_size)
-        else:
+    elif m := _PCT_RE.match(text):
+        pct = float(m.group(1))
+        if ram_pages is None:
+            how = f"give {ram_hint}, or " if ram_hint else "give "
             raise ConfigError(
-                f"cannot parse pool limit {text!r} (want pages `4096`, bytes `64M`, or a "
-                "percent of RAM `20%`)"
+                f"{where}: a percent of RAM, but the trace does not record its RAM size "
+                f"({how}a limit in pages or bytes, e.g. 64M)"
             )
-    if pages <= 0:
-        raise ConfigError(f"pool limit {text!r} is {pages} pages; it must be at least 1 page")
-    if pages > MAX_PAGES:  # the replay holds it in an int64 (issue 11: one line, no overflow)
-        raise ConfigError(f"pool limit {text!r} ({pages} pages) is beyond 2^62 pages")
-    if ram_pages is not None and pages > ram_pages:
+        if pct <= 0 or pct > 100:
+            raise ConfigError(f"{where}: must be a percent in (0, 100]")
+        pages = int(ram_pages * pct / 100)
+    elif m := _PAGES_RE.match(text):
+        pages = int(m.group(1))
+    elif _FRACTION_RE.match(text):
+        raise ConfigError(f"{where}: a plain number is pages and must be whole (or give 64M)")
+    elif m := _SIZE_RE.match(text):
+        mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+        nbytes = float(m.group(1)) * mult[m.group(2).lower()]
+        pages = int(nbytes // page_size)
+    else:
         raise ConfigError(
-            f"pool limit {text!r} ({pages} pages) is larger than RAM ({ram_pages} pages)"
+            f"{where}: cannot parse (want pages `4096`, bytes `64M`, or a percent of RAM `20%`)"
         )
+    if pages <= 0:
+        raise ConfigError(f"{where}: is {pages} pages; it must be at least 1 page")
+    if pages > MAX_PAGES:  # the replay holds it in an int64 (issue 11: one line, no overflow)
+        raise ConfigError(f"{where}: {pages} pages is beyond 2^62 pages")
+    if ram_pages is not None and pages > ram_pages:
+        raise ConfigError(f"{where}: {pages} pages is larger than RAM ({ram_pages} pages)")
     return pages
 
 
 def parse_size_pages(text: str, page_size: int = PAGE_SIZE) -> int:
     """``ram=`` value: bytes with a unit (``2G``) or pages (``524288p``)."""
     t = text.strip()
+    where = f"--param ram={t}"
     if t.endswith(("p", "pages")) and (m := _PAGES_RE.match(t)):
         pages = int(m.group(1))
     elif m := _SIZE_RE.match(t):
         mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
         pages = int(float(m.group(1)) * mult[m.group(2).lower()] // page_size)
     else:
-        raise ConfigError(f"cannot parse RAM size {text!r} (want e.g. 2G or 524288p)")
+        raise ConfigError(f"{where}: cannot parse a RAM size (want e.g. 2G or 524288p)")
     if pages <= 0:
-        raise ConfigError(f"RAM size {text!r} is less than a page")
+        raise ConfigError(f"{where}: less than a page")
     if pages > MAX_PAGES:
-        raise ConfigError(f"RAM size {text!r} ({pages} pages) is beyond 2^62 pages")
+        raise ConfigError(f"{where}: {pages} pages is beyond 2^62 pages")
     return pages
 
 

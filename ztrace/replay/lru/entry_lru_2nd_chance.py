@@ -24,7 +24,7 @@ from numba import njit
 
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru import register
-from ztrace.replay.lru._base import Param, p_choice, p_int
+from ztrace.replay.lru._base import MAX_COUNT_PARAM, Param, p_choice, p_int
 from ztrace.replay.lru.entry_lru import MAX_RECLAIM_RETRIES, EntryLru, EntryLruState
 
 K_ROTATIONS = K.K_EXTRA0
@@ -186,7 +186,7 @@ class EntryLru2ndChance(EntryLru):
     PARAMS: ClassVar[dict[str, Param]] = {
         **EntryLru.PARAMS,
         "max_failures": Param(
-            p_int(1),
+            p_int(1, MAX_COUNT_PARAM),
             MAX_RECLAIM_RETRIES,
             "shrink_worker gives up after this many walks that wrote nothing back",
         ),
@@ -199,7 +199,7 @@ class EntryLru2ndChance(EntryLru):
             "kworker), write back one entry in this design's order; `off`",
         ),
         "shrinker_walk": Param(
-            p_int(0),
+            p_int(0, MAX_COUNT_PARAM),
             0,
             "approximate memory-pressure shrinker: LRU steps after each store (0 = off)",
         ),
