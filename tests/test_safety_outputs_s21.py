@@ -87,6 +87,25 @@ def test_existing_file_is_replaced_only_with_force(
     assert sorted(f.name for f in tmp_path.iterdir()) == ["out.bin"]  # no temporary left
 
 
+@pytest.mark.parametrize("name", sorted(FILE_COMMANDS))
+def test_a_link_to_a_file_is_written_through_and_stays_a_link(
+    inputs: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    """`-o /dev/stdout` with stdout redirected to a file is a link to a regular file: with
+    --force the file it names gets the output and the link stays (as root, replacing the link
+    would have turned /dev/stdout into a file)."""
+    real = tmp_path / "real.bin"
+    real.write_bytes(b"old\n")
+    link = tmp_path / "link.bin"
+    link.symlink_to(real)
+    assert_usage_error(run(tmp_path, *file_cmd(name, inputs, link)), "--force")
+    assert real.read_bytes() == b"old\n"
+    ok = run(tmp_path, *file_cmd(name, inputs, link, "--force"))
+    assert ok.returncode == 0, ok.stderr
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_bytes().startswith(FILE_COMMANDS[name][1])
+
+
 def test_dashboard_onto_another_traces_part_file_is_refused(
     inputs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -13,7 +13,9 @@ Every writer in ztrace goes through one of these context managers:
   the same policy, which is checked again just before the rename:
 
   - nothing at the path: written through :func:`atomic_file`;
-  - a regular file, or a link to one (the link is replaced): only with ``--force``;
+  - a regular file: only with ``--force``; a link to one is written through (the file it
+    names is replaced and the link stays: ``-o /dev/stdout`` redirected to a file, as root,
+    must not turn ``/dev/stdout`` into a file), a dangling link is replaced;
   - a character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe): written
     straight into, no temporary and no rename, so the node stays what it is;
   - anything else (directory, block device, socket): refused.
@@ -157,7 +159,8 @@ def _check_file_common(
     return target
 
 
-def _node_kind(mode: int) -> str:
+def node_kind(mode: int) -> str:
+    """What a non-regular ``st_mode`` is, for messages ("a FIFO", "a directory", ...)."""
     for test, name in (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISBLK, "a block device"),
@@ -188,7 +191,7 @@ def _file_target_kind(target: Path, *, force: bool, option: str) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return "stream"
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        raise ConfigError(f"{option} {target}: exists and is {_node_kind(mode)}; not replaced")
+        raise ConfigError(f"{option} {target}: exists and is {node_kind(mode)}; not replaced")
     if not force:
         raise ConfigError(f"{option} {target}: exists; give --force to replace it")
     return "replace"
@@ -250,7 +253,7 @@ def _check_replaceable(target: Path, *, replace: bool, option: str) -> None:
     except OSError as exc:
         raise unusable_path(target, exc, option=option) from None
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        raise ConfigError(f"{option} {target}: exists and is {_node_kind(mode)}; not replaced")
+        raise ConfigError(f"{option} {target}: exists and is {node_kind(mode)}; not replaced")
     if not replace:
         raise ConfigError(f"{option} {target}: exists; give --force to replace it")
 
@@ -313,10 +316,13 @@ def output_file(
     Text is UTF-8; ``binary`` writes bytes."""
     target = check_file_target(target, inputs, force=force, option=option)
     mode, encoding = ("wb", None) if binary else ("w", "utf-8")
-    if _file_target_kind(target, force=force, option=option) == "stream":
+    kind = _file_target_kind(target, force=force, option=option)
+    if kind == "stream":
         with _stream(target, option=option, mode=mode, encoding=encoding) as f:
             yield f
         return
+    if kind == "replace" and target.is_symlink() and target.resolve().is_file():
+        target = target.resolve()  # write through the link; the link stays a link
     with atomic_file(
         target, inputs=inputs, option=option, mode=mode, encoding=encoding, replace=force
     ) as f:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ztrace.errors import TraceFormatError
-from ztrace.format.safeio import atomic_dir, check_capture_dir
+from ztrace.format.safeio import atomic_dir, check_capture_dir, node_kind
 
 SCHEMA_VERSION = 1
 #: Versions this reader understands. v2 adds swap events (docs/trace-format.md).
@@ -549,15 +549,6 @@ def _check_schema(path: Path, schema: pa.Schema, required: tuple[str, ...]) -> N
             )
 
 
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
 def check_regular_file(path: Path) -> None:
     """Refuse a listed part that is not a regular file, before anything opens it: opening a
     FIFO blocks until a writer comes (a hang), opening a device can act on it, and a
@@ -567,8 +558,7 @@ def check_regular_file(path: Path) -> None:
     except OSError as exc:
         raise TraceFormatError(path, exc.strerror or type(exc).__name__) from None
     if not stat.S_ISREG(mode):
-        kind = next((k for test, k in _FILE_KINDS if test(mode)), "a special file")
-        raise TraceFormatError(path, f"not a regular file ({kind})")
+        raise TraceFormatError(path, f"not a regular file ({node_kind(mode)})")
 
 
 def inspect_file(
