@@ -158,9 +158,12 @@ def test_vm_matrix_summary_never_follows_a_planted_link(tmp_path: Path) -> None:
     fresh temporary, replacing a planted link instead of writing through it."""
     victim, h = _victim(tmp_path)
     m = tmp_path / "m"
-    m.mkdir()
+    run = m / "zsstress-none" / "6.1" / "r00" / "trace.kernel" / "contention.json"
+    run.parent.mkdir(parents=True)  # a matrix output: what --summary-only summarises
+    run.write_text(json.dumps({"zsmalloc": {"contended": 3, "wait_ns_total": 400}}))
     (m / "summary.json").symlink_to(victim)
-    p = cli("vm", "matrix", "-o", m, "--summary-only", "--json")
+    # a link is no summary ztrace wrote, so replacing it takes --force (session 21)
+    p = cli("vm", "matrix", "-o", m, "--summary-only", "--json", "--force")
     assert p.returncode == 0, p.stderr
     assert tree_hash(victim) == h
     assert not (m / "summary.json").is_symlink()

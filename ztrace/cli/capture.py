@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -29,16 +30,39 @@ Examples:
 """
 
 
+#: the longest duration any option takes (--duration, --interval, --reorder-window, ...)
+MAX_DURATION_S = 366 * 86400.0
+#: --max-size: at most 1024T
+MAX_SIZE_BYTES = 1 << 50
+#: --ringbuf-pages: 65536 pages = 256 MiB with 4 KiB pages (larger rings fail to load)
+MAX_RINGBUF_PAGES = 65536
+#: --rotate-mb: at most 1 TiB of rows per part file
+MAX_ROTATE_MB = float(1 << 20)
+#: PID_MAX_LIMIT (include/linux/threads.h): no tgid is larger
+PID_MAX_LIMIT = 4194304
+
+
+def _shown(text: str) -> str:
+    """An option's value for a one-line message: as typed when plain, else quoted; long
+    values cut."""
+    s = text if text and text.isprintable() and " " not in text else repr(text)
+    return s if len(s) <= 32 else s[:29] + "..."
+
+
 def parse_duration(text: str, option: str = "--duration") -> float:
-    """'30s', '5m', '250ms', '1h' or plain seconds -> seconds (positive, as every duration
-    option of capture must be)."""
+    """'30s', '5m', '250ms', '1h' or plain seconds -> seconds (positive, finite and at most
+    366 days, as every duration option of capture must be)."""
+    if not text.strip():
+        raise ConfigError(f"{option} {_shown(text)}: empty; give a duration (e.g. 10s, 5m)")
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not m:
-        raise ConfigError(f"`{option}` {text!r} is not a duration (e.g. 30s, 5m, 250ms)")
+        raise ConfigError(f"{option} {_shown(text)}: not a duration (e.g. 10s, 5m)")
     value = float(m.group(1))
     secs = value * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
     if secs <= 0:
-        raise ConfigError(f"`{option}` must be positive, got {text!r}")
+        raise ConfigError(f"{option} {_shown(text)}: must be positive")
+    if not math.isfinite(secs) or secs > MAX_DURATION_S:
+        raise ConfigError(f"{option} {_shown(text)}: too long (at most 366 days)")
     return secs
 
 
@@ -46,28 +70,43 @@ def parse_size(text: str, option: str) -> int:
     """'500M', '2G', '64k' or plain bytes -> bytes (binary units, as du and ls -h)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
     if not m:
-        raise ConfigError(f"`{option}` {text!r} is not a size (e.g. 500M, 2G)")
+        raise ConfigError(f"{option} {_shown(text)}: not a size (e.g. 500M, 2G)")
     mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    value = int(float(m.group(1)) * mult)
+    number = float(m.group(1)) * mult
+    if not math.isfinite(number) or number > MAX_SIZE_BYTES:
+        raise ConfigError(f"{option} {_shown(text)}: too large (at most 1024T)")
+    value = int(number)
     if value <= 0:
-        raise ConfigError(f"`{option}` must be positive, got {text!r}")
+        raise ConfigError(f"{option} {_shown(text)}: must be positive")
     return value
 
 
 def parse_cpu_list(text: str) -> list[int]:
-    """'0,2-3' -> [0, 2, 3] (the kernel's cpulist format), checked against this machine."""
+    """'0,2-3' -> [0, 2, 3] (the kernel's cpulist format), checked against this machine.
+    Each range's bounds are checked before it is expanded (0-99999999999 is one line, not
+    gigabytes of set)."""
     import os
 
+    online = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    top = max(online)
     cpus: set[int] = set()
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-            raise ConfigError(f"`--cpu` {text!r} is not a CPU list (e.g. 0,2-3)")
-        cpus.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
-    online = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
-    bad = sorted(cpus - online)
-    if bad:
-        raise ConfigError(f"`--cpu` {text!r}: no CPU {bad[0]} on this machine")
+        if not m:
+            raise ConfigError(f"--cpu {_shown(text)}: not a CPU list (e.g. 0,2-3)")
+        lo_s, hi_s = m.group(1), m.group(2) or m.group(1)
+        # more digits than any CPU number: never int() them (int() of 4300+ digits raises)
+        lo = int(lo_s) if len(lo_s) <= 9 else top + 1
+        hi = int(hi_s) if len(hi_s) <= 9 else max(lo, top + 1)
+        if hi < lo:
+            raise ConfigError(f"--cpu {_shown(text)}: not a CPU list (e.g. 0,2-3)")
+        if lo > top:
+            raise ConfigError(f"--cpu {_shown(text)}: no CPU {_shown(lo_s)} on this machine")
+        missing = [c for c in range(lo, min(hi, top) + 1) if c not in online]
+        if missing or hi > top:
+            bad = missing[0] if missing else top + 1
+            raise ConfigError(f"--cpu {_shown(text)}: no CPU {bad} on this machine")
+        cpus.update(range(lo, hi + 1))
     return sorted(cpus)
 
 
@@ -93,7 +132,8 @@ def parse_cpu_list(text: str) -> list[int]:
     "--ringbuf-pages",
     default=DEFAULT_RINGBUF_PAGES,
     type=int,
-    help="BPF ring buffer size in pages (power of two).",
+    help=f"BPF ring buffer size in pages (power of two, at most {MAX_RINGBUF_PAGES}: "
+    "256 MiB with 4 KiB pages).",
 )
 @click.option(
     "--rotate-mb",
@@ -139,7 +179,7 @@ def parse_cpu_list(text: str) -> list[int]:
     default=0,
     type=int,
     show_default=False,  # 0: every process, not a process to name
-    help="Only events of this process (tgid).",
+    help="Only events of this process (tgid, 1..4194304).",
 )
 @click.option(
     "--summary",
@@ -202,26 +242,42 @@ def command(
     names = [p.strip() for p in probes.split(",") if p.strip()]
     for p in names:
         if p not in PROBES:
-            raise ConfigError(f"unknown probe `{p}` (probes: {', '.join(PROBES)})")
+            raise ConfigError(
+                f"--probes {_shown(probes)}: unknown probe {p} (probes: {', '.join(PROBES)})"
+            )
     if not names:
-        raise ConfigError("`--probes` is empty")
+        raise ConfigError(f"--probes {_shown(probes)}: empty")
+    if not math.isfinite(rotate_mb):
+        raise ConfigError(f"--rotate-mb {rotate_mb}: not a finite number")
     if rotate_mb <= 0:
-        raise ConfigError(f"`--rotate-mb` must be positive, got {rotate_mb}")
-    secs = parse_duration(duration) if duration else None
+        raise ConfigError(f"--rotate-mb {rotate_mb:g}: must be positive")
+    if rotate_mb > MAX_ROTATE_MB:
+        raise ConfigError(f"--rotate-mb {rotate_mb:g}: too large (at most {MAX_ROTATE_MB:g})")
+    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
+        raise ConfigError(f"--ringbuf-pages {ringbuf_pages}: not a power of two")
+    if ringbuf_pages > MAX_RINGBUF_PAGES:
+        raise ConfigError(
+            f"--ringbuf-pages {ringbuf_pages}: too large (at most {MAX_RINGBUF_PAGES})"
+        )
+    if not 0 <= target_tgid <= PID_MAX_LIMIT:
+        raise ConfigError(f"--pid {target_tgid}: not a process id (1..{PID_MAX_LIMIT}; 0: all)")
+    if pool is not None and not pool.strip():
+        raise ConfigError(f"--pool {_shown(pool)}: empty; give a pool name (e.g. zram0)")
+    secs = parse_duration(duration) if duration is not None else None
     # 0 used to mean "never" and a negative value a new part at every check: both refused
     rotate_s = (
         parse_duration(rotate_seconds, "--rotate-seconds") if rotate_seconds is not None else None
     )
-    every = parse_duration(interval, "--interval") if interval else None
+    every = parse_duration(interval, "--interval") if interval is not None else None
     reorder_s = parse_duration(reorder_window, "--reorder-window")
     if summary and every is None:
         every = 10.0
     max_bytes = parse_size(max_size, "--max-size") if max_size is not None else None
     if max_files is not None and max_files < 1:
-        raise ConfigError(f"`--max-files` must be at least 1, got {max_files}")
+        raise ConfigError(f"--max-files {max_files}: must be at least 1")
     cpus = parse_cpu_list(cpu_list) if cpu_list is not None else None
     if cgroup is not None and not (Path(cgroup) / "cgroup.procs").exists():
-        raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
+        raise ConfigError(f"--cgroup {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
     from ztrace.format.safeio import check_capture_dir
 
     require_privileges()  # before bcc is even imported, and before -o is looked at

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import click
 
@@ -18,6 +20,19 @@ from ztrace.cli._options import (
     output_dir_option,
 )
 from ztrace.errors import ConfigError
+
+#: ``check oracle --slots`` at most (= ztrace.host.zram.MAX_SLOTS: 2**24 pages, a 64 GiB
+#: device); kept here so the CLI does not import the host module to show its help
+MAX_SLOTS = 1 << 24
+#: ``check oracle --ops`` / ``--ops-after`` at most (the oracle keeps every op in memory)
+MAX_OPS = 10_000_000
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse nan and inf (click's FloatRange lets nan through: every comparison is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 @click.group("check", context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,22 +52,25 @@ def command() -> None:
 
 @click.command(name="oracle")
 @click.option(
-    "--ops", type=int, default=OracleConfig.ops, help="Operations before the first compaction."
+    "--ops",
+    type=click.IntRange(1, MAX_OPS),
+    default=OracleConfig.ops,
+    help="Operations before the first compaction.",
 )
 @click.option(
     "--ops-after",
-    type=int,
+    type=click.IntRange(0, MAX_OPS),
     default=None,
     help="Operations after it (default ops/5), then a final compaction.",
 )
-@click.option("--seed", type=int, default=OracleConfig.seed)
+@click.option("--seed", type=click.IntRange(0), default=OracleConfig.seed)
 @click.option(
     "--slots",
-    type=int,
+    type=click.IntRange(16, MAX_SLOTS),
     default=OracleConfig.slots,
     help="Device size in 4 KiB pages (the working set).",
 )
-@click.option("--device", default=OracleConfig.device)
+@click.option("--device", default=OracleConfig.device, help="The zram device, /dev/zramN.")
 @click.option(
     "--comp", "comp", default=OracleConfig.comp_algorithm, help="zram compression algorithm."
 )
@@ -86,10 +104,13 @@ def oracle(
     from rich.console import Console
 
     from ztrace.checks.oracle import run_oracle
+    from ztrace.host.zram import check_compressor, check_device_path
     from ztrace.look.tables import render_json, render_oracle
 
     if ops < 1:
         raise ConfigError("--ops must be >= 1")
+    # every option refused before the device is locked, reset or written (issue s21 fuzz 3)
+    check_compressor(check_device_path(device), comp)
     if out:
         from ztrace.format.safeio import check_dir_target
 
@@ -142,6 +163,7 @@ Examples:
     "--seconds",
     default=2.0,
     type=click.FloatRange(0.2, 120),
+    callback=_finite,
     help="Length of each workload run.",
 )
 @click.option(
@@ -225,6 +247,7 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: 
     from ztrace.look.tables import render_json
     from ztrace.replay.lru.kernel_check import check, markdown
 
+    _check_counters(vmdir)
     res = check(vmdir, list(designs), pool_check=pool_check)
     if as_json:
         click.echo(render_json(res, indent=1, sort_keys=False))
@@ -235,6 +258,42 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: 
         f"ops {res['trace_ops']}"
     )
     click.echo(markdown(res))
+
+
+def _check_counters(vmdir: str) -> None:
+    """Refuse counters/{before,after}.json that are not the objects ztrace/vm/counters.py
+    writes (a list, null, a string, or a non-object ``vmstat``), naming the file, instead of
+    a KeyError or TypeError deep in the comparison. A missing file is left to the check."""
+    import os
+
+    from ztrace.errors import TraceFormatError
+
+    for name in ("before.json", "after.json"):
+        p = os.path.join(vmdir, "counters", name)
+        if not os.path.isfile(p):
+            continue
+        try:
+            with open(p, encoding="utf-8") as f:
+                d = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise TraceFormatError(p, f"cannot read counters ({exc})") from None
+        if not isinstance(d, dict):
+            kind = {list: "an array", str: "a string", type(None): "null"}.get(type(d), "a number")
+            raise TraceFormatError(p, f"counters must be a JSON object, not {kind}")
+        for key in ("vmstat", "zswap_debugfs") + (("meminfo",) if name == "after.json" else ()):
+            if not isinstance(d.get(key), dict):
+                raise TraceFormatError(p, f"no `{key}` object in the counters")
+        if name == "after.json":
+            if not isinstance(d.get("zswap_params", {}), dict):
+                raise TraceFormatError(p, "`zswap_params` is not an object")
+            try:
+                int(d["meminfo"]["MemTotal_kB"])
+                for k in ("max_pool_percent", "accept_threshold_percent"):
+                    int(d.get("zswap_params", {}).get(k, 0))
+            except (KeyError, TypeError, ValueError, OverflowError):
+                raise TraceFormatError(
+                    p, "meminfo.MemTotal_kB or a zswap_params percentage is not a number"
+                ) from None
 
 
 @click.command(
@@ -282,6 +341,7 @@ Examples:
 @click.option(
     "--hold-share",
     type=click.FloatRange(0, 1, min_open=True),
+    callback=_finite,
     default=None,
     help="EXPERIMENT: hold this share of every measured zs_malloc/zs_free duration instead of "
     "the share measured on the trace's kernel (ztrace vm run -s holdtime); labelled in the "

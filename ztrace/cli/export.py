@@ -39,9 +39,9 @@ Examples:
 )
 @click.option(
     "--max-events",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1 << 62),
     default=None,
-    help="Stop after this many trace events (Perfetto's UI slows beyond ~10 M).",
+    help="Stop after this many trace events (Perfetto's UI slows beyond ~10 M; max 2^62).",
 )
 @force_file_option
 @quiet_option

@@ -105,6 +105,7 @@ def sweep_command(
         parse_designs(list(lock_names))  # unknown design → one-line error before any work
     lru_names = tuple(unique_designs("--lru", design_list(lru))) if lru else ()
     limits = unique_designs("--pool-limits", expand_limits(pool_limits)) if pool_limits else []
+    _check_pool_limits(limits)
     axes = Axes(
         locks=lock_names,
         cpus=_numbers(cpus, int, "--cpus") if cpus else (None,),
@@ -156,12 +157,29 @@ def sweep_command(
         sys.exit(1)
 
 
+def _check_pool_limits(limits: list[str]) -> None:
+    """Every --pool-limits value parsed as the tasks will parse it, before -o is created:
+    a bad one is one line, exit 2, nothing written. Each trace's RAM size is not known yet,
+    so a percent is checked against the largest RAM (only its (0, 100] range is enforced
+    here), and bytes against the default page size; the tasks still check both per trace."""
+    from ztrace.replay.lru import parse_pool_limit
+    from ztrace.replay.lru._base import MAX_PAGES
+
+    for x in limits:
+        parse_pool_limit(x, ram_pages=MAX_PAGES, option="--pool-limits")
+
+
 @command.command("dashboard")
 @click.argument("dataset", type=click.Path(path_type=str))
 @click.option(
     "-o", "--output", "out", required=True, type=click.Path(path_type=str), callback=not_empty
 )
-@click.option("--top", type=int, default=20, help="Worst hosts per design.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=20,
+    help="Worst hosts per design (1..1000000).",
+)
 @force_file_option
 def dashboard_command(dataset: str, out: str, top: int, force: bool) -> None:
     """One offline HTML page over a fleet sweep: per design, the distribution across hosts
@@ -174,8 +192,6 @@ def dashboard_command(dataset: str, out: str, top: int, force: bool) -> None:
     from ztrace.format.safeio import check_file_target, check_path_usable, output_file
     from ztrace.look.fleet import build_page
 
-    if top < 1:
-        raise ConfigError(f"--top must be at least 1, got {top}")
     check_path_usable(dataset)  # a name over 255 bytes is one line, not a traceback
     # never onto (or into) the dataset; not a directory; no file replaced without --force
     check_file_target(out, (dataset,), force=force)

@@ -39,9 +39,9 @@ Examples:
 @click.option(
     "-E",
     "--entries",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=None,
-    help="Show only the top N locks per design.",
+    help="Show only the top N locks per design (1..1000000).",
 )
 @click.option(
     "--folded",
@@ -98,6 +98,8 @@ def command(
 
         from rich.console import Console
 
+        if sys.stdout is None:  # stdout closed (`>&-`): nowhere to print, as click.echo does
+            return
         # Piped output has no width; perf does not wrap either, so give the tables room.
         width = None if sys.stdout.isatty() else 130
         render_terminal(report, Console(highlight=False, width=width))

@@ -127,6 +127,11 @@ def run_cmd(
     help="Number runs from here (rNN).",
 )
 @click.option("--summary-only", is_flag=True, help="Only summarise the runs already in OUTDIR.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace OUTDIR/summary.json even if it is not a matrix summary ztrace wrote.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def matrix_cmd(
     outdir: str,
@@ -136,17 +141,24 @@ def matrix_cmd(
     loads_per_boot: int | None,
     first_rep: int,
     summary_only: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Run the scenario set on 6.1 and 6.12, interleaved ABAB, and summarise the contention."""
+    from ztrace.errors import ConfigError
     from ztrace.vm.matrix import (
         cells_named,
+        check_summary_target,
         markdown_table,
         run_boots,
         run_matrix,
         summarize_matrix,
     )
 
+    if not outdir:
+        raise ConfigError("-o '': give a directory (not the current one by default)")
+    if summary_only:
+        check_summary_target(outdir, force=force)  # before anything is written
     chosen = cells_named(list(cells))
     if not summary_only and loads_per_boot:
         run_boots(

@@ -215,14 +215,19 @@ def check_file_target(
 
 def check_capture_dir(target: str | os.PathLike[str], *, option: str = "-o") -> Path:
     """A live capture's output directory (its files appear one by one, each complete): new,
-    or a directory holding no ``*.parquet`` of an earlier capture, which would be read as part
-    of this one or, for ``summary-NNNNN.parquet``, overwritten by it."""
+    or an existing empty directory. A directory holding ``*.parquet`` of an earlier capture
+    (read as part of this one, or overwritten by its ``summary-NNNNN.parquet``) or anything
+    else (the capture writes ``stacks.json`` and more over what is there) is refused."""
     target = Path(target)
     try:
         if target.is_symlink() or (target.exists() and not target.is_dir()):
             raise ConfigError(f"{option} {target}: exists and is not a directory")
         if target.is_dir() and any(target.glob("*.parquet")):
             raise ConfigError(f"{option} {target}: already holds a trace; write to a new directory")
+        if target.is_dir() and any(True for _ in target.iterdir()):
+            raise ConfigError(
+                f"{option} {target}: exists and is not empty; capture writes a new directory"
+            )
     except OSError as exc:  # e.g. a parent this user may not search
         raise ConfigError(f"{option} {target}: cannot check it ({exc.strerror})") from None
     return target

@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import mmap
 import os
+import re
+import stat
 import struct
 import threading
 import time
@@ -91,6 +93,42 @@ def _algorithms(sysfs: Path) -> tuple[list[str], str]:
     return [t.strip("[]") for t in toks], chosen or (toks[0] if toks else "")
 
 
+#: ``check oracle --slots`` at most: 2**24 4 KiB pages = a 64 GiB device
+MAX_SLOTS = 1 << 24
+
+
+def check_device_path(device: str, option: str = "--device") -> str:
+    """The name (``zramN``) of ``device``, which must be a path ``/dev/zramN`` to a block
+    device with ``/sys/block/zramN``; :class:`ConfigError` naming ``option`` otherwise.
+    Only reads: nothing about the device is changed (and no lock is taken)."""
+    shown = device if device else "''"
+    m = re.fullmatch(r"/dev/(zram[0-9]+)", device)
+    if m is None:
+        raise ConfigError(f"{option} {shown}: not a zram device (want a path /dev/zramN)")
+    try:
+        st = os.stat(device)
+    except OSError as exc:
+        raise ConfigError(f"{option} {shown}: {exc.strerror} (modprobe zram?)") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise ConfigError(f"{option} {shown}: not a block device")
+    if not (Path("/sys/block") / m[1] / "comp_algorithm").is_file():
+        raise ConfigError(f"{option} {shown}: not a zram device (no /sys/block/{m[1]})")
+    return m[1]
+
+
+def check_compressor(name: str, comp: str, option: str = "--comp") -> None:
+    """Refuse ``comp`` unless zram device ``name`` (``zramN``) lists it in ``comp_algorithm``
+    (read only; the list does not change on reset)."""
+    try:
+        avail, _ = _algorithms(Path("/sys/block") / name)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {comp}: cannot read /sys/block/{name}/comp_algorithm ({exc.strerror})"
+        ) from None
+    if comp not in avail:
+        raise ConfigError(f"{option} {comp}: zram has no such compressor (has {' '.join(avail)})")
+
+
 def _in_use(device: str) -> str | None:
     """The /proc file that lists ``device`` as swap or a mount, if any."""
     name = os.path.realpath(device)
@@ -135,8 +173,18 @@ class ZramDevice:
         return Path("/sys/block") / self.name
 
     def __enter__(self) -> ZramDevice:
-        if not self.sysfs.is_dir() or not os.path.exists(self.path):
+        if (
+            re.fullmatch(r"zram[0-9]+", self.name) is None
+            or not (self.sysfs / "comp_algorithm").is_file()
+            or not os.path.exists(self.path)
+        ):
             raise CaptureError(f"no zram device {self.path} (modprobe zram?)")
+        # refuse a compressor the device lacks before the lock and the reset, not after
+        avail, _ = _algorithms(self.sysfs)
+        if self.comp_algorithm not in avail:
+            raise ConfigError(
+                f"zram has no compressor `{self.comp_algorithm}` (has {' '.join(avail)})"
+            )
         where = _in_use(self.path)
         if where:
             raise CaptureError(f"{self.path} is in use (listed in {where})")
@@ -146,11 +194,6 @@ class ZramDevice:
             saved_disksize = int((self.sysfs / "disksize").read_text().split()[0])
             stack.callback(self._restore, saved_comp, saved_disksize)
             _write_attr(self.sysfs / "reset", "1")
-            avail, _ = _algorithms(self.sysfs)
-            if self.comp_algorithm not in avail:
-                raise ConfigError(
-                    f"zram has no compressor `{self.comp_algorithm}` (has {' '.join(avail)})"
-                )
             _write_attr(self.sysfs / "comp_algorithm", self.comp_algorithm)
             _write_attr(self.sysfs / "disksize", str(self.disksize))
             self._stack = stack.pop_all()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,66 @@ def contention_table(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def printable_frame(name: str) -> str:
+    """A frame name made printable: a lone surrogate or a control character (newline, NUL,
+    ESC, U+2028, ...) becomes its repr-style escape (``\\ud800``, ``\\n``, ``\\x1b``), so every
+    output (terminal, --csv, --folded, JSON, the dashboard) stays one line per stack and
+    encodes as UTF-8."""
+    if name.isprintable():
+        return name
+    out = []
+    for ch in name:
+        # Cc: controls; Cs: lone surrogates; Zl/Zp: U+2028/9, line breaks to splitlines()
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _read_stacks(trace: Path) -> dict[int, list[str]]:
+    """``stacks.json`` beside the parts: a JSON object of stack id -> list of frame names.
+    Absent means no stacks; anything else that is not that shape is one line naming it."""
     path = (trace if trace.is_dir() else trace.parent) / "stacks.json"
-    if not path.exists():
-        return {}
     try:
-        raw = json.loads(path.read_text())
-        return {int(k): [str(f) for f in v] for k, v in raw.items()}
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise TraceFormatError(path, f"not a stack id -> frames map ({exc})") from None
+        if not path.exists() and not path.is_symlink():
+            return {}
+        if not path.is_file():
+            raise TraceFormatError(path, "not a regular file (want a stack id -> frames map)")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TraceFormatError(path, f"cannot read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise TraceFormatError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise TraceFormatError(path, f"want a JSON object of stack id -> frames, got {_jtype(raw)}")
+    stacks: dict[int, list[str]] = {}
+    for k, v in raw.items():
+        try:
+            sid = int(k)
+        except ValueError:
+            raise TraceFormatError(
+                path, f"stack id {printable_frame(k)!r} is not an integer"
+            ) from None
+        if not isinstance(v, list) or not all(isinstance(f, str) for f in v):
+            bad = v if not isinstance(v, list) else next(f for f in v if not isinstance(f, str))
+            raise TraceFormatError(
+                path, f"stack {sid}: want a list of frame names (strings), found {_jtype(bad)}"
+            )
+        stacks[sid] = [printable_frame(f) for f in v]
+    return stacks
+
+
+def _jtype(v: Any) -> str:
+    """The JSON type name of a decoded value (for error messages)."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return names.get(type(v), type(v).__name__)
 
 
 def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int, int]:

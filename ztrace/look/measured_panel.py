@@ -77,9 +77,15 @@ def flame_nodes(m: Measured, *, min_frac: float = MIN_FRAC) -> pl.DataFrame:
     total = sum(k["w"] for k in tree["kids"].values())
     cut = min_frac * total
 
-    def walk(name: str, node: dict[str, Any], path: str, depth: int, x0: int) -> None:
+    # Depth-first, preorder, siblings in name order, with an explicit stack: a stack of
+    # thousands of frames must not hit Python's recursion limit (fuzz report s21, item 11).
+    todo: list[tuple[str, dict[str, Any], str, int, int]] = []
+    if "all" in tree["kids"]:
+        todo.append(("all", tree["kids"]["all"], "", 0, 0))
+    while todo:
+        name, node, path, depth, x0 = todo.pop()
         if node["w"] <= 0 or (depth > 0 and node["w"] < cut):
-            return
+            continue
         kind = max(sorted(node["kinds"]), key=lambda k: node["kinds"][k])
         # as many characters as fit the rectangle (~6.5 px each at 10 px) at FLAME_WIDTH
         fit = int(FLAME_WIDTH * node["w"] / total / 6.5) if total else 0
@@ -97,13 +103,12 @@ def flame_nodes(m: Measured, *, min_frac: float = MIN_FRAC) -> pl.DataFrame:
             }
         )
         x = x0
+        kids = []
         for kid in sorted(node["kids"]):
             child = node["kids"][kid]
-            walk(kid, child, f"{path};{kid}" if path else kid, depth + 1, x)
+            kids.append((kid, child, f"{path};{kid}" if path else kid, depth + 1, x))
             x += child["w"]
-
-    if "all" in tree["kids"]:
-        walk("all", tree["kids"]["all"], "", 0, 0)
+        todo.extend(reversed(kids))  # popped in name order
     schema = {
         "path": pl.Utf8,
         "name": pl.Utf8,

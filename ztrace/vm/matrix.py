@@ -12,6 +12,7 @@ the sidecars to median and spread per cell and kernel.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
@@ -217,6 +218,73 @@ def summarize_matrix(root: str | Path) -> dict[str, Any]:
             d["contended"] = _stats([r["contended"] for r in runs])
             d["wait_ns_total"] = _stats([r["wait_ns_total"] for r in runs])
     return out
+
+
+def matrix_runs(root: str | Path) -> list[Path]:
+    """The finished runs under ``root``: ``<cell>/<kernel>/rNN`` with a known cell and kernel
+    and the measured-contention sidecar (what :func:`summarize_matrix` reads)."""
+    cells = {c.name for c in CELLS}
+    return [
+        side.parent.parent
+        for side in sorted(Path(root).glob("*/*/r*/trace.kernel/contention.json"))
+        if side.parent.parent.parent.name in KERNELS
+        and side.parent.parent.parent.parent.name in cells
+    ]
+
+
+def is_matrix_summary(obj: Any) -> bool:
+    """Whether ``obj`` (a parsed summary.json) has the shape :func:`summarize_matrix` writes:
+    cell -> kernel -> {"runs": [...], "contended": {...}, "wait_ns_total": {...}}."""
+    if not isinstance(obj, dict):
+        return False
+    for kernels in obj.values():
+        if not isinstance(kernels, dict) or not kernels:
+            return False
+        for d in kernels.values():
+            if not (
+                isinstance(d, dict)
+                and isinstance(d.get("runs"), list)
+                and isinstance(d.get("contended"), dict)
+                and isinstance(d.get("wait_ns_total"), dict)
+            ):
+                return False
+    return True
+
+
+def check_summary_target(root: str, *, force: bool = False, option: str = "-o") -> None:
+    """Refuse to (re)write ``root/summary.json`` with ``--summary-only`` unless ``root`` is a
+    matrix output (it has finished runs) and any summary.json there is one ztrace wrote
+    (``force``: replace whatever regular file or link is there). Reads only."""
+    from ztrace.errors import ConfigError
+
+    shown = root if root else "''"
+    if not root:
+        raise ConfigError(f"{option} '': give the matrix output directory")
+    base = Path(root)
+    if not base.is_dir():
+        raise ConfigError(
+            f"{option} {shown}: no such directory (--summary-only summarises an "
+            "existing matrix output)"
+        )
+    if not matrix_runs(base):
+        raise ConfigError(
+            f"{option} {shown}: not a ztrace vm matrix output (no "
+            "<cell>/<kernel>/rNN/trace.kernel/contention.json)"
+        )
+    target = base / "summary.json"
+    if not os.path.lexists(target) or force:
+        return
+    ok = False
+    if target.is_file() and not target.is_symlink():
+        try:
+            ok = is_matrix_summary(json.loads(target.read_text()))
+        except (OSError, ValueError):
+            ok = False
+    if not ok:
+        raise ConfigError(
+            f"{option} {shown}: {target} is not a matrix summary written by ztrace; "
+            "not replacing it (--force replaces it)"
+        )
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
