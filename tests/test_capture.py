@@ -51,10 +51,11 @@ def test_batch_header_mirrors_the_c_header() -> None:
 
 
 def test_cli_default_ring_size_is_the_loaders() -> None:
-    from ztrace.capture.loader import DEFAULT_RINGBUF_PAGES
+    from ztrace.capture.loader import DEFAULT_RINGBUF_PAGES, MAX_RINGBUF_PAGES
     from ztrace.cli import capture as cli
 
     assert cli.DEFAULT_RINGBUF_PAGES == DEFAULT_RINGBUF_PAGES
+    assert cli.MAX_RINGBUF_PAGES == MAX_RINGBUF_PAGES  # --help states the loader's ceiling
     text = (probes_dir().parent / "docs" / "capture.md").read_text()
     assert f"default {DEFAULT_RINGBUF_PAGES} " in text
 

@@ -134,6 +134,20 @@ _READ_ROLES = (
 )
 
 
+#: --ringbuf-pages at most: 65536 pages = 256 MiB with 4 KiB pages (larger rings fail to load)
+MAX_RINGBUF_PAGES = 65536
+
+
+def check_ringbuf_pages(pages: int) -> int:
+    """The BPF ring's size in pages: a power of two (the kernel's ring buffer map requires
+    one), at most MAX_RINGBUF_PAGES. The CLI calls it before anything is loaded."""
+    if pages <= 0 or pages & (pages - 1):
+        raise ConfigError(f"--ringbuf-pages {pages}: not a power of two")
+    if pages > MAX_RINGBUF_PAGES:
+        raise ConfigError(f"--ringbuf-pages {pages}: too large (at most {MAX_RINGBUF_PAGES})")
+    return pages
+
+
 def make_plan(
     feats: Features,
     probes: list[str],
@@ -148,8 +162,7 @@ def make_plan(
     lock_stacks: str = "each",
 ) -> Plan:
     """Turn requested probes into compile flags; a probe the kernel cannot serve is an error."""
-    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
-        raise ConfigError(f"`--ringbuf-pages` must be a power of two, got {ringbuf_pages}")
+    check_ringbuf_pages(ringbuf_pages)
     if batch <= 0 or batch & (batch - 1) or batch > 256:
         raise ConfigError(f"batch must be a power of two in 1..256, got {batch}")
     if lock_stacks not in LOCK_STACKS:

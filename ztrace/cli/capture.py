@@ -34,7 +34,7 @@ Examples:
 MAX_DURATION_S = 366 * 86400.0
 #: --max-size: at most 1024T
 MAX_SIZE_BYTES = 1 << 50
-#: --ringbuf-pages: 65536 pages = 256 MiB with 4 KiB pages (larger rings fail to load)
+#: mirrors ztrace.capture.loader.MAX_RINGBUF_PAGES, for --help (the same reason; the same test)
 MAX_RINGBUF_PAGES = 65536
 #: --rotate-mb: at most 1 TiB of rows per part file
 MAX_ROTATE_MB = float(1 << 20)
@@ -253,12 +253,9 @@ def command(
         raise ConfigError(f"--rotate-mb {rotate_mb:g}: must be positive")
     if rotate_mb > MAX_ROTATE_MB:
         raise ConfigError(f"--rotate-mb {rotate_mb:g}: too large (at most {MAX_ROTATE_MB:g})")
-    if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
-        raise ConfigError(f"--ringbuf-pages {ringbuf_pages}: not a power of two")
-    if ringbuf_pages > MAX_RINGBUF_PAGES:
-        raise ConfigError(
-            f"--ringbuf-pages {ringbuf_pages}: too large (at most {MAX_RINGBUF_PAGES})"
-        )
+    from ztrace.capture.loader import check_ringbuf_pages
+
+    check_ringbuf_pages(ringbuf_pages)  # the loader's own rule, before anything is loaded
     if not 0 <= target_tgid <= PID_MAX_LIMIT:
         raise ConfigError(f"--pid {target_tgid}: not a process id (1..{PID_MAX_LIMIT}; 0: all)")
     if pool is not None and not pool.strip():
