@@ -86,6 +86,26 @@ def test_zspage_fill_and_slots(t8) -> None:
     assert p.zspage_of(again2) == (z, 2)
 
 
+def test_two_slow_paths_make_two_zspages(t8) -> None:
+    """zs_malloc() drops the pool lock for alloc_zspage() (6.1 and 6.12 mm/zsmalloc.c:
+    zs_malloc): two CPUs that both find no room in a class make a zspage each, and each
+    object lands in the zspage its own call made; malloc() alone would share one."""
+    p = new_pool(t8)
+    assert not p.has_room(OBJ9)  # empty class: the slow path
+    a = p.malloc_new(OBJ9)  # CPU 0's zspage: 8 pages, 1 of 9 slots used
+    assert p.has_room(OBJ9) and p.total_pages() == 8
+    b = p.malloc_new(OBJ9)  # CPU 1 found no room on entry too: a second zspage
+    assert p.total_pages() == 16
+    assert p.zspage_of(a)[0] != p.zspage_of(b)[0]
+    assert p.zspage_of(a)[1] == p.zspage_of(b)[1] == 0  # each object in slot 0 of its own
+    c = p.malloc(OBJ9)  # a later fast path fills one of them: no new pages
+    assert p.total_pages() == 16 and p.check() == 0
+    assert p.malloc_new(0) == -1 and not p.has_room(0) and not p.has_room(4097)
+    for o in (a, b, c):
+        p.free(o)
+    assert p.total_pages() == 0 and p.check() == 0
+
+
 def test_placement_order_ratio_groups(t8) -> None:
     """≥6.4: insert_zspage() = list_add (head); find_get_zspage() takes the head."""
     p = new_pool(t8, ratio_groups=True)

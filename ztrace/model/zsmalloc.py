@@ -13,6 +13,8 @@ new process loads the compiled model from numba's disk cache instead of recompil
     pool.free(a)
     pool.compact()                # pages freed, like zs_compact()
     pool.total_pages()            # zs_get_total_pages()
+    pool.has_room(100)            # zs_malloc()'s fast path would find a zspage
+    pool.malloc_new(100)          # zs_malloc()'s slow path: the object in a new zspage
 
 Object ids are model-internal: they are recycled after ``free`` (memory scales with live
 objects) and stay valid when compaction migrates an object to another zspage.
@@ -408,10 +410,8 @@ def prefetch_free_rest(obj, zp, slot, o):
 
 
 @njit(cache=True)
-def _m_malloc(zs, size):
-    """zs_malloc(pool, size): returns an object id, or -1 for size 0 / > PAGE_SIZE."""
-    if size <= 0 or size > zs.max_alloc:
-        return -1  # -EINVAL / -ENOSPC in the kernel
+def _m_take_obj_id(zs):
+    """An object id for a new allocation: the most recently freed one, else a new row."""
     if zs.obj_free_head != -1:
         o = zs.obj_free_head
         zs.obj_free_head = np.int64(zs.obj[o, 1])
@@ -420,8 +420,21 @@ def _m_malloc(zs, size):
         zs.obj_count += 1
         if zs.obj_count > zs.obj.shape[0]:
             zs.obj = _grow_rows32(zs.obj, zs.obj_count)
+    return o
+
+
+@njit(cache=True)
+def _m_malloc_as(zs, size, fast_path):
+    """zs_malloc(pool, size), or with ``fast_path`` False its slow path alone (below).
+
+    6.1.192 / 6.12.118 mm/zsmalloc.c:zs_malloc: under the lock, ``find_get_zspage()``; with
+    no room, the lock is dropped for ``alloc_zspage()``, then taken again to put the object
+    into that new zspage and count its pages."""
+    if size <= 0 or size > zs.max_alloc:
+        return -1  # -EINVAL / -ENOSPC in the kernel
+    o = _m_take_obj_id(zs)
     c = _m_class_index(zs, size)
-    z = _m_find_get_zspage(zs, c)
+    z = _m_find_get_zspage(zs, c) if fast_path else -1
     if z != -1:
         _m_obj_malloc(zs, z, o)
         _m_fix_fullness(zs, z)  # "Now move the zspage to another fullness group"
@@ -434,6 +447,31 @@ def _m_malloc(zs, size):
     zs.obj_used[c] += 1
     zs.live_objects += 1
     return o
+
+
+@njit(cache=True)
+def _m_malloc(zs, size):
+    """zs_malloc(pool, size): returns an object id, or -1 for size 0 / > PAGE_SIZE."""
+    return _m_malloc_as(zs, size, True)
+
+
+@njit(cache=True)
+def _m_has_room(zs, size):
+    """zs_malloc()'s fast path would succeed: ``find_get_zspage()`` finds a zspage of
+    ``size``'s class with a free slot (False for size 0 / > PAGE_SIZE)."""
+    if size <= 0 or size > zs.max_alloc:
+        return False
+    return _m_find_get_zspage(zs, _m_class_index(zs, size)) != -1
+
+
+@njit(cache=True)
+def _m_malloc_new(zs, size):
+    """zs_malloc()'s slow path on its own: the object goes into a zspage of its own, as when
+    ``alloc_zspage()`` ran outside the pool lock. A caller replaying two CPUs uses it for an
+    allocation that found no room on entry: meanwhile another CPU may have found none either
+    and allocated its own zspage, or a free may have made room, and the kernel still puts
+    the object in the zspage it allocated. Object id, or -1 for size 0 / > PAGE_SIZE."""
+    return _m_malloc_as(zs, size, False)
 
 
 @njit(cache=True)
@@ -827,6 +865,8 @@ class ZsPool(structref.StructRefProxy):
     class_index = _m_class_index
     fullness_of = _m_fullness_of
     malloc = _m_malloc
+    has_room = _m_has_room
+    malloc_new = _m_malloc_new
     free = _m_free
     is_live = _m_is_live
     total_pages = _m_total_pages
@@ -927,6 +967,10 @@ def new_pool(table: ClassTable, ratio_groups: bool = True) -> ZsPool:
 # Free-function interface (callable from Python and from ``@njit`` code; all cached).
 #: ``zs_malloc``: object id or -1.
 malloc = _m_malloc
+#: ``zs_malloc``'s fast path would find room for ``size``.
+has_room = _m_has_room
+#: ``zs_malloc``'s slow path alone (the object in a new zspage): object id or -1.
+malloc_new = _m_malloc_new
 #: ``zs_free``: False when ``obj`` is not live.
 free = _m_free
 #: ``zs_compact``: pages freed.

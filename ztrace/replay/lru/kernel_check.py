@@ -89,7 +89,18 @@ def kernel_pool_hits(trace: str | Path, limit: int, kernel: str) -> dict[str, in
     model: at how many ``zswap_store`` entries the pool was at or above ``limit`` (6.10+
     ``zswap_check_limits``: ``cur_pages >= max_pages`` counts ``pool_limit_hit``). Equal to
     the kernel's counter, it shows the pool model and the limit check exact, so a replay's
-    difference lies in which entries left the pool and when."""
+    difference lies in which entries left the pool and when.
+
+    ``zs_malloc`` is replayed in its two steps (6.12.118 and 6.1.192 mm/zsmalloc.c:
+    zs_malloc): at entry, under the class lock (6.1: the pool lock), ``find_get_zspage()``;
+    when its class has no zspage with room, the lock is dropped for ``alloc_zspage()`` and
+    the object goes into that new zspage, whose pages count from the return
+    (``atomic_long_add(..., &pool->pages_allocated)`` after the lock is taken again).
+    Another CPU's ``zs_malloc`` of the same class meanwhile finds no room either and
+    allocates a zspage of its own: two zspages where one-at-a-time replay makes one, up to
+    ``pages_per_zspage`` pages more until one of them empties."""
+    import heapq
+
     import numpy as np
     import pyarrow.compute as pc
 
@@ -100,17 +111,28 @@ def kernel_pool_hits(trace: str | Path, limit: int, kernel: str) -> dict[str, in
     ev = np.asarray(t.column("event").cast("string").to_numpy(zero_copy_only=False), object)
     keep = np.flatnonzero(np.isin(ev, ["zs_malloc", "zs_free", "zswap_store"]))
     ts = np.asarray(t.column("ts_ns").to_numpy())[keep]
+    dur = np.asarray(pc.fill_null(t.column("duration_ns"), 0).to_numpy())[keep]
     h = np.asarray(pc.fill_null(t.column("handle"), 0).to_numpy())[keep]
     sz = np.asarray(pc.fill_null(t.column("size_bytes"), 0).to_numpy())[keep]
     ev = ev[keep]
     chain = int(t.schema.metadata.get(b"ztrace.zsmalloc_chain_size", b"8"))
     pool = _new_zspool(kernel, chain, 4096)
     objs: dict[int, Any] = {}
+    # slow-path zs_malloc calls still in alloc_zspage(): (return ts, row, handle, size)
+    pending: list[tuple[int, int, int, int]] = []
     hits = checks = peak = 0
     for i in np.argsort(ts, kind="stable").tolist():
+        now = int(ts[i])
+        while pending and pending[0][0] <= now:
+            _, _, ph, psz = heapq.heappop(pending)
+            objs[ph] = pool.malloc_new(psz)
         e = ev[i]
         if e == "zs_malloc":
-            objs[int(h[i])] = pool.malloc(int(sz[i]))
+            s = int(sz[i])
+            if pool.has_room(s):
+                objs[int(h[i])] = pool.malloc(s)
+            else:
+                heapq.heappush(pending, (now + int(dur[i]), i, int(h[i]), s))
         elif e == "zs_free":
             o = objs.pop(int(h[i]), None)
             if o is not None:
