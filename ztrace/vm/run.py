@@ -250,12 +250,19 @@ def qemu_command(
     # time out and panic ("IO-APIC + timer doesn't work"); the check proves nothing here.
     # sysrq_always_enabled: Debian's default (0x1b6) refuses the task dumps a hang needs;
     # unknown_nmi_panic: the NMI the harness injects into a hung guest prints its stack (hang.py)
+    # tsc=reliable: at boot the 6.1 guest's TSC sync check finds a warp under TCG ("Marking TSC
+    # unstable due to TSCs unsynchronized") and timekeeping falls back to the emulated HPET, so
+    # every probe timestamp (bpf_ktime_get_ns reads the clocksource) is an MMIO exit: 636 ns
+    # per CLOCK_MONOTONIC read in the 6.1 guest against 62 ns on 6.12's TSC. Measured in both
+    # guests (session 22, a pinned two-thread warp test after arch/x86/kernel/tsc_sync.c):
+    # 0 warps, cross-vCPU offsets within ±80 cycles (±30 ns). So both kernels now read the
+    # same clock, and an A/B of lock designs is not also an A/B of clocks (docs/vm.md).
     # oops=panic: an oops ends the guest at once (panic=-1 reboots, -no-reboot exits qemu)
     # instead of leaving it wedged until the timeout (session 11: a holdtime guest that oopsed
     # at 59 s was waited on for 1,200 s)
     append = (
         "console=ttyS0 root=/dev/vda rw init=/sbin/ztrace-init panic=-1 oops=panic loglevel=4 "
-        "no_timer_check sysrq_always_enabled unknown_nmi_panic " + " ".join(kargs)
+        "no_timer_check tsc=reliable sysrq_always_enabled unknown_nmi_panic " + " ".join(kargs)
     )
     return [
         QEMU,

@@ -169,6 +169,12 @@ common_start() {
   # native_pv_lock_init), so lock:contention_begin, which sits on the queue path, never fires.
   log "cpu flag hypervisor: $(grep -qw hypervisor /proc/cpuinfo && echo yes || echo no);" \
       "$(dmesg | grep -m1 -o 'Booting paravirtualized kernel.*' || echo 'no paravirt boot line')"
+  # Which clock the probes' timestamps come from (bpf_ktime_get_ns reads the clocksource):
+  # under TCG the TSC may be judged unstable, and a port-I/O clock (acpi_pm, hpet) is coarse
+  # and costs a device exit per read.
+  log "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)" \
+      "(available: $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource 2>/dev/null));" \
+      "$(dmesg | grep -i -E 'tsc.*(unstable|calibrat|detected)|clocksource.*(switch|watchdog|unstable)' | tr '\n' '|' | head -c 600)"
   # Load zsmalloc (a module on 6.1, built in on 6.12) and zram first, so the inventory and
   # doctor see their symbols; scenarios' later `modprobe zram` calls are then no-ops.
   modprobe zsmalloc 2>/dev/null; modprobe zram num_devices=1 || log "modprobe zram failed"
