@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -166,9 +170,7 @@ def make_plan(
     if batch <= 0 or batch & (batch - 1) or batch > 256:
         raise ConfigError(f"batch must be a power of two in 1..256, got {batch}")
     if lock_stacks not in LOCK_STACKS:
-        raise ConfigError(
-            f"`--lock-stacks` must be one of {', '.join(LOCK_STACKS)}, got `{lock_stacks}`"
-        )
+        raise ConfigError(f"--lock-stacks {lock_stacks}: not one of {', '.join(LOCK_STACKS)}")
     ks = ksyms or Kallsyms()
     flags = [
         f"-I{probes_dir()}",
@@ -177,8 +179,11 @@ def make_plan(
     ]
     plan = Plan(probes=list(probes), modes={}, cflags=flags, batch=batch)
     if cpus is not None:
-        if not cpus or min(cpus) < 0 or max(cpus) > 255:
-            raise ConfigError(f"`--cpu` must list CPUs 0..255, got {cpus}")
+        if not cpus:
+            raise ConfigError("--cpu: no CPU given")
+        if min(cpus) < 0 or max(cpus) > 255:
+            bad = min(cpus) if min(cpus) < 0 else max(cpus)
+            raise ConfigError(f"--cpu {bad}: the probes filter CPUs 0..255 only")
         masks = [0, 0, 0, 0]
         for c in cpus:
             masks[c // 64] |= 1 << (c % 64)
@@ -186,7 +191,7 @@ def make_plan(
     if cgroup is not None:
         cg = Path(cgroup)
         if not (cg / "cgroup.procs").exists():
-            raise ConfigError(f"`--cgroup` {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
+            raise ConfigError(f"--cgroup {cgroup}: not a cgroup v2 directory (no cgroup.procs)")
         flags.append("-DZT_CGROUP")
         plan.cgroup = str(cg)
     plan.ringbuf_bytes = ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
@@ -195,10 +200,10 @@ def make_plan(
     for name in probes:
         rep = feats.probes.get(name)
         if rep is None:
-            raise ConfigError(f"unknown probe `{name}` (probes: zsmalloc, locks, zswap)")
+            raise ConfigError(f"--probes {name}: unknown probe (probes: zsmalloc, locks, zswap)")
         if rep.status == "missing":
             raise FeatureMissingError(
-                f"probe `{name}` unavailable on {feats.release} ({rep.detail})"
+                f"--probes {name}: unavailable on {feats.release} ({rep.detail})"
             )
         plan.modes[name] = rep.mode
         plan.missing[name] = list(rep.missing)
@@ -235,8 +240,8 @@ def make_plan(
             ]
             if pool and pool.startswith("0x"):
                 raise ConfigError(
-                    "`--pool` takes a pool name (e.g. zram0) on tracepoint kernels: the kmem "
-                    "tracepoints carry no pool address"
+                    f"--pool {pool}: give a pool name (e.g. zram0); the kmem tracepoints "
+                    "this kernel is traced with carry no pool address"
                 )
         elif name == "zsmalloc":
             # ZT_OFFCPU: each call's switched-out time (sched:sched_switch), which the replay
@@ -264,7 +269,9 @@ def make_plan(
             flags.append(f"-DZT_ZSPAGE_CLASS_SHIFT={5 if feats.version >= (6, 4) else 3}")
             if pool and pool.startswith("0x"):
                 if not re.fullmatch(r"0x[0-9a-fA-F]+", pool):
-                    raise ConfigError(f"`--pool` {pool!r} is not a hex address")
+                    raise ConfigError(
+                        f"--pool {pool}: not a hex address (or a pool name, e.g. zram0)"
+                    )
                 pool_flag = int(pool, 16)
         elif name == "zswap":
             flags.append("-DZT_ZSWAP")
@@ -288,6 +295,29 @@ def make_plan(
     return plan
 
 
+@contextmanager
+def fd2_captured() -> Iterator[list[str]]:
+    """Send what is written to file descriptor 2 (libbpf's and BCC's C code print there, not
+    through ``sys.stderr``) to a temporary file while the block runs; the list it yields then
+    holds the non-blank lines written. fd 2 is restored even if the block raises."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                tmp.seek(0)
+                text = tmp.read(1 << 16).decode("utf-8", "replace")
+                lines += [ln.strip() for ln in text.splitlines() if ln.strip()]
+    finally:
+        os.close(saved)
+
+
 def check_fentry(function: str = "vfs_read") -> tuple[bool, str]:
     """Does fentry work here, for real: load and attach a KFUNC_PROBE on ``function``,
     make the kernel call it, and count what the program saw.
@@ -306,13 +336,18 @@ def check_fentry(function: str = "vfs_read") -> tuple[bool, str]:
         f"KFUNC_PROBE({function})\n"
         "{ int k = 0; u64 *v = seen.lookup(&k); if (v) __sync_fetch_and_add(v, 1); return 0; }\n"
     )
-    try:
-        b = BPF(text=text.encode())
-    except Exception as exc:  # bcc raises bare Exceptions for load/attach failures
-        why = str(exc)
+    # libbpf reports a refused load on fd 2 ("bpf: Failed to load program: ..."): kept out
+    # of the terminal and put in the result, which doctor prints in its own line
+    with fd2_captured() as said:
+        try:
+            b = BPF(text=text.encode())
+        except Exception as exc:  # bcc raises bare Exceptions for load/attach failures
+            b, why = None, str(exc)
+    if b is None:
         if "super-user" in why and os.geteuid() == 0:
             why = "the kernel refused the program with EPERM, although we are root"
-        return False, f"load/attach of fentry:{function} failed ({why})"
+        libbpf = f"; libbpf said: {said[0]}" if said else ""
+        return False, f"load/attach of fentry:{function} failed ({why}{libbpf})"
     try:
         if function == "vfs_read":
             for _ in range(8):
@@ -356,7 +391,7 @@ class Loaded:
                 self.bpf.get_table("cgroup_filter")[0] = plan.cgroup
             except Exception as exc:
                 self.bpf.cleanup()
-                raise CaptureError(f"`--cgroup` {plan.cgroup}: cannot use it ({exc})") from None
+                raise CaptureError(f"--cgroup {plan.cgroup}: cannot use it ({exc})") from None
         self.skipped: list[str] = []
         self.maxactive = KRETPROBE_MAXACTIVE
         for fn, entry, ret in plan.kprobes:

@@ -135,7 +135,14 @@ class CaptureSummary:
         """perf-style trust footer: what was written and what was lost."""
         lines = ["", "=== ztrace capture summary ==="]
         per = ", ".join(f"{k} {v}" for k, v in sorted(self.by_event.items())) or "none"
-        lines.append(f"events: {self.events} in {self.seconds:.1f} s ({per})")
+        if self.events == 0 and self.mode == "events":
+            # an empty trace is still a trace: validate-trace and report accept it
+            lines.append(
+                f"events: 0 recorded in {self.seconds:.1f} s (none matched the probes and "
+                "filters; the trace is valid and empty)"
+            )
+        else:
+            lines.append(f"events: {self.events} in {self.seconds:.1f} s ({per})")
         lines.append(f"files: {len(self.files)} in {self.files[0].parent if self.files else '-'}")
         if self.ring_limits:
             lines.append(

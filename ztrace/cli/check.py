@@ -247,6 +247,7 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: 
     from ztrace.look.tables import render_json
     from ztrace.replay.lru.kernel_check import check, markdown
 
+    _check_designs(designs)
     _check_counters(vmdir)
     res = check(vmdir, list(designs), pool_check=pool_check)
     if as_json:
@@ -258,6 +259,36 @@ def lru_kernel(vmdir: str, designs: tuple[str, ...], pool_check: bool, as_json: 
         f"ops {res['trace_ops']}"
     )
     click.echo(markdown(res))
+
+
+def _check_designs(designs: tuple[str, ...]) -> None:
+    """Refuse a ``--design NAME:k=v,...`` whose name or parameters the replay would refuse,
+    before the capture is loaded, naming --design (the replay's own errors say --lru and
+    --param, the options of ``replay``)."""
+    from ztrace.errors import ConfigError
+    from ztrace.replay.lru import (
+        canonical_name,
+        design_class,
+        parse_params,
+        split_design_spec,
+        split_kv,
+    )
+
+    for spec in designs:
+        name, extra = split_design_spec(spec)
+        if not name:
+            raise ConfigError(f"--design {spec!r}: no design name (e.g. none, entry-lru)")
+        cls = design_class(canonical_name(name, "--design"))
+        try:
+            keys = [k for k, _ in split_kv(extra)]
+            parse_params(cls.NAME, extra, cls.param_table())
+        except ConfigError as exc:
+            raise ConfigError(f"--design {spec}: {str(exc).removeprefix('--param ')}") from None
+        if "accept_threshold" in keys:
+            raise ConfigError(
+                f"--design {spec}: accept_threshold is the guest's own "
+                "(counters/after.json); drop it"
+            )
 
 
 def _check_counters(vmdir: str) -> None:

@@ -15,22 +15,65 @@ from ztrace.progress import quiet_option
 MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000
 
 
-def _samples(path: str, locks: str, lru: str | None, pool_limit: str | None, seed: int) -> Any:
-    """Samples of one side: a fleet dataset, a results directory, or a trace (replayed)."""
-    from ztrace.format import is_results_dir, read_results, results_from_tables
+#: what compare reads, for the one line that refuses anything else
+ACCEPTS = (
+    "compare takes two fleet datasets (ztrace fleet sweep -o), or two of results "
+    "(ztrace replay -o) and traces"
+)
+_KIND = {
+    "fleet": "a fleet dataset (one value per host)",
+    "results": "results of one trace",
+    "trace": "a trace",
+}
+
+
+def _kind(path: str) -> str:
+    """What one side is: ``fleet`` (a fleet dataset), ``results`` or ``trace``."""
+    from ztrace.format import is_results_dir
     from ztrace.format.safeio import check_path_usable
-    from ztrace.look.compare import samples_from_fleet, samples_from_results
 
     check_path_usable(path)  # a name over 255 bytes is one line, not a traceback
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{path}: no such file or directory")
     if (p / "fleet.parquet").exists() or p.name == "fleet.parquet":
+        return "fleet"
+    if p.is_dir() and is_results_dir(p):
+        return "results"
+    return "trace"
+
+
+def _check_kinds(a: str, ka: str, b: str, kb: str) -> None:
+    """A fleet dataset holds one value per host (a total over hosts): it is compared with
+    another fleet dataset only, never with one trace's results (fuzz report s22, item 1)."""
+    if (ka == "fleet") != (kb == "fleet"):
+        raise ConfigError(f"{b}: is {_KIND[kb]}, but A ({a}) is {_KIND[ka]}; {ACCEPTS}")
+
+
+def _samples(
+    path: str, kind: str, locks: str, lru: str | None, pool_limit: str | None, seed: int
+) -> Any:
+    """Samples of one side: a fleet dataset, a results directory, or a trace (replayed)."""
+    from ztrace.format import read_results, results_from_tables
+    from ztrace.look.compare import samples_from_fleet, samples_from_results
+
+    p = Path(path)
+    if kind == "fleet":
         from ztrace.fleet import read_fleet
 
         return samples_from_fleet(read_fleet(p))
-    if p.is_dir() and is_results_dir(p):
-        return samples_from_results(read_results(p))
+    if kind == "results":
+        res = read_results(p)
+        samples = samples_from_results(res)
+        if samples.is_empty():
+            held = ", ".join(sorted(res.tables)) or "none"
+            what = (
+                "a sweep (ztrace sweep -o)"
+                if res.has("sweep")
+                else f"results without lock or LRU tables ({held})"
+            )
+            raise ConfigError(f"{path}: is {what}, which compare does not read; {ACCEPTS}")
+        return samples
     from ztrace.fleet.discover import identify
     from ztrace.replay.compile_notice import announce_compiles
     from ztrace.replay.engine import replay
@@ -101,8 +144,10 @@ def command(
         raise ConfigError("--json/--csv: give one of them, not both")
     from ztrace.look.compare import compare, render_csv, render_json, render_text
 
-    sa = _samples(a, locks, lru, pool_limit, seed)
-    sb = _samples(b, locks, lru, pool_limit, seed)
+    ka, kb = _kind(a), _kind(b)
+    _check_kinds(a, ka, b, kb)  # before any replay: a fleet is compared with a fleet only
+    sa = _samples(a, ka, locks, lru, pool_limit, seed)
+    sb = _samples(b, kb, locks, lru, pool_limit, seed)
     deltas = compare(sa, sb, resamples=resamples, seed=seed)
     if not deltas:
         raise ConfigError(f"{b}: no design in common with {a}")

@@ -9,12 +9,13 @@ heavy dependency (numba, bcc) is loaded only by the commands that need it.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from ztrace import __version__
-from ztrace.errors import ZtraceError
+from ztrace.errors import ConfigError, ZtraceError
 
 # (command name, module under ztrace.cli, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
@@ -82,6 +83,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every ZtraceError into one line and exit code 2."""
     try:
+        _check_args(sys.argv[1:] if argv is None else argv)
         cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
     except ZtraceError as exc:
         click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
@@ -104,6 +106,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def _check_args(args: list[str]) -> None:
+    """Refuse an argument holding bytes this locale could not decode (Python keeps them as
+    lone surrogates): pyarrow, JSON and HTML take UTF-8 only, so such a path or title would
+    end in a UnicodeEncodeError traceback deep inside a reader or writer (fuzz report s22,
+    item 4: ``LC_ALL=POSIX ztrace validate-trace 'trâce☃'``)."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = os.fsencode(arg)
+            shown = raw.decode("ascii", "backslashreplace")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{shown}: not a UTF-8 name; ztrace needs UTF-8 names") from None
+            raise ConfigError(
+                f"{shown}: a UTF-8 name, but this locale's encoding is "
+                f"{sys.getfilesystemencoding()}; run under a UTF-8 locale (LC_ALL=C.UTF-8)"
+            ) from None
 
 
 def _one_line(msg: str) -> str:

@@ -19,7 +19,9 @@ def command(trace: str, as_json: bool) -> None:
 
     Exit code 2 and one line naming the file when the trace is not valid.
     """
-    t = read_trace(trace)
+    # a capture that saw no event (--pid of an idle process) writes a valid trace of 0 rows:
+    # the full schema and metadata, no rows; it is reported as such, not refused
+    t = read_trace(trace, allow_empty=True)
     counts = pc.value_counts(t.table.column("event").cast("string")).to_pylist()
     ts = t.table.column("ts_ns")
     by_event: dict[str, int] = {c["values"]: c["counts"] for c in counts}
@@ -28,7 +30,7 @@ def command(trace: str, as_json: bool) -> None:
         "files": len(t.files),
         "events": t.num_events,
         "by_event": by_event,
-        "span_ns": int(pc.max(ts).as_py() - pc.min(ts).as_py()),
+        "span_ns": int(pc.max(ts).as_py() - pc.min(ts).as_py()) if len(ts) else 0,
         "meta": {k: v for k, v in asdict(t.meta).items() if k != "extra"} | dict(t.meta.extra),
     }
     if as_json:
@@ -39,5 +41,7 @@ def command(trace: str, as_json: bool) -> None:
         f"in {len(t.files)} file(s), source={t.meta.source}, "
         f"kernel={t.meta.kernel_release}, lost_events={t.meta.lost_events}"
     )
+    if not t.num_events:
+        click.echo("  no events recorded (the capture saw none)")
     for name, n in sorted(by_event.items()):
         click.echo(f"  {name:<18} {n}")

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
 
-from ztrace.cli._options import matrix_cells_option, matrix_reps_option
+from ztrace.cli._options import matrix_cells_option, matrix_reps_option, not_empty
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not re.fullmatch(r"\w+", k):
-            raise click.BadParameter(f"{v!r} is not KEY=VALUE", param_hint="--param")
-        out[k] = val
-    return out
+    """``-p KEY=VALUE ...`` -> a dict, each checked as the guest's kernel command line needs
+    it (a value with a space was refused only at boot, after OUTDIR was created)."""
+    from ztrace.vm.run import parse_param
+
+    return dict(parse_param(v) for v in values)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,6 +63,7 @@ def list_cmd() -> None:
     "--outdir",
     type=click.Path(file_okay=False),
     required=True,
+    callback=not_empty,
     help="Empty or new directory for the guest's output.",
 )
 @click.option(
@@ -76,9 +74,11 @@ def list_cmd() -> None:
     metavar="KEY=VALUE",
     help="Scenario parameter, passed as ztrace.KEY=VALUE on the kernel command line.",
 )
-@click.option("--timeout", type=float, default=1200.0, help="Seconds before the guest is killed.")
-@click.option("--smp", type=int, default=2)
-@click.option("--mem", "mem_mb", type=int, default=2048, help="MiB.")
+@click.option(
+    "--timeout", type=float, default=1200.0, help="Seconds before the guest is killed (<= 86400)."
+)
+@click.option("--smp", type=int, default=2, help="Guest CPUs, 1..64.")
+@click.option("--mem", "mem_mb", type=int, default=2048, help="Guest memory in MiB, 256..65536.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run_cmd(
     kernel: str,
@@ -94,6 +94,7 @@ def run_cmd(
     from ztrace.vm import GuestOptions, run_scenario
 
     guest = GuestOptions(params=_params(params), timeout=timeout, smp=smp, mem_mb=mem_mb)
+    # run_scenario checks the guest's options (vm.run.check_guest) before anything else
     res = run_scenario(kernel, scenario, outdir, guest)
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=1))
@@ -154,9 +155,11 @@ def matrix_cmd(
         run_matrix,
         summarize_matrix,
     )
+    from ztrace.vm.run import check_timeout
 
     if not outdir:
         raise ConfigError("-o '': give a directory (not the current one by default)")
+    check_timeout(timeout)
     if summary_only:
         check_summary_target(outdir, force=force)  # before anything is written
     chosen = cells_named(list(cells))

@@ -29,8 +29,9 @@ Every writer in ztrace goes through one of these context managers:
 All refuse to write onto an input, inside one, or onto a directory that holds one
 (:func:`check_output`). After a ``kill -9`` either the old output or the new complete output
 stands at the target; a hidden ``.NAME.*.tmp`` may be left beside it, and no reader takes it.
-A path the OS will not look up (a component over 255 bytes, a symlink loop) and a failed final
-rename are one-line :class:`ConfigError` s naming the path, never a traceback.
+A path the OS will not look up (a component over 255 bytes, a symlink loop), a failed final
+rename and (for a user's ``-o``) a failed write (ENOSPC, EIO, EPIPE) are one-line
+:class:`ConfigError` s naming the path, never a traceback.
 
 The manifest (``manifest.json``) lists each file of the directory with its size, SHA-256 and,
 for Parquet files, its row count; :func:`verify_manifest` checks a directory against it.
@@ -43,6 +44,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -76,6 +78,40 @@ def unusable_path(
     NAME_MAX, a symlink loop in a parent, a parent this user may not search."""
     where = f"{option} {path}" if option else str(path)
     return ConfigError(f"{where}: cannot use this path ({exc.strerror or exc})")
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> ConfigError:
+    """The one-line error for an output the OS would not take (ENOSPC, EIO, EPIPE, EDQUOT,
+    EFBIG, ...): ``PATH: strerror``."""
+    return ConfigError(f"{path}: {exc.strerror or exc}")
+
+
+class _CheckedRaw(io.FileIO):
+    """The file under a user's ``-o``: every write goes through here (the buffered layers'
+    writes, flushes and the flush on close), so a failed one is one :func:`write_error`
+    naming the user's path, never a traceback."""
+
+    def __init__(self, fd: int, where: str | os.PathLike[str]) -> None:
+        super().__init__(fd, "wb", closefd=True)
+        self.where = where
+
+    def write(self, b: Any) -> int:
+        try:
+            n: int = super().write(b)
+        except OSError as exc:
+            raise write_error(self.where, exc) from None
+        return n
+
+
+def _checked_fdopen(
+    fd: int, mode: str, encoding: str | None, where: str | os.PathLike[str]
+) -> IO[Any]:
+    """``os.fdopen(fd, mode)`` for writing, whose write errors name ``where`` (one line)."""
+    raw = _CheckedRaw(fd, where)
+    buf = io.BufferedWriter(raw)
+    if "b" in mode:
+        return buf
+    return io.TextIOWrapper(buf, encoding=encoding, line_buffering=raw.isatty())
 
 
 def check_path_usable(path: str | os.PathLike[str], *, option: str | None = None) -> None:
@@ -272,13 +308,15 @@ def atomic_file(
     mode: str = "w",
     encoding: str | None = "utf-8",
     replace: bool = True,
+    write_errors: bool = False,
 ) -> Iterator[IO[Any]]:
     """Open a fresh temporary file beside ``target``; rename it over ``target`` on success.
 
     An existing regular file (or link) at ``target`` is replaced when ``replace`` (ztrace's
     own files: the default) and refused otherwise; a directory, device, FIFO or socket is
     always refused. Checked first and again just before the rename. On any exception the
-    temporary file is removed and ``target`` is untouched.
+    temporary file is removed and ``target`` is untouched. With ``write_errors`` (a user's
+    ``-o``) a failed write, flush or fsync (a full disk) is one line naming ``target``.
     """
     target = _check_file_common(target, inputs, option)
     _check_replaceable(target, replace=replace, option=option)
@@ -291,10 +329,19 @@ def atomic_file(
     try:
         os.fchmod(fd, _umask_mode(0o666))
         kw: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
-        with os.fdopen(fd, mode, **kw) as f:
+        with (
+            _checked_fdopen(fd, mode, encoding, target)
+            if write_errors
+            else os.fdopen(fd, mode, **kw)
+        ) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            try:
+                os.fsync(f.fileno())
+            except OSError as exc:
+                if not write_errors:
+                    raise
+                raise write_error(target, exc) from None
         # re-check: something may have appeared at the target while we worked
         _check_replaceable(target, replace=replace, option=option)
         try:
@@ -318,7 +365,8 @@ def output_file(
 ) -> Iterator[IO[Any]]:
     """A user's one-file ``-o`` under the policy of the module docstring: a new file or (with
     ``force``) a replaced one through :func:`atomic_file`, or a device or FIFO written into.
-    Text is UTF-8; ``binary`` writes bytes."""
+    Text is UTF-8; ``binary`` writes bytes. A write the OS refuses (a full disk or device, a
+    closed pipe) is one line ``PATH: strerror``, and no temporary is left."""
     target = check_file_target(target, inputs, force=force, option=option)
     mode, encoding = ("wb", None) if binary else ("w", "utf-8")
     kind = _file_target_kind(target, force=force, option=option)
@@ -329,7 +377,13 @@ def output_file(
     if kind == "replace" and target.is_symlink() and target.resolve().is_file():
         target = target.resolve()  # write through the link; the link stays a link
     with atomic_file(
-        target, inputs=inputs, option=option, mode=mode, encoding=encoding, replace=force
+        target,
+        inputs=inputs,
+        option=option,
+        mode=mode,
+        encoding=encoding,
+        replace=force,
+        write_errors=True,
     ) as f:
         yield f
 
@@ -346,8 +400,7 @@ def _stream(target: Path, *, option: str, mode: str, encoding: str | None) -> It
     if not (stat.S_ISCHR(kind) or stat.S_ISFIFO(kind)):
         os.close(fd)  # replaced by something else since the check: do not write into that
         raise ConfigError(f"{option} {target}: changed while ztrace worked; not written")
-    kw: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
-    with os.fdopen(fd, mode, **kw) as f:
+    with _checked_fdopen(fd, mode, encoding, target) as f:  # a full device: one line
         yield f
 
 

@@ -45,7 +45,21 @@ class ExportStats:
     trace_events: int  # events in the input that were exported
     json_events: int  # entries written to traceEvents
     clamped: int
-    bytes: int
+    bytes: int  # written, counted: a pipe or device has no size to stat
+
+
+class _Counted:
+    """A binary output written as UTF-8 text, counting the bytes: ``-o /dev/stdout | cat``
+    has no size on disk to report."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.bytes = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._f.write(data)
+        self.bytes += len(data)
 
 
 def _us(col: str) -> pl.Expr:
@@ -167,7 +181,7 @@ def _clamp(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return rows, n
 
 
-def _write_rows(f: IO[str], rows: pl.DataFrame, first: bool) -> int:
+def _write_rows(f: _Counted, rows: pl.DataFrame, first: bool) -> int:
     if rows.height == 0:
         return 0
     name_json = _json_str(rows["name"].unique().to_list())
@@ -241,9 +255,10 @@ def export_perfetto(
     # a fresh temporary beside `out`, renamed over it when complete: a half-written file
     # never looks like an export, and a link planted at a guessable name is never followed
     with (
-        output_file(out, force=force, inputs=(trace,)) as f,
+        output_file(out, force=force, inputs=(trace,), binary=True) as raw,
         progress(total, desc="export", quiet=quiet, unit="events") as bar,
     ):
+        f = _Counted(raw)
         f.write('{"traceEvents":[\n')
         first = True
         for rb in tr.iter_batches(columns=columns, batch_rows=batch_rows):
@@ -307,7 +322,7 @@ def export_perfetto(
         trace_events=exported,
         json_events=written,
         clamped=clamped,
-        bytes=out.stat().st_size,
+        bytes=f.bytes,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ztrace.errors import ZtraceError
+from ztrace.errors import ConfigError, ZtraceError
 
 HERE = Path(__file__).resolve().parent
 SRC_ROOT = HERE.parent.parent  # the tree shared with the guest (holds ztrace/ and probes/)
@@ -38,6 +39,15 @@ DEFAULT_CACHE = "/var/cache/ztrace-vm"
 QEMU = "qemu-system-x86_64"
 BUILD_TIMEOUT_S = 1800.0
 RUN_TIMEOUT_S = 1200.0
+#: what ``vm run`` boots a guest with (checked by :func:`check_guest` before anything is
+#: built, created or booted): the harness's guests take 2 CPUs and 2048 MiB, and runs wait
+#: 900-1500 s; a day is the longest wait that is not a typo
+SMP_RANGE = (1, 64)
+MEM_MB_RANGE = (256, 65536)
+MAX_RUN_TIMEOUT_S = 86400.0
+#: a scenario parameter's key and value as the guest kernel command line carries them
+_PARAM_KEY = re.compile(r"\w+")
+_PARAM_VALUE = re.compile(r"[\w.,:+=/-]*")
 _MARK = "ZTRACE-VM: "
 #: Boots per run when the kernel dies before ztrace's init starts. qemu 7.2's multi-threaded TCG
 #: (bookworm's) can leave a vCPU running a stale translation of a patched instruction: the
@@ -148,6 +158,41 @@ class GuestOptions:
     kernel_args: tuple[str, ...] = ()
 
 
+def check_timeout(seconds: float, option: str = "--timeout") -> float:
+    """A host wait for a guest: finite, positive, at most :data:`MAX_RUN_TIMEOUT_S`."""
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_RUN_TIMEOUT_S):
+        raise ConfigError(
+            f"{option} {seconds:g}: not a wait (more than 0, at most {MAX_RUN_TIMEOUT_S:g} s)"
+        )
+    return seconds
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    """One ``-p KEY=VALUE`` -> (KEY, VALUE): a word key, and a value the kernel command line
+    carries as one word (what :func:`qemu_command` would refuse at boot)."""
+    key, sep, value = text.partition("=")
+    if not sep or not _PARAM_KEY.fullmatch(key) or not _PARAM_VALUE.fullmatch(value):
+        raise ConfigError(
+            f"--param {text!r}: not KEY=VALUE (a word, then letters, digits and _.,:+=/-; "
+            "no spaces or quotes)"
+        )
+    return key, value
+
+
+def check_guest(guest: GuestOptions) -> None:
+    """Refuse options the guest cannot boot with, before the image is built, OUTDIR is
+    created or qemu started (they were found only at boot, after OUTDIR was made 0777)."""
+    check_timeout(guest.timeout)
+    for option, value, (lo, hi) in (
+        ("--smp", guest.smp, SMP_RANGE),
+        ("--mem", guest.mem_mb, MEM_MB_RANGE),
+    ):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{option} {value}: out of range ({lo}..{hi})")
+    for k, v in guest.params.items():
+        parse_param(f"{k}={v}")
+
+
 def cache_dir() -> Path:
     """Root of the image cache: ``$ZTRACE_VM_CACHE`` or /var/cache/ztrace-vm."""
     return Path(os.environ.get("ZTRACE_VM_CACHE") or DEFAULT_CACHE)
@@ -239,8 +284,7 @@ def qemu_command(
         f"ztrace.accel={accel}",
     ]
     for k, v in guest.params.items():
-        if not re.fullmatch(r"\w+", k) or not re.fullmatch(r"[\w.,:+=/-]*", v):
-            raise VmError(f"bad scenario parameter {k}={v!r}: no spaces or quotes allowed")
+        parse_param(f"{k}={v}")  # run_scenario checked it already; callers of this alone too
         kargs.append(f"ztrace.{k}={v}")
     for a in guest.kernel_args:
         if not re.fullmatch(r"[\w.,:+=/-]+", a):
@@ -438,6 +482,7 @@ def run_scenario(
     CPUs, memory, accelerator). With ``check`` a failed scenario raises :class:`VmError`
     naming the logs.
     """
+    check_guest(guest)
     if kernel not in KERNELS:
         raise VmError(f"unknown guest kernel {kernel!r}; choose from {', '.join(KERNELS)}")
     if scenario not in scenarios():
