@@ -168,6 +168,40 @@ def test_write_error_into_a_file_is_one_line_and_keeps_the_old(
 
 # ------------------------------------------------------------ 4. a UTF-8 name, ASCII locale
 
+STDOUT_COMMANDS = {
+    "report": lambda i: ["report", i["results"]],
+    "report-json": lambda i: ["report", i["results"], "--json"],
+    "classes-json": lambda i: ["classes", "--json"],
+    "compare-csv": lambda i: ["compare", i["results"], i["results"], "--csv", "-q"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STDOUT_COMMANDS))
+def test_full_stdout_is_one_line(inputs: dict[str, Path], name: str) -> None:
+    """Before: ``ztrace report R > /dev/full`` was an OSError traceback from click.echo,
+    exit 1 (cli/main.py: standard output goes through safeio.checked_stdout)."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(
+            [sys.executable, "-m", "ztrace", *map(str, STDOUT_COMMANDS[name](inputs))],
+            stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+    assert_usage_error(p, "standard output: No space left on device")
+    assert _is_chr("/dev/full")
+
+
+def test_a_reader_that_goes_away_ends_quietly(inputs: dict[str, Path]) -> None:
+    """``ztrace report R | head -c1``: the reader closes the pipe; ztrace stops with exit 0
+    and nothing on stderr, like a bcc tool killed by SIGPIPE (before: exit 1, silent)."""
+    r, w = os.pipe()
+    os.close(r)  # no reader at all: the first write gets EPIPE
+    with os.fdopen(w, "w") as pipe_w:
+        p = subprocess.run(
+            [sys.executable, "-m", "ztrace", "report", str(inputs["results"])],
+            stdout=pipe_w, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+    assert (p.returncode, p.stderr) == (0, "")
+
+
 ASCII_ENV = {**os.environ, "LC_ALL": "POSIX", "PYTHONUTF8": "0"}
 ASCII_ENV.pop("PYTHONIOENCODING", None)
 

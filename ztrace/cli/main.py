@@ -8,6 +8,7 @@ heavy dependency (numba, bcc) is loaded only by the commands that need it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -82,9 +83,19 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every ZtraceError into one line and exit code 2."""
+    from ztrace.format.safeio import WriteError, checked_stdout, quiet_stdout
+
     try:
         _check_args(sys.argv[1:] if argv is None else argv)
+        checked_stdout()
         cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
+        sys.stdout.flush()  # a full stdout fails here, inside the handlers below
+    except WriteError as exc:
+        quiet_stdout()
+        if exc.errno == errno.EPIPE:
+            sys.exit(0)  # `ztrace report R | head`: the reader had enough, as for BrokenPipeError
+        click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
     except ZtraceError as exc:
         click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)

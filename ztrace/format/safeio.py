@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -80,19 +81,27 @@ def unusable_path(
     return ConfigError(f"{where}: cannot use this path ({exc.strerror or exc})")
 
 
-def write_error(path: str | os.PathLike[str], exc: OSError) -> ConfigError:
+class WriteError(ConfigError):
+    """An output the OS would not take; ``errno`` says why (EPIPE: the reader went away)."""
+
+    def __init__(self, message: str, errno_: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> WriteError:
     """The one-line error for an output the OS would not take (ENOSPC, EIO, EPIPE, EDQUOT,
     EFBIG, ...): ``PATH: strerror``."""
-    return ConfigError(f"{path}: {exc.strerror or exc}")
+    return WriteError(f"{path}: {exc.strerror or exc}", exc.errno)
 
 
 class _CheckedRaw(io.FileIO):
-    """The file under a user's ``-o``: every write goes through here (the buffered layers'
-    writes, flushes and the flush on close), so a failed one is one :func:`write_error`
-    naming the user's path, never a traceback."""
+    """The file under a user's ``-o`` (or standard output): every write goes through here
+    (the buffered layers' writes, flushes and the flush on close), so a failed one is one
+    :func:`write_error` naming the user's path, never a traceback."""
 
-    def __init__(self, fd: int, where: str | os.PathLike[str]) -> None:
-        super().__init__(fd, "wb", closefd=True)
+    def __init__(self, fd: int, where: str | os.PathLike[str], *, closefd: bool = True) -> None:
+        super().__init__(fd, "wb", closefd=closefd)
         self.where = where
 
     def write(self, b: Any) -> int:
@@ -101,6 +110,39 @@ class _CheckedRaw(io.FileIO):
         except OSError as exc:
             raise write_error(self.where, exc) from None
         return n
+
+
+def checked_stdout() -> None:
+    """Put standard output behind :class:`_CheckedRaw`, so that ``ztrace report > /dev/full``
+    is one line (:class:`WriteError`, ``standard output: No space left on device``) and a
+    reader that went away (``| head``) is told apart by its EPIPE, not a traceback. Only the
+    process's own stdout on a file descriptor; a replaced ``sys.stdout`` (tests) is left."""
+    out = sys.__stdout__
+    if out is None or sys.stdout is not out:
+        return
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    out.flush()
+    raw = _CheckedRaw(fd, "standard output", closefd=False)
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=out.encoding,
+        errors=out.errors,
+        line_buffering=out.line_buffering,
+    )
+
+
+def quiet_stdout() -> None:
+    """After a failed write to standard output: point fd 1 at /dev/null, so that what is
+    still buffered flushes there at exit instead of failing again ("Exception ignored")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _checked_fdopen(
