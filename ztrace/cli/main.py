@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         _check_args(sys.argv[1:] if argv is None else argv)
         checked_stdout()
         cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
-        sys.stdout.flush()  # a full stdout fails here, inside the handlers below
+        if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+            sys.stdout.flush()  # a full stdout fails here, inside the handlers below
     except WriteError as exc:
         quiet_stdout()
         if exc.errno == errno.EPIPE:
