@@ -265,7 +265,6 @@ def _check_designs(designs: tuple[str, ...]) -> None:
     """Refuse a ``--design NAME:k=v,...`` whose name or parameters the replay would refuse,
     before the capture is loaded, naming --design (the replay's own errors say --lru and
     --param, the options of ``replay``)."""
-    from ztrace.errors import ConfigError
     from ztrace.replay.lru import (
         canonical_name,
         design_class,
@@ -279,12 +278,9 @@ def _check_designs(designs: tuple[str, ...]) -> None:
         if not name:
             raise ConfigError(f"--design {spec!r}: no design name (e.g. none, entry-lru)")
         cls = design_class(canonical_name(name, "--design"))
-        try:
-            keys = [k for k, _ in split_kv(extra)]
-            parse_params(cls.NAME, extra, cls.param_table())
-        except ConfigError as exc:
-            raise ConfigError(f"--design {spec}: {str(exc).removeprefix('--param ')}") from None
-        if "accept_threshold" in keys:
+        where = f"--design {spec}:"  # errors read "--design none:x: x: not key=value ..."
+        parse_params(cls.NAME, extra, cls.param_table(), option=where)
+        if any(k == "accept_threshold" for k, _ in split_kv(extra, option=where)):
             raise ConfigError(
                 f"--design {spec}: accept_threshold is the guest's own "
                 "(counters/after.json); drop it"

@@ -91,13 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="ztrace", standalone_mode=False)
         if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
             sys.stdout.flush()  # a full stdout fails here, inside the handlers below
-    except WriteError as exc:
-        quiet_stdout()
-        if exc.errno == errno.EPIPE:
-            sys.exit(0)  # `ztrace report R | head`: the reader had enough, as for BrokenPipeError
-        click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
     except ZtraceError as exc:
+        if isinstance(exc, WriteError):
+            quiet_stdout()  # what stdout still buffers must not fail again at exit
+            if exc.errno == errno.EPIPE:
+                sys.exit(0)  # `ztrace report R | head`: the reader had enough (BrokenPipeError)
         click.echo(f"ztrace: error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

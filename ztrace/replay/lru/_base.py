@@ -153,35 +153,41 @@ COMMON_PARAMS: dict[str, Param] = {
 
 
 def parse_params(
-    design: str, spec: str | Mapping[str, str] | None, table: Mapping[str, Param]
+    design: str,
+    spec: str | Mapping[str, str] | None,
+    table: Mapping[str, Param],
+    *,
+    option: str = "--param",
 ) -> dict[str, Any]:
     """Parse ``k=v,k=v`` (or a mapping) against ``table``; fill defaults.
 
-    An unknown key, a key given twice or a bad value raises ConfigError naming ``--param``,
-    the key, the design, and the valid keys (libCacheSim's ``Clock.c`` parameter parser does
-    the same).
+    An unknown key, a key given twice or a bad value raises ConfigError naming ``option``
+    (where the text came from), the key, the design, and the valid keys (libCacheSim's
+    ``Clock.c`` parameter parser does the same).
     """
     items: list[tuple[str, str]] = []
     if isinstance(spec, str):
-        items = split_kv(spec, example=f"{design}:accept_threshold=90")
+        items = split_kv(spec, example=f"{design}:accept_threshold=90", option=option)
     elif spec:
         items = [(str(k), str(v)) for k, v in spec.items()]
     out = {k: p.default for k, p in table.items()}
     for k, v in items:
         if k not in table:
-            raise ConfigError(
-                f"--param {k}: `{design}` has no such parameter (valid: {', '.join(sorted(table))})"
-            )
+            valid = ", ".join(sorted(table))
+            raise ConfigError(f"{option} {k}: `{design}` has no such parameter (valid: {valid})")
         try:
             out[k] = table[k].parse(v)
         except ValueError as exc:
-            raise ConfigError(f"--param {k}={v}: invalid for `{design}` ({exc})") from None
+            raise ConfigError(f"{option} {k}={v}: invalid for `{design}` ({exc})") from None
     return out
 
 
-def split_kv(spec: str, *, example: str = "shrink=sync") -> list[tuple[str, str]]:
-    """``k=v,k=v`` → pairs, in order. A part without ``=`` or a key given twice is an error:
-    the last one silently winning hid typos such as ``shrink=sync,shrink=async``."""
+def split_kv(
+    spec: str, *, example: str = "shrink=sync", option: str = "--param"
+) -> list[tuple[str, str]]:
+    """``k=v,k=v`` → pairs, in order. A part without ``=`` or a key given twice is an error
+    naming ``option``: the last one silently winning hid typos such as
+    ``shrink=sync,shrink=async``."""
     out: list[tuple[str, str]] = []
     for part in spec.split(","):
         part = part.strip()
@@ -190,9 +196,9 @@ def split_kv(spec: str, *, example: str = "shrink=sync") -> list[tuple[str, str]
         k, sep, v = part.partition("=")
         k = k.strip()
         if not sep:
-            raise ConfigError(f"--param {part}: not key=value (example: {example})")
+            raise ConfigError(f"{option} {part}: not key=value (example: {example})")
         if any(k == seen for seen, _ in out):
-            raise ConfigError(f"--param {k}: given twice")
+            raise ConfigError(f"{option} {k}: given twice")
         out.append((k, v.strip()))
     return out
 
