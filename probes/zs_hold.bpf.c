@@ -25,6 +25,12 @@
  * call. Locks still held at return (zs_map_object's zspage read lock, released in
  * zs_unmap_object) are not counted.
  *
+ * The spinlock slowpath (session 23): a kprobe/kretprobe pair on it counts, per call, the
+ * contended acquisitions of a spin lock the zs_* function itself asked for (its return address
+ * among the slowpath's callers, ZH_OWN) and times them, in every round. So a calibration run
+ * with several zsstress threads measures the kernel's own contention on the very calls whose
+ * durations and holds it measures (ztrace/checks/holdtime.py: contention_check).
+ *
  * ZH_DUMMY adds handlers that do the recording handlers' work without recording, attached
  * after them so they run inside the hold window (kprobes on one address run newest-first;
  * kretprobe instances unwind newest-first: 6.1 kernel/kprobes.c add_new_kprobe): the growth
@@ -58,6 +64,9 @@ struct zh_call {
 	u64 hold[2];    /* completed holds, ns */
 	u64 t_req[2];   /* entry of the first lock call on the tracked lock (0 = none) */
 	u64 t_rel[2];   /* entry of the last unlock of the tracked lock (0 = none) */
+	u64 t_slow;     /* entry of the spinlock slowpath in flight (0 = none) */
+	u64 slow_ns;    /* time in the slowpath for the call's own spin lock, ns */
+	u32 slow;       /* slowpath entries for the call's own spin lock: contended acquisitions */
 	u32 n[2];       /* completed holds */
 	u32 other[2];   /* lock requests from code the call runs, not from fn itself */
 	u32 fn;
@@ -74,6 +83,10 @@ struct zh_rec {
 	u32 other[2]; /* lock requests from other code inside the call (not tracked) */
 	u32 fn;
 	u32 open; /* a tracked lock still held at return (bit per family) */
+	u64 t0;      /* the call's entry, ns (CLOCK_MONOTONIC: the calls of all CPUs on one line) */
+	u64 slow_ns; /* time in the spinlock slowpath for the call's own spin lock, ns */
+	u32 slow;    /* its contended acquisitions (slowpath entries) */
+	u32 cpu;
 };
 
 BPF_HASH(zh_calls, u32, struct zh_call, 4096);
@@ -115,6 +128,10 @@ static __always_inline int zh_return(struct pt_regs *ctx)
 	r.req[1] = c->t_req[1] ? c->t_req[1] - c->t0 : 0;
 	r.rel[0] = c->t_rel[0] ? t - c->t_rel[0] : 0;
 	r.rel[1] = c->t_rel[1] ? t - c->t_rel[1] : 0;
+	r.t0 = c->t0;
+	r.slow = c->slow;
+	r.slow_ns = c->slow_ns;
+	r.cpu = bpf_get_smp_processor_id();
 	zh_calls.delete(&tid);
 	zh_out.perf_submit(ctx, &r, sizeof(r));
 	return 0;
@@ -239,3 +256,39 @@ int zh_dummy_spin_lock_ret(struct pt_regs *ctx) { return zh_dummy(ctx, 0); }
 int zh_dummy_spin_unlock(struct pt_regs *ctx) { return zh_dummy(ctx, 0); }
 int zh_dummy_read_lock_ret(struct pt_regs *ctx) { return zh_dummy(ctx, 1); }
 int zh_dummy_read_unlock(struct pt_regs *ctx) { return zh_dummy(ctx, 1); }
+
+/* The spinlock slowpath, entered by a zs_* call for a spin lock it asked for itself: the
+ * caller of _raw_spin_lock (frames 1-3 of the slowpath's stack: the slowpath, _raw_spin_lock,
+ * the zs_* function; a kretprobe trampoline in between is unwound) lies in the function's own
+ * text. A slowpath of the slab's or the page allocator's locks inside the call is not counted,
+ * and neither is one in an interrupt taken inside it (zh_task_context). Only contended
+ * acquisitions get here, so the stack walk costs nothing on the uncontended path. */
+int zh_slowpath(struct pt_regs *ctx)
+{
+	if (!zh_task_context(ctx))
+		return 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c || c->t_slow)
+		return 0;
+	u64 st[4] = {};
+	if (bpf_get_stack(ctx, st, sizeof(st), 0) < (int)(2 * sizeof(u64)))
+		return 0;
+	if (!(ZH_OWN(c->fn, st[1]) || ZH_OWN(c->fn, st[2]) || ZH_OWN(c->fn, st[3])))
+		return 0;
+	c->slow += 1;
+	c->t_slow = bpf_ktime_get_ns();
+	return 0;
+}
+
+int zh_slowpath_ret(struct pt_regs *ctx)
+{
+	u64 t = bpf_ktime_get_ns();
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct zh_call *c = zh_calls.lookup(&tid);
+	if (!c || !c->t_slow)
+		return 0;
+	c->slow_ns += t - c->t_slow;
+	c->t_slow = 0;
+	return 0;
+}

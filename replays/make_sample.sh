@@ -8,6 +8,9 @@
 # 4. zsstress heavy on both guests (the in-kernel load generator, 4 threads x 10000 ops, one
 #    size class): the same workload on the pool-lock kernel (6.1) and the class-lock kernel
 #    (6.12), probes zsmalloc (incl. zs_read/zs_write) and locks (incl. spin_slowpath).
+# 5. The same-boot hold check (session 23): the 6.1 holdtime calibration with 4 zsstress
+#    threads on one size class, then the same load under the capture; the boot's hold shares
+#    go beside the trace (`ztrace check holds`).
 # 3. This host (6.18, tracepoints only): 4 pinned writers on /dev/zram0 for 0.5 s, probes
 #    zsmalloc (kmem tracepoint fallback) and locks (lock:contention_begin/end with stacks).
 set -euo pipefail
@@ -27,6 +30,9 @@ done
 for k in 6.1 6.12; do
   zt vm run -k $k -s zsstress -o "$work/zsspread$k" -p level=spread -p ops=10000 --json >/dev/null
 done
+
+zt vm run -k 6.1 -s holdtime -o "$work/holds61" -p threads=4 -p size_fixed=1024 -p rounds=3 \
+  -p ops=3000 -p trace=1 --json >/dev/null
 
 # Host: configure zram0 under the shared zram lock, capture, then reset the device.
 exec 9>/tmp/ztrace-zram0.lock
@@ -63,6 +69,15 @@ print(json.dumps(summarize_trace(sys.argv[1], sys.argv[1] + '.kernel'), indent=1
     "$out/$name" > "$out/$name.kernel/contention.json"
  done
 done
+cp -r "$work/holds61/trace" "$out/guest-6.1-zsstress-holds"
+mkdir -p "$out/guest-6.1-zsstress-holds.kernel"
+.venv/bin/python -m ztrace.checks.holdtime --slim "$work/holds61/holdtime.json" \
+  "$out/guest-6.1-zsstress-holds.kernel/holdtime.json"
+cp "$work/holds61/zs_pool_layout.json" "$work/holds61/zsstress.args" \
+  "$out/guest-6.1-zsstress-holds.kernel/"
+.venv/bin/python -c "import json, sys; from ztrace.vm.contention import summarize_trace; \
+print(json.dumps(summarize_trace(sys.argv[1], sys.argv[1] + '.kernel'), indent=1, sort_keys=True))" \
+  "$out/guest-6.1-zsstress-holds" > "$out/guest-6.1-zsstress-holds.kernel/contention.json"
 mkdir -p "$out/host-6.18-locks.kernel"
 cp "$work/host/workload.json" "$work/host/mm_stat" "$out/host-6.18-locks.kernel/"
 zt doctor --json > "$out/host-6.18-locks.kernel/doctor.json" || true

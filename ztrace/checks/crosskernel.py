@@ -123,6 +123,8 @@ def _measured_with_slowpath(trace: str | os.PathLike[str]) -> dict[str, Any]:
         "wait_ns_total": int(zs["wait_ns_total"]),
         "other_contended": int(res["other"]["contended"]) if "other" in res else None,
         "source": res["source"],
+        # each slowpath row less the capture's probe floor (ztrace.vm.contention.probe_floor)
+        "wait_ns_less_probe_floor": zs.get("wait_ns_less_probe_floor"),
     }
 
 

@@ -29,6 +29,14 @@ the call would count as call time, not hold), rounds A, B, C repeated:
   probes' in-window cost cannot exceed it). The recording handlers keep their work outside
   the window (timestamp last at lock return, first at unlock), so C - B over-states it.
 
+Every round also puts a kprobe/kretprobe pair on the spinlock slowpath (session 23): per
+call, the contended acquisitions of the spin lock the zs_* function itself asked for, and
+their time in the slowpath. With one zsstress thread that is 0 (the pool is the module's
+own); with several (``ztrace vm run -s holdtime -p threads=4``) the calibration measures the
+kernel's contention on the very calls whose holds it measures, and ``-p trace=1`` adds a
+capture of the same load whose replay ``ztrace check holds`` holds against it.
+:func:`stall_in_hold` says how much of a long call's extra time lies inside the hold.
+
 Per op kind (malloc with one hold, malloc that grew a zspage = two holds, free, map): the
 hold bracket is [median H_B - in-window cost, median H_B] and the share is that over median
 D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pure.
@@ -70,7 +78,9 @@ METHOD = (
     "entry of the lock the zs_* function takes), C (+ handlers inside the hold window: "
     "in-window probe cost = hold C - hold B); hold bracket [H_B - cost, H_B], share = "
     "hold / D_A, medians over A,B,C cycles; request/release = round B's call entry to the "
-    "first lock request and last unlock to return (ns and share of that call)"
+    "first lock request and last unlock to return (ns and share of that call); every round: "
+    "spinlock slowpath entries for the zs_* function's own spin lock (contended_calls) and "
+    "their time (slowpath_wait_ns)"
 )
 
 
@@ -150,6 +160,21 @@ def own_text_macro(ranges: list[list[tuple[int, int]]], tramps: Sequence[int] = 
     return f"#define ZH_OWN(fn, ret) ({' || '.join(terms)})\n#define ZH_TRAMP(ret) ({tramp})\n"
 
 
+def spin_slowpath(syms: list[tuple[int, str]]) -> str:
+    """The spinlock slowpath's name in this kernel's text: x86 with
+    CONFIG_PARAVIRT_SPINLOCKS (Debian) calls it ``native_queued_spin_lock_slowpath``
+    (as the capture's loader, ztrace/capture/loader.py).
+
+    >>> spin_slowpath([(1, "native_queued_spin_lock_slowpath"), (2, "zs_malloc")])
+    'native_queued_spin_lock_slowpath'
+    """
+    names = {n for _, n in syms}
+    for name in ("native_queued_spin_lock_slowpath", "queued_spin_lock_slowpath"):
+        if name in names:
+            return name
+    raise FeatureMissingError("/proc/kallsyms: no queued_spin_lock_slowpath")
+
+
 def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -205,6 +230,11 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in recs if kind_of(r) == kind]
         fam = family_of(rs) if config != "A" else None
         row: dict[str, Any] = {"calls": len(rs), "dur_ns": _median([r["dur"] for r in rs])}
+        if rs and "slow" in rs[0]:
+            # the kernel's contended acquisitions of the call's own spin lock, and their
+            # time in the slowpath (0 with one zsstress thread: the pool is the module's own)
+            row["contended_calls"] = sum(1 for r in rs if r["slow"])
+            row["slowpath_wait_ns"] = sum(r["slow_ns"] for r in rs)
         if config == "A" and kind == "malloc" and rs:
             # rounds A mix plain and growing mallocs: percentiles, so that summarize() can
             # take the plain ones' median (the grows are the slow tail)
@@ -227,7 +257,11 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             # tracked; absent from records before session 18)
             row["other_lock_calls"] = sum(1 for r in rs if r.get("other", [0, 0])[fam])
             if config == "B":
-                row["samples"] = [[r["hold"][fam], r["dur"]] for r in held[:MAX_SAMPLES]]
+                # (hold, duration, 1 if the call waited in the spinlock slowpath)
+                row["samples"] = [
+                    [r["hold"][fam], r["dur"], 1 if r.get("slow") else 0]
+                    for r in held[:MAX_SAMPLES]
+                ]
                 row.update(_request_and_release(held, fam))
         out[kind] = row
     return out
@@ -254,6 +288,35 @@ def _request_and_release(held: list[dict[str, Any]], fam: int) -> dict[str, Any]
     }
 
 
+def stall_in_hold(samples: list[list[float]], factor: float = 5.0) -> dict[str, Any] | None:
+    """Where a long call's extra time lies: inside the lock hold, or outside it.
+
+    ``samples``: round B's per-call ``[hold, duration, contended]``. A call that took over
+    ``factor`` times the median duration was stalled (an interrupt, the host descheduling
+    the vCPU under TCG, the slab's slow path); its excess is ``duration - median duration``,
+    and the part of it inside the hold is ``max(0, hold - median hold)``. ``share`` is the
+    second summed over the first, over the uncontended calls (a contended call's wait lies
+    before its hold). The replay holds the same share of every part of a call (docs/
+    replay-model.md §4), so a stall lands in its hold with the hold share; ``share`` says how
+    often it does in the kernel (session 23: 0.1-0.9 % against shares of 21-25 %). None
+    without long calls.
+
+    >>> stall_in_hold([[10, 100, 0]] * 8 + [[10, 1100, 0], [510, 1100, 0], [900, 9000, 1]])
+    {'long_calls': 2, 'excess_ns': 2000, 'share': 0.25}
+    """
+    calm = [x for x in samples if not (len(x) > 2 and x[2])]
+    if not calm:
+        return None
+    md = statistics.median(x[1] for x in calm)
+    mh = statistics.median(x[0] for x in calm)
+    long = [x for x in calm if x[1] > factor * md]
+    excess = sum(x[1] - md for x in long)
+    if not long or excess <= 0:
+        return None
+    inside = sum(max(0.0, x[0] - mh) for x in long)
+    return {"long_calls": len(long), "excess_ns": round(excess), "share": round(inside / excess, 4)}
+
+
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per kind, from rounds in the order A, B, C, A, B, C, ...: the in-window probe cost
     (median over cycles of median hold C - B), the hold bracket [H_B - cost, H_B] and the
@@ -276,6 +339,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         sh_lo: list[float] = []
         sh_hi: list[float] = []
         samples: list[float] = []
+        stall: list[list[float]] = []
+        contended_a: list[int] = []
         placed: dict[str, list[float]] = {k: [] for k in PLACEMENT}
         family = None
         for cyc in cycles:
@@ -302,7 +367,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             cost = (rc["hold_ns"] - rb["hold_ns"]) if rc.get("hold_ns") is not None else 0.0
             floor = rb.get("hold_min_ns")
             if floor is None and rb.get("samples"):
-                floor = min(h for h, _ in rb["samples"])
+                floor = min(x[0] for x in rb["samples"])
             if floor is not None:
                 # a hold is never negative, so the in-window cost is at most the shortest
                 # hold seen in the round (C - B, two whole extra handlers, can exceed it)
@@ -312,7 +377,10 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             da.append(d)
             sh_hi.append(rb["hold_ns"] / d)
             sh_lo.append(max(0.0, rb["hold_ns"] - max(cost, 0.0)) / d)
-            samples += [h for h, _ in rb.get("samples", [])]
+            samples += [x[0] for x in rb.get("samples", [])]
+            stall += rb.get("samples", [])
+            if ra.get("contended_calls") is not None:
+                contended_a.append(ra["contended_calls"])
             for k in PLACEMENT:
                 if rb.get(k) is not None:
                     placed[k].append(rb[k])
@@ -333,6 +401,11 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "hold_quantiles_ns": quantiles(samples),
             "samples": len(samples),
         }
+        if contended_a:  # absent before session 23's slowpath probe
+            out[kind]["contended_calls_a"] = statistics.median(contended_a)
+        placement = stall_in_hold(stall)
+        if placement is not None:
+            out[kind]["stall_in_hold"] = placement
         # where the hold sits in the call (round B medians, median over cycles); absent in
         # results from before session 15's probe fields
         out[kind].update({k: statistics.median(v) for k, v in placed.items() if v})
@@ -351,6 +424,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     missing = [fn for fn, rs in zip(FUNCS, ranges, strict=True) if not rs]
     if missing:
         raise FeatureMissingError(f"/proc/kallsyms: no symbol for {', '.join(missing)}")
+    slowpath = spin_slowpath(syms)
     defines = own_text_macro(ranges, trampolines(syms))
     text = defines.encode() + (probes_dir() / PROGRAM).read_bytes()
     bpf = BPF(text=text)
@@ -370,6 +444,10 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 "open": e.open,
                 "req": [e.req[0], e.req[1]],
                 "rel": [e.rel[0], e.rel[1]],
+                "t0": e.t0,
+                "cpu": e.cpu,
+                "slow": e.slow,
+                "slow_ns": e.slow_ns,
             }
         )
 
@@ -377,6 +455,13 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
     zs = [("zh_malloc_entry", FUNCS[0]), ("zh_free_entry", FUNCS[1]), ("zh_map_entry", FUNCS[2])]
     out_rounds: list[dict[str, Any]] = []
     try:
+        # every round: the kernel's own count of contended acquisitions of the zs_* function's
+        # spin lock (several zsstress threads; 0 with one) and their waits. Attached once for
+        # all rounds: each attach or detach patches a hot function's text, and under TCG a
+        # vCPU may run the half-patched site (the race of docs/vm.md, which the harness boots
+        # again after); the zs_* and lock probes must change per round, this one need not
+        bpf.attach_kretprobe(event=slowpath, fn_name="zh_slowpath_ret")
+        bpf.attach_kprobe(event=slowpath, fn_name="zh_slowpath")
         for r in range(3 * rounds):
             config = "ABC"[r % 3]
             att: list[tuple[str, str, bool]] = []
@@ -457,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
         where = ""
         if "request_share" in s:
             where = f", asked at {s['request_share']}, released {s['release_share']} before return"
+        if s.get("contended_calls_a"):
+            where += f"; {s['contended_calls_a']} contended calls a round A (slowpath)"
+        if s.get("stall_in_hold"):
+            where += f"; {s['stall_in_hold']['share']} of long calls' excess inside the hold"
         print(f"{kind}: hold {s['hold_ns']} ns of {s['dur_ns']} ns, share {s['share']}{where}")
     return 0
 

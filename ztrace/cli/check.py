@@ -484,7 +484,34 @@ def _cross_matrix(
         click.echo(f"note: {n}")
 
 
+@click.command(
+    "holds",
+    epilog="""\b
+Examples:
+  ztrace vm run -k 6.1 -s holdtime -p threads=4 -p size_fixed=1024 -p trace=1 -o /tmp/h61
+  ztrace check holds /tmp/h61/trace
+  ztrace check holds replays/samples/guest-6.1-zsstress-holds --json
+""",
+)
+@click.argument("trace", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the check as JSON.")
+def holds(trace: str, as_json: bool) -> None:
+    """Replay a holdtime run's capture under its kernel's lock design at each end of the
+    hold-share bracket measured in the same boot (TRACE.kernel/holdtime.json), against the
+    contention the capture measured (docs/validation.md, session 23)."""
+    from ztrace.checks.holdshare import check_holds, lines
+    from ztrace.look.tables import render_json
+
+    res = check_holds(trace)
+    if as_json:
+        click.echo(render_json(res, indent=1, sort_keys=False))
+        return
+    for line in lines(res):
+        click.echo(line)
+
+
 command.add_command(oracle)
 command.add_command(locks)
 command.add_command(lru_kernel)
 command.add_command(cross_kernel)
+command.add_command(holds)

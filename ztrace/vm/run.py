@@ -561,6 +561,11 @@ def run_scenario(
         from ztrace.vm.contention import write_sidecar
 
         write_sidecar(out)
+        if (out / "holdtime.json").is_file():
+            # the holdtime scenario's capture (-p trace=1): the hold shares measured in the
+            # same boot go beside it, where the replay looks first (ztrace.replay.holds.find),
+            # so `ztrace check holds` and any replay of this trace use them
+            shutil.copyfile(out / "holdtime.json", out / "trace.kernel" / "holdtime.json")
     if check and (qrc != 0 or rc != 0):
         if boot is None:
             raise VmError(

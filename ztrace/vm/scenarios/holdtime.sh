@@ -10,8 +10,11 @@
 common_start
 grep -wE '_raw_(spin|read)_(un)?lock$' /proc/kallsyms >"$O/lockfuncs.txt"
 # ztrace.threads=N: N zsstress threads instead of one (their waits stay out of the hold, which
-# starts at the lock's return; session 14 compared 4 with 1)
-ARGS="threads=$(karg threads 1) ops=$(karg ops 6000) live=256 size_min=64 size_max=3072 read_pct=30 think_ns=0 seed=1"
+# starts at the lock's return; session 14 compared 4 with 1). With several, the slowpath probe
+# of every round counts the kernel's contention on these calls (session 23).
+# ztrace.size_fixed=BYTES: every object that size, so one class: on >=6.11 malloc and free then
+# meet on one class->lock, as 6.1's meet on pool->lock (0 = sizes 64..3072, ~100 classes)
+ARGS="threads=$(karg threads 1) ops=$(karg ops 6000) live=256 size_min=64 size_max=3072 size_fixed=$(karg size_fixed 0) read_pct=30 think_ns=0 seed=1"
 zsstress_check holdtime 4 "$ARGS"
 # ztrace.trace=1: the same load once more under the real capture (zsmalloc,locks probes), so
 # that the capture's own call durations sit beside round A's in one boot (session 14: their
