@@ -29,7 +29,7 @@
  * contended acquisitions of a spin lock the zs_* function itself asked for (its return address
  * among the slowpath's callers, ZH_OWN) and times them, in every round. So a calibration run
  * with several zsstress threads measures the kernel's own contention on the very calls whose
- * durations and holds it measures (ztrace/checks/holdtime.py: contention_check).
+ * durations and holds it measures (ztrace/checks/holdtime.py: round_stats; `ztrace check holds`).
  *
  * ZH_DUMMY adds handlers that do the recording handlers' work without recording, attached
  * after them so they run inside the hold window (kprobes on one address run newest-first;

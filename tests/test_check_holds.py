@@ -94,3 +94,27 @@ def test_cli_refuses_a_trace_without_the_same_boots_shares(tmp_path: Path) -> No
     missing = run_cli("check", "holds", str(tmp_path / "none"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert missing.stderr.startswith("ztrace: error: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[]", "not a holdtime.json"),
+        ('{"kinds": []}', "not a holdtime.json"),
+        ("{", "not a holdtime.json"),
+        ('{"kernel": "6.1.0-57-amd64", "kinds": {"malloc": {"share": "x"}}}', "share bracket"),
+    ],
+)
+def test_a_broken_holdtime_json_beside_the_trace_is_one_line(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    shutil.copytree(SAMPLE, tmp_path / "t")
+    shutil.copytree(Path(f"{SAMPLE}.kernel"), tmp_path / "t.kernel")
+    cal = tmp_path / "t.kernel" / "holdtime.json"
+    cal.write_text(text)
+    for args in (("check", "holds", str(tmp_path / "t")), ("replay", str(tmp_path / "t"))):
+        out = run_cli(*args, "--locks", "pool") if args[0] == "replay" else run_cli(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.startswith(f"ztrace: error: {cal}: ") and problem in out.stderr
+        assert out.stderr.count("\n") == 1
+    assert cal.read_text() == text  # nothing the user had is changed

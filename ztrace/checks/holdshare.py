@@ -22,9 +22,7 @@ from typing import Any
 from ztrace.checks.crosskernel import design_for_kernel, measured
 from ztrace.errors import ConfigError
 from ztrace.format import read_meta
-
-#: the ends of the hold-share bracket, in order (ztrace.replay.holds.ENDS)
-ENDS = ("low", "mid", "high")
+from ztrace.replay.holds import ENDS
 
 
 def _ratio(p: int, m: int | None) -> float | None:
@@ -43,14 +41,17 @@ def check_holds(trace: str | os.PathLike[str], *, seed: int = 0) -> dict[str, An
             f"{trace}: no {cal_path.name} beside it (the same boot's hold shares: "
             "`ztrace vm run -s holdtime -p trace=1`)"
         )
-    design = design_for_kernel(release)
-    meas = measured(trace)
-    if meas["contended"] is None:
-        raise ConfigError(f"{trace}: {meas.get('note', 'no lock probes')}")
     try:
         cal = json.loads(cal_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{cal_path}: not a holdtime.json ({exc})") from None
+    kinds = cal.get("kinds") if isinstance(cal, dict) else None
+    if not isinstance(kinds, dict):
+        raise ConfigError(f"{cal_path}: not a holdtime.json (no `kinds` object)")
+    design = design_for_kernel(release)
+    meas = measured(trace)
+    if meas["contended"] is None:
+        raise ConfigError(f"{trace}: {meas.get('note', 'no lock probes')}")
     rows = []
     for end in ENDS:
         res = replay(trace, locks=[design], seed=seed, hold_end=end)
@@ -68,7 +69,6 @@ def check_holds(trace: str | os.PathLike[str], *, seed: int = 0) -> dict[str, An
                 ),
             }
         )
-    kinds = cal.get("kinds", {})
     return {
         "trace": str(trace),
         "kernel": release,
@@ -79,21 +79,28 @@ def check_holds(trace: str | os.PathLike[str], *, seed: int = 0) -> dict[str, An
             k: meas.get(k) for k in ("contended", "wait_ns_total", "wait_ns_less_probe_floor")
         },
         # the calibration's own rounds A: the kernel's contended calls per kind (slowpath)
-        "calibration_contended_a": {
-            k: v["contended_calls_a"] for k, v in kinds.items() if "contended_calls_a" in v
-        },
-        "stall_in_hold": {k: v["stall_in_hold"] for k, v in kinds.items() if "stall_in_hold" in v},
+        "calibration_contended_a": _per_kind(kinds, "contended_calls_a"),
+        "stall_in_hold": _per_kind(kinds, "stall_in_hold"),
         "predicted": rows,
     }
+
+
+def _per_kind(kinds: dict[str, Any], field: str) -> dict[str, Any]:
+    """``field`` of each kind of a holdtime.json that has it (absent before session 23).
+
+    >>> _per_kind({"malloc": {"n": 3}, "free": {}, "map": None}, "n")
+    {'malloc': 3}
+    """
+    return {k: v[field] for k, v in kinds.items() if isinstance(v, dict) and field in v}
 
 
 def _threads(trace: Path) -> int | None:
     """zsstress's ``threads=`` of the run (zsstress.args beside the trace or in its run)."""
     for p in (trace.parent / "zsstress.args", Path(str(trace) + ".kernel") / "zsstress.args"):
         if p.is_file():
-            for word in p.read_text().split():
-                if word.startswith("threads="):
-                    return int(word.split("=", 1)[1])
+            for word in p.read_text(errors="replace").split():
+                if word.startswith("threads=") and word[8:].isdigit():
+                    return int(word[8:])
     return None
 
 

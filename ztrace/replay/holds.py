@@ -97,8 +97,10 @@ def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
     try:
         d = json.loads(path.read_text())
         kinds = d["kinds"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a holdtime.json ({exc})") from None
+    if not isinstance(kinds, dict):
+        raise ConfigError(f"{path}: not a holdtime.json (`kinds` is not an object)")
     if d.get("kernel") != release:
         raise ConfigError(f"{path}: measured on {d.get('kernel')}, not on {release}")
     pm: dict[str, int] = {}
@@ -106,7 +108,10 @@ def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
         got = kinds.get(k) or kinds.get("malloc")
         if got is None:
             raise ConfigError(f"{path}: no `{k}` or `malloc` share")
-        lo, hi = (float(x) for x in got["share"])
+        try:
+            lo, hi = (float(x) for x in got["share"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: `{k}` has no share bracket [low, high]") from None
         share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
         pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
     desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
