@@ -64,6 +64,9 @@ struct zh_call {
 	u64 hold[2];    /* completed holds, ns */
 	u64 t_req[2];   /* entry of the first lock call on the tracked lock (0 = none) */
 	u64 t_rel[2];   /* entry of the last unlock of the tracked lock (0 = none) */
+	u64 out_ts;     /* switched out at (0: on a CPU) */
+	u64 offcpu;     /* ns switched out during the call (never lock hold: a spin or rwlock
+	                 * holder is not preempted) */
 	u64 t_slow;     /* entry of the spinlock slowpath in flight (0 = none) */
 	u64 slow_ns;    /* time in the slowpath for the call's own spin lock, ns */
 	u32 slow;       /* slowpath entries for the call's own spin lock: contended acquisitions */
@@ -87,6 +90,7 @@ struct zh_rec {
 	u64 slow_ns; /* time in the spinlock slowpath for the call's own spin lock, ns */
 	u32 slow;    /* its contended acquisitions (slowpath entries) */
 	u32 cpu;
+	u64 offcpu;  /* ns the thread was switched out during the call */
 };
 
 BPF_HASH(zh_calls, u32, struct zh_call, 4096);
@@ -132,6 +136,7 @@ static __always_inline int zh_return(struct pt_regs *ctx)
 	r.slow = c->slow;
 	r.slow_ns = c->slow_ns;
 	r.cpu = bpf_get_smp_processor_id();
+	r.offcpu = c->offcpu;
 	zh_calls.delete(&tid);
 	zh_out.perf_submit(ctx, &r, sizeof(r));
 	return 0;
@@ -290,5 +295,23 @@ int zh_slowpath_ret(struct pt_regs *ctx)
 		return 0;
 	c->slow_ns += t - c->t_slow;
 	c->t_slow = 0;
+	return 0;
+}
+
+/* Time a call's thread spent switched out (as the capture's ZT_OFFCPU, probes/zs_capture.bpf.c):
+ * cache_alloc_handle() and alloc_zspage() may sleep and PREEMPT_DYNAMIC preempts outside the
+ * lock, so a long call is often a switched-out one, whose extra time is never hold. */
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u64 now = bpf_ktime_get_ns();
+	u32 prev = args->prev_pid, next = args->next_pid;
+	struct zh_call *c = zh_calls.lookup(&prev);
+	if (c)
+		c->out_ts = now;
+	c = zh_calls.lookup(&next);
+	if (c && c->out_ts) {
+		c->offcpu += now - c->out_ts;
+		c->out_ts = 0;
+	}
 	return 0;
 }

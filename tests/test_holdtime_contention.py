@@ -14,7 +14,9 @@ from ztrace.errors import FeatureMissingError
 POOL = 0xFFFF_8880_0000_1000
 
 
-def rec(fn: int, dur: int, *, hold: int = 0, slow: int = 0, slow_ns: int = 0) -> dict[str, Any]:
+def rec(
+    fn: int, dur: int, *, hold: int = 0, slow: int = 0, slow_ns: int = 0, offcpu: int = 0
+) -> dict[str, Any]:
     """One call record as holdtime.measure() builds it (a spin hold when ``hold``)."""
     n = 1 if hold else 0
     return {
@@ -32,6 +34,7 @@ def rec(fn: int, dur: int, *, hold: int = 0, slow: int = 0, slow_ns: int = 0) ->
         "cpu": 0,
         "slow": slow,
         "slow_ns": slow_ns,
+        "offcpu": offcpu,
     }
 
 
@@ -57,27 +60,31 @@ def test_records_from_before_the_slowpath_probe_give_no_count() -> None:
 
 
 def test_round_b_samples_flag_the_contended_calls() -> None:
-    recs = [rec(0, 2000, hold=500), rec(0, 5000, hold=600, slow=1, slow_ns=2500)]
-    assert round_stats("B", recs)["malloc"]["samples"] == [[500, 2000, 0], [600, 5000, 1]]
+    recs = [rec(0, 2000, hold=500), rec(0, 5000, hold=600, slow=1, slow_ns=2500, offcpu=7)]
+    got = round_stats("B", recs)["malloc"]["samples"]
+    assert got == [[500, 2000, 0, 0], [600, 5000, 1, 7]]
 
 
 def test_stall_in_hold_by_hand() -> None:
-    calm = [[100, 1000, 0]] * 9  # median duration 1,000 ns, median hold 100 ns
-    # two long calls (> 5 x 1,000): 9,000 ns of excess each; one holds 4,600 ns (4,500 of
-    # its excess inside the hold), the other holds the usual 100 ns (none inside)
-    long = [[4600, 10_000, 0], [100, 10_000, 0]]
+    calm = [[100, 1000, 0, 0]] * 9  # median time on a CPU 1,000 ns, median hold 100 ns
+    # two long calls (> 5 x 1,000 on a CPU): 9,000 ns of excess each; one holds 5,500 ns
+    # (5,400 of its excess inside the hold: over half), the other the usual 100 ns
+    long = [[5500, 10_000, 0, 0], [100, 10_000, 0, 0]]
     # a contended call's wait is before its hold: left out, however long
-    waited = [[100, 50_000, 1]]
-    got = stall_in_hold(calm + long + waited)
-    assert got == {"long_calls": 2, "excess_ns": 18_000, "share": 0.25}
+    waited = [[100, 50_000, 1, 0]]
+    # switched out for 40,000 of its 41,000 ns: on a CPU for 1,000, not a long call
+    slept = [[100, 41_000, 0, 40_000]]
+    got = stall_in_hold(calm + long + waited + slept)
+    assert got == {"long_calls": 2, "excess_ns": 18_000, "share": 0.3, "calls_mostly_inside": 1}
 
 
 def test_stall_in_hold_needs_long_calls() -> None:
-    assert stall_in_hold([[100, 1000, 0]] * 5) is None
-    assert stall_in_hold([[100, 50_000, 1]]) is None  # only contended calls
+    assert stall_in_hold([[100, 1000, 0, 0]] * 5) is None
+    assert stall_in_hold([[100, 50_000, 1, 0]]) is None  # only contended calls
     assert stall_in_hold([]) is None
-    # two-element samples (holdtime.json before session 23) count as uncontended
-    assert stall_in_hold([[100, 1000]] * 9 + [[1100, 11_000]])["share"] == 0.1
+    # two-element samples (holdtime.json before session 23) count as uncontended, on a CPU
+    got = stall_in_hold([[100, 1000]] * 9 + [[1100, 11_000]])
+    assert got is not None and got["share"] == 0.1 and got["calls_mostly_inside"] == 0
 
 
 def _cycle(contended_a: int, hold_b: float) -> list[dict[str, Any]]:
@@ -90,7 +97,7 @@ def _cycle(contended_a: int, hold_b: float) -> list[dict[str, Any]]:
             "hold_ns": hold_b,
             "hold_min_ns": 300,
             "family": "_raw_spin_lock",
-            "samples": [[hold_b, 3000, 0]] * 9 + [[hold_b, 30_000, 0]],
+            "samples": [[hold_b, 3000, 0, 0]] * 9 + [[hold_b, 30_000, 0, 0]],
         },
     }
     c = {"config": "C", "malloc": {"calls": 99, "dur_ns": 3500.0, "hold_ns": hold_b + 200}}
@@ -101,7 +108,12 @@ def test_summarize_takes_the_median_contended_count_of_rounds_a() -> None:
     s = summarize(_cycle(10, 600.0) + _cycle(40, 600.0) + _cycle(25, 600.0))["malloc"]
     assert s["contended_calls_a"] == 25
     # the long calls' 27,000 ns of excess each lie wholly outside the hold
-    assert s["stall_in_hold"] == {"long_calls": 3, "excess_ns": 81_000, "share": 0.0}
+    assert s["stall_in_hold"] == {
+        "long_calls": 3,
+        "excess_ns": 81_000,
+        "share": 0.0,
+        "calls_mostly_inside": 0,
+    }
     # the bracket is untouched by the new fields: [600 - 200, 600] / 2,000
     assert s["share"] == [0.2, 0.3]
 

@@ -257,9 +257,10 @@ def round_stats(config: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
             # tracked; absent from records before session 18)
             row["other_lock_calls"] = sum(1 for r in rs if r.get("other", [0, 0])[fam])
             if config == "B":
-                # (hold, duration, 1 if the call waited in the spinlock slowpath)
+                # (hold, duration, 1 if the call waited in the spinlock slowpath, ns the
+                # thread was switched out)
                 row["samples"] = [
-                    [r["hold"][fam], r["dur"], 1 if r.get("slow") else 0]
+                    [r["hold"][fam], r["dur"], 1 if r.get("slow") else 0, r.get("offcpu", 0)]
                     for r in held[:MAX_SAMPLES]
                 ]
                 row.update(_request_and_release(held, fam))
@@ -291,30 +292,41 @@ def _request_and_release(held: list[dict[str, Any]], fam: int) -> dict[str, Any]
 def stall_in_hold(samples: list[list[float]], factor: float = 5.0) -> dict[str, Any] | None:
     """Where a long call's extra time lies: inside the lock hold, or outside it.
 
-    ``samples``: round B's per-call ``[hold, duration, contended]``. A call that took over
-    ``factor`` times the median duration was stalled (an interrupt, the host descheduling
-    the vCPU under TCG, the slab's slow path); its excess is ``duration - median duration``,
-    and the part of it inside the hold is ``max(0, hold - median hold)``. ``share`` is the
-    second summed over the first, over the uncontended calls (a contended call's wait lies
-    before its hold). The replay holds the same share of every part of a call (docs/
-    replay-model.md §4), so a stall lands in its hold with the hold share; ``share`` says how
-    often it does in the kernel (session 23: 0.1-0.9 % against shares of 21-25 %). None
-    without long calls.
+    ``samples``: round B's per-call ``[hold, duration, contended, switched-out ns]``. The
+    time on a CPU is the duration less the switched-out time (a lock holder is never
+    switched out). A call on a CPU for over ``factor`` times the median was stalled (an
+    interrupt, the host descheduling the vCPU under TCG, the slab's or the page allocator's
+    slow path, a zspage freed under the lock); its excess is ``on-CPU - median``, and the
+    part of it inside the hold is ``max(0, hold - median hold)``. ``share`` is the second
+    summed over the first, over the uncontended calls (a contended call's wait lies before
+    its hold); ``calls_mostly_inside`` counts the long calls with over half their excess
+    inside. The replay holds the same share of every part of a call (docs/replay-model.md
+    §4): in expectation that is right when ``share`` is near the hold share, but a stall
+    that lands in a hold holds the lock for all of its length. None without long calls.
 
-    >>> stall_in_hold([[10, 100, 0]] * 8 + [[10, 1100, 0], [510, 1100, 0], [900, 9000, 1]])
-    {'long_calls': 2, 'excess_ns': 2000, 'share': 0.25}
+    >>> stall_in_hold([[10, 100, 0, 0]] * 8 + [[10, 1100, 0, 0], [610, 1100, 0, 0],
+    ...                [900, 9000, 1, 0], [10, 9000, 0, 8900]])
+    {'long_calls': 2, 'excess_ns': 2000, 'share': 0.3, 'calls_mostly_inside': 1}
     """
-    calm = [x for x in samples if not (len(x) > 2 and x[2])]
+    # (hold, time on a CPU) of the uncontended calls; samples before session 23 have 2 fields
+    calm = [(x[0], x[1] - (x[3] if len(x) > 3 else 0)) for x in samples if len(x) < 3 or not x[2]]
     if not calm:
         return None
-    md = statistics.median(x[1] for x in calm)
-    mh = statistics.median(x[0] for x in calm)
-    long = [x for x in calm if x[1] > factor * md]
-    excess = sum(x[1] - md for x in long)
+    md = statistics.median(on for _, on in calm)
+    mh = statistics.median(h for h, _ in calm)
+    long = [(h, on) for h, on in calm if on > factor * md]
+    excess = sum(on - md for _, on in long)
     if not long or excess <= 0:
         return None
-    inside = sum(max(0.0, x[0] - mh) for x in long)
-    return {"long_calls": len(long), "excess_ns": round(excess), "share": round(inside / excess, 4)}
+    inside = [max(0.0, h - mh) for h, _ in long]
+    return {
+        "long_calls": len(long),
+        "excess_ns": round(excess),
+        "share": round(sum(inside) / excess, 4),
+        "calls_mostly_inside": sum(
+            1 for i, (_, on) in zip(inside, long, strict=True) if i > (on - md) / 2
+        ),
+    }
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -448,6 +460,7 @@ def measure(cmd: list[str], rounds: int = 3) -> dict[str, Any]:  # pragma: no co
                 "cpu": e.cpu,
                 "slow": e.slow,
                 "slow_ns": e.slow_ns,
+                "offcpu": e.offcpu,
             }
         )
 
