@@ -178,3 +178,43 @@ def test_a_guest_check_that_finds_what_the_kernel_lacks_says_one_line(capsys) ->
     assert capsys.readouterr().err == "ztrace: error: /proc/kallsyms: no symbol for zs_free\n"
     assert main(["--"]) == 2  # no workload: the same one-line path
     assert capsys.readouterr().err == "ztrace: error: holdtime: give a workload command after --\n"
+
+
+def test_the_map_paths_pool_lock_hold_is_the_measured_one(tmp_path: Path) -> None:
+    # t=0: CPU0 mallocs handle 1 (grows a zspage, done by 100). t=10,000: CPU0 maps handle 1
+    # to read it (zs_map_object: the pool lock for the lookup, 6.1 mm/zsmalloc.c); its row's
+    # duration spans map..unmap and is not the hold. t=10,100: CPU1's zs_malloc (10 ns, all
+    # of it held) asks for the pool lock.
+    out = tmp_path / "t"
+    ev = make_events(
+        ts_ns=[0, 10_000, 10_100],
+        event=["zs_malloc", "zs_read", "zs_malloc"],
+        cpu=[0, 0, 1],
+        size_bytes=[100, 0, 100],
+        handle=[1, 1, 2],
+        duration_ns=[100, 5_000, 10],
+    )
+    write_trace(out, ev, TraceMeta(kernel_release=K61, nr_cpus=2))
+    side = Path(str(out) + ".kernel")
+    side.mkdir()
+    kinds = {"malloc": {"share": [1.0, 1.0]}, "free": {"share": [1.0, 1.0]}}
+    (side / "holdtime.json").write_text(json.dumps({"kernel": K61, "kinds": kinds}))
+    # no map window measured: the lookup holds lookup_ns (20, to 10,020): nobody waits
+    assert _pool(out) == (0, 0)
+    kinds["map"] = {"share": [0.2, 0.9], "hold_ns": [300, 700]}
+    (side / "holdtime.json").write_text(json.dumps({"kernel": K61, "kinds": kinds}))
+    # measured [300, 700] ns: the middle holds to 10,500 (CPU1 waits 400), the low end to
+    # 10,300 (200), the high end to 10,700 (600); the map row's own 5,000 ns never counts
+    assert _pool(out) == (1, 400)
+    assert _pool(out, hold_end="low") == (1, 200)
+    assert _pool(out, hold_end="high") == (1, 600)
+    prov = replay(out, locks=["pool"], cost_model=BARE).cost_provenance
+    assert "map path's pool-lock hold 500 ns" in prov["hold_share"]
+    # 6.12's design takes pool->migrate_lock for read there: a malloc (class lock) never
+    # waits for it
+    s = replay(out, locks=["class"], cost_model=BARE).summary[0]
+    assert (s["contended"], s["wait_ns_total"]) == (0, 0)
+    kinds["map"] = {"share": [0.2, 0.9]}
+    (side / "holdtime.json").write_text(json.dumps({"kernel": K61, "kinds": kinds}))
+    with pytest.raises(ConfigError, match="`map` has no hold bracket"):
+        replay(out, locks=["pool"], cost_model=BARE)

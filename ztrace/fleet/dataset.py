@@ -115,6 +115,11 @@ def assemble(
     return path
 
 
+#: what names a row of a fleet dataset: the host, its trace and the design configuration
+#: (every task row has them; ``fleet dashboard`` and ``compare`` key rows by them)
+IDENTITY_COLUMNS = ("host", "trace_path", "kind", "design", "cpus", "speedup", "pool_limit")
+
+
 def read_fleet(path: str | os.PathLike[str]) -> pa.Table:
     """A fleet dataset: ``OUT`` (the sweep's directory) or ``OUT/fleet.parquet``."""
     p = Path(path)
@@ -127,4 +132,7 @@ def read_fleet(path: str | os.PathLike[str]) -> pa.Table:
         raise ConfigError(f"{f}: not a readable fleet dataset ({exc})") from None
     if b"ztrace.fleet_version" not in (table.schema.metadata or {}):
         raise ConfigError(f"{f}: not a fleet dataset (no ztrace.fleet_version metadata)")
+    missing = [c for c in IDENTITY_COLUMNS if c not in table.schema.names]
+    if missing:  # e.g. rewritten by another tool: the readers key every row by these
+        raise ConfigError(f"{f}: not a fleet dataset (no column {', '.join(missing)})")
     return table

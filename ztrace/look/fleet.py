@@ -37,7 +37,7 @@ BINS = 40
 BAND = 0.05
 
 
-def changes(table: pa.Table) -> pl.DataFrame:
+def changes(table: pa.Table, source: str = "fleet dataset") -> pl.DataFrame:
     """Per (host, design config): baseline value, design value and ratio (design ÷ base)."""
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -46,6 +46,8 @@ def changes(table: pa.Table) -> pl.DataFrame:
         k = df.filter(pl.col("kind") == kind)
         if k.is_empty():
             continue
+        if metric not in df.columns:
+            raise ConfigError(f"{source}: {kind} rows but no `{metric}` column")
         base = k["design"][0]  # plan order: the first design swept of this kind
         same = ["trace_path", "cpus", "speedup", "pool_limit"]
         b = k.filter(pl.col("design") == base).select(*same, pl.col(metric).alias("base"))
@@ -115,7 +117,7 @@ def build_page(table: pa.Table, *, source: str, top: int = 20) -> str:
     """The fleet page's HTML."""
     import altair as alt
 
-    c = changes(table)
+    c = changes(table, source)
     if c.is_empty():
         raise ConfigError(f"{source}: fewer than two designs of a kind: nothing to compare")
     agg = aggregate(c, top)

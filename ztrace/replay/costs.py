@@ -169,7 +169,9 @@ _ARRAY_FIELDS = (
 ) = range(len(_ARRAY_FIELDS))
 #: hold-share slots after the cost model's fields (permille of a measured duration held:
 #: zs_malloc, zs_malloc that grew a zspage, zs_free; ztrace.replay.holds.HoldShares.as_array)
-C_HOLD_MALLOC, C_HOLD_GROW, C_HOLD_FREE = range(len(_ARRAY_FIELDS), len(_ARRAY_FIELDS) + 3)
+C_HOLD_MALLOC, C_HOLD_GROW, C_HOLD_FREE, C_HOLD_MAP = range(
+    len(_ARRAY_FIELDS), len(_ARRAY_FIELDS) + 4
+)
 
 #: trace event kind -> cost field that its measured median replaces
 _FIT_FIELDS = {

@@ -58,6 +58,10 @@ class HoldShares:
     grow_pm: int = WHOLE
     free_pm: int = WHOLE
     source: str = "not measured: the whole measured duration is held"
+    #: the map path's pool-lock hold in ns (zs_map_object's lookup under pool->lock on
+    #: 6.1-6.10, under pool->migrate_lock for read on 6.11+), measured by the same
+    #: calibration; -1 = not measured: the cost model's ``lookup_ns``
+    map_ns: int = -1
 
     def __post_init__(self) -> None:
         for v in (self.malloc_pm, self.grow_pm, self.free_pm):
@@ -66,7 +70,7 @@ class HoldShares:
 
     def as_array(self) -> np.ndarray:
         """The share slots appended to the cost array (order of costs.C_HOLD_*)."""
-        return np.array([self.malloc_pm, self.grow_pm, self.free_pm], dtype=np.int64)
+        return np.array([self.malloc_pm, self.grow_pm, self.free_pm, self.map_ns], dtype=np.int64)
 
     @property
     def whole(self) -> bool:
@@ -115,6 +119,10 @@ def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
         share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
         pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
     desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
+    map_ns = _map_hold_ns(kinds.get("map"), end, path)
+    if map_ns >= 0:
+        desc += f"; map path's pool-lock hold {map_ns} ns"
+
     # a shipped file is named from the source tree, so results do not depend on where the
     # checkout lives
     shown = path
@@ -125,7 +133,26 @@ def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
         pm["malloc_grow"],
         pm["free"],
         f"measured on {release}: {shown} ({end} of the bracket: {desc})",
+        map_ns,
     )
+
+
+def _map_hold_ns(got: object, end: str, path: Path) -> int:
+    """The map path's measured hold at ``end`` of its bracket, in ns; -1 if not measured.
+
+    zs_map_object() holds the pool lock for the handle lookup only (6.1.192 backport and
+    6.2-6.10 mm/zsmalloc.c: spin_lock(&pool->lock) .. migrate_read_lock(zspage) ..
+    spin_unlock; 6.11-6.14: read_lock(&pool->migrate_lock) around the same lookup). The
+    calibration times that window directly (``hold_ns``: [less the probes' in-window cost,
+    raw]); the trace's zs_read/zs_write rows span map..unmap, so no share of them is used.
+    """
+    if got is None:
+        return -1
+    try:
+        lo, hi = (float(x) for x in got["hold_ns"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: `map` has no hold bracket [low, high] in ns") from None
+    return max(1, round({"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]))
 
 
 def find(

@@ -80,8 +80,8 @@ SP_NONE, SP_POOL, SP_SUB = 0, 1, 2
 M_SPIN, M_READ, M_WRITE = 0, 1, 2
 N_MODES = 3
 #: hold kinds: which cost term a step holds its lock for
-H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT = 0, 1, 2, 3, 4
-N_HOLDS = 5
+H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT, H_MAPLOOKUP = 0, 1, 2, 3, 4, 5
+N_HOLDS = 6
 #: release points: after the hold, once the next lock is granted, at the end of the op
 U_OWN, U_NEXT, U_END = 0, 1, 2
 #: columns of one step
@@ -111,7 +111,7 @@ def lookup_then(mode: int, hold: int) -> list[Step]:
     """The pool lock (in ``mode``) for the handle -> zspage lookup, then the copy (cost term
     ``hold``) under the zspage lock only: zs_map_object() up to 6.14, zs_obj_read_begin() /
     zs_obj_write() from 6.15. The zspage lock is not simulated (see ``classlock``)."""
-    return [(SP_POOL, mode, H_LOOKUP, U_OWN), (SP_NONE, 0, hold, U_OWN)]
+    return [(SP_POOL, mode, H_MAPLOOKUP, U_OWN), (SP_NONE, 0, hold, U_OWN)]
 
 
 @dataclass(frozen=True)

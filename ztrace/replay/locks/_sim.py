@@ -29,11 +29,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ztrace.replay.costs import C_LOOKUP, C_MAG_HIT
+from ztrace.replay.costs import C_HOLD_MAP, C_LOOKUP, C_MAG_HIT
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
     H_MAGHIT,
+    H_MAPLOOKUP,
     H_OP,
     H_WRITE,
     M_READ,
@@ -53,18 +54,30 @@ from ztrace.replay.locks import (
 F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD = range(10)
 N_FIELDS = 10
 # active-op columns (one row per CPU; A_STEP = -1 when the CPU runs no op)
-A_KIND, A_CLS, A_POOL, A_COST, A_COST2, A_COST3, A_BIN, A_STEP, A_ORD, A_LOOKUP, A_MAGHIT = range(
-    11
-)
-N_ACT = 11
+(
+    A_KIND,
+    A_CLS,
+    A_POOL,
+    A_COST,
+    A_COST2,
+    A_COST3,
+    A_BIN,
+    A_STEP,
+    A_ORD,
+    A_LOOKUP,
+    A_MAGHIT,
+    A_MAPLOOKUP,
+) = range(12)
+N_ACT = 12
 #: act column holding each hold kind's value, indexed by H_* kind
 HOLD_COLUMN = np.zeros(N_HOLDS, dtype=np.int64)
-HOLD_COLUMN[[H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT]] = (
+HOLD_COLUMN[[H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT, H_MAPLOOKUP]] = (
     A_COST,
     A_LOOKUP,
     A_COST2,
     A_COST3,
     A_MAGHIT,
+    A_MAPLOOKUP,
 )
 # lock statistics columns (row = lock_id * N_MODES + mode)
 S_ACQ, S_CONT, S_WAIT, S_WMAX, S_WMIN, S_HOLD = range(6)
@@ -316,6 +329,7 @@ def sim_batch(
                     act[c, A_STEP] = 0
                     act[c, A_LOOKUP] = cm[C_LOOKUP]
                     act[c, A_MAGHIT] = cm[C_MAG_HIT]
+                    act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP] if cm[C_HOLD_MAP] >= 0 else cm[C_LOOKUP]
                     store[r, F_KIND] = -1  # taken
                     nxt = store[r, F_NEXT]
                     qhead[c] = nxt
@@ -367,6 +381,7 @@ def sim_batch(
                 act[c, A_STEP] = 0
                 act[c, A_LOOKUP] = cm[C_LOOKUP]
                 act[c, A_MAGHIT] = cm[C_MAG_HIT]
+                act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP] if cm[C_HOLD_MAP] >= 0 else cm[C_LOOKUP]
                 ph_t = a
                 direct = True
             # ---- one phase of CPU c's active op, from its current step, starting at ph_t
