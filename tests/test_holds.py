@@ -78,13 +78,15 @@ def test_the_measured_share_of_the_traces_kernel_is_the_default(tmp_path: Path) 
     # bracket [0.6, 0.8] for malloc (and malloc_grow, which the file lacks), [0.5, 0.9]
     # for free
     _calibration(side / "holdtime.json", K61, [0.6, 0.8], [0.5, 0.9])
-    # default, the middle (0.7 both): malloc to 10,700 (wait 200); free 700 - 20 = 680, to
-    # 20,680 (wait 380)
-    assert _pool(tr) == (2, 580)
+    # default, the low end (0.6, 0.5): malloc to 10,600 (wait 100); free 500 - 20 = 480,
+    # to 20,480 (wait 180)
+    assert _pool(tr) == (2, 280)
     prov = replay(tr, locks=["pool"], cost_model=BARE).cost_provenance
     assert prov["hold_share"].startswith(f"measured on {K61}")
-    # low: malloc to 10,600 (wait 100); free 500 - 20 = 480, to 20,480 (wait 180)
-    assert _pool(tr, hold_end="low") == (2, 280)
+    assert "(low of the bracket" in prov["hold_share"]
+    # the middle (0.7 both): malloc to 10,700 (wait 200); free 700 - 20 = 680, to 20,680
+    # (wait 380)
+    assert _pool(tr, hold_end="mid") == (2, 580)
     # high: malloc to 10,800 (wait 300); free 900 - 20 = 880, to 20,880 (wait 580)
     assert _pool(tr, hold_end="high") == (2, 880)
     # an explicit experiment wins over the measurement
@@ -102,29 +104,29 @@ def test_a_share_measured_on_another_kernel_is_refused(tmp_path: Path) -> None:
 
 def test_shipped_calibration_is_found_by_release(tmp_path: Path) -> None:
     _calibration(tmp_path / f"holdtime-{K61}.json", K61, [0.25, 0.5], [0.125, 0.5])
-    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path, end="low")
+    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path)  # the low end
     assert (got.malloc_pm, got.grow_pm, got.free_pm) == (250, 250, 125)
-    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path)  # mid
+    got = holds.find(tmp_path / "no-such-trace", K61, search=tmp_path, end="mid")
     assert (got.malloc_pm, got.free_pm) == (375, 312)  # 0.375, 0.3125 (rounded to even)
     assert holds.find(tmp_path / "x", KNONE, search=tmp_path).whole
     with pytest.raises(ConfigError, match="within"):
         holds.experiment(1.5)
 
 
-def test_the_shipped_calibrations_are_the_middle_of_their_measured_bracket() -> None:
+def test_the_shipped_calibrations_are_the_low_end_of_their_measured_bracket() -> None:
     for release in (K61, "6.12.95+deb12-amd64"):
         f = holds.calibration_dir() / f"holdtime-{release}.json"
         kinds = json.loads(f.read_text())["kinds"]
         got = holds.find(Path("no-such-trace"), release)
         name = f"replays/calibration/holdtime-{release}.json"
-        assert got.source.startswith(f"measured on {release}: {name} (mid of the bracket")
+        assert got.source.startswith(f"measured on {release}: {name} (low of the bracket")
         for k, pm in (
             ("malloc", got.malloc_pm),
             ("malloc_grow", got.grow_pm),
             ("free", got.free_pm),
         ):
             lo, hi = kinds[k]["share"]
-            assert 0 <= lo <= hi and pm == max(1, round((lo + hi) / 2 * 1000))
+            assert 0 <= lo <= hi and pm == max(1, round(lo * 1000))
             assert 0 < pm < 1000  # a part of the call, never all of it
 
 
@@ -203,13 +205,14 @@ def test_the_map_paths_pool_lock_hold_is_the_measured_one(tmp_path: Path) -> Non
     assert _pool(out) == (0, 0)
     kinds["map"] = {"share": [0.2, 0.9], "hold_ns": [300, 700]}
     (side / "holdtime.json").write_text(json.dumps({"kernel": K61, "kinds": kinds}))
-    # measured [300, 700] ns: the middle holds to 10,500 (CPU1 waits 400), the low end to
-    # 10,300 (200), the high end to 10,700 (600); the map row's own 5,000 ns never counts
-    assert _pool(out) == (1, 400)
-    assert _pool(out, hold_end="low") == (1, 200)
+    # measured [300, 700] ns: the low end (the default) holds to 10,300 (CPU1 waits 200),
+    # the middle to 10,500 (400), the high end to 10,700 (600); the map row's own 5,000 ns
+    # never counts
+    assert _pool(out) == (1, 200)
+    assert _pool(out, hold_end="mid") == (1, 400)
     assert _pool(out, hold_end="high") == (1, 600)
     prov = replay(out, locks=["pool"], cost_model=BARE).cost_provenance
-    assert "map path's pool-lock hold 500 ns" in prov["hold_share"]
+    assert "map path's pool-lock hold 300 ns" in prov["hold_share"]
     # 6.12's design takes pool->migrate_lock for read there: a malloc (class lock) never
     # waits for it
     s = replay(out, locks=["class"], cost_model=BARE).summary[0]

@@ -29,6 +29,7 @@ import pyarrow as pa
 from ztrace.errors import ConfigError
 from ztrace.format import open_trace, read_meta
 from ztrace.replay.costs import CostModel, probe_cost
+from ztrace.replay.hold_ends import DEFAULT_END
 from ztrace.replay.holds import find as find_holds
 
 METRICS = ("contended", "wait_ns_total")
@@ -145,7 +146,7 @@ def cross_kernel(
     seed: int = 0,
     probe_cost_bound: bool = True,
     hold_share: float | None = None,
-    hold_end: str = "mid",
+    hold_end: str = DEFAULT_END,
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
     from ztrace.replay.engine import replay
@@ -162,8 +163,8 @@ def cross_kernel(
     }
     # the ends of the hold bracket (H, issue 10): where the hold share was measured on the
     # trace's kernel (ztrace.replay.holds), the prediction at the bracket's low and high
-    # ends beside the default (mid). The zs_* probes' own cost is inside the share's
-    # denominator, so the probe-pair subtraction below is not applied on top of a
+    # ends beside the chosen end (default low). The zs_* probes' own cost is inside the
+    # share's denominator, so the probe-pair subtraction below is not applied on top of a
     # measured share (it would count it twice)
     measured_holds = {
         k: hold_share is None and not find_holds(t, kernel[k]).whole for k, t in traces.items()
@@ -248,7 +249,7 @@ def cross_kernel(
         got = pc.get(k)
         if measured_holds[k]:
             notes.append(
-                f"{k}: predicted = the measured hold share (mid of its bracket); "
+                f"{k}: predicted = the measured hold share ({hold_end} end of its bracket); "
                 "predicted_hold_share_low/_high = its ends, inside the interval"
             )
             continue

@@ -35,6 +35,7 @@ from typing import Any
 from ztrace.checks.crosskernel import METRICS, design_for_kernel
 from ztrace.errors import ConfigError, ZtraceError
 from ztrace.format import read_meta
+from ztrace.replay.hold_ends import DEFAULT_END
 from ztrace.vm.contention import summarize
 
 #: issue 10's targets; never widened here (docs/validation.md says where they are missed)
@@ -144,7 +145,7 @@ def matrix_pairs(
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
     hold_share: float | None = None,
-    hold_end: str = "mid",
+    hold_end: str = DEFAULT_END,
 ) -> dict[str, Any]:
     """``{"pairs": [...], "notes": [...]}`` over every cell of the matrix at ``root``.
 

@@ -22,7 +22,7 @@ from typing import Any
 from ztrace.checks.crosskernel import design_for_kernel, measured
 from ztrace.errors import ConfigError
 from ztrace.format import read_meta
-from ztrace.replay.holds import ENDS
+from ztrace.replay.hold_ends import ENDS
 
 
 def _ratio(p: int, m: int | None) -> float | None:

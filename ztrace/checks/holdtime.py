@@ -43,6 +43,8 @@ D_A. Stdlib and bcc only in the guest (no numpy there); :func:`summarize` is pur
 
     python3 -m ztrace.checks.holdtime --rounds 4 -o holdtime.json -- sh -c 'insmod ...'
     python3 -m ztrace.checks.holdtime --slim holdtime.json replays/calibration/holdtime-REL.json
+    python3 -m ztrace.checks.holdtime --merge replays/calibration/holdtime-REL.json \
+        "run 1 (...)=RUN1/holdtime.json" "run 2 (...)=RUN2/holdtime.json"
 """
 
 from __future__ import annotations
@@ -537,6 +539,41 @@ def slim(res: dict[str, Any]) -> dict[str, Any]:
     return {**res, "rounds": rounds}
 
 
+def merge(results: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Several calibration runs of one kernel as one shipped file: every cycle of every run
+    summarized together (medians over all of them), each run's own summary under ``runs``
+    with its label and command, slimmed (:func:`slim`). Refuses runs of different kernels.
+
+    >>> a = {"config": "A", "malloc": {"calls": 9, "dur_ns": 1000.0}}
+    >>> b = {"config": "B", "malloc": {"calls": 9, "dur_ns": 2400.0, "hold_ns": 600.0,
+    ...      "family": "_raw_spin_lock", "samples": [[600, 2400]]}}
+    >>> c = {"config": "C", "malloc": {"calls": 9, "dur_ns": 2900.0, "hold_ns": 800.0}}
+    >>> one = {"kernel": "k", "method": "m", "cmd": ["x"], "rounds": [a, b, c]}
+    >>> m = merge([("run 1", one), ("run 2", one)])
+    >>> m["kinds"]["malloc"]["cycles"], [r["run"] for r in m["runs"]]
+    (2, ['run 1', 'run 2'])
+    >>> sorted(m["rounds"][4]["malloc"])  # round B of run 2, its per-call samples gone
+    ['calls', 'dur_ns', 'family', 'hold_ns']
+    """
+    kernels = {r.get("kernel") for _, r in results}
+    if len(kernels) != 1:
+        raise ValueError(f"runs of different kernels: {sorted(map(str, kernels))}")
+    rounds = [rnd for _, r in results for rnd in r["rounds"]]
+    first = results[0][1]
+    runs = [
+        {"run": label, "cmd": r.get("cmd"), "kinds": summarize(r["rounds"])} for label, r in results
+    ]
+    merged = {
+        "kernel": first["kernel"],
+        "method": first.get("method"),
+        "cmd": first.get("cmd"),
+        "rounds": rounds,
+        "kinds": summarize(rounds),
+        "runs": runs,
+    }
+    return slim(merged)
+
+
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
     from ztrace.checks.probecost import run_check
 
@@ -546,6 +583,21 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - kprobes
             res = slim(json.load(f))
         with open(args[2], "w") as f:
             json.dump(res, f, indent=1)
+        return 0
+
+    if args[:1] == ["--merge"] and len(args) >= 4:  # --merge OUT LABEL=IN ... (host side)
+        runs = []
+        try:
+            for spec in args[2:]:
+                label, _, path = spec.rpartition("=")
+                with open(path) as f:
+                    runs.append((label or path, json.load(f)))
+            merged = merge(runs)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"ztrace: error: --merge: {exc}", file=sys.stderr)
+            return 2
+        with open(args[1], "w") as f:
+            json.dump(merged, f, indent=1)
         return 0
 
     got = run_check("holdtime", 3, "A/B/C cycles (default 3)", measure, argv)

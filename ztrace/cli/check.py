@@ -20,6 +20,8 @@ from ztrace.cli._options import (
     output_dir_option,
 )
 from ztrace.errors import ConfigError
+from ztrace.replay.hold_ends import DEFAULT_END
+from ztrace.replay.hold_ends import ENDS as HOLD_ENDS
 
 #: ``check oracle --slots`` at most (= ztrace.host.zram.MAX_SLOTS: 2**24 pages, a 64 GiB
 #: device); kept here so the CLI does not import the host module to show its help
@@ -376,10 +378,11 @@ Examples:
 )
 @click.option(
     "--hold-end",
-    type=click.Choice(["low", "mid", "high"]),
-    default="mid",
-    help="Where in the measured hold-share bracket: high = the raw measured hold, low = "
-    "less the lock probes' in-window cost as extra handlers measure it, mid = halfway.",
+    type=click.Choice(list(HOLD_ENDS)),
+    default=DEFAULT_END,
+    help="Where in the measured hold-share bracket: low (default) = the measured hold less "
+    "the lock probes' in-window cost as extra handlers measure it, high = the raw measured "
+    "hold, mid = halfway.",
 )
 def cross_kernel(
     from_trace: str | None,
@@ -443,7 +446,7 @@ def _cross_matrix(
     markdown: bool,
     as_json: bool,
     hold_share: float | None = None,
-    hold_end: str = "mid",
+    hold_end: str = DEFAULT_END,
 ) -> None:
     from ztrace.checks.crossmatrix import markdown as md
     from ztrace.checks.crossmatrix import matrix_pairs

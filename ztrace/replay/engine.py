@@ -37,6 +37,7 @@ from ztrace.format.trace import MAX_TS_NS
 from ztrace.replay import _cache
 from ztrace.replay.costs import CostModel, probe_cost
 from ztrace.replay.hashing import splitmix64_array
+from ztrace.replay.hold_ends import DEFAULT_END
 from ztrace.replay.holds import HoldShares
 from ztrace.replay.holds import find as find_holds
 from ztrace.replay.ingest import (
@@ -127,7 +128,7 @@ def replay(
     threads: int | None = None,
     stop_gap_ns: int = STOP_GAP_NS,
     hold_share: float | None = None,
-    hold_end: str = "mid",
+    hold_end: str = DEFAULT_END,
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -175,8 +176,8 @@ def replay(
         The share of a measured zs_malloc/zs_free duration that holds the lock
         (:mod:`ztrace.replay.holds`): ``None`` = measured on the trace's kernel (calibration
         file), else the whole duration; a number is an *experiment* (labelled in the
-        results). ``hold_end``: ``mid`` (default), ``low`` or ``high`` in the measured
-        bracket.
+        results). ``hold_end``: ``low`` (default, :data:`ztrace.replay.holds.DEFAULT_END`),
+        ``mid`` or ``high`` in the measured bracket.
 
     Returns
     -------

@@ -20,8 +20,11 @@ the results: every kind's share set to ``F``, whatever was measured.
 The calibration gives each share as a bracket ``[low, high]``: ``high`` = the raw measured
 hold (the lock probes' own dispatch inside the window is in it), ``low`` = that less what
 extra handlers inside the window add (at least as much as the recording probes put there,
-whose own work is kept outside: an over-subtraction). Where between the two the kernel's
-hold lies is not measured, so the default is the middle (``mid``), and
+whose own work is kept outside: an over-subtraction). The default is the low end
+(:data:`DEFAULT_END`): the hold less the probes' own cost, as issue 10 asks of every measured
+cost. Since session 24 (the map path's hold in, calibrations re-measured on the guests' TSC)
+it predicts the kernel's contended count in every cell of the guest matrix, same and cross
+kernel; the middle, the default until then, gave 1.7-4x (docs/validation.md, session 24).
 :mod:`ztrace.checks.crosskernel` widens each prediction's interval to both ends.
 """
 
@@ -35,14 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from ztrace.errors import ConfigError
+from ztrace.replay.hold_ends import DEFAULT_END, ENDS
 
 #: permille = whole duration held (no share applied: results as before this module)
 WHOLE = 1000
 #: calibration kinds -> the replay's share slots (ztrace.replay.costs C_HOLD_*)
 KINDS = ("malloc", "malloc_grow", "free")
-#: where in the measured bracket: "low" (the lock probes' in-window cost, as the dummy
-#: handlers measure it, taken out), "high" (the raw hold), "mid" (halfway: the default)
-ENDS = ("low", "mid", "high")
+#: where in the measured bracket (``ztrace.replay.hold_ends``): "low" (the lock probes'
+#: in-window cost, as the dummy handlers measure it, taken out: the default), "high" (the
+#: raw hold), "mid" (halfway)
 
 
 def calibration_dir() -> Path:
@@ -91,7 +95,7 @@ def experiment(share: float) -> HoldShares:
     )
 
 
-def from_file(path: Path, release: str, end: str = "mid") -> HoldShares:
+def from_file(path: Path, release: str, end: str = DEFAULT_END) -> HoldShares:
     """The shares of a ``holdtime.json`` (:mod:`ztrace.checks.holdtime`) measured on ``release``.
 
     A kind the calibration did not see (e.g. no zspage grew) takes ``malloc``'s share.
@@ -160,7 +164,7 @@ def find(
     release: str,
     *,
     share: float | None = None,
-    end: str = "mid",
+    end: str = DEFAULT_END,
     search: Path | None = None,
 ) -> HoldShares:
     """The hold shares for ``trace`` (see the module docstring for the order)."""
