@@ -23,8 +23,9 @@ extra handlers inside the window add (at least as much as the recording probes p
 whose own work is kept outside: an over-subtraction). The default is the low end
 (:data:`DEFAULT_END`): the hold less the probes' own cost, as issue 10 asks of every measured
 cost. Since session 24 (the map path's hold in, calibrations re-measured on the guests' TSC)
-it predicts the kernel's contended count in every cell of the guest matrix, same and cross
-kernel; the middle, the default until then, gave 1.7-4x (docs/validation.md, session 24).
+its contended count is 0.68-1.9 of the kernel's in every cell of two guest matrices, same
+and cross kernel; the middle, the default until then, gave 1.3-4x (docs/validation.md,
+session 24).
 :mod:`ztrace.checks.crosskernel` widens each prediction's interval to both ends.
 """
 
