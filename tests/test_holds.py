@@ -24,12 +24,20 @@ K61 = "6.1.0-57-amd64"
 KNONE = "6.1.0-0-test-amd64"
 
 
+def _write(tmp_path: Path, release: str, **cols: list) -> Path:
+    """A two-CPU trace of ``cols`` (make_events columns) captured on ``release``."""
+    out = tmp_path / "t"
+    write_trace(out, make_events(**cols), TraceMeta(kernel_release=release, nr_cpus=2))
+    return out
+
+
 def _trace(tmp_path: Path, release: str = K61) -> Path:
     # t=0: a malloc that grows the class's zspage (ends by 100). t=10,000: CPU0's zs_malloc,
     # 1,000 ns measured; t=10,500: CPU1's zs_malloc arrives at the pool lock. t=20,000: CPU0
     # frees, 1,000 ns measured; t=20,300: CPU1 mallocs again.
-    out = tmp_path / "t"
-    ev = make_events(
+    return _write(
+        tmp_path,
+        release,
         ts_ns=[0, 10_000, 10_500, 20_000, 20_300],
         event=["zs_malloc", "zs_malloc", "zs_malloc", "zs_free", "zs_malloc"],
         cpu=[0, 0, 1, 0, 1],
@@ -37,8 +45,6 @@ def _trace(tmp_path: Path, release: str = K61) -> Path:
         handle=[1, 2, 3, 2, 4],
         duration_ns=[100, 1000, 10, 1000, 10],
     )
-    write_trace(out, ev, TraceMeta(kernel_release=release, nr_cpus=2))
-    return out
 
 
 def _pool(tr: Path, **kw: object) -> tuple[int, int]:
@@ -187,8 +193,9 @@ def test_the_map_paths_pool_lock_hold_is_the_measured_one(tmp_path: Path) -> Non
     # to read it (zs_map_object: the pool lock for the lookup, 6.1 mm/zsmalloc.c); its row's
     # duration spans map..unmap and is not the hold. t=10,100: CPU1's zs_malloc (10 ns, all
     # of it held) asks for the pool lock.
-    out = tmp_path / "t"
-    ev = make_events(
+    out = _write(
+        tmp_path,
+        K61,
         ts_ns=[0, 10_000, 10_100],
         event=["zs_malloc", "zs_read", "zs_malloc"],
         cpu=[0, 0, 1],
@@ -196,7 +203,6 @@ def test_the_map_paths_pool_lock_hold_is_the_measured_one(tmp_path: Path) -> Non
         handle=[1, 1, 2],
         duration_ns=[100, 5_000, 10],
     )
-    write_trace(out, ev, TraceMeta(kernel_release=K61, nr_cpus=2))
     side = Path(str(out) + ".kernel")
     side.mkdir()
     kinds = {"malloc": {"share": [1.0, 1.0]}, "free": {"share": [1.0, 1.0]}}

@@ -176,7 +176,7 @@ def replay(
         The share of a measured zs_malloc/zs_free duration that holds the lock
         (:mod:`ztrace.replay.holds`): ``None`` = measured on the trace's kernel (calibration
         file), else the whole duration; a number is an *experiment* (labelled in the
-        results). ``hold_end``: ``low`` (default, :data:`ztrace.replay.holds.DEFAULT_END`),
+        results). ``hold_end``: ``low`` (default, :data:`ztrace.replay.hold_ends.DEFAULT_END`),
         ``mid`` or ``high`` in the measured bracket.
 
     Returns

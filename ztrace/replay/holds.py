@@ -45,9 +45,6 @@ from ztrace.replay.hold_ends import DEFAULT_END, ENDS
 WHOLE = 1000
 #: calibration kinds -> the replay's share slots (ztrace.replay.costs C_HOLD_*)
 KINDS = ("malloc", "malloc_grow", "free")
-#: where in the measured bracket (``ztrace.replay.hold_ends``): "low" (the lock probes'
-#: in-window cost, as the dummy handlers measure it, taken out: the default), "high" (the
-#: raw hold), "mid" (halfway)
 
 
 def calibration_dir() -> Path:
@@ -121,8 +118,7 @@ def from_file(path: Path, release: str, end: str = DEFAULT_END) -> HoldShares:
             lo, hi = (float(x) for x in got["share"])
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{path}: `{k}` has no share bracket [low, high]") from None
-        share = {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
-        pm[k] = min(WHOLE, max(1, round(share * WHOLE)))
+        pm[k] = min(WHOLE, max(1, round(_at_end(lo, hi, end) * WHOLE)))
     desc = ", ".join(f"{k} {pm[k] / WHOLE:.3f}" for k in KINDS)
     map_ns = _map_hold_ns(kinds.get("map"), end, path)
     if map_ns >= 0:
@@ -157,7 +153,12 @@ def _map_hold_ns(got: object, end: str, path: Path) -> int:
         lo, hi = (float(x) for x in got["hold_ns"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{path}: `map` has no hold bracket [low, high] in ns") from None
-    return max(1, round({"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]))
+    return max(1, round(_at_end(lo, hi, end)))
+
+
+def _at_end(lo: float, hi: float, end: str) -> float:
+    """The point of the measured bracket ``[lo, hi]`` that ``end`` names (hold_ends.ENDS)."""
+    return {"low": lo, "high": hi, "mid": (lo + hi) / 2}[end]
 
 
 def find(

@@ -329,7 +329,7 @@ def sim_batch(
                     act[c, A_STEP] = 0
                     act[c, A_LOOKUP] = cm[C_LOOKUP]
                     act[c, A_MAGHIT] = cm[C_MAG_HIT]
-                    act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP] if cm[C_HOLD_MAP] >= 0 else cm[C_LOOKUP]
+                    act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
                     store[r, F_KIND] = -1  # taken
                     nxt = store[r, F_NEXT]
                     qhead[c] = nxt
@@ -381,7 +381,7 @@ def sim_batch(
                 act[c, A_STEP] = 0
                 act[c, A_LOOKUP] = cm[C_LOOKUP]
                 act[c, A_MAGHIT] = cm[C_MAG_HIT]
-                act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP] if cm[C_HOLD_MAP] >= 0 else cm[C_LOOKUP]
+                act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
                 ph_t = a
                 direct = True
             # ---- one phase of CPU c's active op, from its current step, starting at ph_t

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ztrace.replay.costs import C_HOLD_MAP
+from ztrace.replay.costs import C_HOLD_MAP, C_LOOKUP
 from ztrace.replay.holds import HoldShares
 from ztrace.replay.locks import (
     MALLOC_KINDS,
@@ -69,10 +69,14 @@ class SimState:
         self.hpos = np.full(n_cpus, -1, dtype=np.int64)
         self.hk_t = np.zeros(n_cpus, dtype=np.int64)
         self.hk_s = np.zeros(n_cpus, dtype=np.int64)
-        # a bare cost model (tests, tools) gets the default hold slots after it, so the core
-        # can read C_HOLD_MAP: not measured (-1) = the map path holds lookup_ns
+        # a bare cost model (tests, tools) gets the default hold slots after it; the map
+        # path's hold is resolved here once, not per op in the core: not measured (-1) =
+        # the cost model's lookup_ns
         if cm.shape[0] < C_HOLD_MAP + 1:
             cm = np.concatenate([cm, HoldShares().as_array()])
+        if cm[C_HOLD_MAP] < 0:
+            cm = cm.copy()
+            cm[C_HOLD_MAP] = cm[C_LOOKUP]
         self.cm = cm
         self.write_after = bool(write_after)
         # Programs: op kind k runs steps[k]; with the object write after malloc, malloc
