@@ -25,7 +25,7 @@ from ztrace.replay.locks import (
     OP_MALLOC,
     get_design,
 )
-from ztrace.replay.locks._sim import S_ACQ, S_CONT, S_HOLD, S_WAIT
+from ztrace.replay.locks._sim import OPEN_LOOP, S_ACQ, S_CONT, S_HOLD, S_WAIT
 from ztrace.replay.locks._state import SimState
 
 LOOKUP = CostModel().lookup_ns  # 20 ns: zs_free's pool read-lock hold
@@ -105,6 +105,7 @@ def _ops(rows: list[tuple[int, int, int, int, int]]) -> dict[str, np.ndarray]:
         "cost2": z,
         "cost3": z,
         "bin": z,
+        "credit": np.full(len(z), OPEN_LOOP, dtype=np.int64),
     }
 
 
@@ -118,6 +119,9 @@ def test_split_compactions_replaces_the_op_by_its_phases() -> None:
     assert out["cls"].tolist() == [4, 7, 7, 3, 4]
     assert out["cost"].tolist() == [100, 1500, 500, 1000, 50]  # 3000 split 3:1:2
     assert out["arr"].tolist() == [0, 5, 5, 5, 9] and out["cpu"].tolist() == [0, 1, 1, 1, 2]
+    # closed loop: a later phase is credited the phases before it (they start it late)
+    ops["credit"] = np.array([7, 20, 9], dtype=np.int64)
+    assert split_compactions(ops, rows)["credit"].tolist() == [7, 20, 1520, 2020, 9]
     assert split_compactions(ops, np.zeros((0, N_R), dtype=np.int64)) is ops
 
 
@@ -126,7 +130,7 @@ def run(design: str, rows: list[tuple[int, int, int, int, int]]) -> SimState:
     s = SimState(get_design(design), 4, 255, CostModel().as_array(), False)
     o = _ops(rows)
     a = [o[c].copy() for c in OP_ARRAYS]
-    s.feed(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], final=True)
+    s.feed(*a[:9], credit=a[9], final=True)
     return s
 
 

@@ -2,7 +2,9 @@
 
 Every wait below can be worked out on paper. ``BARE`` holds the lock only for the measured
 durations (no object write after malloc, no zspage allocation cost, 20 ns lookup). The
-traces carry no thread ids, so no witness bounds a hold (ztrace.replay.stops).
+traces carry no thread ids, so no witness bounds a hold (ztrace.replay.stops). The replay
+is closed-loop (session 25): CPU1 waits W at 10,500, and its call there was traced without
+a wait, so its next op (traced at 20,300) starts W later, at 20,300 + W.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def _pool(tr: Path, **kw: object) -> tuple[int, int]:
 
 def test_the_whole_call_is_held_when_no_share_was_measured(tmp_path: Path) -> None:
     # malloc at 10,000 holds 1,000: CPU1 at 10,500 waits 500. The free at 20,000 holds
-    # 1,000 - 20 (the pool design has no lookup step) = 980: CPU1 at 20,300 waits 680.
+    # 1,000 - 20 (the pool design has no lookup step) = 980, to 20,980: CPU1, 500 late, at
+    # 20,800 waits 180.
     tr = _trace(tmp_path, KNONE)
-    assert _pool(tr) == (2, 1180)
+    assert _pool(tr) == (2, 680)
+    # open loop (every op when traced): CPU1 at 20,300 waits 680
+    assert _pool(tr, closed_loop=False) == (2, 1180)
     prov = replay(tr, locks=["pool"], cost_model=BARE).cost_provenance
     assert prov["hold_share"].startswith("not measured")
 
@@ -64,8 +69,8 @@ def test_the_whole_call_is_held_when_no_share_was_measured(tmp_path: Path) -> No
 def test_an_experiment_share_shortens_every_hold_and_says_so(tmp_path: Path) -> None:
     tr = _trace(tmp_path, KNONE)
     # 0.6: malloc holds 600 (to 10,600): CPU1 waits 100; free holds 600 - 20 = 580 (to
-    # 20,580): CPU1 waits 280
-    assert _pool(tr, hold_share=0.6) == (2, 380)
+    # 20,580): CPU1 at 20,400 waits 180
+    assert _pool(tr, hold_share=0.6) == (2, 280)
     # 0.3: malloc holds 300 (to 10,300), free 280 (to 20,280): nobody waits
     assert _pool(tr, hold_share=0.3) == (0, 0)
     prov = replay(tr, locks=["pool"], cost_model=BARE, hold_share=0.3).cost_provenance
@@ -85,16 +90,16 @@ def test_the_measured_share_of_the_traces_kernel_is_the_default(tmp_path: Path) 
     # for free
     _calibration(side / "holdtime.json", K61, [0.6, 0.8], [0.5, 0.9])
     # default, the low end (0.6, 0.5): malloc to 10,600 (wait 100); free 500 - 20 = 480,
-    # to 20,480 (wait 180)
-    assert _pool(tr) == (2, 280)
+    # to 20,480 (CPU1 at 20,400 waits 80)
+    assert _pool(tr) == (2, 180)
     prov = replay(tr, locks=["pool"], cost_model=BARE).cost_provenance
     assert prov["hold_share"].startswith(f"measured on {K61}")
     assert "(low of the bracket" in prov["hold_share"]
     # the middle (0.7 both): malloc to 10,700 (wait 200); free 700 - 20 = 680, to 20,680
-    # (wait 380)
-    assert _pool(tr, hold_end="mid") == (2, 580)
-    # high: malloc to 10,800 (wait 300); free 900 - 20 = 880, to 20,880 (wait 580)
-    assert _pool(tr, hold_end="high") == (2, 880)
+    # (CPU1 at 20,500 waits 180)
+    assert _pool(tr, hold_end="mid") == (2, 380)
+    # high: malloc to 10,800 (wait 300); free 900 - 20 = 880, to 20,880 (at 20,600: 280)
+    assert _pool(tr, hold_end="high") == (2, 580)
     # an explicit experiment wins over the measurement
     assert _pool(tr, hold_share=0.3) == (0, 0)
 

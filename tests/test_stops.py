@@ -30,6 +30,9 @@ def _pool(tr: Path, **kw: object) -> dict:
     # the waits below are worked out for holds of the whole (bounded) duration: the measured
     # hold share of these kernels (tests/test_holds.py, replays/calibration) is set to 1
     kw.setdefault("hold_share", 1.0)
+    # and the holds are never stalled, nor the durations cut at the stall caps
+    # (ztrace.replay.stalls; tests/test_stalls.py): these tests are about the stops
+    kw.setdefault("stalls", False)
     return replay(tr, locks=["pool"], cost_model=BARE, **kw).summary[0]  # type: ignore[arg-type]
 
 

@@ -147,6 +147,8 @@ def cross_kernel(
     probe_cost_bound: bool = True,
     hold_share: float | None = None,
     hold_end: str = DEFAULT_END,
+    stalls: bool = True,
+    closed_loop: bool = True,
 ) -> dict[str, Any]:
     """The pairs of ``validate cross-kernel --from A --to B`` (see the module docstring)."""
     from ztrace.replay.engine import replay
@@ -157,7 +159,8 @@ def cross_kernel(
     design = {k: design_for_kernel(r) for k, r in kernel.items()}
     meas = {k: measured(t) for k, t in traces.items()}
     designs = list(dict.fromkeys(design.values()))
-    hk: dict[str, Any] = {"hold_share": hold_share, "hold_end": hold_end}
+    model: dict[str, Any] = {"stalls": stalls, "closed_loop": closed_loop}
+    hk: dict[str, Any] = {"hold_share": hold_share, "hold_end": hold_end, **model}
     pred = {
         k: replay_interval(t, locks=designs, runs=runs, seed=seed, **hk) for k, t in traces.items()
     }
@@ -171,7 +174,8 @@ def cross_kernel(
     }
     ends = {
         (k, end): {
-            r["lock_design"]: r for r in replay(t, locks=designs, seed=seed, hold_end=end).summary
+            r["lock_design"]: r
+            for r in replay(t, locks=designs, seed=seed, hold_end=end, **model).summary
         }
         for k, t in traces.items()
         if probe_cost_bound and measured_holds[k]

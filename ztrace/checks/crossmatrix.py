@@ -146,19 +146,31 @@ def matrix_pairs(
     log: Callable[[str], None] = lambda s: None,
     hold_share: float | None = None,
     hold_end: str = DEFAULT_END,
+    stalls: bool = True,
+    closed_loop: bool = True,
 ) -> dict[str, Any]:
     """``{"pairs": [...], "notes": [...]}`` over every cell of the matrix at ``root``.
 
-    ``hold_share``/``hold_end``: see :func:`ztrace.replay.engine.replay` (a ``hold_share``
-    is an experiment, labelled in the notes)."""
+    ``hold_share``/``hold_end``/``stalls``/``closed_loop``: see
+    :func:`ztrace.replay.engine.replay` (a ``hold_share`` is an experiment, labelled in the
+    notes)."""
     runs = find_runs(root, cells)
     kernels = sorted({r.kernel for r in runs}, key=lambda k: tuple(map(int, k.split("."))))
     release = {k: next(r.release for r in runs if r.kernel == k) for k in kernels}
     design = {k: design_for_kernel(release[k]) for k in kernels}
     designs = list(dict.fromkeys(design.values()))
+    model = {"stalls": stalls, "closed_loop": closed_loop}
     pred, notes = _predict(
-        runs, designs, replicas, seed, log, hold_share=hold_share, hold_end=hold_end
+        runs, designs, replicas, seed, log, hold_share=hold_share, hold_end=hold_end, **model
     )
+    if not (stalls and closed_loop):
+        notes.append(
+            "model: "
+            + ", ".join(
+                t for t, on in (("no stalls", stalls), ("open loop", closed_loop)) if not on
+            )
+            + " (not the default)"
+        )
     by: dict[tuple[str, str], dict[int, Run]] = {}
     for r in runs:
         if r.trace in pred:
@@ -269,6 +281,11 @@ def _pair(
             "measured": m,
             "ratio": p["value"] / m if m else None,
         }
+        less = b[i].wait_less_floor_ns
+        if metric == "wait_ns_total" and less:
+            # the same wait with the slowpath probe's own floor taken out of every measured
+            # wait: what the kernel waited without the probe (a diagnosis, not the target)
+            row["ratio_less_floor"] = p["value"] / less
         if kind == "cross kernel":
             row["predicted_own_design"] = pred[a[i].trace][own][metric]["value"]
             row["measured_own_kernel"] = a[i].measured[metric]
@@ -303,6 +320,10 @@ def _pair(
         direction = (dp > 0) - (dp < 0) == (dm > 0) - (dm < 0)
         out["predicted_change"], out["measured_change"] = dp, dm
         out["direction_right"] = direction
+    less_floor = [r["ratio_less_floor"] for r in per_run if "ratio_less_floor" in r]
+    if less_floor:
+        out["ratio_less_floor"] = statistics.median(less_floor)
+        out["ratio_less_floor_interval"] = _spread(less_floor)
     out["target"] = list(TARGETS[kind])
     out["verdict"] = _verdict(kind, ratio, direction, out["predicted"], out["measured"])
     out["per_run"] = per_run
@@ -363,6 +384,25 @@ def markdown(res: dict[str, Any]) -> str:
             ]
             name = "total wait" if metric == "wait_ns_total" else "contended"
             rows.append(f"| {cell} | {name} | " + " | ".join(texts) + " |")
+            if metric == "wait_ns_total":
+                less = [by.get((cell, metric, a, b), {}) for a, b in cols]
+                if any("ratio_less_floor" in p for p in less):
+                    rows.append(
+                        f"| {cell} | *total wait less floor* | "
+                        + " | ".join(
+                            _ratio_text(p.get("ratio_less_floor"), p.get(f"{LESS}_interval"))
+                            for p in less
+                        )
+                        + " |"
+                    )
+    if any("ratio_less_floor" in p for p in pairs):
+        rows += [
+            "",
+            "*Total wait less floor* is a diagnosis, not the issue's metric (no verdict): "
+            "the prediction against the measured total wait with the run's slowpath probe "
+            "floor taken out of each of its waits, which a kernel without the probe would "
+            "not wait.",
+        ]
     waits = res.get("wait_per_contention") or []
     if waits:
         rows += [
@@ -385,6 +425,10 @@ def markdown(res: dict[str, Any]) -> str:
                 f"n={w['runs']} |"
             )
     return "\n".join(rows)
+
+
+#: key of the diagnosis "predicted / measured total wait less the probe floor"
+LESS = "ratio_less_floor"
 
 
 def _ratio_text(r: float | None, spread: list[float] | None) -> str:

@@ -384,6 +384,19 @@ Examples:
     "the lock probes' in-window cost as extra handlers measure it, high = the raw measured "
     "hold, mid = halfway.",
 )
+@click.option(
+    "--stalls/--no-stalls",
+    default=True,
+    help="Stall lock holds at the rate measured in the trace (its zs_free calls past 5x the "
+    "calibration's median) and cut traced calls at that cap (default); --no-stalls: "
+    "neither.",
+)
+@click.option(
+    "--closed-loop/--open-loop",
+    default=True,
+    help="A CPU whose op ends later than traced starts its next ops that much later "
+    "(default); --open-loop: every op when traced.",
+)
 def cross_kernel(
     from_trace: str | None,
     to_trace: str | None,
@@ -397,6 +410,8 @@ def cross_kernel(
     probe_cost: bool,
     hold_share: float | None,
     hold_end: str,
+    stalls: bool,
+    closed_loop: bool,
 ) -> None:
     """Replay two captures (two kernels) under both kernels' lock designs and compare each
     prediction, with its interval, against the contention each kernel measured (no VM);
@@ -405,7 +420,16 @@ def cross_kernel(
         if from_trace or to_trace:
             raise click.UsageError("--matrix and --from/--to: choose one")
         _cross_matrix(
-            matrix, cells, drive, reps, runs or 1, markdown, as_json, hold_share, hold_end
+            matrix,
+            cells,
+            drive,
+            reps,
+            runs or 1,
+            markdown,
+            as_json,
+            hold_share,
+            hold_end,
+            model={"stalls": stalls, "closed_loop": closed_loop},
         )
         return
     if drive or cells or markdown:
@@ -421,6 +445,8 @@ def cross_kernel(
         probe_cost_bound=probe_cost,
         hold_share=hold_share,
         hold_end=hold_end,
+        stalls=stalls,
+        closed_loop=closed_loop,
     )
     if as_json:
         click.echo(json.dumps(out))
@@ -447,6 +473,7 @@ def _cross_matrix(
     as_json: bool,
     hold_share: float | None = None,
     hold_end: str = DEFAULT_END,
+    model: dict[str, bool] | None = None,
 ) -> None:
     from ztrace.checks.crossmatrix import markdown as md
     from ztrace.checks.crossmatrix import matrix_pairs
@@ -467,6 +494,7 @@ def _cross_matrix(
         log=lambda s: click.echo(s, err=True),
         hold_share=hold_share,
         hold_end=hold_end,
+        **(model or {}),
     )
     if as_json:
         click.echo(json.dumps(out))

@@ -75,6 +75,18 @@ Examples:
     "design's total wait, wait per op, p99 wait and contended get a [min, max] interval over "
     "all of them (locks_interval.parquet). 0: no intervals. Costs N more replays.",
 )
+@click.option(
+    "--stalls/--no-stalls",
+    default=True,
+    help="Stall lock holds at the rate the trace shows (vCPU stops inside holds, "
+    "docs/replay-model.md; needs the kernel's calibration); --no-stalls: never.",
+)
+@click.option(
+    "--closed-loop/--open-loop",
+    default=True,
+    help="A CPU whose op ends later than traced runs its next ops that much later "
+    "(measured traces on their own CPUs); --open-loop: every op when traced.",
+)
 @force_option
 @quiet_option
 def command(
@@ -90,6 +102,8 @@ def command(
     pool_limit: str | None,
     sizes_from: str | None,
     replicas: int,
+    stalls: bool,
+    closed_loop: bool,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -126,6 +140,8 @@ def command(
         bin_ns=bin_ns,
         progress=not quiet,
         sizes_from=sizes_from,
+        stalls=stalls,
+        closed_loop=closed_loop,
     )
     if locks and replicas:
         from ztrace.replay.interval import interval_table, replay_interval

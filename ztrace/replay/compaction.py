@@ -31,7 +31,7 @@ R_EVENT, R_CLASS, R_MOVED, R_FREED, R_DST_FULL = range(5)
 N_R = 5
 
 #: the per-op arrays, in ``LockSim.feed`` order
-OP_ARRAYS = ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin")
+OP_ARRAYS = ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin", "credit")
 
 
 def split_costs(total: np.ndarray, weight: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -71,6 +71,11 @@ def split_compactions(ops: dict[str, np.ndarray], rows: np.ndarray) -> dict[str,
     out["kind"][pos] = OP_COMPACT_SRC
     out["cls"][pos] = rows[:, R_CLASS]
     out["cost"][pos] = split_costs(ops["cost"], rows[:, R_MOVED] + 1, ev)
+    # closed loop: every phase arrives with the compaction, so a later phase starts late by
+    # the phases before it; credit them, or the CPU's next op would inherit them as lateness
+    before = np.cumsum(out["cost"][pos]) - out["cost"][pos]
+    before -= np.repeat(before[np.cumsum(counts) - counts], counts)
+    out["credit"][pos] += before
     out["cost2"][pos] = 0  # the pool step's hold before the class lock (classlock.py)
     out["cost3"][pos] = 0
     return out

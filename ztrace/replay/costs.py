@@ -172,6 +172,15 @@ _ARRAY_FIELDS = (
 C_HOLD_MALLOC, C_HOLD_GROW, C_HOLD_FREE, C_HOLD_MAP = range(
     len(_ARRAY_FIELDS), len(_ARRAY_FIELDS) + 4
 )
+#: stall slots after those (ztrace.replay.stalls.Stalls.as_array): the rate, the mean length,
+#: the simulation's seed, and per kind (zs_malloc, one that grew, zs_free) the longest
+#: measured duration taken as a call without a stall
+C_STALL_RATE, C_STALL_NS, C_STALL_SEED, C_CAP_MALLOC, C_CAP_GROW, C_CAP_FREE = range(
+    C_HOLD_MAP + 1, C_HOLD_MAP + 7
+)
+#: C_STALL_RATE's fixed point: stalls per ns of lock hold times 2^STALL_RATE_BITS (a hold of
+#: ``h`` ns is stalled when a 53-bit hash < ``h * rate``; ztrace.replay.stalls)
+STALL_RATE_BITS = 53
 
 #: trace event kind -> cost field that its measured median replaces
 _FIT_FIELDS = {

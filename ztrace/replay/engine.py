@@ -51,10 +51,14 @@ from ztrace.replay.ingest import (
     swap_codes,
 )
 from ztrace.replay.locks import parse_designs
+from ztrace.replay.locks._sim import OPEN_LOOP
 from ztrace.replay.locks._state import SimState
 from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_replayed, check_sizes, impute, reference_sizes
+from ztrace.replay.stalls import LONG_FACTOR, Stalls
+from ztrace.replay.stalls import find as find_stalls
+from ztrace.replay.stalls import in_trace as stalls_in_trace
 from ztrace.replay.stops import (
     NOT_HELD_COLUMNS,
     NOT_HELD_TEXT,
@@ -129,6 +133,8 @@ def replay(
     stop_gap_ns: int = STOP_GAP_NS,
     hold_share: float | None = None,
     hold_end: str = DEFAULT_END,
+    stalls: bool = True,
+    closed_loop: bool = True,
 ) -> ReplayResult:
     """Replay ``trace`` under each lock design in ``locks``, in one streaming pass.
 
@@ -178,6 +184,15 @@ def replay(
         file), else the whole duration; a number is an *experiment* (labelled in the
         results). ``hold_end``: ``low`` (default, :data:`ztrace.replay.hold_ends.DEFAULT_END`),
         ``mid`` or ``high`` in the measured bracket.
+    stalls
+        Stall lock holds at the rate the same calibration measured on the trace's kernel
+        (:mod:`ztrace.replay.stalls`); ``False`` = never (also when nothing was measured).
+    closed_loop
+        A CPU whose op ends later than its traced call did (a wait, a stall that the trace
+        did not have there) starts its next ops that much later, less what the traced calls
+        spent not working (:func:`ztrace.replay.locks._sim.sim_batch`). Needs measured
+        durations and the traced CPUs (no ``cpus``); otherwise, or with ``False``, every op
+        arrives when traced.
 
     Returns
     -------
@@ -212,10 +227,19 @@ def replay(
     provenance = cm_model.provenance(pre.measured, pre.counts)
     # (H, issue 10) the share of a measured call that holds the lock (ztrace.replay.holds)
     holds = HoldShares()
+    stall = Stalls()
     if pre.measured:
         holds = find_holds(trace, meta.kernel_release, share=hold_share, end=hold_end)
         provenance["hold_share"] = holds.source
-    cm = np.concatenate([cm_model.as_array(), holds.as_array()])
+        if stalls:
+            stall = find_stalls(trace, meta.kernel_release)
+    cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])
+    closed = closed_loop and pre.measured and cpus is None
+    if closed:
+        provenance["loop"] = (
+            "closed: a CPU's later ops start as late as its op ends past the traced call, "
+            "less the traced call's own waits and stopped time"
+        )
     pc = probe_cost(trace) if pre.measured else None
     if pc is not None and not cm_model.probe_overhead_ns:
         provenance["probe_overhead_ns"] = (
@@ -232,6 +256,13 @@ def replay(
         )
     else:
         stops = None
+    if stall.mean_ns and pre.counts.get("zs_free", 0):
+        # the rate at the capture's own host load, with the calibration's caps
+        stall = stalls_in_trace(trace, stops, stall, stall.caps[2] // LONG_FACTOR)
+        provenance["stalls"] = stall.source
+        cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])
+    elif stalls and pre.measured:
+        provenance["stalls"] = stall.source
     names = _schema_names(trace)
     # thread ids (kprobe captures); a synthetic trace's all-0 tids witness nothing
     has_tid = "tid" in names and _column_max(trace, "tid") != 0
@@ -265,7 +296,9 @@ def replay(
         groups[STD_KEY] = AllocGroup(
             parse_designs("pool")[0], table, ratio, front_cpus, seed, snap_on=True
         )
-    sims = [SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc) for d in designs]
+    sims = [
+        SimState(d, n_cpus, table.n_classes, cm, cm_model.write_after_malloc, seed) for d in designs
+    ]
     # classes.parquet has one row per class per bin: keep it to ~MAX_CLASS_BINS bins
     for g in groups.values():
         g.snap_stride = max(1, -(-(span // bw + 1) // MAX_CLASS_BINS))
@@ -347,6 +380,7 @@ def replay(
                 not_held_total += int((dur - held).sum())
             if stops is not None:
                 dur = stops.durations(ts_raw, dur)
+            traced = dur  # the call's length on the replay clock, before what was no work
             if held is not None:  # both take out time that is no hold: keep the tighter
                 dur = np.minimum(dur, held)
             if has_tid and pre.measured:  # (B, issue 10: what other threads did meanwhile)
@@ -364,6 +398,7 @@ def replay(
                 dur = resample_durations(dur, code, pre.dur_hist, offset, seed)
             if probe_ns:  # the probes' own cost is inside every measured duration
                 dur = np.where(dur > 0, np.maximum(dur - probe_ns, 1), 0)
+            credit = np.maximum(traced - dur, 0) if closed else np.full(n, OPEN_LOOP)
             b = {
                 "code": code,
                 "size": size,
@@ -375,6 +410,7 @@ def replay(
                 "cpu": cpu,
                 "clsidx": clsidx,
                 "bin": arr // bw,
+                "credit": credit,
             }
             if order is not None:
                 b["order"] = order

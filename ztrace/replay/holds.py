@@ -123,19 +123,21 @@ def from_file(path: Path, release: str, end: str = DEFAULT_END) -> HoldShares:
     map_ns = _map_hold_ns(kinds.get("map"), end, path)
     if map_ns >= 0:
         desc += f"; map path's pool-lock hold {map_ns} ns"
-
-    # a shipped file is named from the source tree, so results do not depend on where the
-    # checkout lives
-    shown = path
-    if path.is_relative_to(calibration_dir()):
-        shown = Path("replays/calibration") / path.relative_to(calibration_dir())
     return HoldShares(
         pm["malloc"],
         pm["malloc_grow"],
         pm["free"],
-        f"measured on {release}: {shown} ({end} of the bracket: {desc})",
+        f"measured on {release}: {shown_path(path)} ({end} of the bracket: {desc})",
         map_ns,
     )
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` as results name it: a shipped file from the source tree, so results do not
+    depend on where the checkout lives."""
+    if path.is_relative_to(calibration_dir()):
+        return Path("replays/calibration") / path.relative_to(calibration_dir())
+    return path
 
 
 def _map_hold_ns(got: object, end: str, path: Path) -> int:
@@ -172,10 +174,17 @@ def find(
     """The hold shares for ``trace`` (see the module docstring for the order)."""
     if share is not None:
         return experiment(share)
+    f = calibration_file(trace, release, search)
+    return HoldShares() if f is None else from_file(f, release, end)
+
+
+def calibration_file(
+    trace: str | os.PathLike[str], release: str, search: Path | None = None
+) -> Path | None:
+    """The ``holdtime.json`` measured on ``release`` for ``trace``: its own
+    ``<trace>.kernel/holdtime.json``, else the shipped one; None if neither exists."""
     side = Path(str(trace) + ".kernel") / "holdtime.json"
     if side.is_file():
-        return from_file(side, release, end)
+        return side
     shipped = (search or calibration_dir()) / f"holdtime-{release}.json"
-    if shipped.is_file():
-        return from_file(shipped, release, end)
-    return HoldShares()
+    return shipped if shipped.is_file() else None

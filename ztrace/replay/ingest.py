@@ -28,6 +28,9 @@ from ztrace.model import zsmalloc as zsm
 from ztrace.replay.compaction import N_R
 from ztrace.replay.costs import (
     C_ALLOC_ZSPAGE,
+    C_CAP_FREE,
+    C_CAP_GROW,
+    C_CAP_MALLOC,
     C_COMPACT,
     C_HOLD_FREE,
     C_HOLD_GROW,
@@ -106,7 +109,7 @@ STD_KEY: tuple[Any, ...] = (1, ())
 #: events between the stages of the ingest loop's lookahead (prefetch hints, see _ingest)
 PF_STEP = 2
 #: the op arrays ``ingest`` returns, besides ``pool``
-OUT_COLUMNS = ("kind", "cls", "cost", "cost2", "cost3")
+OUT_COLUMNS = ("kind", "cls", "cost", "cost2", "cost3", "cut")
 
 
 def event_codes(col: pa.Array) -> np.ndarray:
@@ -218,6 +221,7 @@ def _ingest(
     out_cost,
     out_cost2,
     out_cost3,
+    out_cut,
     pages_bin,
     last_bin,
     snap_on,
@@ -305,7 +309,11 @@ def _ingest(
             # (H, issue 10) the lock is held for the measured hold share of the call only
             # (6.1/6.12 mm/zsmalloc.c: zs_malloc calls cache_alloc_handle() before
             # spin_lock(); ztrace.replay.holds); 1000 permille = the whole call
-            held = _held(dur[i], cm[C_HOLD_MALLOC])
+            # (issue 10) past its kind's stall cap a call was stalled: the stall is taken
+            # out here and comes back at the measured rate, inside a hold or not
+            # (ztrace.replay.stalls)
+            capped = min(dur[i], cm[C_CAP_MALLOC])
+            held = _held(capped, cm[C_HOLD_MALLOC])
             obj, kind, cost = front_malloc(front, model, cpu[i], c, sz, held, cm)
             if obj < 0:
                 counters[K_BAD_ALLOC] += 1
@@ -315,17 +323,20 @@ def _ingest(
             if kind == OP_MALLOC_GROW and dur[i] > 0 and cm[C_HOLD_GROW] < 1000:
                 # measured holds (two: before and after alloc_zspage()) are the grow share
                 # of the call; alloc_zspage() runs in the rest of it, outside the lock
-                held = _held(dur[i], cm[C_HOLD_GROW])
+                capped = min(dur[i], cm[C_CAP_GROW])
+                held = _held(capped, cm[C_HOLD_GROW])
                 cost = held - cm[C_LOOKUP] if held > cm[C_LOOKUP] else 0
                 alloc = alloc if alloc < dur[i] - held else dur[i] - held
             elif kind == OP_MALLOC_GROW and dur[i] > 0:
                 # the measured duration already contains the lookup and alloc_zspage():
                 # split it over the three steps instead of adding to it
-                rest = dur[i] - cm[C_LOOKUP] if dur[i] > cm[C_LOOKUP] else 0
+                capped = min(dur[i], cm[C_CAP_GROW])
+                rest = capped - cm[C_LOOKUP] if capped > cm[C_LOOKUP] else 0
                 alloc = alloc if alloc < rest else rest
                 cost = rest - alloc
             out_kind[i] = kind
             out_cost[i] = cost
+            out_cut[i] = dur[i] - capped  # the stall taken out: the closed loop's credit
             out_cost2[i] = alloc
             out_cost3[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
             out_cls[i] = c
@@ -351,7 +362,9 @@ def _ingest(
             # (The pool design has no such step, so its free holds lookup_ns less.)
             # (H, issue 10) only the hold share: zs_free calls cache_free_handle() after
             # spin_unlock() (6.1/6.12 mm/zsmalloc.c: zs_free)
-            d = _held(dur[i], cm[C_HOLD_FREE])
+            capped = min(dur[i], cm[C_CAP_FREE])
+            out_cut[i] = dur[i] - capped
+            d = _held(capped, cm[C_HOLD_FREE])
             d = d - cm[C_LOOKUP] if d > cm[C_LOOKUP] else d
             out_kind[i], out_cost[i] = front_free(front, model, cpu[i], c, obj, d, cm)
         elif ev == IN_READ:
@@ -580,6 +593,7 @@ class AllocGroup:
                     out["cost"],
                     out["cost2"],
                     out["cost3"],
+                    out["cut"],
                     self.pages[p],
                     self.last_bin[p],
                     snap_on,

@@ -44,7 +44,15 @@ def group_ops(
     """One batch through one allocator group: the :data:`OP_ARRAYS` its designs replay,
     each zs_compact split into its per-source-zspage phases."""
     o = g.ingest(b, cm)
-    cols = {"arr": arr, "cpu": b["cpu"], **{c: o[c] for c in OP_ARRAYS[2:-1]}, "bin": b["bin"]}
+    cols = {
+        "arr": arr,
+        "cpu": b["cpu"],
+        **{c: o[c] for c in OP_ARRAYS[2:-2]},
+        "bin": b["bin"],
+        # what the traced call spent not working: the engine's (waits, switched out) and
+        # the stall that ingest cut from it (ztrace.replay.stalls)
+        "credit": b["credit"] + o["cut"],
+    }
     return split_compactions(cols, o["compact"])
 
 
@@ -61,6 +69,7 @@ def feed(s: SimState, ops: dict[str, np.ndarray]) -> None:
         o["cost2"],
         o["cost3"],
         o["bin"],
+        o["credit"],
     )
 
 

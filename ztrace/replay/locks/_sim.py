@@ -3,8 +3,15 @@
 Semantics (docs/replay-model.md has the long form):
 
 * every CPU runs its operations one after another, in trace order; an op starts at
-  ``max(arrival, time its CPU became free)``, so a CPU that spins is busy and delays its own
-  later ops;
+  ``max(arrival + max(0, lag), time its CPU became free)``, so a CPU that spins is busy and
+  delays its own later ops;
+* closed loop (session 25): ``lag[cpu]`` is how far the CPU runs behind its trace: each op
+  adds how late it started, its waits and its stalls, less its ``credit`` (what the traced
+  call spent not working); a negative lag (ahead) starts nothing early but is used up by a
+  later delay. The open loop passes ``OPEN_LOOP`` as every credit: the lag stays at its
+  floor and every op arrives when traced;
+* a lock hold of ``h`` ns is stalled with probability ``min(1, rate * h)`` by ``stall_ns``
+  (``cm[C_STALL_*]``, :mod:`ztrace.replay.stalls`), one splitmix64 draw per (seed, op, step);
 * lock requests are granted **FIFO by request time**, like qspinlock's MCS queue: ops are
   executed in order of their start time (a heap over CPUs with queued ops), and each lock
   keeps the time its last queued exclusive holder releases (``w_free``) and the latest
@@ -29,7 +36,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ztrace.replay.costs import C_HOLD_MAP, C_LOOKUP, C_MAG_HIT
+from ztrace.replay.costs import (
+    C_HOLD_MAP,
+    C_LOOKUP,
+    C_MAG_HIT,
+    C_STALL_NS,
+    C_STALL_RATE,
+    C_STALL_SEED,
+    STALL_RATE_BITS,
+)
+from ztrace.replay.hashing import splitmix64
 from ztrace.replay.locks import (
     H_ALLOCZS,
     H_LOOKUP,
@@ -51,8 +67,8 @@ from ztrace.replay.locks import (
 )
 
 # store columns (one row per queued op)
-F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD = range(10)
-N_FIELDS = 10
+F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD, F_CREDIT = range(11)
+N_FIELDS = 11
 # active-op columns (one row per CPU; A_STEP = -1 when the CPU runs no op)
 (
     A_KIND,
@@ -67,8 +83,9 @@ N_FIELDS = 10
     A_LOOKUP,
     A_MAGHIT,
     A_MAPLOOKUP,
-) = range(12)
-N_ACT = 12
+    A_LAG,
+) = range(13)
+N_ACT = 13
 #: act column holding each hold kind's value, indexed by H_* kind
 HOLD_COLUMN = np.zeros(N_HOLDS, dtype=np.int64)
 HOLD_COLUMN[[H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT, H_MAPLOOKUP]] = (
@@ -99,6 +116,8 @@ HIST_EXACT = 1024
 HIST_SUB = 512
 HIST_N = HIST_EXACT + 55 * HIST_SUB
 INF = np.int64(2**62)
+#: an op's credit that never lets it lag (open loop: arrivals as traced); see sim_batch
+OPEN_LOOP = np.int64(2**61)
 
 
 @njit(cache=True, inline="always")
@@ -232,6 +251,7 @@ def sim_batch(
     qhead,
     qtail,
     cpu_free,
+    lag,
     act,
     heap,
     hpos,
@@ -252,8 +272,8 @@ def sim_batch(
 ):
     """Feed one batch of ops (trace order) into the design's simulation.
 
-    ``ops`` = (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx), int64 arrays of one
-    length. Ops with ``kind < 0`` are skipped. With ``final`` every queued op is run at the
+    ``ops`` = (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit), int64 arrays of
+    one length. Ops with ``kind < 0`` are skipped. With ``final`` every queued op is run at the
     end. ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
 
     **One phase body.** Each pass of the inner loop picks the next CPU action -- the heap's
@@ -272,7 +292,12 @@ def sim_batch(
     CPU-only steps after a release are added to the phase. It ends where the op holds no
     lock, at time ``ph_t``.
     """
-    arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx = ops
+    arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit = ops
+    stall_rate = cm[C_STALL_RATE]
+    stall_ns = cm[C_STALL_NS]
+    stall_seed = np.uint64(cm[C_STALL_SEED])
+    # holds this long or longer are always stalled (keeps ``h * stall_rate`` in int64)
+    stall_sure = (np.int64(1) << STALL_RATE_BITS) // stall_rate if stall_rate > 0 else INF
     mask = store.shape[0] - 1
     n = arr.shape[0]
     c = 0
@@ -330,6 +355,11 @@ def sim_batch(
                     act[c, A_LOOKUP] = cm[C_LOOKUP]
                     act[c, A_MAGHIT] = cm[C_MAG_HIT]
                     act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
+                    # closed loop: how late the op starts against its trace arrival, less
+                    # what its traced call spent not working (waits, stalls: its credit)
+                    act[c, A_LAG] = ph_t - store[r, F_ARR] - store[r, F_CREDIT]
+                    if lag[c] < 0:  # time the CPU was ahead of its trace carries on
+                        act[c, A_LAG] += lag[c]
                     store[r, F_KIND] = -1  # taken
                     nxt = store[r, F_NEXT]
                     qhead[c] = nxt
@@ -345,7 +375,8 @@ def sim_batch(
                 c = cpu[i]
                 o = sc[SC_OPS]
                 sc[SC_OPS] = o + 1
-                if hpos[c] >= 0 or cpu_free[c] > a:  # CPU busy: queue the op
+                # CPU busy, or late on its trace (closed loop): queue the op
+                if hpos[c] >= 0 or cpu_free[c] > a or lag[c] > 0:
                     seq = sc[SC_TAIL]
                     sc[SC_TAIL] = seq + 1
                     r = seq & mask
@@ -359,14 +390,17 @@ def sim_batch(
                     store[r, F_BIN] = binidx[i]
                     store[r, F_NEXT] = -1
                     store[r, F_ORD] = o
+                    store[r, F_CREDIT] = credit[i]
                     if qhead[c] == -1:
                         qhead[c] = seq
                         qtail[c] = seq
                     else:
                         store[qtail[c] & mask, F_NEXT] = seq
                         qtail[c] = seq
-                    if hpos[c] < 0:  # idle but busy until cpu_free > a: wake it then
-                        t = cpu_free[c] if cpu_free[c] > a else a
+                    if hpos[c] < 0:  # idle, but busy until cpu_free or late: wake it then
+                        t = a + lag[c] if lag[c] > 0 else a
+                        if cpu_free[c] > t:
+                            t = cpu_free[c]
                         _heap_push(sc, heap, hpos, hk_t, hk_s, c, t, o)
                     break
                 # idle CPU and nothing anywhere due before ``a``: start the op now
@@ -382,6 +416,7 @@ def sim_batch(
                 act[c, A_LOOKUP] = cm[C_LOOKUP]
                 act[c, A_MAGHIT] = cm[C_MAG_HIT]
                 act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
+                act[c, A_LAG] = -credit[i] + (lag[c] if lag[c] < 0 else 0)
                 ph_t = a
                 direct = True
             # ---- one phase of CPU c's active op, from its current step, starting at ph_t
@@ -425,6 +460,16 @@ def sim_batch(
                         cstats[ph_cls, CS_ACQ] += 1
                     if ph_w > 0:  # rare path, kept out of line so the common path stays small
                         _record_wait(ph_w, ph_r, ph_b, ph_cls, lstats, cstats, hist, l2h, tl)
+                        act[c, A_LAG] += ph_w
+                    if stall_rate > 0 and ph_h > 0:
+                        # a vCPU stall inside the hold (ztrace.replay.stalls): probability
+                        # rate * hold, one draw per (op, step), the same in every run
+                        ph_u = splitmix64(
+                            stall_seed ^ np.uint64(act[c, A_ORD] * 64 + ph_k)
+                        ) >> np.uint64(64 - STALL_RATE_BITS)
+                        if ph_h >= stall_sure or np.int64(ph_u) < ph_h * stall_rate:
+                            ph_h += stall_ns
+                            act[c, A_LAG] += stall_ns
                     if ph_pend_lid >= 0:
                         if ph_pend_mode == M_READ:
                             if ph_g > lock_free[ph_pend_lid, LF_READ]:
@@ -469,6 +514,11 @@ def sim_batch(
                         lock_free[ph_end_lid, LF_EXCL] = ph_t
                     lstats[ph_end_lid * N_MODES + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
                 act[c, A_STEP] = -1  # op finished
+                # closed loop: how far the CPU runs behind (> 0: its next op starts that much
+                # after its trace arrival) or ahead (< 0: never early, but a later delay uses
+                # it up first) of its trace; bounded below so that the open loop's credit
+                # (OPEN_LOOP, every op) cannot wrap it
+                lag[c] = act[c, A_LAG] if act[c, A_LAG] > -OPEN_LOOP else -OPEN_LOOP
             else:
                 act[c, A_STEP] = ph_k
             # ---- end of the phase
@@ -484,6 +534,8 @@ def sim_batch(
                 _heap_pop_top(sc, heap, hpos, hk_t, hk_s)
             else:
                 na = store[nxt & mask, F_ARR]  # (``a`` is the horizon)
+                if lag[c] > 0:
+                    na += lag[c]
                 hk_t[c] = na if na > ph_t else ph_t
                 hk_s[c] = store[nxt & mask, F_ORD]
                 _sift_down(heap, hpos, hk_t, hk_s, sc[SC_HEAPN], 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ztrace.replay.costs import C_HOLD_MAP, C_LOOKUP
+from ztrace.replay.costs import C_HOLD_MAP, C_LOOKUP, C_STALL_SEED
 from ztrace.replay.holds import HoldShares
 from ztrace.replay.locks import (
     MALLOC_KINDS,
@@ -27,11 +27,13 @@ from ztrace.replay.locks._sim import (
     N_SC,
     N_STATS,
     N_TL,
+    OPEN_LOOP,
     S_WMIN,
     SC_HEAD,
     SC_TAIL,
     sim_batch,
 )
+from ztrace.replay.stalls import Stalls
 
 
 class SimState:
@@ -44,6 +46,7 @@ class SimState:
         n_classes: int,
         cm: np.ndarray,
         write_after: bool,
+        seed: int = 0,
     ) -> None:
         d = design
         self.design = d
@@ -63,6 +66,8 @@ class SimState:
         self.qhead = np.full(n_cpus, -1, dtype=np.int64)
         self.qtail = np.full(n_cpus, -1, dtype=np.int64)
         self.cpu_free = np.zeros(n_cpus, dtype=np.int64)
+        #: closed loop: how late each CPU's next op starts against its trace arrival
+        self.lag = np.zeros(n_cpus, dtype=np.int64)
         self.act = np.zeros((n_cpus, N_ACT), dtype=np.int64)
         self.act[:, A_STEP] = -1
         self.heap = np.zeros(n_cpus, dtype=np.int64)
@@ -74,9 +79,12 @@ class SimState:
         # the cost model's lookup_ns
         if cm.shape[0] < C_HOLD_MAP + 1:
             cm = np.concatenate([cm, HoldShares().as_array()])
+        if cm.shape[0] < C_STALL_SEED + 1:  # no stall slots: no stalls
+            cm = np.concatenate([cm, Stalls().as_array()])
+        cm = cm.copy()
         if cm[C_HOLD_MAP] < 0:
-            cm = cm.copy()
             cm[C_HOLD_MAP] = cm[C_LOOKUP]
+        cm[C_STALL_SEED] = np.int64(np.uint64(seed * 0xD1B54A32D192ED03 % 2**64).view(np.int64))
         self.cm = cm
         self.write_after = bool(write_after)
         # Programs: op kind k runs steps[k]; with the object write after malloc, malloc
@@ -130,18 +138,28 @@ class SimState:
         cost2: np.ndarray,
         cost3: np.ndarray,
         binidx: np.ndarray,
+        credit: np.ndarray | None = None,
         final: bool = False,
     ) -> None:
-        """Replay a batch of ops (int64 arrays, trace order)."""
+        """Replay a batch of ops (int64 arrays, trace order).
+
+        ``credit``: per op, the time its traced call spent not working (its own waits,
+        stalls, time switched out), which a closed-loop replay takes off the op's lateness
+        before the CPU's next op inherits it; ``None`` = open loop (every op arrives when
+        traced, however late its CPU runs).
+        """
         self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
+        if credit is None:
+            credit = np.full(len(arr), OPEN_LOOP, dtype=np.int64)
         sim_batch(
-            (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx),
+            (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit),
             final,
             self.store,
             self.sc,
             self.qhead,
             self.qtail,
             self.cpu_free,
+            self.lag,
             self.act,
             self.heap,
             self.hpos,

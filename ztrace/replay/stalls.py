@@ -1,0 +1,173 @@
+"""vCPU stalls inside lock holds: how long the lock stays held when its holder stops.
+
+A guest's vCPU stops now and then (the host deschedules its thread; an interrupt runs),
+and a stop that lands inside a lock hold holds the lock for all of its length: every CPU
+that asks meanwhile waits for it. The calibration measures this on the trace's own kernel
+(:func:`ztrace.checks.holdtime.stall_in_hold`: per op kind, the calls on a CPU over 5x the
+median, their excess, and the share of it inside the hold). The 6.1 and 6.12 guests here
+show ~800-1,000 such stalls per second of hold, averaging 49-67 µs (session 25); a
+TSC-gap probe on an idle guest vCPU saw 600-800 stops >= 10 µs per second whatever the
+other vCPU did (session 24), so they are the environment's, not the lock's.
+
+The replay removes every stall that a traced call contained from its duration (its own
+waits, switched-out and stopped time: :mod:`ztrace.replay.stops`), because a stall's place
+in the call says nothing about where it falls in another design's holds. It puts them back
+as a rate: a hold of ``h`` ns is stalled with probability ``min(1, rate * h)`` by the mean
+excess, one seeded draw per (op, lock step), the same in every run and design. That the
+rate is per ns of hold is the environment model: a shorter hold (another design, no
+probes) is hit less often. A stalled op is late, and a closed-loop replay makes the CPU's
+later ops late with it (:func:`ztrace.replay.locks._sim.sim_batch`), as the thread would be.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ztrace.errors import ConfigError
+from ztrace.replay.costs import STALL_RATE_BITS
+
+#: calibration kinds whose calls carry the stall measurement (ztrace.checks.holdtime)
+KINDS = ("malloc", "malloc_grow", "free", "map")
+#: a call on a CPU for over this many times its kind's median was stalled: the
+#: calibration's definition (ztrace.checks.holdtime.stall_in_hold), and the replay's cap
+LONG_FACTOR = 5
+#: no cap
+NO_CAP = 2**62
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """Stalls per second of lock hold and their mean length; zero = none injected."""
+
+    per_s: float = 0.0
+    mean_ns: int = 0
+    source: str = "none: holds are never stalled"
+    #: longest duration of a call without a stall, per kind (zs_malloc, one that grew a
+    #: zspage, zs_free): LONG_FACTOR times the calibration's median; the rest is a stall
+    caps: tuple[int, int, int] = (NO_CAP, NO_CAP, NO_CAP)
+
+    def as_array(self) -> np.ndarray:
+        """The stall slots after the hold shares (costs.C_STALL_RATE .. C_CAP_FREE; the
+        seed slot is the simulation's to fill)."""
+        rate = round(self.per_s * 1e-9 * (1 << STALL_RATE_BITS))
+        return np.array([rate, self.mean_ns, 0, *self.caps], dtype=np.int64)
+
+
+def from_calibration(kinds: dict[str, Any], path: Path, release: str) -> Stalls:
+    """The stall rate and length of a ``holdtime.json``'s kinds: in-hold stalls (share of
+    the long calls' excess inside the hold, times their number) over the time held in the
+    raw measured window (``samples * hold_ns[high]``: the window in which they were
+    counted), and the in-hold excess over the in-hold stalls. No ``stall_in_hold`` in any
+    kind: no stalls (a calibration from before session 23)."""
+    from ztrace.replay.holds import shown_path
+
+    n = excess = held = 0.0
+    for k in KINDS:
+        got = kinds.get(k)
+        if not isinstance(got, dict) or not isinstance(got.get("stall_in_hold"), dict):
+            continue
+        try:
+            st = got["stall_in_hold"]
+            share = float(st["share"])
+            n += share * float(st["long_calls"])
+            excess += share * float(st["excess_ns"])
+            held += float(got["samples"]) * float(got["hold_ns"][1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise ConfigError(f"{path}: `{k}` has a malformed stall_in_hold") from None
+    if n <= 0 or held <= 0:
+        return Stalls()
+    per_s, mean_ns = n / held * 1e9, round(excess / n)
+    caps = tuple(_cap(kinds, k, path) for k in ("malloc", "malloc_grow", "free"))
+    return Stalls(
+        per_s,
+        mean_ns,
+        f"measured on {release}: {shown_path(path)} ({per_s:.0f} stalls per second of "
+        f"hold, {mean_ns / 1000:.1f} µs each; a hold of h ns is stalled with probability "
+        f"rate * h, seeded; a traced call's time past {LONG_FACTOR}x its kind's median "
+        f"(zs_malloc {caps[0]} ns, grown {caps[1]} ns, zs_free {caps[2]} ns) is a stall, "
+        "taken out of it)",
+        caps,  # type: ignore[arg-type]
+    )
+
+
+def _cap(kinds: dict[str, Any], kind: str, path: Path) -> int:
+    """LONG_FACTOR x the kind's median duration (a kind not calibrated: malloc's)."""
+    got = kinds.get(kind) or kinds.get("malloc")
+    try:
+        return round(LONG_FACTOR * float(got["dur_ns"]))  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: `{kind}` has no median duration (dur_ns)") from None
+
+
+def in_trace(trace: str | os.PathLike[str], stops: Any, cal: Stalls, free_median_ns: int) -> Stalls:
+    """The stall rate and length measured in the trace itself, at its capture's host load:
+    its zs_free calls (the kind whose length does not depend on the allocator's state the
+    way a zs_malloc that grows does) on the replay clock (``stops``: the stopped guest taken
+    out, :mod:`ztrace.replay.stops`), less the time they were switched out or waited for a
+    lock, past ``cal``'s zs_free cap (:data:`LONG_FACTOR` x the calibration's median
+    ``free_median_ns``), per ns of zs_free time; the length is the excess over that median.
+    ``cal`` keeps its caps. A trace without measured zs_free calls keeps ``cal``."""
+    from ztrace.format import iter_batches, open_trace
+    from ztrace.format.events import EV_FREE
+    from ztrace.replay.ingest import event_codes
+    from ztrace.replay.stops import NOT_HELD_COLUMNS, held_durations
+
+    names = open_trace(trace).schema.names
+    cols = ["ts_ns", "duration_ns", "event"] + [c for c in ("tid", *NOT_HELD_COLUMNS) if c in names]
+    cap = cal.caps[2]
+    calls = long = 0
+    on_ns = excess = 0
+    for b in iter_batches(trace, columns=cols):
+        ts = b.column("ts_ns").to_numpy().astype(np.int64)
+        dur = b.column("duration_ns").to_numpy().astype(np.int64)
+        tid = b.column("tid").to_numpy().astype(np.int64) if "tid" in cols else np.zeros_like(ts)
+        held = held_durations(b, ts, dur, tid) if "tid" in cols else None
+        if stops is not None:
+            dur = stops.durations(ts, dur)
+        if held is not None:
+            dur = np.minimum(dur, held)
+        on = dur[(event_codes(b.column("event")) == EV_FREE) & (dur > 0)]
+        calls += len(on)
+        on_ns += int(on.sum())
+        past = on[on > cap]
+        long += len(past)
+        excess += int((past - free_median_ns).sum())
+    if calls == 0 or on_ns <= 0:
+        return cal
+    per_s = long / on_ns * 1e9
+    mean_ns = round(excess / long) if long else 0
+    return Stalls(
+        per_s,
+        mean_ns,
+        f"measured in the trace: {long} of its {calls} zs_free calls ran past {cap} ns "
+        f"({LONG_FACTOR}x the calibration's median), {per_s:.0f} per second of call time, "
+        f"{mean_ns / 1000:.1f} µs past the median each; a hold of h ns is stalled with "
+        f"probability rate * h, seeded; a traced call's time past {LONG_FACTOR}x its kind's "
+        f"median (zs_malloc {cal.caps[0]} ns, grown {cal.caps[1]} ns, zs_free {cap} ns) is a "
+        "stall, taken out of it",
+        cal.caps,
+    )
+
+
+def find(trace: str | os.PathLike[str], release: str) -> Stalls:
+    """The stalls of the calibration that :func:`ztrace.replay.holds.find` reads for
+    ``trace``; none without one."""
+    import json
+
+    from ztrace.replay.holds import calibration_file
+
+    f = calibration_file(trace, release)
+    if f is None:
+        return Stalls()
+    try:
+        kinds = json.loads(f.read_text())["kinds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{f}: not a holdtime.json ({exc})") from None
+    if not isinstance(kinds, dict):
+        raise ConfigError(f"{f}: not a holdtime.json (`kinds` is not an object)")
+    return from_calibration(kinds, f, release)
