@@ -87,6 +87,16 @@ _LOCKUP = re.compile(
 )
 #: lines of a lockup report searched for the perf syscall (registers, then the stack)
 _LOCKUP_LINES = 80
+#: The wedge can also come with a lockup report that prints no stack (CI, session 25, 6.1
+#: zram capture: "BUG: soft lockup - CPU#1 stuck for 45s! [python3:286]" and RCU stall lines
+#: only, every ~30 s, until the 900 s timeout). A CPU stuck this long with preemption off is
+#: a hang, not TCG being slow, so the guest is diagnosed and stopped then; the diagnosis's
+#: SysRq `l` and NMI dumps print the stacks that tell the race (``_STALE_INT3``).
+_WEDGED_S = 100
+_STUCK = re.compile(r"^.*BUG: soft lockup - CPU#\d+ stuck for (\d+)s!.*$", re.MULTILINE)
+#: a vCPU sitting on the first instruction of the int3 handler across the dumps: the stale
+#: ``int3`` loop (session 13's wedge; 6.1 arch/x86/entry/entry_64.S asm_exc_int3)
+_STALE_INT3 = "RIP: 0010:asm_exc_int3+0x0/"
 #: how often the console is read while the guest runs, seconds
 _WATCH_S = 5.0
 
@@ -335,6 +345,26 @@ def probe_patch_lockup(console: str) -> str | None:
     return _probe_patch_report(console[init.end() :])
 
 
+def long_lockup(console: str) -> str | None:
+    """The first soft lockup report after ztrace's init, before the scenario finished, of a
+    CPU stuck for ``_WEDGED_S`` seconds or more (its line; None: there is none)."""
+    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
+    if init is None or re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
+        return None
+    for m in _STUCK.finditer(console, init.end()):
+        if int(m[1]) >= _WEDGED_S:
+            return m[0].strip()
+    return None
+
+
+def _stale_int3_wedge(after_init: str) -> bool:
+    """After a long lockup, the dumps show one vCPU on the stale int3 and the perf syscall
+    that attaches a kprobe waiting on another (``perf_install_in_context``)."""
+    return _STALE_INT3 in after_init and (
+        _PROBE_PATCH_STACK.search(after_init) is not None or "perf_install_in_context" in after_init
+    )
+
+
 def _probe_patch_report(after_init: str) -> str | None:
     """The first line of the first lockup report in ``after_init`` with the perf syscall in
     its next ``_LOCKUP_LINES`` lines."""
@@ -366,8 +396,9 @@ def _wait_or_diagnose(
     cmd: list[str], log: Any, timeout: float, qmp: Path, out: Path, what: str
 ) -> int:
     """Run qemu to its exit and return its rc. Meanwhile read the console: a lockup report
-    with the perf syscall on its stack (:func:`probe_patch_lockup`) has the guest diagnosed
-    and killed at once (qemu's rc then, the report stays in the console for the caller).
+    with the perf syscall on its stack (:func:`probe_patch_lockup`), or of a CPU stuck for
+    ``_WEDGED_S`` seconds (:func:`long_lockup`), has the guest diagnosed and killed at once
+    (qemu's rc then, the report stays in the console for the caller).
     Past ``timeout``, the same diagnosis, then :class:`VmTimeout`."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
@@ -376,7 +407,8 @@ def _wait_or_diagnose(
             return proc.wait(timeout=min(_WATCH_S, left))
         except subprocess.TimeoutExpired:
             pass
-        lockup = probe_patch_lockup((out / "console.log").read_text(errors="replace"))
+        text = (out / "console.log").read_text(errors="replace")
+        lockup = probe_patch_lockup(text) or long_lockup(text)
         if lockup is not None:
             time.sleep(_WATCH_S)  # the rest of the report (its stack) reaches the console
             summary = _diagnose_and_kill(proc, qmp, out)
@@ -421,7 +453,8 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     attaches or detaches it on the stack (``_PROBE_PATCH_STACK``), or anywhere when the
     scenario probes hot lock functions (``hot_locks``: its script declares
     ``# ztrace-vm: kprobes-on-hot-locks``); and a guest the same race wedged instead
-    (:func:`probe_patch_lockup`: a lockup report with the perf syscall on its stack)."""
+    (:func:`probe_patch_lockup`: a lockup report with the perf syscall on its stack; or a
+    long lockup whose diagnosis shows a vCPU on the stale int3 and the perf syscall)."""
     death = _death(console)
     init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
     if init is None:
@@ -432,6 +465,12 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     lockup = _probe_patch_report(oops)
     if lockup is not None:
         return f"the guest locked up while attaching or detaching a kprobe ({lockup})"
+    stuck = long_lockup(console)
+    if stuck is not None and _stale_int3_wedge(oops):
+        return (
+            "the guest wedged on a stale int3 while a kprobe was being attached "
+            f"(the diagnosis's dumps; {stuck})"
+        )
     if death is None:
         return None
     end = oops.find("---[ end trace")
