@@ -185,8 +185,9 @@ def replay(
         results). ``hold_end``: ``low`` (default, :data:`ztrace.replay.hold_ends.DEFAULT_END`),
         ``mid`` or ``high`` in the measured bracket.
     stalls
-        Stall lock holds at the rate the same calibration measured on the trace's kernel
-        (:mod:`ztrace.replay.stalls`); ``False`` = never (also when nothing was measured).
+        Where the trace's kernel has a calibration: cut each traced call at its kind's stall
+        cap and stall lock holds at the rate the trace's own zs_free calls show (the
+        calibration's where it has none; :mod:`ztrace.replay.stalls`). ``False``: neither.
     closed_loop
         A CPU whose op ends later than its traced call did (a wait, a stall that the trace
         did not have there) starts its next ops that much later, less what the traced calls
@@ -233,7 +234,6 @@ def replay(
         provenance["hold_share"] = holds.source
         if stalls:
             stall = find_stalls(trace, meta.kernel_release)
-    cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])
     closed = closed_loop and pre.measured and cpus is None
     if closed:
         provenance["loop"] = (
@@ -259,10 +259,9 @@ def replay(
     if stall.mean_ns and pre.counts.get("zs_free", 0):
         # the rate at the capture's own host load, with the calibration's caps
         stall = stalls_in_trace(trace, stops, stall, stall.caps[2] // LONG_FACTOR)
+    if stalls and pre.measured:
         provenance["stalls"] = stall.source
-        cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])
-    elif stalls and pre.measured:
-        provenance["stalls"] = stall.source
+    cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])
     names = _schema_names(trace)
     # thread ids (kprobe captures); a synthetic trace's all-0 tids witness nothing
     has_tid = "tid" in names and _column_max(trace, "tid") != 0
