@@ -57,6 +57,11 @@ class Run:
     wait_less_floor_ns: int | None = None
 
 
+#: key of the diagnosis "predicted / measured total wait less the run's probe floor" (pairs
+#: of ``wait_ns_total``; the wait-per-contention rows use the same name)
+LESS_FLOOR = "ratio_less_floor"
+
+
 def find_runs(root: str | Path, cells: Sequence[str] | None = None) -> list[Run]:
     """Every finished run under a matrix directory (those with a contention sidecar)."""
     base = Path(root)
@@ -163,14 +168,9 @@ def matrix_pairs(
     pred, notes = _predict(
         runs, designs, replicas, seed, log, hold_share=hold_share, hold_end=hold_end, **model
     )
-    if not (stalls and closed_loop):
-        notes.append(
-            "model: "
-            + ", ".join(
-                t for t, on in (("no stalls", stalls), ("open loop", closed_loop)) if not on
-            )
-            + " (not the default)"
-        )
+    off = [t for t, on in (("no stalls", stalls), ("open loop", closed_loop)) if not on]
+    if off:
+        notes.append(f"model: {', '.join(off)} (not the default)")
     by: dict[tuple[str, str], dict[int, Run]] = {}
     for r in runs:
         if r.trace in pred:
@@ -253,7 +253,7 @@ def _wait_per_contention(
         "probe_floor_ns": med("probe_floor_ns"),
         "ratio": raw,
         "ratio_interval": raw_spread,
-        "ratio_less_floor": less,
+        LESS_FLOOR: less,
         "ratio_less_floor_interval": less_spread,
         "per_run": rows,
     }
@@ -285,7 +285,7 @@ def _pair(
         if metric == "wait_ns_total" and less:
             # the same wait with the slowpath probe's own floor taken out of every measured
             # wait: what the kernel waited without the probe (a diagnosis, not the target)
-            row["ratio_less_floor"] = p["value"] / less
+            row[LESS_FLOOR] = p["value"] / less
         if kind == "cross kernel":
             row["predicted_own_design"] = pred[a[i].trace][own][metric]["value"]
             row["measured_own_kernel"] = a[i].measured[metric]
@@ -320,10 +320,10 @@ def _pair(
         direction = (dp > 0) - (dp < 0) == (dm > 0) - (dm < 0)
         out["predicted_change"], out["measured_change"] = dp, dm
         out["direction_right"] = direction
-    less_floor = [r["ratio_less_floor"] for r in per_run if "ratio_less_floor" in r]
+    less_floor = [r[LESS_FLOOR] for r in per_run if LESS_FLOOR in r]
     if less_floor:
-        out["ratio_less_floor"] = statistics.median(less_floor)
-        out["ratio_less_floor_interval"] = _spread(less_floor)
+        out[LESS_FLOOR] = statistics.median(less_floor)
+        out[f"{LESS_FLOOR}_interval"] = _spread(less_floor)
     out["target"] = list(TARGETS[kind])
     out["verdict"] = _verdict(kind, ratio, direction, out["predicted"], out["measured"])
     out["per_run"] = per_run
@@ -386,16 +386,16 @@ def markdown(res: dict[str, Any]) -> str:
             rows.append(f"| {cell} | {name} | " + " | ".join(texts) + " |")
             if metric == "wait_ns_total":
                 less = [by.get((cell, metric, a, b), {}) for a, b in cols]
-                if any("ratio_less_floor" in p for p in less):
+                if any(LESS_FLOOR in p for p in less):
                     rows.append(
                         f"| {cell} | *total wait less floor* | "
                         + " | ".join(
-                            _ratio_text(p.get("ratio_less_floor"), p.get(f"{LESS}_interval"))
+                            _ratio_text(p.get(LESS_FLOOR), p.get(f"{LESS_FLOOR}_interval"))
                             for p in less
                         )
                         + " |"
                     )
-    if any("ratio_less_floor" in p for p in pairs):
+    if any(LESS_FLOOR in p for p in pairs):
         rows += [
             "",
             "*Total wait less floor* is a diagnosis, not the issue's metric (no verdict): "
@@ -425,10 +425,6 @@ def markdown(res: dict[str, Any]) -> str:
                 f"n={w['runs']} |"
             )
     return "\n".join(rows)
-
-
-#: key of the diagnosis "predicted / measured total wait less the probe floor"
-LESS = "ratio_less_floor"
 
 
 def _ratio_text(r: float | None, spread: list[float] | None) -> str:

@@ -56,7 +56,7 @@ from ztrace.replay.locks._state import SimState
 from ztrace.replay.pipeline import DesignPipeline
 from ztrace.replay.prescan import prescan, resample_durations
 from ztrace.replay.sizes import check_replayed, check_sizes, impute, reference_sizes
-from ztrace.replay.stalls import LONG_FACTOR, Stalls
+from ztrace.replay.stalls import Stalls
 from ztrace.replay.stalls import find as find_stalls
 from ztrace.replay.stalls import in_trace as stalls_in_trace
 from ztrace.replay.stops import (
@@ -258,7 +258,7 @@ def replay(
         stops = None
     if stall.mean_ns and pre.counts.get("zs_free", 0):
         # the rate at the capture's own host load, with the calibration's caps
-        stall = stalls_in_trace(trace, stops, stall, stall.caps[2] // LONG_FACTOR)
+        stall = stalls_in_trace(trace, stops, stall)
     if stalls and pre.measured:
         provenance["stalls"] = stall.source
     cm = np.concatenate([cm_model.as_array(), holds.as_array(), stall.as_array()])

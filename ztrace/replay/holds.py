@@ -35,6 +35,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,15 +101,7 @@ def from_file(path: Path, release: str, end: str = DEFAULT_END) -> HoldShares:
     """
     if end not in ENDS:
         raise ConfigError(f"hold share end `{end}`: expected one of {', '.join(ENDS)}")
-    try:
-        d = json.loads(path.read_text())
-        kinds = d["kinds"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a holdtime.json ({exc})") from None
-    if not isinstance(kinds, dict):
-        raise ConfigError(f"{path}: not a holdtime.json (`kinds` is not an object)")
-    if d.get("kernel") != release:
-        raise ConfigError(f"{path}: measured on {d.get('kernel')}, not on {release}")
+    kinds = calibration_kinds(path, release)
     pm: dict[str, int] = {}
     for k in KINDS:
         got = kinds.get(k) or kinds.get("malloc")
@@ -130,6 +123,20 @@ def from_file(path: Path, release: str, end: str = DEFAULT_END) -> HoldShares:
         f"measured on {release}: {shown_path(path)} ({end} of the bracket: {desc})",
         map_ns,
     )
+
+
+def calibration_kinds(path: Path, release: str) -> dict[str, Any]:
+    """The ``kinds`` of a ``holdtime.json`` measured on ``release`` (one line otherwise)."""
+    try:
+        d = json.loads(path.read_text())
+        kinds = d["kinds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a holdtime.json ({exc})") from None
+    if not isinstance(kinds, dict):
+        raise ConfigError(f"{path}: not a holdtime.json (`kinds` is not an object)")
+    if d.get("kernel") != release:
+        raise ConfigError(f"{path}: measured on {d.get('kernel')}, not on {release}")
+    return kinds
 
 
 def shown_path(path: Path) -> Path:

@@ -114,35 +114,27 @@ def _cap(kinds: dict[str, Any], kind: str, path: Path) -> int:
         raise ConfigError(f"{path}: `{kind}` has no median duration (dur_ns)") from None
 
 
-def in_trace(
-    trace: str | os.PathLike[str], stops: Stops | None, cal: Stalls, free_median_ns: int
-) -> Stalls:
+def in_trace(trace: str | os.PathLike[str], stops: Stops | None, cal: Stalls) -> Stalls:
     """The stall rate and length measured in the trace itself, at its capture's host load:
     its zs_free calls (the kind whose length does not depend on the allocator's state the
     way a zs_malloc that grows does) on the replay clock (``stops``: the stopped guest taken
     out, :mod:`ztrace.replay.stops`), less the time they were switched out or waited for a
-    lock, past ``cal``'s zs_free cap (:data:`LONG_FACTOR` x the calibration's median
-    ``free_median_ns``), per ns of zs_free time; the length is the excess over that median.
-    ``cal`` keeps its caps. A trace without measured zs_free calls keeps ``cal``."""
-    from ztrace.format import iter_batches, open_trace
+    lock, past ``cal``'s zs_free cap (:data:`LONG_FACTOR` x the calibration's median), per
+    ns of zs_free time; the length is the excess over that median. ``cal`` keeps its caps.
+    A trace without measured zs_free calls keeps ``cal``."""
+    from ztrace.format import open_trace
     from ztrace.format.events import EV_FREE
     from ztrace.replay.ingest import event_codes
-    from ztrace.replay.stops import NOT_HELD_COLUMNS, held_durations
+    from ztrace.replay.stops import unheld, unheld_columns
 
-    names = open_trace(trace).schema.names
-    cols = ["ts_ns", "duration_ns", "event"] + [c for c in ("tid", *NOT_HELD_COLUMNS) if c in names]
+    tr = open_trace(trace)
+    has_tid = "tid" in tr.schema.names
     cap = cal.caps[2]
+    free_median_ns = cap // LONG_FACTOR  # the calibration's median, as the cap holds it
     calls = long = 0
     on_ns = excess = 0
-    for b in iter_batches(trace, columns=cols):
-        ts = b.column("ts_ns").to_numpy().astype(np.int64)
-        dur = b.column("duration_ns").to_numpy().astype(np.int64)
-        tid = b.column("tid").to_numpy().astype(np.int64) if "tid" in cols else np.zeros_like(ts)
-        held = held_durations(b, ts, dur, tid) if "tid" in cols else None
-        if stops is not None:
-            dur = stops.durations(ts, dur)
-        if held is not None:
-            dur = np.minimum(dur, held)
+    for b in tr.iter_batches(columns=unheld_columns(tr.schema.names)):
+        _, dur = unheld(b, stops, has_tid)
         on = dur[(event_codes(b.column("event")) == EV_FREE) & (dur > 0)]
         calls += len(on)
         on_ns += int(on.sum())
@@ -169,17 +161,7 @@ def in_trace(
 def find(trace: str | os.PathLike[str], release: str) -> Stalls:
     """The stalls of the calibration that :func:`ztrace.replay.holds.find` reads for
     ``trace``; none without one."""
-    import json
-
-    from ztrace.replay.holds import calibration_file
+    from ztrace.replay.holds import calibration_file, calibration_kinds
 
     f = calibration_file(trace, release)
-    if f is None:
-        return Stalls()
-    try:
-        kinds = json.loads(f.read_text())["kinds"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{f}: not a holdtime.json ({exc})") from None
-    if not isinstance(kinds, dict):
-        raise ConfigError(f"{f}: not a holdtime.json (`kinds` is not an object)")
-    return from_calibration(kinds, f, release)
+    return Stalls() if f is None else from_calibration(calibration_kinds(f, release), f, release)

@@ -193,17 +193,9 @@ def bounded_dur_hist(
     hist = np.zeros((N_EV, HIST_N), dtype=np.int64)
     tr = open_trace(path)
     has_tid = "tid" in tr.schema.names
-    cols = ["ts_ns", "duration_ns", "event", "cpu", "size_bytes", "handle"]
-    cols += ["tid"] if has_tid else []
-    cols += [c for c in NOT_HELD_COLUMNS if has_tid and c in tr.schema.names]
+    cols = [*unheld_columns(tr.schema.names), "cpu", "size_bytes", "handle"]
     for b in tr.iter_batches(columns=cols):
-        ts = b.column("ts_ns").to_numpy().astype(np.int64)
-        dur = b.column("duration_ns").to_numpy().astype(np.int64)
-        held = held_durations(b, ts, dur, b.column("tid").to_numpy()) if has_tid else None
-        if stops is not None:
-            ts, dur = stops.warp(ts), stops.durations(ts, dur)
-        if held is not None:  # both take out time that is no hold: keep the tighter
-            dur = np.minimum(dur, held)
+        ts, dur = unheld(b, stops, has_tid)
         code = event_codes(b.column("event"))
         if has_tid:
             calls = call_rows(b.column("event"))
@@ -220,6 +212,28 @@ def bounded_dur_hist(
             )
         _hist(code, dur, hist)
     return hist
+
+
+def unheld_columns(names: list[str]) -> list[str]:
+    """The columns :func:`unheld` reads, of a trace whose columns are ``names``."""
+    cols = ["ts_ns", "duration_ns", "event"]
+    if "tid" in names:
+        cols += ["tid", *(c for c in NOT_HELD_COLUMNS if c in names)]
+    return cols
+
+
+def unheld(b: pa.RecordBatch, stops: Stops | None, has_tid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's arrivals and measured durations on the replay clock (``stops`` taken out),
+    each duration less what the capture shows was no hold (:func:`held_durations`, with
+    thread ids): the tighter of the two."""
+    ts = b.column("ts_ns").to_numpy().astype(np.int64)
+    dur = b.column("duration_ns").to_numpy().astype(np.int64)
+    held = held_durations(b, ts, dur, b.column("tid").to_numpy()) if has_tid else None
+    if stops is not None:
+        ts, dur = stops.warp(ts), stops.durations(ts, dur)
+    if held is not None:  # both take out time that is no hold: keep the tighter
+        dur = np.minimum(dur, held)
+    return ts, dur
 
 
 #: kernel releases whose zsmalloc takes one pool spinlock in every zs_* call (6.1.192 Debian

@@ -335,23 +335,33 @@ def qemu_command(
     ]  # fmt: skip
 
 
+def _finished(console: str) -> bool:
+    """The scenario printed its ``rc=`` line: whatever the guest did after stands."""
+    return re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE) is not None
+
+
+def _running_from(console: str) -> int | None:
+    """Where ztrace's init came up in ``console``, if the scenario has not finished (None:
+    not up yet, or done)."""
+    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
+    return None if init is None or _finished(console) else init.end()
+
+
 def probe_patch_lockup(console: str) -> str | None:
     """The first lockup report in ``console`` after ztrace's init, before the scenario
     finished, whose stack shows the perf syscall attaching or detaching a kprobe (its first
     line; None: there is none). See ``_LOCKUP``: the guest is wedged by the emulator."""
-    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
-    if init is None or re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
-        return None
-    return _probe_patch_report(console[init.end() :])
+    start = _running_from(console)
+    return None if start is None else _probe_patch_report(console[start:])
 
 
 def long_lockup(console: str) -> str | None:
     """The first soft lockup report after ztrace's init, before the scenario finished, of a
     CPU stuck for ``_WEDGED_S`` seconds or more (its line; None: there is none)."""
-    init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
-    if init is None or re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
+    start = _running_from(console)
+    if start is None:
         return None
-    for m in _STUCK.finditer(console, init.end()):
+    for m in _STUCK.finditer(console, start):
         if int(m[1]) >= _WEDGED_S:
             return m[0].strip()
     return None
@@ -363,9 +373,7 @@ def stale_int3_wedge(console: str) -> bool:
     both vCPUs in it, interrupts are off on both and no watchdog reports anything, so only
     the harness's own timeout and NMI see it (session 25's CI, 6.1 ringlock:
     ``tests/corpus/vm-consoles/ringlock-6.1-int3-timeout.log``)."""
-    if re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
-        return False
-    return _STALE_INT3 in console
+    return not _finished(console) and _STALE_INT3 in console
 
 
 def _probe_patch_report(after_init: str) -> str | None:
@@ -465,14 +473,13 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     diagnosis's dumps showing a vCPU on the stale int3, :func:`stale_int3_wedge`)."""
     if stale_int3_wedge(console):
         stuck = long_lockup(console)
-        return "the guest wedged on a stale int3 (the diagnosis's dumps" + (
-            f"; {stuck})" if stuck else ")"
-        )
+        where = "the diagnosis's dumps" + (f"; {stuck}" if stuck else "")
+        return f"the guest wedged on a stale int3 ({where})"
     death = _death(console)
     init = re.search(rf"^{_MARK}init up at", console, re.MULTILINE)
     if init is None:
         return None if death is None else f"the guest died before its init ({death})"
-    if re.search(rf"^{_MARK}scenario \S+ rc=", console, re.MULTILINE):
+    if _finished(console):
         return None  # the scenario had finished: its result stands
     oops = console[init.end() :]
     lockup = _probe_patch_report(oops)

@@ -416,7 +416,10 @@ def sim_batch(
                 act[c, A_LOOKUP] = cm[C_LOOKUP]
                 act[c, A_MAGHIT] = cm[C_MAG_HIT]
                 act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
-                act[c, A_LAG] = -credit[i] + (lag[c] if lag[c] < 0 else 0)
+                # closed loop, as above: it starts on time (ph_t = a)
+                act[c, A_LAG] = -credit[i]
+                if lag[c] < 0:
+                    act[c, A_LAG] += lag[c]
                 ph_t = a
                 direct = True
             # ---- one phase of CPU c's active op, from its current step, starting at ph_t
