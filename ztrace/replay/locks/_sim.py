@@ -183,6 +183,15 @@ def _less(hk_t, hk_s, a, b):
 
 
 @njit(cache=True, inline="always")
+def _heap_swap(heap, hpos, i, j):
+    a = heap[i]
+    heap[i] = heap[j]
+    heap[j] = a
+    hpos[heap[i]] = i
+    hpos[heap[j]] = j
+
+
+@njit(cache=True, inline="always")
 def _sift_down(heap, hpos, hk_t, hk_s, n, i):
     while True:
         l = 2 * i + 1
@@ -192,30 +201,20 @@ def _sift_down(heap, hpos, hk_t, hk_s, n, i):
         r = l + 1
         if r < n and _less(hk_t, hk_s, heap[r], heap[l]):
             m = r
-        if _less(hk_t, hk_s, heap[m], heap[i]):
-            a = heap[i]
-            heap[i] = heap[m]
-            heap[m] = a
-            hpos[heap[i]] = i
-            hpos[heap[m]] = m
-            i = m
-        else:
+        if not _less(hk_t, hk_s, heap[m], heap[i]):
             break
+        _heap_swap(heap, hpos, i, m)
+        i = m
 
 
 @njit(cache=True, inline="always")
 def _sift_up(heap, hpos, hk_t, hk_s, i):
     while i > 0:
         p = (i - 1) // 2
-        if _less(hk_t, hk_s, heap[i], heap[p]):
-            a = heap[i]
-            heap[i] = heap[p]
-            heap[p] = a
-            hpos[heap[i]] = i
-            hpos[heap[p]] = p
-            i = p
-        else:
+        if not _less(hk_t, hk_s, heap[i], heap[p]):
             break
+        _heap_swap(heap, hpos, i, p)
+        i = p
 
 
 @njit(cache=True, inline="always")
@@ -240,6 +239,25 @@ def _heap_pop_top(sc, heap, hpos, hk_t, hk_s):
     sc[SC_HEAPN] = n - 1
     if n - 1 > 0:
         _sift_down(heap, hpos, hk_t, hk_s, n - 1, 0)
+
+
+@njit(cache=True)
+def _start_op(act, c, cm, prog, cls, pool, cost, cost2, cost3, b, o, late, lag_c):
+    """Make op ``o`` (program ``prog``) CPU ``c``'s active op, ``late`` ns late against its
+    trace less its credit; time the CPU ran ahead of its trace (``lag_c < 0``) carries on."""
+    act[c, A_KIND] = prog
+    act[c, A_CLS] = cls
+    act[c, A_POOL] = pool
+    act[c, A_COST] = cost
+    act[c, A_COST2] = cost2
+    act[c, A_COST3] = cost3
+    act[c, A_BIN] = b
+    act[c, A_ORD] = o
+    act[c, A_STEP] = 0
+    act[c, A_LOOKUP] = cm[C_LOOKUP]
+    act[c, A_MAGHIT] = cm[C_MAG_HIT]
+    act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
+    act[c, A_LAG] = late + lag_c if lag_c < 0 else late
 
 
 @njit(cache=True, nogil=True)  # designs run on engine threads in parallel
@@ -283,8 +301,13 @@ def sim_batch(
     arrays to a phase function costs numba a reference-count increment and decrement per
     array per call, inlined or not (measured: 220 -> 150 ns per op on the 10 M-event trace),
     hence one loop around one body rather than a helper; the phase's locals carry the
-    ``ph_`` prefix. Lock releases are written out too: numba's IR-level inlining of a helper
-    taking the lock arrays made every op ~4x slower (80 vs 20 ns per uncontended op).
+    ``ph_`` prefix. Lock releases are written out too (three lines each): numba's IR-level
+    inlining of a helper taking the lock arrays made every op ~4x slower (80 vs 20 ns per
+    uncontended op), and a called ``_release`` helper cost +15-20 % per op (session 26,
+    ``bench_replay --core``). A release is a ``max`` into the lock's column: a reader's
+    release moves the readers' latest release forward; a writer's is never earlier than the
+    column, since its grant was not (FIFO) and nothing else takes the lock while it holds it.
+    Starting an op is ``_start_op``, which costs nothing measurable (scalars and two arrays).
 
     A phase starts with one lock request made at ``ph_t``; phases of all CPUs run in (time,
     op order), so every first request is granted FIFO by request time. Locks taken while
@@ -343,23 +366,23 @@ def sim_batch(
                 if act[c, A_STEP] < 0:  # idle CPU: start its next queued op
                     seq = qhead[c]
                     r = seq & mask
-                    act[c, A_KIND] = prog_of[store[r, F_KIND]]
-                    act[c, A_CLS] = store[r, F_CLS]
-                    act[c, A_POOL] = store[r, F_POOL]
-                    act[c, A_COST] = store[r, F_COST]
-                    act[c, A_COST2] = store[r, F_COST2]
-                    act[c, A_COST3] = store[r, F_COST3]
-                    act[c, A_BIN] = store[r, F_BIN]
-                    act[c, A_ORD] = store[r, F_ORD]
-                    act[c, A_STEP] = 0
-                    act[c, A_LOOKUP] = cm[C_LOOKUP]
-                    act[c, A_MAGHIT] = cm[C_MAG_HIT]
-                    act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
-                    # closed loop: how late the op starts against its trace arrival, less
-                    # what its traced call spent not working (waits, stalls: its credit)
-                    act[c, A_LAG] = ph_t - store[r, F_ARR] - store[r, F_CREDIT]
-                    if lag[c] < 0:  # time the CPU was ahead of its trace carries on
-                        act[c, A_LAG] += lag[c]
+                    # closed loop: it starts ``ph_t - arrival`` late; its credit is what its
+                    # traced call spent not working (waits, stalls)
+                    _start_op(
+                        act,
+                        c,
+                        cm,
+                        prog_of[store[r, F_KIND]],
+                        store[r, F_CLS],
+                        store[r, F_POOL],
+                        store[r, F_COST],
+                        store[r, F_COST2],
+                        store[r, F_COST3],
+                        store[r, F_BIN],
+                        store[r, F_ORD],
+                        ph_t - store[r, F_ARR] - store[r, F_CREDIT],
+                        lag[c],
+                    )
                     store[r, F_KIND] = -1  # taken
                     nxt = store[r, F_NEXT]
                     qhead[c] = nxt
@@ -404,22 +427,22 @@ def sim_batch(
                         _heap_push(sc, heap, hpos, hk_t, hk_s, c, t, o)
                     break
                 # idle CPU and nothing anywhere due before ``a``: start the op now
-                act[c, A_KIND] = prog_of[k]
-                act[c, A_CLS] = cls[i]
-                act[c, A_POOL] = pool[i]
-                act[c, A_COST] = cost[i]
-                act[c, A_COST2] = cost2[i]
-                act[c, A_COST3] = cost3[i]
-                act[c, A_BIN] = binidx[i]
-                act[c, A_ORD] = o
-                act[c, A_STEP] = 0
-                act[c, A_LOOKUP] = cm[C_LOOKUP]
-                act[c, A_MAGHIT] = cm[C_MAG_HIT]
-                act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
                 # closed loop, as above: it starts on time (ph_t = a)
-                act[c, A_LAG] = -credit[i]
-                if lag[c] < 0:
-                    act[c, A_LAG] += lag[c]
+                _start_op(
+                    act,
+                    c,
+                    cm,
+                    prog_of[k],
+                    cls[i],
+                    pool[i],
+                    cost[i],
+                    cost2[i],
+                    cost3[i],
+                    binidx[i],
+                    o,
+                    -credit[i],
+                    lag[c],
+                )
                 ph_t = a
                 direct = True
             # ---- one phase of CPU c's active op, from its current step, starting at ph_t
@@ -473,21 +496,15 @@ def sim_batch(
                         if ph_h >= stall_sure or np.int64(ph_u) < ph_h * stall_rate:
                             ph_h += stall_ns
                             act[c, A_LAG] += stall_ns
-                    if ph_pend_lid >= 0:
-                        if ph_pend_mode == M_READ:
-                            if ph_g > lock_free[ph_pend_lid, LF_READ]:
-                                lock_free[ph_pend_lid, LF_READ] = ph_g
-                        else:
-                            lock_free[ph_pend_lid, LF_EXCL] = ph_g
+                    if ph_pend_lid >= 0:  # the lock handed over is released at this grant
+                        ph_c = LF_READ if ph_pend_mode == M_READ else LF_EXCL
+                        lock_free[ph_pend_lid, ph_c] = max(lock_free[ph_pend_lid, ph_c], ph_g)
                         lstats[ph_pend_lid * N_MODES + ph_pend_mode, S_HOLD] += ph_g - ph_pend_grant
                         ph_pend_lid = -1
                     if ph_until == U_OWN:
                         ph_rel = ph_g + ph_h
-                        if ph_mode == M_READ:
-                            if ph_rel > lock_free[ph_lid, LF_READ]:
-                                lock_free[ph_lid, LF_READ] = ph_rel
-                        else:
-                            lock_free[ph_lid, LF_EXCL] = ph_rel
+                        ph_c = LF_READ if ph_mode == M_READ else LF_EXCL
+                        lock_free[ph_lid, ph_c] = max(lock_free[ph_lid, ph_c], ph_rel)
                         lstats[ph_lid * N_MODES + ph_mode, S_HOLD] += ph_rel - ph_g
                     elif ph_until == U_NEXT:
                         ph_pend_lid, ph_pend_mode, ph_pend_grant = ph_lid, ph_mode, ph_g
@@ -503,18 +520,12 @@ def sim_batch(
                     break
             if ph_k >= ph_n:
                 if ph_pend_lid >= 0:
-                    if ph_pend_mode == M_READ:
-                        if ph_t > lock_free[ph_pend_lid, LF_READ]:
-                            lock_free[ph_pend_lid, LF_READ] = ph_t
-                    else:
-                        lock_free[ph_pend_lid, LF_EXCL] = ph_t
+                    ph_c = LF_READ if ph_pend_mode == M_READ else LF_EXCL
+                    lock_free[ph_pend_lid, ph_c] = max(lock_free[ph_pend_lid, ph_c], ph_t)
                     lstats[ph_pend_lid * N_MODES + ph_pend_mode, S_HOLD] += ph_t - ph_pend_grant
                 if ph_end_lid >= 0:
-                    if ph_end_mode == M_READ:
-                        if ph_t > lock_free[ph_end_lid, LF_READ]:
-                            lock_free[ph_end_lid, LF_READ] = ph_t
-                    else:
-                        lock_free[ph_end_lid, LF_EXCL] = ph_t
+                    ph_c = LF_READ if ph_end_mode == M_READ else LF_EXCL
+                    lock_free[ph_end_lid, ph_c] = max(lock_free[ph_end_lid, ph_c], ph_t)
                     lstats[ph_end_lid * N_MODES + ph_end_mode, S_HOLD] += ph_t - ph_end_grant
                 act[c, A_STEP] = -1  # op finished
                 # closed loop: how far the CPU runs behind (> 0: its next op starts that much

@@ -50,45 +50,28 @@
 #include <linux/version.h>
 #include <linux/zsmalloc.h>
 
-static int threads = 2;
-module_param(threads, int, 0444);
-MODULE_PARM_DESC(threads, "worker kthreads (1 = no zsmalloc lock contention by construction)");
-static int ops = 20000;
-module_param(ops, int, 0444);
-MODULE_PARM_DESC(ops, "ops per thread (0 = run for duration_ms)");
-static int duration_ms;
-module_param(duration_ms, int, 0444);
-MODULE_PARM_DESC(duration_ms, "stop after this many ms (0 = only the ops count)");
-static int live = 256;
-module_param(live, int, 0444);
-MODULE_PARM_DESC(live, "object slots per thread (working set)");
-static int size_min = 64;
-module_param(size_min, int, 0444);
-MODULE_PARM_DESC(size_min, "smallest object, bytes (uniform between size_min and size_max)");
-static int size_max = 3072;
-module_param(size_max, int, 0444);
-MODULE_PARM_DESC(size_max, "largest object, bytes");
-static int size_fixed;
-module_param(size_fixed, int, 0444);
-MODULE_PARM_DESC(size_fixed, "every object this size (one size class); 0 = uniform min..max");
-static int read_pct = 30;
-module_param(read_pct, int, 0444);
-MODULE_PARM_DESC(read_pct, "percent of ops on a full slot that read it (map/copy/unmap)");
-static int think_ns;
-module_param(think_ns, int, 0444);
-MODULE_PARM_DESC(think_ns, "busy-wait between ops, ns (CPU time outside zsmalloc)");
-static int compact_ms;
-module_param(compact_ms, int, 0444);
-MODULE_PARM_DESC(compact_ms, "run zs_compact() every this many ms in its own kthread (0 = off)");
-static bool gfp_noretry = true;
-module_param(gfp_noretry, bool, 0444);
-MODULE_PARM_DESC(gfp_noretry, "allocate with __GFP_NORETRY|__GFP_NOWARN (may fail under pressure)");
-static bool bind = true;
-module_param(bind, bool, 0444);
-MODULE_PARM_DESC(bind, "bind thread i to online CPU i mod nr (else the scheduler may stack them on one CPU)");
-static uint seed = 1;
-module_param(seed, uint, 0444);
-MODULE_PARM_DESC(seed, "PRNG seed (per thread: seed + thread index)");
+/*
+ * One read-only module parameter: its variable, type, default and what it means (the
+ * kernel's own torture_param() idiom, kernel/locking/locktorture.c).
+ */
+#define zss_param(type, name, init, msg) \
+	static type name = init;         \
+	module_param(name, type, 0444);  \
+	MODULE_PARM_DESC(name, msg)
+
+zss_param(int, threads, 2, "worker kthreads (1 = no zsmalloc lock contention by construction)");
+zss_param(int, ops, 20000, "ops per thread (0 = run for duration_ms)");
+zss_param(int, duration_ms, 0, "stop after this many ms (0 = only the ops count)");
+zss_param(int, live, 256, "object slots per thread (working set)");
+zss_param(int, size_min, 64, "smallest object, bytes (uniform between size_min and size_max)");
+zss_param(int, size_max, 3072, "largest object, bytes");
+zss_param(int, size_fixed, 0, "every object this size (one size class); 0 = uniform min..max");
+zss_param(int, read_pct, 30, "percent of ops on a full slot that read it (map/copy/unmap)");
+zss_param(int, think_ns, 0, "busy-wait between ops, ns (CPU time outside zsmalloc)");
+zss_param(int, compact_ms, 0, "run zs_compact() every this many ms in its own kthread (0 = off)");
+zss_param(bool, gfp_noretry, true, "allocate with __GFP_NORETRY|__GFP_NOWARN (may fail under pressure)");
+zss_param(bool, bind, true, "bind thread i to online CPU i mod nr (else the scheduler may stack them on one CPU)");
+zss_param(uint, seed, 1, "PRNG seed (per thread: seed + thread index)");
 
 #define ZSS_MAX_THREADS 64
 #define ZSS_MAX_OBJ 3264 /* largest class size with 4 KiB pages (ZS_MAX_ALLOC_SIZE = PAGE_SIZE) */
