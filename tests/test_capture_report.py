@@ -235,3 +235,63 @@ def test_report_says_callers_are_sampled_under_per_lock_stacks(tmp_path: Path, m
     assert ("callers: sampled (--lock-stacks per-lock" in text) == mode.startswith("per-lock")
     rep = json.loads(report_trace(tmp_path / "t", as_json=True))
     assert rep["trust"]["lock_stacks"] == mode and rep["totals"]["contended"] == 2
+
+
+def test_slowpath_rows_count_every_spinlock_wait_once(tmp_path: Path) -> None:
+    """On a kprobe kernel a spinlock wait is a ``spin_slowpath`` row, and a queued one also a
+    ``lock_contention`` row (its plain-spinlock rows are a subset): the report counts the
+    slowpath rows plus the tracepoint's non-spinlock rows, each wait once."""
+    from ztrace.format import TraceMeta, TraceWriter, make_events
+
+    a, m = 0xFFFF000000001000, 0xFFFF000000002000
+    #   slowpath a (pending waiter), slowpath a (queued), tracepoint a (the same queued wait),
+    #   tracepoint mutex m (only the tracepoint sees mutexes)
+    tb = make_events(
+        ts_ns=np.array([100, 200, 201, 300], np.uint64),
+        event=["spin_slowpath", "spin_slowpath", "lock_contention", "lock_contention"],
+        lock_addr=pa.array([a, a, a, m], pa.uint64()),
+        lock_kind=pa.array(["pool", "pool", "pool", "other"]),
+        wait_ns=pa.array([40, 90, 80, 1000], pa.uint64()),
+        lock_flags=pa.array([1, 1, 1, 32], pa.uint32()),
+        stack_id=pa.array([-1, -1, -1, -1], pa.int32()),
+    )
+    meta = TraceMeta(
+        kernel_release="6.1.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0
+    )
+    with TraceWriter(tmp_path / "t", meta, columns=tb.column_names) as w:
+        w.write(tb)
+    rep = build_measured_report(load_measured(tmp_path / "t"))
+    kinds = {r["name"]: (r["contended"], r["wait_ns_total"]) for r in rep["by_kind"]}
+    assert kinds == {"pool": (2, 40 + 90), "other": (1, 1000)}
+    assert rep["trust"]["waits"].startswith("spinlock slowpath kprobe")
+    # the dashboard's observed design counts the same rows
+    from ztrace.look.tracesum import OBSERVED, summarise_trace
+
+    s = summarise_trace(tmp_path / "t")["locks_summary"]
+    row = s.filter(s["lock_design"] == OBSERVED).row(0, named=True)
+    assert (row["contended"], row["wait_ns_total"]) == (3, 40 + 90 + 1000)
+
+
+def test_tracepoint_only_trace_keeps_its_spinlock_rows(tmp_path: Path) -> None:
+    """Without slowpath rows (a host with no kprobes) the tracepoint's rows are all there is."""
+    rep = build_measured_report(load_measured(SAMPLE))
+    assert rep["totals"]["contended"] == 870
+    assert rep["trust"]["waits"].startswith("lock tracepoint")
+
+
+@pytest.mark.parametrize("sample", ["guest-6.1-zsstress", "guest-6.12-zsstress"])
+def test_guest_capture_report_agrees_with_the_kernel_attribution(sample: str) -> None:
+    """The bundled guest captures' measured zsmalloc contention, as `ztrace report` prints it
+    from the capture's own attribution, is what the validation's stack-and-address
+    attribution (``<sample>.kernel/contention.json``) counted: same waits, same total."""
+    base = ROOT / "replays" / "samples" / sample
+    kernel = json.loads((base.parent / f"{sample}.kernel" / "contention.json").read_text())
+    rep = build_measured_report(load_measured(base))
+    kinds = {r["name"]: (r["contended"], r["wait_ns_total"]) for r in rep["by_kind"]}
+    got = {k: v for k, v in kinds.items() if k in ("pool", "class", "zspage")}
+    want = {
+        k: (v["contended"], v["wait_ns_total"])
+        for k, v in kernel["by_kind"].items()
+        if v["contended"]
+    }
+    assert got == want and sum(c for c, _ in want.values()) == kernel["zsmalloc"]["contended"] > 0

@@ -1,12 +1,44 @@
 """The kernel's lock:contention_begin flags and the lock type names perf derives from them.
 
-Shared by capture (attribution) and look (reports); imports nothing.
+Shared by capture (attribution), look (reports) and the guest checks; imports nothing of
+ztrace's.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 #: lock:contention_begin flags (include/trace/events/lock.h, LCB_F_*)
 LCB_F_SPIN, LCB_F_READ, LCB_F_WRITE, LCB_F_RT, LCB_F_PERCPU, LCB_F_MUTEX = 1, 2, 4, 8, 16, 32
+
+#: the trace's lock events (docs/trace-format.md): the tracepoint pair's rows, and the kprobe
+#: pair on the qspinlock slowpath (kprobe kernels)
+LOCK_CONTENTION, SPIN_SLOWPATH = "lock_contention", "spin_slowpath"
+LOCK_EVENTS = (LOCK_CONTENTION, SPIN_SLOWPATH)
+
+
+def measured_waits(is_slowpath: Any, is_tracepoint: Any, flags: Any, has_slowpath: bool) -> Any:
+    """Which lock rows are the capture's contended acquisitions, each counted once.
+
+    Where the trace has ``spin_slowpath`` rows they are every spinlock wait, qspinlock's
+    first (pending-bit) waiter included. The tracepoint's plain-spinlock rows are the queued
+    subset of those (6.1 kernel/locking/qspinlock.c: ``trace_contention_begin`` only after
+    the ``queue:`` label), so they are dropped; its rwlock, mutex and rwsem rows, which it
+    reports in full, are kept. Without slowpath rows the tracepoint's rows are all there is.
+    Takes numpy arrays or polars expressions alike (only ``|``, ``&`` and ``!=``)."""
+    if not has_slowpath:
+        return is_tracepoint
+    return is_slowpath | (is_tracepoint & (flags != LCB_F_SPIN))
+
+
+def waits_source(has_slowpath: bool) -> str:
+    """What :func:`measured_waits` counted, for a report's trust lines."""
+    if has_slowpath:
+        return (
+            "spinlock slowpath kprobe (every spinlock wait) + lock tracepoint (rwlock, mutex, "
+            "rwsem)"
+        )
+    return "lock tracepoint (spinlocks: queued waiters only, not qspinlock's first waiter)"
 
 
 def lock_type(flags: int) -> str:

@@ -2,7 +2,10 @@
 
 A capture's ``lock_contention`` rows are the waits that actually happened (one row per
 ``lock:contention_begin``/``end`` pair: lock address, flags, wait, kernel stack id) and
-``stacks.json`` beside the parts names each stack. This module turns them into:
+``stacks.json`` beside the parts names each stack. On a kprobe kernel its ``spin_slowpath``
+rows (same columns) are every spinlock wait, which the tracepoint reports only in part;
+:func:`ztrace.lockflags.measured_waits` says which rows count, each wait once. This module
+turns them into:
 
 * **by lock** (perf ``-l``): one row per lock address, named by the zsmalloc lock it is --
   ``class[i]`` (the index when the trace has object sizes to infer it from), ``pool``,
@@ -35,7 +38,14 @@ import numpy as np
 import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
-from ztrace.lockflags import lock_type
+from ztrace.lockflags import (
+    LOCK_CONTENTION,
+    LOCK_EVENTS,
+    SPIN_SLOWPATH,
+    lock_type,
+    measured_waits,
+    waits_source,
+)
 from ztrace.look.report import SORT_COLUMN, SORT_KEYS, human_ns, perf_table, text_console
 
 # a capture sees contentions, not acquisitions: `acquired` sorts like perf without lock_stat,
@@ -264,7 +274,11 @@ def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int
     waits = lock.filter(pl.col("lock_kind") == "class").select("tid", "ts_ns", "lock_addr")
     if waits.is_empty() or ops.is_empty():
         return {}
-    j = waits.sort("ts_ns").join_asof(ops, on="ts_ns", by="tid", strategy="backward")
+    # both sides are sorted by ts_ns above; polars cannot check that per ``by`` group and
+    # would warn on every report
+    j = waits.sort("ts_ns").join_asof(
+        ops, on="ts_ns", by="tid", strategy="backward", check_sortedness=False
+    )
     j = j.filter(pl.col("obj_size").is_not_null())
     if j.is_empty():
         return {}
@@ -312,18 +326,25 @@ def load_measured(path: str | Path) -> Measured:
         assert isinstance(df, pl.DataFrame)
         missing = [pl.lit(None, dtype=t).alias(c) for c, t in absent_ok.items() if c not in df]
         df = df.with_columns(pl.col("event").cast(pl.Utf8), *missing)
-        lock_parts.append(df.filter(pl.col("event") == "lock_contention"))
+        lock_parts.append(df.filter(pl.col("event").is_in(LOCK_EVENTS)))
         op_parts.append(
             df.filter(pl.col("event").is_in(["zs_malloc", "zs_free"])).select(
                 "tid", "ts_ns", "event", "size_bytes", "handle"
             )
         )
     lock = pl.concat(lock_parts) if lock_parts else pl.DataFrame()
+    has_slowpath = not lock.is_empty() and bool((lock["event"] == SPIN_SLOWPATH).any())
     if not lock.is_empty():
         lock = lock.with_columns(
             pl.col("lock_kind").cast(pl.Utf8).fill_null("other"),
             pl.col("lock_flags").fill_null(0),
             pl.col("stack_id").fill_null(-1),
+        )
+        ev = pl.col("event")
+        lock = lock.filter(
+            measured_waits(
+                ev == SPIN_SLOWPATH, ev == LOCK_CONTENTION, pl.col("lock_flags"), has_slowpath
+            )
         )
     ops = pl.concat(op_parts) if op_parts else pl.DataFrame()
     table = contention_table(lock.drop("event", "size_bytes", "handle") if len(lock) else lock)
@@ -337,6 +358,7 @@ def load_measured(path: str | Path) -> Measured:
             "probes": meta.extra.get("probes", ""),
             "host": meta.extra.get("host", ""),
             "lock_stacks": meta.extra.get("lock_stacks", ""),
+            "waits": waits_source(has_slowpath),
         },
         events=events,
         lost_events=meta.lost_events,
@@ -570,6 +592,7 @@ def build_measured_report(
             "not_captured": m.not_captured,
             "stacks": len(m.stacks),
             "lock_stacks": m.meta.get("lock_stacks", ""),
+            "waits": m.meta.get("waits", ""),
         },
     }
 
@@ -656,6 +679,8 @@ def render_terminal(report: dict[str, Any]) -> str:
         lines.append("hold time: not measured by these probes (waits only)")
     if tr["not_captured"]:
         lines.append(f"not captured: {tr['not_captured']}")
+    if tr.get("waits"):
+        lines.append(f"waits: {tr['waits']}")
     lines.append(f"stacks: {tr['stacks']} symbolised (stacks.json)")
     mode, _, rewalk = str(tr.get("lock_stacks", "")).partition(":")
     if mode == "per-lock":

@@ -2,7 +2,8 @@
 
 Used by ``ztrace dashboard TRACE`` when the replay engine is not available, and useful on
 its own for a capture: it shows the contention the kernel *observed* (``lock_contention``
-events) under the design name ``observed``. Acquisitions are approximated by allocator
+events, and ``spin_slowpath`` where a kprobe kernel has them: :func:`ztrace.lockflags.
+measured_waits`) under the design name ``observed``. Acquisitions are approximated by allocator
 calls (``zs_malloc`` + ``zs_free``: each takes its class lock once), so the rate is
 "contended events per allocator call". Everything is one polars lazy query per table, so a
 10 M-event trace takes about a second.
@@ -16,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from ztrace.format import RESULT_COLUMNS, Results, open_trace, results_from_tables
+from ztrace.lockflags import LOCK_CONTENTION, SPIN_SLOWPATH, measured_waits
 
 OBSERVED = "observed"
 #: Aim for about this many timeline bins; the dashboard re-bins further if needed.
@@ -40,7 +42,7 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
     names = set(tr.schema.names)
     n_events = tr.num_rows
     cols = ["ts_ns", "event"] + [
-        c for c in ("wait_ns", "hold_ns", "lock_kind", "pool_pages") if c in names
+        c for c in ("wait_ns", "hold_ns", "lock_kind", "lock_flags", "pool_pages") if c in names
     ]
     lf = (
         pl.scan_parquet([str(f) for f in files])
@@ -55,6 +57,8 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
         lf = lf.with_columns(pl.lit("other").alias("lock_kind"))
     if "pool_pages" not in names:
         lf = lf.with_columns(pl.lit(None, dtype=pl.UInt64).alias("pool_pages"))
+    if "lock_flags" not in names:
+        lf = lf.with_columns(pl.lit(None, dtype=pl.UInt32).alias("lock_flags"))
     lf = lf.with_columns(pl.col("lock_kind").cast(pl.String))
     bounds = lf.select(pl.col("ts_ns").min().alias("lo"), pl.col("ts_ns").max().alias("hi"))
     lo, hi = bounds.collect().row(0)
@@ -62,7 +66,11 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
     bin_ns = _nice_bin(hi - lo + 1)
 
     is_op = pl.col("event").is_in(["zs_malloc", "zs_free"])
-    is_lock = pl.col("event") == "lock_contention"
+    ev = pl.col("event")
+    has_slowpath = bool(lf.select((ev == SPIN_SLOWPATH).any()).collect().item())
+    is_lock = measured_waits(
+        ev == SPIN_SLOWPATH, ev == LOCK_CONTENTION, pl.col("lock_flags").fill_null(0), has_slowpath
+    )
     timeline = (
         lf.with_columns((((pl.col("ts_ns") - lo) // bin_ns) * bin_ns + lo).alias("bin_start_ns"))
         .group_by("bin_start_ns")

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ztrace.format import read_trace
+from ztrace.lockflags import LCB_F_SPIN
 
 ZS_KINDS = ("pool", "class", "zspage")
 
@@ -105,13 +106,14 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
     res["has_spin_slowpath"] = counts.get("spin_slowpath", 0) > 0
     if slow.num_rows or res["has_spin_slowpath"]:
         # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
-        # mutex and rwsem rows of the tracepoint (those it does report in full).
+        # mutex and rwsem rows of the tracepoint (those it does report in full); the rule of
+        # ztrace.lockflags.measured_waits, which `ztrace report` and the dashboard apply.
         flags = (
             np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
             if tp.num_rows
             else np.zeros(0, np.uint32)
         )
-        not_plain_spin = pa.array(flags != 1)
+        not_plain_spin = pa.array(flags != LCB_F_SPIN)
         both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
         res["probe_floor_ns"] = probe_floor(slow)
         calls = t.filter(pc.is_in(ev, pa.array(_TAKER_EVENTS)))
