@@ -2,11 +2,11 @@
 
 Used by ``ztrace dashboard TRACE`` when the replay engine is not available, and useful on
 its own for a capture: it shows the contention the kernel *observed* (``lock_contention``
-events, and ``spin_slowpath`` where a kprobe kernel has them: :func:`ztrace.lockflags.
-measured_waits`) under the design name ``observed``. Acquisitions are approximated by allocator
-calls (``zs_malloc`` + ``zs_free``: each takes its class lock once), so the rate is
-"contended events per allocator call". Everything is one polars lazy query per table, so a
-10 M-event trace takes about a second.
+events, and ``spin_slowpath`` where a kprobe kernel has them, counted by
+:func:`ztrace.lockflags.measured_waits`) under the design name ``observed``. Acquisitions are
+approximated by allocator calls (``zs_malloc`` + ``zs_free``: each takes its class lock
+once), so the rate is "contended events per allocator call". Everything is one polars lazy
+query per table, so a 10 M-event trace takes about a second.
 """
 
 from __future__ import annotations
