@@ -60,16 +60,23 @@ def summarise_trace(path: str | os.PathLike[str], *, quiet: bool = True) -> Resu
     if "lock_flags" not in names:
         lf = lf.with_columns(pl.lit(None, dtype=pl.UInt32).alias("lock_flags"))
     lf = lf.with_columns(pl.col("lock_kind").cast(pl.String))
-    bounds = lf.select(pl.col("ts_ns").min().alias("lo"), pl.col("ts_ns").max().alias("hi"))
-    lo, hi = bounds.collect().row(0)
+    ev = pl.col("event")
+    # one pass for the time bounds and for which waits count (ztrace.lockflags)
+    bounds = lf.select(
+        pl.col("ts_ns").min().alias("lo"),
+        pl.col("ts_ns").max().alias("hi"),
+        (ev == SPIN_SLOWPATH).any().alias("has_slowpath"),
+    )
+    lo, hi, has_slowpath = bounds.collect().row(0)
     lo, hi = int(lo or 0), int(hi or 0)
     bin_ns = _nice_bin(hi - lo + 1)
 
     is_op = pl.col("event").is_in(["zs_malloc", "zs_free"])
-    ev = pl.col("event")
-    has_slowpath = bool(lf.select((ev == SPIN_SLOWPATH).any()).collect().item())
     is_lock = measured_waits(
-        ev == SPIN_SLOWPATH, ev == LOCK_CONTENTION, pl.col("lock_flags").fill_null(0), has_slowpath
+        ev == SPIN_SLOWPATH,
+        ev == LOCK_CONTENTION,
+        pl.col("lock_flags").fill_null(0),
+        bool(has_slowpath),
     )
     timeline = (
         lf.with_columns((((pl.col("ts_ns") - lo) // bin_ns) * bin_ns + lo).alias("bin_start_ns"))

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ztrace.format import read_trace
-from ztrace.lockflags import LCB_F_SPIN
+from ztrace.lockflags import measured_waits
 
 ZS_KINDS = ("pool", "class", "zspage")
 
@@ -105,16 +105,12 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
     res["tracepoint"] = _measure(tp, addr_name, frames)
     res["has_spin_slowpath"] = counts.get("spin_slowpath", 0) > 0
     if slow.num_rows or res["has_spin_slowpath"]:
-        # Every contended acquisition: all spinlock slowpath entries (kprobe) plus the rwlock,
-        # mutex and rwsem rows of the tracepoint (those it does report in full); the rule of
-        # ztrace.lockflags.measured_waits, which `ztrace report` and the dashboard apply.
-        flags = (
-            np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
-            if tp.num_rows
-            else np.zeros(0, np.uint32)
-        )
-        not_plain_spin = pa.array(flags != LCB_F_SPIN)
-        both = pa.concat_tables([slow, tp.filter(not_plain_spin)]) if tp.num_rows else slow
+        # Every contended acquisition, each once, by the rule `ztrace report` and the
+        # dashboard apply (ztrace.lockflags.measured_waits): all spinlock slowpath entries
+        # (kprobe), then the tracepoint rows it keeps (rwlock, mutex, rwsem)
+        flags = np.asarray(tp.column("lock_flags").fill_null(0), dtype=np.uint32)
+        keep = measured_waits(False, np.ones(tp.num_rows, bool), flags, has_slowpath=True)
+        both = pa.concat_tables([slow, tp.filter(pa.array(keep))]) if tp.num_rows else slow
         res["probe_floor_ns"] = probe_floor(slow)
         calls = t.filter(pc.is_in(ev, pa.array(_TAKER_EVENTS)))
         res["all_contended"] = _measure(both, addr_name, frames, res["probe_floor_ns"], calls)
