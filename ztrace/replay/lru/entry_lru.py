@@ -27,8 +27,6 @@ eviction order of a plain LRU cache, which tests compare with libCacheSim's LRU.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from numba import njit
 
 from ztrace.replay.lru import _core as K
@@ -100,11 +98,11 @@ def _worker_step(st):  # type: ignore[no-untyped-def]
 class EntryLru(ZswapDesign):
     """6.5–6.11: one LRU of zswap entries; writeback from the tail."""
 
-    NAME: ClassVar[str] = "entry-lru"
-    ERA: ClassVar[str] = "6.8"
-    LIMITS: ClassVar[str] = "legacy"
-    QUEUE_ON: ClassVar[str] = "limit"
-    PARAMS: ClassVar[dict[str, Param]] = {
+    NAME = "entry-lru"
+    ERA = "6.8"
+    LIMITS = "legacy"
+    QUEUE_ON = "limit"
+    PARAMS = {
         "shrink": Param(
             p_choice("async", "sync"),
             "async",
@@ -113,7 +111,7 @@ class EntryLru(ZswapDesign):
             "reject on the limit",
         ),
     }
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": False}
+    DEFAULTS = {"exclusive_loads": True, "store_as_is": False}
     STATE = _T
 
 

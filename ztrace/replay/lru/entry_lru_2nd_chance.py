@@ -18,8 +18,6 @@ record. ``shrinker_walk=N`` approximates it as N second-chance steps after every
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from numba import njit
 
 from ztrace.replay.lru import _core as K
@@ -179,11 +177,11 @@ def _shrink_scan(st, n):  # type: ignore[no-untyped-def]
 class EntryLru2ndChance(EntryLru):
     """6.12+: entry LRU whose walk rotates referenced entries once."""
 
-    NAME: ClassVar[str] = "entry-lru-2nd-chance"
-    ERA: ClassVar[str] = "6.12"
-    LIMITS: ClassVar[str] = "v6.10"
-    QUEUE_ON: ClassVar[str] = "any_reject"
-    PARAMS: ClassVar[dict[str, Param]] = {
+    NAME = "entry-lru-2nd-chance"
+    ERA = "6.12"
+    LIMITS = "v6.10"
+    QUEUE_ON = "any_reject"
+    PARAMS = {
         **EntryLru.PARAMS,
         "max_failures": Param(
             p_int(1, MAX_COUNT_PARAM),
@@ -204,8 +202,8 @@ class EntryLru2ndChance(EntryLru):
             "approximate memory-pressure shrinker: LRU steps after each store (0 = off)",
         ),
     }
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": False}
-    EXTRA_COUNTERS: ClassVar[tuple[str, ...]] = ("shrink_rotations", "shrink_gave_up")
+    DEFAULTS = {"exclusive_loads": True, "store_as_is": False}
+    EXTRA_COUNTERS = ("shrink_rotations", "shrink_gave_up")
     STATE = _T
 
 

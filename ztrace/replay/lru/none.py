@@ -13,8 +13,6 @@ the old ones stay in zswap until they are faulted in or freed. Loads are not exc
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru import register
 from ztrace.replay.lru._base import ZswapDesign
@@ -32,9 +30,9 @@ class NoLru(ZswapDesign):
     """6.1: reject when full, never write back (the base's limits, queueing and worker are
     6.1's; no parameters of its own)."""
 
-    NAME: ClassVar[str] = "none"
-    ERA: ClassVar[str] = "6.1"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": False, "store_as_is": False}
+    NAME = "none"
+    ERA = "6.1"
+    DEFAULTS = {"exclusive_loads": False, "store_as_is": False}
     STATE = _T
 
 

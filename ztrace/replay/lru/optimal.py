@@ -35,8 +35,6 @@ farthest next fault at that instant.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from numba import njit
 
 from ztrace.replay.lru import _core as K
@@ -65,10 +63,10 @@ def _evict_one(st):  # type: ignore[no-untyped-def]
 class Optimal(ZswapDesign):
     """Offline Belady MIN with bypass: write back the entry faulted farthest in the future."""
 
-    NAME: ClassVar[str] = "optimal"
-    ERA: ClassVar[str] = "6.18"
-    LIMITS: ClassVar[str] = "v6.10"
-    PARAMS: ClassVar[dict[str, Param]] = {
+    NAME = "optimal"
+    ERA = "6.18"
+    LIMITS = "v6.10"
+    PARAMS = {
         "pool": Param(
             p_choice("zsmalloc", "bytes"),
             "bytes",
@@ -76,8 +74,8 @@ class Optimal(ZswapDesign):
             "freeing an object frees a page only when its zspage empties",
         ),
     }
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": True}
-    ALWAYS_SYNC: ClassVar[bool] = True
+    DEFAULTS = {"exclusive_loads": True, "store_as_is": True}
+    ALWAYS_SYNC = True
     STATE = _T
 
 

@@ -13,13 +13,10 @@ a faulted-in page's clean copy is moved to the cold end: it is the cheapest thin
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from numba import njit
 
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru import register
-from ztrace.replay.lru._base import Param
 from ztrace.replay.lru.entry_lru import EntryLru, EntryLruState
 
 
@@ -40,12 +37,12 @@ def _lru_loaded(st, p):  # type: ignore[no-untyped-def]
 class SwapLru(EntryLru):
     """Unified swap LRU: write back the coldest entry instead of rejecting."""
 
-    NAME: ClassVar[str] = "swap-lru"
-    ERA: ClassVar[str] = "6.18"
-    LIMITS: ClassVar[str] = "v6.10"
-    PARAMS: ClassVar[dict[str, Param]] = {}
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": True, "store_as_is": True}
-    ALWAYS_SYNC: ClassVar[bool] = True  # by construction: make room, never reject on the limit
+    NAME = "swap-lru"
+    ERA = "6.18"
+    LIMITS = "v6.10"
+    PARAMS = {}
+    DEFAULTS = {"exclusive_loads": True, "store_as_is": True}
+    ALWAYS_SYNC = True  # by construction: make room, never reject on the limit
     STATE = _T
 
 

@@ -33,14 +33,12 @@ already in the swap cache, ignore for now").
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 from numba import njit
 
 from ztrace.replay.lru import _core as K
 from ztrace.replay.lru import register
-from ztrace.replay.lru._base import Param, ZswapDesign
+from ztrace.replay.lru._base import ZswapDesign
 
 K_ZSPAGES_WB = K.K_EXTRA0
 #: 6.2 zs_zpool_shrink: zs_reclaim_page(pool, 8)
@@ -156,13 +154,13 @@ def _reclaim_zspage(st):  # type: ignore[no-untyped-def]
 class ZspageLru(ZswapDesign):
     """6.2–6.4: LRU of zspages; writeback evicts every object of the tail zspage."""
 
-    NAME: ClassVar[str] = "zspage-lru"
-    ERA: ClassVar[str] = "6.2"
-    LIMITS: ClassVar[str] = "legacy"
-    HEADER: ClassVar[int] = 8  # sizeof(struct zswap_header)
-    PARAMS: ClassVar[dict[str, Param]] = {}
-    DEFAULTS: ClassVar[dict[str, Any]] = {"exclusive_loads": False, "store_as_is": False}
-    EXTRA_COUNTERS: ClassVar[tuple[str, ...]] = ("zspages_written_back",)
+    NAME = "zspage-lru"
+    ERA = "6.2"
+    LIMITS = "legacy"
+    HEADER = 8  # sizeof(struct zswap_header)
+    PARAMS = {}
+    DEFAULTS = {"exclusive_loads": False, "store_as_is": False}
+    EXTRA_COUNTERS = ("zspages_written_back",)
     STATE = _T
 
 
