@@ -76,9 +76,13 @@ struct zs_batch_hdr {
 
 /* --summary (ZT_SUMMARY): in-kernel aggregates instead of the event stream */
 #define ZT_HIST_BUCKETS     40  /* log2 buckets: b holds [2^b, 2^(b+1)) ns; 0 also holds 0 */
+/* --summary: a zs_lock_key's flags carry this bit for a spinlock-slowpath wait (ZT_EV_SPIN,
+ * kprobe kernels) and not for a lock:contention_begin wait (ZT_EV_LOCK), so that user space
+ * counts each wait once (ztrace.lockflags.measured_waits); LCB_F_* use bits 0-5 only */
+#define ZT_AGG_SLOWPATH     0x80000000u
 struct zs_lock_key {
 	__u64 addr;         /* lock address */
-	__u32 flags;        /* lock:contention_begin flags */
+	__u32 flags;        /* lock:contention_begin flags, | ZT_AGG_SLOWPATH for ZT_EV_SPIN */
 	__s32 stack_id;
 };
 struct zs_op_key {

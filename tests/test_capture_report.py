@@ -295,3 +295,84 @@ def test_guest_capture_report_agrees_with_the_kernel_attribution(sample: str) ->
         if v["contended"]
     }
     assert got == want and sum(c for c, _ in want.values()) == kernel["zsmalloc"]["contended"] > 0
+
+
+def _agg_maps(rows: dict[tuple[int, int, int], list[int]]) -> object:
+    """A per-CPU hash of ``struct zs_agg`` keyed by ``struct zs_lock_key`` (probes/zs_events.h)
+    as bcc's table reads it: ``items()`` of ctypes keys and per-CPU value lists. The host has
+    no kprobes, so no real map here can hold a slowpath key; tests/test_capture_vm.py reads
+    the real maps in the 6.1 and 6.12 guests."""
+    import ctypes
+
+    from ztrace.capture.summary import HIST_BUCKETS
+
+    class Key(ctypes.Structure):
+        _fields_ = [
+            ("addr", ctypes.c_uint64),
+            ("flags", ctypes.c_uint32),
+            ("stack_id", ctypes.c_int32),
+        ]
+
+    class Agg(ctypes.Structure):
+        _fields_ = [
+            ("count", ctypes.c_uint64),
+            ("total_ns", ctypes.c_uint64),
+            ("max_ns", ctypes.c_uint64),
+            ("min_ns", ctypes.c_uint64),
+            ("hist", ctypes.c_uint32 * HIST_BUCKETS),
+        ]
+
+    def agg(waits: list[int]) -> Agg:
+        if not waits:  # a CPU that never touched the key: its value all zero
+            return Agg()
+        a = Agg(len(waits), sum(waits), max(waits), min(waits))
+        for w in waits:
+            a.hist[max(w, 1).bit_length() - 1] += 1
+        return a
+
+    class Table:
+        def items(self) -> list[tuple[Key, list[Agg]]]:
+            # two CPUs: every key's waits split between them, as a per-CPU map holds them
+            return [(Key(*k), [agg(w[::2]), agg(w[1::2])]) for k, w in rows.items()]
+
+    return Table()
+
+
+def test_summary_counts_slowpath_waits_by_lock_each_once(tmp_path: Path) -> None:
+    """``capture --summary`` on a kprobe kernel: a slowpath wait's lock key carries the
+    ZT_AGG_SLOWPATH bit (probes/zs_events.h), so its rows name the lock and the stack like the
+    tracepoint's, and `report` counts each wait once (the tracepoint's plain-spinlock rows are
+    a subset of the slowpath's). Before session 27 the slowpath waits were op rows, so a
+    guest's summary showed almost no zsmalloc contention."""
+    from ztrace.capture.summary import AGG_SLOWPATH, SummaryState, interval_rows, write_summary
+
+    a, m = 0xFFFF000000001000, 0xFFFF000000002000
+    lock_rows = {
+        (a, 1 | AGG_SLOWPATH, 7): [40, 90, 300],  # three spinlock waits on a, slowpath pair
+        (a, 1, 7): [80],  # the queued one of them, as the tracepoint saw it too
+        (m, 32, 9): [1000, 3000],  # a mutex: only the tracepoint sees it
+    }
+    table = interval_rows(SummaryState(), _agg_maps(lock_rows), _agg_maps({}), None, 0, 10)
+    got = {
+        (r["event"], r["lock_flags"]): (r["count"], r["total_ns"], sum(r["hist"]))
+        for r in table.to_pylist()
+    }
+    assert got == {
+        ("spin_slowpath", 1): (3, 430, 3),  # the bit is taken off the flags
+        ("lock_contention", 1): (1, 80, 1),
+        ("lock_contention", 32): (2, 4000, 2),
+    }
+    (tmp_path / "s").mkdir()
+    meta = {"summary_version": "2", "kernel_release": "6.1.0", "nr_cpus": "2"}
+    write_summary(table, tmp_path / "s" / "summary-00000.parquet", meta)
+    rep = build_measured_report(load_measured(tmp_path / "s"))
+    assert (rep["totals"]["contended"], rep["totals"]["wait_ns_total"]) == (3 + 2, 430 + 4000)
+    assert rep["trust"]["waits"].startswith("spinlock slowpath kprobe")
+    # a version-1 file (no `event` column, written before this change): all its lock rows
+    # are the tracepoint's, every one counted
+    (tmp_path / "v1").mkdir()
+    old = table.drop_columns(["event"]).filter(pc.equal(table.column("event"), "lock_contention"))
+    pq.write_table(old, tmp_path / "v1" / "summary-00000.parquet")
+    rep1 = build_measured_report(load_measured(tmp_path / "v1"))
+    assert (rep1["totals"]["contended"], rep1["totals"]["wait_ns_total"]) == (3, 4080)
+    assert rep1["trust"]["waits"].startswith("lock tracepoint")

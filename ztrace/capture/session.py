@@ -56,6 +56,7 @@ from ztrace.format.events import (
     EV_ZSWAP_WB,
     EVENT_NAMES,
 )
+from ztrace.lockflags import LOCK_CONTENTION, SPIN_SLOWPATH, measured_waits
 
 DEFAULT_PROBES = ("zsmalloc", "locks")
 _READ_EVENTS = 1 << 16
@@ -812,19 +813,23 @@ class Capture:
         self.summary.files.append(path)
         self._sum_index += 1
         self._sum_t0 = t1
-        is_lock = np.array(table.column("record").to_pylist()) == "lock"
         counts = table.column("count").to_numpy()
+        event = np.array(table.column("event").to_pylist(), dtype=object)
+        flags = table.column("lock_flags").fill_null(0).to_numpy()
         self.summary.events += int(counts.sum())
-        self._live.contended += int(counts[is_lock].sum()) if len(counts) else 0
+        # each wait once, as report counts them (a kprobe kernel's spinlock wait can be a
+        # slowpath row and a tracepoint row both): where the slowpath pair is attached, every
+        # spinlock wait is one of its rows
+        has_slowpath = "-DZT_SPIN_SLOWPATH" in self.plan.cflags
+        waits = measured_waits(
+            event == SPIN_SLOWPATH, event == LOCK_CONTENTION, flags, has_slowpath
+        )
+        self._live.contended += int(counts[waits].sum()) if len(counts) else 0
         self._live.bytes += path.stat().st_size
-        for op, c in zip(table.column("op").to_pylist(), counts.tolist(), strict=True):
-            if op:
-                self.summary.by_event[op] = self.summary.by_event.get(op, 0) + int(c)
-        if is_lock.any():
-            n = int(counts[is_lock].sum())
-            self.summary.by_event["lock_contention"] = (
-                self.summary.by_event.get("lock_contention", 0) + n
-            )
+        names = [op or ev for op, ev in zip(table.column("op").to_pylist(), event, strict=True)]
+        for name, c in zip(names, counts.tolist(), strict=True):
+            if name:
+                self.summary.by_event[name] = self.summary.by_event.get(name, 0) + int(c)
         if self._write_stacks_due():
             self._write_stacks()
 

@@ -12,7 +12,11 @@ interval): ``record`` (``lock`` | ``op``), ``interval_start_ns``, ``interval_end
 (CLOCK_MONOTONIC), ``lock_addr``, ``lock_kind``, ``lock_flags``, ``stack_id`` (lock rows),
 ``op``, ``pool`` (op rows), ``count``, ``total_ns`` (wait or duration), ``max_ns`` and
 ``min_ns`` (over the whole capture so far: per-CPU maps cannot be reset atomically),
-``hist`` (40 log2 buckets of this interval).
+``hist`` (40 log2 buckets of this interval), and (version 2, session 27) ``event`` on lock
+rows: ``lock_contention`` (the lock tracepoints) or ``spin_slowpath`` (the kprobe pair on the
+qspinlock slowpath, kprobe kernels only), the trace's own event names, so that a reader
+counts each wait once with :func:`ztrace.lockflags.measured_waits`. A version-1 file has no
+``event`` column: its lock rows are all the tracepoint's (its slowpath waits were op rows).
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ import pyarrow.parquet as pq
 from ztrace.capture import attribute
 from ztrace.format.events import EVENT_NAMES
 from ztrace.format.safeio import atomic_file
+from ztrace.lockflags import LOCK_CONTENTION, SPIN_SLOWPATH
 
 HIST_BUCKETS = 40  # ZT_HIST_BUCKETS in probes/zs_events.h
-SUMMARY_VERSION = "1"
+#: a lock key's flag bit for a spinlock-slowpath wait (ZT_AGG_SLOWPATH in probes/zs_events.h)
+AGG_SLOWPATH = 0x80000000
+SUMMARY_VERSION = "2"
 
 SCHEMA = pa.schema(
     [
@@ -50,6 +57,7 @@ SCHEMA = pa.schema(
         pa.field("max_ns", pa.uint64(), nullable=False),
         pa.field("min_ns", pa.uint64(), nullable=False),
         pa.field("hist", pa.list_(pa.uint64()), nullable=False),
+        pa.field("event", pa.string()),
     ]
 )
 
@@ -110,7 +118,7 @@ def interval_rows(
         cols["record"].append(record)
         cols["interval_start_ns"].append(t0)
         cols["interval_end_ns"].append(t1)
-        for name in ("lock_addr", "lock_kind", "lock_flags", "stack_id", "op", "pool"):
+        for name in ("lock_addr", "lock_kind", "lock_flags", "stack_id", "op", "pool", "event"):
             cols[name].append(keys.get(name))
         cols["count"].append(d_count)
         cols["total_ns"].append(cur.total - (prev.total if prev else 0))
@@ -120,7 +128,8 @@ def interval_rows(
         cols["hist"].append(hist.tolist())
 
     for key, cur in sorted(_read(lock_table).items()):
-        addr, flags, stack_id = key
+        addr, key_flags, stack_id = key
+        flags = key_flags & ~AGG_SLOWPATH
         kind = attrib.kind(stack_id, flags)[0] if attrib is not None else "other"
         add(
             "lock",
@@ -130,6 +139,7 @@ def interval_rows(
             lock_kind=kind,
             lock_flags=flags,
             stack_id=stack_id,
+            event=SPIN_SLOWPATH if key_flags & AGG_SLOWPATH else LOCK_CONTENTION,
         )
         state.locks[key] = cur  # type: ignore[index]
     for key, cur in sorted(_read(op_table).items()):

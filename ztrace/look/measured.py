@@ -388,9 +388,23 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
         assert isinstance(df, pl.DataFrame)
         frames.append(df)
         md = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
-    rows = pl.concat(frames)
+    # version 1 files have no `event`: their lock rows are all the tracepoint's
+    frames = [
+        f if "event" in f.columns else f.with_columns(pl.lit(None, pl.Utf8).alias("event"))
+        for f in frames
+    ]
+    rows = pl.concat(frames, how="diagonal_relaxed")
     events = int(rows["count"].sum())
-    locks = rows.filter(pl.col("record") == "lock")
+    locks = rows.filter(pl.col("record") == "lock").with_columns(
+        pl.col("event").fill_null(LOCK_CONTENTION), pl.col("lock_flags").fill_null(0)
+    )
+    has_slowpath = bool((locks["event"] == SPIN_SLOWPATH).any())
+    ev = pl.col("event")
+    locks = locks.filter(
+        measured_waits(
+            ev == SPIN_SLOWPATH, ev == LOCK_CONTENTION, pl.col("lock_flags"), has_slowpath
+        )
+    )
     if locks.is_empty():
         table = contention_table(pl.DataFrame())
     else:
@@ -423,6 +437,7 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
             "lock_stacks": md.get("ztrace.extra.lock_stacks", ""),
             "mode": "summary",
             "intervals": len(files),
+            "waits": waits_source(has_slowpath),
         },
         events=events,
         lost_events=int(md.get("ztrace.lost_events", "0") or 0),

@@ -396,9 +396,11 @@ def _measure(
 
 
 def write_sidecar(outdir: str | Path, trace_name: str = "trace") -> Path | None:
-    """Write ``<trace>.kernel/contention.json`` for a run whose capture exists; its path."""
+    """Write ``<trace>.kernel/contention.json`` for a run whose capture exists; its path.
+    None for a ``capture --summary`` run: it has no event rows to attribute by stack and
+    address (its report is ``ztrace report DIR/trace``)."""
     out = Path(outdir)
-    if not (out / trace_name).is_dir():
+    if not (out / trace_name).is_dir() or not any((out / trace_name).glob("part-*.parquet")):
         return None
     side = out / f"{trace_name}.kernel"
     side.mkdir(exist_ok=True)

@@ -52,13 +52,19 @@ have_capture() {
 
 # capture NAME PROBES -- cmd...: run the workload under `ztrace capture`, Parquet to $O/NAME.
 # ztrace.capture=on (default) fails the scenario if the capture command is broken; =off runs
-# the workload bare (counters only), e.g. to measure the workload without probes.
+# the workload bare (counters only), e.g. to measure the workload without probes; =summary
+# runs the always-on mode instead (`--summary`, one summary-NNNNN.parquet every
+# ztrace.interval, default 2s: in-kernel aggregates, no event stream; tests/test_capture_vm.py)
 capture() {
   local name=$1 probes=$2; shift 2; [ "${1:-}" = -- ] && shift
   case $(karg capture on) in
     off)
       log "capture=off: running the workload without capture"
       "$@" ;;
+    summary)
+      have_capture || die "\`python3 -m ztrace capture --help\` fails in the guest"
+      python3 -X faulthandler -m ztrace capture -o "$O/$name" --probes "$probes" --summary \
+        --interval "$(karg interval 2s)" --lock-stacks "$(karg lock_stacks per-lock)" -- "$@" ;;
     *)
       have_capture || die "\`python3 -m ztrace capture --help\` fails in the guest"
       # A large ring: under TCG the Python consumer drains slowly, and a discard or swapoff
