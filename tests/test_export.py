@@ -193,3 +193,57 @@ def test_bad_trace_one_line(tmp_path: Path, cli) -> None:
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "part-00000.parquet" in r.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_kprobe_trace_waits_are_lock_slices_each_once(tmp_path: Path) -> None:
+    """A kprobe kernel's trace: every spinlock wait is a ``spin_slowpath`` row, and a queued
+    one is a ``lock_contention`` row too. The export draws each wait once, on the CPU's lock
+    thread (before session 27 the slowpath rows were allocator-call slices, and the queued
+    tracepoint row a second wait beside them)."""
+    import pyarrow as pa
+
+    from ztrace.look.perfetto import LOCK_TID_BASE, export_perfetto
+
+    a, m = 0xFFFF000000001000, 0xFFFF000000002000
+    tb = make_events(
+        ts_ns=np.array([100, 200, 201, 300, 400], np.uint64),
+        cpu=np.array([0, 1, 1, 0, 0], np.uint16),
+        event=["spin_slowpath", "spin_slowpath", "lock_contention", "lock_contention", "zs_malloc"],
+        pool=np.array([POOL] * 5, np.uint64),
+        size_bytes=np.array([0, 0, 0, 0, 512], np.uint32),
+        handle=np.array([0, 0, 0, 0, 7], np.uint64),
+        duration_ns=np.array([0, 0, 0, 0, 50], np.uint64),
+        lock_addr=pa.array([a, a, a, m, None], pa.uint64()),
+        lock_kind=pa.array(["pool", "pool", "pool", "other", None]),
+        wait_ns=pa.array([40, 90, 80, 1000, None], pa.uint64()),
+        lock_flags=pa.array([1, 1, 1, 32, None], pa.uint32()),
+    )
+    meta = TraceMeta(kernel_release="6.1.0", page_size=4096, nr_cpus=2, source="capture")
+    write_trace(tmp_path / "t", tb, meta)
+    export_perfetto(tmp_path / "t", tmp_path / "k.json")
+    doc = json.loads((tmp_path / "k.json").read_text())
+    by = check_trace_event_rules(doc)
+    waits = sorted((e["name"], e["dur"]) for e in by["X"] if e["tid"] >= LOCK_TID_BASE)
+    assert waits == [("wait other", 1), ("wait pool", 0.04), ("wait pool", 0.09)]
+    calls = [e["name"] for e in by["X"] + by["i"] if e["tid"] < LOCK_TID_BASE]
+    assert calls == ["zs_malloc"]
+    assert doc["otherData"]["waits"].startswith("spinlock slowpath kprobe")
+
+
+def test_bundled_guest_capture_exports_its_measured_waits() -> None:
+    """The bundled 6.1 guest capture (kprobes): as many wait slices as `report` counts."""
+    import tempfile
+
+    from tests.conftest import ROOT
+    from ztrace.look.measured import build_measured_report, load_measured
+    from ztrace.look.perfetto import LOCK_TID_BASE, export_perfetto
+
+    trace = ROOT / "replays" / "samples" / "guest-6.1-zsstress"
+    with tempfile.TemporaryDirectory() as d:
+        export_perfetto(trace, Path(d) / "g.json")
+        doc = json.loads((Path(d) / "g.json").read_text())
+    by = check_trace_event_rules(doc)
+    waits = [e for e in by["X"] if e["tid"] >= LOCK_TID_BASE and e["name"].startswith("wait ")]
+    rep = build_measured_report(load_measured(trace))
+    assert len(waits) == rep["totals"]["contended"] > 400
+    assert not any(e["name"] in ("spin_slowpath", "lock_contention") for e in by["X"] + by["i"])

@@ -9,7 +9,9 @@ Layout (JSON object format, ``displayTimeUnit: "ns"``):
   ``tid = 100001 + cpu`` for lock waits and holds ("cpu N locks"), so a wait never has to
   nest inside the call that caused it;
 * ``X`` complete events for calls with a measured ``duration_ns`` and for lock ``wait`` (from
-  ``contention_begin``, ``wait_ns`` long) and ``hold`` (after the wait, ``hold_ns`` long);
+  ``contention_begin``, or on kprobe kernels the spinlock slowpath pair, ``wait_ns`` long;
+  each wait once: :func:`ztrace.lockflags.measured_waits`) and ``hold`` (after the wait,
+  ``hold_ns`` long);
 * ``i`` thread-scoped instants for calls whose duration is unknown (``duration_ns`` = 0);
 * ``C`` counter events ``pool pages`` from checkpoint rows that carry ``pool_pages``.
 
@@ -32,11 +34,27 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format.safeio import output_file
+from ztrace.lockflags import (
+    LOCK_CONTENTION,
+    LOCK_EVENTS,
+    SPIN_SLOWPATH,
+    measured_waits,
+    waits_source,
+)
 
 OPS_TID_BASE = 1
 LOCK_TID_BASE = 100_001
 _EVENT_COLUMNS = ("ts_ns", "cpu", "event", "pool", "size_bytes", "handle", "duration_ns")
-_OPTIONAL = ("class_idx", "lock_kind", "wait_ns", "hold_ns", "lock_addr", "pool_pages", "tid")
+_OPTIONAL = (
+    "class_idx",
+    "lock_kind",
+    "wait_ns",
+    "hold_ns",
+    "lock_addr",
+    "lock_flags",
+    "pool_pages",
+    "tid",
+)
 
 
 @dataclass
@@ -90,8 +108,10 @@ def _json_str(values: list[str]) -> dict[str, str]:
     return {v: json.dumps(v) for v in values}
 
 
-def _rows(batch: pl.DataFrame, pid_of: dict[int, int]) -> pl.DataFrame:
-    """Expand one batch into output rows: pid, tid, ph, name, ts_ns, dur_ns, args."""
+def _rows(batch: pl.DataFrame, pid_of: dict[int, int], has_slowpath: bool) -> pl.DataFrame:
+    """Expand one batch into output rows: pid, tid, ph, name, ts_ns, dur_ns, args.
+    ``has_slowpath``: the trace has ``spin_slowpath`` rows (every spinlock wait), so the
+    tracepoint's plain-spinlock rows, a subset of them, are left out."""
     b = batch.with_columns(
         pl.col("event").cast(pl.String),
         pl.col("pool").replace_strict(pid_of, return_dtype=pl.Int64).alias("pid"),
@@ -100,8 +120,15 @@ def _rows(batch: pl.DataFrame, pid_of: dict[int, int]) -> pl.DataFrame:
         if c not in b.columns:
             b = b.with_columns(pl.lit(None).alias(c))
     b = b.with_columns(pl.col("lock_kind").cast(pl.String).fill_null("lock"))
-    is_lock = pl.col("event") == "lock_contention"
-    is_ckpt = pl.col("event") == "checkpoint"
+    ev = pl.col("event")
+    is_lock = ev.is_in(LOCK_EVENTS)  # never an allocator call (session 27: slowpath rows were)
+    is_wait = measured_waits(
+        ev == SPIN_SLOWPATH,
+        ev == LOCK_CONTENTION,
+        pl.col("lock_flags").cast(pl.UInt32).fill_null(0),
+        has_slowpath,
+    )
+    is_ckpt = ev == "checkpoint"
     ops = b.filter(~is_lock & ~is_ckpt).select(
         "pid",
         (pl.col("cpu").cast(pl.Int64) + OPS_TID_BASE).alias("tid"),
@@ -117,7 +144,7 @@ def _rows(batch: pl.DataFrame, pid_of: dict[int, int]) -> pl.DataFrame:
             pl.col("tid").cast(pl.String).fill_null("null"),
         ).alias("args"),
     )
-    locks = b.filter(is_lock)
+    locks = b.filter(is_wait)
     lock_args = _fmt(
         '{"lock_addr":"0x{}","wait_ns":{},"hold_ns":{},"tid":{}}',
         pl.col("lock_addr").cast(pl.UInt64).fill_null(0).map_batches(_hex),
@@ -247,6 +274,12 @@ def export_perfetto(
     total = tr.num_rows
     if total == 0:
         raise TraceFormatError(trace, "empty dataset: the trace has no events to export")
+    # which rows are waits depends on the whole trace (measured_waits): one pass over the
+    # event column first (dictionary-coded: its codes only)
+    has_slowpath = any(
+        SPIN_SLOWPATH in pl.Series(rb.column(0)).cast(pl.String).unique().to_list()
+        for rb in tr.iter_batches(columns=["event"], batch_rows=batch_rows)
+    )
     out = Path(out)
     pid_of: dict[int, int] = {}
     threads: set[tuple[int, int]] = set()
@@ -278,11 +311,8 @@ def export_perfetto(
             exported += batch.height
             for p in batch["pool"].unique(maintain_order=True).to_list():
                 pid_of.setdefault(int(p), len(pid_of) + 1)
-            rows = (
-                pl.concat([pending, _rows(batch, pid_of)], how="vertical_relaxed")
-                if pending.height
-                else _rows(batch, pid_of)
-            )
+            new = _rows(batch, pid_of, has_slowpath)
+            rows = pl.concat([pending, new], how="vertical_relaxed") if pending.height else new
             rows, n = _clamp(rows)
             clamped += n
             # The last event of each thread waits for the next batch: it may need cutting.
@@ -308,6 +338,7 @@ def export_perfetto(
             "source": meta.source,
             "nr_cpus": meta.nr_cpus,
             "lost_events": meta.lost_events,
+            "waits": waits_source(has_slowpath),
             "exported_trace_events": exported,
             "clamped_events": clamped,
             "pools": {str(pid): hex(pool) for pool, pid in pid_of.items()},
