@@ -15,22 +15,7 @@ grep -wE '_raw_(spin|read)_(un)?lock$' /proc/kallsyms >"$O/lockfuncs.txt"
 # ztrace.size_fixed=BYTES: every object that size, so one class: on >=6.11 malloc and free then
 # meet on one class->lock, as 6.1's meet on pool->lock (0 = sizes 64..3072, ~100 classes)
 ARGS="threads=$(karg threads 1) ops=$(karg ops 6000) live=256 size_min=64 size_max=3072 size_fixed=$(karg size_fixed 0) read_pct=30 think_ns=0 seed=1"
-# ztrace.background=9p: a writer to the output share runs beside the rounds (virtio-9p: QEMU
-# serves it from its main loop, under the global lock that every vCPU thread also takes each
-# time it leaves translated code, e.g. at every PAUSE of a spinning waiter). Does guest I/O
-# lengthen the spinlock waits per contention while the calls' durations stay? (session 27)
-BG=
-if [ "$(karg background none)" = 9p ]; then
-  ( while :; do dd if=/dev/zero of="$O/background.tmp" bs=64k count=64 conv=fsync 2>/dev/null; done ) &
-  BG=$!
-  log "background: 9p writer pid $BG"
-fi
 zsstress_check holdtime 4 "$ARGS"
-if [ -n "$BG" ]; then
-  kill "$BG" 2>/dev/null || true
-  wait "$BG" 2>/dev/null || true
-  rm -f "$O/background.tmp"
-fi
 # ztrace.trace=1: the same load once more under the real capture (zsmalloc,locks probes), so
 # that the capture's own call durations sit beside round A's in one boot (session 14: their
 # ratio ran 0.44-2.9 over four boots; docs/validation.md "Session 14")

@@ -37,8 +37,18 @@ preset() {  # preset LEVEL: the module arguments of one load
 }
 KO=$O/kmod/zsstress.ko
 [ -f "$KO" ] || die "no $KO (the host builds it: ztrace/vm/kmod.py)"
+# ztrace.background=9p: every second load runs beside a writer to the output share
+# (virtio-9p, which QEMU serves from its main loop under the global lock that a vCPU thread
+# also takes each time it leaves translated code, e.g. at each PAUSE of a spinning waiter);
+# zsstress.background lists none/9p per load. Started after the capture attached and
+# stopped before it detaches: a kprobe patched while the writer runs crashed the 6.1 guest
+# three boots of three (session 27). An A/B in one boot: does guest I/O lengthen the waits
+# per contention while the calls' durations stay?
+BGMODE=$(karg background none)
+BGLOOP="while :; do dd if=/dev/zero of=$O/background.tmp bs=64k count=64 conv=fsync 2>/dev/null; done"
 LOOP=/tmp/zsstress-loop.sh
 : >"$O/zsstress.runs"
+: >"$O/zsstress.background"
 echo "set -e" >$LOOP
 n=0
 for r in $(seq 1 "$REPS"); do
@@ -46,7 +56,15 @@ for r in $(seq 1 "$REPS"); do
     ARGS=$(preset "$lv" "$r") || die "unknown level $lv (none, light, medium, heavy, spread)"
     [ $n -gt 0 ] && echo "sleep 3" >>$LOOP
     # insmod returns when every thread has finished; rmmod frees the objects and the pool.
-    echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
+    if [ "$BGMODE" = 9p ] && [ $((n % 2)) = 1 ]; then
+      echo "( $BGLOOP ) & BG=\$!; sleep 1" >>$LOOP
+      echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
+      echo "kill \$BG; wait \$BG 2>/dev/null || true; rm -f $O/background.tmp" >>$LOOP
+      echo 9p >>"$O/zsstress.background"
+    else
+      echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
+      echo none >>"$O/zsstress.background"
+    fi
     printf '%s\t%s\t%s\n' "$r" "$lv" "$ARGS" >>"$O/zsstress.runs"
     n=$((n + 1))
   done
