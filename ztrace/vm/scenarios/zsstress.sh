@@ -44,8 +44,18 @@ KO=$O/kmod/zsstress.ko
 # stopped before it detaches: a kprobe patched while the writer runs crashed the 6.1 guest
 # three boots of three (session 27). An A/B in one boot: does guest I/O lengthen the waits
 # per contention while the calls' durations stay?
+# ztrace.background=zram: the writer is fio on a zram device instead (zram's own pool and
+# lock; zsstress's waits on its own pool's lock, filtered by the waiter's comm): do the
+# waits per contention of one lock follow what else the guest runs?
 BGMODE=$(karg background none)
-BGLOOP="while :; do dd if=/dev/zero of=$O/background.tmp bs=64k count=64 conv=fsync 2>/dev/null; done"
+case $BGMODE in
+  none) ;;
+  9p) BGLOOP="while :; do dd if=/dev/zero of=$O/background.tmp bs=64k count=64 conv=fsync 2>/dev/null; done" ;;
+  zram)
+    zram_on 256M
+    BGLOOP="while :; do fio --name=bg --filename=/dev/zram0 --rw=write --bs=64k --size=32M --numjobs=2 --offset_increment=32M --buffer_compress_percentage=60 --refill_buffers --direct=1 --ioengine=psync >/dev/null 2>&1; done" ;;
+  *) die "unknown background $BGMODE (none, 9p, zram)" ;;
+esac
 LOOP=/tmp/zsstress-loop.sh
 : >"$O/zsstress.runs"
 : >"$O/zsstress.background"
@@ -56,11 +66,11 @@ for r in $(seq 1 "$REPS"); do
     ARGS=$(preset "$lv" "$r") || die "unknown level $lv (none, light, medium, heavy, spread)"
     [ $n -gt 0 ] && echo "sleep 3" >>$LOOP
     # insmod returns when every thread has finished; rmmod frees the objects and the pool.
-    if [ "$BGMODE" = 9p ] && [ $((n % 2)) = 1 ]; then
+    if [ "$BGMODE" != none ] && [ $((n % 2)) = 1 ]; then
       echo "( $BGLOOP ) & BG=\$!; sleep 1" >>$LOOP
       echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
-      echo "kill \$BG; wait \$BG 2>/dev/null || true; rm -f $O/background.tmp" >>$LOOP
-      echo 9p >>"$O/zsstress.background"
+      echo "kill \$BG; pkill -x fio 2>/dev/null || true; pkill -x dd 2>/dev/null || true; wait \$BG 2>/dev/null || true; rm -f $O/background.tmp" >>$LOOP
+      echo "$BGMODE" >>"$O/zsstress.background"
     else
       echo "insmod $KO $ARGS && rmmod zsstress" >>$LOOP
       echo none >>"$O/zsstress.background"
