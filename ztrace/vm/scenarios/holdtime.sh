@@ -15,7 +15,22 @@ grep -wE '_raw_(spin|read)_(un)?lock$' /proc/kallsyms >"$O/lockfuncs.txt"
 # ztrace.size_fixed=BYTES: every object that size, so one class: on >=6.11 malloc and free then
 # meet on one class->lock, as 6.1's meet on pool->lock (0 = sizes 64..3072, ~100 classes)
 ARGS="threads=$(karg threads 1) ops=$(karg ops 6000) live=256 size_min=64 size_max=3072 size_fixed=$(karg size_fixed 0) read_pct=30 think_ns=0 seed=1"
-zsstress_check holdtime 4 "$ARGS"
+# ztrace.workload=zram: the rounds time zram's own calls instead of zsstress's: each round
+# is `jobs` fio writers of 8 MiB on /dev/zram0 (as the zram scenario), then a discard (the
+# frees). The holds of a pool that only grows, beside zsstress's churn of 256 objects
+# (session 27: zram's pool-lock waits are 2.5x zsstress's at the same call durations)
+if [ "$(karg workload zsstress)" = zram ]; then
+  zram_on 512M
+  J=$(karg jobs 4)
+  CMD="fio --name=ht --filename=/dev/zram0 --rw=write --bs=64k --size=8M --numjobs=$J \
+ --offset_increment=8M --buffer_compress_percentage=60 --refill_buffers --direct=1 \
+ --ioengine=psync >/dev/null && blkdiscard -o 0 -l $((J * 8))M /dev/zram0"
+  echo "zram fio jobs=$J" >"$O/zsstress.args"
+  phase workload python3 -m ztrace.checks.holdtime --rounds "$(karg rounds 4)" \
+    -o "$O/holdtime.json" -- /bin/sh -c "$CMD" || die "holdtime failed"
+else
+  zsstress_check holdtime 4 "$ARGS"
+fi
 # ztrace.trace=1: the same load once more under the real capture (zsmalloc,locks probes), so
 # that the capture's own call durations sit beside round A's in one boot (session 14: their
 # ratio ran 0.44-2.9 over four boots; docs/validation.md "Session 14")
