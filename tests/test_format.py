@@ -209,6 +209,23 @@ def test_bpf_header_codes_are_the_python_definition():
     assert set(events.EVENT_NAMES.values()) <= set(events.EVENTS)
 
 
+def test_bpf_header_summary_constants_are_the_python_ones():
+    """The two numbers --summary's reader shares with probes/zs_events.h: the histogram's
+    bucket count and the lock key's slowpath bit (a mismatch would mislabel every wait)."""
+    import re
+    from pathlib import Path
+
+    from ztrace.capture import summary
+
+    header = (Path(__file__).parents[1] / "probes" / "zs_events.h").read_text()
+    buckets = re.search(r"#define ZT_HIST_BUCKETS\s+(\d+)", header)
+    bit = re.search(r"#define ZT_AGG_SLOWPATH\s+(0x[0-9a-fA-F]+)u?", header)
+    assert buckets and bit
+    assert int(buckets[1]) == summary.HIST_BUCKETS
+    assert int(bit[1], 16) == summary.AGG_SLOWPATH
+    assert summary.AGG_SLOWPATH > 0x3F  # above every LCB_F_* flag (bits 0-5)
+
+
 def test_capture_uses_the_one_event_definition():
     from ztrace.capture import session, summary
     from ztrace.format import events

@@ -388,12 +388,11 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
         assert isinstance(df, pl.DataFrame)
         frames.append(df)
         md = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
-    # version 1 files have no `event`: their lock rows are all the tracepoint's
-    frames = [
-        f if "event" in f.columns else f.with_columns(pl.lit(None, pl.Utf8).alias("event"))
-        for f in frames
-    ]
+    # version 1 files have no `event` (null here, or no column when every file is one):
+    # their lock rows are all the tracepoint's
     rows = pl.concat(frames, how="diagonal_relaxed")
+    if "event" not in rows.columns:
+        rows = rows.with_columns(pl.lit(None, pl.Utf8).alias("event"))
     events = int(rows["count"].sum())
     locks = rows.filter(pl.col("record") == "lock").with_columns(
         pl.col("event").fill_null(LOCK_CONTENTION), pl.col("lock_flags").fill_null(0)
