@@ -292,6 +292,10 @@ static __always_inline void zt_comm(struct zt_cpu *c, struct zs_event *e, u32 ti
 		dst[1] = c->comm[1];
 		return;
 	}
+	/* 6.1's bpf_get_current_comm() copies with strscpy(), not strscpy_pad() (6.12): clear
+	 * the slot first, or the bytes after the name are the previous event's in this slot */
+	dst[0] = 0;
+	dst[1] = 0;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	c->comm_tid = tid;
 	c->comm[0] = dst[0];

@@ -560,3 +560,18 @@ def test_probe_misses_count_lost_pairs_and_report_reentries() -> None:
     # probe_missed is part of lost_events; the reported-only counters are not
     lost = {"ringbuf_full": 1, "end_without_begin": 5, "spin_reentry": 6, "probe_missed": 5}
     assert lost_total(lost) == 6
+
+
+def test_comm_ends_at_its_first_nul_and_one_name_is_one_entry() -> None:
+    """6.1's bpf_get_current_comm() copies with strscpy(), so a reused batch slot keeps the
+    previous event's bytes after the name (seen in a 6.1 guest capture: "fio\\0ker/u4:1",
+    "python3\\0/0"). The column holds the name up to its NUL, and tails that differ give
+    one dictionary entry, not one per tail."""
+    from ztrace.capture import session as s
+
+    ev = np.zeros(5, EVENT_DTYPE)
+    ev["tid"] = [7, 7, 8, 9, 9]
+    ev["comm"] = [b"fio\0ker/u4:1", b"fio\0od\0s/0", b"fio", b"python3\0/0", b"zsstress/0"]
+    col = s._CommCache().encode(ev, None)
+    assert col.to_pylist() == ["fio", "fio", "fio", "python3", "zsstress/0"]
+    assert sorted(col.dictionary.to_pylist()) == ["fio", "python3", "zsstress/0"]

@@ -376,6 +376,7 @@ class _CommCache:
     def __init__(self) -> None:
         self.names: list[str] = []
         self._by_key: dict[int, int] = {}
+        self._by_name: dict[str, int] = {}
         self._tid = np.full(self.SLOTS, -1, np.int64)
         self._key = np.zeros(self.SLOTS, np.uint64)
         self._idx = np.zeros(self.SLOTS, np.int32)
@@ -391,10 +392,16 @@ class _CommCache:
             uk, first = np.unique(key[bad], return_index=True)
             for k, f in zip(uk.tolist(), first.tolist(), strict=True):
                 if k not in self._by_key:
-                    raw = bytes(ev["comm"][bad[f]])
-                    name = anon.comm(raw) if anon else raw.rstrip(b"\0").decode(errors="replace")
-                    self._by_key[k] = len(self.names)
-                    self.names.append(name)
+                    # the name ends at its first NUL: on 6.1 bpf_get_current_comm() copies
+                    # with strscpy() (6.12: strscpy_pad), so the bytes after it are a
+                    # previous event's, left in the reused batch slot ("fio\0ker/u4:1")
+                    raw = bytes(ev["comm"][bad[f]]).split(b"\0", 1)[0]
+                    name = anon.comm(raw) if anon else raw.decode(errors="replace")
+                    i = self._by_name.get(name)
+                    if i is None:
+                        i = self._by_name[name] = len(self.names)
+                        self.names.append(name)
+                    self._by_key[k] = i
             idx_of_uk = np.array([self._by_key[k] for k in uk.tolist()], np.int32)
             bslot = slot[bad]
             self._tid[bslot] = tid[bad]
