@@ -711,6 +711,52 @@ def test_probe_floor_comes_off_slowpath_waits_only(tmp_path: Path) -> None:
     assert zs["wait_ns_less_probe_floor"] == (5000 - 1500) + 0 + 40
 
 
+def test_waits_without_a_holder_are_counted_per_lock_kind(tmp_path: Path) -> None:
+    """A wait is without a holder when no other thread was in a call that takes that lock
+    at any time during it: 6.1's pool lock is taken by zs_malloc, zs_free and, for the first
+    MAP_CALL_NS of a zs_read/zs_write span, its map lookup (session 28)."""
+    from ztrace.format import TraceMeta, make_events, write_trace
+    from ztrace.vm.contention import MAP_CALL_NS, summarize
+
+    pool = 0x7000
+    # ts, tid, event, duration, wait (slowpath rows)
+    rows = [
+        (1000, 1, "zs_malloc", 5000, None),
+        (2000, 2, "spin_slowpath", None, 400),  # inside tid 1's zs_malloc: a holder
+        (10_000, 1, "zs_write", 20_000, None),  # the map lookup: its first MAP_CALL_NS
+        (10_000 + MAP_CALL_NS - 100, 2, "spin_slowpath", None, 300),  # in it: a holder
+        (10_000 + MAP_CALL_NS + 500, 2, "spin_slowpath", None, 6000),  # the copy: none
+        (40_000, 2, "zs_free", 3000, None),
+        (41_000, 2, "spin_slowpath", None, 1000),  # only its own thread's call: none
+    ]
+    t = make_events(
+        ts_ns=[r[0] for r in rows],
+        tid=[r[1] for r in rows],
+        cpu=[r[1] - 1 for r in rows],
+        event=[r[2] for r in rows],
+        duration_ns=[r[3] or 0 for r in rows],
+        lock_addr=[pool if r[4] else None for r in rows],
+        lock_kind=["pool" if r[4] else None for r in rows],
+        wait_ns=[r[4] for r in rows],
+        lock_flags=[1 if r[4] else None for r in rows],
+        stack_id=[1 if r[4] else None for r in rows],
+    )
+    run = tmp_path / "r00"
+    write_trace(run / "trace", t, TraceMeta(kernel_release="6.1.0-57-amd64", source="capture"))
+    (run / "trace" / "stacks.json").write_text(
+        json.dumps({"1": ["native_queued_spin_lock_slowpath", "_raw_spin_lock", "zs_malloc"]})
+    )
+    got = summarize(run)["zsmalloc"]["waits_without_holder"]
+    assert got == {
+        "rows": 4,
+        "without_holder": 2,
+        "share": 0.5,
+        "wait_share": round(7000 / 7700, 4),
+        "wait_ns_p50_without": 3500,
+        "wait_ns_p50_with": 350,
+    }
+
+
 def test_unknown_kernel_and_scenario_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(vmrun.VmError, match=r"unknown guest kernel '5\.10'"):
         vmrun.run_scenario("5.10", "zram", tmp_path / "o")

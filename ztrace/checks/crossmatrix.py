@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ztrace.checks.crosskernel import METRICS, design_for_kernel
+from ztrace.checks.waitparts import cell_wait_parts, parts_markdown
 from ztrace.errors import ConfigError, ZtraceError
 from ztrace.format import read_meta
 from ztrace.replay.hold_ends import DEFAULT_END
@@ -55,6 +56,9 @@ class Run:
     #: (ztrace/vm/contention.py probe_floor); None without enough slowpath rows
     probe_floor_ns: int | None = None
     wait_less_floor_ns: int | None = None
+    #: where the measured zsmalloc wait goes (ztrace/vm/contention.py wait_parts); None
+    #: where the probe pair's cost was not measured on this kernel
+    wait_parts: dict[str, Any] | None = None
 
 
 #: key of the diagnosis "predicted / measured total wait less the run's probe floor" (pairs
@@ -91,6 +95,7 @@ def find_runs(root: str | Path, cells: Sequence[str] | None = None) -> list[Run]
                 lost_events=int(c.get("lost_events", 0)),
                 probe_floor_ns=c.get("probe_floor_ns"),
                 wait_less_floor_ns=z.get("wait_ns_less_probe_floor"),
+                wait_parts=z.get("wait_parts"),
             )
         )
     if not runs:
@@ -194,6 +199,12 @@ def matrix_pairs(
         for k in kernels
         if (w := _wait_per_contention(cell, k, by.get((cell, k), {}), design[k], pred))
     ]
+    parts = [
+        w
+        for cell in sorted({r.cell for r in runs})
+        for k in kernels
+        if (w := cell_wait_parts(cell, k, by.get((cell, k), {}), design[k], pred))
+    ]
     lost = sum(r.lost_events for r in runs)
     notes.append(
         f"{len(runs)} runs under {root}; {lost} events lost in all (see each run's footer)"
@@ -201,6 +212,7 @@ def matrix_pairs(
     return {
         "pairs": pairs,
         "wait_per_contention": waits,
+        "wait_parts": parts,
         "notes": notes,
         "replicas": replicas,
         "targets": TARGETS,
@@ -424,6 +436,7 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {_ratio_text(w['ratio_less_floor'], w['ratio_less_floor_interval'])} "
                 f"n={w['runs']} |"
             )
+    rows += parts_markdown(res.get("wait_parts") or [])
     return "\n".join(rows)
 
 

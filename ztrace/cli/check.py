@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -531,9 +532,34 @@ def holds(trace: str, as_json: bool) -> None:
     hold-share bracket measured in the same boot (TRACE.kernel/holdtime.json), against the
     contention the capture measured (docs/validation.md, session 23)."""
     from ztrace.checks.holdshare import check_holds, lines
+
+    _emit(check_holds(trace), lines, as_json)
+
+
+@click.command(
+    "probewait",
+    epilog="""\b
+Examples:
+  ztrace vm run -k 6.1 -s probewait -p reps=2 -o /tmp/pw61
+  ztrace check probewait /tmp/pw61
+  ztrace check probewait /tmp/pw61 --json
+""",
+)
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the check as JSON.")
+def probewait(run: str, as_json: bool) -> None:
+    """What the capture records as a spinlock wait when nothing holds the lock: the slowpath
+    probe pair's own cost, per context (kthread, system call, after a zram write), alone and
+    beside a zram writer, from a `-s probewait` run (docs/validation.md, session 28)."""
+    from ztrace.checks.probewait import check_probewait, lines
+
+    _emit(check_probewait(run), lines, as_json)
+
+
+def _emit(res: dict[str, Any], lines: Callable[[dict[str, Any]], list[str]], as_json: bool) -> None:
+    """A check's result as JSON, or as its text lines."""
     from ztrace.look.tables import render_json
 
-    res = check_holds(trace)
     if as_json:
         click.echo(render_json(res, indent=1, sort_keys=False))
         return
@@ -546,3 +572,4 @@ command.add_command(locks)
 command.add_command(lru_kernel)
 command.add_command(cross_kernel)
 command.add_command(holds)
+command.add_command(probewait)

@@ -38,9 +38,9 @@ def _pools_from_log(outdir: Path) -> set[int]:
     return {int(m, 16) for m in re.findall(r"pool=([0-9a-f]+)", log.read_text())}
 
 
-def _read(trace: Path) -> tuple[pa.Table, int]:
+def _read(trace: Path) -> tuple[pa.Table, int, str]:
     tr = read_trace(trace, allow_empty=True)
-    return tr.table, tr.meta.lost_events
+    return tr.table, tr.meta.lost_events, tr.meta.kernel_release
 
 
 def _pct(a: np.ndarray, q: float) -> int:
@@ -56,7 +56,7 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
     """Contention summary of ``trace``; ``aux`` holds zs_pool_layout.json / zsstress.log
     (the run directory, or a bundled sample's ``NAME.kernel/``)."""
     trace, out = Path(trace), Path(aux)
-    t, lost = _read(trace)
+    t, lost, release = _read(trace)
     layout: dict[str, Any] = {}
     if (out / "zs_pool_layout.json").is_file():
         try:
@@ -113,7 +113,9 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
         both = pa.concat_tables([slow, tp.filter(pa.array(keep))]) if tp.num_rows else slow
         res["probe_floor_ns"] = probe_floor(slow)
         calls = t.filter(pc.is_in(ev, pa.array(_TAKER_EVENTS)))
-        res["all_contended"] = _measure(both, addr_name, frames, res["probe_floor_ns"], calls)
+        res["all_contended"] = _measure(
+            both, addr_name, frames, res["probe_floor_ns"], calls, probe_costs(release)
+        )
         primary, res["source"] = res["all_contended"], "spin_slowpath kprobe + lock tracepoint"
     else:
         primary, res["source"] = res["tracepoint"], "lock tracepoint (queued spinlock waiters only)"
@@ -292,12 +294,155 @@ def requests_in_holder_calls(
     }
 
 
+#: how much of a zs_read/zs_write span (map entry .. unmap return) can hold 6.1's pool lock:
+#: zs_map_object() takes it for the handle lookup only, at the span's start (6.1.192
+#: mm/zsmalloc.c). The call alone takes 1.3 us in the calibration (holdtime-6.1.0-57-amd64.json,
+#: `map` dur_ns) and the capture's entry probe ~1.6 us (the slowpath pair on a free lock,
+#: scenarios/probewait.sh): 3 us covers both, so a span's later copy counts as no holder and
+#: anything near its start as one (the check leans toward finding a holder)
+MAP_CALL_NS = 3000
+
+
+def without_holder(
+    ts: np.ndarray, wait: np.ndarray, tid: np.ndarray, kind: np.ndarray, calls: pa.Table
+) -> np.ndarray:
+    """Per contended wait (slowpath row from ``ts`` for ``wait`` ns, thread ``tid``, lock
+    ``kind``): True when no other thread was inside any zs_* call that takes that kind of
+    lock (:data:`_TAKERS`; of a zs_read/zs_write span only its first :data:`MAP_CALL_NS`)
+    at any time during it. Rows of other kinds are False."""
+    none = np.zeros(len(ts), dtype=bool)
+    c_ev = np.asarray(calls.column("event").cast(pa.string()).to_pylist(), dtype=object)
+    c_tid = _column(calls, "tid", 0, np.int64)
+    c_ts = _column(calls, "ts_ns", 0, np.int64)
+    dur = _column(calls, "duration_ns", 0, np.int64)
+    span = np.isin(c_ev, ("zs_read", "zs_write"))
+    c_end = c_ts + np.where(span, np.minimum(dur, MAP_CALL_NS), dur)
+    w_end = ts.astype(np.int64) + wait.astype(np.int64)
+    for k, takers in _TAKERS.items():
+        rows = np.flatnonzero(kind == k)
+        mine = np.isin(c_ev, takers)
+        if not rows.size:
+            continue
+        if not mine.any():
+            none[rows] = True
+            continue
+        order = np.argsort(c_ts[mine], kind="stable")
+        a, e, who = c_ts[mine][order], c_end[mine][order], c_tid[mine][order]
+        longest = int((e - a).max())
+        for r in rows:
+            lo = np.searchsorted(a, ts[r] - longest, side="left")
+            hi = np.searchsorted(a, w_end[r], side="left")
+            none[r] = not bool(((who[lo:hi] != tid[r]) & (e[lo:hi] > ts[r])).any())
+    return none
+
+
+def waits_without_holder(
+    ts: np.ndarray, wait: np.ndarray, tid: np.ndarray, kind: np.ndarray, calls: pa.Table
+) -> dict[str, Any]:
+    """How many contended waits had no holder to wait for (:func:`without_holder`), and
+    their share of the total wait.
+
+    Nothing can have held the lock for such a wait's measured time, yet the kernel recorded
+    it: the holder let go before the waiter's probe stamped the request, and the rest is the
+    waiter's own time (its probes' cost, its vCPU). A lock model can give such a wait no more
+    than the probe's cost. The share of waits and of their total wait that are like this
+    bounds what a replay of holds can match (docs/validation.md, session 28). A check of the
+    measurement, not of the model.
+
+    >>> calls = pa.table({"event": ["zs_malloc", "zs_free"], "tid": [1, 2],
+    ...                   "ts_ns": [100, 300], "duration_ns": [50, 50]})
+    >>> got = waits_without_holder(np.array([120, 200, 310]), np.array([10, 40, 20]),
+    ...     np.array([2, 1, 1]), np.array(["class"] * 3, dtype=object), calls)
+    >>> got["without_holder"], got["share"], got["wait_share"]
+    (1, 0.3333, 0.5714)
+    >>> got["wait_ns_p50_without"], got["wait_ns_p50_with"]
+    (40, 15)
+    """
+    none = without_holder(ts, wait, tid, kind, calls)
+    sel = np.isin(kind, list(_TAKERS))
+    n, k_none = int(sel.sum()), int((none & sel).sum())
+    w = wait.astype(np.int64)
+    total = int(w[sel].sum())
+    return {
+        "rows": n,
+        "without_holder": k_none,
+        "share": round(k_none / n, 4) if n else None,
+        "wait_share": round(int(w[none & sel].sum()) / total, 4) if total else None,
+        "wait_ns_p50_without": _pct(w[none & sel], 50),
+        "wait_ns_p50_with": _pct(w[~none & sel], 50),
+    }
+
+
+#: a wait this long or longer behind a holder is a holder stalled in its hold (session 23:
+#: 1-2 % of the waits, 35-60 % of the wait; the holder's vCPU descheduled on the host)
+LONG_WAIT_NS = 20_000
+
+
+def probe_costs(release: str, search: Path | None = None) -> dict[str, Any] | None:
+    """The slowpath probe pair's own cost inside a wait on ``release``, measured on a free
+    lock (``replays/calibration/probewait-<release>.json``: ``ztrace check probewait --json``
+    of a ``-s probewait`` run): ``kthread`` (zsstress's waiters) and ``user`` (a process
+    right after a zram page write: zram's and zswap's waiters), the p50 alone, median over
+    the reps; None where it was not measured."""
+    base = search or Path(__file__).resolve().parent.parent.parent / "replays" / "calibration"
+    f = base / f"probewait-{release}.json"
+    if not f.is_file():
+        return None
+    try:
+        rows = {(r["step"], r["background"]): r for r in json.loads(f.read_text())["summary"]}
+        k = int(rows[("kthread", "none")]["free_lock_p50_ns_median"])
+        u = int(rows[("userzram", "none")]["free_lock_p50_ns_median"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"kthread": k, "user": u, "source": f"replays/calibration/{f.name}"}
+
+
+def wait_parts(
+    wait: np.ndarray, none: np.ndarray, comm: np.ndarray, costs: dict[str, Any]
+) -> dict[str, Any]:
+    """Where the measured zsmalloc wait goes (session 28), in ns of the total:
+
+    * ``probe``: the probe pair's own cost, once per wait (at most the wait), as measured on
+      a free lock in the waiter's context (:func:`probe_costs`: a ``zsstress/N`` kthread or
+      a user process);
+    * ``without_holder``: the rest of the waits no other thread could have caused
+      (:func:`without_holder`);
+    * ``long``: the rest of the waits behind a holder that lasted :data:`LONG_WAIT_NS` or
+      more (a holder stalled in its hold);
+    * ``held``: the rest of the waits behind a holder: what a model of the holds predicts.
+
+    A diagnosis of the measurement, not the issue's metric (docs/validation.md, session 28).
+
+    >>> wait_parts(np.array([3000, 5000, 30000, 1000]), np.array([False, True, False, False]),
+    ...            np.array(["fio", "fio", "fio", "zsstress/0"], dtype=object),
+    ...            {"kthread": 1500, "user": 2000, "source": "x"})["ns"]
+    {'probe': 7000, 'without_holder': 3000, 'long': 28000, 'held': 1000}
+    """
+    w = wait.astype(np.int64)
+    cost = np.where([str(c).startswith("zsstress/") for c in comm], costs["kthread"], costs["user"])
+    probe = np.minimum(w, cost)
+    rest = w - probe
+    long = ~none & (w >= LONG_WAIT_NS)
+    ns = {
+        "probe": int(probe.sum()),
+        "without_holder": int(rest[none].sum()),
+        "long": int(rest[long].sum()),
+        "held": int(rest[~none & ~long].sum()),
+    }
+    return {
+        "ns": ns,
+        "probe_cost_ns": {"kthread": costs["kthread"], "user": costs["user"]},
+        "source": costs["source"],
+    }
+
+
 def _measure(
     lk: pa.Table,
     addr_name: Callable[[int], str],
     frames: dict[int, list[str]],
     floor: int | None = None,
     calls: pa.Table | None = None,
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other;
     with a probe ``floor`` (:func:`probe_floor`), also the zsmalloc wait less it per row;
@@ -392,6 +537,18 @@ def _measure(
             kind[sp],
             calls,
         )
+        ts, tid = _column(lk, "ts_ns", 0, np.int64)[sp], _column(lk, "tid", 0, np.int64)[sp]
+        out["zsmalloc"]["waits_without_holder"] = waits_without_holder(
+            ts, wait[sp], tid, kind[sp], calls
+        )
+        if costs is not None:
+            comm = (
+                np.asarray(lk.column("comm").cast(pa.string()).fill_null("").to_pylist(), object)
+                if "comm" in lk.column_names
+                else np.full(n, "", object)
+            )
+            none = without_holder(ts, wait[sp], tid, kind[sp], calls)
+            out["zsmalloc"]["wait_parts"] = wait_parts(wait[sp], none, comm[sp], costs)
     return out
 
 

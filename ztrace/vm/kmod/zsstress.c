@@ -19,7 +19,19 @@
  *
  * Parameters (all read-only after load):
  *   threads=2 ops=20000 duration_ms=0 live=256 size_min=64 size_max=3072 size_fixed=0
- *   read_pct=30 think_ns=0 compact_ms=0 gfp_noretry=1 bind=1 seed=1
+ *   read_pct=30 think_ns=0 compact_ms=0 gfp_noretry=1 bind=1 seed=1 free_spin=0
+ *
+ * free_spin=1 (issue 10, the probes' own share of a measured wait): no zsmalloc op at all;
+ * each op calls queued_spin_lock_slowpath() on the thread's own lock while it is free (the
+ * function every contended spin_lock() enters, and where the capture's kprobe/kretprobe pair
+ * sits; 6.1.192 and 6.12 kernel/locking/qspinlock.c: virt_spin_lock() or the pending-bit path
+ * takes a free lock at once), then unlocks. A capture records each call as a spinlock wait of
+ * a lock nobody held: the pair's own cost inside a wait, measured on the same path as the
+ * real waits, beside whatever else the guest runs.
+ *
+ * spin_file=N: the same call from a user process's system call instead of a kthread (zram's
+ * waiters are fio's pwrite()s): each write() to /sys/kernel/debug/zsstress_spin makes N calls
+ * on its CPU's own free lock; insmod returns at once and rmmod removes the file.
  *
  * Threads are bound round-robin to the online CPUs (bind=1) and released together: without it,
  * freshly woken CPU-bound kthreads were seen stacked on one vCPU of a 2-vCPU 6.1 guest, running
@@ -49,6 +61,8 @@
 #include <linux/err.h>
 #include <linux/version.h>
 #include <linux/zsmalloc.h>
+#include <linux/debugfs.h>
+#include <linux/percpu.h>
 
 /*
  * One read-only module parameter: its variable, type, default and what it means (the
@@ -72,6 +86,8 @@ zss_param(int, compact_ms, 0, "run zs_compact() every this many ms in its own kt
 zss_param(bool, gfp_noretry, true, "allocate with __GFP_NORETRY|__GFP_NOWARN (may fail under pressure)");
 zss_param(bool, bind, true, "bind thread i to online CPU i mod nr (else the scheduler may stack them on one CPU)");
 zss_param(uint, seed, 1, "PRNG seed (per thread: seed + thread index)");
+zss_param(int, spin_file, 0, "N > 0: no load at all; /sys/kernel/debug/zsstress_spin takes the calling CPU's own free lock through the slow path N times per write(), in the writer's context (a syscall, as zram's writers are), and insmod returns at once");
+zss_param(bool, free_spin, false, "each op takes the thread's own, always free, spinlock through the slow path instead of a zsmalloc op: what a capture records as a spinlock wait when there is nothing to wait for");
 
 #define ZSS_MAX_THREADS 64
 #define ZSS_MAX_OBJ 3264 /* largest class size with 4 KiB pages (ZS_MAX_ALLOC_SIZE = PAGE_SIZE) */
@@ -83,6 +99,8 @@ struct zss_worker {
 	u32 rng;
 	u64 mallocs, malloc_fail, frees, reads, writes, bad_data;
 	u64 busy_ns;
+	u64 free_spins;
+	raw_spinlock_t free_lock;	/* free_spin: this thread's alone, so never held by another */
 };
 
 static struct zs_pool *pool;
@@ -94,6 +112,31 @@ static DECLARE_COMPLETION(go);	/* every thread starts together, so they really o
 static unsigned long deadline;
 static u64 compactions, compacted_pages;
 static int nworkers;
+static struct dentry *spin_dentry;
+static DEFINE_PER_CPU(raw_spinlock_t, zss_cpu_lock);
+static atomic64_t file_spins;
+
+static ssize_t zss_spin_write(struct file *f, const char __user *buf, size_t n, loff_t *pos)
+{
+	int i;
+
+	for (i = 0; i < spin_file; i++) {
+		raw_spinlock_t *l;
+
+		preempt_disable();	/* this CPU's lock stays this CPU's: nobody else holds it */
+		l = this_cpu_ptr(&zss_cpu_lock);
+		queued_spin_lock_slowpath(&l->raw_lock, 0);
+		raw_spin_unlock(l);
+	}
+	atomic64_add(spin_file, &file_spins);
+	return n;
+}
+
+static const struct file_operations zss_spin_fops = {
+	.owner = THIS_MODULE,
+	.write = zss_spin_write,
+	.llseek = noop_llseek,
+};
 
 static u32 zss_rand(u32 *s)
 {
@@ -202,6 +245,16 @@ static bool zss_should_stop(long done)
 	return duration_ms > 0 && time_after(jiffies, deadline);
 }
 
+/* between ops: the think time, and every 64 ops a chance to reschedule (no soft lockups on a
+ * slow TCG vCPU; it also lets the other threads in) */
+static void zss_pace(long done)
+{
+	if (think_ns > 0)
+		ndelay(think_ns);
+	if ((done & 63) == 0)
+		cond_resched();
+}
+
 static int zss_worker_fn(void *arg)
 {
 	struct zss_worker *w = arg;
@@ -211,7 +264,16 @@ static int zss_worker_fn(void *arg)
 	wait_for_completion(&go);
 	t0 = ktime_get_ns();
 
-	while (!zss_should_stop(done)) {
+	while (!zss_should_stop(done) && free_spin) {
+		/* the slow path on a free lock: preemption off as spin_lock() would leave it,
+		 * raw_spin_unlock() turns it back on */
+		preempt_disable();
+		queued_spin_lock_slowpath(&w->free_lock.raw_lock, 0);
+		raw_spin_unlock(&w->free_lock);
+		w->free_spins++;
+		zss_pace(++done);
+	}
+	while (!zss_should_stop(done) && !free_spin) {
 		u32 slot = zss_rand(&w->rng) % (u32)live;
 		unsigned long h = w->handles[slot];
 
@@ -237,12 +299,7 @@ static int zss_worker_fn(void *arg)
 			w->handles[slot] = 0;
 			w->frees++;
 		}
-		done++;
-		if (think_ns > 0)
-			ndelay(think_ns);
-		/* no soft lockups on a slow TCG vCPU; also lets the other threads in */
-		if ((done & 63) == 0)
-			cond_resched();
+		zss_pace(++done);
 	}
 	w->busy_ns = ktime_get_ns() - t0;
 	if (atomic_dec_and_test(&running))
@@ -302,15 +359,27 @@ static void zss_teardown(void)
 
 static int __init zss_init(void)
 {
-	u64 t0, el, m = 0, mf = 0, f = 0, r = 0, wr = 0, bad = 0, busy = 0;
+	u64 t0, el, m = 0, mf = 0, f = 0, r = 0, wr = 0, bad = 0, busy = 0, fs = 0;
 	int t;
 
 	if (threads < 1 || threads > ZSS_MAX_THREADS || live < 1 || ops < 0 || duration_ms < 0 ||
 	    (ops == 0 && duration_ms == 0) || size_min < 1 || size_max < size_min ||
 	    size_max > ZSS_MAX_OBJ || size_fixed < 0 || size_fixed > ZSS_MAX_OBJ ||
-	    read_pct < 0 || read_pct > 100 || think_ns < 0 || compact_ms < 0) {
+	    read_pct < 0 || read_pct > 100 || think_ns < 0 || compact_ms < 0 || spin_file < 0) {
 		pr_err("zsstress: bad parameters\n");
 		return -EINVAL;
+	}
+	if (spin_file > 0) {
+		for_each_possible_cpu(t)
+			raw_spin_lock_init(per_cpu_ptr(&zss_cpu_lock, t));
+		spin_dentry = debugfs_create_file("zsstress_spin", 0200, NULL, NULL, &zss_spin_fops);
+		if (IS_ERR_OR_NULL(spin_dentry))
+			return -ENODEV;
+		/* the host tells these locks' waits from any other by address (checks/probewait.py) */
+		for_each_possible_cpu(t)
+			pr_info("zsstress: free_lock=%px\n", per_cpu_ptr(&zss_cpu_lock, t));
+		pr_info("zsstress: spin_file=%d ready\n", spin_file);
+		return 0;
 	}
 	pool = zs_create_pool("zsstress");
 	if (!pool)
@@ -325,6 +394,9 @@ static int __init zss_init(void)
 		workers[t].handles = kvcalloc(live, sizeof(unsigned long), GFP_KERNEL);
 		workers[t].sizes = kvcalloc(live, sizeof(u16), GFP_KERNEL);
 		workers[t].rng = (seed + t) * 2654435761u | 1;
+		raw_spin_lock_init(&workers[t].free_lock);
+		if (free_spin)
+			pr_info("zsstress: free_lock=%px\n", &workers[t].free_lock);
 		if (!workers[t].handles || !workers[t].sizes)
 			goto nomem;
 	}
@@ -367,9 +439,11 @@ static int __init zss_init(void)
 		wr += workers[t].writes;
 		bad += workers[t].bad_data;
 		busy += workers[t].busy_ns;
+		fs += workers[t].free_spins;
 	}
-	pr_info("zsstress: done elapsed_ns=%llu mallocs=%llu malloc_fail=%llu frees=%llu reads=%llu writes=%llu bad_data=%llu thread_ns_sum=%llu compactions=%llu compacted_pages=%llu pool_pages=%lu\n",
-		el, m, mf, f, r, wr, bad, busy, compactions, compacted_pages, zs_get_total_pages(pool));
+	pr_info("zsstress: done elapsed_ns=%llu mallocs=%llu malloc_fail=%llu frees=%llu reads=%llu writes=%llu bad_data=%llu thread_ns_sum=%llu compactions=%llu compacted_pages=%llu pool_pages=%lu free_spins=%llu\n",
+		el, m, mf, f, r, wr, bad, busy, compactions, compacted_pages, zs_get_total_pages(pool),
+		fs);
 	return 0;
 nomem:
 	zss_teardown();
@@ -378,6 +452,11 @@ nomem:
 
 static void __exit zss_exit(void)
 {
+	if (spin_dentry) {
+		debugfs_remove(spin_dentry);
+		pr_info("zsstress: unloaded file_spins=%lld\n", (long long)atomic64_read(&file_spins));
+		return;
+	}
 	zss_teardown();
 	pr_info("zsstress: unloaded\n");
 }

@@ -10,6 +10,9 @@
 #   medium  threads=2 think_ns=2000
 #   heavy   threads=4 think_ns=0 size_fixed=1024   back to back, one size class
 #   spread  threads=4 think_ns=0 size_fixed=0      back to back, sizes over ~100 classes
+#   freespin threads=1 think_ns=2000 free_spin=1    no zsmalloc op: the slowpath on a free lock
+#                                                  (what the capture records as a wait when
+#                                                  nothing holds the lock; zsstress.c)
 #
 # Several runs in one boot (one BCC compile, which under TCG costs 1-3 min, the workload 5 s):
 # levels=light,heavy reps=3 runs light heavy light heavy light heavy under one capture, seed =
@@ -27,12 +30,14 @@ preset() {  # preset LEVEL: the module arguments of one load
     medium) T=2; THINK=2000;  FIXED=0 ;;
     heavy)  T=4; THINK=0;     FIXED=1024 ;;
     spread) T=4; THINK=0;     FIXED=0 ;;
-    *) die "unknown level $1 (none, light, medium, heavy, spread)" ;;
+    freespin) T=1; THINK=2000; FIXED=0 ;;
+    *) die "unknown level $1 (none, light, medium, heavy, spread, freespin)" ;;
   esac
   A="threads=$(karg threads $T) ops=$(karg ops 20000) duration_ms=$(karg duration_ms 0)"
   A="$A live=$(karg live 256) size_min=$(karg size_min 64) size_max=$(karg size_max 3072)"
   A="$A size_fixed=$(karg size_fixed $FIXED) read_pct=$(karg read_pct 30)"
   A="$A think_ns=$(karg think_ns $THINK) compact_ms=$(karg compact_ms 0) seed=$(karg seed $2)"
+  [ "$1" = freespin ] && A="$A free_spin=1"
   echo "$A"
 }
 KO=$O/kmod/zsstress.ko
@@ -63,7 +68,7 @@ echo "set -e" >$LOOP
 n=0
 for r in $(seq 1 "$REPS"); do
   for lv in $(echo "$LEVELS" | tr ',' ' '); do
-    ARGS=$(preset "$lv" "$r") || die "unknown level $lv (none, light, medium, heavy, spread)"
+    ARGS=$(preset "$lv" "$r") || die "unknown level $lv (none, light, medium, heavy, spread, freespin)"
     [ $n -gt 0 ] && echo "sleep 3" >>$LOOP
     # insmod returns when every thread has finished; rmmod frees the objects and the pool.
     if [ "$BGMODE" != none ] && [ $((n % 2)) = 1 ]; then
