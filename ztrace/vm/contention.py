@@ -358,7 +358,11 @@ def waits_without_holder(
     >>> got["wait_ns_p50_without"], got["wait_ns_p50_with"]
     (40, 15)
     """
-    none = without_holder(ts, wait, tid, kind, calls)
+    return holder_summary(without_holder(ts, wait, tid, kind, calls), wait, kind)
+
+
+def holder_summary(none: np.ndarray, wait: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
+    """:func:`waits_without_holder`'s counts from flags :func:`without_holder` already gave."""
     sel = np.isin(kind, list(_TAKERS))
     n, k_none = int(sel.sum()), int((none & sel).sum())
     w = wait.astype(np.int64)
@@ -538,16 +542,15 @@ def _measure(
             calls,
         )
         ts, tid = _column(lk, "ts_ns", 0, np.int64)[sp], _column(lk, "tid", 0, np.int64)[sp]
-        out["zsmalloc"]["waits_without_holder"] = waits_without_holder(
-            ts, wait[sp], tid, kind[sp], calls
-        )
+        # one pass over the waits (a loop per row) for both the counts and the parts
+        none = without_holder(ts, wait[sp], tid, kind[sp], calls)
+        out["zsmalloc"]["waits_without_holder"] = holder_summary(none, wait[sp], kind[sp])
         if costs is not None:
             comm = (
                 np.asarray(lk.column("comm").cast(pa.string()).fill_null("").to_pylist(), object)
                 if "comm" in lk.column_names
                 else np.full(n, "", object)
             )
-            none = without_holder(ts, wait[sp], tid, kind[sp], calls)
             out["zsmalloc"]["wait_parts"] = wait_parts(wait[sp], none, comm[sp], costs)
     return out
 
