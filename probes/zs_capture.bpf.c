@@ -15,6 +15,8 @@
  *                         with ZT_KC_NAME_OFF (kmem_cache.name offset, from BTF) as raw
  *                         tracepoints
  *   ZT_RAW_TP             lock tracepoints as raw tracepoints (args from BTF prototypes)
+ *   ZT_CLASS_INDEX_OFF,   with ZT_LOCKS: offsets of index and size in struct size_class
+ *   ZT_CLASS_SIZE_OFF     (from BTF): a class lock's size class, read on its first wait
  *   ZT_KPROBE_ZS          zs_malloc/zs_free entry+return (and compaction/migration functions)
  *   ZT_OFFCPU             with ZT_KPROBE_ZS: each call's switched-out time (sched_switch) in
  *                         `aux` of zs_malloc/zs_free/read/write records
@@ -663,6 +665,38 @@ static __always_inline void zt_emit_wait(u8 type, u8 src, u64 pid_tgid, u64 ts, 
 	zt_end(zc, e);
 }
 
+/*
+ * Which size class a class lock belongs to, read from the kernel's own struct (no size is
+ * needed, so it works where the capture has no object sizes: the kmem-tracepoint host, and
+ * zs_free's waits). zs_create_pool() (6.12 mm/zsmalloc.c; 6.18 the same) sets class->size
+ * and class->index, and class->lock is the struct's first member, so a class lock's address
+ * is its struct size_class's. The loader defines the offsets from BTF only when `lock` sits
+ * at offset 0. It runs beside the stack walk, inside walk_ns: kept out of the measured wait
+ * and off the hold that follows it (the lookup is per walk, the read once per lock). A lock
+ * that is no class yields a pair that user space rejects (ztrace/capture/session.py checks
+ * it against the kernel's class table and the stack's attribution), a read that faults none.
+ */
+#ifdef ZT_CLASS_INDEX_OFF
+struct zt_lock_class {
+	u32 index;
+	s32 size;
+};
+BPF_HASH(lock_class, u64, struct zt_lock_class, 4096);
+static __always_inline void zt_note_lock(u64 addr)
+{
+	if (lock_class.lookup(&addr))
+		return;
+	struct zt_lock_class c = {};
+	if (bpf_probe_read_kernel(&c.index, sizeof(c.index), (void *)(addr + ZT_CLASS_INDEX_OFF)))
+		return;
+	if (bpf_probe_read_kernel(&c.size, sizeof(c.size), (void *)(addr + ZT_CLASS_SIZE_OFF)))
+		return;
+	lock_class.insert(&addr, &c);
+}
+#else
+static __always_inline void zt_note_lock(u64 addr) {}
+#endif
+
 struct zt_lock_begin {
 	u64 ts;
 	u64 addr;
@@ -718,6 +752,7 @@ ZT_LOCK_BEGIN
 		b.stack_id = stacks.get_stackid(args, 0);
 #endif
 		zt_remember_stack(b.addr, b.stack_id);
+		zt_note_lock(b.addr);
 		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
 	}
 	if (lock_begin.update(&tid, &b))
@@ -780,6 +815,7 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 	if (b.stack_id == -2) {
 		b.stack_id = stacks.get_stackid(ctx, 0);
 		zt_remember_stack(b.addr, b.stack_id);
+		zt_note_lock(b.addr);
 		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
 	}
 	if (spin_begin.update(&tid, &b))

@@ -170,6 +170,31 @@ def test_lock_type_names_follow_the_kernel() -> None:
         (["queued_read_lock_slowpath", "zs_map_object"], 1 | 2, (6, 1), "zspage", "zs_map_object"),
         (["queued_spin_lock_slowpath", "try_to_wake_up"], 1, (6, 18), "other", ""),
         (["mutex_lock", "zs_malloc"], 32, (6, 18), "other", "zs_malloc"),
+        # a lock that a function zsmalloc called took is not zsmalloc's (session 29: the
+        # runqueue lock of a cond_resched inside zs_malloc's handle allocation, 6.12 guest)
+        (
+            [
+                "native_queued_spin_lock_slowpath",
+                "_raw_spin_lock",
+                "__schedule",
+                "__cond_resched",
+                "kmem_cache_alloc_noprof",
+                "zs_malloc",
+            ],
+            1,
+            (6, 12),
+            "other",
+            "zs_malloc",
+        ),
+        # ... but a zsmalloc helper that takes the lock itself, not inlined, is (6.12
+        # zs_map_object -> migrate_read_lock(zspage))
+        (
+            ["queued_read_lock_slowpath", "_raw_read_lock", "migrate_read_lock", "zs_map_object"],
+            1 | 2,
+            (6, 12),
+            "zspage",
+            "zs_map_object",
+        ),
     ],
 )
 def test_classify(

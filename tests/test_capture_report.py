@@ -170,25 +170,37 @@ def test_trace_without_lock_columns_is_one_line(tmp_path: Path) -> None:
 def test_class_index_is_inferred_from_the_enclosing_operation(tmp_path: Path) -> None:
     """Kprobe captures carry sizes: a class-lock wait inside zs_malloc(size) of the same
     thread names class[i] with the kernel's class for that size; zs_free uses the size its
-    handle was allocated with."""
+    handle was allocated with by the zs_malloc that returned it last before the free (a
+    handle is a slab slot: here thread 3 gets handle 11 again, for 2000 bytes, after the
+    free; session 29 found the trace's last malloc of a handle naming 8 of 17 class locks
+    of a 6.12 capture wrongly)."""
     from ztrace.format import TraceMeta, TraceWriter, make_events
     from ztrace.model.classes import build_classes
 
     cls = build_classes(chain_size=8)
+    assert cls.class_for_malloc(100) != cls.class_for_malloc(2000)
     a, b = 0xFFFF000000001000, 0xFFFF000000002000
-    #        malloc(100) t1   wait a (t1)  malloc(3000) t2  free(h1) t2   wait b (t2)
+    #   malloc(100)->11 t1 [100, 200)  wait a (t1)  malloc(3000) t2 [200, 300)  free(11) t2
+    #   wait b (t2)  malloc(2000)->11 t3 (the slot reused)
     tb = make_events(
-        ts_ns=np.array([100, 150, 200, 300, 350], np.uint64),
-        event=["zs_malloc", "lock_contention", "zs_malloc", "zs_free", "lock_contention"],
-        tid=np.array([1, 1, 2, 2, 2], np.uint32),
-        size_bytes=np.array([100, 0, 3000, 0, 0], np.uint32),
-        handle=np.array([11, 0, 22, 11, 0], np.uint64),
-        duration_ns=np.array([500, 0, 500, 500, 0], np.uint64),
-        lock_addr=pa.array([None, a, None, None, b], pa.uint64()),
-        lock_kind=pa.array([None, "class", None, None, "class"]),
-        wait_ns=pa.array([None, 40, None, None, 60], pa.uint64()),
-        lock_flags=pa.array([None, 1, None, None, 1], pa.uint32()),
-        stack_id=pa.array([None, -1, None, None, -1], pa.int32()),
+        ts_ns=np.array([100, 150, 200, 300, 350, 400], np.uint64),
+        event=[
+            "zs_malloc",
+            "lock_contention",
+            "zs_malloc",
+            "zs_free",
+            "lock_contention",
+            "zs_malloc",
+        ],
+        tid=np.array([1, 1, 2, 2, 2, 3], np.uint32),
+        size_bytes=np.array([100, 0, 3000, 0, 0, 2000], np.uint32),
+        handle=np.array([11, 0, 22, 11, 0, 11], np.uint64),
+        duration_ns=np.array([100, 0, 100, 100, 0, 100], np.uint64),
+        lock_addr=pa.array([None, a, None, None, b, None], pa.uint64()),
+        lock_kind=pa.array([None, "class", None, None, "class", None]),
+        wait_ns=pa.array([None, 40, None, None, 60, None], pa.uint64()),
+        lock_flags=pa.array([None, 1, None, None, 1, None], pa.uint32()),
+        stack_id=pa.array([None, -1, None, None, -1, None], pa.int32()),
     )
     meta = TraceMeta(
         kernel_release="6.12.0", page_size=4096, nr_cpus=2, source="capture", capture_start_ns=0

@@ -94,6 +94,7 @@ _JUNK_NAMES = st.sampled_from(
         "zz.parquet",
         ".hidden",
         "stacks.json",  # a capture's stack names (report --folded, the measured panel)
+        "lock_classes.json",  # a capture's class lock indices, read from the kernel
         "fleet.json",  # a fleet sweep's manifest
         "summary-00000.parquet",  # an always-on capture's interval
     ]

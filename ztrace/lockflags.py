@@ -56,3 +56,43 @@ def lock_type(flags: int) -> str:
     if flags & LCB_F_WRITE:
         return "rwsem:W"
     return "rtmutex" if flags & LCB_F_RT else "unknown"
+
+
+#: Frames that are lock machinery, not the caller (perf skips the kernel's lock text the
+#: same way: machine__is_lock_function()).
+LOCK_FRAME_PREFIXES = (
+    "__pv_queued_spin",
+    "native_queued_spin",
+    "queued_spin",
+    "queued_read_lock",
+    "queued_write_lock",
+    "_raw_",
+    "__raw_",
+    "do_raw_",
+    "mutex_lock",
+    "__mutex_lock",
+    "mutex_spin_on_owner",
+    "rwsem_down_",
+    "down_read",
+    "down_write",
+    "__down",
+    "rt_mutex",
+    "rt_spin",
+    "__rt_mutex",
+    "osq_lock",
+    "percpu_down",
+    "__percpu_down",
+    "_atomic_dec_and_lock",
+    # BPF machinery, should a stack include the probe's own frames
+    "bpf_trace_run",
+    "__bpf_trace_",
+    "bpf_prog_",
+)
+
+
+def caller_of(frames: list[str]) -> str:
+    """The first frame (innermost first) that is not lock machinery; ``[unknown]`` if none."""
+    for f in frames:
+        if not f.startswith(LOCK_FRAME_PREFIXES):
+            return f
+    return "[unknown]"

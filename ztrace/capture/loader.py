@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ztrace.capture.events import DROP_SLOTS, RingReader
 from ztrace.capture.features import Features, Kallsyms
@@ -94,6 +94,21 @@ def kmem_cache_name_offset() -> int | None:
         if args is None or args[: len(want)] != want:
             return None
     return b.member_offset("kmem_cache", "name")
+
+
+def size_class_offsets() -> tuple[int, int] | None:
+    """Offsets of ``index`` and ``size`` in ``struct size_class`` when its ``lock`` is the first
+    member (6.12 and 6.18 mm/zsmalloc.c), so that a class lock's address is the struct's: the
+    probes then read the class of each waited-on lock (probes/zs_capture.bpf.c, zt_note_lock).
+    None where the BTF has no such struct (zsmalloc built as a module: its BTF is split, not
+    read here) or the lock sits elsewhere."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    if b is None or b.member_offset("size_class", "lock") != 0:
+        return None
+    index, size = b.member_offset("size_class", "index"), b.member_offset("size_class", "size")
+    return None if index is None or size is None else (index, size)
 
 
 def raw_tp_ok(sig: tuple[str, list[str]]) -> bool:
@@ -215,6 +230,9 @@ def make_plan(
                 ("contention_end", ["void *", "int"])
             ):
                 flags.append("-DZT_RAW_TP")
+            offs = size_class_offsets()
+            if offs is not None:
+                flags += [f"-DZT_CLASS_INDEX_OFF={offs[0]}", f"-DZT_CLASS_SIZE_OFF={offs[1]}"]
             # The tracepoint misses qspinlock's pending-bit waiter (probes/zs_capture.bpf.c,
             # ZT_SPIN_SLOWPATH); where kprobes exist, also time every slowpath entry.
             # x86 with CONFIG_PARAVIRT_SPINLOCKS (Debian) names it native_queued_spin_lock_slowpath.
@@ -554,6 +572,13 @@ class Loaded:
             if n:
                 skipped[name.decode() if isinstance(name, bytes) else str(name)] = n
         return ProbeMisses(nmissed, skipped, kprobe_progs, seen)
+
+    def lock_class_table(self) -> Any:
+        """The probes' ``lock_class`` map (lock address -> index, size), or None when the
+        program reads no class (zs_capture.bpf.c: ZT_CLASS_INDEX_OFF)."""
+        if not any(f.startswith("-DZT_CLASS_INDEX_OFF=") for f in self.plan.cflags):
+            return None
+        return self.bpf.get_table("lock_class")
 
     def walk_stack(self, stack_id: int) -> list[int]:
         if self._stacks is None:

@@ -118,6 +118,8 @@ class CaptureSummary:
     skipped_kprobes: list[str] = field(default_factory=list)
     command_rc: int | None = None
     stacks: dict[int, list[str]] = field(default_factory=dict)
+    #: lock address -> size class index, read from the kernel (lock_classes.json)
+    lock_classes: dict[int, int] = field(default_factory=dict)
     consumer_cpu_s: float = 0.0
     #: CPU of the whole capture process (every thread: ring reads, Parquet writes, Arrow's
     #: pools) from the start of consuming to the close; a workload started by the capture
@@ -195,6 +197,11 @@ class CaptureSummary:
             lines.append(
                 f"lock stacks: per-lock, {g('stack_reused', 0)} waits reused their lock's last "
                 f"stack (walked on a lock's first wait and every {STACK_REWALK}th)"
+            )
+        if self.lock_classes:
+            lines.append(
+                f"class locks: {len(self.lock_classes)} named by the kernel's own size class "
+                "(struct size_class, lock_classes.json)"
             )
         if g("ring_malformed", 0):
             lines.append(
@@ -839,6 +846,8 @@ class Capture:
                 self.summary.by_event[name] = self.summary.by_event.get(name, 0) + int(c)
         if self._write_stacks_due():
             self._write_stacks()
+        else:
+            self._write_lock_classes()
 
     def _write_stacks_due(self) -> bool:
         return self.attrib is not None and len(self.attrib.frames) != self._live.stacks_written
@@ -1146,12 +1155,23 @@ class Capture:
         return _dict_column(out, labels, mask=~is_swap)
 
     def _write_stacks(self) -> None:
-        """stacks.json beside the parts: stack_id -> symbolised frames (for lock reports)."""
+        """stacks.json beside the parts: stack_id -> symbolised frames (for lock reports);
+        and lock_classes.json: each class lock's size class as the kernel stores it."""
+        self._write_lock_classes()
         if self.attrib is None or not self.attrib.frames:
             return
         self.summary.stacks = dict(self.attrib.frames)
         self._live.stacks_written = len(self.attrib.frames)
         summary_mod.write_stacks(Path(self.opts.out), self.attrib.frames)
+
+    def _write_lock_classes(self) -> None:
+        table = self.loaded.lock_class_table() if self.loaded is not None else None
+        if table is None:
+            return
+        classes = summary_mod.lock_classes(table, os.sysconf("SC_PAGE_SIZE"))
+        if classes and classes != self.summary.lock_classes:
+            self.summary.lock_classes = classes
+            summary_mod.write_lock_classes(Path(self.opts.out), classes)
 
 
 def capture(opts: CaptureOptions, *, quiet: bool = False) -> CaptureSummary:

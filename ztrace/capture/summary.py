@@ -40,6 +40,8 @@ HIST_BUCKETS = 40  # ZT_HIST_BUCKETS in probes/zs_events.h
 #: a lock key's flag bit for a spinlock-slowpath wait (ZT_AGG_SLOWPATH in probes/zs_events.h)
 AGG_SLOWPATH = 0x80000000
 SUMMARY_VERSION = "2"
+#: the sidecar naming class locks by the kernel's own class index (:func:`lock_classes`)
+LOCK_CLASSES = "lock_classes.json"
 
 SCHEMA = pa.schema(
     [
@@ -166,6 +168,41 @@ def write_stacks(out: Path, frames: dict[int, list[str]]) -> None:
     through a fresh temporary, as :func:`write_summary`."""
     with atomic_file(out / "stacks.json") as f:
         f.write(json.dumps({str(k): v for k, v in sorted(frames.items())}))
+
+
+def lock_classes(table: Any, page_size: int) -> dict[int, int]:
+    """Lock address -> size class index, from the probes' ``lock_class`` map: the ``index``
+    and ``size`` read at each waited-on lock's address as a ``struct size_class``
+    (probes/zs_capture.bpf.c, zt_note_lock), kept where :func:`class_pairs` accepts them."""
+    return class_pairs(
+        {int(k.value): (int(v.index), int(v.size)) for k, v in table.items()}, page_size
+    )
+
+
+def class_pairs(read: dict[int, tuple[int, int]], page_size: int) -> dict[int, int]:
+    """The (index, size) pairs that zs_create_pool() builds: class ``index`` of size ``size``
+    in the kernel's class table (6.12 mm/zsmalloc.c: ``size = ZS_MIN_ALLOC_SIZE + i *
+    ZS_SIZE_CLASS_DELTA``, at most PAGE_SIZE; the chain size does not enter). A lock that is
+    no class lock reads as some other pair and is dropped.
+
+    >>> class_pairs({0xA: (0, 32), 0xB: (254, 4096), 0xC: (5, 200), 0xD: (300, 32)}, 4096)
+    {10: 0, 11: 254}
+    """
+    from ztrace.model.classes import build_classes
+
+    classes = build_classes(page_size=page_size)
+    return {
+        addr: index
+        for addr, (index, size) in read.items()
+        if 0 <= index < classes.n_classes and int(classes.size[index]) == size
+    }
+
+
+def write_lock_classes(out: Path, classes: dict[int, int]) -> None:
+    """``lock_classes.json`` (lock address -> size class index) beside the parts, atomically,
+    as :func:`write_stacks`: a reader names these locks ``class[i]``."""
+    with atomic_file(out / LOCK_CLASSES) as f:
+        f.write(json.dumps({str(k): v for k, v in sorted(classes.items())}))
 
 
 def now_ns() -> int:

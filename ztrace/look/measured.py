@@ -42,6 +42,7 @@ from ztrace.lockflags import (
     LOCK_CONTENTION,
     LOCK_EVENTS,
     SPIN_SLOWPATH,
+    caller_of,
     lock_type,
     measured_waits,
     waits_source,
@@ -53,45 +54,6 @@ from ztrace.look.report import SORT_COLUMN, SORT_KEYS, human_ns, perf_table, tex
 _SORT_COLUMN = {**SORT_COLUMN, "acquired": "contended"}
 #: log2 wait buckets: bucket b holds waits in [2**b, 2**(b+1)) ns (bucket 0 also holds 0)
 HIST_BUCKETS = 40
-
-#: Frames that are lock machinery, not the caller (perf skips the kernel's lock text the
-#: same way: machine__is_lock_function()).
-_LOCK_FRAME_PREFIXES = (
-    "__pv_queued_spin",
-    "native_queued_spin",
-    "queued_spin",
-    "queued_read_lock",
-    "queued_write_lock",
-    "_raw_",
-    "__raw_",
-    "do_raw_",
-    "mutex_lock",
-    "__mutex_lock",
-    "mutex_spin_on_owner",
-    "rwsem_down_",
-    "down_read",
-    "down_write",
-    "__down",
-    "rt_mutex",
-    "rt_spin",
-    "__rt_mutex",
-    "osq_lock",
-    "percpu_down",
-    "__percpu_down",
-    "_atomic_dec_and_lock",
-    # BPF machinery, should a stack include the probe's own frames
-    "bpf_trace_run",
-    "__bpf_trace_",
-    "bpf_prog_",
-)
-
-
-def caller_of(frames: list[str]) -> str:
-    """The first frame (innermost first) that is not lock machinery; ``[unknown]`` if none."""
-    for f in frames:
-        if not f.startswith(_LOCK_FRAME_PREFIXES):
-            return f
-    return "[unknown]"
 
 
 def is_trace(path: str | Path) -> bool:
@@ -192,30 +154,43 @@ def printable_frame(name: str) -> str:
     return "".join(out)
 
 
-def _read_stacks(trace: Path) -> dict[int, list[str]]:
-    """``stacks.json`` beside the parts: a JSON object of stack id -> list of frame names.
-    Absent means no stacks; anything else that is not that shape is one line naming it."""
-    path = (trace if trace.is_dir() else trace.parent) / "stacks.json"
+def _read_sidecar(trace: Path, name: str, what: str) -> tuple[Path, dict[Any, Any] | None]:
+    """A capture's JSON sidecar beside the parts (``stacks.json``, ``lock_classes.json``):
+    its path and decoded object, None when absent; anything that is not a JSON object is one
+    line naming the file (``what``: the map it should be)."""
+    path = (trace if trace.is_dir() else trace.parent) / name
     try:
         if not path.exists() and not path.is_symlink():
-            return {}
+            return path, None
         if not path.is_file():
-            raise TraceFormatError(path, "not a regular file (want a stack id -> frames map)")
+            raise TraceFormatError(path, f"not a regular file (want a {what} map)")
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise TraceFormatError(path, f"cannot read ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise TraceFormatError(path, f"not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
-        raise TraceFormatError(path, f"want a JSON object of stack id -> frames, got {_jtype(raw)}")
+        raise TraceFormatError(path, f"want a JSON object of {what}, got {_jtype(raw)}")
+    return path, raw
+
+
+def _int_key(path: Path, key: str, what: str) -> int:
+    """A sidecar's integer key (JSON keys are strings), or one line naming the file."""
+    try:
+        return int(key)
+    except ValueError:
+        raise TraceFormatError(path, f"{what} {printable_frame(key)!r} is not an integer") from None
+
+
+def _read_stacks(trace: Path) -> dict[int, list[str]]:
+    """``stacks.json`` beside the parts: a JSON object of stack id -> list of frame names.
+    Absent means no stacks; anything else that is not that shape is one line naming it."""
+    path, raw = _read_sidecar(trace, "stacks.json", "stack id -> frames")
+    if raw is None:
+        return {}
     stacks: dict[int, list[str]] = {}
     for k, v in raw.items():
-        try:
-            sid = int(k)
-        except ValueError:
-            raise TraceFormatError(
-                path, f"stack id {printable_frame(k)!r} is not an integer"
-            ) from None
+        sid = _int_key(path, k, "stack id")
         if not isinstance(v, list) or not all(isinstance(f, str) for f in v):
             bad = v if not isinstance(v, list) else next(f for f in v if not isinstance(f, str))
             raise TraceFormatError(
@@ -223,6 +198,46 @@ def _read_stacks(trace: Path) -> dict[int, list[str]]:
             )
         stacks[sid] = [printable_frame(f) for f in v]
     return stacks
+
+
+#: the capture's sidecar naming class locks by the kernel's own index (ztrace/capture/summary.py
+#: LOCK_CLASSES; look may not import capture)
+LOCK_CLASSES = "lock_classes.json"
+
+
+def _read_lock_classes(trace: Path) -> dict[int, int]:
+    """``lock_classes.json`` beside the parts: lock address -> the size class index the kernel
+    stores in that lock's ``struct size_class`` (read by the probes; zt_note_lock in
+    probes/zs_capture.bpf.c). Absent (older captures, kernels without the struct in BTF)
+    means none; anything that is not that shape is one line naming it."""
+    path, raw = _read_sidecar(trace, LOCK_CLASSES, "lock address -> class")
+    if raw is None:
+        return {}
+    out: dict[int, int] = {}
+    for k, v in raw.items():
+        addr = _int_key(path, k, "lock address")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            found = str(v) if isinstance(v, int) and not isinstance(v, bool) else _jtype(v)
+            raise TraceFormatError(
+                path, f"lock {addr:#x}: want a class index (an integer >= 0), found {found}"
+            )
+        out[addr] = v
+    return out
+
+
+def _class_names(inferred: dict[int, int], kernel: dict[int, int]) -> tuple[dict[int, int], str]:
+    """Class lock address -> index: the kernel's own where the capture read it, else inferred
+    from object sizes; and a line saying which."""
+    merged = {**inferred, **kernel}
+    if not merged:
+        return merged, ""
+    n_inf = sum(1 for a in inferred if a not in kernel)
+    parts = []
+    if kernel:
+        parts.append(f"{len(kernel)} read from the kernel's struct size_class ({LOCK_CLASSES})")
+    if n_inf:
+        parts.append(f"{n_inf} inferred from object sizes")
+    return merged, ", ".join(parts)
 
 
 def _jtype(v: Any) -> str:
@@ -246,6 +261,12 @@ def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int
     gives the class (``ztrace.model.classes``: the kernel's size-class table for this
     kernel's chain size). Each address takes the class most of its waits point at. Without
     sizes (kmem tracepoint captures) nothing can be inferred and the map is empty.
+
+    A handle is a slab slot, reused by later allocations of other sizes: a zs_free's size is
+    that of the zs_malloc that returned its handle last before the free began (session 29:
+    taking the handle's last zs_malloc in the whole trace named 8 of 17 class locks of a
+    6.12 zsstress capture wrongly, against the index the kernel stores in each lock's
+    ``struct size_class``, lock_classes.json).
     """
     if ops.is_empty() or not (ops["size_bytes"] > 0).any():
         return {}
@@ -254,13 +275,20 @@ def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int
     prof = kernel_profile(meta.kernel_release)
     chain = None if prof.legacy_classes else meta.zsmalloc_chain_size
     table = build_classes(chain_size=chain, page_size=meta.page_size)
-    sizes = (
-        ops.filter(pl.col("event") == "zs_malloc")
-        .select("handle", pl.col("size_bytes").alias("h_size"))
-        .unique("handle", keep="last")
+    # keyed by the malloc's return (its handle exists from then on), so a malloc that entered
+    # before the free and got the freed slot after it is never taken for the freed object's
+    mallocs = (
+        ops.filter((pl.col("event") == "zs_malloc") & (pl.col("handle") != 0))
+        .select(
+            "handle",
+            (pl.col("ts_ns") + pl.col("duration_ns")).alias("ts_ns"),
+            pl.col("size_bytes").alias("h_size"),
+        )
+        .sort("ts_ns")
     )
     ops = (
-        ops.join(sizes, on="handle", how="left")
+        ops.sort("ts_ns")
+        .join_asof(mallocs, on="ts_ns", by="handle", strategy="backward", check_sortedness=False)
         .with_columns(
             pl.when(pl.col("event") == "zs_malloc")
             .then(pl.col("size_bytes"))
@@ -312,8 +340,8 @@ def load_measured(path: str | Path) -> Measured:
         )
     if "wait_ns" not in names:
         raise TraceFormatError(files[0], "lock rows without a wait_ns column: nothing to measure")
-    cols = ["ts_ns", "tid", "event", "size_bytes", "handle", "lock_addr", "lock_kind"]
-    cols += ["wait_ns", "lock_flags", "stack_id"]
+    cols = ["ts_ns", "tid", "event", "size_bytes", "handle", "duration_ns", "lock_addr"]
+    cols += ["lock_kind", "wait_ns", "lock_flags", "stack_id"]
     # optional columns (docs/trace-format.md) a file may lack: null, as a row without them
     absent_ok = {"lock_kind": pl.Utf8, "lock_flags": pl.UInt32, "stack_id": pl.Int32}
     has_hold = "hold_ns" in names
@@ -329,7 +357,7 @@ def load_measured(path: str | Path) -> Measured:
         lock_parts.append(df.filter(pl.col("event").is_in(LOCK_EVENTS)))
         op_parts.append(
             df.filter(pl.col("event").is_in(["zs_malloc", "zs_free"])).select(
-                "tid", "ts_ns", "event", "size_bytes", "handle"
+                "tid", "ts_ns", "event", "size_bytes", "handle", "duration_ns"
             )
         )
     lock = pl.concat(lock_parts) if lock_parts else pl.DataFrame()
@@ -348,6 +376,9 @@ def load_measured(path: str | Path) -> Measured:
         )
     ops = pl.concat(op_parts) if op_parts else pl.DataFrame()
     table = contention_table(lock.drop("event", "size_bytes", "handle") if len(lock) else lock)
+    classes, class_source = _class_names(
+        _class_of_addr(lock, ops, meta) if len(lock) else {}, _read_lock_classes(p)
+    )
     return Measured(
         table=table,
         stacks=_read_stacks(p),
@@ -359,11 +390,12 @@ def load_measured(path: str | Path) -> Measured:
             "host": meta.extra.get("host", ""),
             "lock_stacks": meta.extra.get("lock_stacks", ""),
             "waits": waits_source(has_slowpath),
+            "class_names": class_source,
         },
         events=events,
         lost_events=meta.lost_events,
         has_hold=has_hold,
-        class_of_addr=_class_of_addr(lock, ops, meta) if len(lock) else {},
+        class_of_addr=classes,
         not_captured=meta.extra.get("not_captured", ""),
     )
 
@@ -424,6 +456,8 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
         )
         sums = [hist[np.asarray(ix)].sum(axis=0).tolist() for ix in agg["_i"].to_list()]
         table = agg.drop("_i").with_columns(pl.Series("hist", sums, dtype=pl.List(pl.UInt64)))
+    # no object sizes in a summary: class names come from the kernel's struct or not at all
+    classes, class_source = _class_names({}, _read_lock_classes(p))
     return Measured(
         table=table,
         stacks=_read_stacks(p),
@@ -437,11 +471,12 @@ def _load_summary(p: Path, files: list[Path]) -> Measured:
             "mode": "summary",
             "intervals": len(files),
             "waits": waits_source(has_slowpath),
+            "class_names": class_source,
         },
         events=events,
         lost_events=int(md.get("ztrace.lost_events", "0") or 0),
         has_hold=False,
-        class_of_addr={},
+        class_of_addr=classes,
         not_captured=md.get("ztrace.extra.not_captured", ""),
     )
 
@@ -607,6 +642,7 @@ def build_measured_report(
             "stacks": len(m.stacks),
             "lock_stacks": m.meta.get("lock_stacks", ""),
             "waits": m.meta.get("waits", ""),
+            "class_names": m.meta.get("class_names", ""),
         },
     }
 
@@ -696,6 +732,8 @@ def render_terminal(report: dict[str, Any]) -> str:
     if tr.get("waits"):
         lines.append(f"waits: {tr['waits']}")
     lines.append(f"stacks: {tr['stacks']} symbolised (stacks.json)")
+    if tr.get("class_names"):
+        lines.append(f"class locks named: {tr['class_names']}")
     mode, _, rewalk = str(tr.get("lock_stacks", "")).partition(":")
     if mode == "per-lock":
         # capture --lock-stacks per-lock: the lock and its kind stay exact, the caller not

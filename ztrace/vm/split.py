@@ -119,8 +119,9 @@ def write_pieces(boot: str | Path, dests: list[Path]) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_trace(tmp / "trace", table, meta)
-        if (b / "trace" / "stacks.json").is_file():
-            shutil.copy(b / "trace" / "stacks.json", tmp / "trace" / "stacks.json")
+        for side in ("stacks.json", "lock_classes.json"):  # the capture's sidecars
+            if (b / "trace" / side).is_file():
+                shutil.copy(b / "trace" / side, tmp / "trace" / side)
         for name in SHARED:
             if (b / name).is_file():
                 shutil.copy(b / name, tmp / name)
