@@ -672,9 +672,10 @@ static __always_inline void zt_emit_wait(u8 type, u8 src, u64 pid_tgid, u64 ts, 
  * and class->index, and class->lock is the struct's first member, so a class lock's address
  * is its struct size_class's. The loader defines the offsets from BTF only when `lock` sits
  * at offset 0. It runs beside the stack walk, inside walk_ns: kept out of the measured wait
- * and off the hold that follows it (the lookup is per walk, the read once per lock). A lock
- * that is no class yields a pair that user space rejects (ztrace/capture/session.py checks
- * it against the kernel's class table and the stack's attribution), a read that faults none.
+ * and off the hold that follows it (the lookup is per walk, the read once per class lock). A
+ * lock that is no class yields a pair the check below drops (and user space checks the
+ * kept ones against the kernel's class table: ztrace/capture/summary.py, class_pairs; the
+ * report names only locks the stack attributed to a class); a read that faults, none.
  */
 #ifdef ZT_CLASS_INDEX_OFF
 struct zt_lock_class {
@@ -690,6 +691,15 @@ static __always_inline void zt_note_lock(u64 addr)
 	if (bpf_probe_read_kernel(&c.index, sizeof(c.index), (void *)(addr + ZT_CLASS_INDEX_OFF)))
 		return;
 	if (bpf_probe_read_kernel(&c.size, sizeof(c.size), (void *)(addr + ZT_CLASS_SIZE_OFF)))
+		return;
+	/* only a pair zs_create_pool() builds takes a slot: class i has size
+	 * ZS_MIN_ALLOC_SIZE (32 on 64-bit) + i * (PAGE_SIZE >> CLASS_BITS), at most PAGE_SIZE.
+	 * A busy box waits on many more locks (inode mutexes, mmap locks) than the map holds;
+	 * user space checks the pair again against the full class table. */
+	u64 want = 32 + (u64)c.index * (PAGE_SIZE >> 8);
+	if (want > PAGE_SIZE)
+		want = PAGE_SIZE;
+	if (c.index > 4096 || c.size != (s32)want)
 		return;
 	lock_class.insert(&addr, &c);
 }
