@@ -108,6 +108,13 @@ def test_guest_capture_is_batched_complete_and_reportable(guest: Path, tmp_path:
         assert names == {
             r["addr"]: r["name"] for r in inferred["by_lock"] if r["lock_kind"] == "class"
         }
+        # the validation's measured side (contention.json): every wait it counts on a class
+        # lock is at an address the kernel's own struct size_class confirms
+        from ztrace.vm import contention
+
+        chk = contention.summarize_trace(guest / "trace", guest)["class_locks_by_kernel"]
+        assert chk["waits"] > 0 and chk["waits_at_size_class"] == chk["waits"], chk
+        assert chk["locks_at_size_class"] == chk["locks"], chk
     print(json.dumps({"release": meta.kernel_release, "totals": rep["totals"]}))
 
 
