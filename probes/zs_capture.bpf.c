@@ -17,6 +17,8 @@
  *   ZT_RAW_TP             lock tracepoints as raw tracepoints (args from BTF prototypes)
  *   ZT_CLASS_INDEX_OFF,   with ZT_LOCKS: offsets of index and size in struct size_class
  *   ZT_CLASS_SIZE_OFF     (from BTF): a class lock's size class, read on its first wait
+ *   ZT_MM_OFF             with ZT_SPIN_SLOWPATH: offsetof(struct task_struct, mm) (BTF);
+ *                         slowpath rows carry ns since the CPU's last page-table switch
  *   ZT_KPROBE_ZS          zs_malloc/zs_free entry+return (and compaction/migration functions)
  *   ZT_OFFCPU             with ZT_KPROBE_ZS: each call's switched-out time (sched_switch) in
  *                         `aux` of zs_malloc/zs_free/read/write records
@@ -805,8 +807,50 @@ struct zt_spin_begin {
 	u64 addr;
 	s32 stack_id;
 	u32 walk_ns;  /* the stack walk's own time inside [ts, return]: not waiting */
+	u64 mm_gap;   /* ns since this CPU last loaded another mm's page tables (~0: unknown) */
 };
 BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
+
+#ifdef ZT_MM_OFF
+/*
+ * When each CPU last switched page tables (issue 10, session 29). qemu's TCG empties its
+ * software TLB on every CR3 write (these guests have no PCID), and the probes' own cost
+ * inside a wait then grows from ~1.4 to ~6 us on a free lock (scenarios/probewait.sh,
+ * userswitch: 6.1 and 6.12 alike). A slowpath row carries the gap from the CPU's last switch
+ * to another mm to its own stamp (the `mm_switch_ns` column), so a reader can tell the waits
+ * that began from a cold TLB. A switch to a kthread keeps the loaded mm (lazy TLB: next->mm
+ * is NULL) and is not one; a switch back to the same mm writes no CR3 either.
+ */
+struct zt_mm_cpu {
+	u64 mm;
+	u64 ts;
+};
+BPF_PERCPU_ARRAY(mm_cpu, struct zt_mm_cpu, 1);
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+	/* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, ...) */
+	u64 mm = 0;
+	if (bpf_probe_read_kernel(&mm, sizeof(mm), (void *)(ctx->args[2] + ZT_MM_OFF)) || !mm)
+		return 0;
+	int zero = 0;
+	struct zt_mm_cpu *m = mm_cpu.lookup(&zero);
+	if (m && m->mm != mm) {
+		m->mm = mm;
+		m->ts = bpf_ktime_get_ns();
+	}
+	return 0;
+}
+
+static __always_inline u64 zt_mm_gap(u64 now)
+{
+	int zero = 0;
+	struct zt_mm_cpu *m = mm_cpu.lookup(&zero);
+	return (m && m->ts && now >= m->ts) ? now - m->ts : ~0ULL;
+}
+#else
+static __always_inline u64 zt_mm_gap(u64 now) { return ~0ULL; }
+#endif
 
 int zt_spin_slow_entry(struct pt_regs *ctx)
 {
@@ -820,6 +864,7 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 	u32 tid = (u32)pid_tgid;
 	struct zt_spin_begin b = {};
 	b.ts = bpf_ktime_get_ns();  /* the clock first (see zt_cached_stack) */
+	b.mm_gap = zt_mm_gap(b.ts);
 	b.addr = PT_REGS_PARM1(ctx);
 	b.stack_id = zt_cached_stack(b.addr);
 	if (b.stack_id == -2) {
@@ -847,7 +892,7 @@ int zt_spin_slow_return(struct pt_regs *ctx)
 	u64 now = bpf_ktime_get_ns();
 	/* ret = 1: LCB_F_SPIN */
 	zt_emit_wait(ZT_EV_SPIN, ZT_SRC_KPROBE, pid_tgid, b->ts, now - b->walk_ns, b->addr,
-		     b->stack_id, 1, 0);
+		     b->stack_id, 1, b->mm_gap);
 	spin_begin.delete(&tid);
 	return 0;
 }

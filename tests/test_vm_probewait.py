@@ -3,8 +3,9 @@
 
 Boots the 6.1 guest under TCG; zsstress.ko takes locks nobody else uses through
 queued_spin_lock_slowpath() from a kthread, from two processes' write()s and after zram page
-writes, alone and beside a zram writer, under the real capture. ~5 min (boot, BCC's compile,
-eight steps), hence ``vm_long``.
+writes, right after a switch to another process (or a thread) on the same vCPU, alone and
+beside a zram writer, under the real capture. ~6 min (boot, BCC's compile, twelve steps),
+hence ``vm_long``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def test_probewait_records_every_free_lock_call_once(tmp_path: Path) -> None:
         "user1": 2 * writes,
         "user64": 2 * (writes // 64) * 64,
         "userzram": 2 * (writes // 4),
+        "userswitch": writes // 4,  # one process, a forked partner on the same vCPU
+        "userthread": writes // 4,  # the same with a thread: no page-table switch
     }
     steps = {(s["step"], s["background"]): s for s in res["steps"]}
     assert set(steps) == {(k, bg) for k in calls for bg in ("none", "zram")}
@@ -61,6 +64,15 @@ def test_probewait_records_every_free_lock_call_once(tmp_path: Path) -> None:
         # the pair's own cost: never nothing, and a free lock is taken at once, so the wait
         # is the probes' time (1.3-2.2 us p50 under TCG in session 28), far below a tick
         assert 0 < f["p10_ns"] <= f["p50_ns"] <= f["p90_ns"] < 1_000_000, (step, f)
+        # each wait's gap since its CPU last switched page tables (session 29): right behind
+        # the partner process in `userswitch` (45-50 us under TCG), milliseconds or more
+        # where nothing switches mm per call
+        gap = s["mm_switch_p50_ns"]
+        assert gap is not None, (step, s)
+        if step == "userswitch":
+            assert gap < 1_000_000, (step, gap)
+        elif step in ("kthread", "user64"):
+            assert gap > 1_000_000, (step, gap)
     r = run_cli("check", "probewait", str(out))
     assert r.returncode == 0, r.stderr
     assert "kthread" in r.stdout and "userzram" in r.stdout

@@ -111,6 +111,21 @@ def size_class_offsets() -> tuple[int, int] | None:
     return None if index is None or size is None else (index, size)
 
 
+def task_mm_offset() -> int | None:
+    """Offset of ``task_struct.mm`` (BTF), for the probes' page-table switch stamp
+    (probes/zs_capture.bpf.c, ZT_MM_OFF), when the ``sched_switch`` raw tracepoint has the
+    (preempt, prev, next, ...) arguments it reads."""
+    from ztrace.capture import btf
+
+    b = btf.vmlinux()
+    if b is None:
+        return None
+    args = b.raw_tracepoint_args("sched_switch")
+    if args is None or args[1:3] != ["struct task_struct *", "struct task_struct *"]:
+        return None
+    return b.member_offset("task_struct", "mm")
+
+
 def raw_tp_ok(sig: tuple[str, list[str]]) -> bool:
     """True when BTF shows tracepoint ``sig[0]`` with exactly the argument types ``sig[1]``."""
     from ztrace.capture import btf
@@ -241,6 +256,9 @@ def make_plan(
             )
             if feats.kprobes and slow:
                 flags.append("-DZT_SPIN_SLOWPATH")
+                mm = task_mm_offset()
+                if mm is not None:  # each slowpath row's gap since a page-table switch
+                    flags.append(f"-DZT_MM_OFF={mm}")
                 plan.kprobes.append((slow, "zt_spin_slow_entry", "zt_spin_slow_return"))
                 plan.optional_kprobes.add(slow)
         elif name == "zsmalloc" and rep.mode == "kmem-tracepoint":

@@ -594,6 +594,8 @@ class Capture:
             self.columns = ["class_idx", *self.columns]  # zs_migrate's class
             if "-DZT_OFFCPU" in self.plan.cflags:
                 self.columns = [*self.columns, "offcpu_ns"]
+        if any(f.startswith("-DZT_MM_OFF=") for f in self.plan.cflags):
+            self.columns = [*self.columns, "mm_switch_ns"]
         self._anon = _Anonymizer() if opts.anonymize else None
         self._comms = _CommCache()
         self._pools: dict[int, str] = {}
@@ -1093,6 +1095,9 @@ class Capture:
             has_off = (typ == EV_MALLOC) | (typ == EV_MALLOC_FAIL) | (typ == EV_FREE)
             has_off |= (typ == EV_READ) | (typ == EV_WRITE)
             cols["offcpu_ns"] = pa.array(ev["aux"], mask=~has_off)
+        if "mm_switch_ns" in self.columns:  # ZT_MM_OFF: slowpath rows, ~0 = no switch seen
+            has_mm = (typ == EV_SPIN) & (ev["aux"] != np.uint64(0xFFFFFFFFFFFFFFFF))
+            cols["mm_switch_ns"] = pa.array(ev["aux"], mask=~has_mm)
         if "class_idx" in self.columns:  # zt_migrate_entry puts the class in `size`
             ok = is_mig & (ev["size"] < 0x1FF)
             cols["class_idx"] = pa.array(ev["size"].astype(np.int16), mask=~ok)

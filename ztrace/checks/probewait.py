@@ -95,6 +95,13 @@ def check_probewait(run: str | os.PathLike[str]) -> dict[str, Any]:
     kind = np.asarray(t.column("lock_kind").cast(pa.string()).fill_null("other"), dtype=object)
     addr = np.asarray(t.column("lock_addr").fill_null(0), dtype=np.uint64)
     free = np.isin(addr, np.array(sorted(free_addrs), dtype=np.uint64))
+    # the gap from the CPU's last page-table switch to each wait (captures since session 29;
+    # -1 where unknown): TCG's TLB is empty right after one, and the probes then cost ~6 us
+    mm = (
+        np.asarray(t.column("mm_switch_ns").fill_null(-1), dtype=np.int64)
+        if "mm_switch_ns" in t.column_names
+        else np.full(t.num_rows, -1, np.int64)
+    )
     zs = np.isin(kind, ZS_KINDS)
     rows: list[dict[str, Any]] = []
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -105,6 +112,7 @@ def check_probewait(run: str | os.PathLike[str]) -> dict[str, Any]:
             "background": bg,
             "seconds": round((e - s) / 1e9, 3),
             "free_lock": _stats(wait[win & free]),
+            "mm_switch_p50_ns": _p50_known(mm[win & free]),
             "zsmalloc_waits": _stats(wait[win & zs]),
         }
         rows.append(row)
@@ -122,6 +130,12 @@ def check_probewait(run: str | os.PathLike[str]) -> dict[str, Any]:
         for k, v in by.items()
     ]
     return {"run": str(d), "kernel": tr.meta.kernel_release, "steps": rows, "summary": summary}
+
+
+def _p50_known(a: np.ndarray) -> int | None:
+    """The median of the known (>= 0) values, None without any."""
+    a = a[a >= 0]
+    return int(np.median(a)) if a.size else None
 
 
 def _median(xs: list[int | None]) -> int | None:

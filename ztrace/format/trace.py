@@ -64,6 +64,9 @@ OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("hold_ns", pa.uint64()),
     pa.field("lock_flags", pa.uint32()),
     pa.field("stack_id", pa.int32()),
+    # spin_slowpath rows (kprobe captures since session 29): ns from the waiter's CPU's last
+    # switch to another mm's page tables to the wait's stamp (TCG empties its TLB there)
+    pa.field("mm_switch_ns", pa.uint64()),
     # swap events (schema v2, event = zswap_* / swap_*)
     pa.field("swap_entry", pa.uint64()),
     pa.field("outcome", _EVENT_TYPE),

@@ -10,6 +10,12 @@
 #   userzram one call per write(), each right after the same process wrote a page to zram
 #            (O_DIRECT pwrite: compression, zs_malloc, the copy): the state a zram writer's
 #            slow path starts from
+#   userswitch  one call per write(), each right after a context switch from another
+#            process (its own mm) on the same vCPU: a pipe ping-pong, both pinned to CPU 0.
+#            A switch of page tables writes CR3, and TCG empties its software TLB on every
+#            CR3 write (no PCID in these guests), so the probes run from a cold TLB
+#   userthread  the same ping-pong with a thread of the same process (same mm: no CR3
+#            write), to tell the switch itself from the TLB it empties (session 29)
 # each alone and beside a zram writer (fio, -p jobs), interleaved -p reps times (-p spins:
 # the kthread's calls, -p writes: each user process's write()s in user1; user64 makes the
 # same number of calls in writes/64 write()s, userzram writes/4 pages and calls). Every step
@@ -38,6 +44,25 @@ z = os.open('/dev/zram0', os.O_RDWR | os.O_DIRECT); b = mmap.mmap(-1, 4096)
 base = int(sys.argv[2]) * (16 << 20)
 for i in range(int(sys.argv[1])):
     b.seek(0); b.write(os.urandom(1638) + bytes(2458)); os.pwrite(z, b, base + (i % 4096) * 4096); os.write(fd, b'1')"
+# userswitch / userthread: N round trips; after each, one call (the partner is a forked
+# process, or a thread, pinned to the same CPU)
+WS="import os, sys, threading
+os.sched_setaffinity(0, {0})
+fd = os.open('/sys/kernel/debug/zsstress_spin', os.O_WRONLY)
+r1, w1 = os.pipe(); r2, w2 = os.pipe()
+n, mode = int(sys.argv[1]), sys.argv[2]
+def partner():
+    os.sched_setaffinity(0, {0})
+    for _ in range(n):
+        os.read(r1, 1); os.write(w2, b'x')
+if mode == 'process':
+    if os.fork() == 0:
+        partner(); os._exit(0)
+else:
+    th = threading.Thread(target=partner); th.start()
+for _ in range(n):
+    os.write(w1, b'x'); os.read(r2, 1); os.write(fd, b'1')
+os.wait() if mode == 'process' else th.join()"
 LOOP=/tmp/probewait-loop.sh
 TSV=$O/probewait.tsv
 : >"$TSV"
@@ -59,6 +84,11 @@ users() {  # users N WRITES: two processes, each WRITES write()s of N calls
   wait \$A; wait \$B
   rmmod zsstress
 }
+switched() {  # switched WRITES process|thread: one call after each of WRITES round trips
+  insmod $KO spin_file=1
+  python3 -c "$WS" \$1 \$2
+  rmmod zsstress
+}
 userzram() {  # userzram WRITES: two processes, each a zram page then one call, WRITES times
   insmod $KO spin_file=1
   python3 -c "$WZ" \$1 0 & A=\$!
@@ -73,6 +103,8 @@ for r in $(seq 1 "$REPS"); do
     echo "step user1 $bg users 1 $WRITES" >>$LOOP
     echo "step user64 $bg users 64 $((WRITES / 64))" >>$LOOP
     echo "step userzram $bg userzram $((WRITES / 4))" >>$LOOP
+    echo "step userswitch $bg switched $((WRITES / 4)) process" >>$LOOP
+    echo "step userthread $bg switched $((WRITES / 4)) thread" >>$LOOP
   done
 done
 snap before
