@@ -98,7 +98,7 @@ def check_probewait(run: str | os.PathLike[str]) -> dict[str, Any]:
     # the gap from the CPU's last page-table switch to each wait (captures since session 29;
     # -1 where unknown): TCG's TLB is empty right after one, and the probes then cost ~6 us
     mm = (
-        np.asarray(t.column("mm_switch_ns").fill_null(-1), dtype=np.int64)
+        np.asarray(t.column("mm_switch_ns").cast(pa.int64()).fill_null(-1), dtype=np.int64)
         if "mm_switch_ns" in t.column_names
         else np.full(t.num_rows, -1, np.int64)
     )
@@ -126,6 +126,7 @@ def check_probewait(run: str | os.PathLike[str]) -> dict[str, Any]:
             "free_lock_p50_ns_median": _median([r["free_lock"].get("p50_ns") for r in v]),
             "free_lock_mean_ns_median": _median([r["free_lock"].get("mean_ns") for r in v]),
             "zsmalloc_waits_p50_ns": [r["zsmalloc_waits"].get("p50_ns") for r in v],
+            "mm_switch_p50_ns_median": _median([r["mm_switch_p50_ns"] for r in v]),
         }
         for k, v in by.items()
     ]
@@ -147,15 +148,17 @@ def lines(res: dict[str, Any]) -> list[str]:
     """The check as text: one line per step kind and background, medians over the reps."""
     out = [
         f"{res['run']} ({res['kernel']}): spinlock waits the capture recorded on a free lock",
-        f"{'step':<9} {'beside':<6} {'reps':>4}  {'p50 ns (median; per rep)':<36} {'mean ns':>8}"
-        "  zsmalloc waits p50 ns (per rep)",
+        f"{'step':<10} {'beside':<6} {'reps':>4}  {'p50 ns (median; per rep)':<36} {'mean ns':>8}"
+        f"  {'since mm switch':>15}  zsmalloc waits p50 ns (per rep)",
     ]
     for s in res["summary"]:
         reps = ", ".join("-" if x is None else str(x) for x in s["free_lock_p50_ns"])
         zsw = ", ".join("-" if x is None else str(x) for x in s["zsmalloc_waits_p50_ns"])
+        gap = s["mm_switch_p50_ns_median"]
+        since = "-" if gap is None else f"{gap / 1e3:,.0f} us"
         out.append(
-            f"{s['step']:<9} {s['background']:<6} {s['reps']:>4}  "
+            f"{s['step']:<10} {s['background']:<6} {s['reps']:>4}  "
             f"{str(s['free_lock_p50_ns_median']) + ' (' + reps + ')':<36} "
-            f"{s['free_lock_mean_ns_median'] or '-':>8}  {zsw}"
+            f"{s['free_lock_mean_ns_median'] or '-':>8}  {since:>15}  {zsw}"
         )
     return out
