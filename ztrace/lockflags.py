@@ -96,3 +96,41 @@ def caller_of(frames: list[str]) -> str:
         if not f.startswith(LOCK_FRAME_PREFIXES):
             return f
     return "[unknown]"
+
+
+#: zsmalloc's own static functions that take its locks when not inlined (mm/zsmalloc.c)
+ZS_INTERNAL = frozenset(
+    {
+        "obj_malloc",
+        "obj_free",
+        "migrate_read_lock",
+        "migrate_write_lock",
+        "find_get_zspage",
+        "async_free_zspage",
+        "free_zspage",
+        "__free_zspage",
+        "zs_page_migrate",
+    }
+)
+
+
+def is_zsmalloc_frame(name: str) -> bool:
+    """A zsmalloc function (``zs_*``, ``__zs_*``, or one of its static helpers)."""
+    return name.startswith(("zs_", "__zs_")) or name in ZS_INTERNAL
+
+
+def taken_by_callee(frames: list[str]) -> bool:
+    """True when a wait's lock was taken by a function zsmalloc called (the page allocator's
+    zone lock under alloc_zspage, a wakeup's or cond_resched()'s runqueue lock), not by
+    zsmalloc itself: the first frame above the lock machinery is not a zsmalloc function,
+    yet one is further down. The capture's attribution (ztrace/capture/attribute.py) and the
+    validation's measured side (ztrace/vm/contention.py) both apply it.
+
+    >>> taken_by_callee(["_raw_spin_lock", "__schedule", "__cond_resched", "zs_malloc"])
+    True
+    >>> taken_by_callee(["_raw_spin_lock", "zs_malloc"]), taken_by_callee(["_raw_spin_lock"])
+    (False, False)
+    """
+    names = [f.split("+")[0] for f in frames]
+    takers = [n for n in names if not n.startswith(LOCK_FRAME_PREFIXES)]
+    return bool(takers) and not is_zsmalloc_frame(takers[0]) and any(map(is_zsmalloc_frame, takers))

@@ -16,8 +16,8 @@ locks, ...). So is a lock that a function zsmalloc *called* took: the first fram
 lock primitives must be zsmalloc's own. Session 29: a 6.12 zsstress capture attributed the
 runqueue lock of ``zs_malloc -> kmem_cache_alloc -> __cond_resched -> __schedule`` to a class,
 and the lock's address held no ``struct size_class`` (the kernel's own index, read by the
-probes, lock_classes.json); ``ztrace/vm/contention.py`` already left such waits out of the
-validation's measured side (``_callee_lock``).
+probes, lock_classes.json). The rule is ``ztrace.lockflags.taken_by_callee``, the one the
+validation's measured side (``ztrace/vm/contention.py``) already applied.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from ztrace.lockflags import (  # noqa: F401 (lock_type: re-exported for callers
     LCB_F_RT,
     LCB_F_SPIN,
     LCB_F_WRITE,
-    caller_of,
     lock_type,
+    taken_by_callee,
 )
 
 KINDS = ("class", "pool", "zspage", "other")
@@ -64,13 +64,8 @@ _MAP_FUNCS = frozenset(
 )
 
 
-#: zsmalloc's static helpers that take its locks themselves when not inlined (6.12
-#: mm/zsmalloc.c: migrate_read_lock/migrate_write_lock take the zspage lock)
-_ZS_LOCK_HELPERS = frozenset({"migrate_read_lock", "migrate_write_lock", "find_get_zspage"})
-
-
 def _base(name: str) -> str:
-    return name.split("+", 1)[0].split(".", 1)[0]  # zs_compact.isra.0+0x1c -> zs_compact
+    return name.split(".", 1)[0]  # zs_compact.isra.0 -> zs_compact
 
 
 def classify(
@@ -85,8 +80,7 @@ def classify(
             break
     if not caller:
         return "other", ""
-    taker = _base(caller_of(list(functions)))
-    if taker not in _ZS_FUNCS and taker not in _ZS_LOCK_HELPERS:
+    if taken_by_callee(list(functions)):
         return "other", caller  # a lock of a function zsmalloc called, not zsmalloc's
     rw = bool(flags & (LCB_F_READ | LCB_F_WRITE))
     if flags & (LCB_F_MUTEX | LCB_F_RT) or not flags & LCB_F_SPIN:

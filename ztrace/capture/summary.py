@@ -34,14 +34,13 @@ import pyarrow.parquet as pq
 from ztrace.capture import attribute
 from ztrace.format.events import EVENT_NAMES
 from ztrace.format.safeio import atomic_file
+from ztrace.format.trace import LOCK_CLASSES_FILE
 from ztrace.lockflags import LOCK_CONTENTION, SPIN_SLOWPATH
 
 HIST_BUCKETS = 40  # ZT_HIST_BUCKETS in probes/zs_events.h
 #: a lock key's flag bit for a spinlock-slowpath wait (ZT_AGG_SLOWPATH in probes/zs_events.h)
 AGG_SLOWPATH = 0x80000000
 SUMMARY_VERSION = "2"
-#: the sidecar naming class locks by the kernel's own class index (:func:`lock_classes`)
-LOCK_CLASSES = "lock_classes.json"
 
 SCHEMA = pa.schema(
     [
@@ -201,7 +200,7 @@ def class_pairs(read: dict[int, tuple[int, int]], page_size: int) -> dict[int, i
 def write_lock_classes(out: Path, classes: dict[int, int]) -> None:
     """``lock_classes.json`` (lock address -> size class index) beside the parts, atomically,
     as :func:`write_stacks`: a reader names these locks ``class[i]``."""
-    with atomic_file(out / LOCK_CLASSES) as f:
+    with atomic_file(out / LOCK_CLASSES_FILE) as f:
         f.write(json.dumps({str(k): v for k, v in sorted(classes.items())}))
 
 

@@ -34,6 +34,7 @@ from ztrace.format.results import (
     write_results_dir,
 )
 from ztrace.format.trace import (
+    LOCK_CLASSES_FILE,
     OPTIONAL_FIELDS,
     READABLE_VERSIONS,
     REQUIRED_COLUMNS,
@@ -63,6 +64,7 @@ __all__ = [
     "EVENTS",
     "EVENT_CODES",
     "EVENT_NAMES",
+    "LOCK_CLASSES_FILE",
     "LOCK_EVENTS",
     "LOCK_KINDS",
     "LOCK_TYPES",

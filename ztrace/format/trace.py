@@ -77,6 +77,11 @@ OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("comm", _EVENT_TYPE),
 )
 
+#: A capture's sidecar beside its parts (since session 29): lock address -> the size class
+#: index the kernel stores in that lock's ``struct size_class``, as the probes read it.
+#: Written by ``ztrace.capture``, read by ``report`` (ztrace.look.measured) and the VM checks.
+LOCK_CLASSES_FILE = "lock_classes.json"
+
 _FIELDS: dict[str, pa.Field] = {f.name: f for f in REQUIRED_FIELDS + OPTIONAL_FIELDS}
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in REQUIRED_FIELDS)
 

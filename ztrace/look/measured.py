@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
+from ztrace.format import LOCK_CLASSES_FILE
 from ztrace.lockflags import (
     LOCK_CONTENTION,
     LOCK_EVENTS,
@@ -200,17 +201,12 @@ def _read_stacks(trace: Path) -> dict[int, list[str]]:
     return stacks
 
 
-#: the capture's sidecar naming class locks by the kernel's own index (ztrace/capture/summary.py
-#: LOCK_CLASSES; look may not import capture)
-LOCK_CLASSES = "lock_classes.json"
-
-
 def _read_lock_classes(trace: Path) -> dict[int, int]:
     """``lock_classes.json`` beside the parts: lock address -> the size class index the kernel
     stores in that lock's ``struct size_class`` (read by the probes; zt_note_lock in
     probes/zs_capture.bpf.c). Absent (older captures, kernels without the struct in BTF)
     means none; anything that is not that shape is one line naming it."""
-    path, raw = _read_sidecar(trace, LOCK_CLASSES, "lock address -> class")
+    path, raw = _read_sidecar(trace, LOCK_CLASSES_FILE, "lock address -> class")
     if raw is None:
         return {}
     out: dict[int, int] = {}
@@ -234,7 +230,9 @@ def _class_names(inferred: dict[int, int], kernel: dict[int, int]) -> tuple[dict
     n_inf = sum(1 for a in inferred if a not in kernel)
     parts = []
     if kernel:
-        parts.append(f"{len(kernel)} read from the kernel's struct size_class ({LOCK_CLASSES})")
+        parts.append(
+            f"{len(kernel)} read from the kernel's struct size_class ({LOCK_CLASSES_FILE})"
+        )
     if n_inf:
         parts.append(f"{n_inf} inferred from object sizes")
     return merged, ", ".join(parts)

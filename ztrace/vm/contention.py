@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ztrace.format import read_trace
-from ztrace.lockflags import measured_waits
+from ztrace.format import LOCK_CLASSES_FILE, read_trace
+from ztrace.lockflags import measured_waits, taken_by_callee
 
 ZS_KINDS = ("pool", "class", "zspage")
 
@@ -136,13 +136,16 @@ def _kernel_class_check(trace: Path, locks: list[dict[str, Any]]) -> dict[str, A
     read there (``lock_classes.json``; probes/zs_capture.bpf.c, zt_note_lock). None when the
     capture has no such file (zsmalloc a module, as in the 6.1 guest, or an older capture).
     Session 29, three 6.12 zsstress-spread runs: 94 of 94 class waits, once the callee
-    locks were out (``_callee_lock``)."""
-    path = trace / "lock_classes.json"
+    locks were out (``ztrace.lockflags.taken_by_callee``)."""
+    path = trace / LOCK_CLASSES_FILE
     if not path.is_file():
         return None
     try:
-        kernel = {int(k) for k in json.loads(path.read_text())}
-    except (ValueError, AttributeError, TypeError):
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            return None
+        kernel = {int(k) for k in raw}
+    except ValueError:
         return None
     cls = [d for d in locks if d["kind"] == "class"]
     on = [d for d in cls if int(d["addr"], 16) in kernel]
@@ -168,42 +171,6 @@ _IRQ_ENTRY = (
     "__irq_exit_rcu",
     "do_softirq",
 )
-
-
-def _is_lock_primitive(name: str) -> bool:
-    return (
-        name.startswith(("_raw_", "__raw_", "do_raw_", "queued_", "native_queued_", "__pv_"))
-        or "lock_slowpath" in name
-    )
-
-
-def _zs_frame(name: str) -> bool:
-    return name.startswith(("zs_", "__zs_")) or name in _ZS_INTERNAL
-
-
-#: zsmalloc's own static functions that take its locks when not inlined (mm/zsmalloc.c)
-_ZS_INTERNAL = frozenset(
-    {
-        "obj_malloc",
-        "obj_free",
-        "migrate_read_lock",
-        "migrate_write_lock",
-        "find_get_zspage",
-        "async_free_zspage",
-        "free_zspage",
-        "__free_zspage",
-        "zs_page_migrate",
-    }
-)
-
-
-def _callee_lock(frames: list[str]) -> bool:
-    """True when the lock was taken by a function zsmalloc called (the page allocator's zone
-    lock under alloc_zspage, a wakeup's runqueue lock), not by zsmalloc itself: the first
-    frame above the lock primitives is not a zsmalloc function, yet one is further down."""
-    names = [f.split("+")[0] for f in frames]
-    takers = [n for n in names if not _is_lock_primitive(n)]
-    return bool(takers) and not _zs_frame(takers[0]) and any(_zs_frame(n) for n in takers)
 
 
 def _irq_before_zs(frames: list[str]) -> bool:
@@ -500,7 +467,7 @@ def _measure(
     # The stack attribution takes the first zsmalloc frame; an interrupt taken inside, say,
     # zs_unmap_object that then waits on a driver lock has that frame too, below the irq entry.
     in_irq = np.array([_irq_before_zs(frames.get(int(i), [])) for i in sid], dtype=bool)
-    callee = np.array([_callee_lock(frames.get(int(i), [])) for i in sid], dtype=bool) & ~in_irq
+    callee = np.array([taken_by_callee(frames.get(int(i), [])) for i in sid], dtype=bool) & ~in_irq
     is_zs = np.array([k in ZS_KINDS for k in kind], dtype=bool) & ~internal & ~in_irq & ~callee
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
     by_addr_only = (~is_zs) & (names != "") & ~internal

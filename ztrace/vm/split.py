@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ztrace.format import read_trace, write_trace
+from ztrace.format import LOCK_CLASSES_FILE, read_trace, write_trace
 from ztrace.vm.run import VmError
 
 ZS_EVENTS = ("zs_malloc", "zs_free", "zs_read", "zs_write", "zs_malloc_failed")
@@ -119,7 +119,7 @@ def write_pieces(boot: str | Path, dests: list[Path]) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_trace(tmp / "trace", table, meta)
-        for side in ("stacks.json", "lock_classes.json"):  # the capture's sidecars
+        for side in ("stacks.json", LOCK_CLASSES_FILE):  # the capture's sidecars
             if (b / "trace" / side).is_file():
                 shutil.copy(b / "trace" / side, tmp / "trace" / side)
         for name in SHARED:
