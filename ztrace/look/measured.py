@@ -266,7 +266,8 @@ def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int
     6.12 zsstress capture wrongly, against the index the kernel stores in each lock's
     ``struct size_class``, lock_classes.json).
     """
-    if ops.is_empty() or not (ops["size_bytes"] > 0).any():
+    waits = lock.filter(pl.col("lock_kind") == "class").select("tid", "ts_ns", "lock_addr")
+    if waits.is_empty() or ops.is_empty() or not (ops["size_bytes"] > 0).any():
         return {}
     from ztrace.model.classes import build_classes, kernel_profile
 
@@ -297,8 +298,7 @@ def _class_of_addr(lock: pl.DataFrame, ops: pl.DataFrame, meta: Any) -> dict[int
         .select("tid", "ts_ns", "obj_size")
         .sort("ts_ns")
     )
-    waits = lock.filter(pl.col("lock_kind") == "class").select("tid", "ts_ns", "lock_addr")
-    if waits.is_empty() or ops.is_empty():
+    if ops.is_empty():
         return {}
     # both sides are sorted by ts_ns above; polars cannot check that per ``by`` group and
     # would warn on every report
@@ -374,8 +374,14 @@ def load_measured(path: str | Path) -> Measured:
         )
     ops = pl.concat(op_parts) if op_parts else pl.DataFrame()
     table = contention_table(lock.drop("event", "size_bytes", "handle") if len(lock) else lock)
+    # sizes name only the class locks the kernel's own index did not (the inference joins
+    # every zs_malloc/zs_free row: skipped when there is nothing left to name)
+    kernel = _read_lock_classes(p)
+    unnamed = (
+        lock.filter(~pl.col("lock_addr").is_in(list(kernel))) if kernel and len(lock) else lock
+    )
     classes, class_source = _class_names(
-        _class_of_addr(lock, ops, meta) if len(lock) else {}, _read_lock_classes(p)
+        _class_of_addr(unnamed, ops, meta) if len(unnamed) else {}, kernel
     )
     return Measured(
         table=table,
