@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -449,6 +450,101 @@ def test_summary_mode_counts_match_the_workload(tmp_path: Path) -> None:
     assert meta[b"ztrace.extra.mode"] == b"summary"
     assert len(meta[b"ztrace.extra.capture_id"]) == 32
     assert cap.summary.lost_events == 0
+    # the dashboard reads it too: what it measured, no replay (there is no event stream)
+    page = tmp_path / "s.html"
+    p = subprocess.run(
+        [sys.executable, "-m", "ztrace", "dashboard", str(out), "-o", str(page)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    total = rep["totals"]["contended"]
+    assert f"From the capture itself: {total:,} contended waits" in html
+    assert f"events: {sum(r['count'] for r in rows):,} · lost events: 0" in html
+    assert "timeline (a --summary capture keeps no event stream to replay)" in p.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ztrace",
+            "dashboard",
+            str(out),
+            "-o",
+            str(page),
+            "--force",
+            "--locks",
+            "class",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("ztrace: error: ")
+    assert len(bad.stderr.splitlines()) == 1 and "no event stream to replay" in bad.stderr
+
+
+def _capture_writers(out: Path, seconds: float, **opts: Any) -> Any:
+    """A zsmalloc capture of this process while two zram writers run ``seconds``: the
+    finished capture's summary (skips where the zsmalloc probe is missing)."""
+    from ztrace.capture.features import detect
+    from ztrace.capture.session import Capture, CaptureOptions
+    from ztrace.host.zram import WritersConfig, run_writers, zram_device
+
+    if detect().probes["zsmalloc"].status == "missing":
+        pytest.skip("zsmalloc probe missing here")
+    cap = Capture(CaptureOptions(out=out, probes=["zsmalloc"], target_tgid=os.getpid(), **opts))
+    with zram_device(disksize=64 << 20) as dev:
+        cap.start()
+        th = threading.Thread(target=cap.run, daemon=True)
+        th.start()
+        run_writers(dev, WritersConfig(writers=2, seconds=seconds, pages_per_writer=2048))
+        time.sleep(0.6)
+        cap.stop()
+        th.join()
+    return cap.summary
+
+
+def test_summary_max_files_keeps_the_newest_intervals(tmp_path: Path) -> None:
+    """--max-files bounds a --summary capture's disk as it does the event parts: the newest
+    interval files stay, every aggregated event is kept or counted as deleted, and the
+    footer says so."""
+    _require_bpf()
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "s"
+    s = _capture_writers(out, 2, summary=True, interval_s=0.25, max_files=2)
+    files = sorted(out.glob("summary-*.parquet"))
+    assert len(files) == 2 and s.ring_deleted_files >= 1
+    kept = sum(sum(pq.read_table(f, columns=["count"]).column("count").to_pylist()) for f in files)
+    assert kept + s.ring_deleted_rows == s.events > 0
+    assert files[-1].name == f"summary-{len(files) + s.ring_deleted_files - 1:05d}.parquet"
+    assert "ring (--max-files 2): kept the newest 2 parts" in s.footer()
+    assert s.files == files
+
+
+def test_max_size_bounds_the_finished_parts(tmp_path: Path) -> None:
+    """--max-size: the finished parts stay within the bound (the part being written is
+    extra, docs/capture.md), the oldest go first, and each deleted row is counted."""
+    _require_bpf()
+    import pyarrow.parquet as pq
+
+    from ztrace.format import read_trace
+
+    limit = 1 << 20
+    opts = {"max_size_bytes": limit, "flush_interval_s": 0.05, "reorder_window_ms": 100}
+    s = _capture_writers(tmp_path / "t", 3, **opts)
+    parts = sorted((tmp_path / "t").glob("part-*.parquet"))
+    assert s.ring_deleted_files >= 1, s.footer()
+    assert sum(p.stat().st_size for p in parts[:-1]) <= limit
+    kept = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    assert kept + s.ring_deleted_rows == s.events
+    assert parts[-1].name == f"part-{len(parts) + s.ring_deleted_files - 1:05d}.parquet"
+    assert "ring (--max-size 1.0 MB): kept the newest" in s.footer()
+    read_trace(tmp_path / "t")
 
 
 def test_trace_metadata_names_host_boot_capture_and_probes(tmp_path: Path) -> None:

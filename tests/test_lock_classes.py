@@ -103,3 +103,43 @@ def test_only_pairs_zs_create_pool_builds_are_kept(page_size: int) -> None:
         6: (3, 0),  # zeroed memory at a class-like offset
     }
     assert class_pairs(read, page_size) == {1: 0, 2: n - 1, 3: 7}
+
+
+@pytest.mark.kernel
+def test_a_full_class_map_is_said_in_the_footer(tmp_path: Path) -> None:
+    """zt_note_lock's insert fails silently once the ``lock_class`` map is full; the capture
+    sees the map at its capacity and the footer says so (a real BPF hash map, filled here)."""
+    from bcc import BPF
+
+    from ztrace.capture import session as s
+
+    bpf = BPF(
+        text="struct zt_lock_class { u32 index; s32 size; };\n"
+        "BPF_HASH(lock_class, u64, struct zt_lock_class, 4);\n"
+    )
+    try:
+        table = bpf["lock_class"]
+        pairs = {0x1000: (0, 32), 0x2000: (1, 48), 0x3000: (2, 64)}
+        for addr, (index, size) in pairs.items():
+            table[table.Key(addr)] = table.Leaf(index, size)
+
+        def write(cap: Any) -> s.CaptureSummary:
+            cap._write_lock_classes()
+            return cap.summary  # type: ignore[no-any-return]
+
+        cap = object.__new__(s.Capture)
+        cap.opts = s.CaptureOptions(out=tmp_path, probes=["locks"])
+        cap.summary = s.CaptureSummary()
+        cap.loaded = type("Loaded", (), {"lock_class_table": lambda self: table})()
+        summary = write(cap)
+        assert summary.lock_classes == {0x1000: 0, 0x2000: 1, 0x3000: 2}
+        assert summary.lock_class_map_full == 0
+        assert "map is full" not in summary.footer()
+        table[table.Key(0x4000)] = table.Leaf(3, 80)  # the fourth of four slots
+        summary = write(cap)
+        assert summary.lock_class_map_full == 4
+        assert len(summary.lock_classes) == 4
+        assert "class locks: the kernel-index map is full (4 locks)" in summary.footer()
+        assert json.loads((tmp_path / "lock_classes.json").read_text())["16384"] == 3
+    finally:
+        bpf.cleanup()

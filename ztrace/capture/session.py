@@ -120,6 +120,9 @@ class CaptureSummary:
     stacks: dict[int, list[str]] = field(default_factory=dict)
     #: lock address -> size class index, read from the kernel (lock_classes.json)
     lock_classes: dict[int, int] = field(default_factory=dict)
+    #: the probes' lock_class map was full (its capacity), so later class locks were not
+    #: read from the kernel; 0 while it had room
+    lock_class_map_full: int = 0
     consumer_cpu_s: float = 0.0
     #: CPU of the whole capture process (every thread: ring reads, Parquet writes, Arrow's
     #: pools) from the start of consuming to the close; a workload started by the capture
@@ -202,6 +205,12 @@ class CaptureSummary:
             lines.append(
                 f"class locks: {len(self.lock_classes)} named by the kernel's own size class "
                 "(struct size_class, lock_classes.json)"
+            )
+        if self.lock_class_map_full:
+            lines.append(
+                f"class locks: the kernel-index map is full ({self.lock_class_map_full} "
+                "locks); class locks past it are named from object sizes where the trace "
+                "has them, else `class`"
             )
         if g("ring_malformed", 0):
             lines.append(
@@ -749,6 +758,9 @@ class Capture:
             self.summary.consumer_cpu_s = time.thread_time() - self._cpu0
             self.summary.process_cpu_s = time.process_time() - self._pcpu0
             self.summary.seconds = time.monotonic() - self._t0
+            self.summary.ring_deleted_files = self._sum_deleted_files
+            self.summary.ring_deleted_rows = self._sum_deleted_rows
+            self.summary.ring_limits = self._ring_limits()
             self._write_stacks()
             self.loaded.close()
             self.loaded = None
@@ -787,12 +799,7 @@ class Capture:
             assert isinstance(w, _CaptureWriter)
             self.summary.ring_deleted_files = w.ring_deleted_files
             self.summary.ring_deleted_rows = w.ring_deleted_rows
-            lim = []
-            if self.opts.max_size_bytes is not None:
-                lim.append(f"--max-size {self.opts.max_size_bytes / 1e6:.1f} MB")
-            if self.opts.max_files is not None:
-                lim.append(f"--max-files {self.opts.max_files}")
-            self.summary.ring_limits = ", ".join(lim)
+            self.summary.ring_limits = self._ring_limits()
         self.summary.seconds = time.monotonic() - self._t0
         self._write_stacks()
         self.loaded.close()
@@ -800,7 +807,45 @@ class Capture:
         if failure is not None:
             raise failure
 
+    def _ring_limits(self) -> str:
+        """The footer's name for the disk bounds given ("" when none)."""
+        lim = []
+        if self.opts.max_size_bytes is not None:
+            lim.append(f"--max-size {self.opts.max_size_bytes / 1e6:.1f} MB")
+        if self.opts.max_files is not None:
+            lim.append(f"--max-files {self.opts.max_files}")
+        return ", ".join(lim)
+
     # ------------------------------------------------------------------ summary mode
+    _sum_deleted_files = 0
+    _sum_deleted_rows = 0
+
+    def _summary_ring(self) -> None:
+        """--max-size / --max-files for summary intervals: drop the oldest interval files
+        beyond the bounds, never the newest, as the event mode's ring does with its parts
+        (_CaptureWriter.rotate). An interval holds what the aggregates gained in it, so the
+        files kept are the newest window of the capture, and report sums that window."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        files = [f for f in self.summary.files if f.name.startswith("summary-")]
+
+        def over() -> bool:
+            if len(files) <= 1:
+                return False
+            if self.opts.max_files is not None and len(files) > self.opts.max_files:
+                return True
+            size = sum(f.stat().st_size for f in files)
+            return self.opts.max_size_bytes is not None and size > self.opts.max_size_bytes
+
+        while over():
+            old = files.pop(0)
+            counts = pq.read_table(old, columns=["count"]).column("count")
+            self._sum_deleted_rows += int(pc.sum(counts).as_py() or 0)
+            old.unlink()
+            self.summary.files.remove(old)
+            self._sum_deleted_files += 1
+
     def _write_interval(self) -> None:
         """One summary file: what the in-kernel aggregates gained since the last one."""
         assert self.loaded is not None
@@ -827,6 +872,7 @@ class Capture:
         path = Path(self.opts.out) / f"summary-{self._sum_index:05d}.parquet"
         summary_mod.write_summary(table, path, meta)
         self.summary.files.append(path)
+        self._summary_ring()
         self._sum_index += 1
         self._sum_t0 = t1
         counts = table.column("count").to_numpy()
@@ -1173,7 +1219,11 @@ class Capture:
         table = self.loaded.lock_class_table() if self.loaded is not None else None
         if table is None:
             return
-        classes = summary_mod.lock_classes(table, os.sysconf("SC_PAGE_SIZE"))
+        read = summary_mod.read_lock_class_map(table)
+        if len(read) >= table.max_entries:
+            # zt_note_lock's insert fails silently once the map is full: say so, once
+            self.summary.lock_class_map_full = int(table.max_entries)
+        classes = summary_mod.class_pairs(read, os.sysconf("SC_PAGE_SIZE"))
         if classes and classes != self.summary.lock_classes:
             self.summary.lock_classes = classes
             summary_mod.write_lock_classes(Path(self.opts.out), classes)

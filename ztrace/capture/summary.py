@@ -169,13 +169,11 @@ def write_stacks(out: Path, frames: dict[int, list[str]]) -> None:
         f.write(json.dumps({str(k): v for k, v in sorted(frames.items())}))
 
 
-def lock_classes(table: Any, page_size: int) -> dict[int, int]:
-    """Lock address -> size class index, from the probes' ``lock_class`` map: the ``index``
+def read_lock_class_map(table: Any) -> dict[int, tuple[int, int]]:
+    """Lock address -> (index, size), from the probes' ``lock_class`` map: the ``index``
     and ``size`` read at each waited-on lock's address as a ``struct size_class``
-    (probes/zs_capture.bpf.c, zt_note_lock), kept where :func:`class_pairs` accepts them."""
-    return class_pairs(
-        {int(k.value): (int(v.index), int(v.size)) for k, v in table.items()}, page_size
-    )
+    (probes/zs_capture.bpf.c, zt_note_lock). :func:`class_pairs` keeps the real ones."""
+    return {int(k.value): (int(v.index), int(v.size)) for k, v in table.items()}
 
 
 def class_pairs(read: dict[int, tuple[int, int]], page_size: int) -> dict[int, int]:

@@ -159,11 +159,14 @@ def parse_cpu_list(text: str) -> list[int]:
 @click.option(
     "--max-size",
     default=None,
-    help="Keep at most this much of finished parts (e.g. 2G, 500M): the newest, as a ring; "
-    "the oldest are deleted and the footer says how many.",
+    help="Keep at most this much of finished parts or --summary intervals (e.g. 2G, 500M): "
+    "the newest, as a ring; the oldest are deleted and the footer says how many.",
 )
 @click.option(
-    "--max-files", default=None, type=int, help="Keep at most this many finished parts (ring)."
+    "--max-files",
+    default=None,
+    type=int,
+    help="Keep at most this many finished parts or --summary intervals (ring).",
 )
 @click.option("--cpu", "cpu_list", default=None, help="Only events on these CPUs: 0,2-3.")
 @click.option(

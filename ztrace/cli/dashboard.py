@@ -29,6 +29,37 @@ def replayed_results(
     return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
 
 
+def is_summary_capture(source: str | os.PathLike[str]) -> bool:
+    """A ``capture --summary`` directory: ``summary-*.parquet`` intervals and no event parts.
+    It has no event stream, so there is nothing to replay; the page shows what it measured."""
+    from pathlib import Path
+
+    from ztrace.look.measured import is_trace
+
+    p = Path(source)
+    return (
+        is_trace(p)
+        and p.is_dir()
+        and not any(p.glob("part-*.parquet"))
+        and any(not f.name.startswith(".") for f in p.glob("summary-*.parquet"))
+    )
+
+
+def measured_only_results(source: str | os.PathLike[str]) -> Results:
+    """Results with no replayed tables, naming ``source`` as their trace: the dashboard then
+    draws the capture's measured side (flame graph, measured waits) and lists the replay's
+    charts as absent."""
+    from pathlib import Path
+
+    from ztrace.format import results_from_tables
+    from ztrace.look.measured import load_measured
+
+    m = load_measured(Path(source))  # one line naming the file if the summary cannot be read
+    meta = {"ztrace.trace": str(Path(source).resolve()), "ztrace.capture_mode": "summary"}
+    summary = {"measured_only": {"events": m.events, "lost_events": m.lost_events}}
+    return results_from_tables({}, meta=meta, summary=summary)
+
+
 def combined_results(dirs: tuple[str, ...]) -> Results:
     """Several results directories of one trace (say an LRU replay and a sweep) as one
     :class:`Results`, read, never merged on disk. Each table comes from exactly one of them."""
@@ -62,6 +93,7 @@ def combined_results(dirs: tuple[str, ...]) -> Results:
 Examples:
   ztrace dashboard results/ -o report.html
   ztrace dashboard /tmp/t -o t.html --locks class,pool   # replays the trace first
+  ztrace dashboard /tmp/s -o s.html     # a --summary capture: what it measured, no replay
   ztrace dashboard results/ -o r.html --max-bins 200     # smaller file
   ztrace dashboard results-lru/ results-sweep/ -o lru.html  # an LRU replay and its sweep
   ztrace dashboard results/ -o report.html --force       # replace an existing report.html
@@ -110,6 +142,13 @@ def command(
         data = combined_results(sources)
     elif is_results_dir(source):
         data = source
+    elif is_summary_capture(source):
+        if lock_list:
+            raise click.UsageError(
+                f"{source}: a --summary capture keeps no event stream to replay; "
+                "drop --locks (the page shows what it measured)",
+            )
+        data = measured_only_results(source)
     else:
         data = replayed_results(source, lock_list, quiet=quiet)
     res = build_dashboard(

@@ -775,9 +775,13 @@ def build_dashboard(
     if results.trace_path:  # the trace the results came from is an input too (issue 11)
         inputs = (*inputs, results.trace_path)
         check_output(out, inputs)
-    if not results.tables:
+    measured_only = results.meta.get("ztrace.capture_mode") == "summary"
+    if not results.tables and not measured_only:
         raise TraceFormatError(results.path or "<results>", "no results tables to draw")
     d = prepare(results, max_bins=max_bins, max_class_bins=max_class_bins)
+    if measured_only:  # a --summary capture: what it measured, and why nothing was replayed
+        for chart in d.absent:
+            d.absent[chart] = "a --summary capture keeps no event stream to replay"
     d.info["source_line"] = _source_line(results, d)
     d.info["trust_line"] = _trust_line(results)
     d.info["designs_html"] = designs_html(results)
@@ -802,8 +806,10 @@ def build_dashboard(
 
 
 def _source_line(results: Results, d: DashData) -> str:
-    src = str(results.path) if results.path else "(in-memory replay)"
     trace = results.trace_path
+    if "measured_only" in results.summary:
+        return f"trace: {trace} · a --summary capture: what it measured, no replay"
+    src = str(results.path) if results.path else "(in-memory replay)"
     bits = [f"results: {src}"]
     if trace:
         bits.append(f"trace: {trace}")
@@ -819,6 +825,10 @@ def _source_line(results: Results, d: DashData) -> str:
 def _trust_line(results: Results) -> str:
     from ztrace.look.report import trust_of
 
+    seen = results.summary.get("measured_only")
+    if seen is not None:  # a --summary capture's own counts (look.measured)
+        events, lost = seen["events"], seen["lost_events"]
+        return f"events: {events:,} · lost events: {lost:,} (from the capture)"
     t = trust_of(results)
     if t.events is None:
         return "events: unknown (trace not found); lost events: unknown"
