@@ -22,6 +22,8 @@
  *   ZT_KPROBE_ZS          zs_malloc/zs_free entry+return (and compaction/migration functions)
  *   ZT_OFFCPU             with ZT_KPROBE_ZS: each call's switched-out time (sched_switch) in
  *                         `aux` of zs_malloc/zs_free/read/write records
+ *   ZT_FENTRY_ZS,         with ZT_KPROBE_ZS: zs_malloc/zs_free through fentry/fexit instead of
+ *   ZT_MALLOC_NARGS       their kprobes (zsmalloc in vmlinux BTF); zs_malloc's argument count
  *   ZT_ZSWAP              zswap store/load/invalidate/writeback entry+return
  *   ZT_ZSWAP_FRONTSWAP    zswap_frontswap_* signatures (<= 6.4): (type, offset, page)
  *   ZT_ZSWAP_LOAD_INT     zswap_load returns int 0 on hit (>= 6.16) instead of bool true
@@ -1315,11 +1317,8 @@ static __always_inline int zt_return(u8 type, u64 handle, s32 ret)
 #endif
 
 #ifdef ZT_KPROBE_ZS
-/* zs_malloc(pool, size, gfp) (< 6.16) or (pool, size, gfp, nid): size is argument 2 either way. */
-int zt_zs_malloc_entry(struct pt_regs *ctx)
+static __always_inline int zt_malloc_enter(u64 pool, u32 size)
 {
-	u64 pool = PT_REGS_PARM1(ctx);
-	u32 size = (u32)PT_REGS_PARM2(ctx);
 #ifdef ZT_ZSWAP
 	/* A zs_malloc inside zswap_store gives that store its compressed size. */
 	struct zt_call_key sk = {.tid = (u32)bpf_get_current_pid_tgid(), .type = ZT_EV_ZSWAP_STORE};
@@ -1330,12 +1329,22 @@ int zt_zs_malloc_entry(struct pt_regs *ctx)
 	return zt_enter(ZT_EV_MALLOC, pool, 0, size);
 }
 
-int zt_zs_malloc_return(struct pt_regs *ctx)
+static __always_inline int zt_malloc_return(u64 h)
 {
-	u64 h = PT_REGS_RC(ctx);
 	/* Errors come back as ERR_PTR-style handles (>= -MAX_ERRNO): keep them, flag ret. */
 	s32 ret = h >= (u64)-4095 ? (s32)h : 0;
 	return zt_return(ZT_EV_MALLOC, ret ? 0 : h, ret);
+}
+
+/* zs_malloc(pool, size, gfp) (< 6.16) or (pool, size, gfp, nid): size is argument 2 either way. */
+int zt_zs_malloc_entry(struct pt_regs *ctx)
+{
+	return zt_malloc_enter(PT_REGS_PARM1(ctx), (u32)PT_REGS_PARM2(ctx));
+}
+
+int zt_zs_malloc_return(struct pt_regs *ctx)
+{
+	return zt_malloc_return(PT_REGS_RC(ctx));
 }
 
 int zt_zs_free_entry(struct pt_regs *ctx)
@@ -1347,6 +1356,43 @@ int zt_zs_free_return(struct pt_regs *ctx)
 {
 	return zt_return(ZT_EV_FREE, 0, 0);
 }
+
+#ifdef ZT_FENTRY_ZS
+/*
+ * The same four probes as fentry/fexit (BPF trampolines: a direct call at the function's
+ * ftrace site instead of a breakpoint trap, and no kretprobe instance to run out of), where
+ * the loader found zs_malloc and zs_free in vmlinux BTF (zsmalloc built in) and the load and
+ * attach succeed; otherwise it compiles the kprobes above (ztrace/capture/loader.py). BCC
+ * attaches these at load, in this order: each entry before its return, so that a return
+ * without an entry is a skipped program, as with the kprobes (zt_return, ZT_DROP_NO_ENTRY).
+ * fexit sees the arguments and the return value; arguments are u64 slots, so the pool is a
+ * plain pointer here. ZT_MALLOC_NARGS (from BTF) places zs_malloc's return value: 3
+ * arguments before 6.16, 4 (nid) after (6.12 and 6.18 mm/zsmalloc.c, zs_malloc).
+ */
+KFUNC_PROBE(zs_malloc, void *pool, size_t size)
+{
+	return zt_malloc_enter((u64)pool, (u32)size);
+}
+
+KFUNC_PROBE(zs_free, void *pool, unsigned long handle)
+{
+	return zt_enter(ZT_EV_FREE, (u64)pool, handle, 0);
+}
+
+#if ZT_MALLOC_NARGS == 4
+KRETFUNC_PROBE(zs_malloc, void *pool, size_t size, u32 gfp, int nid, unsigned long ret)
+#else
+KRETFUNC_PROBE(zs_malloc, void *pool, size_t size, u32 gfp, unsigned long ret)
+#endif
+{
+	return zt_malloc_return(ret);
+}
+
+KRETFUNC_PROBE(zs_free, void *pool, unsigned long handle)
+{
+	return zt_return(ZT_EV_FREE, 0, 0);
+}
+#endif  /* ZT_FENTRY_ZS */
 
 /* __zs_compact(pool, class) returns pages freed in that class (or zs_compact(pool) total). */
 int zt_compact_entry(struct pt_regs *ctx)

@@ -956,3 +956,42 @@ def test_a_wait_longer_than_the_reorder_window_is_kept_in_order(tmp_path: Path) 
     end = begin + long["wait_ns"][0]
     inside = locks.filter((pl.col("ts_ns") > begin) & (pl.col("ts_ns") + pl.col("wait_ns") < end))
     assert inside.height >= 100, f"only {inside.height} waits inside the long one\n{p.stderr}"
+
+
+def test_fentry_is_planned_where_zsmalloc_is_built_in_and_refusal_falls_back() -> None:
+    """zs_malloc/zs_free go through fentry/fexit when vmlinux BTF has them (this host's
+    zsmalloc is built in; zs_malloc has 4 arguments since 6.16), and through kprobes with
+    --no-fentry. This host refuses every fentry load (EPERM although root, `doctor
+    --check-fentry`): the loader then says why and recompiles with the kprobe pairs, which
+    this host has none of either, so the load ends in the kprobe error, not the fentry one."""
+    _require_bpf()
+    import dataclasses
+
+    from ztrace.capture.features import detect
+    from ztrace.capture.loader import Loaded, check_fentry, make_plan, zs_fentry_nargs
+    from ztrace.errors import FeatureMissingError
+
+    nargs = zs_fentry_nargs()
+    if nargs is None:
+        pytest.skip("zs_malloc/zs_free not in vmlinux BTF here")
+    feats = detect()
+    assert nargs == (4 if feats.version >= (6, 16) else 3)
+    kp = dataclasses.replace(
+        feats.probes["zsmalloc"], mode="kprobe", attach={"malloc": "zs_malloc", "free": "zs_free"}
+    )
+    as_kprobe = dataclasses.replace(feats, probes={**feats.probes, "zsmalloc": kp})
+    plan = make_plan(as_kprobe, ["zsmalloc"])
+    assert plan.fentry == ["zs_malloc", "zs_free"]
+    assert "-DZT_FENTRY_ZS" in plan.cflags and f"-DZT_MALLOC_NARGS={nargs}" in plan.cflags
+    assert "zs_malloc" not in [fn for fn, _, _ in plan.kprobes]
+    off = make_plan(as_kprobe, ["zsmalloc"], fentry=False)
+    assert off.fentry == [] and "-DZT_FENTRY_ZS" not in off.cflags
+    assert [fn for fn, _, _ in off.kprobes][:2] == ["zs_malloc", "zs_free"]
+    works, why = check_fentry()
+    if works:
+        pytest.skip(f"fentry works on this kernel ({why}): no refusal to fall back from")
+    with pytest.raises(FeatureMissingError, match="cannot attach kprobe to `zs_malloc`"):
+        Loaded(plan)
+    assert "cannot compile/load the BPF program" in plan.fentry_refused
+    assert plan.fentry == [] and "-DZT_FENTRY_ZS" not in plan.cflags
+    assert [fn for fn, _, _ in plan.kprobes][:2] == ["zs_malloc", "zs_free"]

@@ -26,20 +26,22 @@ K61 = "6.1.0-57-amd64"
 KNONE = "6.1.0-0-test-amd64"
 
 
-def _write(tmp_path: Path, release: str, **cols: list) -> Path:
+def _write(tmp_path: Path, release: str, extra: dict[str, str] | None = None, **cols: list) -> Path:
     """A two-CPU trace of ``cols`` (make_events columns) captured on ``release``."""
     out = tmp_path / "t"
-    write_trace(out, make_events(**cols), TraceMeta(kernel_release=release, nr_cpus=2))
+    meta = TraceMeta(kernel_release=release, nr_cpus=2, extra=extra or {})
+    write_trace(out, make_events(**cols), meta)
     return out
 
 
-def _trace(tmp_path: Path, release: str = K61) -> Path:
+def _trace(tmp_path: Path, release: str = K61, extra: dict[str, str] | None = None) -> Path:
     # t=0: a malloc that grows the class's zspage (ends by 100). t=10,000: CPU0's zs_malloc,
     # 1,000 ns measured; t=10,500: CPU1's zs_malloc arrives at the pool lock. t=20,000: CPU0
     # frees, 1,000 ns measured; t=20,300: CPU1 mallocs again.
     return _write(
         tmp_path,
         release,
+        extra,
         ts_ns=[0, 10_000, 10_500, 20_000, 20_300],
         event=["zs_malloc", "zs_malloc", "zs_malloc", "zs_free", "zs_malloc"],
         cpu=[0, 0, 1, 0, 1],
@@ -232,3 +234,21 @@ def test_the_map_paths_pool_lock_hold_is_the_measured_one(tmp_path: Path) -> Non
     (side / "holdtime.json").write_text(json.dumps({"kernel": K61, "kinds": kinds}))
     with pytest.raises(ConfigError, match="`map` has no hold bracket"):
         replay(out, locks=["pool"], cost_model=BARE)
+
+
+def test_a_kprobe_calibration_is_not_applied_to_a_fentry_capture(tmp_path: Path) -> None:
+    """The shares are fractions of kprobe durations (each carries the kprobe pair's own
+    cost); a capture that probed zs_malloc/zs_free with fentry/fexit (``extra.fentry``) holds
+    the whole measured duration instead, and the provenance says why. A calibration that was
+    itself measured with fentry applies."""
+    out = _trace(tmp_path, extra={"fentry": "zs_malloc,zs_free"})
+    side = Path(str(out) + ".kernel")
+    side.mkdir()
+    _calibration(side / "holdtime.json", K61, [0.6, 0.8], [0.5, 0.9])
+    got = holds.find(out, K61)
+    assert got.whole and got.source.startswith("not measured for fentry: ")
+    assert _pool(out) == (2, 680)  # as with no share: the whole calls held (test above)
+    assert "fentry" in replay(out, locks=["pool"], cost_model=BARE).cost_provenance["hold_share"]
+    cal = json.loads((side / "holdtime.json").read_text())
+    (side / "holdtime.json").write_text(json.dumps({**cal, "fentry": "zs_malloc,zs_free"}))
+    assert _pool(out) == (2, 180)  # the fentry calibration's low end, as for kprobes above

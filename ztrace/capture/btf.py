@@ -15,6 +15,7 @@ from pathlib import Path
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 _KIND_STRUCT, _KIND_UNION, _KIND_TYPEDEF, _KIND_PTR, _KIND_FUNC_PROTO = 4, 5, 8, 2, 13
+_KIND_FUNC = 12
 #: bytes that follow a btf_type, per kind: fixed, or per member (vlen)
 _FIXED = {1: 4, 3: 12, 14: 4, 17: 4}
 _PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
@@ -75,6 +76,16 @@ class Btf:
         if kind in (_KIND_STRUCT, _KIND_UNION):
             return ("struct " if kind == _KIND_STRUCT else "union ") + self.name(noff)
         return self.name(noff) if noff else "void"
+
+    def func_arg_count(self, name: str) -> int | None:
+        """Number of arguments of kernel function ``name`` (a BTF FUNC, i.e. in this BTF:
+        for vmlinux, a function built into the kernel), or None when it has none."""
+        tid = self.find(_KIND_FUNC, name)
+        if tid is None:
+            return None
+        proto = self.types[tid][2]
+        _noff, info, _rt, _trailer, kind = self.types[proto]
+        return info & 0xFFFF if kind == _KIND_FUNC_PROTO else None
 
     def raw_tracepoint_args(self, event: str) -> list[str] | None:
         """Argument types of tracepoint ``event`` as raw tracepoints see them (after the

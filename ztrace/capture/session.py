@@ -103,6 +103,8 @@ class CaptureOptions:
     max_files: int | None = None
     #: ``each`` (walk every lock wait's stack) or ``per-lock`` (loader.LOCK_STACKS)
     lock_stacks: str = "each"
+    #: zs_malloc/zs_free through fentry/fexit where zsmalloc is built in (else kprobes)
+    fentry: bool = True
 
 
 @dataclass
@@ -116,6 +118,9 @@ class CaptureSummary:
     modes: dict[str, str] = field(default_factory=dict)
     missing: dict[str, list[str]] = field(default_factory=dict)
     skipped_kprobes: list[str] = field(default_factory=list)
+    #: functions probed through fentry/fexit; why fentry was refused where it was planned
+    fentry: list[str] = field(default_factory=list)
+    fentry_refused: str = ""
     command_rc: int | None = None
     stacks: dict[int, list[str]] = field(default_factory=dict)
     #: lock address -> size class index, read from the kernel (lock_classes.json)
@@ -172,6 +177,10 @@ class CaptureSummary:
                 lines.append(f"not captured ({k}): " + "; ".join(miss))
         for s in self.skipped_kprobes:
             lines.append(f"skipped kprobe: {s}")
+        if self.fentry:
+            lines.append(f"fentry/fexit: {', '.join(self.fentry)} (kprobes for the rest)")
+        if self.fentry_refused:
+            lines.append(f"fentry refused, kprobes used instead: {self.fentry_refused}")
         bad = self.lost_events + self.late_dropped
         g = self.lost.get
         lines.append(
@@ -574,6 +583,7 @@ class Capture:
             cpus=opts.cpus,
             cgroup=opts.cgroup,
             lock_stacks=opts.lock_stacks,
+            fentry=opts.fentry,
         )
         if opts.summary:  # no records: no off-CPU time to carry either
             self.plan.cflags.append("-DZT_SUMMARY")
@@ -632,6 +642,8 @@ class Capture:
         _keep_freed_memory()
         self.loaded = Loaded(self.plan)
         self.summary.skipped_kprobes = self.loaded.skipped
+        self.summary.fentry = list(self.plan.fentry)
+        self.summary.fentry_refused = self.plan.fentry_refused
         self.attrib = attribute.StackAttributor(
             self.loaded.walk_stack, self.ksyms.resolve, self.feats.version
         )
@@ -647,6 +659,7 @@ class Capture:
             "capture_id": self.capture_id,
             "attached": ",".join(self.loaded.attached),
             "batch": str(self.plan.batch),
+            "fentry": ",".join(self.plan.fentry),
             "mode": "summary" if self.opts.summary else "events",
         }
         if "locks" in self.plan.modes:

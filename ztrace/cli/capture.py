@@ -212,6 +212,14 @@ def parse_cpu_list(text: str) -> list[int]:
     "time added to each waiter before it spins (the walk took 3-5 us in qemu TCG guests), "
     "callers sampled.",
 )
+@click.option(
+    "--fentry/--no-fentry",
+    default=True,
+    show_default=True,
+    help="Probe zs_malloc/zs_free through fentry/fexit where zsmalloc is built into the "
+    "kernel (a direct call, no breakpoint trap); kprobes otherwise, or if the kernel refuses "
+    "(the footer says so). --no-fentry: kprobes always.",
+)
 @click.option("--quiet", is_flag=True, help="No start line and no summary footer.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(
@@ -232,6 +240,7 @@ def command(
     interval: str | None,
     anonymize: bool,
     lock_stacks: str,
+    fentry: bool,
     quiet: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -305,6 +314,7 @@ def command(
             max_size_bytes=max_bytes,
             max_files=max_files,
             lock_stacks=lock_stacks,
+            fentry=fentry,
         ),
         quiet=quiet,
     )

@@ -182,7 +182,39 @@ def find(
     if share is not None:
         return experiment(share)
     f = calibration_file(trace, release, search)
-    return HoldShares() if f is None else from_file(f, release, end)
+    if f is None:
+        return HoldShares()
+    fentry = _fentry_of(trace)
+    if fentry and fentry != _fentry_of_calibration(f):
+        # The shares are fractions of kprobe-pair durations, which carry the pair's own cost
+        # (a breakpoint trap each side, ~1.5 us under TCG: docs/validation.md, session 28);
+        # a fentry duration does not, so the fraction would cut the wrong hold.
+        return HoldShares(
+            source=f"not measured for fentry: {shown_path(f)} was measured with kprobes on "
+            f"zs_malloc/zs_free, this trace probed {fentry} with fentry/fexit; "
+            "the whole measured duration is held"
+        )
+    return from_file(f, release, end)
+
+
+def _fentry_of(trace: str | os.PathLike[str]) -> str:
+    """The functions a capture probed with fentry/fexit (``extra.fentry``), "" otherwise."""
+    from ztrace.errors import TraceFormatError
+    from ztrace.format import read_meta
+
+    try:
+        return read_meta(trace).extra.get("fentry", "")
+    except (TraceFormatError, OSError):
+        return ""
+
+
+def _fentry_of_calibration(path: Path) -> str:
+    """The functions a calibration's own capture probed with fentry ("" for kprobes, and
+    for every calibration made before fentry was used: all of them so far)."""
+    try:
+        return str(json.loads(path.read_text()).get("fentry", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def calibration_file(
