@@ -252,3 +252,24 @@ def test_the_harness_stops_a_long_lockup_without_waiting_for_its_timeout(tmp_pat
     # what the watcher saw, from a process in qemu's place that then hangs: killed after the
     # diagnosis (no monitor answers here), not run out to VmTimeout
     assert _fake_guest(_before_the_diagnosis(), tmp_path / "g", 600.0) == -9
+
+
+def test_an_int3_its_memory_no_longer_holds_is_booted_again() -> None:
+    """Session 30, 6.12 zram capture: ~80 s after boot the rcu_gp kthread took "Oops: int3"
+    in ``__schedule`` at the sched_switch tracepoint's nop5 (``0f <1f> 44 00 00``: the byte
+    before the trapping address is the restored 0f, not the cc it executed): the emulator's
+    stale translation of a patched site, so the guest is booted again. An int3 still in
+    memory (cc before the address) is not that race."""
+    text = (CONSOLES / "zram-6.12-stale-int3-schedule.log").read_text()
+    assert "ZTRACE-VM: init up at" in text and "Oops: int3" in text
+    why = boot_again_because(text)
+    assert why is not None and "an int3 its memory no longer holds" in why
+    assert run.stale_int3(text)
+    still = text.replace("0f <1f> 44 00 00", "cc <1f> 44 00 00")
+    assert still != text and not run.stale_int3(still)
+    assert boot_again_because(still) is None
+    # after the scenario finished (powering off): its result stands
+    done = text.replace(
+        "scenario zram\n", "scenario zram\nZTRACE-VM: scenario zram rc=0 in 70.1s\n"
+    )
+    assert done != text and boot_again_because(done) is None

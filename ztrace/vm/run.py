@@ -460,11 +460,27 @@ def _death(console: str) -> str | None:
     return m[0].strip() if m else None
 
 
+def stale_int3(oops: str) -> bool:
+    """An ``Oops: int3`` whose ``Code:`` line shows no int3 (``cc``) before the trapping
+    address: the breakpoint the vCPU executed is no longer in memory, i.e. the emulator ran a
+    stale translation of a site text_poke_bp() had patched (a static key, an ftrace site for
+    a kprobe or a BPF trampoline) and restored. The kernel claims every int3 it places while
+    it is in place (poke_int3_handler, kprobe_int3_handler), so an unclaimed one that memory
+    no longer holds is the emulator's, as at boot (``BOOT_ATTEMPTS``). Session 30, 6.12 zram
+    capture: the rcu_gp kthread in ``__schedule`` on the sched_switch tracepoint's nop5
+    (``0f <1f> 44 00 00``), tests/corpus/vm-consoles/zram-6.12-stale-int3-schedule.log."""
+    if "Oops: int3" not in oops:
+        return False
+    m = re.search(r"^.*Code:((?: [0-9a-f]{2})*) <([0-9a-f]{2})>", oops, re.MULTILINE)
+    return m is not None and m[1].split()[-1:] != ["cc"]
+
+
 def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
     """Why a guest whose console is ``console`` is worth booting again (None: it is not).
 
     Before ztrace's init any death is (nothing of ztrace ran yet); after it and before the
-    scenario finished, only a jump to address 0, the emulator's stale translation of a site
+    scenario finished, an int3 its memory no longer holds (:func:`stale_int3`) and a jump to
+    address 0, the emulator's stale translations of a site
     the kernel patched for a kprobe, not the scenario's doing: with the perf syscall that
     attaches or detaches it on the stack (``_PROBE_PATCH_STACK``), or anywhere when the
     scenario probes hot lock functions (``hot_locks``: its script declares
@@ -489,6 +505,8 @@ def boot_again_because(console: str, hot_locks: bool = False) -> str | None:
         return None
     end = oops.find("---[ end trace")
     block = oops if end < 0 else oops[:end]
+    if stale_int3(block):
+        return f"the guest trapped on an int3 its memory no longer holds ({death})"
     if "RIP: 0010:0x0" not in block:
         return None
     if _PROBE_PATCH_STACK.search(block):
