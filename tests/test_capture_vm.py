@@ -61,6 +61,10 @@ def test_guest_capture_is_batched_complete_and_reportable(guest: Path, tmp_path:
     # zs_malloc/zs_free through fentry/fexit where zsmalloc is built in (6.12: BTF has
     # them; `doctor --check-fentry` works in both guests), kprobes on 6.1 (a module)
     attached = meta.extra["attached"].split(",")
+    # fentry checked for real in the guest (doctor --check-fentry, with -p fentry=on): it
+    # loads, attaches and sees calls on both kernels
+    check = json.loads((guest / "doctor.json").read_text())["fentry_check"]
+    assert check["works"] and "attached and saw" in check["detail"], check
     if meta.kernel_release.startswith("6.12"):
         assert meta.extra["fentry"] == "zs_malloc,zs_free", meta.extra
         assert {"fentry:zs_malloc", "fexit:zs_malloc", "fentry:zs_free", "fexit:zs_free"} <= set(
