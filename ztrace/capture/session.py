@@ -282,6 +282,17 @@ class _Anonymizer:
         return s
 
 
+def ring_over(files: list[Path], max_files: int | None, max_size_bytes: int | None) -> bool:
+    """Whether the finished ``files`` (oldest first) exceed --max-files / --max-size, so the
+    oldest must go; never with one file left (the newest carries the final lost count)."""
+    if len(files) <= 1:
+        return False
+    if max_files is not None and len(files) > max_files:
+        return True
+    size = sum(f.stat().st_size for f in files)
+    return max_size_bytes is not None and size > max_size_bytes
+
+
 class _CaptureWriter(TraceWriter):
     """TraceWriter that dictionary-encodes only the dictionary columns.
 
@@ -321,15 +332,7 @@ class _CaptureWriter(TraceWriter):
         super().rotate(lost_events)
         import pyarrow.parquet as pq
 
-        def over() -> bool:
-            if len(self.files) <= 1:
-                return False
-            if self.max_files is not None and len(self.files) > self.max_files:
-                return True
-            size = sum(f.stat().st_size for f in self.files)
-            return self.max_size_bytes is not None and size > self.max_size_bytes
-
-        while over():
+        while ring_over(self.files, self.max_files, self.max_size_bytes):
             old = self.files.pop(0)
             self.ring_deleted_rows += pq.ParquetFile(old).metadata.num_rows
             old.unlink()
@@ -842,16 +845,7 @@ class Capture:
         import pyarrow.parquet as pq
 
         files = [f for f in self.summary.files if f.name.startswith("summary-")]
-
-        def over() -> bool:
-            if len(files) <= 1:
-                return False
-            if self.opts.max_files is not None and len(files) > self.opts.max_files:
-                return True
-            size = sum(f.stat().st_size for f in files)
-            return self.opts.max_size_bytes is not None and size > self.opts.max_size_bytes
-
-        while over():
+        while ring_over(files, self.opts.max_files, self.opts.max_size_bytes):
             old = files.pop(0)
             counts = pq.read_table(old, columns=["count"]).column("count")
             self._sum_deleted_rows += int(pc.sum(counts).as_py() or 0)

@@ -29,22 +29,6 @@ def replayed_results(
     return results_from_tables(dict(res.tables), meta=dict(res.meta), summary=summary)
 
 
-def is_summary_capture(source: str | os.PathLike[str]) -> bool:
-    """A ``capture --summary`` directory: ``summary-*.parquet`` intervals and no event parts.
-    It has no event stream, so there is nothing to replay; the page shows what it measured."""
-    from pathlib import Path
-
-    from ztrace.look.measured import is_trace
-
-    p = Path(source)
-    return (
-        is_trace(p)
-        and p.is_dir()
-        and not any(p.glob("part-*.parquet"))
-        and any(not f.name.startswith(".") for f in p.glob("summary-*.parquet"))
-    )
-
-
 def measured_only_results(source: str | os.PathLike[str]) -> Results:
     """Results with no replayed tables, naming ``source`` as their trace: the dashboard then
     draws the capture's measured side (flame graph, measured waits) and lists the replay's
@@ -131,6 +115,7 @@ def command(
     from ztrace.format import is_results_dir
     from ztrace.format.safeio import check_file_target
     from ztrace.look.dashboard import build_dashboard
+    from ztrace.look.measured import is_summary_capture
 
     # before replaying: not onto an input, not a directory, no file replaced without --force
     check_file_target(out, sources, force=force)
@@ -142,7 +127,7 @@ def command(
         data = combined_results(sources)
     elif is_results_dir(source):
         data = source
-    elif is_summary_capture(source):
+    elif is_summary_capture(source):  # nothing to replay: what it measured
         if lock_list:
             raise click.UsageError(
                 f"{source}: a --summary capture keeps no event stream to replay; "

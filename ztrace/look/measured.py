@@ -71,6 +71,18 @@ def is_trace(path: str | Path) -> bool:
     return any(not f.name.startswith(".") for f in parts)
 
 
+def is_summary_capture(path: str | Path) -> bool:
+    """A ``capture --summary`` directory: ``summary-*.parquet`` intervals and no event parts
+    (nothing to replay; report and dashboard read its aggregates)."""
+    p = Path(path)
+    return (
+        is_trace(p)
+        and p.is_dir()
+        and not any(p.glob("part-*.parquet"))
+        and any(not f.name.startswith(".") for f in p.glob("summary-*.parquet"))
+    )
+
+
 @dataclass
 class Measured:
     """A capture's contention table plus what the report needs to name and trust it."""
