@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def _designs() -> tuple[str, str]:
 def run_all(tree: Path, work: Path) -> Path:
     """Write every result set under ``work/results`` with ``tree``'s code; return it."""
     locks, lrus = _designs()
+    locks = os.environ.get("ZTRACE_HASH_LOCKS", locks)  # another tree's set: compare like with like
     demo_locks = "class,pool,pools:32,striped:8,magazine"
     demo_lru = "none,zspage-lru,entry-lru,entry-lru-2nd-chance,swap-lru"
     res, traces = work / "results", work / "traces"

@@ -41,15 +41,19 @@ def t8():
     [
         # >=6.4: src Zs (1 object) -> dst Zh, Zs freed (8 pages), Zh 7/9 not full;
         # src Zd (2 objects) -> Zh, Zd freed, Zh full.
-        (True, [[225, 1, 8, 0], [225, 2, 8, 1]]),
+        # (the last column: the source zspage, the zspage lock the compactor write-locks)
+        (True, [[225, 1, 8, 0, "Zs"], [225, 2, 8, 1, "Zd"]]),
         # <=6.3: src Zs (1) -> dst Zd, Zs freed; src Zh (6) -> Zd, Zh freed; Zd became full
         # with the last object, so no destination was *left* full (migrate_zspage returned 0)
-        (False, [[225, 1, 8, 0], [225, 6, 8, 0]]),
+        (False, [[225, 1, 8, 0, "Zs"], [225, 6, 8, 0, "Zh"]]),
     ],
 )
-def test_compact_log_rows_per_source_zspage(t8, ratio: bool, rows: list[list[int]]) -> None:
+def test_compact_log_rows_per_source_zspage(t8, ratio: bool, rows: list[list[object]]) -> None:
     p = new_pool(t8, ratio_groups=ratio)
-    _three_zspages_scenario(p)
+    zh, zd, zs = _three_zspages_scenario(p)
+    ids = {"Zh": p.zspage_of(zh[3])[0], "Zd": p.zspage_of(zd[7])[0], "Zs": p.zspage_of(zs[8])[0]}
+    assert len(set(ids.values())) == 3
+    rows = [[ids.get(v, v) if isinstance(v, str) else v for v in r] for r in rows]
     assert compact_log_rows(p) >= len(rows)
     log = np.full((8, N_CL), -1, dtype=np.int64)
     freed, n = compact_log(p, log)
@@ -92,8 +96,9 @@ def test_split_costs_sums_exactly() -> None:
     assert parts.tolist() == [750, 250, 333, 334, 334]
 
 
-def _ops(rows: list[tuple[int, int, int, int, int]]) -> dict[str, np.ndarray]:
-    a = np.array(rows, dtype=np.int64)
+def _ops(rows: list[tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """(arrival, cpu, kind, class, cost[, zspage]) rows -> op arrays (zspage -1: none)."""
+    a = np.array([r if len(r) > 5 else (*r, -1) for r in rows], dtype=np.int64)
     z = np.zeros(len(a), dtype=np.int64)
     return {
         "arr": a[:, 0],
@@ -106,17 +111,20 @@ def _ops(rows: list[tuple[int, int, int, int, int]]) -> dict[str, np.ndarray]:
         "cost3": z,
         "bin": z,
         "credit": np.full(len(z), OPEN_LOOP, dtype=np.int64),
+        "zsp": a[:, 5],
     }
 
 
 def test_split_compactions_replaces_the_op_by_its_phases() -> None:
     ops = _ops([(0, 0, OP_MALLOC, 4, 100), (5, 1, OP_COMPACT, -1, 3000), (9, 2, OP_FREE, 4, 50)])
     # compaction (event 1): class 7 moved 2 (weight 3), class 7 moved 0 (1), class 3 moved 1 (2)
-    rows = np.array([[1, 7, 2, 8, 1], [1, 7, 0, 0, 0], [1, 3, 1, 4, 0]], dtype=np.int64)
+    # (last column: the source zspage)
+    rows = np.array([[1, 7, 2, 8, 1, 40], [1, 7, 0, 0, 0, 41], [1, 3, 1, 4, 0, 9]], dtype=np.int64)
     assert rows.shape[1] == N_R
     out = split_compactions(ops, rows)
     assert out["kind"].tolist() == [OP_MALLOC] + [OP_COMPACT_SRC] * 3 + [OP_FREE]
     assert out["cls"].tolist() == [4, 7, 7, 3, 4]
+    assert out["zsp"].tolist() == [-1, 40, 41, 9, -1]  # each phase write-locks its source
     assert out["cost"].tolist() == [100, 1500, 500, 1000, 50]  # 3000 split 3:1:2
     assert out["arr"].tolist() == [0, 5, 5, 5, 9] and out["cpu"].tolist() == [0, 1, 1, 1, 2]
     # closed loop: a later phase is credited the phases before it (they start it late)
@@ -125,12 +133,12 @@ def test_split_compactions_replaces_the_op_by_its_phases() -> None:
     assert split_compactions(ops, np.zeros((0, N_R), dtype=np.int64)) is ops
 
 
-def run(design: str, rows: list[tuple[int, int, int, int, int]]) -> SimState:
-    """rows: (arrival ns, cpu, kind, class, cost ns) fed straight to the lock core."""
+def run(design: str, rows: list[tuple[int, ...]]) -> SimState:
+    """rows: (arrival ns, cpu, kind, class, cost ns[, zspage]) fed straight to the lock core."""
     s = SimState(get_design(design), 4, 255, CostModel().as_array(), False)
     o = _ops(rows)
     a = [o[c].copy() for c in OP_ARRAYS]
-    s.feed(*a[:9], credit=a[9], final=True)
+    s.feed(*a[:9], credit=a[9], final=True, zsp=a[10])
     return s
 
 

@@ -40,7 +40,9 @@ ZS_LOCK_KINDS = ("pool", "class", "zspage")
 def design_for_kernel(release: str) -> str:
     """The lock design a kernel release runs (see docs/replay-model.md §3).
 
-    ≥6.11 ``class`` ("mm/zsmalloc: change back to per-size_class lock"); 6.2–6.10 ``pool``
+    ≥6.15 ``class-6.15`` (its zspage-lock writers only try the lock, "zsmalloc: make zspage
+    lock preemptible"); 6.11–6.14 ``class`` ("mm/zsmalloc: change back to per-size_class
+    lock"); 6.2–6.10 ``pool``
     (c0547d0b6a4b); 6.1: ``pool`` -- Debian's 6.1.192 source has the consolidated
     ``spin_lock(&pool->lock)`` in zs_malloc, zs_free, zs_map_object and __zs_compact
     (mm/zsmalloc.c, checked), i.e. the stable backport; ≤6.0 ``class``.
@@ -49,6 +51,8 @@ def design_for_kernel(release: str) -> str:
     if not m:
         raise ConfigError(f"kernel release `{release}`: cannot tell its lock design")
     v = (int(m.group(1)), int(m.group(2)))
+    if v >= (6, 15):
+        return "class-6.15"
     if v >= (6, 11):
         return "class"
     if v >= (6, 1):

@@ -543,19 +543,21 @@ def _m_move_obj(zs, src, dst, s):
 
 
 #: columns of a compaction log row (:func:`compact_log`): one row per source zspage that
-#: ``__zs_compact()`` migrated from, in the kernel's order
-CL_CLASS, CL_MOVED, CL_FREED, CL_DST_FULL = range(4)
-N_CL = 4
+#: ``__zs_compact()`` migrated from, in the kernel's order; ``CL_SRC`` is that source
+#: zspage's id (the zspage lock the compactor write-locks: migrate_write_lock(src_zspage))
+CL_CLASS, CL_MOVED, CL_FREED, CL_DST_FULL, CL_SRC = range(5)
+N_CL = 5
 
 
 @njit(cache=True, inline="always")
-def _m_log(log, n, c, moved, freed, dst_full):
+def _m_log(log, n, c, moved, freed, dst_full, src):
     """Record one source zspage's work (row ``n`` when it fits); the next row index."""
     if n < log.shape[0]:
         log[n, CL_CLASS] = c
         log[n, CL_MOVED] = moved
         log[n, CL_FREED] = freed
         log[n, CL_DST_FULL] = dst_full
+        log[n, CL_SRC] = src
     return n + 1
 
 
@@ -598,7 +600,7 @@ def _m_compact_class_ratio(zs, c, log, n):
             _m_putback(zs, dst)
             dst = -1
             full = 1
-        n = _m_log(log, n, c, moved, pages, full)
+        n = _m_log(log, n, c, moved, pages, full, src)
     if dst != -1:
         _m_putback(zs, dst)
     return freed, n
@@ -647,7 +649,7 @@ def _m_compact_class_legacy(zs, c, log, n):
         if dst == -1:  # "Stop if we couldn't find slot"
             _m_putback(zs, src)
             if moved > 0:
-                n = _m_log(log, n, c, moved, 0, filled)
+                n = _m_log(log, n, c, moved, 0, filled, src)
             break
         _m_putback(zs, dst)
         pages = 0
@@ -655,7 +657,7 @@ def _m_compact_class_legacy(zs, c, log, n):
             _m_free_zspage(zs, src)
             pages = zs.cls_pages[c]
             freed += pages
-        n = _m_log(log, n, c, moved, pages, filled)
+        n = _m_log(log, n, c, moved, pages, filled, src)
     return freed, n
 
 
@@ -977,6 +979,8 @@ free = _m_free
 compact = _m_compact
 #: ``zs_compact`` recording its work per source zspage: ``(pages freed, rows)``; see CL_*.
 compact_log = _m_compact_log
+#: (zspage id, slot) of a live object, (-1, -1) otherwise
+zspage_of = _m_zspage_of
 #: an upper bound on the rows :data:`compact_log` writes from the current state
 compact_log_rows = _m_compact_log_rows
 #: ``zs_get_total_pages``.

@@ -26,12 +26,12 @@ from ztrace.replay.locks import OP_COMPACT_SRC
 
 #: columns of an ingest compaction row: batch index of the zs_compact event, then the
 #: pool model's log row (ztrace.model.zsmalloc CL_*: class, objects moved, pages freed,
-#: destinations filled)
-R_EVENT, R_CLASS, R_MOVED, R_FREED, R_DST_FULL = range(5)
-N_R = 5
+#: destinations filled, source zspage id)
+R_EVENT, R_CLASS, R_MOVED, R_FREED, R_DST_FULL, R_SRC = range(6)
+N_R = 6
 
-#: the per-op arrays, in ``LockSim.feed`` order
-OP_ARRAYS = ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin", "credit")
+#: the per-op arrays, in ``SimState.feed`` order (``zsp``: the op's zspage, -1 = none)
+OP_ARRAYS = ("arr", "cpu", "kind", "cls", "pool", "cost", "cost2", "cost3", "bin", "credit", "zsp")
 
 
 def split_costs(total: np.ndarray, weight: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -70,6 +70,7 @@ def split_compactions(ops: dict[str, np.ndarray], rows: np.ndarray) -> dict[str,
     pos = start[ev] + rank
     out["kind"][pos] = OP_COMPACT_SRC
     out["cls"][pos] = rows[:, R_CLASS]
+    out["zsp"][pos] = rows[:, R_SRC]  # migrate_write_lock(src_zspage)
     out["cost"][pos] = split_costs(ops["cost"], rows[:, R_MOVED] + 1, ev)
     # closed loop: every phase arrives with the compaction, so a later phase starts late by
     # the phases before it; credit them, or the CPU's next op would inherit them as lateness

@@ -109,7 +109,7 @@ STD_KEY: tuple[Any, ...] = (1, ())
 #: events between the stages of the ingest loop's lookahead (prefetch hints, see _ingest)
 PF_STEP = 2
 #: the op arrays ``ingest`` returns, besides ``pool``
-OUT_COLUMNS = ("kind", "cls", "cost", "cost2", "cost3", "cut")
+OUT_COLUMNS = ("kind", "cls", "cost", "cost2", "cost3", "cut", "zsp")
 
 
 def event_codes(col: pa.Array) -> np.ndarray:
@@ -222,6 +222,7 @@ def _ingest(
     out_cost2,
     out_cost3,
     out_cut,
+    out_zsp,
     pages_bin,
     last_bin,
     snap_on,
@@ -288,6 +289,7 @@ def _ingest(
         ev = code[i]
         out_kind[i] = -1
         out_cls[i] = -1
+        out_zsp[i] = -1  # the op's zspage (the zspage lock: ztrace.replay.locks U_ZREAD)
         if ev == EV_MALLOC and ok[i] == 0:
             # the kernel's zs_malloc failed (e.g. zram's first, no-direct-reclaim attempt
             # under pressure): it allocated nothing, so it is counted, not replayed
@@ -340,6 +342,7 @@ def _ingest(
             out_cost2[i] = alloc
             out_cost3[i] = cm[C_WRITE_BASE] + sz * cm[C_WRITE_KIB] // 1024
             out_cls[i] = c
+            out_zsp[i] = zsm.zspage_of(model, obj)[0]  # the write's zs_map_object() after it
             s = -1 - s
             htab[s, HM_KEY] = h
             htab[s, HM_VAL] = obj << HM_SHIFT | c
@@ -376,6 +379,7 @@ def _ingest(
                 c = htab[s, HM_VAL] & HM_CLS_MASK
                 out_kind[i] = OP_READ
                 out_cls[i] = c
+                out_zsp[i] = zsm.zspage_of(model, htab[s, HM_VAL] >> HM_SHIFT)[0]
                 # held under the zspage lock only: the copy of the object (class size);
                 # the measured duration of zs_map_object()/zs_obj_read_begin() is not the
                 # copy (it ends before the caller copies), so it is not used here
@@ -540,7 +544,7 @@ class AllocGroup:
         n = len(b["code"])
         # kind and cls are written for every row (each row is in exactly one pool's subset)
         out = {
-            k: (np.empty if k in ("kind", "cls") else np.zeros)(n, dtype=np.int64)
+            k: (np.empty if k in ("kind", "cls", "zsp") else np.zeros)(n, dtype=np.int64)
             for k in OUT_COLUMNS
         }
         max_bin = int(b["bin"].max())
@@ -594,6 +598,7 @@ class AllocGroup:
                     out["cost2"],
                     out["cost3"],
                     out["cut"],
+                    out["zsp"],
                     self.pages[p],
                     self.last_bin[p],
                     snap_on,

@@ -47,11 +47,12 @@ def group_ops(
     cols = {
         "arr": arr,
         "cpu": b["cpu"],
-        **{c: o[c] for c in OP_ARRAYS[2:-2]},
+        **{c: o[c] for c in OP_ARRAYS[2:-3]},
         "bin": b["bin"],
         # what the traced call spent not working: the engine's (waits, switched out) and
         # the stall that ingest cut from it (ztrace.replay.stalls)
         "credit": b["credit"] + o["cut"],
+        "zsp": o["zsp"],
     }
     return split_compactions(cols, o["compact"])
 
@@ -70,6 +71,7 @@ def feed(s: SimState, ops: dict[str, np.ndarray]) -> None:
         o["cost3"],
         o["bin"],
         o["credit"],
+        zsp=o["zsp"],
     )
 
 

@@ -119,9 +119,9 @@ def build_tables(
             is_sub = lid % (1 + d.n_sub) != 0
             by_lock["lock_design"].append(d.name)
             by_lock["lock"].append(d.lock_name(lid))
-            by_lock["lock_type"].append(
-                "spinlock" if is_sub or d.pool_lock_type == "spinlock" else MODE_TYPES[mode]
-            )
+            # the zspage lock (lid n_locks): an rwlock_t up to 6.14, its writers counted
+            plain = lid != d.n_locks and (is_sub or d.pool_lock_type == "spinlock")
+            by_lock["lock_type"].append("spinlock" if plain else MODE_TYPES[mode])
             by_lock["acquisitions"].append(int(ls[row, S_ACQ]))
             by_lock["contended"].append(int(ls[row, S_CONT]))
             by_lock["wait_ns_total"].append(int(ls[row, S_WAIT]))

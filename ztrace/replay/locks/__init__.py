@@ -13,7 +13,9 @@ Interface, in five lines::
     mode:  M_SPIN | M_READ | M_WRITE             # spinlock, qrwlock read, qrwlock write
     hold:  H_OP | H_LOOKUP | H_ALLOCZS | H_WRITE | H_MAGHIT   # which cost-model term
     until: U_OWN (release after hold) | U_NEXT (hand over: release once the next lock is
-           granted) | U_END (outer lock held to the end of the op)
+           granted) | U_END (outer lock held to the end of the op) | U_ZWRITE (as U_OWN,
+           the hold begun once the op's zspage has no reader) | U_ZREAD (CPU step run
+           under the op's zspage read lock)
 
 plus ``n_pools`` (independent pools, each with its own allocator model) with ``pool_of``
 (which pool an object lives in), ``n_sub`` / ``sub_of_class`` (how class index maps to a
@@ -84,6 +86,16 @@ H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT, H_MAPLOOKUP = 0, 1, 2, 3, 4, 5
 N_HOLDS = 6
 #: release points: after the hold, once the next lock is granted, at the end of the op
 U_OWN, U_NEXT, U_END = 0, 1, 2
+#: The zspage lock (``zspage->lock``, ≤6.14 an rwlock_t taken by migrate_read_lock() /
+#: migrate_write_lock(), mm/zsmalloc.c 6.1 and 6.12). Its writers (__zs_compact() on a source
+#: zspage, zs_page_migrate()) take it while holding the pool lock for writing, so a reader
+#: (zs_map_object(), which takes it under the pool lock) never waits for it; a *writer*
+#: waits, pool (and class) lock held, for the readers already copying from that zspage.
+#: U_ZWRITE on a lock step: as U_OWN, but its hold starts once the op's zspage has no
+#: reader (the wait is a contended acquisition of the lock ``zspage``). U_ZREAD on a CPU
+#: step (SP_NONE): the step runs under the op's zspage read lock (the object copy after
+#: zs_map_object()), so a writer of that zspage waits for its end.
+U_ZREAD, U_ZWRITE = 3, 4
 #: columns of one step
 ST_SPACE, ST_MODE, ST_HOLD, ST_UNTIL = 0, 1, 2, 3
 N_STEP_FIELDS = 4
@@ -109,9 +121,18 @@ def grow_steps(space: int) -> list[Step]:
 
 def lookup_then(mode: int, hold: int) -> list[Step]:
     """The pool lock (in ``mode``) for the handle -> zspage lookup, then the copy (cost term
-    ``hold``) under the zspage lock only: zs_map_object() up to 6.14, zs_obj_read_begin() /
-    zs_obj_write() from 6.15. The zspage lock is not simulated (see ``classlock``)."""
-    return [(SP_POOL, mode, H_MAPLOOKUP, U_OWN), (SP_NONE, 0, hold, U_OWN)]
+    ``hold``) under the zspage read lock only: zs_map_object() up to 6.14,
+    zs_obj_read_begin() / zs_obj_write() from 6.15 (``U_ZREAD``: a compactor or migration
+    of that zspage waits for the copy's end where the design blocks on the zspage lock)."""
+    return [(SP_POOL, mode, H_MAPLOOKUP, U_OWN), (SP_NONE, 0, hold, U_ZREAD)]
+
+
+def zspage_trylock(table: dict[int, list[Step]]) -> dict[int, list[Step]]:
+    """``table`` for a kernel whose zspage-lock writers only *try* the lock (≥6.15, "zsmalloc:
+    make zspage lock preemptible"): nobody waits for a zspage's readers, so every
+    ``U_ZWRITE`` becomes ``U_OWN`` and every ``U_ZREAD`` ``U_OWN``."""
+    plain = {U_ZWRITE: U_OWN, U_ZREAD: U_OWN}
+    return {op: [(sp, m, h, plain.get(u, u)) for sp, m, h, u in seq] for op, seq in table.items()}
 
 
 @dataclass(frozen=True)
@@ -147,7 +168,10 @@ class LockDesign:
         return (self.n_pools, self.front_key)
 
     def lock_name(self, lock_id: int) -> str:
-        """Human name of a lock id, as in ``locks_by_lock.lock``."""
+        """Human name of a lock id, as in ``locks_by_lock.lock``; ``n_locks`` is every
+        zspage lock together (``zspage``: only its writers are counted, see U_ZWRITE)."""
+        if lock_id == self.n_locks:
+            return "zspage"
         per = 1 + self.n_sub
         p, k = divmod(lock_id, per)
         suffix = f"#{p}" if self.n_pools > 1 else ""

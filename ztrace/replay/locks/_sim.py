@@ -54,6 +54,7 @@ from ztrace.replay.locks import (
     H_OP,
     H_WRITE,
     M_READ,
+    M_WRITE,
     N_HOLDS,
     N_MODES,
     SP_NONE,
@@ -64,11 +65,15 @@ from ztrace.replay.locks import (
     ST_UNTIL,
     U_NEXT,
     U_OWN,
+    U_ZREAD,
+    U_ZWRITE,
 )
 
 # store columns (one row per queued op)
-F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD, F_CREDIT = range(11)
-N_FIELDS = 11
+(F_ARR, F_KIND, F_CLS, F_POOL, F_COST, F_COST2, F_COST3, F_BIN, F_NEXT, F_ORD, F_CREDIT, F_ZSP) = (
+    range(12)
+)
+N_FIELDS = 12
 # active-op columns (one row per CPU; A_STEP = -1 when the CPU runs no op)
 (
     A_KIND,
@@ -84,8 +89,9 @@ N_FIELDS = 11
     A_MAGHIT,
     A_MAPLOOKUP,
     A_LAG,
-) = range(13)
-N_ACT = 13
+    A_ZSP,
+) = range(14)
+N_ACT = 14
 #: act column holding each hold kind's value, indexed by H_* kind
 HOLD_COLUMN = np.zeros(N_HOLDS, dtype=np.int64)
 HOLD_COLUMN[[H_OP, H_LOOKUP, H_ALLOCZS, H_WRITE, H_MAGHIT, H_MAPLOOKUP]] = (
@@ -242,7 +248,7 @@ def _heap_pop_top(sc, heap, hpos, hk_t, hk_s):
 
 
 @njit(cache=True)
-def _start_op(act, c, cm, prog, cls, pool, cost, cost2, cost3, b, o, late, lag_c):
+def _start_op(act, c, cm, prog, cls, pool, cost, cost2, cost3, b, o, late, lag_c, zsp):
     """Make op ``o`` (program ``prog``) CPU ``c``'s active op, ``late`` ns late against its
     trace less its credit; time the CPU ran ahead of its trace (``lag_c < 0``) carries on."""
     act[c, A_KIND] = prog
@@ -258,6 +264,7 @@ def _start_op(act, c, cm, prog, cls, pool, cost, cost2, cost3, b, o, late, lag_c
     act[c, A_MAGHIT] = cm[C_MAG_HIT]
     act[c, A_MAPLOOKUP] = cm[C_HOLD_MAP]
     act[c, A_LAG] = late + lag_c if lag_c < 0 else late
+    act[c, A_ZSP] = zsp
 
 
 @njit(cache=True, nogil=True)  # designs run on engine threads in parallel
@@ -287,12 +294,15 @@ def sim_batch(
     tl,
     cm,
     prog_of,
+    zsp_free,
 ):
     """Feed one batch of ops (trace order) into the design's simulation.
 
-    ``ops`` = (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit), int64 arrays of
-    one length. Ops with ``kind < 0`` are skipped. With ``final`` every queued op is run at the
-    end. ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
+    ``ops`` = (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit, zsp), int64
+    arrays of one length; ``zsp`` is the op's zspage in its pool (-1: none or not known),
+    ``zsp_free[zsp * n_pools + pool]`` when that zspage's last reader ends its copy (the
+    caller sizes it). Ops with ``kind < 0`` are skipped. With ``final`` every queued op is
+    run at the end. ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
 
     **One phase body.** Each pass of the inner loop picks the next CPU action -- the heap's
     earliest (an op started from the CPU's queue, or an op's next phase), else op ``i``
@@ -315,7 +325,10 @@ def sim_batch(
     CPU-only steps after a release are added to the phase. It ends where the op holds no
     lock, at time ``ph_t``.
     """
-    arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit = ops
+    arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit, zsp = ops
+    # the zspage lock's statistics row: lock id n_locks (every zspage together), write mode
+    zs_row = lock_free.shape[0] * N_MODES + M_WRITE
+    n_pools = lock_free.shape[0] // (1 + n_sub)
     stall_rate = cm[C_STALL_RATE]
     stall_ns = cm[C_STALL_NS]
     stall_seed = np.uint64(cm[C_STALL_SEED])
@@ -382,6 +395,7 @@ def sim_batch(
                         store[r, F_ORD],
                         ph_t - store[r, F_ARR] - store[r, F_CREDIT],
                         lag[c],
+                        store[r, F_ZSP],
                     )
                     store[r, F_KIND] = -1  # taken
                     nxt = store[r, F_NEXT]
@@ -414,6 +428,7 @@ def sim_batch(
                     store[r, F_NEXT] = -1
                     store[r, F_ORD] = o
                     store[r, F_CREDIT] = credit[i]
+                    store[r, F_ZSP] = zsp[i]
                     if qhead[c] == -1:
                         qhead[c] = seq
                         qtail[c] = seq
@@ -442,6 +457,7 @@ def sim_batch(
                     o,
                     -credit[i],
                     lag[c],
+                    zsp[i],
                 )
                 ph_t = a
                 direct = True
@@ -469,6 +485,9 @@ def sim_batch(
                 ph_k += 1
                 if ph_sp == SP_NONE:
                     ph_t += ph_h
+                    if ph_until == U_ZREAD and act[c, A_ZSP] >= 0:  # copy under the zspage lock
+                        ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                        zsp_free[ph_z] = max(zsp_free[ph_z], ph_t)
                 else:
                     ph_lid = ph_pool * ph_per
                     if ph_sp != SP_POOL:
@@ -496,6 +515,24 @@ def sim_batch(
                         if ph_h >= stall_sure or np.int64(ph_u) < ph_h * stall_rate:
                             ph_h += stall_ns
                             act[c, A_LAG] += stall_ns
+                    if ph_until == U_ZWRITE:
+                        # migrate_write_lock(zspage), this lock held: wait for the readers
+                        # still copying from the zspage; the hold runs on through the wait
+                        ph_until = U_OWN
+                        if act[c, A_ZSP] >= 0:
+                            ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                            lstats[zs_row, S_ACQ] += 1
+                            lstats[zs_row, S_HOLD] += ph_h
+                            tl[ph_b, TL_ACQ] += 1
+                            if ph_cls >= 0:
+                                cstats[ph_cls, CS_ACQ] += 1
+                            ph_zw = zsp_free[ph_z] - ph_g
+                            if ph_zw > 0:
+                                _record_wait(
+                                    ph_zw, zs_row, ph_b, ph_cls, lstats, cstats, hist, l2h, tl
+                                )
+                                act[c, A_LAG] += ph_zw
+                                ph_h += ph_zw
                     if ph_pend_lid >= 0:  # the lock handed over is released at this grant
                         ph_c = LF_READ if ph_pend_mode == M_READ else LF_EXCL
                         lock_free[ph_pend_lid, ph_c] = max(lock_free[ph_pend_lid, ph_c], ph_g)
@@ -516,6 +553,9 @@ def sim_batch(
                     # request starts a new phase
                     while ph_k < ph_n and steps[ph_prog, ph_k, ST_SPACE] == SP_NONE:
                         ph_t += act[c, steps[ph_prog, ph_k, ST_HOLD]]
+                        if steps[ph_prog, ph_k, ST_UNTIL] == U_ZREAD and act[c, A_ZSP] >= 0:
+                            ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                            zsp_free[ph_z] = max(zsp_free[ph_z], ph_t)
                         ph_k += 1
                     break
             if ph_k >= ph_n:

@@ -55,7 +55,11 @@ class SimState:
         sub = d.sub_of_class
         self.sub_of_class = sub if len(sub) else np.zeros(n_classes, dtype=np.int64)
         self.lock_free = np.zeros((nl, 2), dtype=np.int64)
-        self.lstats = np.zeros((nl * N_MODES, N_STATS), dtype=np.int64)
+        # one more lock id than the design has: every zspage lock together (lock_name)
+        self.lstats = np.zeros(((nl + 1) * N_MODES, N_STATS), dtype=np.int64)
+        self.n_pools = d.n_pools
+        #: per (zspage, pool): when its last reader's copy ends (the zspage lock, U_ZREAD)
+        self.zsp_free = np.zeros(64, dtype=np.int64)
         self.lstats[:, S_WMIN] = INF
         self.cstats = np.zeros((n_classes, N_CSTATS), dtype=np.int64)
         self.hist = np.zeros(HIST_N, dtype=np.int64)
@@ -140,19 +144,29 @@ class SimState:
         binidx: np.ndarray,
         credit: np.ndarray | None = None,
         final: bool = False,
+        zsp: np.ndarray | None = None,
     ) -> None:
         """Replay a batch of ops (int64 arrays, trace order).
 
         ``credit``: per op, the time its traced call spent not working (its own waits,
         stalls, time switched out), which a closed-loop replay takes off the op's lateness
         before the CPU's next op inherits it; ``None`` = open loop (every op arrives when
-        traced, however late its CPU runs).
+        traced, however late its CPU runs). ``zsp``: per op, its object's (or compacted
+        source's) zspage id in its pool, -1 = none; ``None`` = all -1 (no zspage lock).
         """
         self._reserve(len(arr), int(binidx.max()) if len(binidx) else 0)
         if credit is None:
             credit = np.full(len(arr), OPEN_LOOP, dtype=np.int64)
+        if zsp is None:
+            zsp = np.full(len(arr), -1, dtype=np.int64)
+        elif len(zsp):
+            need = (int(zsp.max()) + 1) * self.n_pools
+            if need > len(self.zsp_free):
+                grown = np.zeros(max(need, 2 * len(self.zsp_free)), dtype=np.int64)
+                grown[: len(self.zsp_free)] = self.zsp_free
+                self.zsp_free = grown
         sim_batch(
-            (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit),
+            (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit, zsp),
             final,
             self.store,
             self.sc,
@@ -177,6 +191,7 @@ class SimState:
             self.tl,
             self.cm,
             self.prog_of,
+            self.zsp_free,
         )
 
     def finish(self) -> None:

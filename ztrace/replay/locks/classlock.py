@@ -1,4 +1,4 @@
-"""``class``: per-class spinlock plus a pool-wide rwlock (5.17–6.1 and ≥ 6.11).
+"""``class``: per-class spinlock plus a pool-wide rwlock (5.17–6.1 and 6.11–6.14).
 
 Kernel locking this design replays (mm/zsmalloc.c):
 
@@ -14,10 +14,13 @@ Kernel locking this design replays (mm/zsmalloc.c):
 * **zs_map_object()** (≤6.14) / **zs_obj_write()** (≥6.15, "zsmalloc: introduce new object
   mapping API"): ``read_lock(&pool->lock)``, look up the zspage, take the zspage lock for
   reading (``migrate_read_lock()``; ≥6.15 ``zspage_read_lock()``), ``read_unlock``; the copy
-  runs under the zspage lock only. The zspage lock is not simulated: its only writers are
-  migration and compaction, which already hold ``pool->lock`` for writing, and since v6.15
-  ("zsmalloc: make zspage lock preemptible") they only *try* it and back off, so it never
-  makes a reader of a different zspage wait.
+  runs under the zspage read lock only (``U_ZREAD``). A reader never waits for the zspage
+  lock: its only writers (migration, compaction) take it while holding ``pool->lock`` for
+  writing. A writer does wait for it: ``migrate_write_lock()`` is ``write_lock(&zspage->lock)``
+  (6.1, 6.12 mm/zsmalloc.c), so a compactor or migration of a zspage that readers are
+  copying from spins, pool and class lock held, until the copies end (``U_ZWRITE``). From
+  v6.15 ("zsmalloc: make zspage lock preemptible") the writers only *try* it: that kernel
+  is the design ``class-6.15`` (:mod:`ztrace.replay.locks.class_trylock`).
 * **__zs_compact()** (6.12, read in linux-source-6.12 6.12.117) ``write_lock(&pool->migrate_lock)``
   (≥6.14 spelled ``pool->lock``) then ``spin_lock(&class->lock)`` per class; after each
   source zspage it drops both (``cond_resched()``) when the destination is full or
@@ -29,7 +32,11 @@ Kernel locking this design replays (mm/zsmalloc.c):
   destination fills or a pool-lock waiter forces the drop (docs/replay-model.md).
   A zs_compact that migrates nothing stays one pool write hold (op ``compact``).
 * **zs_page_migrate()** ``write_lock(&pool->lock)``, ``spin_lock(&class->lock)``, zspage write
-  lock; both pool and class lock are held to the end (``U_END`` outer lock).
+  lock; both pool and class lock are held to the end (``U_END`` outer lock). Its zspage is
+  not known to the replay (the event names a page, not a model zspage), so it never waits
+  for readers; a compaction's source zspage is (``ztrace.model.zsmalloc`` ``CL_SRC``).
+  6.12's __zs_compact() write-locks the source only; 6.1's also the destination
+  (``migrate_write_lock_nested(dst_zspage)``), not replayed.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from ztrace.replay.locks import (
     U_END,
     U_NEXT,
     U_OWN,
+    U_ZWRITE,
     LockDesign,
     Step,
     design,
@@ -78,8 +86,9 @@ CLASS_STEPS: dict[int, list[Step]] = {
     # one source zspage of __zs_compact(): write_lock(pool) + spin_lock(class), both held
     # to the end of the zspage. The pool step holds cost2, which ingest leaves 0 for
     # compaction phases: the class lock is requested right after the pool grant.
-    OP_COMPACT_SRC: [(SP_POOL, M_WRITE, H_ALLOCZS, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
-    OP_MIGRATE: [(SP_POOL, M_WRITE, H_LOOKUP, U_END), (SP_SUB, M_SPIN, H_OP, U_OWN)],
+    # migrate_write_lock(src_zspage) under both: the copy waits for the source's readers
+    OP_COMPACT_SRC: [(SP_POOL, M_WRITE, H_ALLOCZS, U_END), (SP_SUB, M_SPIN, H_OP, U_ZWRITE)],
+    OP_MIGRATE: [(SP_POOL, M_WRITE, H_LOOKUP, U_END), (SP_SUB, M_SPIN, H_OP, U_ZWRITE)],
     # zs_map_object() (<=6.14): read_lock(&pool->migrate_lock) (6.11+: pool->lock),
     # obj -> zspage, migrate_read_lock(zspage), read_unlock; 6.15+ zs_obj_read_begin():
     # the same with zspage_read_lock(). The copy runs under the zspage lock only.
@@ -102,5 +111,5 @@ def class_locks(n_classes: int) -> dict[str, Any]:
 def make(param: int | None, n_classes: int) -> LockDesign:
     """The per-class design; takes no parameter."""
     no_param("class", param)
-    description = "per-class spinlock + pool rwlock (5.17-6.1, >=6.11)"
+    description = "per-class spinlock + pool rwlock (5.17-6.1, 6.11-6.14)"
     return design(CLASS_STEPS, "class", description, **class_locks(n_classes))

@@ -17,7 +17,9 @@ point took it:
   early: not modelled, it would change the pages); 6.4-6.10 when the destination is full or
   ``spin_is_contended(&pool->lock)``. Every zsmalloc op waits on this one lock, so "a waiter
   goes first at the next source zspage" is what both do; op ``compact_src`` replays one
-  source zspage as one hold (:mod:`ztrace.replay.compaction`).
+  source zspage as one hold (:mod:`ztrace.replay.compaction`). Both write-lock the zspage
+  (``migrate_write_lock()``: ``write_lock(&zspage->lock)``) under the pool lock, so they
+  first wait for the readers copying from it (``U_ZWRITE``; see ``U_ZREAD``).
 
 6.1 stable is reported to have picked the consolidation up in 6.1.47; not re-verified
 here, so the docs say "reported".
@@ -39,6 +41,7 @@ from ztrace.replay.locks import (
     OP_WRITE,
     SP_POOL,
     U_OWN,
+    U_ZWRITE,
     LockDesign,
     Step,
     design,
@@ -54,11 +57,13 @@ POOL_STEPS: dict[int, list[Step]] = {
     OP_FREE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
     OP_WRITE: lookup_then(M_SPIN, H_WRITE),
     OP_COMPACT: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
-    OP_COMPACT_SRC: [(SP_POOL, M_SPIN, H_OP, U_OWN)],  # one source zspage of __zs_compact
-    OP_MIGRATE: [(SP_POOL, M_SPIN, H_OP, U_OWN)],
+    # one source zspage of __zs_compact: migrate_write_lock(src_zspage) under the pool lock
+    # waits for the source's readers (Debian 6.1 mm/zsmalloc.c: __zs_compact, zs_page_migrate)
+    OP_COMPACT_SRC: [(SP_POOL, M_SPIN, H_OP, U_ZWRITE)],
+    OP_MIGRATE: [(SP_POOL, M_SPIN, H_OP, U_ZWRITE)],
     # 6.2-6.10 zs_map_object(): spin_lock(&pool->lock); obj -> zspage;
     # migrate_read_lock(zspage); spin_unlock(&pool->lock): the copy runs under the zspage
-    # lock only (the zspage lock itself is not simulated, see the module docstring)
+    # read lock only (U_ZREAD)
     OP_READ: lookup_then(M_SPIN, H_OP),
 }
 
