@@ -1437,7 +1437,7 @@ int zt_migrate_return(struct pt_regs *ctx)
 /*
  * Object access, one record per access from map entry to unmap return (the span a zspage's
  * migrate read lock is held): ZT_EV_READ for ZS_MM_RO/ZS_MM_RW maps and zs_obj_read_begin ..
- * zs_obj_read_end (6.16+), ZT_EV_WRITE for ZS_MM_WO maps (zram's store path) and zs_obj_write.
+ * zs_obj_read_end (6.15+), ZT_EV_WRITE for ZS_MM_WO maps (zram's store path) and zs_obj_write.
  * handle = the object, duration_ns = the whole span; the map function itself takes the pool
  * lock (6.1: pool->lock spinlock) or the migrate rwlock for read (6.9 .. 6.15).
  * The entry state reuses `calls` keyed (tid, ZT_EV_READ); zsmalloc callers never nest maps.
@@ -1449,13 +1449,13 @@ int zt_map_entry(struct pt_regs *ctx)
 			(u32)PT_REGS_PARM3(ctx));
 }
 
-/* zs_obj_read_begin(pool, handle, local_copy) (6.16+): a read-only access */
+/* zs_obj_read_begin(pool, handle, local_copy) (6.15+): a read-only access */
 int zt_read_begin_entry(struct pt_regs *ctx)
 {
 	return zt_enter(ZT_EV_READ, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 1);
 }
 
-/* zs_obj_write(pool, handle, mem, len) (6.16+): a whole access in one call */
+/* zs_obj_write(pool, handle, mem, len) (6.15+): a whole access in one call */
 int zt_obj_write_entry(struct pt_regs *ctx)
 {
 	return zt_enter(ZT_EV_READ, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), ZT_MM_WO);

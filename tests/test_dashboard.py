@@ -6,6 +6,7 @@ documented schema (not replay output); the browser test renders them in Chromium
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -181,3 +182,121 @@ def test_progress_forced_goes_to_stderr(tmp_path: Path, monkeypatch) -> None:
         [*cmd, "-o", str(tmp_path / "b.json"), "--quiet"], capture_output=True, text=True, env=env
     )
     assert q.returncode == 0 and "1000/1000" not in q.stderr
+
+
+# ------------------------------------------------ where the costs came from (issue 10 item 2)
+
+#: a bundled 6.12 guest capture with measured durations (replays/samples/README.md)
+SAMPLE = Path(__file__).resolve().parent.parent / "replays" / "samples" / "guest-6.12-zswap"
+
+
+def _provenance_tables(page: str) -> dict[str, dict[str, str]]:
+    """The page's `cost-provenance` section: data-designs -> {cost: source}, as a browser
+    reads it (entities decoded)."""
+    from html.parser import HTMLParser
+
+    start = page.index('<section id="cost-provenance">')
+    section = page[start : page.index("</section>", start)]
+    tables: dict[str, dict[str, str]] = {}
+
+    class P(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table: str | None = None
+            self.cells: list[str] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag == "table":
+                self.table = dict(attrs)["data-designs"]
+                tables[self.table] = {}
+            elif tag == "td":
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td" and self.cell is not None:
+                self.cells.append("".join(self.cell))
+                self.cell = None
+            elif tag == "tr" and self.cells:
+                assert self.table is not None and len(self.cells) == 2
+                tables[self.table][self.cells[0]] = self.cells[1]
+                self.cells = []
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    P().feed(section)
+    return tables
+
+
+def _sample_replay(locks: list[str], **kw):
+    from ztrace.replay.engine import replay
+
+    return replay(str(SAMPLE), locks=locks, **kw)
+
+
+def test_cost_provenance_of_a_real_replay_is_shown(tmp_path: Path) -> None:
+    """A replay of a bundled capture: every provenance entry of the results, with its value,
+    in one table for all designs (one replay), the same the report prints."""
+    from ztrace.look.report import build_report
+    from ztrace.replay.tables import write_results
+
+    out = tmp_path / "r"
+    write_results(_sample_replay(["pool", "class"]), out)
+    results = read_results(out)
+    prov = results.summary["cost_provenance"]
+    # a measured capture: the interesting sources are there (what the section is for)
+    assert prov["zs_malloc"].startswith("measured") and "hold_share" in prov
+    assert {"probe_overhead_ns", "stalls"} <= set(prov)
+    page = build_dashboard(out, tmp_path / "d.html").path.read_text()
+    designs = results["locks_summary"]["lock_design"].to_list()
+    assert _provenance_tables(page) == {",".join(designs): prov}
+    assert f"The same for all {len(designs)} designs ({', '.join(designs)})" in page
+    # escaped: the sources' quotes and ">" never reach the page raw
+    assert any(c in v for v in prov.values() for c in "'>")
+    section = page[page.index('id="cost-provenance"') :].split("</section>")[0]
+    for k, v in prov.items():
+        assert f"<td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td>" in section
+    assert build_report(results)["cost_provenance"] == prov  # one reader, one answer
+
+
+def test_cost_provenance_of_a_replayed_trace_comes_from_the_metadata(tmp_path: Path) -> None:
+    """`ztrace dashboard TRACE` replays in memory: no summary.json provenance, only the
+    results' metadata, which the page shows."""
+    from ztrace.cli.dashboard import replayed_results
+
+    results = replayed_results(SAMPLE, ["pool"])
+    assert "cost_provenance" not in results.summary
+    prov = json.loads(results.meta["ztrace.cost_provenance"])
+    page = build_dashboard(results, tmp_path / "d.html").path.read_text()
+    assert _provenance_tables(page) == {"pool": prov}
+    assert "The same for the one design (pool)" in page
+
+
+def test_cost_provenance_per_design_when_replays_differ(tmp_path: Path) -> None:
+    """Two results directories of one trace, replayed with different hold shares, read
+    together: each design's table shows its own replay's sources."""
+    from dataclasses import replace
+
+    from ztrace.cli.dashboard import combined_results
+    from ztrace.replay.tables import write_results
+
+    a = _sample_replay(["pool"])
+    b = _sample_replay(["class"], hold_share=0.3)
+    assert a.cost_provenance["hold_share"] != b.cost_provenance["hold_share"]
+    write_results(replace(a, tables={"locks_summary": a.tables["locks_summary"]}), tmp_path / "a")
+    write_results(replace(b, tables={"timeline": b.tables["timeline"]}), tmp_path / "b")
+    results = combined_results((str(tmp_path / "a"), str(tmp_path / "b")))
+    page = build_dashboard(results, tmp_path / "d.html").path.read_text()
+    assert _provenance_tables(page) == {
+        "pool": read_results(tmp_path / "a").summary["cost_provenance"],
+        "class": read_results(tmp_path / "b").summary["cost_provenance"],
+    }
+    assert "Different per design" in page
+
+
+def test_no_cost_provenance_no_section(tmp_path: Path) -> None:
+    """Fixture results (no replay, no provenance) draw no empty section."""
+    page = build_dashboard(write_sample_results(tmp_path / "r"), tmp_path / "d.html")
+    assert 'id="cost-provenance"' not in page.path.read_text()

@@ -115,12 +115,24 @@ def _real_results(tmp_path: Path, cli) -> Path:
 def test_real_replay_results_render_and_brush(tmp_path: Path, cli) -> None:
     """End to end on real replay output: every lock chart draws data, the brush links."""
     from tests.support.browser import chromium, drag, marks, plot_rect, serve, severe_logs
+    from ztrace.format import read_results
 
-    site = _page(tmp_path, _real_results(tmp_path, cli))
+    results = _real_results(tmp_path, cli)
+    site = _page(tmp_path, results)
     html = (site / "index.html").read_text()
     assert "Not shown" in html  # a lock replay has no LRU files, and the page says so
     with serve(site) as served, chromium() as driver:
         _load(driver, served)
+        # where every cost came from (issue 10 item 2): on screen, as the results store it
+        from selenium.webdriver.common.by import By
+
+        section = driver.find_element(By.ID, "cost-provenance")
+        assert section.is_displayed() and section.size["height"] > 0
+        shown = driver.execute_script(
+            "return [...document.querySelectorAll('#cost-provenance table.prov tr')]"
+            ".slice(1).map(r => [r.cells[0].innerText, r.cells[1].innerText]);"
+        )
+        assert dict(shown) == read_results(results).summary["cost_provenance"]
         drawn = {
             c: marks(driver, "locks", c)
             for c in ("timeline", "compare", "memory", "wait_cdf", "heatmap")

@@ -343,8 +343,8 @@ def _zsmalloc_report(
             events.append("zs_migrate")
         else:
             missing.append("zs_migrate (zs_page_migrate not a symbol: no CONFIG_COMPACTION?)")
-        # Object access: zs_map_object/zs_unmap_object up to 6.15; zs_obj_read_begin/_end and
-        # zs_obj_write from 6.16 (mm/zsmalloc.c).
+        # Object access: zs_map_object/zs_unmap_object up to 6.14; zs_obj_read_begin/_end and
+        # zs_obj_write from 6.15 (mm/zsmalloc.c).
         for role, sym in (
             ("map", "zs_map_object"),
             ("unmap", "zs_unmap_object"),

@@ -325,7 +325,7 @@ def make_plan(
                 if role in rep.attach:
                     plan.kprobes.append((rep.attach[role], entry, ret))
                     plan.optional_kprobes.add(rep.attach[role])
-            # Object access (reads and writes): map/unmap up to 6.15, obj_read/obj_write 6.16+.
+            # Object access (reads and writes): map/unmap up to 6.14, obj_read/obj_write 6.15+.
             reads = [(rep.attach[r], e, t) for r, e, t in _READ_ROLES if r in rep.attach]
             if reads:
                 flags.append("-DZT_READS")

@@ -49,13 +49,16 @@ def combined_results(dirs: tuple[str, ...]) -> Results:
     :class:`Results`, read, never merged on disk. Each table comes from exactly one of them."""
     from ztrace.errors import ConfigError
     from ztrace.format import read_results, results_from_tables
+    from ztrace.look import provenance
 
     tables: dict = {}
     owner: dict[str, str] = {}
     meta: dict[str, str] = {}
     summary: dict = {}
+    parts: list[Results] = []
     for d in dirs:
         r = read_results(d)
+        parts.append(r)
         trace = r.meta.get("ztrace.trace")
         if meta and trace != meta.get("ztrace.trace"):
             raise ConfigError(
@@ -68,6 +71,9 @@ def combined_results(dirs: tuple[str, ...]) -> Results:
             tables[stem], owner[stem] = t, d
         meta = meta or dict(r.meta)
         summary = {**r.summary, **summary}
+    per_design = provenance.combine(parts)  # designs of replays whose costs came apart
+    if per_design:
+        summary[provenance.BY_DESIGN] = per_design
     return results_from_tables(tables, meta=meta, summary=summary)
 
 

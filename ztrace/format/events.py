@@ -24,12 +24,12 @@ AllocatorEvent = Literal[
     # a zs_malloc whose return value was an error (capture decodes it from ``ret``); counted
     # as ``failed_malloc``, never replayed as an allocation
     "zs_malloc_failed",
-    # an object write access: zs_map_object(ZS_MM_WO)..zs_unmap_object up to 6.15,
-    # zs_obj_write() from 6.16; replay models the write after every malloc itself
+    # an object write access: zs_map_object(ZS_MM_WO)..zs_unmap_object up to 6.14,
+    # zs_obj_write() from 6.15; replay models the write after every malloc itself
     "zs_write",
 ]
 #: zsmalloc's read side (issue 10). Capture writes ``zs_read`` (zs_map_object(RO/RW) ..
-#: zs_unmap_object up to 6.15, zs_obj_read_begin .. _end from 6.16); hand-built traces may
+#: zs_unmap_object up to 6.14, zs_obj_read_begin .. _end from 6.15); hand-built traces may
 #: name the kernel function instead. Replay treats all three alike.
 ReadEvent = Literal["zs_read", "zs_map_object", "zs_obj_read_begin"]
 #: ``lock_contention``: lock:contention_begin/end; ``spin_slowpath``: a kprobe on

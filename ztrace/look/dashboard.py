@@ -628,6 +628,10 @@ table.designs th,table.designs td{padding:2px 10px;text-align:right;border-botto
 table.designs th:first-child,table.designs td:first-child{text-align:left}
 .ivl{color:#666;font-size:12px} .second{color:#666} .verdict{margin:6px 0}
 .flag{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px;margin:8px 0}
+table.prov{border-collapse:collapse;font-size:13px;max-width:1100px}
+table.prov th,table.prov td{padding:2px 10px;text-align:left;vertical-align:top;
+border-bottom:1px solid #ddd} table.prov td:first-child{white-space:nowrap}
+h3{font-size:14px;margin:10px 0 2px}
 code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 """
 
@@ -784,7 +788,7 @@ def build_dashboard(
             d.absent[chart] = "a --summary capture keeps no event stream to replay"
     d.info["source_line"] = _source_line(results, d)
     d.info["trust_line"] = _trust_line(results)
-    d.info["designs_html"] = designs_html(results)
+    d.info["designs_html"] = designs_html(results) + provenance_html(results)
     sections = build_sections(d)
     # the capture's own contention beside the replay (look/measured_panel.py)
     from ztrace.look import measured_panel
@@ -896,5 +900,46 @@ def designs_html(results: Results) -> str:
             + "</p>"
         )
     parts.append(f'<p class="hint">{html.escape(interval_note(est))}</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def provenance_html(results: Results) -> str:
+    """Where every cost came from (measured / fitted / default; issue 10 item 2), read by
+    :mod:`ztrace.look.provenance` as ``report`` reads it: one table when every design shares
+    it (one replay), else one per group of designs that do. Empty without a provenance."""
+    from ztrace.look.provenance import grouped
+
+    groups = grouped(results)
+    if not groups:
+        return ""
+
+    def table(names: list[str], prov: dict[str, str]) -> str:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td></tr>"
+            for k, v in prov.items()
+        )
+        return (
+            f'<table class="prov" data-designs="{html.escape(",".join(names))}">'
+            f"<tr><th>cost</th><th>source</th></tr>{rows}</table>"
+        )
+
+    parts = ['<section id="cost-provenance"><h2>Where the costs came from</h2>']
+    if len(groups) == 1:
+        names, prov = groups[0]
+        who = "the one design" if len(names) == 1 else f"all {len(names)} designs"
+        parts.append(
+            f'<p class="hint">The same for {who} ({html.escape(", ".join(names))}): '
+            "each hold time measured (the trace's own durations), fitted (their median) or a "
+            "default, and where the hold share, stalls and probe cost came from.</p>"
+        )
+        parts.append(table(names, prov))
+    else:
+        parts.append(
+            '<p class="hint">Different per design (results of several replays read '
+            "together): each hold time measured, fitted or a default.</p>"
+        )
+        for names, prov in groups:
+            parts.append(f"<h3>{html.escape(', '.join(names))}</h3>{table(names, prov)}")
     parts.append("</section>")
     return "".join(parts)

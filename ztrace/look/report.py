@@ -19,7 +19,7 @@ import polars as pl
 
 from ztrace.errors import ConfigError, TraceFormatError
 from ztrace.format import Results
-from ztrace.look import verdict
+from ztrace.look import provenance, verdict
 from ztrace.look.units import human_ns
 
 if TYPE_CHECKING:
@@ -170,8 +170,8 @@ def build_report(
         n for n in ("locks_summary", "locks_by_lock", "lru_summary", "sweep") if not results.has(n)
     ]
     out["trust"] = trust_of(results).as_dict()
-    prov = results.summary.get("cost_provenance")
-    if isinstance(prov, dict) and prov:  # results written since issue 10
+    prov = provenance.cost_provenance(results)
+    if prov:  # results written since issue 10
         out["cost_provenance"] = prov
     est = verdict.estimates(results)
     if est:

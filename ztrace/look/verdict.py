@@ -172,20 +172,10 @@ def guest_flag(results: Results) -> str | None:
     TCG (binary translation, far slower than hardware) unless ZTRACE_VM_ACCEL=kvm, and a
     measured ``duration_ns`` also holds the probes' own cost (docs/validation.md). The trace
     is read through ``ztrace.format`` (metadata only) when its path still exists."""
-    prov = results.summary.get("cost_provenance")
-    if not isinstance(prov, dict):
-        raw = results.meta.get("ztrace.cost_provenance")
-        if raw:
-            import json
+    from ztrace.look.provenance import cost_provenance
 
-            try:
-                prov = json.loads(raw)
-            except ValueError:
-                prov = None
     from_trace = sorted(
-        k
-        for k, v in (prov or {}).items()
-        if isinstance(v, str) and v.startswith(("measured", "fitted"))
+        k for k, v in cost_provenance(results).items() if v.startswith(("measured", "fitted"))
     )
     if not from_trace:
         return None

@@ -4,6 +4,8 @@
 #     -> results (Parquet) -> perf-style report -> report.html
 #  2. LRU: the 6.12 guest's zswap traffic replayed under every LRU design, and swept over
 #     pool limits -> report-lru.html
+#  3. predicted vs measured: the zswap/zram samples as the "predict near zero" check (6.1 zram
+#     measured 0, so no ratio), then the zsstress-spread pair, the one that gives ratios
 set -euo pipefail
 vpy=$1
 out=${2:-build/demo}
@@ -35,7 +37,8 @@ zt report "$out/results-sweep"
 zt dashboard "$out/results-lru" "$out/results-sweep" -o "$out/report-lru.html" --force  # a rerun replaces it
 
 echo >&2
-echo "== ztrace demo: predicted vs measured zsmalloc contention, each sample under its kernel's design" >&2
+echo "== ztrace demo: the 'predict near zero' check: the 6.12 zswap and 6.1 zram samples under both designs" >&2
+echo "  (6.1 zram measured 0 zsmalloc contention, the zswap capture has no lock probes: no ratio, only how near 0)" >&2
 zt check cross-kernel --from "$samples/guest-6.12-zswap" --to "$samples/guest-6.1-zram" --runs 3
 zt replay "$samples/host-6.18-locks" --locks class --sizes-from "$samples/guest-6.12-zswap" \
   --json > "$out/summary-host.json"
@@ -59,7 +62,8 @@ for k in 6.1 6.12; do
 done
 
 echo >&2
-echo "== ztrace demo: the quiet-host pair (zsstress-spread, switched-out time captured): both designs, both kernels" >&2
+echo "== ztrace demo: the pair to try, predicted / measured on both kernels: the quiet-host zsstress-spread pair" >&2
+echo "  (switched-out time captured): both designs, both kernels, a ratio in every row" >&2
 zt check cross-kernel --from "$samples/guest-6.12-zsstress-spread" \
   --to "$samples/guest-6.1-zsstress-spread" --runs 3
 
