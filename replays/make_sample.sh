@@ -11,6 +11,9 @@
 # 5. The same-boot hold check (session 23): the 6.1 holdtime calibration with 4 zsstress
 #    threads on one size class, then the same load under the capture; the boot's hold shares
 #    go beside the trace (`ztrace check holds`).
+# 6. A kernel-build-like zswap load on the 6.12 guest (issue 10, item 6): the kbuild scenario's
+#    defaults, 4 parallel gcc-12 -O2 compiles of 10 generated units in a memory cgroup with
+#    memory.max=128M, zswap on zsmalloc (max_pool_percent=5).
 # 3. This host (6.18, tracepoints only): 4 pinned writers on /dev/zram0 for 0.5 s, probes
 #    zsmalloc (kmem tracepoint fallback) and locks (lock:contention_begin/end with stacks).
 set -euo pipefail
@@ -22,6 +25,7 @@ trap 'rm -rf "$work"' EXIT
 
 zt vm run -k 6.1 -s zram -o "$work/g61" -p probes=zsmalloc,locks -p mb_per_job=16 --json >/dev/null
 zt vm run -k 6.12 -s zswap -o "$work/g612" -p mb=96 -p memory_max=48M --json >/dev/null
+zt vm run -k 6.12 -s kbuild -o "$work/kb612" --json >/dev/null
 for k in 6.1 6.12; do
   zt vm run -k $k -s zsstress -o "$work/zs$k" -p level=heavy -p ops=10000 --json >/dev/null
 done
@@ -52,8 +56,9 @@ mkdir -p "$out"
 cp -r "$work/g61/trace" "$out/guest-6.1-zram"
 cp -r "$work/g612/trace" "$out/guest-6.12-zswap"
 cp -r "$work/host/trace" "$out/host-6.18-locks"
-for d in g61 g612; do
-  name=$([ $d = g61 ] && echo guest-6.1-zram || echo guest-6.12-zswap)
+cp -r "$work/kb612/trace" "$out/guest-6.12-kbuild"
+for d in g61 g612 kb612; do
+  case $d in g61) name=guest-6.1-zram ;; g612) name=guest-6.12-zswap ;; *) name=guest-6.12-kbuild ;; esac
   mkdir -p "$out/$name.kernel"
   cp -r "$work/$d/counters" "$work/$d/doctor.json" "$out/$name.kernel/" 2>/dev/null || true
 done

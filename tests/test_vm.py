@@ -765,7 +765,7 @@ def test_unknown_kernel_and_scenario_are_one_line_errors(tmp_path: Path) -> None
 
 
 def test_scenarios_are_listed() -> None:
-    assert {"zram", "zswap", "swap-zram", "inventory", "zsstress", "zram-rw"} <= set(
+    assert {"zram", "zswap", "swap-zram", "inventory", "zsstress", "zram-rw", "kbuild"} <= set(
         vmrun.scenarios()
     )
     assert "lib" not in vmrun.scenarios() and "cgexec" not in vmrun.scenarios()
