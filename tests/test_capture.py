@@ -168,6 +168,11 @@ def test_lock_type_names_follow_the_kernel() -> None:
             "zs_malloc",
         ),
         (["queued_read_lock_slowpath", "zs_map_object"], 1 | 2, (6, 1), "zspage", "zs_map_object"),
+        # below 6.9 the pool lock is a spinlock: compaction's rwlock is its source zspage's
+        (["queued_write_lock_slowpath", "__zs_compact"], 1 | 4, (6, 1), "zspage", "__zs_compact"),
+        # 6.9-6.14: read_lock(&pool->migrate_lock) inlined into zs_map_object (session 31: a
+        # 6.12 compacting zsstress run's 214 such waits were all at that lock's address)
+        (["queued_read_lock_slowpath", "zs_map_object"], 1 | 2, (6, 12), "pool", "zs_map_object"),
         (["queued_spin_lock_slowpath", "try_to_wake_up"], 1, (6, 18), "other", ""),
         (["mutex_lock", "zs_malloc"], 32, (6, 18), "other", "zs_malloc"),
         # a lock that a function zsmalloc called took is not zsmalloc's (session 29: the

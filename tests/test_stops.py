@@ -162,6 +162,29 @@ def test_a_measured_wait_inside_a_call_is_not_held_again(tmp_path: Path) -> None
     assert (got["contended"], got["wait_ns_total"]) == (1, 1_050)
 
 
+def test_a_compactors_own_wait_for_the_pool_lock_is_not_held(tmp_path: Path) -> None:
+    # CPU0's zs_compact spans 0..10,000 and moves nothing (one pool hold); inside it, its own
+    # thread waited 3,000 ns for the pool lock (Debian 6.1 __zs_compact re-takes it after
+    # every source zspage): it holds 10,000 - 3,000 = 7,000. CPU1's zs_malloc at 100 waits
+    # 6,900, not 9,900. Another thread's wait (tid 7) is not the compactor's.
+    for waiter, wait in ((1, 6_900), (7, 9_900)):
+        tr = _trace(
+            tmp_path,
+            f"c{waiter}",
+            K61,
+            ts_ns=[0, 100, 4_000],
+            event=["zs_compact", "zs_malloc", "spin_slowpath"],
+            cpu=[0, 1, 0],
+            tid=[1, 2, waiter],
+            size_bytes=[0, 100, 0],
+            handle=[0, 1, 0],
+            duration_ns=[10_000, 100, 3_000],
+            wait_ns=[None, None, 3_000],
+        )
+        got = _pool(tr)
+        assert (got["contended"], got["wait_ns_total"]) == (1, wait)
+
+
 def test_a_malloc_takes_its_handle_when_it_returns(tmp_path: Path) -> None:
     # CPU0's zs_malloc enters at 0 and returns handle 7 at 5000. Meanwhile CPU1 got handle 7
     # (1000) and freed it (2000): the slab then handed 7 to CPU0. By entry time the table

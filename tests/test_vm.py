@@ -530,9 +530,30 @@ def test_pool_layout_from_btf_dump() -> None:
         counters.pool_layout("[1] INT 'int' size=4")
 
 
+def _lock_rows_trace(out: Path, rows: list[tuple], pool: int, release: str) -> None:
+    """A capture of one zs_malloc and lock rows (event, lock_addr, kind, wait, flags[,
+    stack]) at ``out``, the zs_malloc's pool ``pool``."""
+    from ztrace.format import TraceMeta, make_events, write_trace
+
+    n = len(rows)
+    cols = {
+        "ts_ns": list(range(n)),
+        "event": [r[0] for r in rows],
+        "pool": [pool if r[0] == "zs_malloc" else 0 for r in rows],
+        "size_bytes": [100 if r[0] == "zs_malloc" else 0 for r in rows],
+        "handle": [8 if r[0] == "zs_malloc" else 0 for r in rows],
+        "lock_addr": [r[1] for r in rows],
+        "lock_kind": [r[2] for r in rows],
+        "wait_ns": [r[3] for r in rows],
+        "lock_flags": [r[4] for r in rows],
+    }
+    if all(len(r) > 5 for r in rows):
+        cols["stack_id"] = [r[5] for r in rows]
+    write_trace(out, make_events(**cols), TraceMeta(kernel_release=release, source="capture"))
+
+
 def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> None:
     """Hand-built trace: which rows count as zsmalloc contention, and their waits."""
-    from ztrace.format import TraceMeta, make_events, write_trace
     from ztrace.vm.contention import summarize, write_sidecar
 
     pool = 0xFFFF0000
@@ -551,20 +572,7 @@ def test_contention_sidecar_attributes_by_stack_and_address(tmp_path: Path) -> N
         ("spin_slowpath", 0x9ABC, "class", 500, 1, 6),  # an irq inside zs_free: not zsmalloc's
         ("spin_slowpath", 0xDEF0, "class", 9, 1, 7),  # zone lock under alloc_zspage: a callee's
     ]
-    n = len(rows)
-    t = make_events(
-        ts_ns=list(range(n)),
-        event=[r[0] for r in rows],
-        pool=[pool if r[0] == "zs_malloc" else 0 for r in rows],
-        size_bytes=[100 if r[0] == "zs_malloc" else 0 for r in rows],
-        handle=[8 if r[0] == "zs_malloc" else 0 for r in rows],
-        lock_addr=[r[1] for r in rows],
-        lock_kind=[r[2] for r in rows],
-        wait_ns=[r[3] for r in rows],
-        lock_flags=[r[4] for r in rows],
-        stack_id=[r[5] for r in rows],
-    )
-    write_trace(tmp_path / "trace", t, TraceMeta(kernel_release="6.1.0-57-amd64", source="capture"))
+    _lock_rows_trace(tmp_path / "trace", rows, pool, "6.1.0-57-amd64")
     (tmp_path / "trace" / "stacks.json").write_text(
         json.dumps(
             {
@@ -804,3 +812,45 @@ def test_counters_snapshot_runs_on_this_kernel(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "counters" / "host.json").read_text())
     assert data["uname_r"] == os.uname().release
     assert "vmstat" in data and "zram" in data and "zswap_params" in data
+
+
+def test_loads_per_boot_share_every_knob_but_the_level(tmp_path: Path) -> None:
+    # one boot runs every cell's loads under one capture, so a knob other than the level
+    # (compact_ms) must be the same for all; the compacting cells share theirs
+    from ztrace.vm.matrix import Cell, cells_named, run_boots
+
+    mixed = [Cell("a", "zsstress", {"level": "medium", "compact_ms": "2"}),
+             Cell("b", "zsstress", {"level": "spread"})]  # fmt: skip
+    with pytest.raises(vmrun.VmError, match="may differ only in their level"):
+        run_boots(tmp_path, mixed, 2, 2)
+    both = cells_named(["zsstress-compact-medium", "zsstress-compact-spread"])
+    assert {c.params["compact_ms"] for c in both} == {"2"}
+    assert {c.params["level"] for c in both} == {"medium", "spread"}
+
+
+def test_contention_sidecar_trusts_the_pool_address_over_the_stack(tmp_path: Path) -> None:
+    # 6.12 (session 31): read_lock(&pool->migrate_lock) is inlined into zs_map_object, so a
+    # reader's wait there looks like a zspage lock's by stack; the address says the pool's.
+    # A write wait in zs_compact at another address (the source zspage's migrate_write_lock)
+    # is a zspage lock's, the pool's address being known.
+    from ztrace.vm.contention import summarize
+
+    pool = 0xFFFF0000
+    mig = pool + 64  # pool->migrate_lock
+    rows = [
+        ("zs_malloc", None, None, None, None),
+        ("lock_contention", mig, "zspage", 40, 2 | 1),  # rwlock:R in zs_map_object
+        ("lock_contention", mig, "pool", 70, 4 | 1),  # rwlock:W of the pool in zs_compact
+        ("lock_contention", 0x7777000, "pool", 25, 4 | 1),  # rwlock:W elsewhere: a zspage
+    ]
+    _lock_rows_trace(tmp_path / "trace", rows, pool, "6.12.95+deb12-amd64")
+    (tmp_path / "zs_pool_layout.json").write_text(
+        json.dumps({"size": 128, "members": {"migrate_lock": {"offset": 64, "type": "rwlock_t"}}})
+    )
+    s = summarize(tmp_path)
+    assert s["by_kind"]["pool"] == {"contended": 2, "wait_ns_total": 110}
+    assert s["by_kind"]["zspage"] == {"contended": 1, "wait_ns_total": 25}
+    assert {(d["name"], d["kind"], d["contended"]) for d in s["locks"]} == {
+        ("pool.migrate_lock", "pool", 2),
+        ("zspage lock", "zspage", 1),
+    }

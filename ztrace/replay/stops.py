@@ -432,7 +432,9 @@ def held_durations(
         taken = taken.astype(np.int64)
     if "wait_ns" in names and batch.column("wait_ns").null_count < batch.num_rows:
         ev = batch.column("event")
-        w = lock_waits_inside(ev, ts, dur, tid, batch.column("wait_ns"), call_rows(ev))
+        w = lock_waits_inside(
+            ev, ts, dur, tid, batch.column("wait_ns"), call_rows(ev, WAIT_CALL_EVENTS)
+        )
         taken = w if taken is None else taken + w
     if taken is None:
         return None
@@ -496,15 +498,22 @@ def lock_waits_inside(
 
 #: the zs_* call rows that can witness (every one takes a zsmalloc lock)
 CALL_EVENTS = ("zs_malloc", "zs_free", "zs_write", "zs_read", "zs_map_object", "zs_obj_read_begin")
+#: the calls whose own lock waits are taken out of their duration: the witnesses, and
+#: zs_compact, which re-takes the pool lock after every source zspage (Debian 6.1
+#: __zs_compact: spin_unlock, cond_resched, spin_lock; 6.12: write_unlock / write_lock of
+#: pool->migrate_lock when the destination fills or the lock is contended). Its phases are
+#: replayed as holds, each requesting the lock itself (ztrace.replay.compaction), so a wait
+#: left inside its duration would be held (session 31).
+WAIT_CALL_EVENTS = (*CALL_EVENTS, "zs_compact")
 
 
-def call_rows(event: pa.Array) -> np.ndarray:
-    """Bool mask of the rows that are zs_* calls (:data:`CALL_EVENTS`)."""
+def call_rows(event: pa.Array, names: tuple[str, ...] = CALL_EVENTS) -> np.ndarray:
+    """Bool mask of the rows that are zs_* calls (``names``: :data:`CALL_EVENTS`)."""
     col = event.combine_chunks() if isinstance(event, pa.ChunkedArray) else event
     if pa.types.is_dictionary(col.type):
-        lut = np.array([s in CALL_EVENTS for s in col.dictionary.to_pylist()] + [False])
+        lut = np.array([s in names for s in col.dictionary.to_pylist()] + [False])
         return lut[col.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
-    return np.isin(col.cast(pa.string()).to_numpy(zero_copy_only=False), CALL_EVENTS)
+    return np.isin(col.cast(pa.string()).to_numpy(zero_copy_only=False), names)
 
 
 def co_running(path: str | os.PathLike[str], bin_ns: int = 10_000) -> dict[str, float]:

@@ -40,14 +40,15 @@ echo >&2
 echo "== ztrace demo: the 'predict near zero' check: the 6.12 zswap and 6.1 zram samples under both designs" >&2
 echo "  (6.1 zram measured 0 zsmalloc contention, the zswap capture has no lock probes: no ratio, only how near 0)" >&2
 zt check cross-kernel --from "$samples/guest-6.12-zswap" --to "$samples/guest-6.1-zram" --runs 3
-zt replay "$samples/host-6.18-locks" --locks class --sizes-from "$samples/guest-6.12-zswap" \
+# 6.18's own design: class locks, zspage lock only tried (class-6.15, docs/replay-model.md)
+zt replay "$samples/host-6.18-locks" --locks class-6.15 --sizes-from "$samples/guest-6.12-zswap" \
   --json > "$out/summary-host.json"
 "$vpy" - "$out/summary-host.json" "$samples/host-6.18-locks" <<'PY'
 import json, sys
 from ztrace.checks.crosskernel import measured
 r = json.load(open(sys.argv[1]))["locks"][0]
 m = measured(sys.argv[2])
-print(f"host 6.18 under class: predicted {r['contended']} contended, {r['wait_ns_total']} ns wait "
+print(f"host 6.18 under class-6.15: predicted {r['contended']} contended, {r['wait_ns_total']} ns wait "
       f"(zs_malloc sizes imputed from the 6.12 sample); measured {m['contended']} contended, "
       f"{m['wait_ns_total']} ns wait")
 PY

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ztrace.format import LOCK_CLASSES_FILE, read_trace
-from ztrace.lockflags import measured_waits, taken_by_callee
+from ztrace.lockflags import LCB_F_WRITE, measured_waits, taken_by_callee
 
 ZS_KINDS = ("pool", "class", "zspage")
 
@@ -102,7 +102,7 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
 
     tp = t.filter(pc.equal(ev, "lock_contention"))
     slow = t.filter(pc.equal(ev, "spin_slowpath"))
-    res["tracepoint"] = _measure(tp, addr_name, frames)
+    res["tracepoint"] = _measure(tp, addr_name, frames, pools_known=bool(pools and lock_offsets))
     res["has_spin_slowpath"] = counts.get("spin_slowpath", 0) > 0
     if slow.num_rows or res["has_spin_slowpath"]:
         # Every contended acquisition, each once, by the rule `ztrace report` and the
@@ -114,7 +114,13 @@ def summarize_trace(trace: str | Path, aux: str | Path) -> dict[str, Any]:
         res["probe_floor_ns"] = probe_floor(slow)
         calls = t.filter(pc.is_in(ev, pa.array(_TAKER_EVENTS)))
         res["all_contended"] = _measure(
-            both, addr_name, frames, res["probe_floor_ns"], calls, probe_costs(release)
+            both,
+            addr_name,
+            frames,
+            res["probe_floor_ns"],
+            calls,
+            probe_costs(release),
+            pools_known=bool(pools and lock_offsets),
         )
         primary, res["source"] = res["all_contended"], "spin_slowpath kprobe + lock tracepoint"
     else:
@@ -441,6 +447,8 @@ def _measure(
     floor: int | None = None,
     calls: pa.Table | None = None,
     costs: dict[str, Any] | None = None,
+    *,
+    pools_known: bool = False,
 ) -> dict[str, Any]:
     """Contended count and wait of ``lk``'s rows, split zsmalloc (stack or address) / other;
     with a probe ``floor`` (:func:`probe_floor`), also the zsmalloc wait less it per row;
@@ -472,7 +480,14 @@ def _measure(
     # An address that is a pool's lock is zsmalloc's even if the stack walk lost the frames.
     by_addr_only = (~is_zs) & (names != "") & ~internal
     zs = is_zs | by_addr_only
-    kind = np.where(by_addr_only, "pool", kind)  # pool.* members are the pool's locks
+    # pool.* members are the pool's locks, whatever the stack said (session 31: 6.12's
+    # read_lock(&pool->migrate_lock) inlined into zs_map_object was taken for the zspage's)
+    kind = np.where(zs & (names != ""), "pool", kind)
+    # ... and a *write* wait on an rwlock the stack gave the pool at another address, the
+    # pools' being known, is a zspage lock's: only compaction and migration write-lock, and
+    # 6.9-6.14 they take the pool's and the source zspage's with the same stack
+    wr = (flags & LCB_F_WRITE) != 0
+    kind = np.where(zs & (kind == "pool") & (names == "") & wr & pools_known, "zspage", kind)
     w = wait[zs]
     # kprobe rows: only they carry the probe floor and a request stamp to check
     slowpath = np.asarray(lk.column("event").cast(pa.string()).to_pylist(), dtype=object) == (

@@ -39,6 +39,18 @@ CELLS: tuple[Cell, ...] = (
     Cell("zsstress-heavy", "zsstress", {"level": "heavy", "ops": "10000"}),
     # heavy, but sizes spread over ~100 classes: one pool lock (6.1) vs many class locks (6.12)
     Cell("zsstress-spread", "zsstress", {"level": "spread", "ops": "10000"}),
+    # the same loads with zs_compact() every 2 ms beside them (session 31): compaction's
+    # pool write holds, per source zspage, and its zspage write lock against the readers
+    Cell(
+        "zsstress-compact-medium",
+        "zsstress",
+        {"level": "medium", "ops": "10000", "compact_ms": "2"},
+    ),
+    Cell(
+        "zsstress-compact-spread",
+        "zsstress",
+        {"level": "spread", "ops": "10000", "compact_ms": "2"},
+    ),
     # the matrix measures lock contention: the lock probes, whatever the scenario's default
     Cell("zram-j1", "zram", {"jobs": "1", "mb_per_job": "32", "probes": "zsmalloc,locks"}),
     Cell("zram-j4", "zram", {"jobs": "4", "mb_per_job": "8", "probes": "zsmalloc,locks"}),
@@ -131,8 +143,12 @@ def run_boots(
     if any(c.scenario != "zsstress" for c in cells):
         raise VmError("several loads per boot: zsstress cells only")
     ops = {c.params.get("ops", "20000") for c in cells}
-    extra = {k for c in cells for k in c.params if k not in ("level", "ops")}
-    if len(ops) > 1 or extra:
+    # knobs besides the level (e.g. compact_ms) go to every load of the boot: equal in all
+    extras = {
+        tuple(sorted((k, v) for k, v in c.params.items() if k not in ("level", "ops")))
+        for c in cells
+    }
+    if len(ops) > 1 or len(extras) > 1:
         raise VmError("several loads per boot: the cells may differ only in their level")
     base = Path(root)
     boots = -(-reps // loads_per_boot)
@@ -155,6 +171,7 @@ def run_boots(
                 "levels": ",".join(c.params["level"] for c in cells),
                 "reps": str(loads_per_boot),
                 "ops": next(iter(ops)),
+                **dict(next(iter(extras))),
             }
             try:
                 run_scenario(kernel, "zsstress", boot, GuestOptions(params=params, timeout=timeout))
