@@ -123,6 +123,19 @@ def test_the_write_after_malloc_is_a_reader_too() -> None:
     assert int(s.cpu_free[0]) == 1420
 
 
+def test_zspage_ids_of_different_pools_are_different_locks() -> None:
+    # pools:2: each pool has its own model, so zspage 5 of pool 0 is not zspage 5 of pool 1
+    a = np.array([READ, (100, 0, OP_COMPACT_SRC, 7, 1000, 5)], dtype=np.int64)
+    z = np.zeros(2, dtype=np.int64)
+    for pools, waited in (([0, 1], 0), ([1, 1], 420)):
+        s = SimState(get_design("pools:2"), 4, 255, CostModel().as_array(), False)
+        s.feed(
+            a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.array(pools), a[:, 4], z, z, z,
+            credit=np.full(2, OPEN_LOOP, dtype=np.int64), final=True, zsp=a[:, 5],
+        )  # fmt: skip
+        assert stat(s, "zspage", M_WRITE)[2] == waited
+
+
 def test_a_migration_without_a_known_zspage_waits_for_no_reader() -> None:
     # zs_page_migrate names a page, not a model zspage (-1): no zspage lock replayed
     s = run("pool", [READ, (100, 0, 5, 7, 1000, -1)])  # 5 = OP_MIGRATE

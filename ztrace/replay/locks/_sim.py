@@ -299,10 +299,11 @@ def sim_batch(
     """Feed one batch of ops (trace order) into the design's simulation.
 
     ``ops`` = (arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit, zsp), int64
-    arrays of one length; ``zsp`` is the op's zspage in its pool (-1: none or not known),
-    ``zsp_free[zsp * n_pools + pool]`` when that zspage's last reader ends its copy (the
-    caller sizes it). Ops with ``kind < 0`` are skipped. With ``final`` every queued op is
-    run at the end. ``store`` must have room for ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
+    arrays of one length; ``zsp`` is the op's zspage lock (-1: none or not known; the caller
+    numbers zspages over all pools) and ``zsp_free[zsp]`` when that zspage's last reader
+    ends its copy (the caller sizes it). Ops with ``kind < 0`` are skipped. With ``final``
+    every queued op is run at the end. ``store`` must have room for
+    ``sc[SC_TAIL] - sc[SC_HEAD] + len(arr)`` rows.
 
     **One phase body.** Each pass of the inner loop picks the next CPU action -- the heap's
     earliest (an op started from the CPU's queue, or an op's next phase), else op ``i``
@@ -328,7 +329,6 @@ def sim_batch(
     arr, cpu, kind, cls, pool, cost, cost2, cost3, binidx, credit, zsp = ops
     # the zspage lock's statistics row: lock id n_locks (every zspage together), write mode
     zs_row = lock_free.shape[0] * N_MODES + M_WRITE
-    n_pools = lock_free.shape[0] // (1 + n_sub)
     stall_rate = cm[C_STALL_RATE]
     stall_ns = cm[C_STALL_NS]
     stall_seed = np.uint64(cm[C_STALL_SEED])
@@ -486,7 +486,7 @@ def sim_batch(
                 if ph_sp == SP_NONE:
                     ph_t += ph_h
                     if ph_until == U_ZREAD and act[c, A_ZSP] >= 0:  # copy under the zspage lock
-                        ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                        ph_z = act[c, A_ZSP]
                         zsp_free[ph_z] = max(zsp_free[ph_z], ph_t)
                 else:
                     ph_lid = ph_pool * ph_per
@@ -520,7 +520,7 @@ def sim_batch(
                         # still copying from the zspage; the hold runs on through the wait
                         ph_until = U_OWN
                         if act[c, A_ZSP] >= 0:
-                            ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                            ph_z = act[c, A_ZSP]
                             lstats[zs_row, S_ACQ] += 1
                             lstats[zs_row, S_HOLD] += ph_h
                             tl[ph_b, TL_ACQ] += 1
@@ -554,7 +554,7 @@ def sim_batch(
                     while ph_k < ph_n and steps[ph_prog, ph_k, ST_SPACE] == SP_NONE:
                         ph_t += act[c, steps[ph_prog, ph_k, ST_HOLD]]
                         if steps[ph_prog, ph_k, ST_UNTIL] == U_ZREAD and act[c, A_ZSP] >= 0:
-                            ph_z = act[c, A_ZSP] * n_pools + ph_pool
+                            ph_z = act[c, A_ZSP]
                             zsp_free[ph_z] = max(zsp_free[ph_z], ph_t)
                         ph_k += 1
                     break

@@ -58,7 +58,7 @@ class SimState:
         # one more lock id than the design has: every zspage lock together (lock_name)
         self.lstats = np.zeros(((nl + 1) * N_MODES, N_STATS), dtype=np.int64)
         self.n_pools = d.n_pools
-        #: per (zspage, pool): when its last reader's copy ends (the zspage lock, U_ZREAD)
+        #: per zspage (``zsp * n_pools + pool``): when its last reader's copy ends (U_ZREAD)
         self.zsp_free = np.zeros(64, dtype=np.int64)
         self.lstats[:, S_WMIN] = INF
         self.cstats = np.zeros((n_classes, N_CSTATS), dtype=np.int64)
@@ -160,7 +160,9 @@ class SimState:
         if zsp is None:
             zsp = np.full(len(arr), -1, dtype=np.int64)
         elif len(zsp):
-            need = (int(zsp.max()) + 1) * self.n_pools
+            if self.n_pools > 1:  # zspage ids are per pool model: one number over all pools
+                zsp = np.where(zsp >= 0, zsp * self.n_pools + pool, -1)
+            need = int(zsp.max()) + 1
             if need > len(self.zsp_free):
                 grown = np.zeros(max(need, 2 * len(self.zsp_free)), dtype=np.int64)
                 grown[: len(self.zsp_free)] = self.zsp_free
