@@ -720,6 +720,23 @@ struct zt_lock_begin {
 	u32 pad;
 };
 BPF_HASH(lock_begin, u32, struct zt_lock_begin, ZT_INFLIGHT);
+/*
+ * One task, one wait at a time, except for two cases the kernel really has:
+ * - A wait that begins again. A mutex's first waiter re-emits contention_begin on the same
+ *   lock on every pass of its wait loop, LCB_F_MUTEX | LCB_F_SPIN before it spins and
+ *   LCB_F_MUTEX after (6.1 and 6.12 kernel/locking/mutex.c: __mutex_lock_common). The wait
+ *   began at the first; a later begin keeps it, as perf lock contention does (6.12
+ *   tools/perf/util/bpf_skel/lock_contention.bpf.c: get_tstamp_elem, "do not update the
+ *   element for nested locks").
+ * - A wait nested inside another: a sleeping waiter contends on its runqueue's lock in
+ *   schedule() (kernel/sched/core.c: __schedule, rq_lock) between its begin and its end, or
+ *   an interrupt on its CPU waits for a spinlock. The nested wait goes to lock_nested, one
+ *   deep, and each end is matched to its begin by the lock's address. Until session 32 the
+ *   nested begin overwrote the outer one: the outer wait, the longest, lost its row (a 2 s
+ *   pipe-mutex wait whose waiter met the runqueue lock in schedule(): CI, stop 37).
+ * A third level is not recorded: its end finds no begin (end_without_begin).
+ */
+BPF_HASH(lock_nested, u32, struct zt_lock_begin, 1024);
 
 /*
  * Raw tracepoints (ZT_RAW_TP) see the tracepoint's C arguments (ctx->args[], types from BTF:
@@ -750,10 +767,22 @@ ZT_LOCK_BEGIN
 	if (zt_skip_task(pid_tgid))
 		return 0;
 	u32 tid = (u32)pid_tgid;
+	u64 addr = ZT_ARG_LOCK;
+	/* this task already waits (see lock_nested above): the same wait begun again keeps its
+	 * first begin; another lock is a wait nested in it */
+	struct zt_lock_begin *outer = lock_begin.lookup(&tid);
+	if (outer && outer->addr == addr)
+		return 0;
+	if (outer) {
+		struct zt_lock_begin *inner = lock_nested.lookup(&tid);
+		/* an inner entry older than the outer wait is a leftover whose end never came */
+		if (inner && inner->ts >= outer->ts)
+			return 0;  /* the nested wait begun again, or a third level */
+	}
 	struct zt_lock_begin b = {};
 	/* the clock first, then the stack (see zt_cached_stack above) */
 	b.ts = bpf_ktime_get_ns();
-	b.addr = ZT_ARG_LOCK;
+	b.addr = addr;
 	b.flags = ZT_ARG_FLAGS;
 	b.stack_id = zt_cached_stack(b.addr);
 	if (b.stack_id == -2) {
@@ -769,7 +798,7 @@ ZT_LOCK_BEGIN
 		zt_note_lock(b.addr);
 		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
 	}
-	if (lock_begin.update(&tid, &b))
+	if (outer ? lock_nested.update(&tid, &b) : lock_begin.update(&tid, &b))
 		zt_drop(ZT_DROP_INFLIGHT);
 	return 0;
 }
@@ -782,8 +811,15 @@ ZT_LOCK_END
 	if (zt_skip_task(pid_tgid))
 		return 0;
 	u32 tid = (u32)pid_tgid;
+	u64 addr = ZT_ARG_LOCK;
+	/* the outer wait first: a nested entry exists only while one is in flight */
 	struct zt_lock_begin *b = lock_begin.lookup(&tid);
-	if (!b) {
+	int nested = 0;
+	if (!b || b->addr != addr) {
+		b = lock_nested.lookup(&tid);
+		nested = 1;
+	}
+	if (!b || b->addr != addr) {
 		zt_drop(ZT_DROP_NO_BEGIN);
 		return 0;
 	}
@@ -791,7 +827,10 @@ ZT_LOCK_END
 	zt_emit_wait(ZT_EV_LOCK, ZT_SRC_LOCK_TP, pid_tgid, b->ts, now - b->walk_ns, b->addr,
 		     b->stack_id,
 		     (s32)b->flags, (u64)(s64)ZT_ARG_RET);
-	lock_begin.delete(&tid);
+	if (nested)
+		lock_nested.delete(&tid);
+	else
+		lock_begin.delete(&tid);
 	return 0;
 }
 
@@ -812,6 +851,19 @@ struct zt_spin_begin {
 	u64 mm_gap;   /* ns since this CPU last loaded another mm's page tables (~0: unknown) */
 };
 BPF_HASH(spin_begin, u32, struct zt_spin_begin, ZT_INFLIGHT);
+/*
+ * A slowpath entered while this task is already in one: an interrupt on its CPU that
+ * contends too (the task's spin runs with interrupts on: spin_lock, not spin_lock_irq). The
+ * interrupt returns first, so the first return after a nested entry is the nested call's.
+ * Until session 32 the nested entry overwrote the outer one, whose return then found nothing
+ * and whose row, the interrupted (so the longer) wait, was lost without a count. An outer
+ * entry older than ZT_SPIN_STALE_NS is one whose return never came (a missed kretprobe) and
+ * is replaced; no spinlock wait lasts that long without a soft-lockup report.
+ */
+BPF_HASH(spin_nested, u32, struct zt_spin_begin, 1024);
+#ifndef ZT_SPIN_STALE_NS
+#define ZT_SPIN_STALE_NS 1000000000ULL
+#endif
 
 #ifdef ZT_MM_OFF
 /*
@@ -866,6 +918,10 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 	u32 tid = (u32)pid_tgid;
 	struct zt_spin_begin b = {};
 	b.ts = bpf_ktime_get_ns();  /* the clock first (see zt_cached_stack) */
+	struct zt_spin_begin *outer = spin_begin.lookup(&tid);
+	int nested = outer && b.ts - outer->ts < ZT_SPIN_STALE_NS;
+	if (nested && spin_nested.lookup(&tid))
+		return 0;  /* a third level: not recorded (its return takes the nested entry) */
 	b.mm_gap = zt_mm_gap(b.ts);
 	b.addr = PT_REGS_PARM1(ctx);
 	b.stack_id = zt_cached_stack(b.addr);
@@ -875,7 +931,7 @@ int zt_spin_slow_entry(struct pt_regs *ctx)
 		zt_note_lock(b.addr);
 		b.walk_ns = (u32)(bpf_ktime_get_ns() - b.ts);
 	}
-	if (spin_begin.update(&tid, &b))
+	if (nested ? spin_nested.update(&tid, &b) : spin_begin.update(&tid, &b))
 		zt_drop(ZT_DROP_INFLIGHT);
 	return 0;
 }
@@ -888,14 +944,26 @@ int zt_spin_slow_return(struct pt_regs *ctx)
 		return 0;
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
-	struct zt_spin_begin *b = spin_begin.lookup(&tid);
+	/* the innermost call returns first (see spin_nested) */
+	struct zt_spin_begin *b = spin_nested.lookup(&tid);
+	struct zt_spin_begin *outer = spin_begin.lookup(&tid);
+	int nested = b != 0;
+	if (b && outer && b->ts < outer->ts) {  /* a leftover whose return never came */
+		spin_nested.delete(&tid);
+		nested = 0;
+	}
+	if (!nested)
+		b = outer;
 	if (!b)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
 	/* ret = 1: LCB_F_SPIN */
 	zt_emit_wait(ZT_EV_SPIN, ZT_SRC_KPROBE, pid_tgid, b->ts, now - b->walk_ns, b->addr,
 		     b->stack_id, 1, b->mm_gap);
-	spin_begin.delete(&tid);
+	if (nested)
+		spin_nested.delete(&tid);
+	else
+		spin_begin.delete(&tid);
 	return 0;
 }
 #endif

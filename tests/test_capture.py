@@ -539,6 +539,35 @@ def test_consumer_orders_drops_late_rows_and_encodes(tmp_path) -> None:  # type:
     assert tr.column_max("size_bytes") == 100 and tr.column_max("duration_ns") == 7
 
 
+def test_a_burst_larger_than_a_part_is_split_across_parts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A part holds at most --rotate-mb of rows, however large the flush: one burst of
+    10,000 events read and written at once fills parts of the rotation size one after
+    another, and the ring (--max-files 2) keeps the newest two, whose rows are the burst's
+    last ones in order. (Stop 37's CI: a guest burst in one flush made a ring of one part.)"""
+    import pyarrow.parquet as pq
+
+    n = 10_000
+    cap = _bare_capture(tmp_path, [_bare_events(list(range(1, n + 1)))])
+    w = cap.writer
+    w.max_files = 2
+    cap._drain()
+    assert cap._pending_rows == n  # one read: the whole burst is one flush
+    w.rotate_bytes = 1 << 14
+    cap._flush(final=True)
+    cap._bg.close()
+    w.close(lost_events=0)
+    per_part = [pq.ParquetFile(f).metadata.num_rows for f in w.files]
+    assert len(w.files) == 2 and w.ring_deleted_files >= 3, (per_part, w.ring_deleted_files)
+    assert sum(per_part) + w.ring_deleted_rows == n
+    # the parts before the last are full, all of one size: what fits in the rotation size
+    # (Arrow in-memory bytes, as the writer counts them; read back, a part's dictionary
+    # columns weigh a little more than the writer's share of them)
+    assert w.ring_deleted_rows == w.ring_deleted_files * per_part[0] >= per_part[1]
+    assert pq.read_table(w.files[0]).nbytes <= 1.05 * w.rotate_bytes
+    ts = np.concatenate([pq.read_table(f, columns=["ts_ns"]).column(0).to_numpy() for f in w.files])
+    assert ts.tolist() == list(range(n - len(ts) + 1, n + 1))
+
+
 def test_consumer_waits_for_an_event_still_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The same data path with an event in flight in the kernel (begun at 15, say a lock
     wait): a flush long after the window writes only what began before it, so when the event

@@ -310,15 +310,24 @@ class _CaptureWriter(TraceWriter):
             return
         if table.num_rows == 0:
             return
-        if self._writer is None:
-            self._open()
-        assert self._writer is not None
-        self._writer.write_table(table)
-        self._bytes += table.nbytes
-        self.rows_written += table.num_rows
-        age = time.monotonic() - self._opened_at
-        if self._bytes >= self.rotate_bytes or age >= (self.rotate_seconds or float("inf")):
-            self.rotate()
+        # A part holds at most --rotate-mb of rows: a flush larger than what is left of the
+        # part is split across parts. Written whole, one burst made one part of any size, so
+        # --max-size could be exceeded by a whole flush, and a ring of small parts could hold
+        # a single part (CI, stop 37: a guest's 12,000-event burst arrived in one flush).
+        nbytes, rows = max(1, table.nbytes), table.num_rows
+        while table.num_rows:
+            if self._writer is None:
+                self._open()
+            assert self._writer is not None
+            room = self.rotate_bytes - self._bytes
+            take = min(table.num_rows, max(1, room * rows // nbytes))
+            self._writer.write_table(table.slice(0, take))
+            table = table.slice(take)
+            self._bytes += take * nbytes // rows
+            self.rows_written += take
+            age = time.monotonic() - self._opened_at
+            if self._bytes >= self.rotate_bytes or age >= (self.rotate_seconds or float("inf")):
+                self.rotate()
 
     #: --max-size / --max-files: the ring of newest finished parts (None: keep all)
     max_size_bytes: int | None = None
