@@ -446,13 +446,20 @@ def _waits_inside(is_call, kind, ts, dur, tidx, wait, n_tids):
     out_spin = np.zeros(ts.shape[0], dtype=np.int64)
     out_tp = np.zeros(ts.shape[0], dtype=np.int64)
     last = np.full(n_tids, -1, dtype=np.int64)  # the thread's latest call row
+    # where the thread's latest counted wait of each kind ends: a wait nested inside it (an
+    # interrupt's spinlock while the thread spun; captures since session 32 keep both rows)
+    # is already part of it and is not counted again
+    cover = np.zeros((n_tids, 2), dtype=np.int64)
     for j in range(ts.shape[0]):
         t = tidx[j]
         if is_call[j]:
             last[t] = j
         elif kind[j] > 0:
             i = last[t]
-            if i >= 0 and dur[i] > 0 and ts[j] + wait[j] <= ts[i] + dur[i]:
+            k = kind[j] - 1
+            end = ts[j] + wait[j]
+            if i >= 0 and dur[i] > 0 and end <= ts[i] + dur[i] and end > cover[t, k]:
+                cover[t, k] = end
                 if kind[j] == 1:
                     out_spin[i] += wait[j]
                 else:
@@ -478,13 +485,20 @@ def lock_waits_inside(
     sees rwlock waits); one spinlock wait can show in both, so a call gets the larger of the
     two sums (never more than was measured). Rows in ts order, one batch; a wait must end
     inside the call; a call whose wait falls in the next batch keeps it (looser, never
-    tighter).
+    tighter). A wait nested inside an earlier one of the same thread and kind (an
+    interrupt's spinlock wait while the thread spun: zs_capture.bpf.c, lock_nested and
+    spin_nested) is inside that one's time and counts once.
 
     >>> ev = pa.array(["zs_malloc", "spin_slowpath", "lock_contention", "zs_free", "spin_slowpath"])
     >>> lock_waits_inside(ev, np.array([0, 10, 10, 50, 60]), np.array([40, 0, 0, 5, 0]),
     ...                   np.array([1, 1, 1, 2, 2]), pa.array([None, 20, 25, None, 9]),
     ...                   np.array([True, False, False, True, False]))
     array([25,  0,  0,  0,  0])
+    >>> ev = pa.array(["zs_malloc", "spin_slowpath", "spin_slowpath", "spin_slowpath"])
+    >>> lock_waits_inside(ev, np.array([0, 10, 12, 31]), np.array([40, 0, 0, 0]),
+    ...                   np.array([1, 1, 1, 1]), pa.array([None, 20, 5, 4]),
+    ...                   np.array([True, False, False, False]))  # 12+5 lies inside 10+20
+    array([24,  0,  0,  0])
     """
     names = event.cast(pa.string()).to_numpy(zero_copy_only=False)
     kind = np.where(names == "spin_slowpath", 1, np.where(names == "lock_contention", 2, 0))
