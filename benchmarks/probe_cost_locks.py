@@ -12,9 +12,6 @@ interleaved (session 32, benchmarks/README.md "capture")::
 
 from __future__ import annotations
 
-import ctypes
-import platform
-import struct
 import subprocess
 import sys
 import tempfile
@@ -22,26 +19,10 @@ import threading
 from pathlib import Path
 
 _STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-_OBJ_GET_INFO_BY_FD = 15
-
-
-def prog_run_stats(fd: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) of a loaded program: the two u64 fields before
-    ``recursion_misses`` in struct bpf_prog_info (include/uapi/linux/bpf.h)."""
-    from ztrace.capture import loader
-
-    buf = (ctypes.c_uint8 * loader._PROG_INFO_LEN)()
-    attr = (ctypes.c_uint8 * 16)()
-    struct.pack_into("<IIQ", attr, 0, fd, loader._PROG_INFO_LEN, ctypes.addressof(buf))
-    libc = ctypes.CDLL(None, use_errno=True)
-    nr = loader._NR_BPF[platform.machine()]
-    if libc.syscall(nr, _OBJ_GET_INFO_BY_FD, attr, len(attr)):
-        raise OSError(ctypes.get_errno(), "BPF_OBJ_GET_INFO_BY_FD")
-    run_ns, runs = struct.unpack_from("<QQ", bytes(buf), loader._RECURSION_MISSES_OFF - 16)
-    return int(run_ns), int(runs)
 
 
 def main() -> None:
+    from ztrace.capture.loader import prog_counters
     from ztrace.capture.session import Capture, CaptureOptions
 
     before = _STATS.read_text().strip()
@@ -58,7 +39,9 @@ def main() -> None:
             for name, fn in sorted(cap.loaded.bpf.funcs.items()):
                 label = name.decode()
                 if "contention_" in label:
-                    run_ns, runs = prog_run_stats(fn.fd)
+                    counters = prog_counters(fn.fd)
+                    assert counters is not None, label
+                    run_ns, runs, _ = counters
                     print(f"{label}: {runs} runs, {run_ns / max(runs, 1):.1f} ns per run")
             cap.stop()
             th.join()

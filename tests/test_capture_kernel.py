@@ -1001,22 +1001,14 @@ def test_fentry_is_planned_where_zsmalloc_is_built_in_and_refusal_falls_back() -
 def _run_lock_prog(fd: int, *args: int) -> None:
     """Run one of the capture's attached lock programs once, in this thread, with these
     tracepoint arguments (BPF_PROG_TEST_RUN on a raw tracepoint program: ctx is the
-    tracepoint's u64 argument array; net/bpf/test_run.c: bpf_prog_test_run_raw_tp)."""
+    tracepoint's u64 argument array)."""
     import ctypes
-    import platform
-    import struct
 
-    from ztrace.capture.loader import _NR_BPF
+    from ztrace.capture.loader import prog_test_run, prog_test_run_attr
 
     ctx = (ctypes.c_uint64 * len(args))(*args)
-    attr = (ctypes.c_uint8 * 80)()
-    # union bpf_attr.test: prog_fd, retval, data_size_in/out, data_in/out, repeat, duration,
-    # ctx_size_in/out, ctx_in/out, flags, cpu, batch_size (include/uapi/linux/bpf.h)
-    fields = (fd, 0, 0, 0, 0, 0, 0, 0, 8 * len(args), 0, ctypes.addressof(ctx), 0, 0, 0, 0)
-    struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_NR_BPF[platform.machine()], 10, attr, len(attr)):
-        err = ctypes.get_errno()
+    err = prog_test_run(prog_test_run_attr(fd, ctx))
+    if err:
         raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
 
 
@@ -1077,11 +1069,4 @@ def test_a_wait_begun_again_or_nesting_another_keeps_its_row(tmp_path: Path) -> 
     assert o["wait_ns"] >= 50_000_000
     assert o["ts_ns"] < i["ts_ns"] and i["ts_ns"] + i["wait_ns"] < o["ts_ns"] + o["wait_ns"]
     assert i["lock_flags"] == spin and i["wait_ns"] >= 10_000_000
-    assert (
-        int(
-            dict(kv.split("=") for kv in t.meta.extra["lost_detail"].split(","))[
-                "end_without_begin"
-            ]
-        )
-        >= 1
-    )  # the third level's end
+    assert int(_lost_detail(t)["end_without_begin"]) >= 1  # the third level's end

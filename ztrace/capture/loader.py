@@ -751,25 +751,64 @@ _PROG_INFO_LEN = 216
 _RECURSION_MISSES_OFF = 208
 
 
-def prog_recursion_misses(prog_fd: int) -> int:
-    """``bpf_prog_info.recursion_misses`` of a loaded program (0 where unknown)."""
+def prog_counters(prog_fd: int) -> tuple[int, int, int] | None:
+    """``(run_time_ns, run_cnt, recursion_misses)`` of a loaded program, the last three u64
+    of that prefix of struct bpf_prog_info (the first two count only while
+    ``kernel.bpf_stats_enabled`` is 1); None where unknown."""
     import ctypes
     import platform
     import struct
 
     nr = _NR_BPF.get(platform.machine())
     if nr is None or prog_fd < 0:
-        return 0
+        return None
     info = (ctypes.c_uint8 * _PROG_INFO_LEN)()
     attr = (ctypes.c_uint8 * 16)()
     struct.pack_into("<IIQ", attr, 0, prog_fd, _PROG_INFO_LEN, ctypes.addressof(info))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, len(attr)):
-        return 0
+        return None
     (info_len,) = struct.unpack_from("<I", attr, 4)
     if info_len < _RECURSION_MISSES_OFF + 8:
-        return 0
-    return int(struct.unpack_from("<Q", info, _RECURSION_MISSES_OFF)[0])
+        return None
+    run_ns, runs, misses = struct.unpack_from("<QQQ", info, _RECURSION_MISSES_OFF - 16)
+    return int(run_ns), int(runs), int(misses)
+
+
+def prog_recursion_misses(prog_fd: int) -> int:
+    """``bpf_prog_info.recursion_misses`` of a loaded program (0 where unknown)."""
+    counters = prog_counters(prog_fd)
+    return 0 if counters is None else counters[2]
+
+
+_PROG_TEST_RUN = 10
+
+
+def prog_test_run_attr(prog_fd: int, ctx: Any = None, *, flags: int = 0, cpu: int = 0) -> Any:
+    """``union bpf_attr`` for BPF_PROG_TEST_RUN of a raw tracepoint program: ``ctx`` (a
+    ctypes u64 array, kept alive by the caller) is the tracepoint's argument array
+    (net/bpf/test_run.c: bpf_prog_test_run_raw_tp)."""
+    import ctypes
+    import struct
+
+    attr = (ctypes.c_uint8 * 80)()
+    size, addr = (ctypes.sizeof(ctx), ctypes.addressof(ctx)) if ctx is not None else (0, 0)
+    # union bpf_attr.test: prog_fd, retval, data_size_in/out, data_in/out, repeat,
+    # duration, ctx_size_in/out, ctx_in/out, flags, cpu, batch_size (include/uapi/linux/bpf.h)
+    fields = (prog_fd, 0, 0, 0, 0, 0, 0, 0, size, 0, addr, 0, flags, cpu, 0)
+    struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
+    return attr
+
+
+def prog_test_run(attr: Any) -> int:
+    """Run BPF_PROG_TEST_RUN with an attr from :func:`prog_test_run_attr`; 0, or the errno."""
+    import ctypes
+    import platform
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_NR_BPF[platform.machine()], _PROG_TEST_RUN, attr, len(attr)):
+        return ctypes.get_errno()
+    return 0
 
 
 class BatchFlusher:
@@ -780,13 +819,12 @@ class BatchFlusher:
     whenever it reads, so it is the one clock that always runs when a flush matters."""
 
     _NR_BPF: ClassVar[dict[str, int]] = _NR_BPF
-    _PROG_TEST_RUN = 10
+    _PROG_TEST_RUN = _PROG_TEST_RUN
     _F_TEST_RUN_ON_CPU = 1
 
     def __init__(self, prog_fd: int) -> None:
         import ctypes
         import platform
-        import struct
 
         machine = platform.machine()
         if machine not in self._NR_BPF:
@@ -795,14 +833,10 @@ class BatchFlusher:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._cpus = online_cpus()
         self._last = 0
-        # union bpf_attr.test: prog_fd, retval, data_size_in/out, data_in/out, repeat,
-        # duration, ctx_size_in/out, ctx_in/out, flags, cpu, batch_size (include/uapi/linux/bpf.h)
-        self._attrs: list[ctypes.Array[ctypes.c_uint8]] = []
-        for cpu in self._cpus:
-            attr = (ctypes.c_uint8 * 80)()
-            fields = (prog_fd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, self._F_TEST_RUN_ON_CPU, cpu, 0)
-            struct.pack_into("<IIIIQQIIIIQQIII", attr, 0, *fields)
-            self._attrs.append(attr)
+        self._attrs: list[ctypes.Array[ctypes.c_uint8]] = [
+            prog_test_run_attr(prog_fd, flags=self._F_TEST_RUN_ON_CPU, cpu=cpu)
+            for cpu in self._cpus
+        ]
 
     def flush_all(self) -> None:
         import ctypes
